@@ -22,7 +22,7 @@ consul:
 	bash consul/install.sh
 
 postgres:
-	bash scripts/install-postgres.sh
+	bash manager/pgserver/install.sh
 
 deps: consul postgres
 
