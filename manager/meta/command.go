@@ -1,0 +1,190 @@
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// CmdType is the first byte of every encoded command.
+type CmdType byte
+
+// Command types. Never renumber: they are in every manager's Raft log.
+const (
+	TypeCreateTopic      CmdType = 1
+	TypeAddPartitions    CmdType = 2
+	TypeRegisterProducer CmdType = 3
+	TypeRegisterConsumer CmdType = 4
+	TypeBrokerUp         CmdType = 5
+	TypeBrokerDown       CmdType = 6
+	TypeMoveReplica      CmdType = 7
+	TypeSetLeader        CmdType = 8
+	TypeDecommission     CmdType = 9
+	TypeReleaseBroker    CmdType = 10
+)
+
+// Version is the payload version written after the type byte. A manager refuses (as a
+// failed result, deterministically) commands of a version it does not know.
+const Version byte = 1
+
+// Command is a metadata change; each concrete type has its own CmdType.
+type Command interface{ Type() CmdType }
+
+// CreateTopic creates a topic; Apply places its partitions on the alive brokers.
+type CreateTopic struct {
+	Name        string `json:"name"`
+	Partitions  int    `json:"partitions"`
+	Replication int    `json:"replication"`
+}
+
+// AddPartitions grows a topic by Count partitions.
+type AddPartitions struct {
+	Topic string `json:"topic"`
+	Count int    `json:"count"`
+}
+
+// RegisterProducer gives a new producer ID for a topic.
+type RegisterProducer struct {
+	Topic string `json:"topic"`
+}
+
+// RegisterConsumer gives a new consumer ID for a topic (or one of its partitions).
+type RegisterConsumer struct {
+	Topic     string `json:"topic"`
+	Partition *int   `json:"partition,omitempty"`
+}
+
+// BrokerUp records a broker as alive at its addresses (first sight or return).
+type BrokerUp struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	RaftAddr string `json:"raft_addr"`
+}
+
+// BrokerDown records a broker as dead.
+type BrokerDown struct {
+	ID string `json:"id"`
+}
+
+// MoveReplica records that a replica moved (it already exists on the new broker).
+type MoveReplica Move
+
+// SetLeader records the broker leading a partition's Raft group.
+type SetLeader struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Leader    string `json:"leader"`
+}
+
+// Decommission starts moving a broker's replicas away; it gets no new ones.
+type Decommission struct {
+	ID string `json:"id"`
+}
+
+// ReleaseBroker forgets a broker that holds no replicas.
+type ReleaseBroker struct {
+	ID string `json:"id"`
+}
+
+func (CreateTopic) Type() CmdType      { return TypeCreateTopic }
+func (AddPartitions) Type() CmdType    { return TypeAddPartitions }
+func (RegisterProducer) Type() CmdType { return TypeRegisterProducer }
+func (RegisterConsumer) Type() CmdType { return TypeRegisterConsumer }
+func (BrokerUp) Type() CmdType         { return TypeBrokerUp }
+func (BrokerDown) Type() CmdType       { return TypeBrokerDown }
+func (MoveReplica) Type() CmdType      { return TypeMoveReplica }
+func (SetLeader) Type() CmdType        { return TypeSetLeader }
+func (Decommission) Type() CmdType     { return TypeDecommission }
+func (ReleaseBroker) Type() CmdType    { return TypeReleaseBroker }
+
+// Encode writes a command as type byte, version byte, JSON payload.
+func Encode(c Command) []byte {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("meta: encode %T: %v", c, err)) // only plain fields: cannot fail
+	}
+	return append([]byte{byte(c.Type()), Version}, payload...)
+}
+
+var newCommand = map[CmdType]func() Command{
+	TypeCreateTopic:      func() Command { return &CreateTopic{} },
+	TypeAddPartitions:    func() Command { return &AddPartitions{} },
+	TypeRegisterProducer: func() Command { return &RegisterProducer{} },
+	TypeRegisterConsumer: func() Command { return &RegisterConsumer{} },
+	TypeBrokerUp:         func() Command { return &BrokerUp{} },
+	TypeBrokerDown:       func() Command { return &BrokerDown{} },
+	TypeMoveReplica:      func() Command { return &MoveReplica{} },
+	TypeSetLeader:        func() Command { return &SetLeader{} },
+	TypeDecommission:     func() Command { return &Decommission{} },
+	TypeReleaseBroker:    func() Command { return &ReleaseBroker{} },
+}
+
+// Decode reads an encoded command; the result is a pointer to the concrete type.
+func Decode(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return nil, errors.New("meta: command too short")
+	}
+	mk, ok := newCommand[CmdType(b[0])]
+	if !ok {
+		return nil, fmt.Errorf("meta: unknown command type %d", b[0])
+	}
+	if b[1] != Version {
+		return nil, fmt.Errorf("meta: command type %d has unknown version %d", b[0], b[1])
+	}
+	c := mk()
+	if err := json.Unmarshal(b[2:], c); err != nil {
+		return nil, fmt.Errorf("meta: decode command type %d: %w", b[0], err)
+	}
+	return c, nil
+}
+
+// Code classifies a failed command so that the HTTP layer can pick a status.
+type Code string
+
+const (
+	CodeInvalid     Code = "invalid"     // the request is malformed or out of range
+	CodeNotFound    Code = "not_found"   // it names something that does not exist
+	CodeConflict    Code = "conflict"    // it would duplicate something
+	CodeUnavailable Code = "unavailable" // not enough brokers right now
+)
+
+// Error is a command the state machine refused. It travels inside the Result, so every
+// manager sees the same refusal.
+type Error struct {
+	Code Code   `json:"code"`
+	Msg  string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Result is what Apply answers for one command.
+type Result struct {
+	Err   *Error `json:"err,omitempty"`
+	Topic *Topic `json:"topic,omitempty"` // CreateTopic, AddPartitions
+	ID    uint64 `json:"id,omitempty"`    // RegisterProducer, RegisterConsumer
+}
+
+// EncodeResult is the []byte form Apply hands back through Raft.
+func EncodeResult(r Result) []byte {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("meta: encode result: %v", err))
+	}
+	return b
+}
+
+// DecodeResult reads a Result; a refused command comes back as its *Error.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("meta: decode result: %w", err)
+	}
+	if r.Err != nil {
+		return r, r.Err
+	}
+	return r, nil
+}
