@@ -1,0 +1,284 @@
+package bank
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Kind is the type byte in front of every operation.
+type Kind byte
+
+const (
+	KindDeposit  Kind = 1
+	KindWithdraw Kind = 2
+	KindTransfer Kind = 3
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDeposit:
+		return "deposit"
+	case KindWithdraw:
+		return "withdraw"
+	case KindTransfer:
+		return "transfer"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
+}
+
+// Op is one bank operation. Amounts are cents; they are checked again inside Apply so a
+// bad command from any client is refused the same way on every replica.
+type Op struct {
+	Kind    Kind
+	Account string // the account deposited to, withdrawn from, or transferred from
+	To      string // transfer only
+	Amount  int64
+}
+
+// Batch is one Raft entry: the operations an ATM coalesced (group commit), stamped with
+// the ATM's session and a sequence number so a retried entry is applied once.
+// Session is the ATM id plus a lane; each lane has at most one batch in flight, so
+// remembering the last result per session is enough for exactly-once.
+type Batch struct {
+	Session string
+	Seq     uint64
+	Ops     []Op
+}
+
+// Entry framing: a format version byte, then an entry type byte, then the payload.
+// A new payload layout gets a new version; an unknown version or type is refused
+// deterministically (CodeMalformed) rather than guessed at.
+const (
+	formatV1   byte = 1
+	entryBatch byte = 1
+)
+
+// MaxNameLen bounds account names so one entry cannot carry unbounded keys.
+const MaxNameLen = 64
+
+// Code is the outcome of one operation (or of a whole batch).
+type Code byte
+
+const (
+	OK Code = iota
+	CodeInsufficientFunds
+	CodeUnknownAccount
+	CodeInvalidAmount
+	CodeOverflow
+	CodeInvalidName
+	CodeSameAccount
+	CodeStale
+	CodeMalformed
+)
+
+// Refusal errors, one per Code, so callers can errors.Is them (and HTTP can map them).
+var (
+	ErrInsufficientFunds = errors.New("insufficient funds")
+	ErrUnknownAccount    = errors.New("unknown account")
+	ErrInvalidAmount     = errors.New("amount must be greater than zero")
+	ErrOverflow          = errors.New("balance would overflow")
+	ErrInvalidName       = errors.New("invalid account name")
+	ErrSameAccount       = errors.New("cannot transfer to the same account")
+	ErrStale             = errors.New("stale request (a newer one from this ATM was applied)")
+	ErrMalformed         = errors.New("malformed command")
+)
+
+var codeErrs = map[Code]error{
+	CodeInsufficientFunds: ErrInsufficientFunds,
+	CodeUnknownAccount:    ErrUnknownAccount,
+	CodeInvalidAmount:     ErrInvalidAmount,
+	CodeOverflow:          ErrOverflow,
+	CodeInvalidName:       ErrInvalidName,
+	CodeSameAccount:       ErrSameAccount,
+	CodeStale:             ErrStale,
+	CodeMalformed:         ErrMalformed,
+}
+
+// Err is nil for OK and the refusal error otherwise.
+func (c Code) Err() error {
+	if c == OK {
+		return nil
+	}
+	if err, ok := codeErrs[c]; ok {
+		return err
+	}
+	return fmt.Errorf("%w: unknown result code %d", ErrMalformed, byte(c))
+}
+
+// Result is the outcome of one Op: balances after it (or, when refused for lack of
+// funds, the balance that was too small).
+type Result struct {
+	Code      Code
+	Balance   int64 // of Account
+	ToBalance int64 // of To (transfer only)
+}
+
+// BatchResult is what Apply returns for a Batch, encoded. Code is OK unless the whole
+// entry was refused (stale or malformed), in which case Results is empty.
+type BatchResult struct {
+	Code    Code
+	Results []Result
+}
+
+// ValidName reports why name cannot be an account name, or nil.
+func ValidName(name string) error {
+	if name == "" || len(name) > MaxNameLen || !utf8.ValidString(name) {
+		return fmt.Errorf("%w %q: want 1-%d characters", ErrInvalidName, name, MaxNameLen)
+	}
+	for _, r := range name {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("%w %q: no spaces or control characters", ErrInvalidName, name)
+		}
+	}
+	return nil
+}
+
+// Encode frames the batch as one Raft entry.
+func (b Batch) Encode() []byte {
+	buf := []byte{formatV1, entryBatch}
+	buf = appendString(buf, b.Session)
+	buf = binary.AppendUvarint(buf, b.Seq)
+	buf = binary.AppendUvarint(buf, uint64(len(b.Ops)))
+	for _, op := range b.Ops {
+		buf = append(buf, byte(op.Kind))
+		buf = appendString(buf, op.Account)
+		buf = appendString(buf, op.To)
+		buf = binary.AppendVarint(buf, op.Amount)
+	}
+	return buf
+}
+
+// DecodeBatch parses an entry written by Encode.
+func DecodeBatch(data []byte) (Batch, error) {
+	r := reader{buf: data}
+	if v := r.byte(); v != formatV1 {
+		return Batch{}, fmt.Errorf("%w: unknown format version %d", ErrMalformed, v)
+	}
+	if t := r.byte(); t != entryBatch {
+		return Batch{}, fmt.Errorf("%w: unknown entry type %d", ErrMalformed, t)
+	}
+	var b Batch
+	b.Session = r.string()
+	b.Seq = r.uvarint()
+	n := r.uvarint()
+	// Each op takes at least 4 bytes, which bounds n before allocating.
+	if n > uint64(len(data)) {
+		return Batch{}, fmt.Errorf("%w: op count %d exceeds entry size", ErrMalformed, n)
+	}
+	b.Ops = make([]Op, 0, n)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		op := Op{Kind: Kind(r.byte())}
+		op.Account = r.string()
+		op.To = r.string()
+		op.Amount = r.varint()
+		b.Ops = append(b.Ops, op)
+	}
+	if r.err == nil && len(r.buf) != 0 {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return Batch{}, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	}
+	return b, nil
+}
+
+// Encode frames the result as Apply's return value.
+func (br BatchResult) Encode() []byte {
+	buf := []byte{formatV1, byte(br.Code)}
+	buf = binary.AppendUvarint(buf, uint64(len(br.Results)))
+	for _, res := range br.Results {
+		buf = append(buf, byte(res.Code))
+		buf = binary.AppendVarint(buf, res.Balance)
+		buf = binary.AppendVarint(buf, res.ToBalance)
+	}
+	return buf
+}
+
+// DecodeBatchResult parses what Apply returned.
+func DecodeBatchResult(data []byte) (BatchResult, error) {
+	r := reader{buf: data}
+	if v := r.byte(); v != formatV1 {
+		return BatchResult{}, fmt.Errorf("%w: unknown result version %d", ErrMalformed, v)
+	}
+	br := BatchResult{Code: Code(r.byte())}
+	n := r.uvarint()
+	if n > uint64(len(data)) {
+		return BatchResult{}, fmt.Errorf("%w: result count %d exceeds size", ErrMalformed, n)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		res := Result{Code: Code(r.byte())}
+		res.Balance = r.varint()
+		res.ToBalance = r.varint()
+		br.Results = append(br.Results, res)
+	}
+	if r.err == nil && len(r.buf) != 0 {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return BatchResult{}, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	}
+	return br, nil
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// reader decodes sequentially and remembers the first error, so decoders read straight
+// through and check once.
+type reader struct {
+	buf []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("truncated %s", what)
+	}
+	r.buf = nil
+}
+
+func (r *reader) byte() byte {
+	if len(r.buf) < 1 {
+		r.fail("byte")
+		return 0
+	}
+	b := r.buf[0]
+	r.buf = r.buf[1:]
+	return b
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.buf)
+	if n <= 0 {
+		r.fail("uvarint")
+		return 0
+	}
+	r.buf = r.buf[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.buf)
+	if n <= 0 {
+		r.fail("varint")
+		return 0
+	}
+	r.buf = r.buf[n:]
+	return v
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if n > uint64(len(r.buf)) {
+		r.fail("string")
+		return ""
+	}
+	s := string(r.buf[:n])
+	r.buf = r.buf[n:]
+	return s
+}
