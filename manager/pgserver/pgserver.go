@@ -139,7 +139,10 @@ func start(ctx context.Context, cfg Config, owner *account) (*Server, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = owner.sysProcAttr()
 	// SIGINT is postgres' fast shutdown: roll back open transactions, checkpoint, exit.
+	// It also comes when the parent dies; its own process group keeps a terminal's Ctrl-C
+	// away, so the parent decides when the database goes (after its clients).
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGINT
+	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("pgserver: start postgres: %w", err)
