@@ -1,0 +1,106 @@
+package clientlib
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+)
+
+// Admin creates and inspects topics.
+type Admin struct{ c *Client }
+
+// Admin returns the topic administration calls of c.
+func (c *Client) Admin() *Admin { return &Admin{c: c} }
+
+// TopicInfo describes a topic and where its partitions live.
+type TopicInfo struct {
+	Name       string          `json:"name"`
+	Partitions []PartitionInfo `json:"partitions"`
+}
+
+// UnmarshalJSON accepts "partitions" as a list or as a bare count.
+func (t *TopicInfo) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Name       string          `json:"name"`
+		Partitions json.RawMessage `json:"partitions"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*t = TopicInfo{Name: v.Name}
+	var n int
+	if json.Unmarshal(v.Partitions, &n) == nil {
+		for i := range n {
+			t.Partitions = append(t.Partitions, PartitionInfo{ID: i})
+		}
+		return nil
+	}
+	if len(v.Partitions) == 0 || string(v.Partitions) == "null" {
+		return nil
+	}
+	return json.Unmarshal(v.Partitions, &t.Partitions)
+}
+
+// PartitionInfo is one partition: its replicas (broker ids) and the current leader.
+type PartitionInfo struct {
+	ID       int      `json:"id"`
+	Leader   string   `json:"leader,omitempty"`
+	Replicas []string `json:"replicas,omitempty"`
+}
+
+// UnmarshalJSON accepts the partition number as "id" or "partition".
+func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
+	type plain PartitionInfo
+	var v struct {
+		plain
+		Partition *int `json:"partition"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = PartitionInfo(v.plain)
+	if v.Partition != nil {
+		p.ID = *v.Partition
+	}
+	return nil
+}
+
+// CreateTopic creates a topic with the given number of partitions (0: the managers'
+// default). It fails with ErrTopicExists when the name is taken.
+func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int) error {
+	return a.c.do(ctx, call{method: http.MethodPost, path: "/topics",
+		body: createTopicRequest{Name: name, Partitions: partitions}})
+}
+
+// ListTopics returns the names of all topics.
+func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
+	var r listTopicsReply
+	if err := a.c.do(ctx, call{method: http.MethodGet, path: "/topics", out: &r}); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(r.Topics))
+	for i, t := range r.Topics {
+		names[i] = string(t)
+	}
+	return names, nil
+}
+
+// DescribeTopic returns a topic's partitions, replicas and leaders, or ErrUnknownTopic.
+func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
+	var r describeTopicReply
+	if err := a.c.do(ctx, call{method: http.MethodGet, path: "/topics/" + url.PathEscape(name), out: &r}); err != nil {
+		return TopicInfo{}, err
+	}
+	info := r.TopicInfo
+	if info.Name == "" {
+		info.Name = name
+	}
+	return info, nil
+}
+
+// AddPartitions grows a topic by count partitions.
+func (a *Admin) AddPartitions(ctx context.Context, topic string, count int) error {
+	return a.c.do(ctx, call{method: http.MethodPost, path: "/topics/" + url.PathEscape(topic) + "/partitions",
+		body: addPartitionsRequest{Count: count}})
+}

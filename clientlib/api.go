@@ -1,0 +1,165 @@
+package clientlib
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
+
+// The wire types of the managers' public REST API (DESIGN.md, "The public REST API").
+// Field names follow the seed's API; the additions for idempotent produce (seq) and
+// retry-safe consume (partition + offset, max) are optional fields, so a seed-style
+// request still means what it meant.
+
+// ID is an identifier a manager hands out (producer_id, consumer_id). It keeps the raw
+// JSON so that it goes back exactly as it came, whether the manager uses numbers or
+// strings.
+type ID struct{ raw json.RawMessage }
+
+// ParseID turns a printed id (as ID.String returns it) back into an ID.
+func ParseID(s string) ID {
+	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ID{raw: json.RawMessage(s)}
+	}
+	b, _ := json.Marshal(s)
+	return ID{raw: b}
+}
+
+// String is the id as it appears in a URL query.
+func (id ID) String() string {
+	var s string
+	if json.Unmarshal(id.raw, &s) == nil {
+		return s
+	}
+	return string(id.raw)
+}
+
+// IsZero reports whether the id was never set.
+func (id ID) IsZero() bool { return len(id.raw) == 0 || bytes.Equal(id.raw, []byte("null")) }
+
+func (id ID) MarshalJSON() ([]byte, error) {
+	if id.IsZero() {
+		return []byte("null"), nil
+	}
+	return id.raw, nil
+}
+
+func (id *ID) UnmarshalJSON(b []byte) error {
+	id.raw = append(json.RawMessage(nil), b...)
+	return nil
+}
+
+// failureReply is the body of every failure: {"status":"failure","message":...}.
+type failureReply struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Code    string `json:"code,omitempty"`
+}
+
+type createTopicRequest struct {
+	Name       string `json:"name"`
+	Partitions int    `json:"partitions,omitempty"`
+}
+
+type addPartitionsRequest struct {
+	Count int `json:"count"`
+}
+
+// listTopicsReply accepts topics as names or as objects with a name.
+type listTopicsReply struct {
+	Topics []topicName `json:"topics"`
+}
+
+type topicName string
+
+func (t *topicName) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*t = topicName(s)
+		return nil
+	}
+	var o struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return err
+	}
+	*t = topicName(o.Name)
+	return nil
+}
+
+// describeTopicReply accepts the topic inline or under "topic".
+type describeTopicReply struct{ TopicInfo }
+
+func (r *describeTopicReply) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Topic json.RawMessage `json:"topic"`
+	}
+	if json.Unmarshal(b, &w) == nil && len(w.Topic) > 0 && w.Topic[0] == '{' {
+		b = w.Topic
+	}
+	return json.Unmarshal(b, &r.TopicInfo)
+}
+
+type registerRequest struct {
+	Topic     string `json:"topic"`
+	Partition *int   `json:"partition,omitempty"`
+}
+
+type registerReply struct {
+	ProducerID ID `json:"producer_id"`
+	ConsumerID ID `json:"consumer_id"`
+	// Offsets, when given, is where a new consumer starts in each partition
+	// (partition number as a string key, JSON-style); absent means offset 0 everywhere.
+	Offsets map[string]int64 `json:"offsets,omitempty"`
+}
+
+// produceRequest is one message ("message") or a batch ("messages") for one partition.
+// Seq is the producer's sequence number of the first message in this partition; the
+// batch covers Seq .. Seq+len-1, and a partition that has seen them already answers
+// success without appending again.
+type produceRequest struct {
+	Topic      string   `json:"topic"`
+	ProducerID ID       `json:"producer_id"`
+	Partition  *int     `json:"partition,omitempty"`
+	Seq        *uint64  `json:"seq,omitempty"`
+	Message    *string  `json:"message,omitempty"`
+	Messages   []string `json:"messages,omitempty"`
+}
+
+// produceReply names where the (first) message landed, when the manager says.
+type produceReply struct {
+	Partition *int    `json:"partition,omitempty"`
+	Offset    *int64  `json:"offset,omitempty"`
+	Offsets   []int64 `json:"offsets,omitempty"`
+}
+
+// consumeReply is the answer to GET /consumer/consume: one "message" (seed form) or,
+// when max was asked, "messages". Partition and offset say where the first one was read.
+type consumeReply struct {
+	Message   *string       `json:"message,omitempty"`
+	Messages  []wireMessage `json:"messages,omitempty"`
+	Partition *int          `json:"partition,omitempty"`
+	Offset    *int64        `json:"offset,omitempty"`
+	// NextOffset is where the consumer continues in that partition.
+	NextOffset *int64 `json:"next_offset,omitempty"`
+}
+
+// wireMessage is a consumed message, either a bare string or an object.
+type wireMessage struct {
+	Message   string `json:"message"`
+	Partition *int   `json:"partition,omitempty"`
+	Offset    *int64 `json:"offset,omitempty"`
+}
+
+func (m *wireMessage) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &m.Message)
+	}
+	type plain wireMessage
+	return json.Unmarshal(b, (*plain)(m))
+}
+
+type sizeReply struct {
+	Size int64 `json:"size"`
+}

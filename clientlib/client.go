@@ -1,0 +1,326 @@
+package clientlib
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quorumq/quorumq/discovery"
+)
+
+// Client talks to the managers. It is safe for concurrent use; Admin, Producer and
+// Consumer share one.
+type Client struct {
+	http           *http.Client
+	managers       *managerSet
+	log            *slog.Logger
+	minBackoff     time.Duration
+	maxBackoff     time.Duration
+	retryTimeout   time.Duration
+	requestTimeout time.Duration
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithResolver finds the managers through discovery (service quorumq-manager), e.g. the
+// Consul backend of package consul.
+func WithResolver(r discovery.Resolver) Option {
+	return func(c *Client) { c.managers.resolver = r }
+}
+
+// WithManagers uses a fixed list of manager HTTP addresses ("host:port").
+func WithManagers(addrs ...string) Option {
+	return func(c *Client) {
+		var in []discovery.Instance
+		for i, a := range addrs {
+			in = append(in, discovery.Instance{Service: discovery.ServiceManager, ID: fmt.Sprintf("m%02d", i), Addr: a})
+		}
+		c.managers.resolver = discovery.NewStatic(in...)
+	}
+}
+
+// WithHTTPClient replaces the HTTP client (for TLS, proxies, or tests).
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithLogger logs retries at debug level.
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// WithBackoff sets the first and the largest wait between attempts.
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *Client) { c.minBackoff, c.maxBackoff = min, max }
+}
+
+// WithRetryTimeout bounds the retries of a call whose context has no deadline
+// (default 30s); a context deadline always wins.
+func WithRetryTimeout(d time.Duration) Option { return func(c *Client) { c.retryTimeout = d } }
+
+// WithRequestTimeout bounds one attempt (default 10s), so a manager that hangs costs
+// one attempt and not the whole deadline.
+func WithRequestTimeout(d time.Duration) Option { return func(c *Client) { c.requestTimeout = d } }
+
+// New returns a Client. One of WithResolver or WithManagers is required.
+func New(opts ...Option) (*Client, error) {
+	c := &Client{
+		http: &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+		managers:       &managerSet{ttl: 5 * time.Second, penalty: 3 * time.Second, bad: map[string]time.Time{}},
+		log:            slog.New(slog.DiscardHandler),
+		minBackoff:     25 * time.Millisecond,
+		maxBackoff:     time.Second,
+		retryTimeout:   30 * time.Second,
+		requestTimeout: 10 * time.Second,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.managers.resolver == nil {
+		return nil, errors.New("quorumq: no managers: use WithManagers or WithResolver")
+	}
+	return c, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() error {
+	c.http.CloseIdleConnections()
+	return nil
+}
+
+// managerSet picks the manager to talk to: the write manager first (fewer forwarding
+// hops), then the others; a manager that just failed goes to the back of the line for
+// a while, so that a stale "leader" tag in discovery does not pin us to a dead one.
+type managerSet struct {
+	resolver discovery.Resolver
+	ttl      time.Duration // how long a resolved list is trusted
+	penalty  time.Duration // how long a failed manager stays at the back
+
+	mu      sync.Mutex
+	addrs   []string
+	fetched time.Time
+	bad     map[string]time.Time
+}
+
+func instanceAddr(in discovery.Instance) string {
+	if a := in.Meta[discovery.MetaHTTPAddr]; a != "" {
+		return a
+	}
+	return in.Addr
+}
+
+// pick returns the manager to try next.
+func (m *managerSet) pick(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	stale := len(m.addrs) == 0 || time.Since(m.fetched) > m.ttl
+	m.mu.Unlock()
+	if stale {
+		ins, err := m.resolver.Healthy(ctx, discovery.ServiceManager)
+		if err != nil {
+			return "", fmt.Errorf("quorumq: finding managers: %w", err)
+		}
+		slices.SortStableFunc(ins, func(a, b discovery.Instance) int {
+			switch la, lb := a.HasTag(discovery.TagLeader), b.HasTag(discovery.TagLeader); {
+			case la && !lb:
+				return -1
+			case lb && !la:
+				return 1
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		addrs := make([]string, 0, len(ins))
+		for _, in := range ins {
+			addrs = append(addrs, instanceAddr(in))
+		}
+		m.mu.Lock()
+		m.addrs, m.fetched = addrs, time.Now()
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.addrs) == 0 {
+		return "", ErrNoManagers
+	}
+	best, bestAt := "", time.Time{}
+	for _, a := range m.addrs {
+		at, failed := m.bad[a]
+		if !failed || time.Since(at) > m.penalty {
+			return a, nil
+		}
+		if best == "" || at.Before(bestAt) {
+			best, bestAt = a, at
+		}
+	}
+	return best, nil // all failed recently: the one that failed longest ago
+}
+
+// failed moves addr to the back and makes the next pick re-resolve, which is how a new
+// write manager is found.
+func (m *managerSet) failed(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.bad[addr] = time.Now()
+	m.fetched = time.Time{}
+}
+
+func (m *managerSet) succeeded(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.bad, addr)
+}
+
+// call is one REST call: method, path, query and JSON body. out receives the success
+// reply (may be nil).
+type call struct {
+	method string
+	path   string
+	query  url.Values
+	body   any
+	out    any
+}
+
+// do runs a call with retries until it succeeds, fails with an error a retry cannot
+// fix, or the deadline passes. Every attempt sends the same bytes, which is what makes
+// produce (producer_id + seq) and consume (offset) safe to repeat.
+func (c *Client) do(ctx context.Context, cl call) error {
+	if _, ok := ctx.Deadline(); !ok && c.retryTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.retryTimeout)
+		defer cancel()
+	}
+	var body []byte
+	if cl.body != nil {
+		var err error
+		if body, err = json.Marshal(cl.body); err != nil {
+			return fmt.Errorf("quorumq: encoding request: %w", err)
+		}
+	}
+	backoff := c.minBackoff
+	for attempt := 1; ; attempt++ {
+		addr, err := c.managers.pick(ctx)
+		if err == nil {
+			err = c.attempt(ctx, addr, cl, body)
+			if err == nil {
+				c.managers.succeeded(addr)
+				return nil
+			}
+			if !retryable(err) {
+				return err
+			}
+			c.managers.failed(addr)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err)
+		}
+		c.log.Debug("quorumq: retrying", "method", cl.method, "path", cl.path, "manager", addr, "attempt", attempt, "err", err)
+		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2 // jitter spreads clients after a failover
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.maxBackoff)
+	}
+}
+
+// retryable: network trouble and server-side failures are; errors the caller caused
+// (an *APIError with a 4xx) and a finished context are not.
+func retryable(err error) bool {
+	if errors.As(err, new(permanent)) {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.retryable()
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte) error {
+	if c.requestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.requestTimeout)
+		defer cancel()
+	}
+	u := url.URL{Scheme: "http", Host: addr, Path: cl.path, RawQuery: cl.query.Encode()}
+	if strings.Contains(addr, "://") { // a full base URL, as httptest gives
+		base, err := url.Parse(addr)
+		if err != nil {
+			return err
+		}
+		u.Scheme, u.Host = base.Scheme, base.Host
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var f failureReply
+		if json.Unmarshal(data, &f) != nil || f.Message == "" {
+			f.Message = strings.TrimSpace(string(data))
+			if f.Message == "" {
+				f.Message = http.StatusText(resp.StatusCode)
+			}
+		}
+		return newAPIError(resp.StatusCode, f.Message, f.Code)
+	}
+	var f failureReply
+	if err := json.Unmarshal(data, &f); err != nil {
+		// A 2xx that is not JSON is a broken proxy or manager: worth another try.
+		return fmt.Errorf("quorumq: %s %s: undecodable reply %q: %w", cl.method, cl.path, truncate(data), err)
+	}
+	if f.Status == "failure" {
+		return newAPIError(resp.StatusCode, f.Message, f.Code)
+	}
+	if cl.out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, cl.out); err != nil {
+		// Valid JSON of the wrong shape will not change on a retry.
+		return permanent{fmt.Errorf("quorumq: %s %s: decoding reply: %w", cl.method, cl.path, err)}
+	}
+	return nil
+}
+
+// permanent marks an error no retry can fix.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "..."
+	}
+	return string(b)
+}

@@ -1,0 +1,204 @@
+package clientlib
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Message is a consumed message. Offset is -1 when the manager does not say.
+type Message struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Value     string
+}
+
+// Consumer reads a topic with the seed's semantics: each call returns the consumer's
+// next messages and advances its position on the managers. It remembers, per
+// partition, the offset it expects next and names it in every request, so a request
+// retried after a lost reply gets the same messages again instead of skipping them.
+// Calls are serialised; a Consumer is safe for concurrent use but reads one batch at a
+// time.
+type Consumer struct {
+	c     *Client
+	topic string
+	id    ID
+	meta  *topicMeta
+	fixed *int
+
+	mu      sync.Mutex
+	offsets map[int]int64 // next offset per partition, where known
+	cursor  int           // partition to look at first, so no partition starves
+}
+
+// ConsumerOption configures a Consumer.
+type ConsumerOption func(*Consumer)
+
+// FromPartition reads only partition p.
+func FromPartition(p int) ConsumerOption { return func(c *Consumer) { c.fixed = &p } }
+
+// WithConsumerID resumes an existing consumer instead of registering a new one. Its
+// positions are the managers'; until a partition has answered once, a lost reply on
+// that partition cannot be told apart from progress.
+func WithConsumerID(id string) ConsumerOption {
+	return func(c *Consumer) { c.id = ParseID(id) }
+}
+
+// WithConsumerMetadataRefresh sets how often the partition count is re-read (default 5s).
+func WithConsumerMetadataRefresh(d time.Duration) ConsumerOption {
+	return func(c *Consumer) { c.meta.refresh = d }
+}
+
+// NewConsumer registers a consumer of topic (or resumes one, see WithConsumerID). A new
+// consumer starts at the beginning of every partition unless the managers say
+// otherwise in the registration reply.
+func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...ConsumerOption) (*Consumer, error) {
+	cs := &Consumer{
+		c: c, topic: topic,
+		meta:    &topicMeta{admin: c.Admin(), topic: topic, refresh: 5 * time.Second},
+		offsets: map[int]int64{},
+	}
+	for _, o := range opts {
+		o(cs)
+	}
+	if !cs.id.IsZero() {
+		return cs, nil
+	}
+	var r registerReply
+	if err := c.do(ctx, call{method: http.MethodPost, path: "/consumer/register",
+		body: registerRequest{Topic: topic, Partition: cs.fixed}, out: &r}); err != nil {
+		return nil, err
+	}
+	cs.id = r.ConsumerID
+	n := 1
+	if cs.fixed == nil {
+		var err error
+		if n, err = cs.meta.partitions(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for i := range n {
+		p := i
+		if cs.fixed != nil {
+			p = *cs.fixed
+		}
+		cs.offsets[p] = 0
+		if o, ok := r.Offsets[strconv.Itoa(p)]; ok {
+			cs.offsets[p] = o
+		}
+	}
+	return cs, nil
+}
+
+// ID is the consumer id; WithConsumerID(id) resumes this consumer later.
+func (cs *Consumer) ID() string { return cs.id.String() }
+
+// Next returns the next message, or ErrNoMessage when there is none yet.
+func (cs *Consumer) Next(ctx context.Context) (Message, error) {
+	msgs, err := cs.Poll(ctx, 1)
+	if err != nil {
+		return Message{}, err
+	}
+	if len(msgs) == 0 {
+		return Message{}, ErrNoMessage
+	}
+	return msgs[0], nil
+}
+
+// Poll returns up to max messages from one partition; none (and no error) when every
+// partition is read to its end.
+func (cs *Consumer) Poll(ctx context.Context, max int) ([]Message, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	parts := []int{0}
+	if cs.fixed != nil {
+		parts[0] = *cs.fixed
+	} else {
+		n, err := cs.meta.partitions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		parts = make([]int, n)
+		for i := range parts {
+			parts[i] = (cs.cursor + i) % n
+		}
+	}
+	for _, p := range parts {
+		msgs, err := cs.fetch(ctx, p, max)
+		if errors.Is(err, ErrNoMessage) || (err == nil && len(msgs) == 0) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		cs.cursor = p + 1
+		return msgs, nil
+	}
+	return nil, nil
+}
+
+// fetch reads up to max messages of partition p from the offset this consumer expects.
+func (cs *Consumer) fetch(ctx context.Context, p, max int) ([]Message, error) {
+	q := url.Values{"topic": {cs.topic}, "consumer_id": {cs.id.String()}, "partition": {strconv.Itoa(p)}}
+	from, known := cs.offsets[p]
+	if known {
+		q.Set("offset", strconv.FormatInt(from, 10))
+	}
+	if max > 1 {
+		q.Set("max", strconv.Itoa(max))
+	}
+	var r consumeReply
+	if err := cs.c.do(ctx, call{method: http.MethodGet, path: "/consumer/consume", query: q, out: &r}); err != nil {
+		return nil, err
+	}
+	wire := r.Messages
+	if len(wire) == 0 && r.Message != nil {
+		wire = []wireMessage{{Message: *r.Message, Partition: r.Partition, Offset: r.Offset}}
+	}
+	msgs := make([]Message, len(wire))
+	for i, w := range wire {
+		m := Message{Topic: cs.topic, Partition: p, Offset: -1, Value: w.Message}
+		switch {
+		case w.Partition != nil:
+			m.Partition = *w.Partition
+		case r.Partition != nil:
+			m.Partition = *r.Partition
+		}
+		switch {
+		case w.Offset != nil:
+			m.Offset = *w.Offset
+		case r.Offset != nil:
+			m.Offset = *r.Offset + int64(i)
+		case known:
+			m.Offset = from + int64(i)
+		}
+		msgs[i] = m
+	}
+	switch {
+	case r.NextOffset != nil:
+		cs.offsets[p] = *r.NextOffset
+	case len(msgs) > 0 && msgs[len(msgs)-1].Offset >= 0:
+		cs.offsets[p] = msgs[len(msgs)-1].Offset + 1
+	case len(msgs) > 0:
+		delete(cs.offsets, p) // the manager did not say where we are
+	}
+	return msgs, nil
+}
+
+// Size returns how many messages are left for this consumer.
+func (cs *Consumer) Size(ctx context.Context) (int64, error) {
+	q := url.Values{"topic": {cs.topic}, "consumer_id": {cs.id.String()}}
+	if cs.fixed != nil {
+		q.Set("partition", strconv.Itoa(*cs.fixed))
+	}
+	var r sizeReply
+	if err := cs.c.do(ctx, call{method: http.MethodGet, path: "/size", query: q, out: &r}); err != nil {
+		return 0, err
+	}
+	return r.Size, nil
+}

@@ -1,0 +1,89 @@
+package clientlib
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Errors a caller can act on. Replies of the managers are mapped to these (wrapped in
+// an *APIError that keeps the status and text), so errors.Is works on every result.
+var (
+	ErrUnknownTopic    = errors.New("quorumq: unknown topic")
+	ErrUnknownProducer = errors.New("quorumq: unknown producer")
+	ErrUnknownConsumer = errors.New("quorumq: unknown consumer")
+	ErrTopicExists     = errors.New("quorumq: topic already exists")
+	// ErrNoMessage means the consumer has read everything there is for now.
+	ErrNoMessage = errors.New("quorumq: no message")
+	// ErrNoManagers means discovery returned no manager to talk to.
+	ErrNoManagers = errors.New("quorumq: no manager found")
+	// ErrClosed is returned by a Producer after Close.
+	ErrClosed = errors.New("quorumq: producer closed")
+)
+
+// APIError is a failure reply of a manager: {"status":"failure","message":...}.
+type APIError struct {
+	Status  int    // HTTP status code
+	Message string // the manager's message
+	// Err is the sentinel this reply maps to (ErrUnknownTopic, ...), or nil.
+	Err error
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("quorumq: %s (HTTP %d)", e.Message, e.Status)
+}
+
+// Unwrap lets errors.Is(err, ErrUnknownTopic) see through the APIError.
+func (e *APIError) Unwrap() error { return e.Err }
+
+// retryable reports whether another attempt (perhaps on another manager) may succeed:
+// the manager is down, overloaded, between leaders, or not the one that can answer.
+func (e *APIError) retryable() bool {
+	if e.Status >= 500 || e.Status == http.StatusTooManyRequests || e.Status == http.StatusMisdirectedRequest {
+		return true
+	}
+	m := strings.ToLower(e.Message)
+	return strings.Contains(m, "not leader") || strings.Contains(m, "no leader") || strings.Contains(m, "not the leader")
+}
+
+// newAPIError maps a failure reply to its sentinel. The managers say what went wrong in
+// words (the seed's API has no error codes), so the mapping reads the message; a
+// "code" field, when the manager sends one, wins.
+func newAPIError(status int, message, code string) *APIError {
+	e := &APIError{Status: status, Message: message}
+	switch code {
+	case "unknown_topic":
+		e.Err = ErrUnknownTopic
+	case "unknown_producer":
+		e.Err = ErrUnknownProducer
+	case "unknown_consumer":
+		e.Err = ErrUnknownConsumer
+	case "topic_exists":
+		e.Err = ErrTopicExists
+	case "no_message":
+		e.Err = ErrNoMessage
+	}
+	if e.Err != nil || status >= 500 {
+		return e
+	}
+	m := strings.ToLower(message)
+	missing := status == http.StatusNotFound || strings.Contains(m, "not found") ||
+		strings.Contains(m, "unknown") || strings.Contains(m, "does not exist") || strings.Contains(m, "no such")
+	switch {
+	case status == http.StatusConflict || strings.Contains(m, "already exists"):
+		if strings.Contains(m, "topic") || status == http.StatusConflict {
+			e.Err = ErrTopicExists
+		}
+	case strings.Contains(m, "no message") || strings.Contains(m, "no new message") || strings.Contains(m, "no more message") ||
+		(status == http.StatusNotFound && strings.Contains(m, "empty")):
+		e.Err = ErrNoMessage
+	case missing && strings.Contains(m, "producer"):
+		e.Err = ErrUnknownProducer
+	case missing && strings.Contains(m, "consumer"):
+		e.Err = ErrUnknownConsumer
+	case missing && strings.Contains(m, "topic"):
+		e.Err = ErrUnknownTopic
+	}
+	return e
+}
