@@ -14,7 +14,18 @@ link() {
   ln -sf "$OUT" "$ROOT/bin/consul"
 }
 
-if [[ -x "$OUT" ]] && "$OUT" version >/dev/null 2>&1; then
+cached() { [[ -x "$OUT" ]] && "$OUT" version >/dev/null 2>&1; }
+
+if cached; then
+  link
+  exit 0
+fi
+
+# Test packages running in parallel may all find the binary missing: build it once.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/consul-$CONSUL_VERSION.lock"
+flock 9
+if cached; then
   link
   exit 0
 fi

@@ -1,0 +1,243 @@
+// Package consul implements discovery.Backend with a Consul agent and starts and stops
+// agents (dev mode) for `quorumq dev` and tests. It is the only package importing
+// github.com/hashicorp/consul/api.
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/quorumq/quorumq/discovery"
+)
+
+// DefaultCheckInterval is used when a Registration leaves CheckInterval zero.
+const DefaultCheckInterval = time.Second
+
+// ErrUnreachable wraps every failure to reach the agent's HTTP API.
+var ErrUnreachable = errors.New("consul agent unreachable")
+
+// Backend talks to one Consul agent. Instances it registers get the Consul service ID
+// "<service>-<id>", so equal IDs in different services (m1 vs. b1 is up to the callers)
+// cannot collide on a shared agent; Instance.ID is mapped back on the way out.
+type Backend struct {
+	addr   string
+	client *api.Client
+	log    *slog.Logger
+	// waitTime bounds one blocking query; a watch re-issues it after each return.
+	waitTime time.Duration
+	tagMu    sync.Mutex // SetTag is read-modify-write on the agent
+}
+
+var _ discovery.Backend = (*Backend)(nil)
+
+// New returns a Backend for the agent whose HTTP API listens on addr (host:port, an
+// http:// prefix is accepted). It does not contact the agent: an agent that is down
+// now shows up as ErrUnreachable errors from the calls, and watches wait for it.
+func New(addr string, logger *slog.Logger) (*Backend, error) {
+	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "http://"), "/")
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("consul: agent address %q must be host:port: %w", addr, err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	cfg.Scheme = "http"
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul: client for %s: %w", addr, err)
+	}
+	return &Backend{
+		addr:     addr,
+		client:   client,
+		log:      logger.With("consul", addr),
+		waitTime: time.Minute,
+	}, nil
+}
+
+// Addr is the agent's HTTP address this backend talks to.
+func (b *Backend) Addr() string { return b.addr }
+
+// Register adds (or replaces) the instance on the agent with an HTTP check on
+// r.HealthURL; the check starts critical until its first successful poll.
+func (b *Backend) Register(ctx context.Context, r discovery.Registration) error {
+	if r.Service == "" || r.ID == "" {
+		return fmt.Errorf("consul: register: service and id are required (got %q/%q)", r.Service, r.ID)
+	}
+	reg, err := registration(r.Instance)
+	if err != nil {
+		return err
+	}
+	if r.HealthURL != "" {
+		reg.Check = httpCheck(reg.ID, r)
+	}
+	return b.put(ctx, "register "+reg.ID, reg, true)
+}
+
+func registration(in discovery.Instance) (*api.AgentServiceRegistration, error) {
+	reg := &api.AgentServiceRegistration{
+		ID:   serviceID(in.Service, in.ID),
+		Name: in.Service,
+		Tags: slices.Clone(in.Tags),
+		Meta: in.Meta,
+	}
+	if in.Addr != "" {
+		host, port, err := net.SplitHostPort(in.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("consul: instance %s/%s: address %q must be host:port: %w", in.Service, in.ID, in.Addr, err)
+		}
+		reg.Address = host
+		if reg.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("consul: instance %s/%s: bad port in %q", in.Service, in.ID, in.Addr)
+		}
+	}
+	return reg, nil
+}
+
+func httpCheck(consulID string, r discovery.Registration) *api.AgentServiceCheck {
+	interval := r.CheckInterval
+	if interval <= 0 {
+		interval = DefaultCheckInterval
+	}
+	// The agent polls sequentially, so a timeout longer than the interval only delays
+	// the next poll; at least a second keeps a busy -race CI box from flapping.
+	timeout := max(interval, time.Second)
+	c := &api.AgentServiceCheck{
+		CheckID:  "service:" + consulID,
+		Name:     "HTTP " + r.HealthURL,
+		HTTP:     r.HealthURL,
+		Method:   http.MethodGet,
+		Interval: interval.String(),
+		Timeout:  timeout.String(),
+	}
+	if r.DeregisterAfter > 0 {
+		// Consul enforces a one-minute minimum and reaps every 30 s.
+		c.DeregisterCriticalServiceAfter = r.DeregisterAfter.String()
+	}
+	return c
+}
+
+func (b *Backend) put(ctx context.Context, what string, reg *api.AgentServiceRegistration, replaceChecks bool) error {
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: replaceChecks}.WithContext(ctx)
+	if err := b.client.Agent().ServiceRegisterOpts(reg, opts); err != nil {
+		return b.wrap(what, err)
+	}
+	return nil
+}
+
+// Deregister removes the instance and its checks from the agent.
+func (b *Backend) Deregister(ctx context.Context, service, id string) error {
+	sid := serviceID(service, id)
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := b.client.Agent().ServiceDeregisterOpts(sid, q); err != nil {
+		return b.wrap("deregister "+sid, err)
+	}
+	return nil
+}
+
+// SetTag re-registers the instance with tag added or removed. The registration omits
+// the check and does not replace existing ones, so the agent keeps the check and its
+// current status (the instance does not flap to critical while it becomes leader).
+func (b *Backend) SetTag(ctx context.Context, service, id, tag string, on bool) error {
+	b.tagMu.Lock()
+	defer b.tagMu.Unlock()
+	sid := serviceID(service, id)
+	svc, _, err := b.client.Agent().Service(sid, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return b.wrap("read "+sid, err)
+	}
+	if slices.Contains(svc.Tags, tag) == on {
+		return nil
+	}
+	tags := slices.DeleteFunc(slices.Clone(svc.Tags), func(t string) bool { return t == tag })
+	if on {
+		tags = append(tags, tag)
+	}
+	reg := &api.AgentServiceRegistration{
+		ID:      svc.ID,
+		Name:    svc.Service,
+		Tags:    tags,
+		Meta:    svc.Meta,
+		Address: svc.Address,
+		Port:    svc.Port,
+	}
+	return b.put(ctx, "set tag on "+sid, reg, false)
+}
+
+// Healthy lists the instances of service whose checks (and node checks) all pass.
+func (b *Backend) Healthy(ctx context.Context, service string) ([]discovery.Instance, error) {
+	entries, _, err := b.client.Health().Service(service, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, b.wrap("health of "+service, err)
+	}
+	out := make([]discovery.Instance, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, instance(e))
+	}
+	discovery.SortInstances(out)
+	return out, nil
+}
+
+func serviceID(service, id string) string { return service + "-" + id }
+
+func instance(e *api.ServiceEntry) discovery.Instance {
+	s := e.Service
+	host := s.Address
+	if host == "" && e.Node != nil {
+		host = e.Node.Address
+	}
+	addr := host
+	if s.Port != 0 {
+		addr = net.JoinHostPort(host, strconv.Itoa(s.Port))
+	}
+	return discovery.Instance{
+		Service: s.Service,
+		ID:      strings.TrimPrefix(s.ID, s.Service+"-"),
+		Addr:    addr,
+		Tags:    slices.Clone(s.Tags),
+		Meta:    s.Meta,
+	}
+}
+
+// health folds the service's and its node's checks into one state; maintenance and
+// unknown states count as critical because such an instance must not get traffic.
+func health(checks api.HealthChecks) discovery.Health {
+	switch checks.AggregatedStatus() {
+	case api.HealthPassing:
+		return discovery.Passing
+	case api.HealthWarning:
+		return discovery.Warning
+	default:
+		return discovery.Critical
+	}
+}
+
+// wrap names the agent and maps transport failures to ErrUnreachable and 404s to
+// discovery.ErrNotFound, so callers can test for both with errors.Is.
+func (b *Backend) wrap(what string, err error) error {
+	var se api.StatusError
+	var ue *url.Error
+	switch {
+	case errors.As(err, &se) && se.Code == http.StatusNotFound:
+		return fmt.Errorf("consul agent at %s: %s: %w (%s)", b.addr, what, discovery.ErrNotFound, se.Body)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("consul agent at %s: %s: %w", b.addr, what, err)
+	case errors.As(err, &ue):
+		return fmt.Errorf("consul: %s: %w at %s (is the agent running?): %v", what, ErrUnreachable, b.addr, ue.Err)
+	default:
+		return fmt.Errorf("consul agent at %s: %s: %w", b.addr, what, err)
+	}
+}
