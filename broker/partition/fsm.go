@@ -1,0 +1,302 @@
+// Package partition is the state machine of one partition: an append-only sequence of
+// messages plus each consumer's offset and each producer's last batch. It is plain Go
+// over a Store interface, so it is tested without disks or networks; broker/store
+// keeps it on disk and election replicates its commands.
+package partition
+
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Mutation is everything one applied batch of Raft entries changes. The store commits
+// it in one transaction, the applied index included, so a restart never applies an
+// entry twice and never loses one that was acknowledged as applied.
+type Mutation struct {
+	Applied   uint64
+	First     uint64   // offset of Msgs[0]
+	Msgs      [][]byte // new messages, contiguous from First
+	Next      uint64
+	Bytes     uint64
+	Consumers map[string]uint64   // changed consumer offsets
+	Producers map[string]Producer // changed producers
+}
+
+// Store keeps a partition durably.
+type Store interface {
+	// Load returns the last committed state (NewState for a new partition).
+	Load() (State, error)
+	// Commit applies a mutation atomically and durably.
+	Commit(m *Mutation) error
+	// Fit counts the messages from offset from (exclusive bound to) whose sizes add up
+	// to at most maxBytes (always at least one if from < to) and returns their size.
+	Fit(from, to, maxBytes uint64) (n, size uint64, err error)
+	// Messages returns the n messages from offset from, which must be committed.
+	Messages(from uint64, n uint32) ([][]byte, error)
+	// Restore replaces the state (the snapshot store already wrote the messages).
+	Restore(s State) error
+}
+
+// FSM is the partition state machine. Apply is deterministic: results depend only on
+// the entries and the state before them.
+type FSM struct {
+	store Store
+
+	mu sync.RWMutex // guards st against readers outside Raft's FSM goroutine
+	st State
+}
+
+// New loads the partition's state from store.
+func New(store Store) (*FSM, error) {
+	st, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	return &FSM{store: store, st: st}, nil
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM: every entry raft hands over at once becomes
+// one store transaction.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	f.mu.RLock()
+	st := f.st // maps are shared; they are only written under the write lock below
+	f.mu.RUnlock()
+	m := &Mutation{Applied: st.Applied, First: st.Next, Next: st.Next, Bytes: st.Bytes,
+		Consumers: map[string]uint64{}, Producers: map[string]Producer{}}
+	a := applier{st: &st, m: m, store: f.store}
+	out := make([]interface{}, len(logs))
+	for i, l := range logs {
+		if l.Index <= m.Applied || l.Type != raft.LogCommand {
+			continue // already applied before a restart, or not ours
+		}
+		out[i] = a.apply(l.Data)
+		m.Applied = l.Index
+	}
+	if m.Applied == st.Applied {
+		return out
+	}
+	if err := f.store.Commit(m); err != nil {
+		// The entries are committed in Raft; skipping them would fork this replica.
+		// Crashing lets the restart re-apply them from the log.
+		panic(fmt.Sprintf("partition: store commit at index %d: %v", m.Applied, err))
+	}
+	f.mu.Lock()
+	f.st.Applied, f.st.Next, f.st.Bytes = m.Applied, m.Next, m.Bytes
+	for k, v := range m.Consumers {
+		f.st.Consumers[k] = v
+	}
+	for k, v := range m.Producers {
+		f.st.Producers[k] = v
+	}
+	f.mu.Unlock()
+	return out
+}
+
+// applier evaluates commands against the state plus the not yet committed mutation.
+type applier struct {
+	st    *State
+	m     *Mutation
+	store Store
+}
+
+func (a *applier) consumer(id string) (uint64, bool) {
+	if v, ok := a.m.Consumers[id]; ok {
+		return v, true
+	}
+	v, ok := a.st.Consumers[id]
+	return v, ok
+}
+
+func (a *applier) producer(id string) (Producer, bool) {
+	if v, ok := a.m.Producers[id]; ok {
+		return v, true
+	}
+	v, ok := a.st.Producers[id]
+	return v, ok
+}
+
+func (a *applier) apply(cmd []byte) interface{} {
+	if len(cmd) < 2 || cmd[1] != version1 {
+		return []byte{byte(StatusBadCommand)}
+	}
+	payload := cmd[2:]
+	switch cmd[0] {
+	case CmdProduce:
+		batches, err := decodeProduce(payload)
+		if err != nil {
+			return EncodeProduceResults(nil)
+		}
+		rs := make([]ProduceResult, len(batches))
+		for i, b := range batches {
+			rs[i] = a.produce(b)
+		}
+		return EncodeProduceResults(rs)
+	case CmdRegister:
+		d := decoder{buf: payload}
+		id := string(d.bytes())
+		if d.done() != nil {
+			return encodeRegisterResult(RegisterResult{Status: StatusBadCommand})
+		}
+		off, ok := a.consumer(id)
+		if !ok {
+			a.m.Consumers[id] = 0
+		}
+		return encodeRegisterResult(RegisterResult{Offset: off})
+	case CmdConsume:
+		r, err := decodeConsume(payload)
+		if err != nil {
+			return encodeConsumeResult(ConsumeResult{Status: StatusBadCommand})
+		}
+		res, err := a.consume(r)
+		if err != nil {
+			panic(fmt.Sprintf("partition: reading message sizes: %v", err))
+		}
+		return encodeConsumeResult(res)
+	}
+	return []byte{byte(StatusBadCommand)}
+}
+
+func (a *applier) produce(b Batch) ProduceResult {
+	if b.Producer != "" {
+		if p, ok := a.producer(b.Producer); ok {
+			switch {
+			case b.Seq == p.Seq:
+				return ProduceResult{Status: StatusDuplicate, First: p.First, Count: p.Count}
+			case b.Seq < p.Seq:
+				return ProduceResult{Status: StatusStaleSequence}
+			}
+		}
+	}
+	first := a.m.Next
+	for _, msg := range b.Msgs {
+		a.m.Msgs = append(a.m.Msgs, msg)
+		a.m.Bytes += uint64(len(msg))
+	}
+	a.m.Next += uint64(len(b.Msgs))
+	if b.Producer != "" {
+		a.m.Producers[b.Producer] = Producer{Seq: b.Seq, First: first, Count: uint32(len(b.Msgs))}
+	}
+	return ProduceResult{First: first, Count: uint32(len(b.Msgs))}
+}
+
+func (a *applier) consume(r ConsumeRequest) (ConsumeResult, error) {
+	cur, ok := a.consumer(r.Consumer)
+	if !ok {
+		return ConsumeResult{Status: StatusUnknownConsumer, Next: a.m.Next}, nil
+	}
+	from := cur
+	if r.HasExpected {
+		if r.Expected > cur {
+			return ConsumeResult{Status: StatusOffsetAhead, From: cur, Next: a.m.Next}, nil
+		}
+		from = r.Expected // a retry: hand out the same messages again
+	}
+	n, err := a.fit(from, uint64(r.Max), uint64(r.MaxBytes))
+	if err != nil {
+		return ConsumeResult{}, err
+	}
+	if end := from + n; end > cur {
+		a.m.Consumers[r.Consumer] = end
+	}
+	return ConsumeResult{From: from, Count: uint32(n), Next: a.m.Next}, nil
+}
+
+// fit counts messages from offset from, at most max and maxBytes (but at least one),
+// looking in the store for committed offsets and in the mutation for new ones.
+func (a *applier) fit(from, max, maxBytes uint64) (uint64, error) {
+	end := min(from+max, a.m.Next)
+	if from >= end {
+		return 0, nil
+	}
+	var n, size uint64
+	if from < a.m.First {
+		var err error
+		n, size, err = a.store.Fit(from, min(end, a.m.First), maxBytes)
+		if err != nil || from+n < a.m.First {
+			return n, err
+		}
+	}
+	for off := from + n; off < end; off++ {
+		l := uint64(len(a.m.Msgs[off-a.m.First]))
+		if n > 0 && size+l > maxBytes {
+			break
+		}
+		n, size = n+1, size+l
+	}
+	return n, nil
+}
+
+// Messages reads n committed messages from offset from.
+func (f *FSM) Messages(from uint64, n uint32) ([][]byte, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	return f.store.Messages(from, n)
+}
+
+// Info returns the applied index, next offset, total bytes and consumer count.
+func (f *FSM) Info() (applied, next, bytes uint64, consumers int) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Applied, f.st.Next, f.st.Bytes, len(f.st.Consumers)
+}
+
+// Left returns how many messages are left for a consumer.
+func (f *FSM) Left(consumer string) (uint64, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	off, ok := f.st.Consumers[consumer]
+	if !ok {
+		return 0, false
+	}
+	return f.st.Next - off, true
+}
+
+// Snapshot implements raft.FSM. It captures only the small state: the messages are
+// immutable in the store, so the snapshot store adds them when a follower needs them.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return snapshot{st: f.st.clone()}, nil
+}
+
+// Restore implements raft.FSM. A snapshot no newer than what the store already holds
+// (raft restores the latest local snapshot at every start) changes nothing: the store
+// is at least as far along and raft replays only the entries after it.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, _, err := ReadSnapshotPrefix(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st.Applied <= f.st.Applied {
+		return nil
+	}
+	if err := f.store.Restore(st); err != nil {
+		return err
+	}
+	f.st = st
+	return nil
+}
+
+type snapshot struct{ st State }
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteSnapshotPrefix(sink, s.st); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() {}
