@@ -1,0 +1,247 @@
+// Package devcluster is the supervisor behind `quorumq dev`: it starts a Consul dev agent
+// and a private PostgreSQL, then whatever `quorumq <subcommand>` children later issues add,
+// prints what runs where, records it in <data-dir>/cluster.json and stops it all in
+// reverse order. It restarts nothing: a child that dies is reported and stays dead.
+package devcluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/manager/pgserver"
+)
+
+// Config is what `quorumq dev` passes in.
+type Config struct {
+	DataDir      string // everything lives here: consul/, postgres/, logs/, cluster.json
+	ConsulHTTP   string // Consul HTTP API and UI, e.g. 127.0.0.1:8500
+	PostgresPort int
+	Logger       *slog.Logger
+}
+
+// Process is one supervised process as cluster.json shows it.
+type Process struct {
+	Name      string            `json:"name"`
+	Kind      string            `json:"kind"`
+	Addresses map[string]string `json:"addresses"`
+	Pid       int               `json:"pid,omitempty"` // dropped once stopped
+	Log       string            `json:"log,omitempty"`
+
+	stop func() error
+}
+
+// State is the content of cluster.json.
+type State struct {
+	Processes   []Process `json:"processes"`
+	ConsulUI    string    `json:"consul_ui"`
+	ConsulHTTP  string    `json:"consul_http"`
+	PostgresDSN string    `json:"postgres_dsn"`
+}
+
+// Cluster is a running set of dev processes.
+type Cluster struct {
+	cfg    Config
+	agent  *consul.Agent
+	pg     *pgserver.Server
+	self   string // this binary, for children
+	logDir string
+
+	mu       sync.Mutex
+	procs    []*Process
+	stopping bool
+}
+
+// StatePath is where the cluster description is written.
+func StatePath(dataDir string) string { return filepath.Join(dataDir, "cluster.json") }
+
+// Start brings up Consul (with its UI) and PostgreSQL. On error nothing is left running.
+func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, self: self, logDir: filepath.Join(cfg.DataDir, "logs")}
+	if err := os.MkdirAll(c.logDir, 0o755); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = c.Close()
+		}
+	}()
+	// Check the fixed ports first: "address in use" deep inside a child's log helps nobody.
+	pgAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.PostgresPort))
+	for _, p := range []struct{ addr, flag string }{{cfg.ConsulHTTP, "--consul-http"}, {pgAddr, "--postgres-port"}} {
+		if err := portFree(p.addr); err != nil {
+			return nil, fmt.Errorf("%s is taken (%v): stop what uses it or choose another with %s", p.addr, err, p.flag)
+		}
+	}
+
+	bin, err := consul.BinPath()
+	if err != nil {
+		return nil, fmt.Errorf("consul binary: %w (run `make consul`)", err)
+	}
+	c.agent, err = consul.StartAgent(ctx, consul.AgentConfig{
+		Bin:      bin,
+		DataDir:  filepath.Join(cfg.DataDir, "consul"),
+		HTTPAddr: cfg.ConsulHTTP,
+		UI:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
+	}
+	c.add(&Process{Name: "consul", Kind: "consul", Pid: c.agent.Pid(),
+		Addresses: map[string]string{"http": c.agent.HTTPAddr()}, Log: c.agent.LogPath(), stop: c.agent.Stop})
+
+	c.pg, err = pgserver.Start(ctx, pgserver.Config{
+		DataDir: filepath.Join(cfg.DataDir, "postgres"),
+		Port:    cfg.PostgresPort,
+		Logger:  cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pg := &Process{Name: "postgres", Kind: "postgres", Pid: c.pg.Pid(),
+		Addresses: map[string]string{"sql": c.pg.Addr()},
+		Log:       filepath.Join(c.pg.DataDir(), "postgres.log"), stop: c.pg.Stop}
+	c.add(pg)
+	go c.reportExit(pg, c.pg.Done())
+	return c, c.WriteState()
+}
+
+// ConsulHTTP is the agent's HTTP address, for children's --consul flags.
+func (c *Cluster) ConsulHTTP() string { return c.agent.HTTPAddr() }
+
+// Database creates database name (if missing) and returns its DSN, so that each
+// manager gets a database of its own.
+func (c *Cluster) Database(ctx context.Context, name string) (string, error) {
+	if err := c.pg.CreateDatabase(ctx, name); err != nil {
+		return "", err
+	}
+	return c.pg.DSN(name), nil
+}
+
+func (c *Cluster) add(p *Process) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.procs = append(c.procs, p)
+}
+
+// reportExit logs a process that dies while the cluster is meant to be running.
+func (c *Cluster) reportExit(p *Process, done <-chan struct{}) {
+	<-done
+	c.mu.Lock()
+	stopping := c.stopping
+	c.mu.Unlock()
+	if !stopping {
+		c.cfg.Logger.Error("dev: process exited; not restarting it", "name", p.Name, "pid", p.Pid, "log", p.Log)
+	}
+}
+
+// State describes the cluster as it is now.
+func (c *Cluster) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := State{Processes: make([]Process, 0, len(c.procs))}
+	for _, p := range c.procs {
+		st.Processes = append(st.Processes, *p)
+	}
+	if c.agent != nil {
+		st.ConsulHTTP = c.agent.HTTPAddr()
+		st.ConsulUI = "http://" + c.agent.HTTPAddr() + "/ui"
+	}
+	if c.pg != nil {
+		st.PostgresDSN = c.pg.DSN("postgres")
+	}
+	return st
+}
+
+// WriteState writes cluster.json (atomically, so readers never see half a file).
+func (c *Cluster) WriteState() error {
+	b, err := json.MarshalIndent(c.State(), "", "  ")
+	if err != nil {
+		return err
+	}
+	path := StatePath(c.cfg.DataDir)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Print writes the table of processes and the URLs people open.
+func (c *Cluster) Print(w io.Writer) {
+	st := c.State()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tADDRESS\tPID")
+	for _, p := range st.Processes {
+		keys := make([]string, 0, len(p.Addresses))
+		for k := range p.Addresses {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		addrs := ""
+		for i, k := range keys {
+			if i > 0 {
+				addrs += " "
+			}
+			addrs += k + "=" + p.Addresses[k]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, p.Kind, addrs, p.Pid)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nConsul UI:   %s\nPostgreSQL:  %s\nState:       %s\nLogs:        %s\n",
+		st.ConsulUI, st.PostgresDSN, StatePath(c.cfg.DataDir), c.logDir)
+}
+
+// Close stops every process in reverse start order (children before the services they
+// use), keeps all data and rewrites cluster.json without pids.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	c.stopping = true
+	procs := append([]*Process(nil), c.procs...)
+	c.mu.Unlock()
+	var errs []error
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		if err := p.stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", p.Name, err))
+		}
+		c.mu.Lock()
+		p.Pid = 0
+		c.mu.Unlock()
+	}
+	if len(procs) > 0 {
+		if err := c.WriteState(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
