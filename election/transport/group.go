@@ -1,0 +1,267 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// GroupTransport is one Raft group's view of the Mux. It implements
+// raft.Transport, raft.WithClose and raft.WithPreVote.
+type GroupTransport struct {
+	m         *Mux
+	name      string
+	consumeCh chan raft.RPC
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+
+	hbMu sync.Mutex
+	hbFn func(raft.RPC)
+
+	// Requests other than heartbeats are handed to raft one at a time, in
+	// arrival order (pipelined appends must not overtake each other), by a
+	// goroutine that exists only while the queue is non-empty.
+	qMu      sync.Mutex
+	queue    []inbound
+	draining bool
+}
+
+type inbound struct {
+	c *conn
+	f frame
+}
+
+var (
+	_ raft.Transport   = (*GroupTransport)(nil)
+	_ raft.WithClose   = (*GroupTransport)(nil)
+	_ raft.WithPreVote = (*GroupTransport)(nil)
+)
+
+func newGroupTransport(m *Mux, name string) *GroupTransport {
+	ctx, cancel := context.WithCancel(m.ctx)
+	return &GroupTransport{m: m, name: name, consumeCh: make(chan raft.RPC), ctx: ctx, cancel: cancel}
+}
+
+// Consumer implements raft.Transport.
+func (g *GroupTransport) Consumer() <-chan raft.RPC { return g.consumeCh }
+
+// LocalAddr implements raft.Transport.
+func (g *GroupTransport) LocalAddr() raft.ServerAddress { return g.m.addr }
+
+// SetHeartbeatHandler implements raft.Transport.
+func (g *GroupTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	g.hbMu.Lock()
+	g.hbFn = cb
+	g.hbMu.Unlock()
+}
+
+// EncodePeer implements raft.Transport.
+func (g *GroupTransport) EncodePeer(_ raft.ServerID, addr raft.ServerAddress) []byte {
+	return []byte(addr)
+}
+
+// DecodePeer implements raft.Transport.
+func (g *GroupTransport) DecodePeer(b []byte) raft.ServerAddress { return raft.ServerAddress(b) }
+
+// Close removes the group from the Mux; other groups are unaffected.
+func (g *GroupTransport) Close() error {
+	g.cancel()
+	g.m.mu.Lock()
+	if g.m.groups[g.name] == g {
+		delete(g.m.groups, g.name)
+	}
+	g.m.mu.Unlock()
+	return nil
+}
+
+// AppendEntries implements raft.Transport.
+func (g *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	rpc := rpcAppendEntries
+	if isHeartbeat(args) {
+		rpc = rpcHeartbeat
+	}
+	return g.call(target, rpc, args, resp)
+}
+
+// RequestVote implements raft.Transport.
+func (g *GroupTransport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	return g.call(target, rpcRequestVote, args, resp)
+}
+
+// RequestPreVote implements raft.WithPreVote.
+func (g *GroupTransport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return g.call(target, rpcRequestPreVote, args, resp)
+}
+
+// TimeoutNow implements raft.Transport.
+func (g *GroupTransport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	return g.call(target, rpcTimeoutNow, args, resp)
+}
+
+// isHeartbeat is NetworkTransport's test for the heartbeat fast path.
+func isHeartbeat(req *raft.AppendEntriesRequest) bool {
+	leaderAddr := req.RPCHeader.Addr
+	if len(leaderAddr) == 0 {
+		leaderAddr = req.Leader //nolint:staticcheck // older peers only set Leader
+	}
+	return req.Term != 0 && leaderAddr != nil &&
+		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
+		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}
+
+// call is a plain request/response raft RPC bounded by the Mux timeout.
+func (g *GroupTransport) call(target raft.ServerAddress, rpc byte, args, resp any) error {
+	payload, err := encode(args)
+	if err != nil {
+		return fmt.Errorf("transport: encode: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, g.m.timeout)
+	defer cancel()
+	f, err := g.m.roundTrip(ctx, target, func(id uint64) ([]byte, error) {
+		return requestFrame(id, rpc, g.name, "", 0, payload)
+	})
+	if err != nil {
+		if g.ctx.Err() != nil {
+			return raft.ErrTransportShutdown
+		}
+		return err
+	}
+	return g.decodeResponse(target, f, resp)
+}
+
+func (g *GroupTransport) decodeResponse(target raft.ServerAddress, f frame, resp any) error {
+	if f.kind == kindError {
+		return remoteErr(target, g.name, "", f)
+	}
+	if err := decode(f.payload, resp); err != nil {
+		return fmt.Errorf("transport: decode response from %s: %w", target, err)
+	}
+	return nil
+}
+
+// enqueue hands a request to raft in arrival order without blocking the
+// connection's reader.
+func (g *GroupTransport) enqueue(in inbound) {
+	g.qMu.Lock()
+	g.queue = append(g.queue, in)
+	start := !g.draining
+	g.draining = true
+	g.qMu.Unlock()
+	if start {
+		go g.drain()
+	}
+}
+
+func (g *GroupTransport) drain() {
+	for {
+		g.qMu.Lock()
+		if len(g.queue) == 0 {
+			g.queue = nil
+			g.draining = false
+			g.qMu.Unlock()
+			return
+		}
+		in := g.queue[0]
+		g.queue[0] = inbound{}
+		g.queue = g.queue[1:]
+		g.qMu.Unlock()
+		g.serve(in.c, in.f, nil)
+	}
+}
+
+// serve decodes one request, gives it to raft and sends raft's answer back.
+// body is the snapshot stream for InstallSnapshot.
+func (g *GroupTransport) serve(c *conn, f frame, body io.Reader) {
+	cmd, err := decodeCommand(f)
+	if err != nil {
+		c.close(err) // a peer that sends undecodable requests is not trusted further
+		return
+	}
+	respCh := make(chan raft.RPCResponse, 1)
+	rpc := raft.RPC{Command: cmd, Reader: body, RespChan: respCh}
+	select {
+	case g.consumeCh <- rpc:
+	case <-g.ctx.Done():
+		c.send(errorFrame(f.id, codeShutdown, "raft group is shutting down"))
+		return
+	}
+	select {
+	case resp := <-respCh:
+		g.reply(c, f.id, resp)
+	case <-g.ctx.Done():
+		c.send(errorFrame(f.id, codeShutdown, "raft group is shutting down"))
+	}
+}
+
+// serveHeartbeat runs the heartbeat fast path in its own goroutine: raft's
+// handler may touch the disk (a new term), which must not stall other groups.
+func (g *GroupTransport) serveHeartbeat(c *conn, f frame) {
+	g.hbMu.Lock()
+	fn := g.hbFn
+	g.hbMu.Unlock()
+	if fn == nil {
+		f.rpc = rpcAppendEntries
+		g.enqueue(inbound{c: c, f: f})
+		return
+	}
+	var req raft.AppendEntriesRequest
+	if err := decode(f.payload, &req); err != nil {
+		c.close(fmt.Errorf("%w: heartbeat: %v", errBadFrame, err))
+		return
+	}
+	if !isHeartbeat(&req) {
+		f.rpc = rpcAppendEntries
+		g.enqueue(inbound{c: c, f: f})
+		return
+	}
+	respCh := make(chan raft.RPCResponse, 1)
+	fn(raft.RPC{Command: &req, RespChan: respCh})
+	// raft answers synchronously, or not at all once it has shut down.
+	select {
+	case resp := <-respCh:
+		g.reply(c, f.id, resp)
+	default:
+		c.send(errorFrame(f.id, codeShutdown, "raft group is shutting down"))
+	}
+}
+
+func (g *GroupTransport) reply(c *conn, id uint64, resp raft.RPCResponse) {
+	if resp.Error != nil {
+		c.send(errorFrame(id, codeRaft, resp.Error.Error()))
+		return
+	}
+	payload, err := encode(resp.Response)
+	var b []byte
+	if err == nil {
+		b, err = responseFrame(id, payload)
+	}
+	if err != nil {
+		b = errorFrame(id, codeRaft, "encode response: "+err.Error())
+	}
+	c.send(b)
+}
+
+func decodeCommand(f frame) (any, error) {
+	var cmd any
+	switch f.rpc {
+	case rpcAppendEntries, rpcHeartbeat:
+		cmd = new(raft.AppendEntriesRequest)
+	case rpcRequestVote:
+		cmd = new(raft.RequestVoteRequest)
+	case rpcRequestPreVote:
+		cmd = new(raft.RequestPreVoteRequest)
+	case rpcTimeoutNow:
+		cmd = new(raft.TimeoutNowRequest)
+	case rpcInstallSnapshot:
+		cmd = new(raft.InstallSnapshotRequest)
+	default:
+		return nil, fmt.Errorf("%w: rpc type %d is not a raft command", errBadFrame, f.rpc)
+	}
+	if err := decode(f.payload, cmd); err != nil {
+		return nil, fmt.Errorf("%w: decode rpc type %d: %v", errBadFrame, f.rpc, err)
+	}
+	return cmd, nil
+}

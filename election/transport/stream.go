@@ -1,0 +1,212 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// snapshotTimeoutScale mirrors raft.DefaultTimeoutScale: every 256 KiB of
+// snapshot buys another Timeout.
+const snapshotTimeoutScale = 256 << 10
+
+// InstallSnapshot implements raft.Transport. The snapshot streams after its
+// request frame on a connection of its own, so a large snapshot never holds
+// up the heartbeats of other groups on the shared connection.
+func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	timeout := max(g.m.timeout, g.m.timeout*time.Duration(args.Size/snapshotTimeoutScale))
+	ctx, cancel := context.WithTimeout(g.ctx, timeout)
+	defer cancel()
+	payload, err := encode(args)
+	if err != nil {
+		return fmt.Errorf("transport: encode: %w", err)
+	}
+	b, err := requestFrame(1, rpcInstallSnapshot, g.name, "", 0, payload)
+	if err != nil {
+		return err
+	}
+	nc, err := g.m.dialRaw(ctx, target)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	nc.SetDeadline(time.Now().Add(timeout))
+
+	w := bufio.NewWriterSize(nc, 256<<10)
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("transport: send snapshot to %s: %w", target, err)
+	}
+	if _, err := io.CopyN(w, data, args.Size); err != nil {
+		return fmt.Errorf("transport: send snapshot to %s: %w", target, err)
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("transport: send snapshot to %s: %w", target, err)
+	}
+	f, err := readFrame(bufio.NewReader(nc))
+	if err != nil {
+		if ctx.Err() != nil && g.ctx.Err() != nil {
+			return raft.ErrTransportShutdown
+		}
+		return fmt.Errorf("transport: snapshot response from %s: %w", target, err)
+	}
+	return g.decodeResponse(target, f, resp)
+}
+
+// serveSnapshot runs on the reader of the snapshot's own connection: raft
+// reads the stream straight from it, then whatever raft left unread is skipped.
+func serveSnapshot(g *GroupTransport, c *conn, f frame, r *bufio.Reader) error {
+	var req raft.InstallSnapshotRequest
+	if err := decode(f.payload, &req); err != nil {
+		return fmt.Errorf("%w: snapshot request: %v", errBadFrame, err)
+	}
+	if req.Size < 0 {
+		return fmt.Errorf("%w: negative snapshot size", errBadFrame)
+	}
+	body := io.LimitReader(r, req.Size)
+	if g == nil {
+		c.send(errorFrame(f.id, codeUnknownGroup, fmt.Sprintf("unknown raft group %q", f.group)))
+	} else {
+		g.serve(c, f, body)
+	}
+	_, err := io.Copy(io.Discard, body)
+	return err
+}
+
+var errPipelineClosed = errors.New("transport: append pipeline closed")
+
+// AppendEntriesPipeline implements raft.Transport: requests go out on the
+// shared connection without waiting, and their responses are handed back to
+// raft in order.
+func (g *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if g.m.maxInFlight < 2 {
+		return nil, raft.ErrPipelineReplicationNotSupported
+	}
+	if _, err := g.m.dial(g.ctx, target); err != nil {
+		return nil, err
+	}
+	// As in NetworkTransport, the channels hold maxInFlight-2: one request
+	// more is in flight while the decoder waits and one while it delivers.
+	p := &pipeline{
+		g:        g,
+		target:   target,
+		inflight: make(chan *appendFuture, g.m.maxInFlight-2),
+		doneCh:   make(chan raft.AppendFuture, g.m.maxInFlight-2),
+		closed:   make(chan struct{}),
+	}
+	go p.decodeLoop()
+	return p, nil
+}
+
+type pipeline struct {
+	g        *GroupTransport
+	target   raft.ServerAddress
+	inflight chan *appendFuture
+	doneCh   chan raft.AppendFuture
+	once     sync.Once
+	closed   chan struct{}
+}
+
+type appendFuture struct {
+	start time.Time
+	args  *raft.AppendEntriesRequest
+	resp  *raft.AppendEntriesResponse
+	err   error // set before the future is delivered on doneCh
+	c     *conn
+	cl    *call
+	id    uint64
+}
+
+func (f *appendFuture) Error() error                          { return f.err }
+func (f *appendFuture) Start() time.Time                      { return f.start }
+func (f *appendFuture) Request() *raft.AppendEntriesRequest   { return f.args }
+func (f *appendFuture) Response() *raft.AppendEntriesResponse { return f.resp }
+
+// AppendEntries implements raft.AppendPipeline; it blocks while the pipeline is full.
+func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	payload, err := encode(args)
+	if err != nil {
+		return nil, fmt.Errorf("transport: encode: %w", err)
+	}
+	c, err := p.g.m.dial(p.g.ctx, p.target)
+	if err != nil {
+		return nil, err
+	}
+	cl, id, err := c.start(func(id uint64) ([]byte, error) {
+		return requestFrame(id, rpcAppendEntries, p.g.name, "", 0, payload)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("transport: send to %s: %w", p.target, err)
+	}
+	fut := &appendFuture{start: cl.started, args: args, resp: resp, c: c, cl: cl, id: id}
+	select {
+	case p.inflight <- fut:
+		return fut, nil
+	case <-p.closed:
+	case <-p.g.ctx.Done():
+	}
+	c.forget(id)
+	return nil, errPipelineClosed
+}
+
+// Consumer implements raft.AppendPipeline.
+func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.doneCh }
+
+// Close implements raft.AppendPipeline.
+func (p *pipeline) Close() error {
+	p.once.Do(func() { close(p.closed) })
+	return nil
+}
+
+func (p *pipeline) decodeLoop() {
+	for {
+		var fut *appendFuture
+		select {
+		case fut = <-p.inflight:
+		case <-p.closed:
+			return
+		case <-p.g.ctx.Done():
+			return
+		}
+		if !p.wait(fut) {
+			return
+		}
+		select {
+		case p.doneCh <- fut:
+		case <-p.closed:
+			return
+		case <-p.g.ctx.Done():
+			return
+		}
+	}
+}
+
+// wait fills in fut's outcome; false means the pipeline was closed meanwhile.
+func (p *pipeline) wait(fut *appendFuture) bool {
+	timer := time.NewTimer(p.g.m.timeout - time.Since(fut.start))
+	defer timer.Stop()
+	select {
+	case <-fut.cl.done:
+		if fut.cl.err != nil {
+			fut.err = fmt.Errorf("transport: connection to %s: %w", p.target, fut.cl.err)
+		} else {
+			fut.err = p.g.decodeResponse(p.target, fut.cl.f, fut.resp)
+		}
+		return true
+	case <-timer.C:
+		fut.c.abandon(fut.id, fut.cl)
+		fut.err = fmt.Errorf("transport: append to %s timed out after %s", p.target, p.g.m.timeout)
+		return true
+	case <-p.closed:
+	case <-p.g.ctx.Done():
+	}
+	fut.c.forget(fut.id)
+	return false
+}

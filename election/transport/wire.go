@@ -1,0 +1,219 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// Every connection starts with this preamble so a stray client (or a port
+// scanner) is told apart from a peer before any frame is trusted.
+const preamble = "QMQT\x01"
+
+// A frame is [uint32 length][kind][uvarint id] followed by, per kind:
+//
+//	request:  [rpc][uvarint len][group] ([uvarint len][method][uvarint timeout ms] for rpcCustom) [payload]
+//	response: [payload]
+//	error:    [code][message]
+//
+// The id pairs a response with its request, so many requests of many groups
+// share one connection and their responses may come back in any order.
+const (
+	kindRequest  byte = 1
+	kindResponse byte = 2
+	kindError    byte = 3
+)
+
+// RPC types. The raft ones mirror NetworkTransport's; rpcHeartbeat is an
+// AppendEntries the sender already recognised as a heartbeat, so the receiver
+// can take the fast path without decoding on the connection's reader.
+const (
+	rpcAppendEntries byte = iota
+	rpcRequestVote
+	rpcInstallSnapshot
+	rpcTimeoutNow
+	rpcRequestPreVote
+	rpcHeartbeat
+	rpcCustom
+)
+
+// Error codes of kindError frames.
+const (
+	codeUnknownGroup  byte = 1
+	codeUnknownMethod byte = 2
+	codeRemote        byte = 3 // a Handler's error
+	codeRaft          byte = 4 // raft answered the RPC with an error
+	codeShutdown      byte = 5 // the group closed before answering
+)
+
+const (
+	// maxFrame bounds what a peer can make us allocate. Raft batches at most
+	// MaxAppendEntries (64 by default) entries per request, so this leaves
+	// room for megabyte-sized entries; snapshots are streamed outside frames.
+	maxFrame = 64 << 20
+	maxName  = 1024
+)
+
+var errBadFrame = errors.New("malformed frame")
+
+type frame struct {
+	kind    byte
+	id      uint64
+	rpc     byte
+	group   string
+	method  string
+	timeout uint64 // milliseconds, rpcCustom only; 0 = none
+	code    byte
+	payload []byte
+}
+
+// readFrame reads one frame; its payload aliases a fresh buffer the caller owns.
+func readFrame(r *bufio.Reader) (frame, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return frame{}, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > maxFrame {
+		return frame{}, fmt.Errorf("%w: length %d (limit %d)", errBadFrame, n, maxFrame)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return frame{}, err
+	}
+	return parseFrame(body)
+}
+
+func parseFrame(b []byte) (frame, error) {
+	var f frame
+	f.kind = b[0]
+	b = b[1:]
+	id, n := binary.Uvarint(b)
+	if n <= 0 {
+		return f, fmt.Errorf("%w: bad id", errBadFrame)
+	}
+	f.id, b = id, b[n:]
+	switch f.kind {
+	case kindResponse:
+		f.payload = b
+	case kindError:
+		if len(b) < 1 {
+			return f, fmt.Errorf("%w: empty error", errBadFrame)
+		}
+		f.code, f.payload = b[0], b[1:]
+	case kindRequest:
+		if len(b) < 1 {
+			return f, fmt.Errorf("%w: no rpc type", errBadFrame)
+		}
+		f.rpc, b = b[0], b[1:]
+		if f.rpc > rpcCustom {
+			return f, fmt.Errorf("%w: unknown rpc type %d", errBadFrame, f.rpc)
+		}
+		var err error
+		if f.group, b, err = readString(b); err != nil {
+			return f, err
+		}
+		if f.rpc == rpcCustom {
+			if f.method, b, err = readString(b); err != nil {
+				return f, err
+			}
+			if f.timeout, n = binary.Uvarint(b); n <= 0 {
+				return f, fmt.Errorf("%w: bad timeout", errBadFrame)
+			}
+			b = b[n:]
+		}
+		f.payload = b
+	default:
+		return f, fmt.Errorf("%w: unknown kind %d", errBadFrame, f.kind)
+	}
+	return f, nil
+}
+
+func readString(b []byte) (string, []byte, error) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > maxName || uint64(len(b)-n) < l {
+		return "", nil, fmt.Errorf("%w: bad name", errBadFrame)
+	}
+	return string(b[n : n+int(l)]), b[n+int(l):], nil
+}
+
+// startFrame appends a frame header with a length placeholder that
+// finishFrame fills in.
+func startFrame(b []byte, kind byte, id uint64) []byte {
+	b = append(b, 0, 0, 0, 0, kind)
+	return binary.AppendUvarint(b, id)
+}
+
+func finishFrame(b []byte) ([]byte, error) {
+	n := len(b) - 4
+	if n > maxFrame {
+		return nil, fmt.Errorf("transport: message of %d bytes exceeds the %d byte frame limit", n, maxFrame)
+	}
+	binary.BigEndian.PutUint32(b, uint32(n))
+	return b, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func requestFrame(id uint64, rpc byte, group, method string, timeoutMs uint64, payload []byte) ([]byte, error) {
+	b := make([]byte, 0, 16+len(group)+len(method)+len(payload))
+	b = startFrame(b, kindRequest, id)
+	b = append(b, rpc)
+	b = appendString(b, group)
+	if rpc == rpcCustom {
+		b = appendString(b, method)
+		b = binary.AppendUvarint(b, timeoutMs)
+	}
+	return finishFrame(append(b, payload...))
+}
+
+func responseFrame(id uint64, payload []byte) ([]byte, error) {
+	b := make([]byte, 0, 16+len(payload))
+	b = startFrame(b, kindResponse, id)
+	return finishFrame(append(b, payload...))
+}
+
+func errorFrame(id uint64, code byte, msg string) []byte {
+	if len(msg) > maxName*4 {
+		msg = msg[:maxName*4]
+	}
+	b := make([]byte, 0, 16+len(msg))
+	b = startFrame(b, kindError, id)
+	b = append(b, code)
+	b, _ = finishFrame(append(b, msg...)) // msg is bounded above
+	return b
+}
+
+// Raft payloads use msgpack like raft's NetworkTransport, so the raft structs
+// (and their future fields) encode without hand-written code.
+var (
+	msgpackHandle = &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}}
+	encoders      = sync.Pool{New: func() any { return codec.NewEncoderBytes(new([]byte), msgpackHandle) }}
+	decoders      = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, msgpackHandle) }}
+)
+
+func encode(v any) ([]byte, error) {
+	enc := encoders.Get().(*codec.Encoder)
+	var out []byte
+	enc.ResetBytes(&out)
+	err := enc.Encode(v)
+	encoders.Put(enc)
+	return out, err
+}
+
+func decode(b []byte, v any) error {
+	dec := decoders.Get().(*codec.Decoder)
+	dec.ResetBytes(b)
+	err := dec.Decode(v)
+	dec.ResetBytes(nil)
+	decoders.Put(dec)
+	return err
+}
