@@ -1,0 +1,226 @@
+package clientlib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/discovery"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newTestClient(t *testing.T, opts ...Option) *Client {
+	t.Helper()
+	c, err := New(append([]Option{WithBackoff(time.Millisecond, 10*time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// deadAddr is an address nothing listens on: connection refused.
+func deadAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestRetriesOn503ThenSucceeds(t *testing.T) {
+	f, srv := newFake(t)
+	f.fail = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if n <= 2 {
+			failure(w, http.StatusServiceUnavailable, "no quorum yet")
+			return true
+		}
+		return false
+	}
+	c := newTestClient(t, WithManagers(srv.URL))
+	if err := c.Admin().CreateTopic(testCtx(t), "orders", 3); err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	if got := f.count("POST /topics"); got != 3 {
+		t.Fatalf("POST /topics seen %d times, want 3 (two 503s, then success)", got)
+	}
+}
+
+func TestNoRetryOnUserError(t *testing.T) {
+	f, srv := newFake(t)
+	c := newTestClient(t, WithManagers(srv.URL))
+	err := c.Admin().CreateTopic(testCtx(t), "", 1)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+		t.Fatalf("CreateTopic(\"\") = %v, want an *APIError with status 400", err)
+	}
+	if got := f.count("POST /topics"); got != 1 {
+		t.Fatalf("POST /topics seen %d times, want 1: a 400 must not be retried", got)
+	}
+}
+
+func TestGivesUpAtDeadline(t *testing.T) {
+	f, srv := newFake(t)
+	f.fail = func(w http.ResponseWriter, _ *http.Request, _ int) bool {
+		failure(w, http.StatusServiceUnavailable, "not leader")
+		return true
+	}
+	c := newTestClient(t, WithManagers(srv.URL))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.Admin().ListTopics(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ListTopics = %v, want the deadline error", err)
+	}
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+		t.Fatalf("ListTopics = %v, want the last 503 kept in the error", err)
+	}
+	if f.count("GET /topics") < 2 {
+		t.Fatal("no retry before the deadline")
+	}
+}
+
+// The write manager dies (connection refused), the next one is between leaders (503),
+// the third works: the call succeeds without the caller noticing.
+func TestFollowsManagerChange(t *testing.T) {
+	between := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		failure(w, http.StatusServiceUnavailable, "not leader")
+	}))
+	defer between.Close()
+	f, good := newFake(t)
+	c := newTestClient(t, WithManagers(deadAddr(t), between.URL, good.URL))
+	ctx := testCtx(t)
+	if err := c.Admin().CreateTopic(ctx, "t", 1); err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	// Once found, the working manager stays the one in use.
+	for range 5 {
+		if _, err := c.Admin().ListTopics(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.count("GET /topics"); got != 5 {
+		t.Fatalf("good manager saw %d lists, want 5", got)
+	}
+}
+
+// With discovery, the client prefers the instance tagged leader and follows the tag.
+func TestFollowsLeaderTag(t *testing.T) {
+	f1, m1 := newFake(t)
+	f2, m2 := newFake(t)
+	reg := discovery.NewStatic(
+		discovery.Instance{Service: discovery.ServiceManager, ID: "m1", Addr: strings.TrimPrefix(m1.URL, "http://"), Tags: []string{discovery.TagLeader}},
+		discovery.Instance{Service: discovery.ServiceManager, ID: "m2", Addr: strings.TrimPrefix(m2.URL, "http://")},
+	)
+	c := newTestClient(t, WithResolver(reg))
+	ctx := testCtx(t)
+	if _, err := c.Admin().ListTopics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f1.count("GET /topics") != 1 || f2.count("GET /topics") != 0 {
+		t.Fatal("the leader-tagged manager was not used first")
+	}
+	// m1 loses leadership: it answers "not leader" and the tag moves to m2.
+	f1.fail = func(w http.ResponseWriter, _ *http.Request, _ int) bool {
+		failure(w, http.StatusServiceUnavailable, "not leader")
+		return true
+	}
+	reg.SetTag(ctx, discovery.ServiceManager, "m1", discovery.TagLeader, false)
+	reg.SetTag(ctx, discovery.ServiceManager, "m2", discovery.TagLeader, true)
+	if err := c.Admin().CreateTopic(ctx, "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	if f2.count("POST /topics") != 1 {
+		t.Fatal("the new write manager did not get the write")
+	}
+}
+
+func TestTypedErrors(t *testing.T) {
+	cases := []struct {
+		status int
+		msg    string
+		code   string
+		want   error
+	}{
+		{404, "topic not found", "", ErrUnknownTopic},
+		{404, "Topic orders does not exist", "", ErrUnknownTopic},
+		{404, "producer not found", "", ErrUnknownProducer},
+		{400, "unknown producer 7", "", ErrUnknownProducer},
+		{404, "consumer not found", "", ErrUnknownConsumer},
+		{404, "no message", "", ErrNoMessage},
+		{404, "partition is empty", "", ErrNoMessage},
+		{409, "topic already exists", "", ErrTopicExists},
+		{400, "whatever", "unknown_topic", ErrUnknownTopic},
+		{400, "topic name is empty", "", nil},
+		{503, "topic not found on this replica", "", nil}, // 5xx: retryable, no sentinel
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d %s", tc.status, tc.msg), func(t *testing.T) {
+			e := newAPIError(tc.status, tc.msg, tc.code)
+			if e.Err != tc.want {
+				t.Fatalf("maps to %v, want %v", e.Err, tc.want)
+			}
+			if tc.want != nil && !errors.Is(e, tc.want) {
+				t.Fatal("errors.Is does not see the sentinel")
+			}
+		})
+	}
+
+	// And through a real reply, end to end.
+	_, srv := newFake(t)
+	c := newTestClient(t, WithManagers(srv.URL))
+	ctx := testCtx(t)
+	if _, err := c.Admin().DescribeTopic(ctx, "nope"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("DescribeTopic(nope) = %v, want ErrUnknownTopic", err)
+	}
+	if _, err := c.NewProducer(ctx, "nope"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("NewProducer(nope) = %v, want ErrUnknownTopic", err)
+	}
+	if err := c.Admin().CreateTopic(ctx, "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Admin().CreateTopic(ctx, "t", 1); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("second CreateTopic = %v, want ErrTopicExists", err)
+	}
+	cs, err := c.NewConsumer(ctx, "t", WithConsumerID("999"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Next(ctx); !errors.Is(err, ErrUnknownConsumer) {
+		t.Fatalf("Next of an unknown consumer = %v, want ErrUnknownConsumer", err)
+	}
+}
+
+func TestAdmin(t *testing.T) {
+	_, srv := newFake(t)
+	c := newTestClient(t, WithManagers(srv.URL))
+	ctx := testCtx(t)
+	if err := c.Admin().CreateTopic(ctx, "a", 3); err != nil {
+		t.Fatal(err)
+	}
+	names, err := c.Admin().ListTopics(ctx)
+	if err != nil || len(names) != 1 || names[0] != "a" {
+		t.Fatalf("ListTopics = %v, %v", names, err)
+	}
+	info, err := c.Admin().DescribeTopic(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Name != "a" || len(info.Partitions) != 3 || info.Partitions[2].ID != 2 || info.Partitions[0].Leader != "b1" {
+		t.Fatalf("DescribeTopic = %+v", info)
+	}
+}
