@@ -11,7 +11,12 @@ export GOTOOLCHAIN := local
 # Tests and `quorumq dev` find the binaries here.
 export QUORUMQ_CONSUL_BIN := $(CURDIR)/$(BIN)/consul
 
-.PHONY: all build consul postgres deps dev test test-short atm bench clean
+# `go test -timeout` is per package binary; CI gives the whole run 90 minutes on 2 cores.
+TEST_TIMEOUT ?= 30m
+# Extra flags for `make dev`, e.g. DEV_FLAGS='--postgres-port 5433'.
+DEV_FLAGS ?=
+
+.PHONY: all build consul postgres deps dev test test-short clean
 
 all: build
 
@@ -27,11 +32,11 @@ postgres:
 deps: consul postgres
 
 dev: deps build
-	$(QUORUMQ) dev
+	$(QUORUMQ) dev $(DEV_FLAGS)
 
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -timeout 40m ./...
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 test-short:
 	$(GO) test -short ./...
