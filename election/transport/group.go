@@ -114,6 +114,9 @@ func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 
 // call is a plain request/response raft RPC bounded by the Mux timeout.
 func (g *GroupTransport) call(target raft.ServerAddress, rpc byte, args, resp any) error {
+	if g.ctx.Err() != nil {
+		return raft.ErrTransportShutdown
+	}
 	payload, err := encode(args)
 	if err != nil {
 		return fmt.Errorf("transport: encode: %w", err)

@@ -1,0 +1,240 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// waitErr fails the test if fn does not return within a generous bound: the
+// point is that it returns at all rather than hanging.
+func waitErr(t *testing.T, what string, fn func() error) error {
+	t.Helper()
+	ch := make(chan error, 1)
+	go func() { ch <- fn() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not return", what)
+		return nil
+	}
+}
+
+func heartbeat(g *GroupTransport, target raft.ServerAddress) error {
+	return g.AppendEntries("x", target, &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{Addr: []byte("l")}, Term: 1}, new(raft.AppendEntriesResponse))
+}
+
+func appendOne(g *GroupTransport, target raft.ServerAddress) error {
+	return g.AppendEntries("x", target, &raft.AppendEntriesRequest{Term: 1, Entries: []*raft.Log{{Index: 1}}}, new(raft.AppendEntriesResponse))
+}
+
+func TestUnknownGroup(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	other := openGroup(t, b, "other")
+	answer(t, other)
+	ga := openGroup(t, a, "missing")
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"heartbeat", func() error { return heartbeat(ga, b.Addr()) }},
+		{"append", func() error { return appendOne(ga, b.Addr()) }},
+		{"vote", func() error {
+			return ga.RequestVote("x", b.Addr(), &raft.RequestVoteRequest{Term: 1}, new(raft.RequestVoteResponse))
+		}},
+		{"snapshot", func() error {
+			return ga.InstallSnapshot("x", b.Addr(), &raft.InstallSnapshotRequest{Size: 5}, new(raft.InstallSnapshotResponse), strings.NewReader("12345"))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if !errors.Is(err, ErrUnknownGroup) || !strings.Contains(err.Error(), `"missing"`) {
+				t.Fatalf("got %v, want ErrUnknownGroup naming the group", err)
+			}
+		})
+	}
+	// The other group on b still works over the same connection.
+	g2 := openGroup(t, a, "other")
+	if err := appendOne(g2, b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGarbageDropsOnlyThatConnection(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	answer(t, openGroup(t, b, "g"))
+	ga := openGroup(t, a, "g")
+	frameOf := func(body []byte) []byte {
+		return binary.BigEndian.AppendUint32(nil, uint32(len(body))) //nolint:gosec // test data
+	}
+	random := make([]byte, 4096)
+	rand.New(rand.NewSource(1)).Read(random)
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"random bytes", random},
+		{"preamble then random bytes", append([]byte(preamble), random...)},
+		{"oversized length", append([]byte(preamble), 0xff, 0xff, 0xff, 0xff)},
+		{"zero length", append([]byte(preamble), 0, 0, 0, 0)},
+		{"unknown kind", append(append([]byte(preamble), frameOf([]byte{9, 1})...), 9, 1)},
+		{"response on an incoming connection", append(append([]byte(preamble), frameOf([]byte{kindResponse, 1})...), kindResponse, 1)},
+		{"undecodable raft payload", func() []byte {
+			b, _ := requestFrame(1, rpcAppendEntries, "g", "", 0, []byte{0xc1, 0xc1})
+			return append([]byte(preamble), b...)
+		}()},
+		{"name longer than its frame", func() []byte {
+			b, _ := requestFrame(1, rpcAppendEntries, "g", "", 0, nil)
+			b[4+1+1+1] = 100 // group length byte
+			return append([]byte(preamble), b...)
+		}()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := appendOne(ga, b.Addr()); err != nil {
+				t.Fatalf("before: %v", err)
+			}
+			nc, err := net.Dial("tcp", string(b.Addr()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.Write(tc.data)
+			nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if n, err := io.Copy(io.Discard, nc); err != nil || n != 0 {
+				t.Fatalf("connection not closed cleanly: read %d bytes, %v", n, err)
+			}
+			if err := appendOne(ga, b.Addr()); err != nil {
+				t.Fatalf("after: %v", err)
+			}
+		})
+	}
+}
+
+func TestPeerDown(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	ga := openGroup(t, a, "g")
+	answer(t, openGroup(t, b, "g"))
+	b.Handle("g", "echo", func(ctx context.Context, req []byte) ([]byte, error) { return req, nil })
+	if _, err := a.Call(context.Background(), b.Addr(), "g", "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Call", func() error {
+			_, err := a.Call(context.Background(), b.Addr(), "g", "echo", nil)
+			return err
+		}},
+		{"AppendEntries", func() error { return appendOne(ga, b.Addr()) }},
+		{"Heartbeat", func() error { return heartbeat(ga, b.Addr()) }},
+		{"Pipeline", func() error {
+			_, err := ga.AppendEntriesPipeline("x", b.Addr())
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// The first call after the drop may see the old connection die;
+			// either way it and the next one must fail, the next with a refused dial.
+			waitErr(t, tc.name, tc.call)
+			err := waitErr(t, tc.name, tc.call)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("got %v, want connection refused", err)
+			}
+		})
+	}
+}
+
+func TestCloseUnblocks(t *testing.T) {
+	blockForever := func(ctx context.Context, req []byte) ([]byte, error) {
+		select {} // ignores ctx on purpose: the caller must still be released
+	}
+	tests := []struct {
+		name  string
+		close func(a, b *Mux, ga *GroupTransport)
+		want  func(error) bool
+	}{
+		{"caller mux closed", func(a, b *Mux, _ *GroupTransport) { a.Close() }, func(err error) bool { return errors.Is(err, ErrClosed) }},
+		{"callee mux closed", func(a, b *Mux, _ *GroupTransport) { b.Close() }, func(err error) bool { return err != nil }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newMux(t), newMux(t)
+			b.Handle("g", "block", blockForever)
+			started := make(chan struct{})
+			b.Handle("g", "started", func(ctx context.Context, req []byte) ([]byte, error) { close(started); return nil, nil })
+			errc := make(chan error, 1)
+			go func() {
+				_, err := a.Call(context.Background(), b.Addr(), "g", "block", nil)
+				errc <- err
+			}()
+			if _, err := a.Call(context.Background(), b.Addr(), "g", "started", nil); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			tc.close(a, b, nil)
+			select {
+			case err := <-errc:
+				if !tc.want(err) {
+					t.Fatalf("unexpected error %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("Call still blocked after Close")
+			}
+		})
+	}
+}
+
+func TestGroupClose(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	ga := openGroup(t, a, "g")
+	kept := openGroup(t, b, "kept")
+	answer(t, kept)
+	gb, err := b.Transport("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Transport("g"); err == nil {
+		t.Fatal("opening a group twice succeeded")
+	}
+
+	// An RPC raft never picks up is answered with an error once the group closes.
+	errc := make(chan error, 1)
+	go func() { errc <- appendOne(ga, b.Addr()) }()
+	time.Sleep(100 * time.Millisecond)
+	gb.Close()
+	if err := waitErr(t, "append to closing group", func() error { return <-errc }); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("got %v, want ErrClosed or ErrUnknownGroup", err)
+	}
+	if err := appendOne(ga, b.Addr()); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("after close: got %v, want ErrUnknownGroup", err)
+	}
+	kga := openGroup(t, a, "kept")
+	if err := appendOne(kga, b.Addr()); err != nil {
+		t.Fatalf("other group: %v", err)
+	}
+	// The name can be opened again.
+	answer(t, openGroup(t, b, "g"))
+	if err := appendOne(ga, b.Addr()); err != nil {
+		t.Fatalf("reopened: %v", err)
+	}
+	// Calls of a closed group fail at once.
+	ga.Close()
+	if err := appendOne(ga, b.Addr()); !errors.Is(err, raft.ErrTransportShutdown) {
+		t.Fatalf("closed sender: got %v, want ErrTransportShutdown", err)
+	}
+}
