@@ -7,6 +7,7 @@
 package pgserver
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -91,6 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := initdb(ctx, cfg, owner); err != nil {
 		return nil, err
 	}
+	waitPreviousServer(ctx, cfg)
 	// A free port found by listening can be taken by someone else before postgres binds
 	// it; retry a few times rather than fail a test on that race.
 	attempts := 1
@@ -283,6 +285,44 @@ func initdb(ctx context.Context, cfg Config, owner *account) error {
 		return fmt.Errorf("pgserver: initdb %s: %w\n%s", cfg.DataDir, err, out)
 	}
 	return nil
+}
+
+// waitPreviousServer gives a server that is still shutting down on this directory (its
+// parent was just killed, so it got SIGINT) a few seconds to release postmaster.pid;
+// otherwise the new postgres would refuse to start. A pid file naming some unrelated
+// live process is left for postgres itself to judge.
+func waitPreviousServer(ctx context.Context, cfg Config) {
+	b, err := os.ReadFile(filepath.Join(cfg.DataDir, "postmaster.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid <= 0 {
+		return
+	}
+	if !running(pid) {
+		return
+	}
+	cfg.Logger.Info("pgserver: waiting for the previous server on this directory to exit", "pid", pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for running(pid) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// running reports whether pid is a live process; a zombie (an orphan nobody reaped, as
+// in containers without an init) does not count.
+func running(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses and may contain spaces.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // socketDir keeps the Unix socket (handy for psql -h DIR) next to the data unless the path

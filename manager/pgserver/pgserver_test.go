@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -61,6 +62,28 @@ func TestRestartKeepsData(t *testing.T) {
 	var v string
 	if err := open(t, s2.DSN("kept")).QueryRowContext(ctx, "select v from t").Scan(&v); err != nil || v != "hello" {
 		t.Fatalf("after restart: %q, %v", v, err)
+	}
+	if err := s2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStartWaitsForPreviousServer starts again while the previous server on the same
+// directory is still shutting down, as after `quorumq dev` was killed and restarted.
+func TestStartWaitsForPreviousServer(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "pg")
+	s, err := pgserver.Start(ctx, pgserver.Config{DataDir: dir, NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	if err := syscall.Kill(s.Pid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := pgserver.Start(ctx, pgserver.Config{DataDir: dir, NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := s2.Stop(); err != nil {
 		t.Fatal(err)

@@ -19,14 +19,16 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 )
 
-// startDev runs `quorumq dev` on free ports and returns it once it is ready.
-func startDev(t *testing.T) (*proctest.Proc, string) {
+// startDev runs `quorumq dev` on free ports and returns it once it is ready, with the
+// arguments that start it again on the same directory and ports.
+func startDev(t *testing.T) (p *proctest.Proc, dir string, args []string) {
 	t.Helper()
-	dir := t.TempDir()
-	p := proctest.Start(t, "dev", "dev", "--data-dir", dir,
-		"--consul-http", proctest.FreeAddr(t), "--postgres-port", strconv.Itoa(proctest.FreePort(t)))
+	dir = t.TempDir()
+	args = []string{"dev", "--data-dir", dir,
+		"--consul-http", proctest.FreeAddr(t), "--postgres-port", strconv.Itoa(proctest.FreePort(t))}
+	p = proctest.Start(t, "dev", args...)
 	p.WaitOutput(t, devcluster.ReadyLine, 2*time.Minute)
-	return p, dir
+	return p, dir, args
 }
 
 func readState(t *testing.T, dir string) devcluster.State {
@@ -69,7 +71,7 @@ func waitGone(t *testing.T, name string, pid int) {
 }
 
 func TestDevRunsConsulAndPostgresAndStopsOnSIGINT(t *testing.T) {
-	p, dir := startDev(t)
+	p, dir, _ := startDev(t)
 	st := readState(t, dir)
 	pids := map[string]int{}
 	for _, proc := range st.Processes {
@@ -128,13 +130,19 @@ func TestDevRunsConsulAndPostgresAndStopsOnSIGINT(t *testing.T) {
 	}
 }
 
-// TestDevChildrenDieWithIt: a SIGKILLed supervisor leaves no agent or database behind.
+// TestDevChildrenDieWithIt: a SIGKILLed supervisor leaves no agent or database behind,
+// and a new one starts on the same directory and ports.
 func TestDevChildrenDieWithIt(t *testing.T) {
-	p, dir := startDev(t)
+	p, dir, args := startDev(t)
 	st := readState(t, dir)
 	p.Kill()
 	for _, proc := range st.Processes {
 		waitGone(t, proc.Name, proc.Pid)
+	}
+	again := proctest.Start(t, "dev-again", args...)
+	again.WaitOutput(t, devcluster.ReadyLine, 2*time.Minute)
+	if err := again.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 
