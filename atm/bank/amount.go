@@ -9,11 +9,11 @@ import (
 
 // Amount parsing errors; each names what the user typed wrong.
 var (
-	ErrAmountSyntax    = errors.New("not a decimal amount like 12, 12.5 or 12.50")
-	ErrAmountNegative  = errors.New("amount must not be negative")
-	ErrAmountDecimals  = errors.New("amount has more than two decimal places")
-	ErrAmountTooLarge  = errors.New("amount is too large")
-	ErrAmountZero      = errors.New("amount must be greater than zero")
+	ErrAmountSyntax    = errors.New("is not a decimal like 12, 12.5 or 12.50")
+	ErrAmountNegative  = errors.New("is negative")
+	ErrAmountDecimals  = errors.New("has more than two decimal places")
+	ErrAmountTooLarge  = errors.New("is too large")
+	ErrAmountZero      = errors.New("must be greater than zero")
 	maxWhole           = uint64(math.MaxInt64 / 100)
 	maxCentsAboveWhole = uint64(math.MaxInt64 % 100)
 )
@@ -22,7 +22,7 @@ var (
 // positive cents. Money is integer cents everywhere so that no float ever rounds a balance.
 func ParseAmount(s string) (int64, error) {
 	s = strings.TrimSpace(s)
-	wrap := func(err error) error { return fmt.Errorf("amount %q: %w", s, err) }
+	wrap := func(err error) error { return fmt.Errorf("amount %q %w", s, err) }
 	if strings.HasPrefix(s, "-") {
 		return 0, wrap(ErrAmountNegative)
 	}

@@ -1,0 +1,74 @@
+package atm
+
+import "encoding/json"
+
+// The JSON contract of the ATM HTTP API, shared by the server (http.go) and Client.
+// Amounts travel as decimal strings ("12.50") with the exact cents next to them; a
+// request may give the amount as a string or a JSON number, both parsed as decimals.
+
+// MoneyRequest is the body of POST /deposit and POST /withdraw.
+type MoneyRequest struct {
+	Name   string          `json:"name"`
+	Amount json.RawMessage `json:"amount"`
+}
+
+// TransferRequest is the body of POST /transfer.
+type TransferRequest struct {
+	From   string          `json:"from"`
+	To     string          `json:"to"`
+	Amount json.RawMessage `json:"amount"`
+}
+
+// BalanceResponse answers deposit, withdraw and GET /balance/:name.
+type BalanceResponse struct {
+	Status  string `json:"status"`
+	Name    string `json:"name"`
+	Balance string `json:"balance"`
+	Cents   int64  `json:"cents"`
+}
+
+// TransferResponse answers POST /transfer with both balances after the transfer.
+type TransferResponse struct {
+	Status      string `json:"status"`
+	From        string `json:"from"`
+	To          string `json:"to"`
+	FromBalance string `json:"from_balance"`
+	ToBalance   string `json:"to_balance"`
+	FromCents   int64  `json:"from_cents"`
+	ToCents     int64  `json:"to_cents"`
+}
+
+// AccountJSON is one account in AccountsResponse.
+type AccountJSON struct {
+	Name    string `json:"name"`
+	Balance string `json:"balance"`
+	Cents   int64  `json:"cents"`
+}
+
+// AccountsResponse answers GET /accounts.
+type AccountsResponse struct {
+	Status     string        `json:"status"`
+	Accounts   []AccountJSON `json:"accounts"`
+	Total      string        `json:"total"`
+	TotalCents int64         `json:"total_cents"`
+}
+
+// StatusResponse answers GET /status.
+type StatusResponse struct {
+	Status  string   `json:"status"`
+	ID      string   `json:"id"`
+	State   string   `json:"state"`
+	Leader  string   `json:"leader"`
+	Applied uint64   `json:"applied"`
+	Members []string `json:"members"`
+	Stale   bool     `json:"stale_reads"`
+}
+
+// FailureResponse is every error reply. Reason is a stable machine-readable word
+// (insufficient_funds, unknown_account, invalid_amount, invalid_name, same_account,
+// overflow, bad_request, unavailable, ...); Message is for people.
+type FailureResponse struct {
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}

@@ -1,0 +1,120 @@
+package atm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// Client talks to one ATM's HTTP API (scripts, tests and `quorumq bench atm`).
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the ATM serving HTTP on addr (host:port).
+func NewClient(addr string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: "http://" + addr, http: hc}
+}
+
+// APIError is a failure reply from the ATM. A refusal (4xx) means the operation did not
+// happen; unavailable (503) means its outcome is unknown.
+type APIError struct {
+	HTTPStatus int
+	Reason     string
+	Message    string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s (%d %s)", e.Message, e.HTTPStatus, e.Reason)
+}
+
+// Refused reports whether the ATM decided not to do the operation.
+func (e *APIError) Refused() bool { return e.HTTPStatus >= 400 && e.HTTPStatus < 500 }
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var f FailureResponse
+		if json.Unmarshal(data, &f) != nil || f.Message == "" {
+			f.Message = string(data)
+		}
+		return &APIError{HTTPStatus: resp.StatusCode, Reason: f.Reason, Message: f.Message}
+	}
+	return json.Unmarshal(data, out)
+}
+
+func amountJSON(amount string) json.RawMessage {
+	b, _ := json.Marshal(amount) // a string always marshals
+	return b
+}
+
+// Deposit adds amount (a decimal like "12.50") to name.
+func (c *Client) Deposit(ctx context.Context, name, amount string) (BalanceResponse, error) {
+	var out BalanceResponse
+	err := c.do(ctx, http.MethodPost, "/deposit", MoneyRequest{Name: name, Amount: amountJSON(amount)}, &out)
+	return out, err
+}
+
+// Withdraw takes amount from name.
+func (c *Client) Withdraw(ctx context.Context, name, amount string) (BalanceResponse, error) {
+	var out BalanceResponse
+	err := c.do(ctx, http.MethodPost, "/withdraw", MoneyRequest{Name: name, Amount: amountJSON(amount)}, &out)
+	return out, err
+}
+
+// Transfer moves amount from one account to another.
+func (c *Client) Transfer(ctx context.Context, from, to, amount string) (TransferResponse, error) {
+	var out TransferResponse
+	err := c.do(ctx, http.MethodPost, "/transfer", TransferRequest{From: from, To: to, Amount: amountJSON(amount)}, &out)
+	return out, err
+}
+
+// Balance reads one account.
+func (c *Client) Balance(ctx context.Context, name string) (BalanceResponse, error) {
+	var out BalanceResponse
+	err := c.do(ctx, http.MethodGet, "/balance/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Accounts reads every account.
+func (c *Client) Accounts(ctx context.Context) (AccountsResponse, error) {
+	var out AccountsResponse
+	err := c.do(ctx, http.MethodGet, "/accounts", nil, &out)
+	return out, err
+}
+
+// Status reads the ATM's view of its group.
+func (c *Client) Status(ctx context.Context) (StatusResponse, error) {
+	var out StatusResponse
+	err := c.do(ctx, http.MethodGet, "/status", nil, &out)
+	return out, err
+}

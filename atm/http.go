@@ -1,0 +1,196 @@
+package atm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/atm/bank"
+)
+
+// errStarting is returned by the API while the node has not joined its group yet.
+var errStarting = errors.New("ATM is starting: not joined to the group yet")
+
+// errBadRequest marks request bodies that are not what the API expects.
+var errBadRequest = errors.New("bad request")
+
+// failures maps errors to HTTP codes and reasons, in one place.
+var failures = []struct {
+	err    error
+	code   int
+	reason string
+}{
+	{bank.ErrInsufficientFunds, fiber.StatusConflict, "insufficient_funds"},
+	{bank.ErrUnknownAccount, fiber.StatusNotFound, "unknown_account"},
+	{bank.ErrInvalidAmount, fiber.StatusBadRequest, "invalid_amount"},
+	{bank.ErrAmountSyntax, fiber.StatusBadRequest, "invalid_amount"},
+	{bank.ErrAmountNegative, fiber.StatusBadRequest, "invalid_amount"},
+	{bank.ErrAmountDecimals, fiber.StatusBadRequest, "invalid_amount"},
+	{bank.ErrAmountZero, fiber.StatusBadRequest, "invalid_amount"},
+	{bank.ErrAmountTooLarge, fiber.StatusBadRequest, "invalid_amount"},
+	{bank.ErrInvalidName, fiber.StatusBadRequest, "invalid_name"},
+	{bank.ErrSameAccount, fiber.StatusBadRequest, "same_account"},
+	{bank.ErrOverflow, fiber.StatusUnprocessableEntity, "overflow"},
+	{bank.ErrStale, fiber.StatusConflict, "stale"},
+	{errBadRequest, fiber.StatusBadRequest, "bad_request"},
+	{ErrUnavailable, fiber.StatusServiceUnavailable, "unavailable"},
+	{errStarting, fiber.StatusServiceUnavailable, "starting"},
+}
+
+func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		code, reason := fiber.StatusInternalServerError, "internal"
+		var fe *fiber.Error
+		if errors.As(err, &fe) {
+			code, reason = fe.Code, "http"
+		}
+		for _, f := range failures {
+			if errors.Is(err, f.err) {
+				code, reason = f.code, f.reason
+				break
+			}
+		}
+		if code >= 500 && reason != "unavailable" && reason != "starting" {
+			logger.Error("http request failed", "path", c.Path(), "err", err)
+		}
+		return c.Status(code).JSON(FailureResponse{Status: "failure", Reason: reason, Message: err.Error()})
+	}
+}
+
+// server is the HTTP API over an ATM that may not exist yet: /healthz answers as soon as
+// the process listens, because peers find each other through healthy instances before
+// the group exists; everything else waits for the node.
+type server struct {
+	app   *fiber.App
+	ready chan struct{}
+	atm   *ATM // set once before ready is closed
+}
+
+func newServer(logger *slog.Logger) *server {
+	s := &server{ready: make(chan struct{})}
+	s.app = fiber.New(fiber.Config{DisableStartupMessage: true, ErrorHandler: errorHandler(logger)})
+	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "success"}) })
+	api := s.app.Group("/", s.whenReady)
+	api.Post("/deposit", s.money(bank.KindDeposit))
+	api.Post("/withdraw", s.money(bank.KindWithdraw))
+	api.Post("/transfer", s.transfer)
+	api.Get("/balance/:name", s.balance)
+	api.Get("/accounts", s.accounts)
+	api.Get("/status", s.status)
+	return s
+}
+
+func (s *server) serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+func (s *server) shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+func (s *server) setATM(a *ATM) {
+	s.atm = a
+	close(s.ready)
+}
+
+func (s *server) whenReady(c *fiber.Ctx) error {
+	select {
+	case <-s.ready:
+		return c.Next()
+	default:
+		return errStarting
+	}
+}
+
+// parseAmount accepts "12.50" or 12.50; both go through the decimal parser, never a float.
+func parseAmount(raw json.RawMessage) (int64, error) {
+	if len(raw) == 0 {
+		return 0, fmt.Errorf("%w: amount is missing", errBadRequest)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		s = string(raw)
+	}
+	return bank.ParseAmount(s)
+}
+
+func decode(c *fiber.Ctx, v any) error {
+	if err := json.Unmarshal(c.Body(), v); err != nil {
+		return fmt.Errorf("%w: body is not the expected JSON: %v", errBadRequest, err)
+	}
+	return nil
+}
+
+func balanceJSON(name string, cents int64) BalanceResponse {
+	return BalanceResponse{Status: "success", Name: name, Balance: bank.FormatAmount(cents), Cents: cents}
+}
+
+func (s *server) money(kind bank.Kind) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		var req MoneyRequest
+		if err := decode(c, &req); err != nil {
+			return err
+		}
+		cents, err := parseAmount(req.Amount)
+		if err != nil {
+			return err
+		}
+		var bal int64
+		if kind == bank.KindDeposit {
+			bal, err = s.atm.Deposit(c.UserContext(), req.Name, cents)
+		} else {
+			bal, err = s.atm.Withdraw(c.UserContext(), req.Name, cents)
+		}
+		if err != nil {
+			return err
+		}
+		return c.JSON(balanceJSON(req.Name, bal))
+	}
+}
+
+func (s *server) transfer(c *fiber.Ctx) error {
+	var req TransferRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	cents, err := parseAmount(req.Amount)
+	if err != nil {
+		return err
+	}
+	from, to, err := s.atm.Transfer(c.UserContext(), req.From, req.To, cents)
+	if err != nil {
+		return err
+	}
+	return c.JSON(TransferResponse{Status: "success", From: req.From, To: req.To,
+		FromBalance: bank.FormatAmount(from), ToBalance: bank.FormatAmount(to), FromCents: from, ToCents: to})
+}
+
+func (s *server) balance(c *fiber.Ctx) error {
+	name := string([]byte(c.Params("name"))) // Fiber reuses its buffers
+	bal, err := s.atm.Balance(c.UserContext(), name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(balanceJSON(name, bal))
+}
+
+func (s *server) accounts(c *fiber.Ctx) error {
+	accounts, err := s.atm.Accounts(c.UserContext())
+	if err != nil {
+		return err
+	}
+	resp := AccountsResponse{Status: "success", Accounts: make([]AccountJSON, 0, len(accounts))}
+	for _, a := range accounts {
+		resp.Accounts = append(resp.Accounts, AccountJSON{Name: a.Name, Balance: bank.FormatAmount(a.Cents), Cents: a.Cents})
+		resp.TotalCents += a.Cents
+	}
+	resp.Total = bank.FormatAmount(resp.TotalCents)
+	return c.JSON(resp)
+}
+
+func (s *server) status(c *fiber.Ctx) error {
+	st := s.atm.Status(c.UserContext())
+	return c.JSON(StatusResponse{Status: "success", ID: st.ID, State: st.State, Leader: st.Leader,
+		Applied: st.Applied, Members: st.Members, Stale: st.Stale})
+}

@@ -1,0 +1,269 @@
+package atm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/quorumq/quorumq/atm/bank"
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/election/transport"
+)
+
+// Group is the Raft group every ATM belongs to.
+const Group = "atm"
+
+// Config is one ATM process.
+type Config struct {
+	ID              string
+	DataDir         string
+	RaftAddr        string // host:port of this process's Raft listener
+	HTTPAddr        string // host:port of the HTTP API
+	BootstrapExpect int
+	// Discovery finds the other ATMs (Consul, or a discovery.Static list) and is where
+	// this ATM registers itself.
+	Discovery discovery.Backend
+	Stale     bool // serve reads from the local state without a read barrier
+
+	// In, if set, is read as the terminal: a tty gets line editing and history, anything
+	// else is read as one command per line. Answers go to Out. Run returns at end of
+	// input or `quit`. Without In the ATM serves HTTP until ctx ends.
+	In  io.Reader
+	Out io.Writer
+	// Logs, if set, is the writer behind Logger; on a tty it is pointed through the
+	// terminal so log lines do not garble the prompt.
+	Logs   *LogWriter
+	Logger *slog.Logger
+
+	OpTimeout time.Duration // per operation; without quorum it fails after this (default 4s)
+	Lanes     int           // entries in flight from this ATM (default 4)
+	MaxBatch  int           // operations per entry (default 256)
+}
+
+func (c *Config) defaults() error {
+	if c.ID == "" || c.DataDir == "" || c.RaftAddr == "" || c.HTTPAddr == "" || c.Discovery == nil {
+		return errors.New("atm: Config needs ID, DataDir, RaftAddr, HTTPAddr and Discovery")
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = 4 * time.Second
+	}
+	if c.Lanes <= 0 {
+		c.Lanes = 4
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 256
+	}
+	return nil
+}
+
+// Run starts the ATM, joins (or bootstraps) the group, prints a `ready ...` line on Out,
+// and runs until ctx ends or the terminal quits.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	log := cfg.Logger.With("atm", cfg.ID)
+	out, restore, src, err := openTerminal(cfg)
+	if err != nil {
+		return err
+	}
+	defer restore()
+
+	// HTTP first: /healthz must pass before the group exists, since peers are found
+	// among healthy instances.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("atm: http listen: %w", err)
+	}
+	srv := newServer(log)
+	go func() {
+		if err := srv.serve(ln); err != nil {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	defer shutdownHTTP(srv, log)
+
+	mux, err := transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: log})
+	if err != nil {
+		return fmt.Errorf("atm: raft listen: %w", err)
+	}
+	defer mux.Close()
+
+	httpAddr := ln.Addr().String()
+	reg := discovery.Registration{
+		Instance: discovery.Instance{Service: discovery.ServiceATM, ID: cfg.ID, Addr: httpAddr,
+			Meta: map[string]string{discovery.MetaRaftAddr: string(mux.Addr()), discovery.MetaHTTPAddr: httpAddr}},
+		HealthURL:       "http://" + httpAddr + "/healthz",
+		CheckInterval:   time.Second,
+		DeregisterAfter: time.Minute,
+	}
+	if err := cfg.Discovery.Register(ctx, reg); err != nil {
+		return fmt.Errorf("atm: register: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := cfg.Discovery.Deregister(dctx, discovery.ServiceATM, cfg.ID); err != nil {
+			log.Warn("deregister", "err", err)
+		}
+	}()
+
+	b := bank.New()
+	node, err := election.Open(ctx, election.Config{
+		Group: Group, ID: cfg.ID, DataDir: cfg.DataDir, Mux: mux, FSM: b,
+		Timing: election.DefaultTiming(), BootstrapExpect: cfg.BootstrapExpect,
+		Discover: election.DiscoverService(cfg.Discovery, discovery.ServiceATM), Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("atm: join group: %w", err)
+	}
+	defer node.Close()
+
+	bctx, stopBatcher := context.WithCancel(context.Background())
+	a := &ATM{id: cfg.ID, node: node, bank: b, stale: cfg.Stale, timeout: cfg.OpTimeout,
+		batch: newBatcher(node.Apply, cfg.ID, cfg.Lanes, cfg.MaxBatch, cfg.OpTimeout, log)}
+	a.batch.start(bctx)
+	defer func() { stopBatcher(); a.batch.wait() }()
+	srv.setATM(a)
+
+	var tagger sync.WaitGroup
+	tctx, stopTagger := context.WithCancel(ctx)
+	tagger.Add(1)
+	go func() { defer tagger.Done(); tagLeader(tctx, node, cfg.Discovery, cfg.ID, log) }()
+	defer func() { stopTagger(); tagger.Wait() }()
+
+	leader, err := waitLeader(ctx, node)
+	if err != nil {
+		return nil // ctx ended before the group formed: a normal shutdown
+	}
+	fmt.Fprintf(out, "ready id=%s leader=%s raft=%s http=%s\n", cfg.ID, leader, mux.Addr(), httpAddr)
+	log.Info("ATM ready", "leader", leader, "raft", mux.Addr(), "http", httpAddr)
+
+	if src == nil {
+		<-ctx.Done()
+		return nil
+	}
+	t := &Terminal{atm: a, in: *src, out: out}
+	done := make(chan error, 1)
+	// The reader may stay blocked on stdin after ctx ends; it is not waited for.
+	go func() { done <- t.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// openTerminal picks the terminal mode. On a tty it switches to raw mode (restored by
+// the returned func) and routes logs through the terminal.
+func openTerminal(cfg Config) (io.Writer, func(), *lineSource, error) {
+	if cfg.In == nil {
+		return cfg.Out, func() {}, nil, nil
+	}
+	f, ok := cfg.In.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		src := plainSource(cfg.In)
+		return cfg.Out, func() {}, &src, nil
+	}
+	old, err := term.MakeRaw(int(f.Fd()))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("atm: terminal: %w", err)
+	}
+	prompt := cfg.ID + "> "
+	t := term.NewTerminal(struct {
+		io.Reader
+		io.Writer
+	}{cfg.In, cfg.Out}, prompt)
+	if cfg.Logs != nil {
+		cfg.Logs.Set(t)
+	}
+	src := ttySource(t, prompt)
+	restore := func() {
+		if cfg.Logs != nil {
+			cfg.Logs.Set(os.Stderr)
+		}
+		_ = term.Restore(int(f.Fd()), old)
+	}
+	fmt.Fprintln(t, "ATM", cfg.ID, "- type help for commands; quit or Ctrl-D stops it")
+	return t, restore, &src, nil
+}
+
+func shutdownHTTP(srv *server, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := srv.shutdown(ctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+}
+
+func waitLeader(ctx context.Context, node *election.Node) (string, error) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if p := node.Leader(); p.ID != "" {
+			return p.ID, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// tagLeader keeps the discovery "leader" tag on this ATM while it leads, so operators
+// (and the Consul UI) can see which ATM leads.
+func tagLeader(ctx context.Context, node *election.Node, reg discovery.Registrar, id string, log *slog.Logger) {
+	ch := node.LeaderChanges()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case lead, ok := <-ch:
+			if !ok {
+				return
+			}
+			if err := reg.SetTag(ctx, discovery.ServiceATM, id, discovery.TagLeader, lead); err != nil && ctx.Err() == nil {
+				log.Warn("set leader tag", "err", err)
+			}
+		}
+	}
+}
+
+// LogWriter is an io.Writer whose destination can be switched while loggers use it.
+type LogWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewLogWriter returns a LogWriter writing to w.
+func NewLogWriter(w io.Writer) *LogWriter { return &LogWriter{w: w} }
+
+// Set points the writer at w.
+func (l *LogWriter) Set(w io.Writer) {
+	l.mu.Lock()
+	l.w = w
+	l.mu.Unlock()
+}
+
+func (l *LogWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

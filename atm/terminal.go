@@ -1,0 +1,233 @@
+package atm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/quorumq/quorumq/atm/bank"
+)
+
+// command is one terminal command: its argument names (asked for when missing on a
+// terminal) and what it does. run returns the answer lines.
+type command struct {
+	name string
+	args []string
+	help string
+	run  func(ctx context.Context, a *ATM, args []string) ([]string, error)
+}
+
+var commands = []command{
+	{"deposit", []string{"NAME", "AMOUNT"}, "add money to an account (a new name opens it)", runDeposit},
+	{"withdraw", []string{"NAME", "AMOUNT"}, "take money out of an account", runWithdraw},
+	{"balance", []string{"NAME"}, "show an account's balance", runBalance},
+	{"transfer", []string{"FROM", "TO", "AMOUNT"}, "move money between two accounts", runTransfer},
+	{"accounts", nil, "list every account and the total", runAccounts},
+	{"status", nil, "show this ATM's view of the group (leader, members)", runStatus},
+	{"help", nil, "show this help", nil},
+	{"quit", nil, "stop this ATM (end of input does the same)", nil},
+}
+
+func lookup(name string) (command, bool) {
+	if name == "exit" {
+		name = "quit"
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+func helpLines() []string {
+	var out []string
+	for _, c := range commands {
+		usage := strings.TrimSpace(c.name + " " + strings.Join(c.args, " "))
+		out = append(out, fmt.Sprintf("  %-28s %s", usage, c.help))
+	}
+	return append(out, "  amounts are decimals with at most two places: 12, 12.5, 12.50")
+}
+
+func line(name string, cents int64) string { return name + " " + bank.FormatAmount(cents) }
+
+func runDeposit(ctx context.Context, a *ATM, args []string) ([]string, error) {
+	cents, err := bank.ParseAmount(args[1])
+	if err != nil {
+		return nil, err
+	}
+	bal, err := a.Deposit(ctx, args[0], cents)
+	if err != nil {
+		return nil, err
+	}
+	return []string{line(args[0], bal)}, nil
+}
+
+func runWithdraw(ctx context.Context, a *ATM, args []string) ([]string, error) {
+	cents, err := bank.ParseAmount(args[1])
+	if err != nil {
+		return nil, err
+	}
+	bal, err := a.Withdraw(ctx, args[0], cents)
+	if err != nil {
+		return nil, err
+	}
+	return []string{line(args[0], bal)}, nil
+}
+
+func runBalance(ctx context.Context, a *ATM, args []string) ([]string, error) {
+	bal, err := a.Balance(ctx, args[0])
+	if err != nil {
+		return nil, err
+	}
+	return []string{line(args[0], bal)}, nil
+}
+
+func runTransfer(ctx context.Context, a *ATM, args []string) ([]string, error) {
+	cents, err := bank.ParseAmount(args[2])
+	if err != nil {
+		return nil, err
+	}
+	from, to, err := a.Transfer(ctx, args[0], args[1], cents)
+	if err != nil {
+		return nil, err
+	}
+	return []string{line(args[0], from) + " " + line(args[1], to)}, nil
+}
+
+func runAccounts(ctx context.Context, a *ATM, _ []string) ([]string, error) {
+	accounts, err := a.Accounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var total int64
+	for _, acc := range accounts {
+		out = append(out, line(acc.Name, acc.Cents))
+		total += acc.Cents
+	}
+	return append(out, fmt.Sprintf("accounts=%d total=%s", len(accounts), bank.FormatAmount(total))), nil
+}
+
+func runStatus(ctx context.Context, a *ATM, _ []string) ([]string, error) {
+	return []string{a.Status(ctx).String()}, nil
+}
+
+// lineSource is where the terminal reads from. ask is nil when there is nobody to ask
+// (stdin is not a terminal): then a missing argument is an error, since the next input
+// line is the next command.
+type lineSource struct {
+	read func() (string, error)
+	ask  func(prompt string) (string, error)
+}
+
+// Terminal reads commands line by line and writes one answer (or `error: ...`) each.
+type Terminal struct {
+	atm *ATM
+	in  lineSource
+	out io.Writer
+}
+
+// plainSource reads newline-separated commands from r (a pipe or file).
+func plainSource(r io.Reader) lineSource {
+	sc := bufio.NewScanner(r)
+	return lineSource{read: func() (string, error) {
+		if sc.Scan() {
+			return sc.Text(), nil
+		}
+		if err := sc.Err(); err != nil {
+			return "", err
+		}
+		return "", io.EOF
+	}}
+}
+
+// ttySource reads through x/term, which gives line editing and history (up/down).
+func ttySource(t *term.Terminal, prompt string) lineSource {
+	return lineSource{
+		read: t.ReadLine,
+		ask: func(p string) (string, error) {
+			t.SetPrompt(p)
+			defer t.SetPrompt(prompt)
+			return t.ReadLine()
+		},
+	}
+}
+
+// Run executes commands until quit, end of input or ctx; it returns nil in all three.
+func (t *Terminal) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		text, err := t.in.read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("terminal: %w", err)
+		}
+		lines, quit, err := t.exec(ctx, text)
+		for _, l := range lines {
+			fmt.Fprintln(t.out, l)
+		}
+		if err != nil {
+			fmt.Fprintln(t.out, "error:", err)
+		}
+		if quit {
+			return nil
+		}
+	}
+	return nil
+}
+
+// exec runs one input line.
+func (t *Terminal) exec(ctx context.Context, text string) (lines []string, quit bool, err error) {
+	fields := strings.Fields(text)
+	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+		return nil, false, nil
+	}
+	cmd, ok := lookup(strings.ToLower(fields[0]))
+	if !ok {
+		return nil, false, fmt.Errorf("unknown command %q (try help)", fields[0])
+	}
+	args := fields[1:]
+	if len(args) > len(cmd.args) {
+		return nil, false, fmt.Errorf("too many arguments; usage: %s %s", cmd.name, strings.Join(cmd.args, " "))
+	}
+	if args, err = t.complete(cmd, args); err != nil {
+		return nil, false, err
+	}
+	switch cmd.name {
+	case "help":
+		return helpLines(), false, nil
+	case "quit":
+		return nil, true, nil
+	}
+	lines, err = cmd.run(ctx, t.atm, args)
+	return lines, false, err
+}
+
+// complete asks for missing arguments when someone is there to answer.
+func (t *Terminal) complete(cmd command, args []string) ([]string, error) {
+	if len(args) == len(cmd.args) {
+		return args, nil
+	}
+	if t.in.ask == nil {
+		return nil, fmt.Errorf("%s needs %s; usage: %s %s", cmd.name, strings.Join(cmd.args[len(args):], " "), cmd.name, strings.Join(cmd.args, " "))
+	}
+	for _, name := range cmd.args[len(args):] {
+		answer, err := t.in.ask(strings.ToLower(name) + ": ")
+		if err != nil {
+			return nil, errors.New("cancelled")
+		}
+		fields := strings.Fields(answer)
+		if len(fields) != 1 {
+			return nil, fmt.Errorf("%s: want one word, got %q", name, answer)
+		}
+		args = append(args, fields[0])
+	}
+	return args, nil
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quorumq/quorumq/atm"
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/discovery"
+)
+
+func init() { subcommands = append(subcommands, newATMCmd) }
+
+func newATMCmd() *cobra.Command {
+	var (
+		cfg       atm.Config
+		consulAt  string
+		peers     []string
+		terminal  bool
+		logLevel  string
+		dataDirIn string
+	)
+	cmd := &cobra.Command{
+		Use:   "atm",
+		Short: "Run one ATM of the ATM network: a Raft member with a terminal and an HTTP API",
+		Long: `Run one ATM. All ATMs share one replicated bank (accounts name -> balance).
+
+Peers are found in Consul (--consul) or given as a static list (--peers id=raftaddr,...).
+Commands are read from stdin: deposit NAME AMOUNT, withdraw NAME AMOUNT, balance NAME,
+transfer FROM TO AMOUNT, accounts, status, help, quit. On a terminal you get line editing
+and history; otherwise one command per line with plain answers. --terminal=false serves
+only the HTTP API until SIGTERM.`,
+		Example: `  quorumq atm --id atm1 --data-dir /tmp/atm1 --raft 127.0.0.1:7001 --http 127.0.0.1:8001 \
+    --peers atm1=127.0.0.1:7001,atm2=127.0.0.1:7002,atm3=127.0.0.1:7003`,
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return envFallback(cmd)
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logs = atm.NewLogWriter(os.Stderr)
+			cfg.Logger = slog.New(slog.NewTextHandler(cfg.Logs, &slog.HandlerOptions{Level: level}))
+			cfg.DataDir = dataDirIn
+			if cfg.DataDir == "" {
+				cfg.DataDir = filepath.Join(".quorumq", cfg.ID)
+			}
+			var err error
+			if cfg.Discovery, err = atmDiscovery(consulAt, peers, cfg.Logger); err != nil {
+				return err
+			}
+			if terminal {
+				cfg.In, cfg.Out = os.Stdin, cmd.OutOrStdout()
+			} else {
+				cfg.Out = cmd.OutOrStdout()
+			}
+			return atm.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "this ATM's id (required), e.g. atm1")
+	f.StringVar(&dataDirIn, "data-dir", "", "Raft log and snapshots (default .quorumq/<id>)")
+	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7001", "host:port of the Raft listener")
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8001", "host:port of the HTTP API")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "form the group once this many ATMs are found")
+	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (find peers there)")
+	f.StringSliceVar(&peers, "peers", nil, "static peer list id=raftaddr,... (instead of --consul)")
+	f.BoolVar(&cfg.Stale, "stale", false, "answer reads from local state (faster, may be behind)")
+	f.BoolVar(&terminal, "terminal", true, "read commands from stdin")
+	f.DurationVar(&cfg.OpTimeout, "op-timeout", 0, "give up on an operation after this long (default 4s)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("id")
+	return cmd
+}
+
+// atmDiscovery is Consul when --consul is given, else a static list from --peers.
+func atmDiscovery(consulAt string, peers []string, logger *slog.Logger) (discovery.Backend, error) {
+	if consulAt != "" {
+		if len(peers) > 0 {
+			return nil, fmt.Errorf("give --consul or --peers, not both")
+		}
+		return consul.New(consulAt, logger)
+	}
+	var instances []discovery.Instance
+	for _, p := range peers {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--peers: %q is not id=host:port", p)
+		}
+		instances = append(instances, discovery.Instance{Service: discovery.ServiceATM, ID: id,
+			Meta: map[string]string{discovery.MetaRaftAddr: addr}})
+	}
+	return discovery.NewStatic(instances...), nil
+}
