@@ -49,19 +49,22 @@ type PartitionInfo struct {
 	Replicas []string `json:"replicas,omitempty"`
 }
 
-// UnmarshalJSON accepts the partition number as "id" or "partition".
+// UnmarshalJSON accepts the partition number as "id", "index" or "partition".
 func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
 	type plain PartitionInfo
 	var v struct {
 		plain
+		Index     *int `json:"index"`
 		Partition *int `json:"partition"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*p = PartitionInfo(v.plain)
-	if v.Partition != nil {
-		p.ID = *v.Partition
+	for _, n := range []*int{v.Index, v.Partition} {
+		if n != nil {
+			p.ID = *n
+		}
 	}
 	return nil
 }

@@ -115,9 +115,9 @@ type registerReply struct {
 }
 
 // produceRequest is one message ("message") or a batch ("messages") for one partition.
-// Seq is the producer's sequence number of the first message in this partition; the
-// batch covers Seq .. Seq+len-1, and a partition that has seen them already answers
-// success without appending again.
+// Seq numbers the producer's requests to this partition (0, 1, 2, ...): a partition
+// that already stored the request with this seq answers success with the same offsets
+// instead of appending again (broker/partition keeps the last seq per producer).
 type produceRequest struct {
 	Topic      string   `json:"topic"`
 	ProducerID ID       `json:"producer_id"`

@@ -180,10 +180,10 @@ func (cs *Consumer) fetch(ctx context.Context, p, max int) ([]Message, error) {
 		msgs[i] = m
 	}
 	switch {
-	case r.NextOffset != nil:
-		cs.offsets[p] = *r.NextOffset
 	case len(msgs) > 0 && msgs[len(msgs)-1].Offset >= 0:
 		cs.offsets[p] = msgs[len(msgs)-1].Offset + 1
+	case len(msgs) > 0 && r.NextOffset != nil:
+		cs.offsets[p] = *r.NextOffset
 	case len(msgs) > 0:
 		delete(cs.offsets, p) // the manager did not say where we are
 	}

@@ -19,7 +19,7 @@ type fakeManager struct {
 	topics    map[string][][]string // topic → partition → messages
 	producers map[string]string     // id → topic
 	consumers map[string]*fakeConsumer
-	nextSeq   map[string]uint64 // "producer/partition" → next expected seq
+	lastSeq   map[string]fakeBatch // "producer/partition" → last stored request
 	nextID    int
 	calls     map[string]int // "METHOD /path" → requests seen
 
@@ -30,6 +30,8 @@ type fakeManager struct {
 	drop func(r *http.Request, n int) bool
 }
 
+type fakeBatch struct{ seq, first uint64 }
+
 type fakeConsumer struct {
 	topic   string
 	offsets map[int]int
@@ -38,7 +40,7 @@ type fakeConsumer struct {
 func newFake(t *testing.T) (*fakeManager, *httptest.Server) {
 	f := &fakeManager{
 		topics: map[string][][]string{}, producers: map[string]string{},
-		consumers: map[string]*fakeConsumer{}, nextSeq: map[string]uint64{}, calls: map[string]int{},
+		consumers: map[string]*fakeConsumer{}, lastSeq: map[string]fakeBatch{}, calls: map[string]int{},
 	}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
@@ -199,12 +201,15 @@ func (f *fakeManager) produce(w http.ResponseWriter, topic, pid string, partitio
 	}
 	p := *partition
 	k := fmt.Sprintf("%s/%d", pid, p)
-	if *seq < f.nextSeq[k] { // a retry of something already appended
-		reply(w, 200, map[string]any{"partition": p, "duplicate": true})
+	if last, ok := f.lastSeq[k]; ok && *seq == last.seq { // a retry of what was just stored
+		reply(w, 200, map[string]any{"partition": p, "offset": last.first, "duplicate": true})
+		return
+	} else if ok && *seq < last.seq {
+		failure(w, 409, "stale sequence number")
 		return
 	}
-	f.nextSeq[k] = *seq + uint64(len(msgs))
 	off := len(parts[p])
+	f.lastSeq[k] = fakeBatch{seq: *seq, first: uint64(off)}
 	parts[p] = append(parts[p], msgs...)
 	reply(w, 200, map[string]any{"partition": p, "offset": off})
 }

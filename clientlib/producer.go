@@ -54,8 +54,9 @@ type Producer struct {
 	senders sync.WaitGroup
 }
 
-// partSeq is the next sequence number of a partition; mu is held for the whole send,
-// which keeps a partition's requests in sequence order.
+// partSeq is the next request sequence number of a partition; mu is held for the whole
+// send, which keeps a partition's requests in sequence order: the partition only
+// recognises a retry of the last request it stored.
 type partSeq struct {
 	mu   sync.Mutex
 	next uint64
@@ -140,14 +141,14 @@ func (p *Producer) seqOf(partition int) *partSeq {
 }
 
 // send delivers records to one partition as one request. A failed send still uses up
-// its sequence numbers: the records may have landed (the reply was lost), and reusing
-// the numbers would make the partition drop the next records as duplicates.
+// its sequence number: the records may have landed (the reply was lost), and reusing
+// the number would make the partition drop the next records as duplicates.
 func (p *Producer) send(ctx context.Context, partition int, records []Record) ([]Position, error) {
 	s := p.seqOf(partition)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seq := s.next
-	s.next += uint64(len(records))
+	s.next++
 	req := produceRequest{Topic: p.topic, ProducerID: p.id, Partition: &partition, Seq: &seq}
 	if len(records) == 1 {
 		req.Message = &records[0].Value
