@@ -1,7 +1,9 @@
 package consul_test
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,14 +49,14 @@ func TestStartAgentReportsFailure(t *testing.T) {
 }
 
 func TestBinPath(t *testing.T) {
-	real, err := consul.BinPath()
+	bin, err := consul.BinPath()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		name, env, want, wantErr string
 	}{
-		{"env wins", real, real, ""},
+		{"env wins", bin, bin, ""},
 		{"env names a missing file", filepath.Join(t.TempDir(), "nope"), "", "is not an executable file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -70,5 +72,50 @@ func TestBinPath(t *testing.T) {
 				t.Fatalf("BinPath = %q, %v; want %q", got, err, c.want)
 			}
 		})
+	}
+}
+
+// A checkout without the binary runs consul/install.sh instead of failing or skipping.
+func TestEnsureBinRunsInstallScript(t *testing.T) {
+	root := t.TempDir()
+	script := `#!/usr/bin/env bash
+set -e
+PATH=/usr/bin:/bin
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$root/bin"
+printf '#!/bin/sh\necho fake consul\n' > "$root/bin/consul"
+chmod +x "$root/bin/consul"
+`
+	for name, body := range map[string]string{"go.mod": "module example.com/x\n", "consul/install.sh": script} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only bash on PATH, so no consul installed on this machine can be found instead.
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pathDir := t.TempDir()
+	if err := os.Symlink(bash, filepath.Join(pathDir, "bash")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", pathDir)
+	t.Setenv(consul.BinEnv, "")
+	t.Chdir(filepath.Join(root, "consul"))
+
+	if _, err := consul.BinPath(); err == nil {
+		t.Fatal("BinPath found a binary before the install ran")
+	}
+	got, err := consul.EnsureBin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(root, "bin", "consul"); got != want {
+		t.Fatalf("EnsureBin = %q, want %q", got, want)
 	}
 }

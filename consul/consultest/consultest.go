@@ -3,6 +3,7 @@ package consultest
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -37,6 +38,22 @@ func Start(t testing.TB) *consul.Agent {
 		if err := a.Stop(); err != nil {
 			t.Errorf("consultest: %v", err)
 		}
+		if t.Failed() {
+			logTail(t, a.LogPath())
+		}
 	})
 	return a
+}
+
+// logTail shows the end of the agent's log next to a failure.
+func logTail(t testing.TB, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	const keep = 8 << 10
+	if len(b) > keep {
+		b = b[len(b)-keep:]
+	}
+	t.Logf("consultest: tail of %s:\n%s", path, b)
 }
