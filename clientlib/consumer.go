@@ -33,6 +33,7 @@ type Consumer struct {
 
 	mu      sync.Mutex
 	offsets map[int]int64 // next offset per partition, where known
+	fresh   bool          // registered by us: partitions we have not read start at 0
 	cursor  int           // partition to look at first, so no partition starves
 }
 
@@ -74,21 +75,9 @@ func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...Consumer
 		body: registerRequest{Topic: topic, Partition: cs.fixed}, out: &r}); err != nil {
 		return nil, err
 	}
-	cs.id = r.ConsumerID
-	n := 1
-	if cs.fixed == nil {
-		var err error
-		if n, err = cs.meta.partitions(ctx); err != nil {
-			return nil, err
-		}
-	}
-	for i := range n {
-		p := i
-		if cs.fixed != nil {
-			p = *cs.fixed
-		}
-		cs.offsets[p] = 0
-		if o, ok := r.Offsets[strconv.Itoa(p)]; ok {
+	cs.id, cs.fresh = r.ConsumerID, true
+	for k, o := range r.Offsets {
+		if p, err := strconv.Atoi(k); err == nil {
 			cs.offsets[p] = o
 		}
 	}
@@ -146,6 +135,9 @@ func (cs *Consumer) Poll(ctx context.Context, max int) ([]Message, error) {
 func (cs *Consumer) fetch(ctx context.Context, p, max int) ([]Message, error) {
 	q := url.Values{"topic": {cs.topic}, "consumer_id": {cs.id.String()}, "partition": {strconv.Itoa(p)}}
 	from, known := cs.offsets[p]
+	if !known && cs.fresh {
+		from, known = 0, true
+	}
 	if known {
 		q.Set("offset", strconv.FormatInt(from, 10))
 	}
