@@ -1,0 +1,168 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/quorumq/quorumq/broker/partition"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Partition is the group's partition.Store.
+type Partition struct{ g *Group }
+
+// Partition returns the group's message store.
+func (g *Group) Partition() *Partition { return &Partition{g} }
+
+var keyState = []byte("state") // applied index, next offset, bytes
+
+// Load implements partition.Store.
+func (p *Partition) Load() (partition.State, error) {
+	st := partition.NewState()
+	err := p.g.db.view(func(tx *bolt.Tx) error {
+		meta, err := p.g.bucket(tx, bMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(keyState); v != nil {
+			if len(v) != 24 {
+				return fmt.Errorf("store: partition state of %d bytes", len(v))
+			}
+			st.Applied = binary.BigEndian.Uint64(v)
+			st.Next = binary.BigEndian.Uint64(v[8:])
+			st.Bytes = binary.BigEndian.Uint64(v[16:])
+		}
+		cons, _ := p.g.bucket(tx, bCons)
+		if err := cons.ForEach(func(k, v []byte) error {
+			st.Consumers[string(k)] = binary.BigEndian.Uint64(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		prod, _ := p.g.bucket(tx, bProd)
+		return prod.ForEach(func(k, v []byte) error {
+			pr, err := partition.DecodeProducer(v)
+			st.Producers[string(k)] = pr
+			return err
+		})
+	})
+	return st, err
+}
+
+func putState(tx *bolt.Tx, g *Group, applied, next, bytes uint64) error {
+	meta, err := g.bucket(tx, bMeta)
+	if err != nil {
+		return err
+	}
+	v := binary.BigEndian.AppendUint64(nil, applied)
+	v = binary.BigEndian.AppendUint64(v, next)
+	return meta.Put(keyState, binary.BigEndian.AppendUint64(v, bytes))
+}
+
+// Commit implements partition.Store: messages, offsets, producers and the applied
+// index in one transaction.
+func (p *Partition) Commit(m *partition.Mutation) error {
+	return p.g.db.update(func(tx *bolt.Tx) error {
+		if err := putMessages(tx, p.g, m.First, m.Msgs); err != nil {
+			return err
+		}
+		cons, err := p.g.bucket(tx, bCons)
+		if err != nil {
+			return err
+		}
+		for k, v := range m.Consumers {
+			if err := cons.Put([]byte(k), u64key(v)); err != nil {
+				return err
+			}
+		}
+		prod, _ := p.g.bucket(tx, bProd)
+		for k, v := range m.Producers {
+			if err := prod.Put([]byte(k), partition.EncodeProducer(nil, v)); err != nil {
+				return err
+			}
+		}
+		return putState(tx, p.g, m.Applied, m.Next, m.Bytes)
+	})
+}
+
+func putMessages(tx *bolt.Tx, g *Group, first uint64, msgs [][]byte) error {
+	b, err := g.bucket(tx, bMsg)
+	if err != nil {
+		return err
+	}
+	b.FillPercent = 1 // offsets only grow: pack pages full
+	for i, m := range msgs {
+		if err := b.Put(u64key(first+uint64(i)), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Fit implements partition.Store.
+func (p *Partition) Fit(from, to, maxBytes uint64) (n, size uint64, err error) {
+	err = p.g.view(bMsg, func(b *bolt.Bucket) error {
+		c := b.Cursor()
+		off := from
+		for k, v := c.Seek(u64key(from)); off < to; k, v = c.Next() {
+			if k == nil || binary.BigEndian.Uint64(k) != off {
+				return fmt.Errorf("store: message %d missing", off)
+			}
+			if n > 0 && size+uint64(len(v)) > maxBytes {
+				break
+			}
+			n, size, off = n+1, size+uint64(len(v)), off+1
+		}
+		return nil
+	})
+	return n, size, err
+}
+
+// Messages implements partition.Store.
+func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
+	out := make([][]byte, 0, n)
+	err := p.g.view(bMsg, func(b *bolt.Bucket) error {
+		c := b.Cursor()
+		off := from
+		for k, v := c.Seek(u64key(from)); uint32(len(out)) < n; k, v = c.Next() {
+			if k == nil || binary.BigEndian.Uint64(k) != off {
+				return fmt.Errorf("store: message %d missing", off)
+			}
+			out = append(out, append([]byte(nil), v...))
+			off++
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Restore implements partition.Store: the snapshot store has written the messages;
+// this replaces offsets, producers and the applied index.
+func (p *Partition) Restore(st partition.State) error {
+	return p.g.db.update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(p.g.name)
+		if root == nil {
+			return ErrNoGroup
+		}
+		for _, name := range [][]byte{bCons, bProd} {
+			if err := root.DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := root.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		cons, prod := root.Bucket(bCons), root.Bucket(bProd)
+		for k, v := range st.Consumers {
+			if err := cons.Put([]byte(k), u64key(v)); err != nil {
+				return err
+			}
+		}
+		for k, v := range st.Producers {
+			if err := prod.Put([]byte(k), partition.EncodeProducer(nil, v)); err != nil {
+				return err
+			}
+		}
+		return putState(tx, p.g, st.Applied, st.Next, st.Bytes)
+	})
+}

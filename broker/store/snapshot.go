@@ -1,0 +1,278 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/quorumq/quorumq/broker/partition"
+	bolt "go.etcd.io/bbolt"
+)
+
+// SnapshotStore is the group's raft.SnapshotStore. A snapshot on disk is only the
+// partition's small state (offsets, producers, applied index): message bodies never
+// change once written, so copying them at every snapshot would rewrite the whole
+// partition each time. When raft opens a snapshot to send it to a follower, the
+// stream is the state followed by every message [0, Next) read from the msg bucket
+// a chunk at a time; the follower's sink writes those messages straight into its own
+// msg bucket and keeps only the state. Neither side ever holds a partition in memory.
+type SnapshotStore struct{ g *Group }
+
+// SnapshotStore returns the group's snapshot store.
+func (g *Group) SnapshotStore() *SnapshotStore { return &SnapshotStore{g} }
+
+// retainSnapshots is how many snapshots are kept: raft needs one; the previous one
+// lets a follower finish a transfer that started just before a newer snapshot.
+const retainSnapshots = 2
+
+// chunkBytes bounds the messages moved per transaction when snapshots stream.
+const chunkBytes = 4 << 20
+
+var snapSeq atomic.Uint64
+
+// Create implements raft.SnapshotStore.
+func (s *SnapshotStore) Create(version raft.SnapshotVersion, index, term uint64, conf raft.Configuration,
+	confIndex uint64, _ raft.Transport) (raft.SnapshotSink, error) {
+	meta := raft.SnapshotMeta{
+		Version: version, Index: index, Term: term,
+		ID:            fmt.Sprintf("%d-%d-%d-%d", term, index, time.Now().UnixMilli(), snapSeq.Add(1)),
+		Configuration: conf, ConfigurationIndex: confIndex,
+	}
+	pr, pw := io.Pipe()
+	sk := &sink{store: s, meta: meta, pw: pw, done: make(chan error, 1)}
+	go func() {
+		err := sk.receive(pr)
+		pr.CloseWithError(err) // unblocks a writer if receive stopped early
+		sk.done <- err
+	}()
+	return sk, nil
+}
+
+type sink struct {
+	store *SnapshotStore
+	meta  raft.SnapshotMeta
+	pw    *io.PipeWriter
+	done  chan error
+	state []byte
+}
+
+func (sk *sink) ID() string                  { return sk.meta.ID }
+func (sk *sink) Write(p []byte) (int, error) { return sk.pw.Write(p) }
+
+func (sk *sink) Cancel() error {
+	sk.pw.CloseWithError(errors.New("store: snapshot cancelled"))
+	<-sk.done
+	return nil
+}
+
+func (sk *sink) Close() error {
+	sk.pw.Close()
+	if err := <-sk.done; err != nil {
+		return err
+	}
+	return sk.store.g.update(bSnap, func(b *bolt.Bucket) error {
+		if err := b.Put([]byte(sk.meta.ID), encodeSnapshot(sk.meta, sk.state)); err != nil {
+			return err
+		}
+		return pruneSnapshots(b)
+	})
+}
+
+// receive reads the state and, when the snapshot comes from another replica, the
+// messages, which go straight to the msg bucket.
+func (sk *sink) receive(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	st, enc, err := partition.ReadSnapshotPrefix(br)
+	if err != nil {
+		return err
+	}
+	sk.state = enc
+	var (
+		off   uint64
+		chunk [][]byte
+		size  int
+	)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		first, msgs := off-uint64(len(chunk)), chunk
+		err := sk.store.g.db.update(func(tx *bolt.Tx) error { return putMessages(tx, sk.store.g, first, msgs) })
+		chunk, size = nil, 0
+		return err
+	}
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("store: snapshot message %d: %w", off, err)
+		}
+		msg := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(br, msg); err != nil {
+			return fmt.Errorf("store: snapshot message %d: %w", off, err)
+		}
+		chunk, size, off = append(chunk, msg), size+len(msg), off+1
+		if size >= chunkBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if off != 0 && off != st.Next {
+		return fmt.Errorf("store: snapshot carried %d messages, state says %d", off, st.Next)
+	}
+	return nil
+}
+
+// A stored snapshot: index, term, configuration index, version, configuration
+// length + configuration, then the encoded partition state.
+func encodeSnapshot(m raft.SnapshotMeta, state []byte) []byte {
+	conf := raft.EncodeConfiguration(m.Configuration)
+	buf := binary.BigEndian.AppendUint64(nil, m.Index)
+	buf = binary.BigEndian.AppendUint64(buf, m.Term)
+	buf = binary.BigEndian.AppendUint64(buf, m.ConfigurationIndex)
+	buf = append(buf, byte(m.Version))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(conf)))
+	buf = append(buf, conf...)
+	return append(buf, state...)
+}
+
+func decodeSnapshot(id string, v []byte) (*raft.SnapshotMeta, partition.State, []byte, error) {
+	if len(v) < 29 {
+		return nil, partition.State{}, nil, fmt.Errorf("store: snapshot %s: %d bytes", id, len(v))
+	}
+	n := int(binary.BigEndian.Uint32(v[25:29]))
+	if len(v) < 29+n {
+		return nil, partition.State{}, nil, fmt.Errorf("store: snapshot %s: configuration cut short", id)
+	}
+	m := &raft.SnapshotMeta{
+		ID: id, Index: binary.BigEndian.Uint64(v), Term: binary.BigEndian.Uint64(v[8:]),
+		ConfigurationIndex: binary.BigEndian.Uint64(v[16:]), Version: raft.SnapshotVersion(v[24]),
+		Configuration: raft.DecodeConfiguration(append([]byte(nil), v[29:29+n]...)),
+	}
+	enc := append([]byte(nil), v[29+n:]...)
+	st, err := partition.DecodeState(enc)
+	if err != nil {
+		return nil, st, nil, err
+	}
+	// The size of the stream Open produces: raft sends exactly this many bytes.
+	m.Size = partition.SnapshotPrefixLen(len(enc)) + 4*int64(st.Next) + int64(st.Bytes)
+	return m, st, enc, nil
+}
+
+func listSnapshots(b *bolt.Bucket) ([]*raft.SnapshotMeta, error) {
+	var out []*raft.SnapshotMeta
+	err := b.ForEach(func(k, v []byte) error {
+		m, _, _, err := decodeSnapshot(string(k), v)
+		if err == nil {
+			out = append(out, m)
+		}
+		return err
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Index != out[j].Index {
+			return out[i].Index > out[j].Index
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, err
+}
+
+func pruneSnapshots(b *bolt.Bucket) error {
+	all, err := listSnapshots(b)
+	if err != nil {
+		return err
+	}
+	for _, m := range all[min(retainSnapshots, len(all)):] {
+		if err := b.Delete([]byte(m.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// List implements raft.SnapshotStore (newest first).
+func (s *SnapshotStore) List() ([]*raft.SnapshotMeta, error) {
+	var out []*raft.SnapshotMeta
+	err := s.g.view(bSnap, func(b *bolt.Bucket) error {
+		var err error
+		out, err = listSnapshots(b)
+		return err
+	})
+	return out, err
+}
+
+// Open implements raft.SnapshotStore. The messages part is produced lazily, so a
+// reader that stops after the state (a local restore) reads no messages at all.
+func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	var (
+		meta *raft.SnapshotMeta
+		st   partition.State
+	)
+	err := s.g.view(bSnap, func(b *bolt.Bucket) error {
+		v := b.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("store: snapshot %s not found", id)
+		}
+		var err error
+		meta, st, _, err = decodeSnapshot(id, v)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var prefix bytes.Buffer
+	if err := partition.WriteSnapshotPrefix(&prefix, st); err != nil {
+		return nil, nil, err
+	}
+	msgs := &messageReader{g: s.g, next: 0, end: st.Next}
+	return meta, io.NopCloser(io.MultiReader(&prefix, msgs)), nil
+}
+
+// messageReader streams messages [next, end) as length-prefixed records, one bolt
+// read transaction per chunk (a long read transaction would stall bolt's writers when
+// the file grows).
+type messageReader struct {
+	g         *Group
+	next, end uint64
+	buf       bytes.Buffer
+}
+
+func (r *messageReader) Read(p []byte) (int, error) {
+	if r.buf.Len() == 0 {
+		if r.next >= r.end {
+			return 0, io.EOF
+		}
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	return r.buf.Read(p)
+}
+
+func (r *messageReader) fill() error {
+	r.buf.Reset()
+	return r.g.view(bMsg, func(b *bolt.Bucket) error {
+		c := b.Cursor()
+		for k, v := c.Seek(u64key(r.next)); r.next < r.end && r.buf.Len() < chunkBytes; k, v = c.Next() {
+			if k == nil || binary.BigEndian.Uint64(k) != r.next {
+				return fmt.Errorf("store: message %d missing", r.next)
+			}
+			r.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(v))))
+			r.buf.Write(v)
+			r.next++
+		}
+		return nil
+	})
+}
