@@ -54,7 +54,9 @@ func StartOpts(t testing.TB, opts Opts) *Proc {
 	cmd.Dir = opts.Dir
 	p := &Proc{Name: opts.Name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary that dies on its -timeout runs no cleanup; its children
+	// must not outlive it holding ports.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A grandchild that outlives the child keeps the output pipe open; do not let that
 	// hold up Wait.
 	cmd.WaitDelay = 3 * time.Second
