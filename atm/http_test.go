@@ -1,0 +1,103 @@
+package atm
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func startHTTP(t *testing.T, a *ATM) *Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go srv.serve(ln)
+	t.Cleanup(func() { _ = srv.shutdown(context.Background()) })
+	c := NewClient(ln.Addr().String(), nil)
+	// Before the node exists only /healthz answers.
+	if _, err := c.Accounts(context.Background()); !isStatus(err, http.StatusServiceUnavailable) {
+		t.Fatalf("accounts before ready: %v, want 503", err)
+	}
+	srv.setATM(a)
+	return c
+}
+
+func isStatus(err error, code int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.HTTPStatus == code
+}
+
+func TestHTTPAPI(t *testing.T) {
+	a, _ := newLocalATM(t, 5*time.Second)
+	c := startHTTP(t, a)
+	ctx := context.Background()
+	if r, err := c.Deposit(ctx, "alice", "12.5"); err != nil || r.Balance != "12.50" || r.Cents != 1250 {
+		t.Fatalf("deposit: %+v %v", r, err)
+	}
+	if _, err := c.Deposit(ctx, "bob", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Transfer(ctx, "alice", "bob", "2.25"); err != nil || r.FromBalance != "10.25" || r.ToBalance != "3.25" {
+		t.Fatalf("transfer: %+v %v", r, err)
+	}
+	if r, err := c.Withdraw(ctx, "bob", "0.25"); err != nil || r.Balance != "3.00" {
+		t.Fatalf("withdraw: %+v %v", r, err)
+	}
+	if r, err := c.Balance(ctx, "alice"); err != nil || r.Balance != "10.25" {
+		t.Fatalf("balance: %+v %v", r, err)
+	}
+	if r, err := c.Accounts(ctx); err != nil || len(r.Accounts) != 2 || r.Total != "13.25" {
+		t.Fatalf("accounts: %+v %v", r, err)
+	}
+	if r, err := c.Status(ctx); err != nil || r.Leader != "atm1" || r.ID != "atm1" {
+		t.Fatalf("status: %+v %v", r, err)
+	}
+
+	refusals := []struct {
+		name   string
+		do     func() error
+		code   int
+		reason string
+	}{
+		{"insufficient", func() error { _, err := c.Withdraw(ctx, "bob", "100"); return err }, 409, "insufficient_funds"},
+		{"unknown", func() error { _, err := c.Transfer(ctx, "bob", "zed", "1"); return err }, 404, "unknown_account"},
+		{"unknown balance", func() error { _, err := c.Balance(ctx, "zed"); return err }, 404, "unknown_account"},
+		{"garbage amount", func() error { _, err := c.Deposit(ctx, "bob", "lots"); return err }, 400, "invalid_amount"},
+		{"too many decimals", func() error { _, err := c.Deposit(ctx, "bob", "1.001"); return err }, 400, "invalid_amount"},
+		{"negative", func() error { _, err := c.Deposit(ctx, "bob", "-1"); return err }, 400, "invalid_amount"},
+		{"huge", func() error { _, err := c.Deposit(ctx, "bob", "1"+strings.Repeat("0", 30)); return err }, 400, "invalid_amount"},
+		{"overflow", func() error { _, err := c.Deposit(ctx, "bob", "92233720368547758.07"); return err }, 422, "overflow"},
+		{"bad name", func() error { _, err := c.Deposit(ctx, "", "1"); return err }, 400, "invalid_name"},
+		{"same account", func() error { _, err := c.Transfer(ctx, "bob", "bob", "1"); return err }, 400, "same_account"},
+	}
+	for _, r := range refusals {
+		err := r.do()
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.HTTPStatus != r.code || ae.Reason != r.reason || !ae.Refused() {
+			t.Errorf("%s: %v, want %d %s", r.name, err, r.code, r.reason)
+		}
+	}
+	// Amount as a JSON number goes through the same decimal parser; a body that is not
+	// JSON is a 400.
+	for body, want := range map[string]int{`{"name":"bob","amount":1.5}`: 200, `{"name":"bob","amount":1.555}`: 400, `{"name":"bob"}`: 400, `not json`: 400} {
+		resp, err := http.Post("http://"+strings.TrimPrefix(c.base, "http://")+"/deposit", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST /deposit %s: %d, want %d", body, resp.StatusCode, want)
+		}
+	}
+	if r, _ := c.Accounts(ctx); r.Total != "14.75" {
+		t.Fatalf("refusals changed state: total %s, want 14.75", r.Total)
+	}
+}
