@@ -165,6 +165,8 @@ func TestTypedErrors(t *testing.T) {
 		{404, "partition is empty", "", ErrNoMessage},
 		{409, "topic already exists", "", ErrTopicExists},
 		{400, "whatever", "unknown_topic", ErrUnknownTopic},
+		{409, "partition moved meanwhile", "conflict", nil},
+		{404, "no messages left", "no_message", ErrNoMessage},
 		{400, "topic name is empty", "", nil},
 		{503, "topic not found on this replica", "", nil}, // 5xx: retryable, no sentinel
 	}

@@ -47,9 +47,8 @@ func (e *APIError) retryable() bool {
 	return strings.Contains(m, "not leader") || strings.Contains(m, "no leader") || strings.Contains(m, "not the leader")
 }
 
-// newAPIError maps a failure reply to its sentinel. The managers say what went wrong in
-// words (the seed's API has no error codes), so the mapping reads the message; a
-// "code" field, when the manager sends one, wins.
+// newAPIError maps a failure reply to its sentinel by its "code" (manager.Code*); a
+// reply without a code (the seed's API had none) is mapped by its words.
 func newAPIError(status int, message, code string) *APIError {
 	e := &APIError{Status: status, Message: message}
 	switch code {
@@ -64,7 +63,7 @@ func newAPIError(status int, message, code string) *APIError {
 	case "no_message":
 		e.Err = ErrNoMessage
 	}
-	if e.Err != nil || status >= 500 {
+	if code != "" || status >= 500 { // a manager that sends codes means exactly them
 		return e
 	}
 	m := strings.ToLower(message)
