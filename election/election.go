@@ -1,0 +1,114 @@
+// Package election is the Raft plumbing every quorumq group shares: a Node wraps
+// hashicorp/raft with bolt storage, bootstrap-or-join, leadership changes as channels,
+// Apply that a follower forwards to the leader, and linearizable reads. Every group of a
+// process talks through one transport.Mux (one listener, shared connections).
+package election
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quorumq/quorumq/election/transport"
+)
+
+var (
+	// ErrNoLeader means the group had no reachable leader before the deadline, which is
+	// what a lost quorum looks like from any member.
+	ErrNoLeader = errors.New("election: no leader")
+	// ErrNotLeader is returned by operations only the leader can serve locally.
+	ErrNotLeader = errors.New("election: not the leader")
+	// ErrAlreadyBootstrapped is returned by Bootstrap when the node already has Raft state.
+	ErrAlreadyBootstrapped = errors.New("election: group already bootstrapped")
+	// ErrUnknownOutcome means a command reached a leader that lost leadership (or the
+	// connection to it) before answering: it may or may not have been applied. Apply does
+	// not retry these, since a retry could apply the command twice.
+	ErrUnknownOutcome = errors.New("election: command outcome unknown")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("election: node closed")
+)
+
+// Peer is one member of a group. Addr is the raft address of the member's process, which
+// is the address of that process's transport.Mux.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+// Timing holds the Raft timers of a group.
+type Timing struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+}
+
+// DefaultTiming suits a handful of groups that must fail over fast (ATM network,
+// managers). A follower notices a dead leader after 0.5–1 s (raft randomizes between
+// HeartbeatTimeout and twice that), and the election takes a round trip or two, so
+// failover is typically about one second.
+func DefaultTiming() Timing {
+	return Timing{
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   30 * time.Second,
+		TrailingLogs:       10240,
+	}
+}
+
+// IdleTiming suits many groups per process (partitions), most of them idle. Raft sends a
+// heartbeat to each follower every HeartbeatTimeout/10–/5 and an empty AppendEntries every
+// CommitTimeout; both cost CPU per group whether or not anything is written, so both are
+// stretched as far as a ~2 s failover allows. The long CommitTimeout only delays when
+// followers learn the commit index (their ReadBarrier), never a leader's commit.
+func IdleTiming() Timing {
+	return Timing{
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      2 * time.Second,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   5 * time.Minute,
+		TrailingLogs:       10240,
+	}
+}
+
+// Config describes one member of one group.
+type Config struct {
+	Group   string // e.g. "atm", "managers", "p/orders/3"
+	ID      string // this member's server ID (a process id like "atm1", "b1")
+	DataDir string // the group's directory: bolt log+stable store and snapshots, unless stores are given
+	Mux     *transport.Mux
+	// FSM's Apply must return []byte (the encoded result), nil, or an error value.
+	FSM    raft.FSM
+	Timing Timing // zero value means DefaultTiming
+
+	// Membership at first start; ignored when the stores already hold Raft state.
+	// Peers lists the initial members: every listed member bootstraps with this same set.
+	// A node not among Peers joins the group through them instead.
+	Peers []Peer
+	// BootstrapExpect N with Discover: wait until Discover returns N peers (including this
+	// one), then bootstrap with the first N of them sorted by ID; all members do the same.
+	// If a discovered peer already belongs to a running group, join it instead.
+	BootstrapExpect int
+	// Discover lists candidate members; with BootstrapExpect 0 it is only used to find a
+	// running group to join.
+	Discover func(ctx context.Context) ([]Peer, error)
+
+	// Optional stores, e.g. one bolt file shared by many groups. Stores given here are not
+	// closed by Close; stores the node opens itself are.
+	LogStore      raft.LogStore
+	StableStore   raft.StableStore
+	SnapshotStore raft.SnapshotStore
+
+	Logger *slog.Logger
+}

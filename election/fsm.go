@@ -1,0 +1,101 @@
+package election
+
+import (
+	"errors"
+	"io"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// Raft's own AppliedIndex moves when an entry is handed to the FSM goroutine, not when the
+// FSM has applied it, so reads could see a stale FSM. trackedFSM records the index the FSM
+// really reached: commands and configuration entries (it implements ConfigurationStore so
+// raft hands those over too), and the snapshot index after a Restore.
+type trackedFSM struct {
+	inner   raft.FSM
+	snaps   *trackedSnapshots
+	applied atomic.Uint64
+}
+
+// batchingFSM keeps an inner BatchingFSM's batches intact.
+type batchingFSM struct{ *trackedFSM }
+
+func newTrackedFSM(inner raft.FSM, snaps *trackedSnapshots) *trackedFSM {
+	return &trackedFSM{inner: inner, snaps: snaps}
+}
+
+// raftFSM is what raft gets: batching only when the inner FSM batches.
+func (t *trackedFSM) raftFSM() raft.FSM {
+	if _, ok := t.inner.(raft.BatchingFSM); ok {
+		return batchingFSM{t}
+	}
+	return t
+}
+
+func (t *trackedFSM) Apply(l *raft.Log) any {
+	resp := t.inner.Apply(l)
+	t.applied.Store(l.Index)
+	return resp
+}
+
+func (b batchingFSM) ApplyBatch(logs []*raft.Log) []any {
+	resp := b.inner.(raft.BatchingFSM).ApplyBatch(logs)
+	if len(logs) > 0 {
+		b.applied.Store(logs[len(logs)-1].Index)
+	}
+	return resp
+}
+
+func (t *trackedFSM) StoreConfiguration(index uint64, c raft.Configuration) {
+	if cs, ok := t.inner.(raft.ConfigurationStore); ok {
+		cs.StoreConfiguration(index, c)
+	}
+	t.applied.Store(index)
+}
+
+func (t *trackedFSM) Snapshot() (raft.FSMSnapshot, error) { return t.inner.Snapshot() }
+
+func (t *trackedFSM) Restore(rc io.ReadCloser) error {
+	if err := t.inner.Restore(rc); err != nil {
+		return err
+	}
+	// Raft opens the snapshot it restores right before calling Restore, on the same
+	// goroutine, so the last opened snapshot is the one just restored.
+	t.applied.Store(t.snaps.opened.Load())
+	return nil
+}
+
+// trackedSnapshots remembers the index of the last snapshot opened, for trackedFSM.
+type trackedSnapshots struct {
+	raft.SnapshotStore
+	opened atomic.Uint64
+}
+
+func (s *trackedSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.SnapshotStore.Open(id)
+	if err == nil {
+		s.opened.Store(meta.Index)
+	}
+	return meta, rc, err
+}
+
+// lastFSMEntry returns the highest index ≤ target that the FSM will see (a command or a
+// configuration entry), skipping the no-op and barrier entries raft keeps to itself.
+// Entries already compacted away are covered by a snapshot the FSM has, so 0 is returned
+// for them.
+func lastFSMEntry(logs raft.LogStore, target, applied uint64) (uint64, error) {
+	var l raft.Log
+	for i := target; i > applied; i-- {
+		if err := logs.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				return 0, nil
+			}
+			return 0, err
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i, nil
+		}
+	}
+	return 0, nil
+}

@@ -1,0 +1,328 @@
+package election_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/election/electiontest"
+)
+
+func ctxWait(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), electiontest.Wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func follower(c *electiontest.Cluster, leader *election.Node) (int, *election.Node) {
+	for i, n := range c.Nodes {
+		if c.Alive(i) && n != leader {
+			return i, n
+		}
+	}
+	return -1, nil
+}
+
+func index(c *electiontest.Cluster, n *election.Node) int {
+	return slices.Index(c.Nodes, n)
+}
+
+func recorder(c *electiontest.Cluster, i int) *electiontest.Recorder {
+	return c.FSMs[i].(*electiontest.Recorder)
+}
+
+// eventually polls cond until it holds or the harness's wait runs out.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(electiontest.Wait); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func apply(t *testing.T, n *election.Node, cmd string) string {
+	t.Helper()
+	res, err := n.Apply(ctxWait(t), []byte(cmd))
+	if err != nil {
+		t.Fatalf("Apply(%q) on %s: %v", cmd, n.ID(), err)
+	}
+	return string(res)
+}
+
+func TestApplyOnLeaderAndFollower(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	leader := c.Leader(t)
+	_, f := follower(c, leader)
+
+	if got := apply(t, leader, "a"); got != "1" {
+		t.Fatalf("leader Apply result = %q, want 1", got)
+	}
+	if got := apply(t, f, "b"); got != "2" {
+		t.Fatalf("follower Apply result = %q, want 2", got)
+	}
+	for _, n := range []*election.Node{leader, f} {
+		_, err := n.Apply(ctxWait(t), []byte("reject"))
+		if !errors.Is(err, electiontest.ErrRejected) {
+			t.Fatalf("FSM error through %s = %v, want it to match %v", n.ID(), err, electiontest.ErrRejected)
+		}
+	}
+	for i := range c.Nodes {
+		if err := c.Nodes[i].ReadBarrier(ctxWait(t)); err != nil {
+			t.Fatalf("ReadBarrier on %d: %v", i, err)
+		}
+		if got := recorder(c, i).Entries(); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("node %d entries after ReadBarrier = %v, want [a b]", i, got)
+		}
+	}
+}
+
+func TestBootstrapExpectThroughDiscovery(t *testing.T) {
+	static := discovery.NewStatic()
+	const service = "quorumq-test"
+	start := func(id string) (*election.Node, *electiontest.Recorder) {
+		mux := electiontest.NewMux(t, "")
+		static.Register(context.Background(), discovery.Registration{Instance: discovery.Instance{
+			Service: service, ID: id, Addr: "unused", Meta: map[string]string{discovery.MetaRaftAddr: string(mux.Addr())},
+		}})
+		fsm := &electiontest.Recorder{}
+		n, err := election.Open(ctxWait(t), election.Config{
+			Group: "g", ID: id, DataDir: filepath.Join(t.TempDir(), id), Mux: mux, FSM: fsm,
+			BootstrapExpect: 3, Discover: election.DiscoverService(static, service), Logger: electiontest.Logger(),
+		})
+		if err != nil {
+			t.Errorf("Open %s: %v", id, err)
+			return nil, nil
+		}
+		t.Cleanup(func() { n.Close() })
+		return n, fsm
+	}
+	nodes := make([]*election.Node, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Staggered, so that some members see fewer peers than expected at first.
+			time.Sleep(time.Duration(i) * 300 * time.Millisecond)
+			nodes[i], _ = start(fmt.Sprintf("d%d", i))
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	if _, err := nodes[0].WaitLeader(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, nodes[2], "x")
+
+	// A member started once the group runs joins it instead of bootstrapping anew.
+	late, fsm := start("d3")
+	if late == nil {
+		t.FailNow()
+	}
+	eventually(t, "the late member to apply the log", func() bool {
+		return late.ReadBarrier(ctxWait(t)) == nil && fsm.Has("x")
+	})
+	members, err := nodes[0].Members(ctxWait(t))
+	if err != nil || len(members) != 4 {
+		t.Fatalf("members = %v, %v; want 4", members, err)
+	}
+}
+
+func TestKillLeader(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	old := c.Leader(t)
+	changes := make([]<-chan bool, 3)
+	for i, n := range c.Nodes {
+		changes[i] = n.LeaderChanges()
+		if first := <-changes[i]; first != (n == old) {
+			t.Fatalf("node %d first leadership signal = %v", i, first)
+		}
+	}
+	apply(t, old, "before")
+	c.Kill(index(c, old))
+
+	leader := c.Leader(t)
+	if leader == old {
+		t.Fatal("killed node still counted as leader")
+	}
+	select {
+	case v := <-changes[index(c, leader)]:
+		if !v {
+			t.Fatal("new leader's first change signal is false")
+		}
+	case <-time.After(electiontest.Wait):
+		t.Fatal("new leader got no leadership change signal")
+	}
+	fi, f := follower(c, leader)
+	apply(t, f, "through-follower")
+
+	// A write completed on one member is visible on the other after ReadBarrier.
+	apply(t, leader, "on-leader")
+	if err := f.ReadBarrier(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := recorder(c, fi).Entries(); !slices.Equal(got, []string{"before", "through-follower", "on-leader"}) {
+		t.Fatalf("follower entries after ReadBarrier = %v", got)
+	}
+}
+
+func TestRestartAndLateJoin(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	leader := c.Leader(t)
+	i, f := follower(c, leader)
+	apply(t, leader, "1")
+	apply(t, f, "2")
+	if err := f.ReadBarrier(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Raft().Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	apply(t, leader, "3")
+	c.Kill(i)
+	apply(t, leader, "4")
+
+	f = c.Restart(t, i)
+	// The log tail after the snapshot is applied once the leader tells the commit index.
+	if err := f.ReadBarrier(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := recorder(c, i).Entries(); !slices.Equal(got, []string{"1", "2", "3", "4"}) {
+		t.Fatalf("restarted node entries = %v", got)
+	}
+	apply(t, f, "5")
+
+	j := c.AddNode(t)
+	if err := c.Nodes[j].ReadBarrier(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := recorder(c, j).Entries(); !slices.Equal(got, []string{"1", "2", "3", "4", "5"}) {
+		t.Fatalf("late node entries = %v", got)
+	}
+	members, err := c.Nodes[j].Members(ctxWait(t))
+	if err != nil || len(members) != 4 {
+		t.Fatalf("members = %v, %v; want 4", members, err)
+	}
+}
+
+func TestSecondBootstrapRefused(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	leader := c.Leader(t)
+	apply(t, leader, "a")
+	before, _ := leader.Members(ctxWait(t))
+	last := leader.Raft().LastIndex()
+
+	for _, n := range c.Nodes {
+		err := n.Bootstrap([]election.Peer{{ID: "other", Addr: "127.0.0.1:1"}})
+		if !errors.Is(err, election.ErrAlreadyBootstrapped) {
+			t.Fatalf("second bootstrap on %s = %v, want ErrAlreadyBootstrapped", n.ID(), err)
+		}
+	}
+	after, _ := leader.Members(ctxWait(t))
+	if !slices.Equal(before, after) || leader.Raft().LastIndex() != last {
+		t.Fatalf("state changed: members %v → %v, last index %d → %d", before, after, last, leader.Raft().LastIndex())
+	}
+
+	// Reopening on the same data with other Peers starts from the stored state.
+	i, _ := follower(c, leader)
+	n := c.Restart(t, i)
+	members, _ := n.Members(ctxWait(t))
+	if !slices.Equal(members, before) {
+		t.Fatalf("restarted members = %v, want %v", members, before)
+	}
+}
+
+func TestNoQuorumFailsWithinDeadline(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	leader := c.Leader(t)
+	apply(t, leader, "a")
+	for _, kill := range []bool{true, false} { // the leader survives, then a follower does
+		c := c
+		if !kill {
+			c = electiontest.NewCluster(t, 3, "g2", electiontest.NewRecorder)
+			leader = c.Leader(t)
+		}
+		survivor := leader
+		if !kill {
+			_, survivor = follower(c, leader)
+		}
+		for i, n := range c.Nodes {
+			if n != survivor {
+				c.Kill(i)
+			}
+		}
+		const deadline = 3 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		start := time.Now()
+		_, err := survivor.Apply(ctx, []byte("lost"))
+		cancel()
+		if !errors.Is(err, election.ErrNoLeader) {
+			t.Fatalf("Apply without quorum = %v, want ErrNoLeader", err)
+		}
+		if took := time.Since(start); took > deadline+5*time.Second {
+			t.Fatalf("Apply without quorum took %s with a %s deadline", took, deadline)
+		}
+		t.Logf("no quorum (survivor was leader: %v): %v", kill, err)
+		ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+		if err := survivor.ReadBarrier(ctx); !errors.Is(err, election.ErrNoLeader) {
+			t.Fatalf("ReadBarrier without quorum = %v, want ErrNoLeader", err)
+		}
+		cancel()
+	}
+}
+
+func TestMembershipIdempotent(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	leader := c.Leader(t)
+	_, f := follower(c, leader)
+	mux := electiontest.NewMux(t, "")
+	extra := election.Peer{ID: "extra", Addr: string(mux.Addr())}
+	for range 2 {
+		if err := f.AddVoter(ctxWait(t), extra); err != nil {
+			t.Fatalf("AddVoter: %v", err)
+		}
+	}
+	members, _ := leader.Members(ctxWait(t))
+	if len(members) != 4 {
+		t.Fatalf("members after AddVoter = %v", members)
+	}
+	for range 2 {
+		if err := f.RemoveServer(ctxWait(t), "extra"); err != nil {
+			t.Fatalf("RemoveServer: %v", err)
+		}
+	}
+	members, _ = leader.Members(ctxWait(t))
+	if len(members) != 3 {
+		t.Fatalf("members after RemoveServer = %v", members)
+	}
+}
+
+func TestManyGroupsShareOneMux(t *testing.T) {
+	const groups = 50
+	all := startGroups(t, 3, groups, election.DefaultTiming(), false)
+	leaders := map[string]int{}
+	for g := range groups {
+		var leader election.Peer
+		eventually(t, fmt.Sprintf("a leader in group %d", g), func() bool {
+			leader = all[0][g].Leader()
+			return leader.ID != ""
+		})
+		leaders[leader.ID]++
+	}
+	t.Logf("leaders per node over %d groups: %v", groups, leaders)
+	res, err := all[1][7].Apply(ctxWait(t), []byte("x"))
+	if err != nil || string(res) != "1" {
+		t.Fatalf("Apply in group 7 = %q, %v", res, err)
+	}
+}

@@ -1,0 +1,414 @@
+package election
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quorumq/quorumq/election/transport"
+)
+
+// Methods this package serves on the Mux, per group.
+const (
+	methodApply     = "apply"
+	methodReadIndex = "readindex"
+	methodAddVoter  = "addvoter"
+	methodRemove    = "remove"
+	methodJoin      = "join"
+)
+
+// Every reply starts with one of these codes, so the caller can tell "not applied, try the
+// new leader" from "maybe applied" without parsing messages.
+const (
+	codeOK        byte = iota // payload follows
+	codeNil                   // the FSM returned nil
+	codeFSMError              // the FSM returned an error value; message follows
+	codeNotLeader             // the request was not acted on; retry against the leader
+	codeUnknown               // the outcome is unknown; message follows
+	codeFailed                // the request failed; message follows
+	codePending               // join: this member has not started raft yet
+)
+
+// ApplyError is an error an FSM returned on the leader for a command forwarded to it. It
+// matches (errors.Is) any error with the same message, so an FSM's sentinel errors work
+// across the forward.
+type ApplyError struct{ Msg string }
+
+func (e *ApplyError) Error() string        { return e.Msg }
+func (e *ApplyError) Is(target error) bool { return target != nil && target.Error() == e.Msg }
+
+// fsmError marks an error value the local FSM returned, to keep it apart from raft errors.
+type fsmError struct{ err error }
+
+func (e *fsmError) Error() string { return e.err.Error() }
+func (e *fsmError) Unwrap() error { return e.err }
+
+// retry means the request was certainly not acted on and may go to the (new) leader.
+// noLeader says whether the reason was the leader being unknown, unreachable or moving.
+type retry struct {
+	why      error
+	noLeader bool
+}
+
+func (e *retry) Error() string { return e.why.Error() }
+func (e *retry) Unwrap() error { return e.why }
+
+func retryNoLeader(why error) error { return &retry{why: why, noLeader: true} }
+
+// classify maps a raft error of a leader-side operation to this package's errors.
+// mutating says whether the operation may have taken effect despite the error.
+func classify(err error, mutating bool) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return retryNoLeader(err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return &retry{why: err}
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	case !mutating && errors.Is(err, raft.ErrLeadershipLost):
+		return retryNoLeader(err)
+	case mutating:
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	default:
+		return err
+	}
+}
+
+// op is one request that only the leader can serve.
+type op struct {
+	method     string
+	req        []byte
+	local      func(ctx context.Context) ([]byte, error)
+	idempotent bool // safe to resend when the connection broke after sending
+}
+
+// onLeader runs o on the leader: locally when this node leads, else through the Mux. It
+// retries while the leader is unknown, moving or unreachable, until ctx ends.
+func (n *Node) onLeader(ctx context.Context, o op) ([]byte, error) {
+	backoff := 10 * time.Millisecond
+	for {
+		r := n.Raft()
+		var res []byte
+		var err error
+		if r.State() == raft.Leader {
+			res, err = o.local(ctx)
+		} else if addr, _ := r.LeaderWithID(); addr != "" {
+			res, err = n.forward(ctx, addr, o)
+		} else {
+			err = retryNoLeader(errors.New("leader unknown"))
+		}
+		var rt *retry
+		if !errors.As(err, &rt) {
+			return res, err
+		}
+		if perr := n.pause(ctx, backoff); perr != nil {
+			if rt.noLeader {
+				return nil, n.noLeader(perr)
+			}
+			return nil, fmt.Errorf("election: group %q: %w (last: %v)", n.cfg.Group, perr, rt.why)
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// forward sends o to the leader at addr and decodes the reply.
+func (n *Node) forward(ctx context.Context, addr raft.ServerAddress, o op) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, retryNoLeader(err)
+	}
+	resp, err := n.cfg.Mux.Call(ctx, addr, n.cfg.Group, o.method, o.req)
+	if err != nil {
+		if ctx.Err() != nil && !o.idempotent {
+			return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+		}
+		if o.idempotent || notDelivered(err) {
+			return nil, retryNoLeader(err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	}
+	return decodeReply(resp)
+}
+
+// notDelivered reports whether a Call error shows the request never reached a handler.
+func notDelivered(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" ||
+		errors.Is(err, transport.ErrUnknownGroup) ||
+		errors.Is(err, transport.ErrUnknownMethod) ||
+		errors.Is(err, transport.ErrClosed)
+}
+
+func reply(code byte, payload []byte) []byte { return append([]byte{code}, payload...) }
+
+// encodeReply turns a local result into the wire reply a forwarding member decodes.
+func encodeReply(res []byte, err error) []byte {
+	var rt *retry
+	var fe *fsmError
+	switch {
+	case err == nil && res == nil:
+		return reply(codeNil, nil)
+	case err == nil:
+		return reply(codeOK, res)
+	case errors.As(err, &fe):
+		return reply(codeFSMError, []byte(fe.Error()))
+	case errors.As(err, &rt):
+		return reply(codeNotLeader, []byte(err.Error()))
+	case errors.Is(err, ErrUnknownOutcome):
+		return reply(codeUnknown, []byte(err.Error()))
+	default:
+		return reply(codeFailed, []byte(err.Error()))
+	}
+}
+
+func decodeReply(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, errors.New("election: empty reply")
+	}
+	msg := string(b[1:])
+	switch b[0] {
+	case codeOK:
+		return b[1:], nil
+	case codeNil:
+		return nil, nil
+	case codeFSMError:
+		return nil, &ApplyError{Msg: msg}
+	case codeNotLeader:
+		return nil, retryNoLeader(errors.New(msg))
+	case codeUnknown:
+		return nil, fmt.Errorf("%w (on leader: %s)", ErrUnknownOutcome, msg)
+	case codePending:
+		return nil, errPending
+	default:
+		return nil, errors.New(msg)
+	}
+}
+
+var errPending = errors.New("election: member has not started raft yet")
+
+func (n *Node) registerHandlers() {
+	m, g := n.cfg.Mux, n.cfg.Group
+	m.Handle(g, methodApply, n.serve(func(ctx context.Context, req []byte) ([]byte, error) {
+		return n.applyLocal(ctx, req)
+	}))
+	m.Handle(g, methodReadIndex, n.serve(func(ctx context.Context, _ []byte) ([]byte, error) {
+		return n.readIndexLocal(ctx)
+	}))
+	m.Handle(g, methodAddVoter, n.serve(func(ctx context.Context, req []byte) ([]byte, error) {
+		var p Peer
+		if err := json.Unmarshal(req, &p); err != nil {
+			return nil, err
+		}
+		return nil, n.addVoterLocal(ctx, p)
+	}))
+	m.Handle(g, methodRemove, n.serve(func(ctx context.Context, req []byte) ([]byte, error) {
+		return nil, n.removeLocal(ctx, string(req))
+	}))
+	m.Handle(g, methodJoin, func(ctx context.Context, req []byte) ([]byte, error) {
+		if n.Raft() == nil {
+			return reply(codePending, nil), nil
+		}
+		var p Peer
+		if err := json.Unmarshal(req, &p); err != nil {
+			return nil, err
+		}
+		return encodeReply(nil, n.admit(ctx, p)), nil
+	})
+}
+
+func (n *Node) unregisterHandlers() {
+	for _, method := range []string{methodApply, methodReadIndex, methodAddVoter, methodRemove, methodJoin} {
+		n.cfg.Mux.Handle(n.cfg.Group, method, nil)
+	}
+}
+
+// serve wraps a leader-side handler: a member that no longer (or not yet) leads tells the
+// caller to retry, so a forward never bounces between followers.
+func (n *Node) serve(h func(ctx context.Context, req []byte) ([]byte, error)) transport.Handler {
+	return func(ctx context.Context, req []byte) ([]byte, error) {
+		if r := n.Raft(); r == nil || r.State() != raft.Leader {
+			return reply(codeNotLeader, []byte("not the leader")), nil
+		}
+		return encodeReply(h(ctx, req)), nil
+	}
+}
+
+// Apply replicates cmd through the group and returns the FSM's result: the []byte it
+// returned, or the error value it returned (an *ApplyError when applied on another
+// member). A follower forwards cmd to the leader. Apply retries while there is no leader
+// or the leader moves and cmd was certainly not applied; with no leader by ctx's deadline
+// it returns ErrNoLeader. When cmd may or may not have been applied it returns
+// ErrUnknownOutcome rather than risk applying it twice.
+func (n *Node) Apply(ctx context.Context, cmd []byte) ([]byte, error) {
+	res, err := n.onLeader(ctx, op{method: methodApply, req: cmd, local: func(ctx context.Context) ([]byte, error) {
+		return n.applyLocal(ctx, cmd)
+	}})
+	var fe *fsmError
+	if errors.As(err, &fe) {
+		return nil, fe.err
+	}
+	if errors.Is(err, ErrUnknownOutcome) {
+		// The leader failed under this command. Wait until a leader answers again, so that
+		// the caller's retry has somewhere to go; none by the deadline means no quorum.
+		if _, perr := n.onLeader(ctx, op{method: methodReadIndex, idempotent: true, local: n.readIndexLocal}); perr != nil {
+			return nil, fmt.Errorf("%w; %w", perr, err)
+		}
+	}
+	return res, err
+}
+
+func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
+	f := n.Raft().Apply(cmd, timeout(ctx))
+	if err := wait(ctx, f); err != nil {
+		return nil, classify(err, true)
+	}
+	switch v := f.Response().(type) {
+	case nil:
+		return nil, nil
+	case []byte:
+		return v, nil
+	case error:
+		return nil, &fsmError{v}
+	default:
+		return nil, fmt.Errorf("election: FSM of group %q returned %T; want []byte, nil or error", n.cfg.Group, v)
+	}
+}
+
+// ReadBarrier returns once this node's FSM reflects every write completed before the
+// call: the leader confirms it still leads and names its commit index (read-index), and
+// this node waits until it has applied that far. On a follower of an idle group this can
+// take up to the CommitTimeout, which is when followers learn the commit index.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	res, err := n.onLeader(ctx, op{method: methodReadIndex, idempotent: true, local: n.readIndexLocal})
+	if err != nil {
+		return err
+	}
+	if len(res) != 8 {
+		return fmt.Errorf("election: bad read index reply (%d bytes)", len(res))
+	}
+	return n.waitApplied(ctx, binary.BigEndian.Uint64(res))
+}
+
+// readIndexLocal returns an index covering every write committed before the call. A new
+// leader's commit index may trail what its predecessor committed until an entry of its own
+// term commits, so the first read of each term goes through a barrier entry.
+func (n *Node) readIndexLocal(ctx context.Context) ([]byte, error) {
+	r := n.Raft()
+	term := r.CurrentTerm()
+	if n.readyTerm.Load() != term {
+		if err := wait(ctx, r.Barrier(timeout(ctx))); err != nil {
+			return nil, classify(err, false)
+		}
+		n.readyTerm.Store(term)
+	}
+	idx := r.CommitIndex()
+	if err := wait(ctx, r.VerifyLeader()); err != nil {
+		return nil, classify(err, false)
+	}
+	return binary.BigEndian.AppendUint64(nil, idx), nil
+}
+
+// waitApplied waits until the FSM has applied everything up to target.
+func (n *Node) waitApplied(ctx context.Context, target uint64) error {
+	r := n.Raft()
+	d := time.Millisecond
+	// Raft counts entries handed to the FSM goroutine; the FSM may still be behind, and it
+	// never sees no-op and barrier entries, so find the last entry it will see.
+	for r.AppliedIndex() < target {
+		if err := n.pause(ctx, d); err != nil {
+			return fmt.Errorf("election: group %q waiting to apply index %d: %w", n.cfg.Group, target, err)
+		}
+		d = min(2*d, 20*time.Millisecond)
+	}
+	need, err := lastFSMEntry(n.logs, target, n.fsm.applied.Load())
+	if err != nil {
+		return fmt.Errorf("election: group %q: %w", n.cfg.Group, err)
+	}
+	d = time.Millisecond
+	for n.fsm.applied.Load() < need {
+		if err := n.pause(ctx, d); err != nil {
+			return fmt.Errorf("election: group %q waiting to apply index %d: %w", n.cfg.Group, need, err)
+		}
+		d = min(2*d, 20*time.Millisecond)
+	}
+	return nil
+}
+
+// AddVoter makes p a voting member; the leader does it, wherever this is called. Adding a
+// member that is already a voter at that address does nothing.
+func (n *Node) AddVoter(ctx context.Context, p Peer) error {
+	req, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = n.onLeader(ctx, op{method: methodAddVoter, req: req, idempotent: true, local: func(ctx context.Context) ([]byte, error) {
+		return nil, n.addVoterLocal(ctx, p)
+	}})
+	return err
+}
+
+func (n *Node) addVoterLocal(ctx context.Context, p Peer) error {
+	if p.ID == "" || p.Addr == "" {
+		return errors.New("election: AddVoter needs the peer's ID and Addr")
+	}
+	s, err := n.server(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	if s != nil && s.Suffrage == raft.Voter && string(s.Address) == p.Addr {
+		return nil
+	}
+	return classify(wait(ctx, n.Raft().AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.Addr), 0, timeout(ctx))), false)
+}
+
+// RemoveServer removes member id; the leader does it, wherever this is called. Removing
+// a member that is not there does nothing.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	_, err := n.onLeader(ctx, op{method: methodRemove, req: []byte(id), idempotent: true, local: func(ctx context.Context) ([]byte, error) {
+		return nil, n.removeLocal(ctx, id)
+	}})
+	return err
+}
+
+func (n *Node) removeLocal(ctx context.Context, id string) error {
+	s, err := n.server(ctx, id)
+	if err != nil || s == nil {
+		return err
+	}
+	return classify(wait(ctx, n.Raft().RemoveServer(raft.ServerID(id), 0, timeout(ctx))), false)
+}
+
+// server returns member id from this node's configuration, or nil.
+func (n *Node) server(ctx context.Context, id string) (*raft.Server, error) {
+	f := n.Raft().GetConfiguration()
+	if err := wait(ctx, f); err != nil {
+		return nil, classify(err, false)
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return &s, nil
+		}
+	}
+	return nil, nil
+}
+
+// admit answers a join request from p: a member already in this node's configuration (it
+// was bootstrapped with it) needs nothing, since the leader replicates to it; anyone else
+// is added as a voter by the leader.
+func (n *Node) admit(ctx context.Context, p Peer) error {
+	s, err := n.server(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	if s != nil && string(s.Address) == p.Addr {
+		return nil
+	}
+	return n.AddVoter(ctx, p)
+}
