@@ -1,0 +1,167 @@
+package manager
+
+import "github.com/quorumq/quorumq/manager/meta"
+
+// The wire types of the managers' public REST API (DESIGN.md, "The public REST API").
+// Every reply carries "status": "success" or, on failure, "status": "failure" with
+// "message" and a machine-readable "code".
+
+// Reply is embedded in every successful reply.
+type Reply struct {
+	Status string `json:"status"`
+}
+
+var success = Reply{Status: "success"}
+
+// Failure is the body of every failed request.
+type Failure struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Code    string `json:"code,omitempty"`
+}
+
+// Failure codes, for clients that act on the kind of failure.
+const (
+	CodeInvalid         = "invalid"
+	CodeUnknownTopic    = "unknown_topic"
+	CodeUnknownProducer = "unknown_producer"
+	CodeUnknownConsumer = "unknown_consumer"
+	CodeUnknownBroker   = "unknown_broker"
+	CodeTopicExists     = "topic_exists"
+	CodeConflict        = "conflict"
+	CodeNoMessage       = "no_message"
+	CodeUnavailable     = "unavailable"
+	CodeNotFound        = "not_found"
+)
+
+// CreateTopicRequest is the body of POST /topics; zero counts take the managers' defaults.
+type CreateTopicRequest struct {
+	Name        string `json:"name"`
+	Partitions  int    `json:"partitions,omitempty"`
+	Replication int    `json:"replication,omitempty"`
+}
+
+// AddPartitionsRequest is the body of POST /topics/{name}/partitions: grow by Count.
+type AddPartitionsRequest struct {
+	Count int `json:"count"`
+}
+
+// PartitionInfo is one partition of a topic.
+type PartitionInfo struct {
+	Partition int      `json:"partition"`
+	Leader    string   `json:"leader"`
+	Replicas  []string `json:"replicas"`
+}
+
+// TopicInfo describes a topic and where it lives.
+type TopicInfo struct {
+	Name        string          `json:"name"`
+	Replication int             `json:"replication"`
+	Partitions  []PartitionInfo `json:"partitions"`
+}
+
+func topicInfo(t meta.Topic) TopicInfo {
+	info := TopicInfo{Name: t.Name, Replication: t.Replication, Partitions: make([]PartitionInfo, len(t.Partitions))}
+	for i, p := range t.Partitions {
+		info.Partitions[i] = PartitionInfo{Partition: p.Index, Leader: p.Leader, Replicas: p.Replicas}
+	}
+	return info
+}
+
+// TopicReply answers POST /topics, POST /topics/{name}/partitions and GET /topics/{name}.
+type TopicReply struct {
+	Reply
+	Message string    `json:"message,omitempty"`
+	Topic   TopicInfo `json:"topic"`
+}
+
+// TopicsReply answers GET /topics.
+type TopicsReply struct {
+	Reply
+	Topics []string `json:"topics"`
+}
+
+// RegisterRequest is the body of POST /producer/register and POST /consumer/register;
+// Partition (consumers only) pins the consumer to one partition.
+type RegisterRequest struct {
+	Topic     string `json:"topic"`
+	Partition *int   `json:"partition,omitempty"`
+}
+
+// ProducerReply answers POST /producer/register.
+type ProducerReply struct {
+	Reply
+	ProducerID uint64 `json:"producer_id"`
+}
+
+// ConsumerReply answers POST /consumer/register.
+type ConsumerReply struct {
+	Reply
+	ConsumerID uint64 `json:"consumer_id"`
+}
+
+// ProduceRequest is the body of POST /producer/produce: one Message (seed form) or a
+// batch of Messages. Without Partition the message goes by Key hash, else round robin.
+// Seq, with the producer id, makes a retry idempotent.
+type ProduceRequest struct {
+	Topic      string   `json:"topic"`
+	ProducerID uint64   `json:"producer_id"`
+	Message    *string  `json:"message,omitempty"`
+	Messages   []string `json:"messages,omitempty"`
+	Partition  *int     `json:"partition,omitempty"`
+	Key        string   `json:"key,omitempty"`
+	Seq        *uint64  `json:"seq,omitempty"`
+}
+
+// ProduceReply says where the (first) message was stored.
+type ProduceReply struct {
+	Reply
+	Partition int    `json:"partition"`
+	Offset    uint64 `json:"offset"`
+	Count     int    `json:"count"`
+}
+
+// ConsumeReply answers GET /consumer/consume: one "message", or "messages" when max>1.
+type ConsumeReply struct {
+	Reply
+	Message    *string  `json:"message,omitempty"`
+	Messages   []string `json:"messages,omitempty"`
+	Partition  int      `json:"partition"`
+	Offset     uint64   `json:"offset"`
+	NextOffset uint64   `json:"next_offset"`
+}
+
+// SizeReply answers GET /size: messages left for the consumer.
+type SizeReply struct {
+	Reply
+	Size uint64 `json:"size"`
+}
+
+// BrokersReply answers GET /brokers.
+type BrokersReply struct {
+	Reply
+	Brokers []meta.BrokerInfo `json:"brokers"`
+}
+
+// ManagerInfo is one member of the managers' Raft group.
+type ManagerInfo struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+	Leader   bool   `json:"leader"`
+}
+
+// ManagersReply answers GET /managers: WriteManager is the Raft leader's ID.
+type ManagersReply struct {
+	Reply
+	WriteManager string        `json:"write_manager"`
+	Managers     []ManagerInfo `json:"managers"`
+}
+
+// HealthReply answers GET /healthz.
+type HealthReply struct {
+	Reply
+	ID           string `json:"id"`
+	Leader       bool   `json:"leader"`
+	AppliedIndex uint64 `json:"applied_index"`
+}

@@ -1,0 +1,148 @@
+package manager
+
+import (
+	"context"
+	"time"
+
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/meta"
+)
+
+// reconcileEvery is how often the write manager looks for work even when nothing in
+// discovery changed (a failed move is retried, a decommission proceeds).
+const reconcileEvery = time.Second
+
+// kickHealth asks the write manager's loop (if it runs here) to reconcile now.
+func (m *Manager) kickHealth() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// watchBrokers is the write manager's health loop: it follows quorumq-broker in
+// discovery, records brokers that come up, declares dead those critical (or gone) for
+// longer than the grace period, and moves replicas off dead and decommissioning brokers.
+func (m *Manager) watchBrokers(ctx context.Context) {
+	updates, err := m.cfg.Discovery.Watch(ctx, discovery.ServiceBroker)
+	if err != nil {
+		m.log.Error("watch brokers", "err", err)
+		return
+	}
+	badSince := map[string]time.Time{} // brokers not passing, since when
+	seen := map[string]discovery.Member{}
+	tick := time.NewTicker(reconcileEvery / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case members, ok := <-updates:
+			if !ok {
+				return
+			}
+			now := time.Now()
+			current := map[string]discovery.Member{}
+			for _, mb := range members {
+				current[mb.ID] = mb
+				if mb.Health == discovery.Passing {
+					delete(badSince, mb.ID)
+				} else if _, ok := badSince[mb.ID]; !ok {
+					badSince[mb.ID] = now
+				}
+			}
+			for id := range seen {
+				if _, ok := current[id]; !ok {
+					if _, bad := badSince[id]; !bad {
+						badSince[id] = now // deregistered: as good as critical
+					}
+				}
+			}
+			seen = current
+		case <-tick.C:
+		case <-m.kick:
+		}
+		m.reconcile(ctx, seen, badSince)
+	}
+}
+
+// reconcile brings the metadata in line with what discovery says and moves replicas.
+func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Member, badSince map[string]time.Time) {
+	var brokers map[string]meta.Broker
+	m.store.Read(func(s *meta.State) {
+		brokers = make(map[string]meta.Broker, len(s.Brokers))
+		for id, b := range s.Brokers {
+			brokers[id] = *b
+		}
+	})
+	for id, mb := range seen {
+		if mb.Health != discovery.Passing {
+			continue
+		}
+		b, known := brokers[id]
+		raftAddr, httpAddr := mb.Meta[discovery.MetaRaftAddr], mb.Addr
+		if known && b.State != meta.BrokerDead && b.Addr == httpAddr && b.RaftAddr == raftAddr {
+			continue
+		}
+		if _, err := m.apply(ctx, meta.BrokerUp{ID: id, Addr: httpAddr, RaftAddr: raftAddr}); err != nil {
+			m.log.Warn("record broker up", "broker", id, "err", err)
+			continue
+		}
+		m.log.Info("broker alive", "broker", id, "addr", httpAddr)
+		if known && b.State == meta.BrokerDead {
+			m.dropStaleReplicas(ctx, id)
+		}
+	}
+	for id, since := range badSince {
+		b, known := brokers[id]
+		if !known || b.State == meta.BrokerDead || time.Since(since) < m.cfg.BrokerGrace {
+			continue
+		}
+		if _, err := m.apply(ctx, meta.BrokerDown{ID: id}); err != nil {
+			m.log.Warn("record broker dead", "broker", id, "err", err)
+			continue
+		}
+		m.log.Warn("broker dead", "broker", id, "critical_for", time.Since(since).Round(time.Millisecond))
+	}
+	m.evacuate(ctx)
+}
+
+// evacuate moves replicas off dead and decommissioning brokers and releases
+// decommissioned brokers that hold nothing any more.
+func (m *Manager) evacuate(ctx context.Context) {
+	type job struct {
+		from  meta.Broker
+		moves []meta.Move
+		held  int
+	}
+	var jobs []job
+	m.store.Read(func(s *meta.State) {
+		for _, b := range s.BrokerList() {
+			if b.State == meta.BrokerAlive {
+				continue
+			}
+			held := s.PartitionsOf(b.ID)
+			jobs = append(jobs, job{from: b.Broker, held: len(held),
+				moves: meta.PlanEvacuation(s.HealthyLoads(), held, b.ID)})
+		}
+	})
+	for _, j := range jobs {
+		if j.held == 0 && j.from.State == meta.BrokerDecommissioning {
+			if _, err := m.apply(ctx, meta.ReleaseBroker{ID: j.from.ID}); err != nil {
+				m.log.Warn("release broker", "broker", j.from.ID, "err", err)
+			} else {
+				m.log.Info("broker released", "broker", j.from.ID)
+			}
+			continue
+		}
+		for _, mv := range j.moves {
+			start := time.Now()
+			if err := m.moveReplica(ctx, mv, j.from.State == meta.BrokerDead); err != nil {
+				m.log.Warn("move replica", "move", mv, "err", err)
+				continue
+			}
+			m.log.Info("replica moved", "topic", mv.Topic, "partition", mv.Partition, "from", mv.From, "to", mv.To,
+				"took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+}

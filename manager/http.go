@@ -1,0 +1,252 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/meta"
+)
+
+// requestTimeout bounds every request, including a forwarded write waiting for a new
+// write manager to be elected.
+const requestTimeout = 10 * time.Second
+
+func (m *Manager) newApp() *fiber.App {
+	app := fiber.New(fiber.Config{
+		// Handlers keep request values (topic names, ids) past the handler; Immutable
+		// makes Fiber copy them instead of reusing its buffers.
+		Immutable:             true,
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(m.log),
+		ReadTimeout:           30 * time.Second,
+	})
+	app.Get("/healthz", m.healthz)
+	app.Post("/topics", m.createTopic)
+	app.Get("/topics", m.listTopics)
+	app.Get("/topics/:name", m.getTopic)
+	app.Post("/topics/:name/partitions", m.addPartitions)
+	app.Post("/producer/register", m.registerProducer)
+	app.Post("/consumer/register", m.registerConsumer)
+	app.Post("/producer/produce", m.router.produce)
+	app.Get("/consumer/consume", m.router.consume)
+	app.Get("/size", m.router.size)
+	app.Get("/brokers", m.listBrokers)
+	app.Delete("/brokers/:id", m.decommission)
+	app.Get("/managers", m.listManagers)
+	app.Use(func(c *fiber.Ctx) error {
+		return fail(http.StatusNotFound, CodeNotFound, "no such endpoint: %s %s", c.Method(), c.Path())
+	})
+	return app
+}
+
+func reqCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), requestTimeout)
+}
+
+// parseBody decodes a JSON body, refusing an empty or malformed one.
+func parseBody(c *fiber.Ctx, v any) error {
+	body := c.Body()
+	if len(body) == 0 {
+		return badRequest("request body is empty; expected a JSON object")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return badRequest("request body is not valid JSON for this endpoint: %v", err)
+	}
+	return nil
+}
+
+func (m *Manager) healthz(c *fiber.Ctx) error {
+	r := HealthReply{Reply: success, ID: m.cfg.ID, AppliedIndex: m.store.AppliedIndex()}
+	if n := m.Node(); n != nil {
+		r.Leader = n.IsLeader()
+	}
+	return c.JSON(r)
+}
+
+func (m *Manager) createTopic(c *fiber.Ctx) error {
+	var req CreateTopicRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	if req.Partitions < 0 || req.Replication < 0 {
+		return badRequest("partitions and replication must not be negative")
+	}
+	if req.Partitions == 0 {
+		req.Partitions = m.cfg.Partitions
+	}
+	if req.Replication == 0 {
+		req.Replication = m.cfg.Replication
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	res, err := m.apply(ctx, meta.CreateTopic{Name: req.Name, Partitions: req.Partitions, Replication: req.Replication})
+	if err != nil {
+		return err
+	}
+	if err := m.createReplicas(ctx, res.Topic.Partitions); err != nil {
+		return err
+	}
+	return c.Status(http.StatusCreated).JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic),
+		Message: "topic " + strconv.Quote(req.Name) + " created"})
+}
+
+func (m *Manager) listTopics(c *fiber.Ctx) error {
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := TopicsReply{Reply: success}
+	err := m.read(ctx, func(s *meta.State) error {
+		r.Topics = s.TopicNames()
+		return nil
+	})
+	if r.Topics == nil {
+		r.Topics = []string{}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(r)
+}
+
+// topic reads one topic, failing with unknown_topic.
+func (m *Manager) topic(ctx context.Context, name string) (meta.Topic, error) {
+	var t meta.Topic
+	err := m.read(ctx, func(s *meta.State) error {
+		var ok bool
+		if t, ok = s.Topic(name); !ok {
+			return unknownTopic(name)
+		}
+		return nil
+	})
+	return t, err
+}
+
+func unknownTopic(name string) *apiError {
+	return fail(http.StatusNotFound, CodeUnknownTopic, "topic %q does not exist", name)
+}
+
+func (m *Manager) getTopic(c *fiber.Ctx) error {
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	t, err := m.topic(ctx, c.Params("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(t)})
+}
+
+func (m *Manager) addPartitions(c *fiber.Ctx) error {
+	var req AddPartitionsRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	name := c.Params("name")
+	before, err := m.topic(ctx, name)
+	if err != nil {
+		return err
+	}
+	res, err := m.apply(ctx, meta.AddPartitions{Topic: name, Count: req.Count})
+	if err != nil {
+		return err
+	}
+	// Partitions are only ever appended: the new ones follow those seen before (a
+	// concurrent grow's partitions are created as well, which is harmless).
+	if err := m.createReplicas(ctx, res.Topic.Partitions[len(before.Partitions):]); err != nil {
+		return err
+	}
+	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic)})
+}
+
+func (m *Manager) registerProducer(c *fiber.Ctx) error {
+	var req RegisterRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	res, err := m.apply(ctx, meta.RegisterProducer{Topic: req.Topic})
+	if err != nil {
+		return err
+	}
+	return c.JSON(ProducerReply{Reply: success, ProducerID: res.ID})
+}
+
+func (m *Manager) registerConsumer(c *fiber.Ctx) error {
+	var req RegisterRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	res, err := m.apply(ctx, meta.RegisterConsumer{Topic: req.Topic, Partition: req.Partition})
+	if err != nil {
+		return err
+	}
+	return c.JSON(ConsumerReply{Reply: success, ConsumerID: res.ID})
+}
+
+func (m *Manager) listBrokers(c *fiber.Ctx) error {
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	r := BrokersReply{Reply: success}
+	if err := m.read(ctx, func(s *meta.State) error {
+		r.Brokers = s.BrokerList()
+		return nil
+	}); err != nil {
+		return err
+	}
+	return c.JSON(r)
+}
+
+// decommission marks the broker; the write manager then moves its replicas away and
+// releases it (see health.go), so the reply comes before the moves are done.
+func (m *Manager) decommission(c *fiber.Ctx) error {
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	id := c.Params("id")
+	if _, err := m.apply(ctx, meta.Decommission{ID: id}); err != nil {
+		return err
+	}
+	m.kickHealth()
+	return c.Status(http.StatusAccepted).JSON(struct {
+		Reply
+		Message string `json:"message"`
+	}{success, "broker " + strconv.Quote(id) + " is decommissioning: its replicas move to other brokers, then it is released"})
+}
+
+func (m *Manager) listManagers(c *fiber.Ctx) error {
+	n := m.Node()
+	if n == nil {
+		return errNotReady
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	members, err := n.Members(ctx)
+	if err != nil {
+		return err
+	}
+	leader := n.Leader()
+	// HTTP addresses come from discovery, keyed by the Raft address each registered.
+	httpOf := map[string]string{}
+	if insts, err := m.cfg.Discovery.Healthy(ctx, discovery.ServiceManager); err == nil {
+		for _, in := range insts {
+			httpOf[in.ID] = in.Meta[discovery.MetaHTTPAddr]
+		}
+	}
+	httpOf[m.cfg.ID] = m.httpAddr
+	r := ManagersReply{Reply: success, WriteManager: leader.ID}
+	for _, p := range members {
+		r.Managers = append(r.Managers, ManagerInfo{ID: p.ID, RaftAddr: p.Addr, HTTPAddr: httpOf[p.ID], Leader: p.ID == leader.ID})
+	}
+	if r.WriteManager == "" {
+		return fail(http.StatusServiceUnavailable, CodeUnavailable, "no write manager elected right now")
+	}
+	return c.JSON(r)
+}

@@ -1,0 +1,81 @@
+package manager
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/election"
+)
+
+// followLeadership runs the write manager's duties while this manager leads: it carries
+// the discovery tag "leader" (the Consul UI shows which manager writes) and reconciles
+// brokers. Each new term starts with a read barrier, so the duties act on a state that
+// holds every entry committed by earlier leaders.
+func (m *Manager) followLeadership(ctx context.Context, node *election.Node) {
+	var stopLeading func()
+	defer func() {
+		if stopLeading != nil {
+			stopLeading()
+		}
+	}()
+	for leading := range node.LeaderChanges() {
+		if stopLeading != nil {
+			stopLeading()
+			stopLeading = nil
+		}
+		m.setLeaderTag(ctx, leading)
+		if leading {
+			m.log.Info("became the write manager")
+			stopLeading = m.startLeading(ctx, node)
+		}
+	}
+}
+
+// startLeading runs the write manager's duties until the returned stop is called.
+func (m *Manager) startLeading(ctx context.Context, node *election.Node) (stop func()) {
+	lctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := m.barrier(lctx, node); err != nil {
+			return
+		}
+		m.ensureReplicas(lctx)
+		m.watchBrokers(lctx)
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// setLeaderTag retries briefly: a missing tag only misleads the UI and tools, but it is
+// the visible sign of a failover.
+func (m *Manager) setLeaderTag(ctx context.Context, on bool) {
+	for attempt := 0; attempt < 5; attempt++ {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := m.cfg.Discovery.SetTag(tctx, discovery.ServiceManager, m.cfg.ID, discovery.TagLeader, on)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("set leader tag", "on", on, "err", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// barrier waits until the local state holds everything committed before this term.
+func (m *Manager) barrier(ctx context.Context, node *election.Node) error {
+	for {
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := node.ReadBarrier(bctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		m.log.Warn("leader read barrier", "err", err)
+	}
+}

@@ -1,0 +1,179 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/quorumq/quorumq/manager/meta"
+)
+
+// forEach runs fn for every item concurrently and joins the errors.
+func forEach[T any](items []T, fn func(T) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, it := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(it); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// createReplicas opens the replicas of new partitions on their brokers; each group
+// bootstraps with its full member list, the same on every member.
+func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) error {
+	view := m.brokerView()
+	type one struct {
+		b meta.Broker
+		p meta.Partition
+	}
+	var all []one
+	for _, p := range parts {
+		for _, id := range p.Replicas {
+			all = append(all, one{view[id], p})
+		}
+	}
+	err := forEach(all, func(o one) error { return m.brokers.createReplica(ctx, view, o.b, o.p, false) })
+	if err != nil {
+		return fail(http.StatusServiceUnavailable, CodeUnavailable,
+			"placed in the metadata, but not every broker opened its replica yet (the write manager retries): %v", err)
+	}
+	return nil
+}
+
+// ensureReplicas makes every alive broker hold the replicas the metadata gives it: a
+// write manager that died between placing a partition and creating its replicas left
+// them undone. A partition no broker holds yet is bootstrapped; otherwise the missing
+// replica joins the existing group.
+func (m *Manager) ensureReplicas(ctx context.Context) {
+	view := m.brokerView()
+	held := map[string]map[string]bool{} // broker → groups
+	var mu sync.Mutex
+	var alive []meta.Broker
+	for _, b := range view {
+		if b.State != meta.BrokerDead {
+			alive = append(alive, b)
+		}
+	}
+	forEach(alive, func(b meta.Broker) error {
+		groups, err := m.brokers.replicas(ctx, b)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		held[b.ID] = map[string]bool{}
+		for _, g := range groups {
+			held[b.ID][g] = true
+		}
+		return nil
+	})
+	var parts []meta.Partition
+	m.store.Read(func(s *meta.State) {
+		for _, name := range s.TopicNames() {
+			parts = append(parts, s.Topics[name].Partitions...)
+		}
+	})
+	for _, p := range parts {
+		exists := false
+		var missing []string
+		for _, id := range p.Replicas {
+			h, listed := held[id]
+			switch {
+			case !listed: // dead or unreachable: the health loop handles it
+			case h[p.GroupName()]:
+				exists = true
+			default:
+				missing = append(missing, id)
+			}
+		}
+		for _, id := range missing {
+			if err := m.brokers.createReplica(ctx, view, view[id], p, exists); err != nil {
+				m.log.Warn("ensure replica", "group", p.GroupName(), "broker", id, "err", err)
+			}
+		}
+	}
+}
+
+// moveReplica re-creates the replica of mv.From on mv.To and records the move. A dead
+// source leaves the group first, so the group's quorum never counts it; a live one
+// (decommission) stays until the new replica is a member.
+func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) error {
+	view := m.brokerView()
+	var p meta.Partition
+	var ok bool
+	m.store.Read(func(s *meta.State) {
+		if t, found := s.Topics[mv.Topic]; found && mv.Partition < len(t.Partitions) {
+			p, ok = t.Partitions[mv.Partition], t.Partitions[mv.Partition].Has(mv.From)
+			p.Replicas = slices.Clone(p.Replicas)
+		}
+	})
+	if !ok {
+		return nil // already moved
+	}
+	to := view[mv.To]
+	after := p
+	after.Replicas = slices.Clone(p.Replicas)
+	after.Replicas[slices.Index(after.Replicas, mv.From)] = mv.To
+	slices.Sort(after.Replicas)
+	if fromDead {
+		if err := m.brokers.removeMember(ctx, view, p, mv.From); err != nil {
+			return err
+		}
+	}
+	if err := m.brokers.createReplica(ctx, view, to, after, true); err != nil {
+		return err
+	}
+	if err := m.brokers.addMember(ctx, view, p, to); err != nil {
+		return err
+	}
+	if !fromDead {
+		if err := m.brokers.removeMember(ctx, view, p, mv.From); err != nil {
+			return err
+		}
+		if err := m.brokers.dropReplica(ctx, view[mv.From], p.GroupName()); err != nil {
+			m.log.Warn("drop moved replica", "group", p.GroupName(), "broker", mv.From, "err", err)
+		}
+	}
+	_, err := m.apply(ctx, meta.MoveReplica(mv))
+	return err
+}
+
+// dropStaleReplicas deletes, on a broker that came back, the replicas that were moved
+// away while it was dead.
+func (m *Manager) dropStaleReplicas(ctx context.Context, id string) {
+	view := m.brokerView()
+	groups, err := m.brokers.replicas(ctx, view[id])
+	if err != nil {
+		m.log.Warn("list replicas of returning broker", "broker", id, "err", err)
+		return
+	}
+	keep := map[string]bool{}
+	m.store.Read(func(s *meta.State) {
+		for _, p := range s.PartitionsOf(id) {
+			keep[p.GroupName()] = true
+		}
+	})
+	for _, g := range groups {
+		if keep[g] || !strings.HasPrefix(g, "p/") {
+			continue
+		}
+		if err := m.brokers.dropReplica(ctx, view[id], g); err != nil {
+			m.log.Warn("drop stale replica", "group", g, "broker", id, "err", err)
+		}
+	}
+}

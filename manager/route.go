@@ -1,0 +1,277 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/manager/meta"
+)
+
+// router sends produce, consume and size to the brokers leading the partitions.
+type router struct {
+	m *Manager
+
+	mu      sync.Mutex
+	rr      map[string]uint64 // topic → next partition for keyless produce
+	cursors map[uint64]int    // consumer → partition to look at first
+}
+
+func newRouter(m *Manager) *router {
+	return &router{m: m, rr: map[string]uint64{}, cursors: map[uint64]int{}}
+}
+
+// lookup reads what fn needs from the local state and, when fn says something is
+// missing, again after a read barrier: a producer registered a moment ago through
+// another manager may not have reached this one yet, and the barrier is only paid then.
+func (r *router) lookup(ctx context.Context, fn func(*meta.State) error) error {
+	var err error
+	r.m.store.Read(func(s *meta.State) { err = fn(s) })
+	var ae *apiError
+	if err == nil || !errors.As(err, &ae) || ae.status != http.StatusNotFound {
+		return err
+	}
+	return r.m.read(ctx, fn)
+}
+
+func (r *router) produce(c *fiber.Ctx) error {
+	var req ProduceRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	msgs := req.Messages
+	if req.Message != nil {
+		msgs = append([]string{*req.Message}, msgs...)
+	}
+	if req.Topic == "" || len(msgs) == 0 {
+		return badRequest(`produce needs "topic", "producer_id" and "message" (or "messages")`)
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	var p meta.Partition
+	err := r.lookup(ctx, func(s *meta.State) error {
+		t, err := producerTopic(s, req.Topic, req.ProducerID)
+		if err != nil {
+			return err
+		}
+		idx, err := r.pickPartition(t, req.Partition, req.Key)
+		if err != nil {
+			return err
+		}
+		p = t.Partitions[idx]
+		p.Replicas = append([]string(nil), p.Replicas...)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	first, err := r.m.brokers.produce(ctx, r.m.brokerView(), p, producerName(req.ProducerID), req.Seq, msgs)
+	if err != nil {
+		return err
+	}
+	return c.JSON(ProduceReply{Reply: success, Partition: p.Index, Offset: first, Count: len(msgs)})
+}
+
+// producerTopic checks that the producer may write to the topic.
+func producerTopic(s *meta.State, topic string, id uint64) (*meta.Topic, error) {
+	t, ok := s.Topics[topic]
+	if !ok {
+		return nil, unknownTopic(topic)
+	}
+	pr, ok := s.Producers[id]
+	if !ok {
+		return nil, fail(http.StatusNotFound, CodeUnknownProducer, "producer %d is not registered", id)
+	}
+	if pr.Topic != topic {
+		return nil, badRequest("producer %d is registered for topic %q, not %q", id, pr.Topic, topic)
+	}
+	return t, nil
+}
+
+// pickPartition chooses the partition of a produce: the one asked for, else by key
+// hash, else round robin.
+func (r *router) pickPartition(t *meta.Topic, asked *int, key string) (int, error) {
+	n := len(t.Partitions)
+	switch {
+	case asked != nil:
+		if *asked < 0 || *asked >= n {
+			return 0, fail(http.StatusNotFound, CodeNotFound, "topic %q has no partition %d (it has %d)", t.Name, *asked, n)
+		}
+		return *asked, nil
+	case key != "":
+		h := fnv.New32a()
+		h.Write([]byte(key))
+		return int(h.Sum32() % uint32(n)), nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := r.rr[t.Name]
+	r.rr[t.Name] = i + 1
+	return int(i % uint64(n)), nil
+}
+
+// consumerQuery is what consume and size read from the query string.
+type consumerQuery struct {
+	topic     string
+	id        uint64
+	partition *int
+	offset    *uint64
+	max       int
+}
+
+func parseConsumerQuery(c *fiber.Ctx) (consumerQuery, error) {
+	q := consumerQuery{topic: c.Query("topic"), max: 1}
+	if q.topic == "" {
+		return q, badRequest(`query parameter "topic" is required`)
+	}
+	raw := c.Query("consumer_id")
+	id, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		return q, badRequest("query parameter consumer_id must be a consumer id (a number), got %q", raw)
+	}
+	q.id = id
+	if v := c.Query("partition"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil {
+			return q, badRequest("query parameter partition must be a number, got %q", v)
+		}
+		q.partition = &p
+	}
+	if v := c.Query("offset"); v != "" {
+		o, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return q, badRequest("query parameter offset must be a non-negative number, got %q", v)
+		}
+		q.offset = &o
+	}
+	if v := c.Query("max"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return q, badRequest("query parameter max must be between 1 and 10000, got %q", v)
+		}
+		q.max = n
+	}
+	return q, nil
+}
+
+// consumerPartitions resolves the consumer and the partitions it reads, in the order
+// to look at them.
+func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]meta.Partition, error) {
+	var parts []meta.Partition
+	err := r.lookup(ctx, func(s *meta.State) error {
+		t, ok := s.Topics[q.topic]
+		if !ok {
+			return unknownTopic(q.topic)
+		}
+		con, ok := s.Consumers[q.id]
+		if !ok {
+			return fail(http.StatusNotFound, CodeUnknownConsumer, "consumer %d is not registered", q.id)
+		}
+		if con.Topic != q.topic {
+			return badRequest("consumer %d is registered for topic %q, not %q", q.id, con.Topic, q.topic)
+		}
+		pin := con.Partition
+		if q.partition != nil {
+			if pin != nil && *pin != *q.partition {
+				return badRequest("consumer %d reads partition %d only", q.id, *pin)
+			}
+			pin = q.partition
+		}
+		if pin != nil {
+			if *pin < 0 || *pin >= len(t.Partitions) {
+				return fail(http.StatusNotFound, CodeNotFound, "topic %q has no partition %d", q.topic, *pin)
+			}
+			parts = []meta.Partition{t.Partitions[*pin]}
+			return nil
+		}
+		r.mu.Lock()
+		start := r.cursors[q.id]
+		r.mu.Unlock()
+		for i := range t.Partitions {
+			parts = append(parts, t.Partitions[(start+i)%len(t.Partitions)])
+		}
+		return nil
+	})
+	for i := range parts {
+		parts[i].Replicas = append([]string(nil), parts[i].Replicas...)
+	}
+	return parts, err
+}
+
+func (r *router) consume(c *fiber.Ctx) error {
+	q, err := parseConsumerQuery(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	parts, err := r.consumerPartitions(ctx, q)
+	if err != nil {
+		return err
+	}
+	view := r.m.brokerView()
+	for _, p := range parts {
+		got, err := r.m.brokers.consume(ctx, view, p, consumerName(q.id), q.offset, q.max)
+		if err != nil {
+			return err
+		}
+		if len(got.Messages) == 0 {
+			continue
+		}
+		r.mu.Lock()
+		r.cursors[q.id] = p.Index + 1 // the next call starts after this one: no partition starves
+		r.mu.Unlock()
+		reply := ConsumeReply{Reply: success, Partition: p.Index, Offset: got.From, NextOffset: got.Next}
+		if q.max == 1 {
+			reply.Message = &got.Messages[0]
+		} else {
+			reply.Messages = got.Messages
+		}
+		return c.JSON(reply)
+	}
+	return fail(http.StatusNotFound, CodeNoMessage, "no new message for consumer %d on topic %q", q.id, q.topic)
+}
+
+func (r *router) size(c *fiber.Ctx) error {
+	q, err := parseConsumerQuery(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := reqCtx(c)
+	defer cancel()
+	parts, err := r.consumerPartitions(ctx, q)
+	if err != nil {
+		return err
+	}
+	view := r.m.brokerView()
+	var total uint64
+	for _, p := range parts {
+		n, err := r.m.brokers.size(ctx, view, p, consumerName(q.id))
+		if err != nil {
+			return err
+		}
+		total += n
+	}
+	return c.JSON(SizeReply{Reply: success, Size: total})
+}
+
+// The names under which producers and consumers are known to the partitions.
+func producerName(id uint64) string { return "p" + strconv.FormatUint(id, 10) }
+func consumerName(id uint64) string { return "c" + strconv.FormatUint(id, 10) }
+
+// brokerView is a copy of the known brokers, for addressing them.
+func (m *Manager) brokerView() map[string]meta.Broker {
+	var out map[string]meta.Broker
+	m.store.Read(func(s *meta.State) {
+		out = make(map[string]meta.Broker, len(s.Brokers))
+		for id, b := range s.Brokers {
+			out[id] = *b
+		}
+	})
+	return out
+}
