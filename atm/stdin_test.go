@@ -1,0 +1,93 @@
+package atm_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestThreeATMsThroughStdin drives three real `quorumq atm` processes through their
+// stdin: writes on different ATMs, SIGKILL of the leader, work on the survivors, and the
+// killed ATM restarting from its data dir with the same balances.
+func TestThreeATMsThroughStdin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	atms := startATMs(t, 3)
+	a1, a2, a3 := atms[0], atms[1], atms[2]
+
+	a1.expect(t, "deposit alice 100", "alice 100.00")
+	a2.expect(t, "deposit bob 50.5", "bob 50.50")
+	a3.expect(t, "transfer alice bob 25.25", "alice 74.75 bob 75.75")
+	// Linearizable reads: every ATM sees the writes made on the others.
+	for _, a := range atms {
+		a.expect(t, "balance alice", "alice 74.75")
+		a.expect(t, "balance bob", "bob 75.75")
+	}
+	if st := a2.say(t, "status"); !strings.Contains(st, "leader=atm") || !strings.Contains(st, "members=atm1,atm2,atm3") {
+		t.Fatalf("status answered %q", st)
+	}
+
+	leader := leaderOf(t, atms)
+	t.Logf("killing leader %s", leader.id)
+	leader.p.Kill()
+	newLeader := waitNewLeader(t, atms, leader)
+	t.Logf("new leader %s", newLeader.id)
+	var live []*atmProc
+	for _, a := range atms {
+		if a != leader {
+			live = append(live, a)
+		}
+	}
+	live[0].expect(t, "deposit carol 10", "carol 10.00")
+	live[1].expect(t, "transfer bob alice 5", "bob 70.75 alice 79.75")
+	live[0].expect(t, "withdraw alice 4.75", "alice 75.00")
+	live[1].expect(t, "balance carol", "carol 10.00")
+
+	leader.start(t)
+	leader.waitReady(t)
+	want := []string{"alice 75.00", "bob 70.75", "carol 10.00"}
+	for _, w := range want {
+		leader.expect(t, "balance "+strings.Fields(w)[0], w)
+	}
+	wantAccounts := append(want, "accounts=3 total=155.75")
+	if got := leader.sayN(t, "accounts", 4); strings.Join(got, "|") != strings.Join(wantAccounts, "|") {
+		t.Fatalf("accounts after restart: %q, want %q", got, wantAccounts)
+	}
+
+	// Bad input answers error lines and changes nothing, on any ATM.
+	bad := []string{
+		"deposit alice 12abc", "deposit alice -5", "withdraw bob 1.001",
+		"deposit alice 100000000000000000000", "transfer alice bob 0",
+		"frobnicate", "withdraw nobody 1", "transfer alice nobody 1", "balance nobody",
+		"withdraw carol 10.01", "deposit alice 92233720368547758.07",
+	}
+	for i, line := range bad {
+		a := atms[i%3]
+		if got := a.say(t, line); !strings.HasPrefix(got, "error:") {
+			t.Errorf("%s: %q answered %q, want error:", a.id, line, got)
+		}
+	}
+	for _, a := range atms {
+		for _, w := range want {
+			a.expect(t, "balance "+strings.Fields(w)[0], w)
+		}
+	}
+
+	// quit on one, end of input on the others: all exit cleanly.
+	if _, err := a1.p.Stdin.Write([]byte("quit\n")); err != nil {
+		t.Fatal(err)
+	}
+	a2.p.Stdin.Close()
+	a3.p.Stdin.Close()
+	for _, a := range atms {
+		select {
+		case <-a.p.Done():
+			if err := a.p.Wait(); err != nil {
+				t.Errorf("%s exited with %v", a.id, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s did not exit after quit/EOF", a.id)
+		}
+	}
+}
