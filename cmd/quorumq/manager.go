@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/manager"
+)
+
+func init() { subcommands = append(subcommands, newManagerCmd) }
+
+func newManagerCmd() *cobra.Command {
+	var (
+		cfg      manager.Config
+		consulAt string
+		peers    []string
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run one manager: metadata (Raft + PostgreSQL), the public REST API, broker health",
+		Long: `Run one manager. The managers form a Raft group; its leader is the write manager
+(tagged "leader" in Consul). Each manager materialises the metadata in its own PostgreSQL
+database (the one named in --postgres, created when missing) and serves the public REST
+API; writes on a read manager are forwarded to the write manager.`,
+		Example: `  quorumq manager --id m1 --data-dir /tmp/m1 --raft 127.0.0.1:7101 --http 127.0.0.1:8101 \
+    --bootstrap-expect 3 --consul 127.0.0.1:8500 \
+    --postgres 'postgres://postgres@127.0.0.1:5432/quorumq_m1?sslmode=disable'`,
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return envFallback(cmd)
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if cfg.DataDir == "" {
+				cfg.DataDir = filepath.Join(".quorumq", cfg.ID)
+			}
+			var err error
+			if cfg.Discovery, cfg.Peers, err = managerDiscovery(consulAt, peers, cfg.Logger); err != nil {
+				return err
+			}
+			m, err := manager.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return m.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "this manager's id (required), e.g. m1")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "Raft log and snapshots (default .quorumq/<id>)")
+	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7101", "host:port of the Raft listener")
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8101", "host:port of the REST API")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "form the group once this many managers are found")
+	f.StringVar(&cfg.PostgresDSN, "postgres", "", "PostgreSQL DSN; its database is this manager's own (required)")
+	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API")
+	f.StringSliceVar(&peers, "peers", nil, "static manager list id=raftaddr,... (instead of --consul)")
+	f.DurationVar(&cfg.BrokerGrace, "broker-grace", 0, "declare a broker dead after it is critical this long (default 5s)")
+	f.IntVar(&cfg.Replication, "replication", 3, "replicas per partition of a new topic")
+	f.IntVar(&cfg.Partitions, "partitions", 1, "partitions of a new topic when the request gives none")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("id")
+	_ = cmd.MarkFlagRequired("postgres")
+	return cmd
+}
+
+// managerDiscovery is Consul when --consul is given; else a static list, with --peers
+// as the initial Raft members.
+func managerDiscovery(consulAt string, peers []string, logger *slog.Logger) (discovery.Backend, []election.Peer, error) {
+	if consulAt != "" {
+		if len(peers) > 0 {
+			return nil, nil, fmt.Errorf("give --consul or --peers, not both")
+		}
+		b, err := consul.New(consulAt, logger)
+		return b, nil, err
+	}
+	var members []election.Peer
+	for _, p := range peers {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, nil, fmt.Errorf("--peers: %q is not id=host:port", p)
+		}
+		members = append(members, election.Peer{ID: id, Addr: addr})
+	}
+	return discovery.NewStatic(), members, nil
+}
