@@ -81,7 +81,8 @@ func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Membe
 		}
 		b, known := brokers[id]
 		raftAddr, httpAddr := mb.Meta[discovery.MetaRaftAddr], mb.Addr
-		if known && b.State != meta.BrokerDead && b.Addr == httpAddr && b.RaftAddr == raftAddr {
+		if known && (b.State == meta.BrokerReleased ||
+			b.State != meta.BrokerDead && b.Addr == httpAddr && b.RaftAddr == raftAddr) {
 			continue
 		}
 		if _, err := m.apply(ctx, meta.BrokerUp{ID: id, Addr: httpAddr, RaftAddr: raftAddr}); err != nil {
@@ -95,7 +96,7 @@ func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Membe
 	}
 	for id, since := range badSince {
 		b, known := brokers[id]
-		if !known || b.State == meta.BrokerDead || time.Since(since) < m.cfg.BrokerGrace {
+		if !known || b.State == meta.BrokerDead || b.State == meta.BrokerReleased || time.Since(since) < m.cfg.BrokerGrace {
 			continue
 		}
 		if _, err := m.apply(ctx, meta.BrokerDown{ID: id}); err != nil {
@@ -118,7 +119,7 @@ func (m *Manager) evacuate(ctx context.Context) {
 	var jobs []job
 	m.store.Read(func(s *meta.State) {
 		for _, b := range s.BrokerList() {
-			if b.State == meta.BrokerAlive {
+			if b.State == meta.BrokerAlive || b.State == meta.BrokerReleased {
 				continue
 			}
 			held := s.PartitionsOf(b.ID)

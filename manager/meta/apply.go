@@ -88,7 +88,7 @@ func (s *State) createTopic(c *CreateTopic) (Result, Changes) {
 		return fail(errf(CodeInvalid, "replication must be at least 1, got %d", c.Replication))
 	}
 	if _, ok := s.Topics[c.Name]; ok {
-		return fail(errf(CodeConflict, "topic %q already exists", c.Name))
+		return fail(errf(CodeTopicExists, "topic %q already exists", c.Name))
 	}
 	healthy := s.HealthyLoads()
 	if len(healthy) == 0 {
@@ -125,7 +125,7 @@ func (s *State) addPartitions(c *AddPartitions) (Result, Changes) {
 	return Result{Topic: t.clone()}, Changes{Topics: []string{c.Topic}}
 }
 
-func unknownTopic(name string) *Error { return errf(CodeNotFound, "topic %q does not exist", name) }
+func unknownTopic(name string) *Error { return errf(CodeUnknownTopic, "topic %q does not exist", name) }
 
 func (s *State) registerProducer(c *RegisterProducer) (Result, Changes) {
 	if _, ok := s.Topics[c.Topic]; !ok {
@@ -143,7 +143,7 @@ func (s *State) registerConsumer(c *RegisterConsumer) (Result, Changes) {
 		return fail(unknownTopic(c.Topic))
 	}
 	if c.Partition != nil && (*c.Partition < 0 || *c.Partition >= len(t.Partitions)) {
-		return fail(errf(CodeNotFound, "topic %q has no partition %d (it has %d)", c.Topic, *c.Partition, len(t.Partitions)))
+		return fail(errf(CodeUnknownPartition, "topic %q has no partition %d (it has %d)", c.Topic, *c.Partition, len(t.Partitions)))
 	}
 	id := s.NextConsumer
 	s.NextConsumer++
@@ -176,7 +176,7 @@ func (s *State) brokerDown(c *BrokerDown) (Result, Changes) {
 	return Result{}, Changes{Brokers: []string{c.ID}}
 }
 
-func unknownBroker(id string) *Error { return errf(CodeNotFound, "broker %q is not known", id) }
+func unknownBroker(id string) *Error { return errf(CodeUnknownBroker, "broker %q is not known", id) }
 
 func (s *State) partition(topic string, index int) (*Topic, *Partition, *Error) {
 	t, ok := s.Topics[topic]
@@ -184,7 +184,7 @@ func (s *State) partition(topic string, index int) (*Topic, *Partition, *Error) 
 		return nil, nil, unknownTopic(topic)
 	}
 	if index < 0 || index >= len(t.Partitions) {
-		return nil, nil, errf(CodeNotFound, "topic %q has no partition %d", topic, index)
+		return nil, nil, errf(CodeUnknownPartition, "topic %q has no partition %d", topic, index)
 	}
 	return t, &t.Partitions[index], nil
 }
@@ -244,6 +244,6 @@ func (s *State) releaseBroker(c *ReleaseBroker) (Result, Changes) {
 	if n := len(s.PartitionsOf(c.ID)); n > 0 {
 		return fail(errf(CodeConflict, "broker %q still holds %d replicas", c.ID, n))
 	}
-	delete(s.Brokers, c.ID)
+	s.Brokers[c.ID].State = BrokerReleased
 	return Result{}, Changes{Brokers: []string{c.ID}}
 }

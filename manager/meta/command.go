@@ -81,7 +81,7 @@ type Decommission struct {
 	ID string `json:"id"`
 }
 
-// ReleaseBroker forgets a broker that holds no replicas.
+// ReleaseBroker retires a broker that holds no replicas.
 type ReleaseBroker struct {
 	ID string `json:"id"`
 }
@@ -142,10 +142,13 @@ func Decode(b []byte) (Command, error) {
 type Code string
 
 const (
-	CodeInvalid     Code = "invalid"     // the request is malformed or out of range
-	CodeNotFound    Code = "not_found"   // it names something that does not exist
-	CodeConflict    Code = "conflict"    // it would duplicate something
-	CodeUnavailable Code = "unavailable" // not enough brokers right now
+	CodeInvalid          Code = "invalid" // the request is malformed or out of range
+	CodeUnknownTopic     Code = "unknown_topic"
+	CodeUnknownPartition Code = "unknown_partition"
+	CodeUnknownBroker    Code = "unknown_broker"
+	CodeTopicExists      Code = "topic_exists"
+	CodeConflict         Code = "conflict"    // it contradicts the current placement
+	CodeUnavailable      Code = "unavailable" // not enough brokers right now
 )
 
 // Error is a command the state machine refused. It travels inside the Result, so every

@@ -46,22 +46,22 @@ func TestApplyRefusals(t *testing.T) {
 		{"zero partitions", Encode(CreateTopic{Name: "x", Replication: 1}), CodeInvalid},
 		{"too many partitions", Encode(CreateTopic{Name: "x", Partitions: MaxPartitions + 1, Replication: 1}), CodeInvalid},
 		{"zero replication", Encode(CreateTopic{Name: "x", Partitions: 1}), CodeInvalid},
-		{"duplicate topic", Encode(CreateTopic{Name: "orders", Partitions: 1, Replication: 1}), CodeConflict},
-		{"grow unknown", Encode(AddPartitions{Topic: "nope", Count: 1}), CodeNotFound},
+		{"duplicate topic", Encode(CreateTopic{Name: "orders", Partitions: 1, Replication: 1}), CodeTopicExists},
+		{"grow unknown", Encode(AddPartitions{Topic: "nope", Count: 1}), CodeUnknownTopic},
 		{"grow by zero", Encode(AddPartitions{Topic: "orders", Count: 0}), CodeInvalid},
-		{"producer unknown topic", Encode(RegisterProducer{Topic: "nope"}), CodeNotFound},
-		{"consumer unknown topic", Encode(RegisterConsumer{Topic: "nope"}), CodeNotFound},
-		{"consumer bad partition", Encode(RegisterConsumer{Topic: "orders", Partition: intp(2)}), CodeNotFound},
-		{"consumer negative partition", Encode(RegisterConsumer{Topic: "orders", Partition: intp(-1)}), CodeNotFound},
+		{"producer unknown topic", Encode(RegisterProducer{Topic: "nope"}), CodeUnknownTopic},
+		{"consumer unknown topic", Encode(RegisterConsumer{Topic: "nope"}), CodeUnknownTopic},
+		{"consumer bad partition", Encode(RegisterConsumer{Topic: "orders", Partition: intp(2)}), CodeUnknownPartition},
+		{"consumer negative partition", Encode(RegisterConsumer{Topic: "orders", Partition: intp(-1)}), CodeUnknownPartition},
 		{"broker up no id", Encode(BrokerUp{}), CodeInvalid},
-		{"broker down unknown", Encode(BrokerDown{ID: "b9"}), CodeNotFound},
-		{"move unknown topic", Encode(MoveReplica{Topic: "nope", From: "b1", To: "b2"}), CodeNotFound},
-		{"move bad partition", Encode(MoveReplica{Topic: "orders", Partition: 5, From: "b1", To: "b2"}), CodeNotFound},
-		{"move to unknown", Encode(MoveReplica{Topic: "orders", From: "b1", To: "b9"}), CodeNotFound},
+		{"broker down unknown", Encode(BrokerDown{ID: "b9"}), CodeUnknownBroker},
+		{"move unknown topic", Encode(MoveReplica{Topic: "nope", From: "b1", To: "b2"}), CodeUnknownTopic},
+		{"move bad partition", Encode(MoveReplica{Topic: "orders", Partition: 5, From: "b1", To: "b2"}), CodeUnknownPartition},
+		{"move to unknown", Encode(MoveReplica{Topic: "orders", From: "b1", To: "b9"}), CodeUnknownBroker},
 		{"move to holder", Encode(MoveReplica{Topic: "orders", From: "b1", To: "b2"}), CodeConflict},
 		{"leader not replica", Encode(SetLeader{Topic: "orders", Leader: "b9"}), CodeConflict},
 		{"release holder", Encode(ReleaseBroker{ID: "b1"}), CodeConflict},
-		{"release unknown", Encode(ReleaseBroker{ID: "b9"}), CodeNotFound},
+		{"release unknown", Encode(ReleaseBroker{ID: "b9"}), CodeUnknownBroker},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -160,8 +160,9 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal("a heartbeat must not cancel a decommission")
 	}
 	mustApply(t, s, ReleaseBroker{ID: "b2"})
-	if _, ok := s.Brokers["b2"]; ok {
-		t.Fatal("b2 not released")
+	mustApply(t, s, BrokerUp{ID: "b2"})
+	if s.Brokers["b2"].State != BrokerReleased {
+		t.Fatal("b2 not released, or taken back by a heartbeat")
 	}
 	p := s.Topics["orders"].Partitions[0]
 	mustApply(t, s, SetLeader{Topic: "orders", Partition: 0, Leader: p.Replicas[2]})

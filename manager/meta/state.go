@@ -19,6 +19,9 @@ const (
 	BrokerAlive           BrokerState = "alive"
 	BrokerDead            BrokerState = "dead"
 	BrokerDecommissioning BrokerState = "decommissioning"
+	// BrokerReleased is a decommissioned broker emptied of replicas. It stays known so
+	// that a process still registered under its id is not taken back by accident.
+	BrokerReleased BrokerState = "released"
 )
 
 // Broker is one broker process known to the managers.

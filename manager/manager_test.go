@@ -1,0 +1,252 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/meta"
+	"github.com/quorumq/quorumq/manager/pgserver"
+)
+
+// startManager runs a single-member manager group in-process over d.
+func startManager(t *testing.T, d *discovery.Static, dsn string) *Manager {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	m, err := New(ctx, Config{ID: "m1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		BootstrapExpect: 1, PostgresDSN: dsn, Discovery: d, BrokerGrace: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	eventually(t, 20*time.Second, "manager leads", func() bool {
+		var h HealthReply
+		return call(t, m, "GET", "/healthz", "", &h) == 200 && h.Leader
+	})
+	return m
+}
+
+// call sends a request and decodes the reply into out; it returns the status code.
+func call(t *testing.T, m *Manager, method, path, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+m.HTTPAddr()+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: reply %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func brokerStates(t *testing.T, m *Manager) map[string]meta.BrokerInfo {
+	var r BrokersReply
+	call(t, m, "GET", "/brokers", "", &r)
+	out := map[string]meta.BrokerInfo{}
+	for _, b := range r.Brokers {
+		out[b.ID] = b
+	}
+	return out
+}
+
+func TestAPI(t *testing.T) {
+	pg := pgserver.StartT(t)
+	d := discovery.NewStatic()
+	fb := newFakeBrokers()
+	for _, id := range []string{"b1", "b2", "b3"} {
+		fb.start(t, d, id)
+	}
+	m := startManager(t, d, pg.DSN("api"))
+	eventually(t, 10*time.Second, "3 brokers alive", func() bool { return len(brokerStates(t, m)) == 3 })
+
+	var tr TopicReply
+	if code := call(t, m, "POST", "/topics", `{"name":"orders","partitions":3}`, &tr); code != 201 {
+		t.Fatalf("create topic: %d %+v", code, tr)
+	}
+	if len(tr.Topic.Partitions) != 3 || len(tr.Topic.Partitions[0].Replicas) != 3 {
+		t.Fatalf("topic %+v", tr.Topic)
+	}
+	for _, p := range tr.Topic.Partitions {
+		for _, b := range p.Replicas {
+			if !fb.holds(b, meta.GroupName("orders", p.Partition)) {
+				t.Fatalf("broker %s has no replica of partition %d", b, p.Partition)
+			}
+		}
+	}
+	var pr ProducerReply
+	call(t, m, "POST", "/producer/register", `{"topic":"orders"}`, &pr)
+	var cr ConsumerReply
+	call(t, m, "POST", "/consumer/register", `{"topic":"orders"}`, &cr)
+	for i := range 6 {
+		body := `{"topic":"orders","producer_id":` + itoa(pr.ProducerID) + `,"message":"m` + itoa(uint64(i)) + `"}`
+		if code := call(t, m, "POST", "/producer/produce", body, nil); code != 200 {
+			t.Fatalf("produce: %d", code)
+		}
+	}
+	q := "?topic=orders&consumer_id=" + itoa(cr.ConsumerID)
+	var sz SizeReply
+	if call(t, m, "GET", "/size"+q, "", &sz); sz.Size != 6 {
+		t.Fatalf("size %d, want 6", sz.Size)
+	}
+	got := map[string]bool{}
+	for range 6 {
+		var c ConsumeReply
+		if code := call(t, m, "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil {
+			t.Fatalf("consume: %d %+v", code, c)
+		}
+		got[*c.Message] = true
+	}
+	if len(got) != 6 {
+		t.Fatalf("consumed %v", got)
+	}
+
+	pid, cid := itoa(pr.ProducerID), itoa(cr.ConsumerID)
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"duplicate topic", "POST", "/topics", `{"name":"orders"}`, 409, CodeTopicExists},
+		{"empty topic name", "POST", "/topics", `{"name":""}`, 400, CodeInvalid},
+		{"bad topic name", "POST", "/topics", `{"name":"a/b"}`, 400, CodeInvalid},
+		{"negative partitions", "POST", "/topics", `{"name":"x","partitions":-1}`, 400, CodeInvalid},
+		{"malformed topic body", "POST", "/topics", `{"name":`, 400, CodeInvalid},
+		{"empty topic body", "POST", "/topics", ``, 400, CodeInvalid},
+		{"wrong type", "POST", "/topics", `{"name":7}`, 400, CodeInvalid},
+		{"unknown topic", "GET", "/topics/nope", ``, 404, CodeUnknownTopic},
+		{"grow unknown", "POST", "/topics/nope/partitions", `{"count":1}`, 404, CodeUnknownTopic},
+		{"grow by zero", "POST", "/topics/orders/partitions", `{"count":0}`, 400, CodeInvalid},
+		{"grow malformed", "POST", "/topics/orders/partitions", `[`, 400, CodeInvalid},
+		{"producer unknown topic", "POST", "/producer/register", `{"topic":"nope"}`, 404, CodeUnknownTopic},
+		{"producer malformed", "POST", "/producer/register", `nope`, 400, CodeInvalid},
+		{"consumer unknown topic", "POST", "/consumer/register", `{"topic":"nope"}`, 404, CodeUnknownTopic},
+		{"consumer bad partition", "POST", "/consumer/register", `{"topic":"orders","partition":9}`, 404, CodeNotFound},
+		{"produce unknown producer", "POST", "/producer/produce", `{"topic":"orders","producer_id":999,"message":"x"}`, 404, CodeUnknownProducer},
+		{"produce unknown topic", "POST", "/producer/produce", `{"topic":"nope","producer_id":` + pid + `,"message":"x"}`, 404, CodeUnknownTopic},
+		{"produce no message", "POST", "/producer/produce", `{"topic":"orders","producer_id":` + pid + `}`, 400, CodeInvalid},
+		{"produce bad partition", "POST", "/producer/produce", `{"topic":"orders","producer_id":` + pid + `,"message":"x","partition":7}`, 404, CodeNotFound},
+		{"produce string id", "POST", "/producer/produce", `{"topic":"orders","producer_id":"x","message":"x"}`, 400, CodeInvalid},
+		{"consume unknown consumer", "GET", "/consumer/consume?topic=orders&consumer_id=999", ``, 404, CodeUnknownConsumer},
+		{"consume bad consumer id", "GET", "/consumer/consume?topic=orders&consumer_id=abc", ``, 400, CodeInvalid},
+		{"consume no topic", "GET", "/consumer/consume?consumer_id=" + cid, ``, 400, CodeInvalid},
+		{"consume unknown topic", "GET", "/consumer/consume?topic=nope&consumer_id=" + cid, ``, 404, CodeUnknownTopic},
+		{"consume nothing left", "GET", "/consumer/consume" + q, ``, 404, CodeNoMessage},
+		{"size unknown consumer", "GET", "/size?topic=orders&consumer_id=999", ``, 404, CodeUnknownConsumer},
+		{"size bad max", "GET", "/consumer/consume" + q + "&max=0", ``, 400, CodeInvalid},
+		{"decommission unknown", "DELETE", "/brokers/b9", ``, 404, CodeUnknownBroker},
+		{"no such endpoint", "GET", "/nope", ``, 404, CodeNotFound},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var f Failure
+			status := call(t, m, c.method, c.path, c.body, &f)
+			if status != c.status || f.Status != "failure" || f.Code != c.code || f.Message == "" {
+				t.Fatalf("got %d %+v, want %d code %s", status, f, c.status, c.code)
+			}
+		})
+	}
+
+	var mr ManagersReply
+	if call(t, m, "GET", "/managers", "", &mr); mr.WriteManager != "m1" || len(mr.Managers) != 1 || mr.Managers[0].HTTPAddr == "" {
+		t.Fatalf("managers %+v", mr)
+	}
+	var gr TopicReply
+	if code := call(t, m, "POST", "/topics/orders/partitions", `{"count":2}`, &gr); code != 200 || len(gr.Topic.Partitions) != 5 {
+		t.Fatalf("grow: %d %+v", code, gr)
+	}
+}
+
+func itoa(n uint64) string { return strings.TrimSpace(string(must(json.Marshal(n)))) }
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// A broker critical past the grace period is declared dead and its replicas move to a
+// healthy broker; when it returns it is alive again and its stale replicas are dropped.
+// A decommissioned broker is emptied and released.
+func TestBrokerDeathAndDecommission(t *testing.T) {
+	pg := pgserver.StartT(t)
+	d := discovery.NewStatic()
+	fb := newFakeBrokers()
+	for _, id := range []string{"b1", "b2", "b3", "b4"} {
+		fb.start(t, d, id)
+	}
+	m := startManager(t, d, pg.DSN("health"))
+	eventually(t, 10*time.Second, "4 brokers alive", func() bool { return len(brokerStates(t, m)) == 4 })
+	if code := call(t, m, "POST", "/topics", `{"name":"t","partitions":4}`, nil); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	held := brokerStates(t, m)["b2"].Replicas
+	if held == 0 {
+		t.Fatal("b2 holds nothing")
+	}
+	d.SetHealth(discovery.ServiceBroker, "b2", discovery.Critical)
+	eventually(t, 15*time.Second, "b2 dead and emptied", func() bool {
+		b := brokerStates(t, m)["b2"]
+		return b.State == meta.BrokerDead && b.Replicas == 0
+	})
+	var tr TopicReply
+	call(t, m, "GET", "/topics/t", "", &tr)
+	for _, p := range tr.Topic.Partitions {
+		if len(p.Replicas) != 3 {
+			t.Fatalf("partition %d has %d replicas", p.Partition, len(p.Replicas))
+		}
+		for _, b := range p.Replicas {
+			if b == "b2" || !fb.holds(b, meta.GroupName("t", p.Partition)) {
+				t.Fatalf("partition %+v: replica on %s missing or on the dead broker", p, b)
+			}
+		}
+	}
+	d.SetHealth(discovery.ServiceBroker, "b2", discovery.Passing)
+	eventually(t, 10*time.Second, "b2 alive", func() bool { return brokerStates(t, m)["b2"].State == meta.BrokerAlive })
+	eventually(t, 10*time.Second, "stale replicas dropped", func() bool {
+		fb.mu.Lock()
+		defer fb.mu.Unlock()
+		return len(fb.replicas["b2"]) == 0
+	})
+
+	if code := call(t, m, "DELETE", "/brokers/b3", "", nil); code != 202 {
+		t.Fatalf("decommission: %d", code)
+	}
+	eventually(t, 15*time.Second, "b3 released", func() bool { return brokerStates(t, m)["b3"].State == meta.BrokerReleased })
+	call(t, m, "GET", "/topics/t", "", &tr)
+	for _, p := range tr.Topic.Partitions {
+		if len(p.Replicas) != 3 || bytes.Contains(must(json.Marshal(p.Replicas)), []byte(`"b3"`)) {
+			t.Fatalf("after decommission: %+v", p)
+		}
+	}
+}
