@@ -1,50 +1,68 @@
 package manager
 
-// The brokers' HTTP API as the managers use it. These mirror package broker's request
-// and reply types; they are assumed here until that package publishes them.
-
-type brokerFailure struct {
-	Status  string `json:"status"`
-	Message string `json:"message"`
-	Leader  string `json:"leader,omitempty"` // the partition leader, when the broker is not it
-}
+// The brokers' HTTP API as the managers use it: a copy of the JSON shapes in package
+// broker (broker/api.go), kept here until that package is committed for others to
+// import. Only the fields the managers send or read are listed.
 
 type brokerPeer struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr,omitempty"`
 }
 
+type brokerFailure struct {
+	Status  string      `json:"status"`
+	Message string      `json:"message"`
+	Leader  *brokerPeer `json:"leader,omitempty"` // on 421: where writes for the partition go
+}
+
+// brokerCreateReplicaRequest: Peers are all replicas of a new partition (this broker
+// included), or the current members when this broker joins an existing group.
 type brokerCreateReplicaRequest struct {
-	Group     string       `json:"group"`
 	Topic     string       `json:"topic"`
-	Partition int          `json:"partition"`
+	Partition *int         `json:"partition"`
 	Peers     []brokerPeer `json:"peers"`
-	Join      bool         `json:"join"`
 }
 
-type brokerReplicasReply struct {
-	Groups []string `json:"groups"`
+type brokerReplicaStatus struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+}
+
+type brokerListReplicasReply struct {
+	Replicas []brokerReplicaStatus `json:"replicas"`
 }
 
 type brokerProduceRequest struct {
-	Producer string   `json:"producer"`
-	Seq      *uint64  `json:"seq,omitempty"`
-	Messages []string `json:"messages"`
+	Topic      string   `json:"topic"`
+	Partition  *int     `json:"partition"`
+	ProducerID string   `json:"producer_id,omitempty"`
+	Seq        uint64   `json:"seq,omitempty"`
+	Messages   []string `json:"messages,omitempty"`
 }
 
 type brokerProduceReply struct {
 	Offset uint64 `json:"offset"`
+	Count  int    `json:"count"`
+}
+
+type brokerRegisterRequest struct {
+	Topic      string `json:"topic"`
+	Partition  *int   `json:"partition"`
+	ConsumerID string `json:"consumer_id"`
 }
 
 type brokerConsumeRequest struct {
-	Consumer string  `json:"consumer"`
-	Expected *uint64 `json:"expected,omitempty"`
-	Max      int     `json:"max"`
+	Topic      string  `json:"topic"`
+	Partition  *int    `json:"partition"`
+	ConsumerID string  `json:"consumer_id"`
+	Offset     *uint64 `json:"offset,omitempty"`
+	Max        int     `json:"max,omitempty"`
 }
 
 type brokerConsumeReply struct {
+	Offset   uint64   `json:"offset"`
 	Messages []string `json:"messages"`
-	From     uint64   `json:"from"`
 	Next     uint64   `json:"next"`
 }
 

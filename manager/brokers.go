@@ -9,14 +9,19 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// brokerClient speaks the brokers' HTTP API (package broker's api types).
+// brokerClient speaks the brokers' HTTP API (brokerapi.go).
 type brokerClient struct {
 	http *http.Client
+	rr   atomic.Uint64 // spreads read-only calls over replicas
 }
 
 func newBrokerClient() *brokerClient {
@@ -67,7 +72,11 @@ func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path st
 		if f.Message == "" {
 			f.Message = http.StatusText(resp.StatusCode)
 		}
-		return &brokerError{broker: b.ID, status: resp.StatusCode, msg: f.Message, leader: f.Leader}
+		e := &brokerError{broker: b.ID, status: resp.StatusCode, msg: f.Message}
+		if f.Leader != nil {
+			e.leader = f.Leader.ID
+		}
+		return e
 	}
 	if out == nil {
 		return nil
@@ -78,15 +87,36 @@ func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path st
 	return nil
 }
 
-// onLeader runs op against the partition's leader: first the broker the metadata
-// names, then whoever a broker points to, then the other replicas.
-func (bc *brokerClient) onLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition, op func(b meta.Broker) error) error {
+// replicaOrder lists p's replicas to try: the broker the metadata names as leader
+// first, then the others.
+func replicaOrder(p meta.Partition) []string {
 	order := []string{p.Leader}
 	for _, r := range p.Replicas {
 		if r != p.Leader {
 			order = append(order, r)
 		}
 	}
+	return order
+}
+
+// retryElsewhere reports whether another replica may answer what this one could not:
+// it is down, not the leader, or does not hold the partition (yet).
+func retryElsewhere(err error) bool {
+	var be *brokerError
+	if !errors.As(err, &be) {
+		return false
+	}
+	return be.status >= 500 || be.status == http.StatusMisdirectedRequest ||
+		(be.status == http.StatusNotFound && strings.Contains(be.msg, "no replica"))
+}
+
+// onLeader runs op against the partition's leader: the broker the metadata names,
+// then whoever a broker points to, then the other replicas.
+func (bc *brokerClient) onLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition, op func(b meta.Broker) error) error {
+	return bc.onReplicas(ctx, view, replicaOrder(p), op)
+}
+
+func (bc *brokerClient) onReplicas(ctx context.Context, view map[string]meta.Broker, order []string, op func(b meta.Broker) error) error {
 	tried := map[string]bool{}
 	var last error = errNoBroker
 	for len(order) > 0 && ctx.Err() == nil {
@@ -98,47 +128,96 @@ func (bc *brokerClient) onLeader(ctx context.Context, view map[string]meta.Broke
 		}
 		tried[id] = true
 		err := op(b)
-		var be *brokerError
-		if err == nil || !errors.As(err, &be) {
+		if !retryElsewhere(err) {
 			return err
 		}
-		if be.status < 500 && be.status != http.StatusMisdirectedRequest {
-			return err // the broker understood and refused: same answer elsewhere
-		}
 		last = err
-		if be.leader != "" && !tried[be.leader] {
+		var be *brokerError
+		if errors.As(err, &be) && be.leader != "" && !tried[be.leader] {
 			order = append([]string{be.leader}, order...)
 		}
 	}
 	return last
 }
 
-func groupPath(p meta.Partition) string { return "/partitions/" + url.PathEscape(p.GroupName()) }
+func replicaPath(p meta.Partition) string {
+	return "/replicas/" + url.PathEscape(p.Topic) + "/" + strconv.Itoa(p.Index)
+}
 
 func (bc *brokerClient) produce(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
 	producer string, seq *uint64, msgs []string) (uint64, error) {
+	req := brokerProduceRequest{Topic: p.Topic, Partition: &p.Index, Messages: msgs}
+	if seq != nil {
+		req.ProducerID, req.Seq = producer, *seq
+	}
 	var reply brokerProduceReply
 	err := bc.onLeader(ctx, view, p, func(b meta.Broker) error {
-		return bc.call(ctx, b, http.MethodPost, groupPath(p)+"/produce",
-			brokerProduceRequest{Producer: producer, Seq: seq, Messages: msgs}, &reply)
+		return bc.call(ctx, b, http.MethodPost, "/produce", req, &reply)
 	})
 	return reply.Offset, err
 }
 
-func (bc *brokerClient) consume(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
-	consumer string, expected *uint64, max int) (brokerConsumeReply, error) {
-	var reply brokerConsumeReply
-	err := bc.onLeader(ctx, view, p, func(b meta.Broker) error {
-		return bc.call(ctx, b, http.MethodPost, groupPath(p)+"/consume",
-			brokerConsumeRequest{Consumer: consumer, Expected: expected, Max: max}, &reply)
+// notRegistered and nothingLeft tell the broker's two 404s of consume and size apart.
+func notRegistered(err error) bool {
+	var be *brokerError
+	return errors.As(err, &be) && be.status == http.StatusNotFound && strings.Contains(be.msg, "not registered")
+}
+
+func nothingLeft(err error) bool {
+	var be *brokerError
+	return errors.As(err, &be) && be.status == http.StatusNotFound && strings.Contains(be.msg, "no messages left")
+}
+
+// registerConsumer registers consumer on p (idempotent); it starts at offset 0.
+func (bc *brokerClient) registerConsumer(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string) error {
+	return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
+		return bc.call(ctx, b, http.MethodPost, "/consumers",
+			brokerRegisterRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer}, nil)
 	})
+}
+
+// withConsumer runs op and, when the partition does not know the consumer yet (it
+// registered before the partition existed, or its registration did not reach the
+// partition), registers it there and runs op again.
+func (bc *brokerClient) withConsumer(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string, op func() error) error {
+	err := op()
+	if !notRegistered(err) {
+		return err
+	}
+	if err := bc.registerConsumer(ctx, view, p, consumer); err != nil {
+		return err
+	}
+	return op()
+}
+
+func (bc *brokerClient) consume(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
+	consumer string, offset *uint64, max int) (brokerConsumeReply, error) {
+	var reply brokerConsumeReply
+	req := brokerConsumeRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer, Offset: offset, Max: max}
+	err := bc.withConsumer(ctx, view, p, consumer, func() error {
+		return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
+			return bc.call(ctx, b, http.MethodPost, "/consume", req, &reply)
+		})
+	})
+	if nothingLeft(err) {
+		return brokerConsumeReply{}, nil
+	}
 	return reply, err
 }
 
+// size asks the replicas in turn (any replica answers it after a read barrier).
 func (bc *brokerClient) size(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string) (uint64, error) {
 	var reply brokerSizeReply
-	err := bc.onLeader(ctx, view, p, func(b meta.Broker) error {
-		return bc.call(ctx, b, http.MethodGet, groupPath(p)+"/size?consumer="+url.QueryEscape(consumer), nil, &reply)
+	q := url.Values{"topic": {p.Topic}, "partition": {strconv.Itoa(p.Index)}, "consumer_id": {consumer}}
+	order := slices.Clone(p.Replicas)
+	if n := len(order); n > 0 {
+		k := int(bc.rr.Add(1) % uint64(n))
+		order = append(order[k:], order[:k]...)
+	}
+	err := bc.withConsumer(ctx, view, p, consumer, func() error {
+		return bc.onReplicas(ctx, view, order, func(b meta.Broker) error {
+			return bc.call(ctx, b, http.MethodGet, "/size?"+q.Encode(), nil, &reply)
+		})
 	})
 	return reply.Size, err
 }
@@ -146,41 +225,46 @@ func (bc *brokerClient) size(ctx context.Context, view map[string]meta.Broker, p
 func peersOf(view map[string]meta.Broker, ids []string) []brokerPeer {
 	out := make([]brokerPeer, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, brokerPeer{ID: id, Addr: view[id].RaftAddr})
+		out = append(out, brokerPeer{ID: id, RaftAddr: view[id].RaftAddr, HTTPAddr: view[id].Addr})
 	}
 	return out
 }
 
-// createReplica asks broker b to open its replica of p. With join, the replica waits to
-// be added to an existing group instead of bootstrapping it with peers.
-func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, join bool) error {
-	return bc.call(ctx, b, http.MethodPost, "/partitions", brokerCreateReplicaRequest{
-		Group: p.GroupName(), Topic: p.Topic, Partition: p.Index, Peers: peersOf(view, p.Replicas), Join: join,
+// createReplica asks broker b to open its replica of p with the given members: all
+// replicas (b among them) for a new group, or the current members (without b) to join
+// an existing one, which then adds b through addMember.
+func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string) error {
+	return bc.call(ctx, b, http.MethodPost, "/replicas", brokerCreateReplicaRequest{
+		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members),
 	}, nil)
 }
 
-// addMember adds broker to p's Raft group through a replica (forwarded to its leader).
+// addMember adds broker nb to p's Raft group through its leader.
 func (bc *brokerClient) addMember(ctx context.Context, view map[string]meta.Broker, p meta.Partition, nb meta.Broker) error {
 	return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
-		return bc.call(ctx, b, http.MethodPost, groupPath(p)+"/members", brokerPeer{ID: nb.ID, Addr: nb.RaftAddr}, nil)
+		return bc.call(ctx, b, http.MethodPost, replicaPath(p)+"/members", peersOf(view, []string{nb.ID})[0], nil)
 	})
 }
 
-// removeMember removes broker id from p's Raft group.
+// removeMember removes broker id from p's Raft group through its leader.
 func (bc *brokerClient) removeMember(ctx context.Context, view map[string]meta.Broker, p meta.Partition, id string) error {
 	return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
-		return bc.call(ctx, b, http.MethodDelete, groupPath(p)+"/members/"+url.PathEscape(id), nil, nil)
+		return bc.call(ctx, b, http.MethodDelete, replicaPath(p)+"/members/"+url.PathEscape(id), nil, nil)
 	})
 }
 
-// dropReplica makes b close and delete its replica of group.
-func (bc *brokerClient) dropReplica(ctx context.Context, b meta.Broker, group string) error {
-	return bc.call(ctx, b, http.MethodDelete, "/partitions/"+url.PathEscape(group), nil, nil)
+// dropReplica makes b close and delete its replica of p.
+func (bc *brokerClient) dropReplica(ctx context.Context, b meta.Broker, p meta.Partition) error {
+	return bc.call(ctx, b, http.MethodDelete, replicaPath(p), nil, nil)
 }
 
-// replicas lists the groups b holds a replica of.
-func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]string, error) {
-	var reply brokerReplicasReply
-	err := bc.call(ctx, b, http.MethodGet, "/partitions", nil, &reply)
-	return reply.Groups, err
+// replicas lists the partitions b holds a replica of, as group names.
+func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Partition, error) {
+	var reply brokerListReplicasReply
+	err := bc.call(ctx, b, http.MethodGet, "/replicas", nil, &reply)
+	out := make([]meta.Partition, len(reply.Replicas))
+	for i, r := range reply.Replicas {
+		out[i] = meta.Partition{Topic: r.Topic, Index: r.Partition}
+	}
+	return out, err
 }

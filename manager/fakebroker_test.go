@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/meta"
 )
 
 // fakeBrokers stands in for broker processes: HTTP servers speaking the brokers' API,
@@ -55,78 +56,93 @@ func (f *fakeBrokers) holds(broker, group string) bool {
 func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	parts := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
-	reply := func(v any) { json.NewEncoder(w).Encode(v) }
-	if parts[0] != "partitions" {
-		w.WriteHeader(http.StatusNotFound)
-		return
+	reply := func(status int, v any) {
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(v)
 	}
-	if len(parts) == 1 {
-		switch r.Method {
-		case http.MethodGet:
-			var gs []string
-			for g := range f.replicas[id] {
-				gs = append(gs, g)
-			}
-			reply(brokerReplicasReply{Groups: gs})
-		case http.MethodPost:
-			var req brokerCreateReplicaRequest
-			json.NewDecoder(r.Body).Decode(&req)
-			f.replicas[id][req.Group] = true
-			if f.members[req.Group] == nil {
-				f.members[req.Group] = map[string]bool{}
-			}
-			if !req.Join {
-				for _, p := range req.Peers {
-					f.members[req.Group][p.ID] = true
-				}
-			}
-			reply(success)
-		}
-		return
-	}
-	group, _ := url.PathUnescape(parts[1])
-	if len(parts) == 2 && r.Method == http.MethodDelete {
-		delete(f.replicas[id], group)
-		reply(success)
-		return
-	}
-	if !f.replicas[id][group] {
-		w.WriteHeader(http.StatusNotFound)
-		reply(brokerFailure{Status: "failure", Message: "no replica of " + group})
-		return
-	}
-	switch parts[2] {
-	case "members":
-		if r.Method == http.MethodPost {
+	failure := func(status int, msg string) { reply(status, brokerFailure{Status: "failure", Message: msg}) }
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if parts[0] == "replicas" && len(parts) >= 3 {
+		n, _ := strconv.Atoi(parts[2])
+		g := meta.GroupName(parts[1], n)
+		switch {
+		case len(parts) == 3 && r.Method == http.MethodDelete:
+			delete(f.replicas[id], g)
+		case len(parts) == 4 && r.Method == http.MethodPost:
 			var p brokerPeer
 			json.NewDecoder(r.Body).Decode(&p)
-			f.members[group][p.ID] = true
-		} else {
-			delete(f.members[group], parts[3])
+			f.members[g][p.ID] = true
+		case len(parts) == 5 && r.Method == http.MethodDelete:
+			delete(f.members[g], parts[4])
 		}
-		reply(success)
-	case "produce":
-		var req brokerProduceRequest
-		json.NewDecoder(r.Body).Decode(&req)
-		off := uint64(len(f.logs[group]))
-		f.logs[group] = append(f.logs[group], req.Messages...)
-		reply(brokerProduceReply{Offset: off})
-	case "consume":
-		var req brokerConsumeRequest
-		json.NewDecoder(r.Body).Decode(&req)
-		if f.offsets[group] == nil {
-			f.offsets[group] = map[string]uint64{}
+		reply(200, success)
+		return
+	}
+	var body struct {
+		brokerCreateReplicaRequest
+		ConsumerID string   `json:"consumer_id"`
+		Offset     *uint64  `json:"offset"`
+		Max        int      `json:"max"`
+		Messages   []string `json:"messages"`
+	}
+	json.NewDecoder(r.Body).Decode(&body)
+	q := r.URL.Query()
+	if r.Method == http.MethodGet && parts[0] == "size" {
+		n, _ := strconv.Atoi(q.Get("partition"))
+		body.Topic, body.Partition, body.ConsumerID = q.Get("topic"), &n, q.Get("consumer_id")
+	}
+	var g string
+	if body.Partition != nil {
+		g = meta.GroupName(body.Topic, *body.Partition)
+	}
+	if parts[0] != "replicas" && !f.replicas[id][g] {
+		failure(http.StatusNotFound, "broker has no replica of "+g)
+		return
+	}
+	offsets := f.offsets[g]
+	if offsets == nil {
+		offsets = map[string]uint64{}
+		f.offsets[g] = offsets
+	}
+	off, registered := offsets[body.ConsumerID]
+	switch {
+	case parts[0] == "replicas" && r.Method == http.MethodGet:
+		var out brokerListReplicasReply
+		for g := range f.replicas[id] {
+			var rs brokerReplicaStatus
+			i := strings.LastIndex(g, "/")
+			rs.Topic = strings.TrimPrefix(g[:i], "p/")
+			rs.Partition, _ = strconv.Atoi(g[i+1:])
+			out.Replicas = append(out.Replicas, rs)
 		}
-		from := f.offsets[group][req.Consumer]
-		if req.Expected != nil {
-			from = *req.Expected
+		reply(200, out)
+	case parts[0] == "replicas":
+		f.replicas[id][g] = true
+		if f.members[g] == nil {
+			f.members[g] = map[string]bool{}
 		}
-		end := min(from+uint64(req.Max), uint64(len(f.logs[group])))
-		f.offsets[group][req.Consumer] = end
-		reply(brokerConsumeReply{Messages: f.logs[group][from:end], From: from, Next: end})
-	case "size":
-		c := r.URL.Query().Get("consumer")
-		reply(brokerSizeReply{Size: uint64(len(f.logs[group])) - f.offsets[group][c]})
+		reply(200, success)
+	case parts[0] == "produce":
+		o := uint64(len(f.logs[g]))
+		f.logs[g] = append(f.logs[g], body.Messages...)
+		reply(200, brokerProduceReply{Offset: o, Count: len(body.Messages)})
+	case parts[0] == "consumers":
+		offsets[body.ConsumerID] = off
+		reply(200, success)
+	case !registered:
+		failure(http.StatusNotFound, "consumer "+body.ConsumerID+" is not registered")
+	case parts[0] == "consume":
+		if body.Offset != nil {
+			off = *body.Offset
+		}
+		end := min(off+uint64(max(body.Max, 1)), uint64(len(f.logs[g])))
+		if end == off {
+			failure(http.StatusNotFound, "no messages left for consumer")
+			return
+		}
+		offsets[body.ConsumerID] = end
+		reply(200, brokerConsumeReply{Offset: off, Messages: f.logs[g][off:end], Next: end})
+	case parts[0] == "size":
+		reply(200, brokerSizeReply{Size: uint64(len(f.logs[g])) - off})
 	}
 }

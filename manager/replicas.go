@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/quorumq/quorumq/manager/meta"
@@ -47,7 +46,7 @@ func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) er
 			all = append(all, one{view[id], p})
 		}
 	}
-	err := forEach(all, func(o one) error { return m.brokers.createReplica(ctx, view, o.b, o.p, false) })
+	err := forEach(all, func(o one) error { return m.brokers.createReplica(ctx, view, o.b, o.p, o.p.Replicas) })
 	if err != nil {
 		return fail(http.StatusServiceUnavailable, CodeUnavailable,
 			"placed in the metadata, but not every broker opened its replica yet (the write manager retries): %v", err)
@@ -70,15 +69,15 @@ func (m *Manager) ensureReplicas(ctx context.Context) {
 		}
 	}
 	forEach(alive, func(b meta.Broker) error {
-		groups, err := m.brokers.replicas(ctx, b)
+		parts, err := m.brokers.replicas(ctx, b)
 		if err != nil {
 			return err
 		}
 		mu.Lock()
 		defer mu.Unlock()
 		held[b.ID] = map[string]bool{}
-		for _, g := range groups {
-			held[b.ID][g] = true
+		for _, p := range parts {
+			held[b.ID][p.GroupName()] = true
 		}
 		return nil
 	})
@@ -102,7 +101,11 @@ func (m *Manager) ensureReplicas(ctx context.Context) {
 			}
 		}
 		for _, id := range missing {
-			if err := m.brokers.createReplica(ctx, view, view[id], p, exists); err != nil {
+			members := p.Replicas
+			if exists {
+				members = slices.DeleteFunc(slices.Clone(p.Replicas), func(r string) bool { return r == id })
+			}
+			if err := m.brokers.createReplica(ctx, view, view[id], p, members); err != nil {
 				m.log.Warn("ensure replica", "group", p.GroupName(), "broker", id, "err", err)
 			}
 		}
@@ -126,16 +129,14 @@ func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) 
 		return nil // already moved
 	}
 	to := view[mv.To]
-	after := p
-	after.Replicas = slices.Clone(p.Replicas)
-	after.Replicas[slices.Index(after.Replicas, mv.From)] = mv.To
-	slices.Sort(after.Replicas)
+	members := p.Replicas
 	if fromDead {
 		if err := m.brokers.removeMember(ctx, view, p, mv.From); err != nil {
 			return err
 		}
+		members = slices.DeleteFunc(slices.Clone(p.Replicas), func(r string) bool { return r == mv.From })
 	}
-	if err := m.brokers.createReplica(ctx, view, to, after, true); err != nil {
+	if err := m.brokers.createReplica(ctx, view, to, p, members); err != nil {
 		return err
 	}
 	if err := m.brokers.addMember(ctx, view, p, to); err != nil {
@@ -145,7 +146,7 @@ func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) 
 		if err := m.brokers.removeMember(ctx, view, p, mv.From); err != nil {
 			return err
 		}
-		if err := m.brokers.dropReplica(ctx, view[mv.From], p.GroupName()); err != nil {
+		if err := m.brokers.dropReplica(ctx, view[mv.From], p); err != nil {
 			m.log.Warn("drop moved replica", "group", p.GroupName(), "broker", mv.From, "err", err)
 		}
 	}
@@ -157,7 +158,7 @@ func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) 
 // away while it was dead.
 func (m *Manager) dropStaleReplicas(ctx context.Context, id string) {
 	view := m.brokerView()
-	groups, err := m.brokers.replicas(ctx, view[id])
+	parts, err := m.brokers.replicas(ctx, view[id])
 	if err != nil {
 		m.log.Warn("list replicas of returning broker", "broker", id, "err", err)
 		return
@@ -168,12 +169,12 @@ func (m *Manager) dropStaleReplicas(ctx context.Context, id string) {
 			keep[p.GroupName()] = true
 		}
 	})
-	for _, g := range groups {
-		if keep[g] || !strings.HasPrefix(g, "p/") {
+	for _, p := range parts {
+		if keep[p.GroupName()] {
 			continue
 		}
-		if err := m.brokers.dropReplica(ctx, view[id], g); err != nil {
-			m.log.Warn("drop stale replica", "group", g, "broker", id, "err", err)
+		if err := m.brokers.dropReplica(ctx, view[id], p); err != nil {
+			m.log.Warn("drop stale replica", "group", p.GroupName(), "broker", id, "err", err)
 		}
 	}
 }

@@ -226,7 +226,7 @@ func (r *router) consume(c *fiber.Ctx) error {
 		r.mu.Lock()
 		r.cursors[q.id] = p.Index + 1 // the next call starts after this one: no partition starves
 		r.mu.Unlock()
-		reply := ConsumeReply{Reply: success, Partition: p.Index, Offset: got.From, NextOffset: got.Next}
+		reply := ConsumeReply{Reply: success, Partition: p.Index, Offset: got.Offset, NextOffset: got.Next}
 		if q.max == 1 {
 			reply.Message = &got.Messages[0]
 		} else {
