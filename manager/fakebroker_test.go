@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/manager/meta"
@@ -28,8 +29,8 @@ func newFakeBrokers() *fakeBrokers {
 		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}}
 }
 
-// start serves broker id and registers it in d.
-func (f *fakeBrokers) start(t *testing.T, d *discovery.Static, id string) *http.Server {
+// start serves broker id and registers it in d, with a health check on /healthz.
+func (f *fakeBrokers) start(t *testing.T, d discovery.Registrar, id string) *http.Server {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,10 +41,13 @@ func (f *fakeBrokers) start(t *testing.T, d *discovery.Static, id string) *http.
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(id, w, r) })}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	d.Register(t.Context(), discovery.Registration{Instance: discovery.Instance{
+	err = d.Register(t.Context(), discovery.Registration{Instance: discovery.Instance{
 		Service: discovery.ServiceBroker, ID: id, Addr: ln.Addr().String(),
 		Meta: map[string]string{discovery.MetaRaftAddr: "raft-" + id, discovery.MetaHTTPAddr: ln.Addr().String()},
-	}})
+	}, HealthURL: "http://" + ln.Addr().String() + "/healthz", CheckInterval: 500 * time.Millisecond, DeregisterAfter: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return srv
 }
 
@@ -62,6 +66,10 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 	}
 	failure := func(status int, msg string) { reply(status, brokerFailure{Status: "failure", Message: msg}) }
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if parts[0] == "healthz" {
+		reply(200, success)
+		return
+	}
 	if parts[0] == "replicas" && len(parts) >= 3 {
 		n, _ := strconv.Atoi(parts[2])
 		g := meta.GroupName(parts[1], n)

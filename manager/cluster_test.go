@@ -1,0 +1,287 @@
+package manager
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/consul/consultest"
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/pgserver"
+	"github.com/quorumq/quorumq/manager/pgstore"
+)
+
+// managerProc is one `quorumq manager` process of a test cluster.
+type managerProc struct {
+	id, dir, raft, http, dsn string
+	proc                     *proctest.Proc
+}
+
+type procCluster struct {
+	consulAddr string
+	disc       *consul.Backend
+	managers   []*managerProc
+}
+
+func (c *procCluster) start(t *testing.T, m *managerProc) {
+	m.proc = proctest.Start(t, m.id, "manager", "--id", m.id, "--data-dir", m.dir,
+		"--raft", m.raft, "--http", m.http, "--bootstrap-expect", "3", "--postgres", m.dsn,
+		"--consul", c.consulAddr, "--broker-grace", "2s")
+}
+
+// getJSON GETs addr+path into out; status 0 means the manager did not answer.
+func getJSON(addr, path string, out any) int {
+	return sendJSON("GET", addr, path, "", out)
+}
+
+func sendJSON(method, addr, path, body string, out any) int {
+	req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	client := http.Client{Timeout: 15 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && json.Unmarshal(raw, out) != nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+// writeManager is who m says writes, "" when m does not answer or knows none.
+func writeManager(m *managerProc) string {
+	var r ManagersReply
+	if getJSON(m.http, "/managers", &r) != 200 {
+		return ""
+	}
+	return r.WriteManager
+}
+
+// consulLeader is the passing manager carrying the leader tag in Consul ("" if none,
+// "!" if several do).
+func (c *procCluster) consulLeader(ctx context.Context) string {
+	insts, err := c.disc.Healthy(ctx, discovery.ServiceManager)
+	if err != nil {
+		return ""
+	}
+	var leaders []string
+	for _, in := range insts {
+		if in.HasTag(discovery.TagLeader) {
+			leaders = append(leaders, in.ID)
+		}
+	}
+	switch len(leaders) {
+	case 0:
+		return ""
+	case 1:
+		return leaders[0]
+	}
+	return "!"
+}
+
+func (c *procCluster) byID(id string) *managerProc {
+	for _, m := range c.managers {
+		if m.id == id {
+			return m
+		}
+	}
+	return nil
+}
+
+// waitSettled waits until every manager agrees on one write manager, Consul shows it,
+// and every manager has applied the same index.
+func (c *procCluster) waitSettled(t *testing.T) string {
+	t.Helper()
+	var leader string
+	eventually(t, 60*time.Second, "managers settled", func() bool {
+		leader = writeManager(c.managers[0])
+		if leader == "" || c.consulLeader(t.Context()) != leader {
+			return false
+		}
+		var idx uint64
+		for i, m := range c.managers {
+			var h HealthReply
+			if writeManager(m) != leader || getJSON(m.http, "/healthz", &h) != 200 || (i > 0 && h.AppliedIndex != idx) {
+				return false
+			}
+			idx = h.AppliedIndex
+		}
+		return true
+	})
+	return leader
+}
+
+// dumps reads every manager's PostgreSQL tables.
+func dumps(t *testing.T, c *procCluster) []string {
+	t.Helper()
+	var out []string
+	for _, m := range c.managers {
+		db := bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(m.dsn))), pgdialect.New())
+		d, err := pgstore.Dump(t.Context(), db)
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func topicsOf(t *testing.T, m *managerProc) map[string]TopicInfo {
+	t.Helper()
+	var list TopicsReply
+	if code := getJSON(m.http, "/topics", &list); code != 200 {
+		t.Fatalf("%s: GET /topics: %d", m.id, code)
+	}
+	out := map[string]TopicInfo{}
+	for _, name := range list.Topics {
+		var tr TopicReply
+		if code := getJSON(m.http, "/topics/"+name, &tr); code != 200 {
+			t.Fatalf("%s: GET /topics/%s: %d", m.id, name, code)
+		}
+		out[name] = tr.Topic
+	}
+	return out
+}
+
+// TestManagerProcesses runs three real manager processes with real Consul and
+// PostgreSQL: the write manager is SIGKILLed and replaced, the old one returns as a
+// read manager with all metadata, every manager's tables hold the same metadata, and a
+// restart of all managers keeps it.
+func TestManagerProcesses(t *testing.T) {
+	agent := consultest.Start(t)
+	pg := pgserver.StartT(t)
+	disc, err := consul.New(agent.HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &procCluster{consulAddr: agent.HTTPAddr(), disc: disc}
+	fb := newFakeBrokers()
+	for _, id := range []string{"b1", "b2", "b3"} {
+		fb.start(t, disc, id)
+	}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		m := &managerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t), dsn: pg.DSN("quorumq_" + id)}
+		c.managers = append(c.managers, m)
+		c.start(t, m)
+	}
+	leader := c.waitSettled(t)
+	eventually(t, 30*time.Second, "brokers known", func() bool {
+		var r BrokersReply
+		return getJSON(c.managers[0].http, "/brokers", &r) == 200 && len(r.Brokers) == 3
+	})
+	// Writes through every manager, read managers forwarding to the write manager.
+	for _, m := range c.managers {
+		if code := sendJSON("POST", m.http, "/topics", `{"name":"via-`+m.id+`","partitions":2}`, nil); code != 201 {
+			t.Fatalf("create topic via %s: %d", m.id, code)
+		}
+		if code := sendJSON("POST", m.http, "/producer/register", `{"topic":"via-`+m.id+`"}`, nil); code != 200 {
+			t.Fatalf("register producer via %s: %d", m.id, code)
+		}
+	}
+
+	// SIGKILL the write manager and time the takeover, as the API and Consul show it.
+	old := c.byID(leader)
+	var survivors []*managerProc
+	for _, m := range c.managers {
+		if m != old {
+			survivors = append(survivors, m)
+		}
+	}
+	killed := time.Now()
+	old.proc.Kill()
+	var apiAt, consulAt time.Duration
+	var next string
+	deadline := time.Now().Add(60 * time.Second)
+	for (apiAt == 0 || consulAt == 0) && time.Now().Before(deadline) {
+		if apiAt == 0 {
+			if w := writeManager(survivors[0]); w != "" && w != leader && writeManager(survivors[1]) == w {
+				apiAt, next = time.Since(killed), w
+			}
+		}
+		if consulAt == 0 {
+			if l := c.consulLeader(t.Context()); l != "" && l != "!" && l != leader {
+				consulAt = time.Since(killed)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if apiAt == 0 || consulAt == 0 {
+		t.Fatalf("no new write manager after killing %s (api %v, consul %v)", leader, apiAt, consulAt)
+	}
+	t.Logf("write manager %s SIGKILLed: GET /managers names %s after %v; Consul tags it after %v", leader, next, apiAt, consulAt)
+	if l := c.consulLeader(t.Context()); l != next {
+		t.Fatalf("Consul leader tag on %q, /managers says %q", l, next)
+	}
+	for _, m := range survivors {
+		if code := sendJSON("POST", m.http, "/topics", `{"name":"after-`+m.id+`"}`, nil); code != 201 {
+			t.Fatalf("create topic via %s after failover: %d", m.id, code)
+		}
+	}
+
+	// The old write manager returns as a read manager with every topic.
+	c.start(t, old)
+	settled := c.waitSettled(t)
+	if settled == old.id {
+		t.Fatalf("the restarted manager %s took leadership back", old.id)
+	}
+	want := topicsOf(t, survivors[0])
+	if len(want) != 5 {
+		t.Fatalf("topics %v, want 5", want)
+	}
+	for _, m := range c.managers {
+		if got := topicsOf(t, m); !equalJSON(got, want) {
+			t.Fatalf("%s sees topics %v, want %v", m.id, got, want)
+		}
+	}
+	before := dumps(t, c)
+	for _, d := range before[1:] {
+		if d != before[0] {
+			t.Fatalf("PostgreSQL tables differ between managers:\n%s\n%s", before[0], d)
+		}
+	}
+
+	// Stop every manager and start them again: the same metadata, nothing applied twice.
+	for _, m := range c.managers {
+		if err := m.proc.Stop(); err != nil {
+			t.Errorf("stop %s: %v", m.id, err)
+		}
+	}
+	for _, m := range c.managers {
+		c.start(t, m)
+	}
+	c.waitSettled(t)
+	for _, m := range c.managers {
+		if got := topicsOf(t, m); !equalJSON(got, want) {
+			t.Fatalf("after restart %s sees topics %v, want %v", m.id, got, want)
+		}
+	}
+	after := dumps(t, c)
+	if !slices.Equal(after, before) {
+		t.Fatalf("tables changed across a restart:\n%v\n%v", before, after)
+	}
+	var pr ProducerReply
+	if code := sendJSON("POST", c.managers[0].http, "/producer/register", `{"topic":"via-m1"}`, &pr); code != 200 || pr.ProducerID != 4 {
+		t.Fatalf("register after restart: %d id %d, want id 4", code, pr.ProducerID)
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
