@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,6 +179,7 @@ func (a *ATM) Status(ctx context.Context) Status {
 		for _, m := range members {
 			st.Members = append(st.Members, m.ID)
 		}
+		slices.Sort(st.Members)
 	}
 	return st
 }

@@ -15,8 +15,8 @@ import (
 
 // atmProc is one `quorumq atm` process and the arguments to restart it with.
 type atmProc struct {
-	id, http string
-	args     []string
+	id, raft, http string
+	args           []string
 	p        *proctest.Proc
 	answered int // answer lines already consumed by say
 }
@@ -25,19 +25,35 @@ type atmProc struct {
 // its own data dir, and waits until all have printed their ready line.
 func startATMs(t *testing.T, n int, extra ...string) []*atmProc {
 	t.Helper()
-	dir := t.TempDir()
+	procs := newATMs(t, n, 1)
 	var peers []string
-	procs := make([]*atmProc, n)
-	for i := range procs {
-		id := fmt.Sprintf("atm%d", i+1)
-		raft := proctest.FreeAddr(t)
-		procs[i] = &atmProc{id: id, http: proctest.FreeAddr(t)}
-		procs[i].args = []string{"atm", "--id", id, "--data-dir", filepath.Join(dir, id), "--raft", raft, "--http", procs[i].http}
-		peers = append(peers, id+"="+raft)
+	for _, a := range procs {
+		peers = append(peers, a.id+"="+a.raft)
 	}
 	for _, a := range procs {
 		a.args = append(a.args, "--peers", strings.Join(peers, ","))
 		a.args = append(a.args, extra...)
+	}
+	return startAll(t, procs)
+}
+
+// newATMs prepares n ATMs numbered from first, on free ports, each with its own data dir.
+func newATMs(t *testing.T, n, first int) []*atmProc {
+	t.Helper()
+	dir := t.TempDir()
+	procs := make([]*atmProc, n)
+	for i := range procs {
+		id := fmt.Sprintf("atm%d", first+i)
+		a := &atmProc{id: id, raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t)}
+		a.args = []string{"atm", "--id", id, "--data-dir", filepath.Join(dir, id), "--raft", a.raft, "--http", a.http}
+		procs[i] = a
+	}
+	return procs
+}
+
+func startAll(t *testing.T, procs []*atmProc) []*atmProc {
+	t.Helper()
+	for _, a := range procs {
 		a.start(t)
 	}
 	for _, a := range procs {

@@ -74,13 +74,32 @@ func TestThreeATMsThroughStdin(t *testing.T) {
 		}
 	}
 
-	// quit on one, end of input on the others: all exit cleanly.
-	if _, err := a1.p.Stdin.Write([]byte("quit\n")); err != nil {
+	// quit on one, end of input on another: both exit cleanly.
+	if _, err := a2.p.Stdin.Write([]byte("quit\n")); err != nil {
 		t.Fatal(err)
 	}
-	a2.p.Stdin.Close()
 	a3.p.Stdin.Close()
-	for _, a := range atms {
+	waitExit(t, a2, a3)
+
+	// The last ATM has no quorum: operations fail within seconds with a clear message.
+	for _, cmd := range []string{"deposit alice 1", "balance alice"} {
+		start := time.Now()
+		got := a1.say(t, cmd)
+		if !strings.HasPrefix(got, "error: no quorum") {
+			t.Errorf("%q without quorum answered %q, want error: no quorum...", cmd, got)
+		}
+		t.Logf("%q failed after %v: %s", cmd, time.Since(start).Round(time.Millisecond), got)
+	}
+	if st := a1.say(t, "status"); !strings.Contains(st, "id=atm1") {
+		t.Errorf("status without quorum answered %q", st)
+	}
+	a1.p.Stdin.Write([]byte("quit\n"))
+	waitExit(t, a1)
+}
+
+func waitExit(t *testing.T, procs ...*atmProc) {
+	t.Helper()
+	for _, a := range procs {
 		select {
 		case <-a.p.Done():
 			if err := a.p.Wait(); err != nil {
