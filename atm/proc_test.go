@@ -17,8 +17,8 @@ import (
 type atmProc struct {
 	id, raft, http string
 	args           []string
-	p        *proctest.Proc
-	answered int // answer lines already consumed by say
+	p              *proctest.Proc
+	answered       int // answer lines already consumed by say
 }
 
 // startATMs starts n ATMs on free ports with a static peer list (no Consul), each with
