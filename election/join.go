@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -46,12 +45,14 @@ func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 		if err != nil {
 			n.log.Warn("discovering peers", "error", err)
 		}
-		joined, running := n.askToJoin(ctx, self, peers)
-		if joined {
-			n.log.Info("joined running group")
-			return nil, nil
+		a := n.askToJoin(ctx, self, peers)
+		if a.joined {
+			// Bootstrapping with the peer's own initial configuration writes the very
+			// entry the leader would send, and lets this node campaign right away.
+			n.log.Info("joined running group", "bootstrap", a.boot)
+			return a.boot, nil
 		}
-		if !running && expect > 0 {
+		if !a.running && expect > 0 {
 			if boot := bootstrapSet(peers, expect); slices.Contains(boot, self) {
 				return boot, nil
 			}
@@ -78,40 +79,58 @@ func bootstrapSet(peers []Peer, expect int) []Peer {
 	return ps[:expect]
 }
 
-// askToJoin sends a join request to every peer but self. joined: some member admitted
-// this node. running: some peer runs the group but could not admit it now (no leader).
-// Unreachable peers and peers still deciding count as neither.
-func (n *Node) askToJoin(ctx context.Context, self Peer, peers []Peer) (joined, running bool) {
+// joinAnswer is one peer's reply to a join request.
+type joinAnswer struct {
+	joined  bool
+	running bool   // the peer runs the group but could not admit us now (no leader)
+	boot    []Peer // set when we are in the peer's unchanged bootstrap configuration
+}
+
+// askToJoin sends a join request to every peer but self and returns at the first
+// admission. Unreachable peers and peers still deciding count as neither joined nor
+// running.
+func (n *Node) askToJoin(ctx context.Context, self Peer, peers []Peer) joinAnswer {
 	req, _ := json.Marshal(self)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan joinAnswer, len(peers))
+	asked := 0
 	for _, p := range peers {
 		if p.ID == self.ID {
 			continue
 		}
-		wg.Add(1)
+		asked++
 		go func() {
-			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, joinCallTimeout)
 			defer cancel()
 			resp, err := n.cfg.Mux.Call(cctx, raft.ServerAddress(p.Addr), n.cfg.Group, methodJoin, req)
 			if err == nil {
-				_, err = decodeReply(resp)
+				resp, err = decodeReply(resp)
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			var a joinAnswer
 			switch {
 			case err == nil:
-				joined = true
+				a.joined = true
+				if len(resp) > 0 && json.Unmarshal(resp, &a.boot) != nil {
+					a.boot = nil
+				}
 			case errors.Is(err, errPending), notDelivered(err):
 			default:
-				running = true
+				a.running = true
 				n.log.Debug("peer runs the group but cannot admit us yet", "peer", p.ID, "error", err)
 			}
+			answers <- a
 		}()
 	}
-	wg.Wait()
-	return joined, running
+	var sum joinAnswer
+	for range asked {
+		a := <-answers
+		if a.joined {
+			return a
+		}
+		sum.running = sum.running || a.running
+	}
+	return sum
 }
 
 // DiscoverService lists the healthy instances of service as peers, with the raft address

@@ -219,7 +219,7 @@ func (n *Node) registerHandlers() {
 		if err := json.Unmarshal(req, &p); err != nil {
 			return nil, err
 		}
-		return encodeReply(nil, n.admit(ctx, p)), nil
+		return encodeReply(n.admit(ctx, p)), nil
 	})
 }
 
@@ -399,16 +399,26 @@ func (n *Node) server(ctx context.Context, id string) (*raft.Server, error) {
 	return nil, nil
 }
 
-// admit answers a join request from p: a member already in this node's configuration (it
-// was bootstrapped with it) needs nothing, since the leader replicates to it; anyone else
-// is added as a voter by the leader.
-func (n *Node) admit(ctx context.Context, p Peer) error {
-	s, err := n.server(ctx, p.ID)
-	if err != nil {
-		return err
+// admit answers a join request from p. A member this node's configuration already has
+// (it was bootstrapped with it) needs nothing from the leader; while that configuration is
+// still the bootstrap one (index 1), it is returned so that p can bootstrap with the
+// identical entry. Anyone else is added as a voter by the leader.
+func (n *Node) admit(ctx context.Context, p Peer) ([]byte, error) {
+	f := n.Raft().GetConfiguration()
+	if err := wait(ctx, f); err != nil {
+		return nil, classify(err, false)
 	}
-	if s != nil && string(s.Address) == p.Addr {
-		return nil
+	var boot []Peer
+	found := false
+	for _, s := range f.Configuration().Servers {
+		boot = append(boot, Peer{ID: string(s.ID), Addr: string(s.Address)})
+		found = found || string(s.ID) == p.ID && string(s.Address) == p.Addr
 	}
-	return n.AddVoter(ctx, p)
+	if !found {
+		return nil, n.AddVoter(ctx, p)
+	}
+	if f.Index() != 1 {
+		return nil, nil
+	}
+	return json.Marshal(boot)
 }

@@ -1,0 +1,118 @@
+package election_test
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/election"
+)
+
+// TestIdleGroups measures what idle Raft groups cost: 3 simulated processes (one Mux
+// each, all in this test process) run G groups each with IdleTiming, every group on all
+// three. Run without -race:
+//
+//	QUORUMQ_IDLE_BENCH=1 go test -run TestIdleGroups -v -timeout 30m ./election/
+//
+// QUORUMQ_IDLE_GROUPS (default "100,1000"), QUORUMQ_IDLE_SECONDS (default 10),
+// QUORUMQ_IDLE_STORE=bolt (a bolt file per group instead of in-memory stores),
+// QUORUMQ_IDLE_PPROF=file (CPU profile of the idle window).
+func TestIdleGroups(t *testing.T) {
+	if os.Getenv("QUORUMQ_IDLE_BENCH") != "1" {
+		t.Skip("set QUORUMQ_IDLE_BENCH=1 to measure idle groups")
+	}
+	sizes := strings.Split(envOr("QUORUMQ_IDLE_GROUPS", "100,1000"), ",")
+	secs, _ := strconv.Atoi(envOr("QUORUMQ_IDLE_SECONDS", "10"))
+	for _, s := range sizes {
+		g, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			t.Fatalf("QUORUMQ_IDLE_GROUPS: %v", err)
+		}
+		t.Run(fmt.Sprintf("groups=%d", g), func(t *testing.T) {
+			measureIdle(t, g, time.Duration(secs)*time.Second)
+		})
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func measureIdle(t *testing.T, groups int, window time.Duration) {
+	const nodes = 3
+	start := time.Now()
+	all := startGroups(t, nodes, groups, election.IdleTiming(), os.Getenv("QUORUMQ_IDLE_STORE") != "bolt")
+	opened := time.Since(start)
+	leaders := map[string]int{}
+	for g := 0; g < groups; {
+		if id := all[0][g].Leader().ID; id != "" && all[1][g].Leader().ID == id && all[2][g].Leader().ID == id {
+			leaders[id]++
+			g++
+			continue
+		}
+		if time.Since(start) > 10*time.Minute {
+			t.Fatalf("group %d has no agreed leader after %s", g, time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	elected := time.Since(start)
+	time.Sleep(2 * time.Second) // let the last elections' traffic drain
+	terms := func() (sum uint64) {
+		for _, n := range all[0] {
+			sum += n.Raft().CurrentTerm()
+		}
+		return sum
+	}
+	termsBefore := terms()
+	runtime.GC()
+
+	if path := os.Getenv("QUORUMQ_IDLE_PPROF"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	cpu0, wall0 := cpuTime(t), time.Now()
+	time.Sleep(window)
+	cpu, wall := cpuTime(t)-cpu0, time.Since(wall0)
+	pct := 100 * cpu.Seconds() / wall.Seconds()
+
+	t.Logf("%d groups x %d nodes (one process, %d Muxes): opened in %s, all led after %s; leaders per node %v",
+		groups, nodes, nodes, opened.Round(time.Millisecond), elected.Round(time.Millisecond), leaders)
+	t.Logf("idle %s: process CPU %.1f%% of a core = %.1f%% per node; RSS %d MiB (%d MiB per node); goroutines %d; elections during the window %d",
+		wall.Round(time.Millisecond), pct, pct/nodes, rssKiB(t)/1024, rssKiB(t)/1024/nodes, runtime.NumGoroutine(), terms()-termsBefore)
+}
+
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func rssKiB(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return kb
+		}
+	}
+	return 0
+}
