@@ -22,10 +22,13 @@ import (
 type brokerClient struct {
 	http *http.Client
 	rr   atomic.Uint64 // spreads read-only calls over replicas
+	// leaderSeen is told when a partition's leader turned out to be another broker than
+	// the metadata names.
+	leaderSeen func(p meta.Partition, id string)
 }
 
-func newBrokerClient() *brokerClient {
-	return &brokerClient{http: &http.Client{Timeout: 15 * time.Second}}
+func newBrokerClient(leaderSeen func(p meta.Partition, id string)) *brokerClient {
+	return &brokerClient{http: &http.Client{Timeout: 15 * time.Second}, leaderSeen: leaderSeen}
 }
 
 // brokerError is a failure reply of a broker.
@@ -113,7 +116,13 @@ func retryElsewhere(err error) bool {
 // onLeader runs op against the partition's leader: the broker the metadata names,
 // then whoever a broker points to, then the other replicas.
 func (bc *brokerClient) onLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition, op func(b meta.Broker) error) error {
-	return bc.onReplicas(ctx, view, replicaOrder(p), op)
+	return bc.onReplicas(ctx, view, replicaOrder(p), func(b meta.Broker) error {
+		err := op(b)
+		if err == nil && b.ID != p.Leader {
+			bc.leaderSeen(p, b.ID)
+		}
+		return err
+	})
 }
 
 func (bc *brokerClient) onReplicas(ctx context.Context, view map[string]meta.Broker, order []string, op func(b meta.Broker) error) error {

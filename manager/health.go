@@ -136,14 +136,17 @@ func (m *Manager) evacuate(ctx context.Context) {
 			}
 			continue
 		}
-		for _, mv := range j.moves {
+		// Moves of different partitions are independent: run them together, so that
+		// restoring the replication factor takes about one move, not one per partition.
+		forEach(j.moves, func(mv meta.Move) error {
 			start := time.Now()
 			if err := m.moveReplica(ctx, mv, j.from.State == meta.BrokerDead); err != nil {
 				m.log.Warn("move replica", "move", mv, "err", err)
-				continue
+				return err
 			}
 			m.log.Info("replica moved", "topic", mv.Topic, "partition", mv.Partition, "from", mv.From, "to", mv.To,
 				"took", time.Since(start).Round(time.Millisecond))
-		}
+			return nil
+		})
 	}
 }

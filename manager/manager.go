@@ -86,8 +86,9 @@ type Manager struct {
 	router  *router
 	kick    chan struct{} // wakes the write manager's health loop
 
-	mu   sync.Mutex
-	node *election.Node // nil until the group is joined
+	mu     sync.Mutex
+	node   *election.Node  // nil until the group is joined
+	noting map[string]bool // partitions whose new leader is being recorded
 
 	httpAddr string
 	wg       sync.WaitGroup
@@ -98,7 +99,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("manager", cfg.ID), brokers: newBrokerClient(), kick: make(chan struct{}, 1)}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("manager", cfg.ID), kick: make(chan struct{}, 1)}
+	m.brokers = newBrokerClient(m.noteLeader)
 	m.router = newRouter(m)
 	freshRaft := !fileExists(filepath.Join(cfg.DataDir, "raft", "raft.db"))
 	store, err := pgstore.Open(ctx, cfg.PostgresDSN, m.log)
@@ -207,6 +209,34 @@ func (m *Manager) close() {
 	m.wg.Wait()
 	m.mux.Close()
 	m.store.Close()
+}
+
+// noteLeader records, in the background, a partition leader found by routing, so that
+// the next request goes straight to it. One recording per partition at a time.
+func (m *Manager) noteLeader(p meta.Partition, id string) {
+	g := p.GroupName()
+	m.mu.Lock()
+	if m.noting == nil {
+		m.noting = map[string]bool{}
+	}
+	busy := m.noting[g]
+	m.noting[g] = true
+	m.mu.Unlock()
+	if busy {
+		return
+	}
+	go func() {
+		defer func() {
+			m.mu.Lock()
+			delete(m.noting, g)
+			m.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		if _, err := m.apply(ctx, meta.SetLeader{Topic: p.Topic, Partition: p.Index, Leader: id}); err != nil {
+			m.log.Debug("record partition leader", "group", g, "leader", id, "err", err)
+		}
+	}()
 }
 
 // apply runs a metadata command through Raft (forwarded when this is a read manager).
