@@ -76,6 +76,12 @@ func TestNoQuorumFailsFast(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("took %v", d)
 	}
+	// Stale reads answer from local state even without quorum.
+	a.stale = true
+	if _, err := a.Balance(ctx, "alice"); !errors.Is(err, bank.ErrUnknownAccount) {
+		t.Fatalf("stale balance without quorum: %v, want a local answer (unknown account)", err)
+	}
+	a.stale = false
 	// The group comes back: the ATM works again.
 	node.set(func(n *localNode) { n.down = false })
 	if _, err := a.Deposit(ctx, "alice", 1); err != nil {

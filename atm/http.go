@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -167,7 +168,10 @@ func (s *server) transfer(c *fiber.Ctx) error {
 }
 
 func (s *server) balance(c *fiber.Ctx) error {
-	name := string([]byte(c.Params("name"))) // Fiber reuses its buffers
+	name, err := url.PathUnescape(c.Params("name")) // also copies: Fiber reuses its buffers
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
 	bal, err := s.atm.Balance(c.UserContext(), name)
 	if err != nil {
 		return err

@@ -51,10 +51,16 @@ func TestHTTPAPI(t *testing.T) {
 	if r, err := c.Withdraw(ctx, "bob", "0.25"); err != nil || r.Balance != "3.00" {
 		t.Fatalf("withdraw: %+v %v", r, err)
 	}
+	if _, err := c.Deposit(ctx, "ü/x?", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Balance(ctx, "ü/x?"); err != nil || r.Name != "ü/x?" || r.Balance != "1.00" {
+		t.Fatalf("balance of an escaped name: %+v %v", r, err)
+	}
 	if r, err := c.Balance(ctx, "alice"); err != nil || r.Balance != "10.25" {
 		t.Fatalf("balance: %+v %v", r, err)
 	}
-	if r, err := c.Accounts(ctx); err != nil || len(r.Accounts) != 2 || r.Total != "13.25" {
+	if r, err := c.Accounts(ctx); err != nil || len(r.Accounts) != 3 || r.Total != "14.25" {
 		t.Fatalf("accounts: %+v %v", r, err)
 	}
 	if r, err := c.Status(ctx); err != nil || r.Leader != "atm1" || r.ID != "atm1" {
@@ -97,7 +103,7 @@ func TestHTTPAPI(t *testing.T) {
 			t.Errorf("POST /deposit %s: %d, want %d", body, resp.StatusCode, want)
 		}
 	}
-	if r, _ := c.Accounts(ctx); r.Total != "14.75" {
-		t.Fatalf("refusals changed state: total %s, want 14.75", r.Total)
+	if r, _ := c.Accounts(ctx); r.Total != "15.75" {
+		t.Fatalf("refusals changed state: total %s, want 15.75", r.Total)
 	}
 }

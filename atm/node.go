@@ -96,7 +96,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
-	defer shutdownHTTP(srv, log)
+	stopHTTP := sync.OnceFunc(func() { shutdownHTTP(srv, log) })
+	defer stopHTTP()
 
 	mux, err := transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: log})
 	if err != nil {
@@ -115,13 +116,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := cfg.Discovery.Register(ctx, reg); err != nil {
 		return fmt.Errorf("atm: register: %w", err)
 	}
-	defer func() {
+	deregister := sync.OnceFunc(func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := cfg.Discovery.Deregister(dctx, discovery.ServiceATM, cfg.ID); err != nil {
 			log.Warn("deregister", "err", err)
 		}
-	}()
+	})
+	defer deregister()
 
 	b := bank.New()
 	node, err := election.Open(ctx, election.Config{
@@ -140,6 +142,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	a.batch.start(bctx)
 	defer func() { stopBatcher(); a.batch.wait() }()
 	srv.setATM(a)
+	// On the way out, leave discovery and finish in-flight HTTP requests while the
+	// batcher and the node can still answer them.
+	defer stopHTTP()
+	defer deregister()
 
 	var tagger sync.WaitGroup
 	tctx, stopTagger := context.WithCancel(ctx)
