@@ -3,6 +3,10 @@ package transport
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -113,4 +117,56 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkIdleGroups replays what 1,000 idle groups cost the transport: each
+// round, every group's leader sends one heartbeat at a random moment within
+// 150 ms (raft's heartbeat interval for a 1 s HeartbeatTimeout) to a follower
+// process. Both processes live in this one, so cpu-ms/round counts both sides.
+func BenchmarkIdleGroups(b *testing.B) {
+	for _, delay := range []time.Duration{-1, 2 * time.Millisecond} {
+		b.Run(fmt.Sprintf("coalesce=%s", max(delay, 0)), func(b *testing.B) { benchIdle(b, delay) })
+	}
+}
+
+func benchIdle(b *testing.B, delay time.Duration) {
+	const groups, round = 1000, 150 * time.Millisecond
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var muxes [2]*Mux
+	for i := range muxes {
+		m, err := New(Config{BindAddr: "127.0.0.1:0", Logger: quiet, CoalesceDelay: delay})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		muxes[i] = m
+	}
+	senders := make([]*GroupTransport, groups)
+	for i := range senders {
+		name := fmt.Sprintf("p/t/%d", i)
+		senders[i] = openGroup(b, muxes[0], name)
+		openGroup(b, muxes[1], name).SetHeartbeatHandler(func(rpc raft.RPC) {
+			rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+		})
+	}
+	target := muxes[1].Addr()
+	start := cpuTime()
+	b.ResetTimer()
+	for range b.N {
+		var wg sync.WaitGroup
+		for _, g := range senders {
+			wg.Add(1)
+			time.AfterFunc(time.Duration(rand.Int64N(int64(round))), func() {
+				defer wg.Done()
+				if err := heartbeat(g, target); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	b.StopTimer()
+	cpu := cpuTime() - start
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/round")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*groups), "cpu-µs/heartbeat")
 }

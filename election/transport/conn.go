@@ -3,9 +3,11 @@ package transport
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,8 +15,15 @@ import (
 
 // conn is one TCP connection shared by every group of the process. Outgoing
 // conns carry requests out and responses back; incoming conns the reverse.
-// A single writer goroutine drains the send queue and flushes once per batch,
-// so many groups' heartbeats to one peer share a syscall.
+//
+// There is no writer goroutine: the first sender to find the conn idle
+// writes, and frames queued meanwhile go out in the same flush, so an idle
+// cluster pays no goroutine hand-off per frame. Syscalls dominate the cost of
+// an idle group (a heartbeat round trip is four of them), so when many groups
+// keep the conn busy, frames that need no haste (heartbeats, empty appends)
+// wait up to the Mux's coalescing delay to share one write, as long as
+// several groups have been sending such frames lately (a single group's
+// back-to-back heartbeats, as raft's VerifyLeader sends, are never delayed).
 type conn struct {
 	m        *Mux
 	nc       net.Conn
@@ -22,16 +31,33 @@ type conn struct {
 
 	mu      sync.Mutex
 	queue   [][]byte
+	spare   [][]byte
+	writing bool             // a sender owns w and drains queue
+	timer   *time.Timer      // flushes lazy frames after the coalescing delay
+	armed   bool             // timer is set
+	company company          // which groups sent lazy frames lately
 	pending map[uint64]*call // outgoing only
 	nextID  uint64
 	err     error // set once, when the conn dies
 
-	wake     chan struct{}
+	w             *bufio.Writer // owned by the sender that set writing
+	deadlineUntil time.Time     // current write deadline, refreshed lazily
+
 	closed   chan struct{}
 	ctx      context.Context // handlers of incoming calls stop when the conn dies
 	cancel   context.CancelFunc
 	lastRead atomic.Int64 // unix nanos of the last frame received
+
+	hb []inbound // heartbeats read but not yet dispatched; reader only
 }
+
+type sendMode uint8
+
+const (
+	sendNow  sendMode = iota // someone waits on this frame
+	sendLazy                 // may wait for company up to the coalescing delay
+	sendHold                 // queued only; the caller calls kick after its batch
+)
 
 // call is one outstanding request on an outgoing conn.
 type call struct {
@@ -47,7 +73,7 @@ func newConn(m *Mux, nc net.Conn, outgoing bool) *conn {
 		m:        m,
 		nc:       nc,
 		outgoing: outgoing,
-		wake:     make(chan struct{}, 1),
+		w:        bufio.NewWriterSize(nc, 64<<10),
 		closed:   make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -59,8 +85,12 @@ func newConn(m *Mux, nc net.Conn, outgoing bool) *conn {
 	return c
 }
 
-// send queues a complete frame for the writer.
-func (c *conn) send(b []byte) error {
+// send queues a complete frame and writes it out now.
+func (c *conn) send(b []byte) error { return c.push(b, sendNow, nil) }
+
+// push queues a frame and, per mode and unless another sender is already
+// writing, writes the queue out itself. from names the sender of lazy frames.
+func (c *conn) push(b []byte, mode sendMode, from *GroupTransport) error {
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -68,16 +98,130 @@ func (c *conn) send(b []byte) error {
 		return err
 	}
 	c.queue = append(c.queue, b)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	delay := false
+	if mode == sendLazy && c.m.coalesce > 0 {
+		delay = c.company.note(from, time.Now(), 2*c.m.coalesce)
 	}
+	switch {
+	case c.writing, mode == sendHold, mode == sendLazy && c.armed:
+		c.mu.Unlock()
+		return nil
+	case delay:
+		c.armed = true
+		if c.timer == nil {
+			c.timer = time.AfterFunc(c.m.coalesce, c.onTimer)
+		} else {
+			c.timer.Reset(c.m.coalesce)
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	c.writing = true
+	c.mu.Unlock()
+	c.flush(true)
 	return nil
 }
 
-// start registers a call and sends its request frame, built once the id is known.
-func (c *conn) start(build func(id uint64) ([]byte, error)) (*call, uint64, error) {
+// company counts the distinct groups that sent lazy frames in the current
+// and the previous window: waiting pays only when others are likely to send
+// within the delay.
+type company struct {
+	start    time.Time
+	seen     [minCompany]*GroupTransport
+	n, prevN int
+}
+
+// minCompany distinct groups per window make delaying worthwhile.
+const minCompany = 4
+
+// note records a lazy frame of g and reports whether it should wait.
+func (k *company) note(g *GroupTransport, now time.Time, window time.Duration) bool {
+	if age := now.Sub(k.start); age >= window {
+		k.prevN = 0
+		if age < 2*window {
+			k.prevN = k.n
+		}
+		k.n, k.start = 0, now
+		clear(k.seen[:])
+	}
+	if k.n < minCompany && !slices.Contains(k.seen[:k.n], g) {
+		k.seen[k.n] = g
+		k.n++
+	}
+	return max(k.n, k.prevN) >= minCompany
+}
+
+// kick writes what push(sendHold) queued.
+func (c *conn) kick() {
+	c.mu.Lock()
+	if c.writing || len(c.queue) == 0 || c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	c.flush(true)
+}
+
+func (c *conn) onTimer() {
+	c.mu.Lock()
+	c.armed = false
+	c.mu.Unlock()
+	c.kick()
+}
+
+// flush writes queued frames. A sender writes one batch; whatever queued up
+// meanwhile is left to a goroutine, so no raft goroutine is held writing
+// other groups' traffic for long.
+func (c *conn) flush(once bool) {
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		if len(batch) == 0 || c.err != nil {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.queue, c.spare = c.spare, nil
+		c.mu.Unlock()
+
+		err := c.writeBatch(batch)
+		clear(batch)
+		c.mu.Lock()
+		c.spare = batch[:0]
+		more := len(c.queue) > 0
+		c.mu.Unlock()
+		if err != nil {
+			if !c.isClosed() {
+				c.m.log.Warn("raft transport: write failed, closing connection", "peer", c.nc.RemoteAddr().String(), "error", err)
+			}
+			c.close(err)
+			return
+		}
+		if once && more {
+			go c.flush(false)
+			return
+		}
+	}
+}
+
+func (c *conn) writeBatch(batch [][]byte) error {
+	// Moving the deadline on every flush costs a timer update each time;
+	// keeping it at least half a timeout ahead bounds a stuck write just as well.
+	if now := time.Now(); c.deadlineUntil.Sub(now) < c.m.timeout/2 {
+		c.deadlineUntil = now.Add(c.m.timeout)
+		c.nc.SetWriteDeadline(c.deadlineUntil)
+	}
+	for _, b := range batch {
+		if _, err := c.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return c.w.Flush()
+}
+
+// start registers a call and sends its request frame, stamped with the call's id.
+func (c *conn) start(b []byte, mode sendMode, from *GroupTransport) (*call, uint64, error) {
 	cl := &call{done: make(chan struct{}), started: time.Now()}
 	c.mu.Lock()
 	if c.err != nil {
@@ -89,11 +233,8 @@ func (c *conn) start(build func(id uint64) ([]byte, error)) (*call, uint64, erro
 	id := c.nextID
 	c.pending[id] = cl
 	c.mu.Unlock()
-	b, err := build(id)
-	if err == nil {
-		err = c.send(b)
-	}
-	if err != nil {
+	setID(b, id)
+	if err := c.push(b, mode, from); err != nil {
 		c.forget(id)
 		return nil, 0, err
 	}
@@ -139,6 +280,9 @@ func (c *conn) close(err error) {
 	pending := c.pending
 	c.pending = nil
 	c.queue = nil
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 	c.mu.Unlock()
 	close(c.closed)
 	c.cancel()
@@ -159,43 +303,6 @@ func (c *conn) isClosed() bool {
 	}
 }
 
-func (c *conn) writeLoop() {
-	defer c.m.wg.Done()
-	w := bufio.NewWriterSize(c.nc, 64<<10)
-	var batch [][]byte
-	for {
-		select {
-		case <-c.closed:
-			return
-		case <-c.wake:
-		}
-		c.mu.Lock()
-		batch, c.queue = c.queue, batch[:0]
-		c.mu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		if c.m.timeout > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(c.m.timeout))
-		}
-		var err error
-		for i, b := range batch {
-			if err == nil {
-				_, err = w.Write(b)
-			}
-			batch[i] = nil
-		}
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			c.m.log.Warn("raft transport: write failed, closing connection", "peer", c.nc.RemoteAddr().String(), "error", err)
-			c.close(err)
-			return
-		}
-	}
-}
-
 // readLoop reads frames until the conn dies; serve handles each request
 // (incoming conns) and may read more from r (snapshots stream after their frame).
 func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader) error) {
@@ -209,6 +316,10 @@ func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader)
 				c.complete(f)
 			case !c.outgoing && f.kind == kindRequest:
 				err = serve(c, f, r)
+				if len(c.hb) > 0 && !frameBuffered(r) {
+					go serveHeartbeats(c, c.hb)
+					c.hb = nil
+				}
 			default:
 				err = errors.Join(errBadFrame, errors.New("unexpected frame kind for this connection direction"))
 			}
@@ -225,4 +336,13 @@ func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader)
 
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
+
+// frameBuffered reports whether r holds a whole frame, so reading it will not block.
+func frameBuffered(r *bufio.Reader) bool {
+	if r.Buffered() < 4 {
+		return false // Peek would block reading more
+	}
+	hdr, _ := r.Peek(4)
+	return uint64(r.Buffered()) >= 4+uint64(binary.BigEndian.Uint32(hdr))
 }

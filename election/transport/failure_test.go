@@ -88,15 +88,16 @@ func TestGarbageDropsOnlyThatConnection(t *testing.T) {
 		{"preamble then random bytes", append([]byte(preamble), random...)},
 		{"oversized length", append([]byte(preamble), 0xff, 0xff, 0xff, 0xff)},
 		{"zero length", append([]byte(preamble), 0, 0, 0, 0)},
-		{"unknown kind", append(append([]byte(preamble), frameOf([]byte{9, 1})...), 9, 1)},
-		{"response on an incoming connection", append(append([]byte(preamble), frameOf([]byte{kindResponse, 1})...), kindResponse, 1)},
+		{"unknown kind", append(append([]byte(preamble), frameOf(make([]byte, 9))...), 9, 0, 0, 0, 0, 0, 0, 0, 1)},
+		{"short header", append(append([]byte(preamble), frameOf([]byte{kindResponse, 1})...), kindResponse, 1)},
+		{"response on an incoming connection", append(append([]byte(preamble), frameOf(make([]byte, 9))...), kindResponse, 0, 0, 0, 0, 0, 0, 0, 1)},
 		{"undecodable raft payload", func() []byte {
-			b, _ := requestFrame(1, rpcAppendEntries, "g", "", 0, []byte{0xc1, 0xc1})
+			b, _ := requestFrame(rpcAppendEntries, "g", "", 0, []byte{0xc1, 0xc1})
 			return append([]byte(preamble), b...)
 		}()},
 		{"name longer than its frame", func() []byte {
-			b, _ := requestFrame(1, rpcAppendEntries, "g", "", 0, nil)
-			b[4+1+1+1] = 100 // group length byte
+			b, _ := requestFrame(rpcAppendEntries, "g", "", 0, nil)
+			b[4+1+8+1] = 100 // group length byte
 			return append([]byte(preamble), b...)
 		}()},
 	}

@@ -32,6 +32,7 @@ type GroupTransport struct {
 type inbound struct {
 	c *conn
 	f frame
+	g *GroupTransport // heartbeats only
 }
 
 var (
@@ -79,11 +80,13 @@ func (g *GroupTransport) Close() error {
 
 // AppendEntries implements raft.Transport.
 func (g *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	rpc := rpcAppendEntries
+	rpc, mode := rpcAppendEntries, sendNow
 	if isHeartbeat(args) {
-		rpc = rpcHeartbeat
+		rpc, mode = rpcHeartbeat, sendLazy
+	} else if len(args.Entries) == 0 {
+		mode = sendLazy // only tells the follower the commit index
 	}
-	return g.call(target, rpc, args, resp)
+	return g.callMode(target, rpc, mode, args, resp)
 }
 
 // RequestVote implements raft.Transport.
@@ -114,18 +117,22 @@ func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 
 // call is a plain request/response raft RPC bounded by the Mux timeout.
 func (g *GroupTransport) call(target raft.ServerAddress, rpc byte, args, resp any) error {
+	return g.callMode(target, rpc, sendNow, args, resp)
+}
+
+func (g *GroupTransport) callMode(target raft.ServerAddress, rpc byte, mode sendMode, args, resp any) error {
 	if g.ctx.Err() != nil {
 		return raft.ErrTransportShutdown
 	}
-	payload, err := encode(args)
+	req, err := encodeWith(args, func(payload []byte) ([]byte, error) {
+		return requestFrame(rpc, g.name, "", 0, payload)
+	})
 	if err != nil {
-		return fmt.Errorf("transport: encode: %w", err)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.m.timeout)
 	defer cancel()
-	f, err := g.m.roundTrip(ctx, target, func(id uint64) ([]byte, error) {
-		return requestFrame(id, rpc, g.name, "", 0, payload)
-	})
+	f, err := g.m.roundTrip(ctx, target, req, mode, g)
 	if err != nil {
 		if g.ctx.Err() != nil {
 			return raft.ErrTransportShutdown
@@ -193,14 +200,23 @@ func (g *GroupTransport) serve(c *conn, f frame, body io.Reader) {
 	}
 	select {
 	case resp := <-respCh:
-		g.reply(c, f.id, resp)
+		g.reply(c, f.id, resp, sendNow)
 	case <-g.ctx.Done():
 		c.send(errorFrame(f.id, codeShutdown, "raft group is shutting down"))
 	}
 }
 
-// serveHeartbeat runs the heartbeat fast path in its own goroutine: raft's
-// handler may touch the disk (a new term), which must not stall other groups.
+// serveHeartbeats runs the heartbeat fast path for the heartbeats that came
+// in one read, off the connection's reader: raft's handler may touch the disk
+// (a new term), which must not stall the other groups' traffic. The answers
+// go out together in one write.
+func serveHeartbeats(c *conn, batch []inbound) {
+	for _, in := range batch {
+		in.g.serveHeartbeat(c, in.f)
+	}
+	c.kick()
+}
+
 func (g *GroupTransport) serveHeartbeat(c *conn, f frame) {
 	g.hbMu.Lock()
 	fn := g.hbFn
@@ -225,26 +241,24 @@ func (g *GroupTransport) serveHeartbeat(c *conn, f frame) {
 	// raft answers synchronously, or not at all once it has shut down.
 	select {
 	case resp := <-respCh:
-		g.reply(c, f.id, resp)
+		g.reply(c, f.id, resp, sendHold)
 	default:
-		c.send(errorFrame(f.id, codeShutdown, "raft group is shutting down"))
+		c.push(errorFrame(f.id, codeShutdown, "raft group is shutting down"), sendHold, nil)
 	}
 }
 
-func (g *GroupTransport) reply(c *conn, id uint64, resp raft.RPCResponse) {
+func (g *GroupTransport) reply(c *conn, id uint64, resp raft.RPCResponse, mode sendMode) {
 	if resp.Error != nil {
-		c.send(errorFrame(id, codeRaft, resp.Error.Error()))
+		c.push(errorFrame(id, codeRaft, resp.Error.Error()), mode, nil)
 		return
 	}
-	payload, err := encode(resp.Response)
-	var b []byte
-	if err == nil {
-		b, err = responseFrame(id, payload)
-	}
+	b, err := encodeWith(resp.Response, func(payload []byte) ([]byte, error) {
+		return responseFrame(id, payload)
+	})
 	if err != nil {
-		b = errorFrame(id, codeRaft, "encode response: "+err.Error())
+		b = errorFrame(id, codeRaft, err.Error())
 	}
-	c.send(b)
+	c.push(b, mode, nil)
 }
 
 func decodeCommand(f frame) (any, error) {

@@ -23,14 +23,13 @@ func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 	timeout := max(g.m.timeout, g.m.timeout*time.Duration(args.Size/snapshotTimeoutScale))
 	ctx, cancel := context.WithTimeout(g.ctx, timeout)
 	defer cancel()
-	payload, err := encode(args)
-	if err != nil {
-		return fmt.Errorf("transport: encode: %w", err)
-	}
-	b, err := requestFrame(1, rpcInstallSnapshot, g.name, "", 0, payload)
+	b, err := encodeWith(args, func(payload []byte) ([]byte, error) {
+		return requestFrame(rpcInstallSnapshot, g.name, "", 0, payload)
+	})
 	if err != nil {
 		return err
 	}
+	setID(b, 1)
 	nc, err := g.m.dialRaw(ctx, target)
 	if err != nil {
 		return err
@@ -131,17 +130,17 @@ func (f *appendFuture) Response() *raft.AppendEntriesResponse { return f.resp }
 
 // AppendEntries implements raft.AppendPipeline; it blocks while the pipeline is full.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	payload, err := encode(args)
+	b, err := encodeWith(args, func(payload []byte) ([]byte, error) {
+		return requestFrame(rpcAppendEntries, p.g.name, "", 0, payload)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("transport: encode: %w", err)
+		return nil, err
 	}
 	c, err := p.g.m.dial(p.g.ctx, p.target)
 	if err != nil {
 		return nil, err
 	}
-	cl, id, err := c.start(func(id uint64) ([]byte, error) {
-		return requestFrame(id, rpcAppendEntries, p.g.name, "", 0, payload)
-	})
+	cl, id, err := c.start(b, sendNow, nil)
 	if err != nil {
 		return nil, fmt.Errorf("transport: send to %s: %w", p.target, err)
 	}

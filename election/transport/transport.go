@@ -49,6 +49,10 @@ type Config struct {
 	// MaxRPCsInFlight is the AppendEntries pipeline depth per follower, as in
 	// raft.NetworkTransportConfig; below 2 disables pipelining. Default 2.
 	MaxRPCsInFlight int
+	// CoalesceDelay is how long heartbeats and empty AppendEntries may wait
+	// to share a write with other groups' traffic, when several groups send
+	// them to the same peer. Default 2ms; negative disables.
+	CoalesceDelay time.Duration
 }
 
 // Mux is the process's single Raft listener and its connections to peers.
@@ -58,6 +62,7 @@ type Mux struct {
 	addr        raft.ServerAddress
 	timeout     time.Duration
 	maxInFlight int
+	coalesce    time.Duration
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -89,6 +94,9 @@ func New(cfg Config) (*Mux, error) {
 	if cfg.MaxRPCsInFlight == 0 {
 		cfg.MaxRPCsInFlight = 2
 	}
+	if cfg.CoalesceDelay == 0 {
+		cfg.CoalesceDelay = 2 * time.Millisecond
+	}
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.BindAddr, err)
@@ -108,6 +116,7 @@ func New(cfg Config) (*Mux, error) {
 		addr:        raft.ServerAddress(addr),
 		timeout:     cfg.Timeout,
 		maxInFlight: cfg.MaxRPCsInFlight,
+		coalesce:    cfg.CoalesceDelay,
 		ctx:         ctx,
 		cancel:      cancel,
 		groups:      make(map[string]*GroupTransport),
@@ -173,25 +182,33 @@ func (m *Mux) Call(ctx context.Context, addr raft.ServerAddress, group, method s
 		}
 		timeoutMs = uint64(left.Milliseconds()) + 1
 	}
-	f, err := m.roundTrip(ctx, addr, func(id uint64) ([]byte, error) {
-		return requestFrame(id, rpcCustom, group, method, timeoutMs, req)
-	})
+	b, err := requestFrame(rpcCustom, group, method, timeoutMs, req)
+	if err != nil {
+		return nil, err
+	}
+	f, err := m.roundTrip(ctx, addr, b, sendNow, nil)
 	if err != nil {
 		return nil, err
 	}
 	if f.kind == kindError {
-		return nil, remoteErr(addr, group, method, f)
+		err := remoteErr(addr, group, method, f)
+		if ctx.Err() != nil {
+			// The handler's context ended with ours: report it as ours too.
+			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
+		return nil, err
 	}
 	return f.payload, nil
 }
 
 // roundTrip sends one request to addr and waits for its response or error frame.
-func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, build func(id uint64) ([]byte, error)) (frame, error) {
+// from names the sending group of lazy frames.
+func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte, mode sendMode, from *GroupTransport) (frame, error) {
 	c, err := m.dial(ctx, addr)
 	if err != nil {
 		return frame{}, err
 	}
-	cl, id, err := c.start(build)
+	cl, id, err := c.start(req, mode, from)
 	if err != nil {
 		return frame{}, fmt.Errorf("transport: send to %s: %w", addr, err)
 	}
@@ -255,8 +272,7 @@ func (m *Mux) dial(ctx context.Context, addr raft.ServerAddress) (*conn, error) 
 		return nil, ErrClosed
 	}
 	p.c = c
-	m.wg.Add(2)
-	go c.writeLoop()
+	m.wg.Add(1)
 	go c.readLoop(bufio.NewReaderSize(nc, 64<<10), nil)
 	return c, nil
 }
@@ -345,8 +361,7 @@ func (m *Mux) serveConn(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	m.wg.Add(2)
-	go c.writeLoop()
+	m.wg.Add(1)
 	c.readLoop(r, m.serve)
 }
 
@@ -367,7 +382,7 @@ func (m *Mux) serve(c *conn, f frame, r *bufio.Reader) error {
 	case g == nil:
 		return c.send(errorFrame(f.id, codeUnknownGroup, fmt.Sprintf("unknown raft group %q", f.group)))
 	case f.rpc == rpcHeartbeat:
-		go g.serveHeartbeat(c, f)
+		c.hb = append(c.hb, inbound{c: c, f: f, g: g})
 	default:
 		g.enqueue(inbound{c: c, f: f})
 	}

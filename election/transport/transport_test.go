@@ -270,3 +270,39 @@ func TestCall(t *testing.T) {
 		})
 	}
 }
+
+func TestCompanyDecidesDelay(t *testing.T) {
+	const w = 4 * time.Millisecond
+	gs := make([]*GroupTransport, 6)
+	for i := range gs {
+		gs[i] = &GroupTransport{name: fmt.Sprint(i)}
+	}
+	type note struct {
+		g  int
+		at time.Duration
+	}
+	tests := []struct {
+		name  string
+		notes []note
+		want  bool // for the last note
+	}{
+		{"one group back to back", []note{{0, 0}, {0, 10 * time.Microsecond}, {0, 20 * time.Microsecond}, {0, 30 * time.Microsecond}, {0, 40 * time.Microsecond}}, false},
+		{"two groups ping-ponging", []note{{0, 0}, {1, 1}, {0, 2}, {1, 3}, {0, 4}, {1, 5}}, false},
+		{"four groups in a window", []note{{0, 0}, {1, 1}, {2, 2}, {3, 3}}, true},
+		{"four groups last window, one now", []note{{0, 0}, {1, 1}, {2, 2}, {3, 3}, {4, w + time.Millisecond}}, true},
+		{"four groups long ago", []note{{0, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 3 * w}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var k company
+			base := time.Now()
+			var got bool
+			for _, n := range tc.notes {
+				got = k.note(gs[n.g], base.Add(n.at), w)
+			}
+			if got != tc.want {
+				t.Fatalf("delay = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -15,7 +15,7 @@ import (
 // scanner) is told apart from a peer before any frame is trusted.
 const preamble = "QMQT\x01"
 
-// A frame is [uint32 length][kind][uvarint id] followed by, per kind:
+// A frame is [uint32 length][kind][uint64 id] followed by, per kind:
 //
 //	request:  [rpc][uvarint len][group] ([uvarint len][method][uvarint timeout ms] for rpcCustom) [payload]
 //	response: [payload]
@@ -93,11 +93,10 @@ func parseFrame(b []byte) (frame, error) {
 	var f frame
 	f.kind = b[0]
 	b = b[1:]
-	id, n := binary.Uvarint(b)
-	if n <= 0 {
-		return f, fmt.Errorf("%w: bad id", errBadFrame)
+	if len(b) < 8 {
+		return f, fmt.Errorf("%w: short header", errBadFrame)
 	}
-	f.id, b = id, b[n:]
+	f.id, b = binary.BigEndian.Uint64(b), b[8:]
 	switch f.kind {
 	case kindResponse:
 		f.payload = b
@@ -122,6 +121,7 @@ func parseFrame(b []byte) (frame, error) {
 			if f.method, b, err = readString(b); err != nil {
 				return f, err
 			}
+			var n int
 			if f.timeout, n = binary.Uvarint(b); n <= 0 {
 				return f, fmt.Errorf("%w: bad timeout", errBadFrame)
 			}
@@ -146,8 +146,11 @@ func readString(b []byte) (string, []byte, error) {
 // finishFrame fills in.
 func startFrame(b []byte, kind byte, id uint64) []byte {
 	b = append(b, 0, 0, 0, 0, kind)
-	return binary.AppendUvarint(b, id)
+	return binary.BigEndian.AppendUint64(b, id)
 }
+
+// setID stamps a request frame built before its id was known.
+func setID(b []byte, id uint64) { binary.BigEndian.PutUint64(b[5:], id) }
 
 func finishFrame(b []byte) ([]byte, error) {
 	n := len(b) - 4
@@ -163,9 +166,10 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func requestFrame(id uint64, rpc byte, group, method string, timeoutMs uint64, payload []byte) ([]byte, error) {
-	b := make([]byte, 0, 16+len(group)+len(method)+len(payload))
-	b = startFrame(b, kindRequest, id)
+// requestFrame builds a request; conn.start stamps its id.
+func requestFrame(rpc byte, group, method string, timeoutMs uint64, payload []byte) ([]byte, error) {
+	b := make([]byte, 0, 32+len(group)+len(method)+len(payload))
+	b = startFrame(b, kindRequest, 0)
 	b = append(b, rpc)
 	b = appendString(b, group)
 	if rpc == rpcCustom {
@@ -196,17 +200,35 @@ func errorFrame(id uint64, code byte, msg string) []byte {
 // (and their future fields) encode without hand-written code.
 var (
 	msgpackHandle = &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}}
-	encoders      = sync.Pool{New: func() any { return codec.NewEncoderBytes(new([]byte), msgpackHandle) }}
+	encoders      = sync.Pool{New: func() any { return new(encoder) }}
 	decoders      = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, msgpackHandle) }}
 )
 
-func encode(v any) ([]byte, error) {
-	enc := encoders.Get().(*codec.Encoder)
-	var out []byte
-	enc.ResetBytes(&out)
-	err := enc.Encode(v)
-	encoders.Put(enc)
-	return out, err
+// encoder keeps its output buffer between uses; frames copy out of it.
+type encoder struct {
+	enc *codec.Encoder
+	buf []byte
+}
+
+// encodeWith encodes v into a pooled buffer and hands it to build, which
+// must copy what it keeps.
+func encodeWith(v any, build func(payload []byte) ([]byte, error)) ([]byte, error) {
+	e := encoders.Get().(*encoder)
+	defer func() {
+		if cap(e.buf) > 64<<10 {
+			e.buf = nil // don't pin one big entry's buffer
+		}
+		encoders.Put(e)
+	}()
+	if e.enc == nil {
+		e.enc = codec.NewEncoderBytes(&e.buf, msgpackHandle)
+	} else {
+		e.enc.ResetBytes(&e.buf)
+	}
+	if err := e.enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("transport: encode %T: %w", v, err)
+	}
+	return build(e.buf)
 }
 
 func decode(b []byte, v any) error {
