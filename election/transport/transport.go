@@ -76,13 +76,6 @@ type Mux struct {
 	closed   bool
 }
 
-// peer holds the one outgoing connection to a peer process; mu serialises
-// dialing so concurrent callers share a single new connection.
-type peer struct {
-	mu sync.Mutex
-	c  *conn
-}
-
 // New listens on cfg.BindAddr immediately.
 func New(cfg Config) (*Mux, error) {
 	if cfg.Logger == nil {
@@ -243,63 +236,7 @@ func remoteErr(addr raft.ServerAddress, group, method string, f frame) error {
 	}
 }
 
-// dial returns the shared connection to addr, dialing it if needed.
-func (m *Mux) dial(ctx context.Context, addr raft.ServerAddress) (*conn, error) {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, ErrClosed
-	}
-	p := m.peers[addr]
-	if p == nil {
-		p = &peer{}
-		m.peers[addr] = p
-	}
-	m.mu.Unlock()
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.c != nil && !p.c.isClosed() {
-		return p.c, nil
-	}
-	nc, err := m.dialRaw(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	c := newConn(m, nc, true)
-	if !m.track(c) {
-		nc.Close()
-		return nil, ErrClosed
-	}
-	p.c = c
-	m.wg.Add(1)
-	go c.readLoop(bufio.NewReaderSize(nc, 64<<10), nil)
-	return c, nil
-}
-
-// dialRaw opens a TCP connection and sends the preamble.
-func (m *Mux) dialRaw(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.timeout)
-	defer cancel()
-	stop := context.AfterFunc(m.ctx, cancel)
-	defer stop()
-	d := net.Dialer{KeepAlive: 15 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", string(addr))
-	if err != nil {
-		if m.isClosed() {
-			return nil, ErrClosed
-		}
-		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
-	}
-	nc.SetWriteDeadline(time.Now().Add(m.timeout))
-	if _, err := io.WriteString(nc, preamble); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
-	}
-	nc.SetWriteDeadline(time.Time{})
-	return nc, nil
-}
-
+// track registers c and its reader goroutine, unless the Mux is closed.
 func (m *Mux) track(c *conn) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -307,6 +244,7 @@ func (m *Mux) track(c *conn) bool {
 		return false
 	}
 	m.conns[c] = struct{}{}
+	m.wg.Add(1)
 	return true
 }
 
@@ -361,7 +299,6 @@ func (m *Mux) serveConn(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	m.wg.Add(1)
 	c.readLoop(r, m.serve)
 }
 

@@ -1,0 +1,113 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// redialBackoff is how long a failed dial's error is handed to callers
+// without dialing again: a peer that is down costs one dial per period, not
+// one per group and heartbeat, and a blackholed one does not make every
+// group wait out its own connect timeout in turn.
+const redialBackoff = 250 * time.Millisecond
+
+// peer holds the one outgoing connection to a peer process.
+type peer struct {
+	mu      sync.Mutex
+	c       *conn
+	dialing chan struct{} // closed when the dial in progress ends
+	err     error         // the last dial's failure
+	errAt   time.Time
+}
+
+// dial returns the shared connection to addr, dialing it if needed. Callers
+// arriving during a dial wait for that dial (or their ctx).
+func (m *Mux) dial(ctx context.Context, addr raft.ServerAddress) (*conn, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	p := m.peers[addr]
+	if p == nil {
+		p = &peer{}
+		m.peers[addr] = p
+	}
+	m.mu.Unlock()
+
+	for {
+		p.mu.Lock()
+		if p.c != nil && !p.c.isClosed() {
+			c := p.c
+			p.mu.Unlock()
+			return c, nil
+		}
+		if p.dialing == nil {
+			if p.err != nil && time.Since(p.errAt) < redialBackoff {
+				err := p.err
+				p.mu.Unlock()
+				return nil, err
+			}
+			p.dialing = make(chan struct{})
+			go m.connect(p, addr)
+		}
+		dialing := p.dialing
+		p.mu.Unlock()
+		select {
+		case <-dialing:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("transport: dial %s: %w", addr, ctx.Err())
+		}
+	}
+}
+
+// connect dials addr for p; it runs on its own so that no caller's context
+// decides a dial that every caller shares.
+func (m *Mux) connect(p *peer, addr raft.ServerAddress) {
+	var c *conn
+	nc, err := m.dialRaw(m.ctx, addr)
+	if err == nil {
+		c = newConn(m, nc, true)
+		if m.track(c) {
+			go c.readLoop(bufio.NewReaderSize(nc, 64<<10), nil)
+		} else {
+			nc.Close()
+			c, err = nil, ErrClosed
+		}
+	}
+	p.mu.Lock()
+	p.c, p.err, p.errAt = c, err, time.Now()
+	close(p.dialing)
+	p.dialing = nil
+	p.mu.Unlock()
+}
+
+// dialRaw opens a TCP connection and sends the preamble.
+func (m *Mux) dialRaw(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	stop := context.AfterFunc(m.ctx, cancel)
+	defer stop()
+	d := net.Dialer{KeepAlive: 15 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", string(addr))
+	if err != nil {
+		if m.isClosed() {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	nc.SetWriteDeadline(time.Now().Add(m.timeout))
+	if _, err := io.WriteString(nc, preamble); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	nc.SetWriteDeadline(time.Time{})
+	return nc, nil
+}
