@@ -25,8 +25,9 @@ type brokerCreateReplicaRequest struct {
 }
 
 type brokerReplicaStatus struct {
-	Topic     string `json:"topic"`
-	Partition int    `json:"partition"`
+	Topic     string     `json:"topic"`
+	Partition int        `json:"partition"`
+	Leader    brokerPeer `json:"leader"` // zero while there is none
 }
 
 type brokerListReplicasReply struct {

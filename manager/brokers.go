@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -33,10 +34,11 @@ func newBrokerClient(leaderSeen func(p meta.Partition, id string)) *brokerClient
 
 // brokerError is a failure reply of a broker.
 type brokerError struct {
-	broker string
-	status int
-	msg    string
-	leader string // the partition leader the broker named, when it is not the leader
+	broker      string
+	status      int
+	msg         string
+	leader      string // the partition leader the broker named, when it is not the leader
+	unreachable bool   // no connection: the request never reached the broker
 }
 
 func (e *brokerError) Error() string {
@@ -62,7 +64,9 @@ func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path st
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := bc.http.Do(req)
 	if err != nil {
-		return &brokerError{broker: b.ID, status: http.StatusBadGateway, msg: err.Error()}
+		var op *net.OpError
+		return &brokerError{broker: b.ID, status: http.StatusBadGateway, msg: err.Error(),
+			unreachable: errors.As(err, &op) && op.Op == "dial"}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -102,27 +106,51 @@ func replicaOrder(p meta.Partition) []string {
 	return order
 }
 
-// retryElsewhere reports whether another replica may answer what this one could not:
-// it is down, not the leader, or does not hold the partition (yet).
+// retryElsewhere reports whether another replica (or the same one a moment later) may
+// answer what this one could not, without the risk of doing the work twice: the broker
+// was unreachable, is not the leader, has no leader yet, or does not hold the partition.
 func retryElsewhere(err error) bool {
 	var be *brokerError
 	if !errors.As(err, &be) {
 		return false
 	}
-	return be.status >= 500 || be.status == http.StatusMisdirectedRequest ||
-		(be.status == http.StatusNotFound && strings.Contains(be.msg, "no replica"))
+	switch be.status {
+	case http.StatusMisdirectedRequest:
+		return true
+	case http.StatusServiceUnavailable:
+		return strings.Contains(be.msg, "no leader")
+	case http.StatusNotFound:
+		return strings.Contains(be.msg, "no replica")
+	}
+	return be.unreachable
 }
 
+// leaderWait bounds how long a request waits for a partition to elect a leader (a new
+// partition, or one whose leader just died).
+const leaderWait = 5 * time.Second
+
 // onLeader runs op against the partition's leader: the broker the metadata names,
-// then whoever a broker points to, then the other replicas.
+// then whoever a broker points to, then the other replicas; while the partition has no
+// leader, it tries again for up to leaderWait.
 func (bc *brokerClient) onLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition, op func(b meta.Broker) error) error {
-	return bc.onReplicas(ctx, view, replicaOrder(p), func(b meta.Broker) error {
-		err := op(b)
-		if err == nil && b.ID != p.Leader {
-			bc.leaderSeen(p, b.ID)
+	deadline := time.Now().Add(leaderWait)
+	for {
+		err := bc.onReplicas(ctx, view, replicaOrder(p), func(b meta.Broker) error {
+			err := op(b)
+			if err == nil && b.ID != p.Leader {
+				bc.leaderSeen(p, b.ID)
+			}
+			return err
+		})
+		if !retryElsewhere(err) || time.Now().After(deadline) {
+			return err
 		}
-		return err
-	})
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (bc *brokerClient) onReplicas(ctx context.Context, view map[string]meta.Broker, order []string, op func(b meta.Broker) error) error {
@@ -276,4 +304,13 @@ func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Par
 		out[i] = meta.Partition{Topic: r.Topic, Index: r.Partition}
 	}
 	return out, err
+}
+
+// replicaLeader asks p's replicas which broker leads it ("" while none does).
+func (bc *brokerClient) replicaLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition) (string, error) {
+	var st brokerReplicaStatus
+	err := bc.onReplicas(ctx, view, replicaOrder(p), func(b meta.Broker) error {
+		return bc.call(ctx, b, http.MethodGet, replicaPath(p), nil, &st)
+	})
+	return st.Leader.ID, err
 }

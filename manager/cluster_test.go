@@ -285,3 +285,121 @@ func equalJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// brokerProc is one `quorumq broker` process.
+type brokerProc struct {
+	id, dir, raft, http string
+	proc                *proctest.Proc
+}
+
+// replicaStatus is the part of a broker's GET /replicas/{topic}/{partition} read here.
+type replicaStatus struct {
+	Leader struct {
+		ID string `json:"id"`
+	} `json:"leader"`
+	Members []struct {
+		ID string `json:"id"`
+	} `json:"members"`
+}
+
+// TestBrokerKilled runs 3 managers and 4 real brokers: a SIGKILLed broker is declared
+// dead after the grace period and every partition it held is re-created elsewhere, back
+// to 3 replicas that agree on their members and leader, with no acknowledged message lost.
+func TestBrokerKilled(t *testing.T) {
+	agent := consultest.Start(t)
+	pg := pgserver.StartT(t)
+	disc, err := consul.New(agent.HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &procCluster{consulAddr: agent.HTTPAddr(), disc: disc}
+	var brokers []*brokerProc
+	for _, id := range []string{"b1", "b2", "b3", "b4"} {
+		b := &brokerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t)}
+		b.proc = proctest.Start(t, id, "broker", "--id", id, "--data-dir", b.dir, "--raft", b.raft,
+			"--http", b.http, "--consul", agent.HTTPAddr())
+		brokers = append(brokers, b)
+	}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		m := &managerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t), dsn: pg.DSN("quorumq_" + id)}
+		c.managers = append(c.managers, m)
+		c.start(t, m)
+	}
+	c.waitSettled(t)
+	m := c.managers[0]
+	eventually(t, 60*time.Second, "4 brokers alive", func() bool {
+		var r BrokersReply
+		return getJSON(m.http, "/brokers", &r) == 200 && len(r.Brokers) == 4
+	})
+	var tr TopicReply
+	if code := sendJSON("POST", m.http, "/topics", `{"name":"orders","partitions":4}`, &tr); code != 201 {
+		t.Fatalf("create topic: %d %+v", code, tr)
+	}
+	var pr ProducerReply
+	if code := sendJSON("POST", m.http, "/producer/register", `{"topic":"orders"}`, &pr); code != 200 {
+		t.Fatalf("register producer: %d", code)
+	}
+	const n = 40
+	for i := range n {
+		body := `{"topic":"orders","producer_id":` + itoa(pr.ProducerID) + `,"message":"msg-` + itoa(uint64(i)) + `"}`
+		var f Failure
+		if code := sendJSON("POST", c.managers[i%3].http, "/producer/produce", body, &f); code != 200 {
+			t.Fatalf("produce %d: %d %+v", i, code, f)
+		}
+	}
+
+	victim := brokers[1]
+	killed := time.Now()
+	victim.proc.Kill()
+	var restored time.Duration
+	eventually(t, 60*time.Second, "partitions of the killed broker back to 3 replicas", func() bool {
+		var tr TopicReply
+		if getJSON(m.http, "/topics/orders", &tr) != 200 {
+			return false
+		}
+		for _, p := range tr.Topic.Partitions {
+			if len(p.Replicas) != 3 || slices.Contains(p.Replicas, victim.id) {
+				return false
+			}
+			leader := ""
+			for _, id := range p.Replicas {
+				var st replicaStatus
+				b := brokers[slices.IndexFunc(brokers, func(b *brokerProc) bool { return b.id == id })]
+				if getJSON(b.http, "/replicas/orders/"+itoa(uint64(p.Partition)), &st) != 200 || len(st.Members) != 3 ||
+					st.Leader.ID == "" || (leader != "" && st.Leader.ID != leader) {
+					return false
+				}
+				for _, mem := range st.Members {
+					if mem.ID == victim.id {
+						return false
+					}
+				}
+				leader = st.Leader.ID
+			}
+		}
+		restored = time.Since(killed)
+		return true
+	})
+	t.Logf("broker %s SIGKILLed: every partition it held back to 3 replicas after %v (grace 2s)", victim.id, restored)
+
+	var cr ConsumerReply
+	if code := sendJSON("POST", m.http, "/consumer/register", `{"topic":"orders"}`, &cr); code != 200 {
+		t.Fatalf("register consumer: %d", code)
+	}
+	q := "/consumer/consume?topic=orders&consumer_id=" + itoa(cr.ConsumerID)
+	got := map[string]bool{}
+	for range n {
+		var r ConsumeReply
+		if code := getJSON(c.managers[1].http, q, &r); code != 200 || r.Message == nil {
+			t.Fatalf("consume after %d messages: %d", len(got), code)
+		}
+		got[*r.Message] = true
+	}
+	if len(got) != n {
+		t.Fatalf("consumed %d distinct messages, want %d", len(got), n)
+	}
+	var f Failure
+	if code := getJSON(m.http, q, &f); code != 404 || f.Code != CodeNoMessage {
+		t.Fatalf("consume past the end: %d %+v", code, f)
+	}
+}

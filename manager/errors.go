@@ -55,9 +55,17 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		var ae *apiError
 		var me *meta.Error
 		var fe *fiber.Error
+		var be *brokerError
 		switch {
 		case errors.As(err, &ae):
 			status, f.Code = ae.status, ae.code
+		case errors.As(err, &be):
+			// A broker's refusal of the request itself passes through; anything else
+			// about the broker is this manager's failure to reach a working one.
+			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
+			if be.status >= 400 && be.status < 500 && be.status != http.StatusMisdirectedRequest {
+				status, f.Code = be.status, CodeInvalid
+			}
 		case errors.As(err, &me):
 			m, ok := metaStatus[me.Code]
 			if ok {

@@ -74,6 +74,9 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(parts[2])
 		g := meta.GroupName(parts[1], n)
 		switch {
+		case len(parts) == 3 && r.Method == http.MethodGet:
+			reply(200, brokerReplicaStatus{Topic: parts[1], Partition: n, Leader: brokerPeer{ID: id}})
+			return
 		case len(parts) == 3 && r.Method == http.MethodDelete:
 			delete(f.replicas[id], g)
 		case len(parts) == 4 && r.Method == http.MethodPost:

@@ -92,7 +92,12 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	if err := m.createReplicas(ctx, res.Topic.Partitions); err != nil {
 		return err
 	}
-	return c.Status(http.StatusCreated).JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic),
+	m.settleLeaders(ctx, res.Topic.Partitions)
+	t, err := m.topic(ctx, req.Name)
+	if err != nil {
+		return err
+	}
+	return c.Status(http.StatusCreated).JSON(TopicReply{Reply: success, Topic: topicInfo(t),
 		Message: "topic " + strconv.Quote(req.Name) + " created"})
 }
 
@@ -158,10 +163,16 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 	}
 	// Partitions are only ever appended: the new ones follow those seen before (a
 	// concurrent grow's partitions are created as well, which is harmless).
-	if err := m.createReplicas(ctx, res.Topic.Partitions[len(before.Partitions):]); err != nil {
+	added := res.Topic.Partitions[len(before.Partitions):]
+	if err := m.createReplicas(ctx, added); err != nil {
 		return err
 	}
-	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic)})
+	m.settleLeaders(ctx, added)
+	t, err := m.topic(ctx, name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(t)})
 }
 
 func (m *Manager) registerProducer(c *fiber.Ctx) error {

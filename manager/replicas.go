@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -52,6 +53,28 @@ func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) er
 			"placed in the metadata, but not every broker opened its replica yet (the write manager retries): %v", err)
 	}
 	return nil
+}
+
+// settleLeaders waits, up to leaderWait, for new partitions to elect their leaders and
+// records them, so that the topic is usable and shows its real leaders when the
+// request that created it returns.
+func (m *Manager) settleLeaders(ctx context.Context, parts []meta.Partition) {
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	view := m.brokerView()
+	forEach(parts, func(p meta.Partition) error {
+		for ctx.Err() == nil {
+			id, err := m.brokers.replicaLeader(ctx, view, p)
+			if err == nil && id != "" {
+				if id != p.Leader {
+					_, err = m.apply(ctx, meta.SetLeader{Topic: p.Topic, Partition: p.Index, Leader: id})
+				}
+				return err
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return ctx.Err()
+	})
 }
 
 // ensureReplicas makes every alive broker hold the replicas the metadata gives it: a
