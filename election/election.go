@@ -74,7 +74,7 @@ func IdleTiming() Timing {
 	return Timing{
 		HeartbeatTimeout:   1000 * time.Millisecond,
 		ElectionTimeout:    1000 * time.Millisecond,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
+		LeaderLeaseTimeout: 1000 * time.Millisecond,
 		CommitTimeout:      2 * time.Second,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   5 * time.Minute,

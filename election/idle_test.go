@@ -22,7 +22,8 @@ import (
 //
 // QUORUMQ_IDLE_GROUPS (default "100,1000"), QUORUMQ_IDLE_SECONDS (default 10),
 // QUORUMQ_IDLE_STORE=bolt (a bolt file per group instead of in-memory stores),
-// QUORUMQ_IDLE_PPROF=file (CPU profile of the idle window).
+// QUORUMQ_IDLE_PPROF=file (CPU profile of the idle window), QUORUMQ_IDLE_HEARTBEAT=1.5s
+// (HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout instead of IdleTiming's).
 func TestIdleGroups(t *testing.T) {
 	if os.Getenv("QUORUMQ_IDLE_BENCH") != "1" {
 		t.Skip("set QUORUMQ_IDLE_BENCH=1 to measure idle groups")
@@ -49,8 +50,16 @@ func envOr(k, def string) string {
 
 func measureIdle(t *testing.T, groups int, window time.Duration) {
 	const nodes = 3
+	timing := election.IdleTiming()
+	if v := os.Getenv("QUORUMQ_IDLE_HEARTBEAT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("QUORUMQ_IDLE_HEARTBEAT: %v", err)
+		}
+		timing.HeartbeatTimeout, timing.ElectionTimeout, timing.LeaderLeaseTimeout = d, d, d
+	}
 	start := time.Now()
-	all := startGroups(t, nodes, groups, election.IdleTiming(), os.Getenv("QUORUMQ_IDLE_STORE") != "bolt")
+	all := startGroups(t, nodes, groups, timing, os.Getenv("QUORUMQ_IDLE_STORE") != "bolt")
 	opened := time.Since(start)
 	leaders := map[string]int{}
 	for g := 0; g < groups; {
@@ -89,6 +98,7 @@ func measureIdle(t *testing.T, groups int, window time.Duration) {
 	cpu, wall := cpuTime(t)-cpu0, time.Since(wall0)
 	pct := 100 * cpu.Seconds() / wall.Seconds()
 
+	t.Logf("timing %+v", timing)
 	t.Logf("%d groups x %d nodes (one process, %d Muxes): opened in %s, all led after %s; leaders per node %v",
 		groups, nodes, nodes, opened.Round(time.Millisecond), elected.Round(time.Millisecond), leaders)
 	t.Logf("idle %s: process CPU %.1f%% of a core = %.1f%% per node; RSS %d MiB (%d MiB per node); goroutines %d; elections during the window %d",

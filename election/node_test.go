@@ -177,6 +177,30 @@ func TestKillLeader(t *testing.T) {
 	}
 }
 
+// TestFailoverTime reports (does not assert) how long a group takes to elect a new
+// leader after its leader is killed, with each Timing.
+func TestFailoverTime(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		timing election.Timing
+	}{{"default", election.DefaultTiming()}, {"idle", election.IdleTiming()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := electiontest.NewClusterTiming(t, 3, "g", electiontest.NewRecorder, tc.timing)
+			var took []time.Duration
+			for range 3 {
+				old := c.Leader(t)
+				i := index(c, old)
+				start := time.Now()
+				c.Kill(i)
+				c.Leader(t)
+				took = append(took, time.Since(start).Round(10*time.Millisecond))
+				c.Restart(t, i)
+			}
+			t.Logf("%s timing: new leader %v after the leader was killed", tc.name, took)
+		})
+	}
+}
+
 func TestRestartAndLateJoin(t *testing.T) {
 	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
 	leader := c.Leader(t)

@@ -28,6 +28,7 @@ type Cluster struct {
 	Muxes []*transport.Mux
 	FSMs  []raft.FSM
 
+	timing election.Timing
 	mu     sync.Mutex
 	dirs   []string
 	peers  []election.Peer
@@ -69,7 +70,13 @@ func NewMux(t testing.TB, addr string) *transport.Mux {
 // one of them leads. newFSM builds each node's state machine from its ID ("n0", "n1"...).
 func NewCluster(t testing.TB, n int, group string, newFSM func(id string) raft.FSM) *Cluster {
 	t.Helper()
-	c := &Cluster{Group: group, newFSM: newFSM}
+	return NewClusterTiming(t, n, group, newFSM, election.DefaultTiming())
+}
+
+// NewClusterTiming is NewCluster with the given Raft timers.
+func NewClusterTiming(t testing.TB, n int, group string, newFSM func(id string) raft.FSM, timing election.Timing) *Cluster {
+	t.Helper()
+	c := &Cluster{Group: group, newFSM: newFSM, timing: timing}
 	for i := range n {
 		c.Muxes = append(c.Muxes, NewMux(t, ""))
 		c.dirs = append(c.dirs, filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i)))
@@ -104,7 +111,7 @@ func (c *Cluster) open(i int) error {
 	fsm := c.newFSM(c.peers[i].ID)
 	node, err := election.Open(ctx, election.Config{
 		Group: c.Group, ID: c.peers[i].ID, DataDir: c.dirs[i], Mux: c.Muxes[i], FSM: fsm,
-		Peers: c.peers, Logger: Logger(),
+		Timing: c.timing, Peers: c.peers, Logger: Logger(),
 	})
 	if err != nil {
 		return err
@@ -208,7 +215,7 @@ func (c *Cluster) AddNode(t testing.TB) int {
 	fsm := c.newFSM(c.peers[i].ID)
 	node, err := election.Open(ctx, election.Config{
 		Group: c.Group, ID: c.peers[i].ID, DataDir: c.dirs[i], Mux: m, FSM: fsm,
-		Peers: members, Logger: Logger(),
+		Timing: c.timing, Peers: members, Logger: Logger(),
 	})
 	if err != nil {
 		t.Fatalf("electiontest: add node %d: %v", i, err)
