@@ -1,8 +1,10 @@
 package transport
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,8 +32,72 @@ func (f *countFSM) applied() []string {
 	return append([]string(nil), f.cmds...)
 }
 
-func (f *countFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("not supported") }
-func (f *countFSM) Restore(io.ReadCloser) error         { return fmt.Errorf("not supported") }
+func (f *countFSM) Snapshot() (raft.FSMSnapshot, error) { return cmdSnapshot(f.applied()), nil }
+
+func (f *countFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var cmds []string
+	if err := json.NewDecoder(rc).Decode(&cmds); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.cmds = cmds
+	f.mu.Unlock()
+	return nil
+}
+
+type cmdSnapshot []string
+
+func (s cmdSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode([]string(s)); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (cmdSnapshot) Release() {}
+
+// startRaft runs one member of group on m with in-memory stores.
+func startRaft(t *testing.T, m *Mux, group string, id raft.ServerID, bootstrap []raft.Server, tweak func(*raft.Config)) (*raft.Raft, *countFSM) {
+	t.Helper()
+	trans := openGroup(t, m, group)
+	conf := raft.DefaultConfig()
+	conf.LocalID = id
+	conf.HeartbeatTimeout = time.Second
+	conf.ElectionTimeout = time.Second
+	conf.LeaderLeaseTimeout = 500 * time.Millisecond
+	conf.CommitTimeout = 200 * time.Millisecond
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: group, Level: hclog.Error, Output: io.Discard})
+	if tweak != nil {
+		tweak(conf)
+	}
+	logs, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
+	if bootstrap != nil {
+		if err := raft.BootstrapCluster(conf, logs, logs, snaps, trans, raft.Configuration{Servers: bootstrap}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fsm := &countFSM{}
+	r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Shutdown().Error() })
+	return r, fsm
+}
+
+// eventually polls cond until it holds or a generous deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // TestRaftGroupsShareOneListener runs 50 real raft groups on three muxes (one
 // listener per "process"): every group elects a leader and replicates an entry.
@@ -51,24 +117,7 @@ func TestRaftGroupsShareOneListener(t *testing.T) {
 	for gi := range cluster {
 		name := fmt.Sprintf("p/topic/%d", gi)
 		for i, m := range muxes {
-			trans := openGroup(t, m, name)
-			conf := raft.DefaultConfig()
-			conf.LocalID = servers[i].ID
-			conf.HeartbeatTimeout = time.Second
-			conf.ElectionTimeout = time.Second
-			conf.LeaderLeaseTimeout = 500 * time.Millisecond
-			conf.CommitTimeout = 200 * time.Millisecond
-			conf.Logger = hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Error, Output: io.Discard})
-			logs, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
-			if err := raft.BootstrapCluster(conf, logs, logs, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
-				t.Fatal(err)
-			}
-			fsm := &countFSM{}
-			r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Shutdown().Error() })
+			r, fsm := startRaft(t, m, name, servers[i].ID, servers, nil)
 			cluster[gi] = append(cluster[gi], member{r, fsm})
 		}
 	}
@@ -121,5 +170,62 @@ func TestRaftGroupsShareOneListener(t *testing.T) {
 		if n > 2*(nodes-1) {
 			t.Errorf("mux %s has %d connections for %d groups, want at most %d", m.Addr(), n, groups, 2*(nodes-1))
 		}
+	}
+}
+
+// TestRaftSnapshotAndLeadershipTransfer: a member that joins late catches up
+// through InstallSnapshot streamed over the mux, then takes over leadership
+// through TimeoutNow.
+func TestRaftSnapshotAndLeadershipTransfer(t *testing.T) {
+	const group, entries = "atm", 200
+	muxes := []*Mux{newMux(t), newMux(t), newMux(t)}
+	servers := make([]raft.Server, len(muxes))
+	for i, m := range muxes {
+		servers[i] = raft.Server{ID: raft.ServerID(fmt.Sprintf("n%d", i)), Address: m.Addr()}
+	}
+	small := func(c *raft.Config) { c.TrailingLogs = 10; c.SnapshotThreshold = 1 << 20 }
+	rafts := make([]*raft.Raft, len(muxes))
+	fsms := make([]*countFSM, len(muxes))
+	for i := range 2 { // the third member's process does not have the group yet
+		rafts[i], fsms[i] = startRaft(t, muxes[i], group, servers[i].ID, servers, small)
+	}
+	var leader *raft.Raft
+	eventually(t, "a leader", func() bool {
+		for _, r := range rafts[:2] {
+			if r.State() == raft.Leader {
+				leader = r
+				return true
+			}
+		}
+		return false
+	})
+	payload := strings.Repeat("x", 1000)
+	for i := range entries {
+		if err := leader.Apply([]byte(fmt.Sprintf("%d %s", i, payload)), 10*time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := leader.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+
+	rafts[2], fsms[2] = startRaft(t, muxes[2], group, servers[2].ID, nil, small)
+	eventually(t, "the late member to catch up", func() bool { return len(fsms[2].applied()) == entries })
+	if idx := rafts[2].Stats()["last_snapshot_index"]; idx == "0" {
+		t.Fatal("the late member caught up without installing a snapshot")
+	}
+	if got, want := fsms[2].applied()[entries-1], fmt.Sprintf("%d %s", entries-1, payload); got != want {
+		t.Fatalf("late member's last entry %.20q, want %.20q", got, want)
+	}
+
+	if err := leader.LeadershipTransferToServer(servers[2].ID, servers[2].Address).Error(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the late member to lead", func() bool { return rafts[2].State() == raft.Leader })
+	if err := rafts[2].Apply([]byte("after transfer"), 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range fsms {
+		eventually(t, fmt.Sprintf("member %d to apply the last entry", i), func() bool { return len(f.applied()) == entries+1 })
 	}
 }
