@@ -1,0 +1,250 @@
+package clientlib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/consul/consultest"
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/pgserver"
+)
+
+// node is one quorumq process of the test cluster, restartable on its own data.
+type node struct {
+	id   string
+	args []string
+	proc *proctest.Proc
+	runs int
+}
+
+func (n *node) start(t *testing.T) {
+	n.runs++
+	n.proc = proctest.Start(t, fmt.Sprintf("%s#%d", n.id, n.runs), n.args...)
+}
+
+type realCluster struct {
+	disc     *consul.Backend
+	managers map[string]*node
+	brokers  map[string]*node
+}
+
+// startCluster runs Consul, PostgreSQL, 3 brokers and 3 managers as real processes.
+func startCluster(t *testing.T) *realCluster {
+	agent := consultest.Start(t)
+	pg := pgserver.StartT(t)
+	disc, err := consul.New(agent.HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &realCluster{disc: disc, managers: map[string]*node{}, brokers: map[string]*node{}}
+	for _, id := range []string{"b1", "b2", "b3"} {
+		n := &node{id: id, args: []string{"broker", "--id", id, "--data-dir", t.TempDir(),
+			"--raft", proctest.FreeAddr(t), "--http", proctest.FreeAddr(t), "--consul", agent.HTTPAddr()}}
+		n.start(t)
+		c.brokers[id] = n
+	}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		n := &node{id: id, args: []string{"manager", "--id", id, "--data-dir", t.TempDir(),
+			"--raft", proctest.FreeAddr(t), "--http", proctest.FreeAddr(t), "--bootstrap-expect", "3",
+			"--postgres", pg.DSN("quorumq_" + id), "--consul", agent.HTTPAddr(), "--broker-grace", "2s"}}
+		n.start(t)
+		c.managers[id] = n
+	}
+	return c
+}
+
+// writeManager is the manager Consul tags as leader.
+func (c *realCluster) writeManager(t *testing.T) *node {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ins, _ := c.disc.Healthy(t.Context(), discovery.ServiceManager)
+		for _, in := range ins {
+			if in.HasTag(discovery.TagLeader) {
+				return c.managers[in.ID]
+			}
+		}
+	}
+	t.Fatal("no write manager tagged in Consul within 60s")
+	return nil
+}
+
+// TestProduceConsumeThroughFailovers runs the SDK against a real cluster: a producer
+// and a consumer work on while the write manager and a partition's leader broker are
+// SIGKILLed and restarted. Every acknowledged message must be consumed exactly once,
+// in order within its partition.
+func TestProduceConsumeThroughFailovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Consul, PostgreSQL and six quorumq processes")
+	}
+	cl := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	c, err := New(WithResolver(cl.disc), WithRetryTimeout(90*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	const topic, parts = "orders", 3
+	// The managers place partitions only once they know the brokers: retry until then.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.Admin().CreateTopic(cctx, topic, parts)
+		ccancel()
+		if err == nil || errors.Is(err, ErrTopicExists) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create topic: %v", err)
+		}
+	}
+	p, err := c.NewProducer(ctx, topic, WithBatchSize(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := c.NewConsumer(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The consumer reads all the while, recording what each partition hands out.
+	const total = 3000 + 1 // the last one from a second producer
+	var (
+		mu       sync.Mutex
+		consumed = map[int][]Message{}
+		count    int
+	)
+	consumerDone := make(chan error, 1)
+	go func() {
+		for {
+			msgs, err := cs.Poll(ctx, 200)
+			if err != nil {
+				consumerDone <- err
+				return
+			}
+			mu.Lock()
+			for _, m := range msgs {
+				consumed[m.Partition] = append(consumed[m.Partition], m)
+			}
+			count += len(msgs)
+			n := count
+			mu.Unlock()
+			if n >= total {
+				consumerDone <- nil
+				return
+			}
+			if len(msgs) == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}()
+
+	next := 0
+	send := func(n int) {
+		t.Helper()
+		for range n {
+			if err := p.SendAsync(ctx, Record{Value: fmt.Sprintf("%06d", next)}); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+	}
+	flush := func(what string) {
+		t.Helper()
+		start := time.Now()
+		if err := p.Flush(ctx); err != nil {
+			t.Fatalf("%s: flush: %v", what, err)
+		}
+		t.Logf("%s: %d messages acknowledged (flush took %v)", what, next, time.Since(start).Round(time.Millisecond))
+	}
+
+	send(total / 3)
+	flush("calm")
+
+	wm := cl.writeManager(t)
+	send(total / 6)
+	wm.proc.Kill()
+	// A metadata write needs a new write manager: registering waits for the election.
+	start := time.Now()
+	p2, err := c.NewProducer(ctx, topic, ToPartition(1))
+	if err != nil {
+		t.Fatalf("register a producer after the write manager died: %v", err)
+	}
+	t.Logf("write manager %s SIGKILLed: producer registered %v later", wm.id, time.Since(start).Round(time.Millisecond))
+	send(total / 6)
+	flush("write manager " + wm.id + " SIGKILLed")
+	wm.start(t)
+
+	info, err := c.Admin().DescribeTopic(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := cl.brokers[info.Partitions[0].Leader]
+	if victim == nil {
+		t.Fatalf("partition 0 has no known leader: %+v", info)
+	}
+	send(total / 6)
+	victim.proc.Kill()
+	send(total - 1 - next)
+	flush("partition 0 leader " + victim.id + " SIGKILLed")
+	victim.start(t)
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The second producer's message counts as one more on partition 1.
+	if _, err := p2.Send(ctx, Record{Value: fmt.Sprintf("%06d", next)}); err != nil {
+		t.Fatal(err)
+	}
+	next++
+
+	select {
+	case err := <-consumerDone:
+		if err != nil {
+			t.Fatalf("consumer: %v", err)
+		}
+	case <-ctx.Done():
+		mu.Lock()
+		t.Fatalf("consumed only %d of %d messages", count, total)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	seen := map[string]bool{}
+	for part, msgs := range consumed {
+		for i, m := range msgs {
+			if m.Offset != int64(i) {
+				t.Fatalf("partition %d: message %d has offset %d: skipped or repeated offsets", part, i, m.Offset)
+			}
+			if i > 0 && m.Value <= msgs[i-1].Value {
+				t.Fatalf("partition %d: %s after %s: out of order or duplicated", part, m.Value, msgs[i-1].Value)
+			}
+			if seen[m.Value] {
+				t.Fatalf("%s consumed twice", m.Value)
+			}
+			seen[m.Value] = true
+		}
+	}
+	var missing []string
+	for i := range total {
+		if v := fmt.Sprintf("%06d", i); !seen[v] {
+			missing = append(missing, v)
+		}
+	}
+	if len(missing) > 0 || len(seen) != total {
+		slices.Sort(missing)
+		t.Fatalf("%d distinct messages consumed, want %d; missing %v", len(seen), total, missing[:min(len(missing), 20)])
+	}
+	if msgs, err := cs.Poll(ctx, 10); err != nil || len(msgs) != 0 {
+		t.Fatalf("after everything: Poll = %d messages, %v; want none", len(msgs), err)
+	}
+	if size, err := cs.Size(ctx); err != nil || size != 0 {
+		t.Fatalf("Size = %d, %v; want 0", size, err)
+	}
+	t.Logf("%d messages over %d partitions: each consumed once, in order", total, len(consumed))
+}
