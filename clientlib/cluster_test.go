@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +32,7 @@ func (n *node) start(t *testing.T) {
 }
 
 type realCluster struct {
+	consul   string // the agent's HTTP address
 	disc     *consul.Backend
 	managers map[string]*node
 	brokers  map[string]*node
@@ -43,7 +46,7 @@ func startCluster(t *testing.T) *realCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &realCluster{disc: disc, managers: map[string]*node{}, brokers: map[string]*node{}}
+	c := &realCluster{consul: agent.HTTPAddr(), disc: disc, managers: map[string]*node{}, brokers: map[string]*node{}}
 	for _, id := range []string{"b1", "b2", "b3"} {
 		n := &node{id: id, args: []string{"broker", "--id", id, "--data-dir", t.TempDir(),
 			"--raft", proctest.FreeAddr(t), "--http", proctest.FreeAddr(t), "--consul", agent.HTTPAddr()}}
@@ -247,4 +250,52 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 		t.Fatalf("Size = %d, %v; want 0", size, err)
 	}
 	t.Logf("%d messages over %d partitions: each consumed once, in order", total, len(consumed))
+
+	t.Run("cli", func(t *testing.T) { testCLI(t, cl) })
+}
+
+// runCLI runs `quorumq args...` against the cluster to its end and returns its output.
+func runCLI(t *testing.T, cl *realCluster, stdin string, args ...string) string {
+	t.Helper()
+	p := proctest.Start(t, args[0], append(args, "--consul", cl.consul)...)
+	if _, err := io.WriteString(p.Stdin, stdin); err != nil {
+		t.Fatal(err)
+	}
+	p.Stdin.Close()
+	if err := p.Wait(); err != nil {
+		t.Fatalf("quorumq %s: %v\n%s", strings.Join(args, " "), err, p.Output())
+	}
+	return p.Output()
+}
+
+// testCLI drives the topic, produce and consume commands through Consul discovery.
+func testCLI(t *testing.T, cl *realCluster) {
+	want := func(out, sub string) {
+		t.Helper()
+		if !strings.Contains(out, sub) {
+			t.Fatalf("output lacks %q:\n%s", sub, out)
+		}
+	}
+	want(runCLI(t, cl, "", "topic", "create", "cli", "--partitions", "2"), "created topic cli")
+	want(runCLI(t, cl, "", "topic", "list"), "cli\n")
+	want(runCLI(t, cl, "", "topic", "describe", "cli"), "topic cli, 2 partitions")
+	want(runCLI(t, cl, "", "produce", "--topic", "cli", "--count", "300", "--size", "32"), "sent 300 messages")
+	want(runCLI(t, cl, "first line\nsecond line\n", "produce", "--topic", "cli", "--partition", "1"), "sent 2 messages")
+	out := runCLI(t, cl, "", "consume", "--topic", "cli", "--offsets")
+	lines := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Count(l, "\t") == 2 {
+			lines++
+		}
+	}
+	if lines != 302 {
+		t.Fatalf("consume printed %d messages, want 302:\n%s", lines, out)
+	}
+	want(out, "1\t")
+	want(out, "\tsecond line\n")
+	// A new consumer with --count stops there; without --follow an empty topic ends it.
+	out = runCLI(t, cl, "", "consume", "--topic", "cli", "--count", "5", "--partition", "1")
+	if n := strings.Count(out, "\n"); n != 6 { // five messages and the consumer line
+		t.Fatalf("consume --count 5 printed %d lines:\n%s", n, out)
+	}
 }
