@@ -76,6 +76,8 @@ only the HTTP API until SIGTERM.`,
 	f.BoolVar(&terminal, "terminal", true, "read commands from stdin")
 	f.DurationVar(&cfg.OpTimeout, "op-timeout", 0, "give up on an operation after this long (default 4s)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.IntVar(&cfg.Lanes, "lanes", 0, "group commit: Raft entries in flight from this ATM (default 4)")
+	f.IntVar(&cfg.MaxBatch, "max-batch", 0, "group commit: operations per Raft entry (default 256)")
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
 }
