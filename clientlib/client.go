@@ -129,7 +129,15 @@ func (m *managerSet) pick(ctx context.Context) (string, error) {
 	if stale {
 		ins, err := m.resolver.Healthy(ctx, discovery.ServiceManager)
 		if err != nil {
-			return "", fmt.Errorf("quorumq: finding managers: %w", err)
+			m.mu.Lock()
+			known := len(m.addrs) > 0
+			m.mu.Unlock()
+			if !known {
+				return "", fmt.Errorf("quorumq: finding managers: %w", err)
+			}
+			// Discovery is down (a Consul agent restarting): the managers we knew of
+			// are still the best guess, and failed() keeps rotating through them.
+			ins = nil
 		}
 		slices.SortStableFunc(ins, func(a, b discovery.Instance) int {
 			switch la, lb := a.HasTag(discovery.TagLeader), b.HasTag(discovery.TagLeader); {
@@ -145,7 +153,10 @@ func (m *managerSet) pick(ctx context.Context) (string, error) {
 			addrs = append(addrs, instanceAddr(in))
 		}
 		m.mu.Lock()
-		m.addrs, m.fetched = addrs, time.Now()
+		if len(addrs) > 0 {
+			m.addrs = addrs
+		}
+		m.fetched = time.Now()
 		m.mu.Unlock()
 	}
 	m.mu.Lock()

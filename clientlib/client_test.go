@@ -226,3 +226,36 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("DescribeTopic = %+v", info)
 	}
 }
+
+// flakyResolver answers once, then fails, as a restarting Consul agent would.
+type flakyResolver struct {
+	discovery.Resolver
+	calls int
+}
+
+func (r *flakyResolver) Healthy(ctx context.Context, service string) ([]discovery.Instance, error) {
+	r.calls++
+	if r.calls > 1 {
+		return nil, errors.New("consul: agent unreachable")
+	}
+	return r.Resolver.Healthy(ctx, service)
+}
+
+func TestDiscoveryOutageKeepsKnownManagers(t *testing.T) {
+	between := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		failure(w, http.StatusServiceUnavailable, "not leader")
+	}))
+	defer between.Close()
+	_, good := newFake(t)
+	r := &flakyResolver{Resolver: discovery.NewStatic(
+		discovery.Instance{Service: discovery.ServiceManager, ID: "m1", Addr: between.URL},
+		discovery.Instance{Service: discovery.ServiceManager, ID: "m2", Addr: good.URL},
+	)}
+	c := newTestClient(t, WithResolver(r))
+	if _, err := c.Admin().ListTopics(testCtx(t)); err != nil {
+		t.Fatalf("ListTopics with discovery down after the first answer: %v", err)
+	}
+	if r.calls < 2 {
+		t.Fatal("the failure did not make the client ask discovery again")
+	}
+}

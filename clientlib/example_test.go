@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/clientlib"
+	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
 )
 
@@ -40,8 +41,20 @@ func Example() {
 	fmt.Println(m.Value)
 }
 
-// Managers found through service discovery; in production the resolver is the Consul
-// backend (consul.New(addr, logger)).
+// Managers found through Consul, following the write manager as its "leader" tag moves.
+func ExampleWithResolver_consul() {
+	agent, err := consul.New("127.0.0.1:8500", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := clientlib.New(clientlib.WithResolver(agent))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+}
+
+// Any discovery.Resolver works, e.g. a fixed in-memory list.
 func ExampleWithResolver() {
 	var r discovery.Resolver = discovery.NewStatic(discovery.Instance{
 		Service: discovery.ServiceManager, ID: "m1", Addr: "127.0.0.1:7001", Tags: []string{discovery.TagLeader},

@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// refreshTimeout bounds a refresh of a partition count the caller already has.
+const refreshTimeout = 2 * time.Second
+
 // topicMeta caches a topic's partition count for producers and consumers, refreshing
 // it now and then so that partitions added later are used.
 type topicMeta struct {
@@ -25,6 +28,13 @@ func (m *topicMeta) partitions(ctx context.Context) (int, error) {
 	defer m.mu.Unlock()
 	if m.count > 0 && time.Since(m.fetched) < m.refresh {
 		return m.count, nil
+	}
+	if m.count > 0 {
+		// A refresh must not hold up sends for a whole retry timeout while the
+		// managers fail over: the count we have is almost always still right.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, refreshTimeout)
+		defer cancel()
 	}
 	info, err := m.admin.DescribeTopic(ctx, m.topic)
 	switch {
