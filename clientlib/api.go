@@ -6,27 +6,27 @@ import (
 	"strconv"
 )
 
-// The wire types of the managers' public REST API (DESIGN.md, "The public REST API").
-// Field names follow the seed's API; the additions for idempotent produce (seq) and
-// retry-safe consume (partition + offset, max) are optional fields, so a seed-style
-// request still means what it meant.
+// The wire types of the managers' public REST API, a copy of manager/api.go kept in
+// step by api_compat_test.go: importing package manager would link Fiber, Raft and
+// PostgreSQL into every program using the SDK. The decoders are lenient (a count or
+// a list of partitions, bare or wrapped messages) so that seed-style replies work too.
 
-// ID is an identifier a manager hands out (producer_id, consumer_id). It keeps the raw
+// wireID is an identifier a manager hands out (producer_id, consumer_id). It keeps the raw
 // JSON so that it goes back exactly as it came, whether the manager uses numbers or
 // strings.
-type ID struct{ raw json.RawMessage }
+type wireID struct{ raw json.RawMessage }
 
-// ParseID turns a printed id (as ID.String returns it) back into an ID.
-func ParseID(s string) ID {
+// parseID turns a printed id (as wireID.String returns it) back into a wireID.
+func parseID(s string) wireID {
 	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return ID{raw: json.RawMessage(s)}
+		return wireID{raw: json.RawMessage(s)}
 	}
 	b, _ := json.Marshal(s)
-	return ID{raw: b}
+	return wireID{raw: b}
 }
 
 // String is the id as it appears in a URL query.
-func (id ID) String() string {
+func (id wireID) String() string {
 	var s string
 	if json.Unmarshal(id.raw, &s) == nil {
 		return s
@@ -35,16 +35,16 @@ func (id ID) String() string {
 }
 
 // IsZero reports whether the id was never set.
-func (id ID) IsZero() bool { return len(id.raw) == 0 || bytes.Equal(id.raw, []byte("null")) }
+func (id wireID) IsZero() bool { return len(id.raw) == 0 || bytes.Equal(id.raw, []byte("null")) }
 
-func (id ID) MarshalJSON() ([]byte, error) {
+func (id wireID) MarshalJSON() ([]byte, error) {
 	if id.IsZero() {
 		return []byte("null"), nil
 	}
 	return id.raw, nil
 }
 
-func (id *ID) UnmarshalJSON(b []byte) error {
+func (id *wireID) UnmarshalJSON(b []byte) error {
 	id.raw = append(json.RawMessage(nil), b...)
 	return nil
 }
@@ -107,8 +107,8 @@ type registerRequest struct {
 }
 
 type registerReply struct {
-	ProducerID ID `json:"producer_id"`
-	ConsumerID ID `json:"consumer_id"`
+	ProducerID wireID `json:"producer_id"`
+	ConsumerID wireID `json:"consumer_id"`
 	// Offsets, when given, is where a new consumer starts in each partition
 	// (partition number as a string key, JSON-style); absent means offset 0 everywhere.
 	Offsets map[string]int64 `json:"offsets,omitempty"`
@@ -120,7 +120,7 @@ type registerReply struct {
 // instead of appending again (broker/partition keeps the last seq per producer).
 type produceRequest struct {
 	Topic      string   `json:"topic"`
-	ProducerID ID       `json:"producer_id"`
+	ProducerID wireID   `json:"producer_id"`
 	Partition  *int     `json:"partition,omitempty"`
 	Seq        *uint64  `json:"seq,omitempty"`
 	Message    *string  `json:"message,omitempty"`

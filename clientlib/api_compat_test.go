@@ -51,7 +51,7 @@ func TestRequestsMatchManagerAPI(t *testing.T) {
 	if len(pr.Messages) != 2 {
 		t.Fatalf("produce batch: %+v", pr)
 	}
-	if id := ParseID(reg.ProducerID.String()); string(id.raw) != "42" {
+	if id := parseID(reg.ProducerID.String()); string(id.raw) != "42" {
 		t.Fatalf("id %s does not print and parse back as the number 42", id.raw)
 	}
 }

@@ -27,7 +27,7 @@ type Message struct {
 type Consumer struct {
 	c     *Client
 	topic string
-	id    ID
+	id    wireID
 	meta  *topicMeta
 	fixed *int
 
@@ -47,7 +47,7 @@ func FromPartition(p int) ConsumerOption { return func(c *Consumer) { c.fixed = 
 // positions are the managers'; until a partition has answered once, a lost reply on
 // that partition cannot be told apart from progress.
 func WithConsumerID(id string) ConsumerOption {
-	return func(c *Consumer) { c.id = ParseID(id) }
+	return func(c *Consumer) { c.id = parseID(id) }
 }
 
 // WithConsumerMetadataRefresh sets how often the partition count is re-read (default 5s).

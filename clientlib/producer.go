@@ -31,7 +31,7 @@ type Position struct {
 type Producer struct {
 	c     *Client
 	topic string
-	id    ID
+	id    wireID
 	meta  *topicMeta
 	fixed *int
 	rr    atomic.Uint64
