@@ -73,7 +73,7 @@ func (c *Config) defaults() error {
 
 // Run starts the ATM, joins (or bootstraps) the group, prints a `ready ...` line on Out,
 // and runs until ctx ends or the terminal quits.
-func Run(ctx context.Context, cfg Config) (err error) {
+func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.defaults(); err != nil {
 		return err
 	}
@@ -132,6 +132,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Discover: election.DiscoverService(cfg.Discovery, discovery.ServiceATM), Logger: log,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for peers: a normal shutdown
+		}
 		return fmt.Errorf("atm: join group: %w", err)
 	}
 	defer node.Close()
