@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -110,7 +111,10 @@ func runProduce(ctx context.Context, cf *clientFlags, o *produceOpts, stdin io.R
 	}
 	fmt.Fprintf(stderr, "sent %d messages (%d bytes) to %s in %s: %.0f msg/s\n",
 		sent, bytes, o.topic, el.Round(time.Millisecond), float64(sent)/max(el.Seconds(), 1e-9))
-	return ctx.Err()
+	if ctx.Err() != nil {
+		return errors.New("interrupted: the messages counted above were acknowledged, the rest not sent")
+	}
+	return nil
 }
 
 // generated returns n messages of about size bytes, each starting with its number so
