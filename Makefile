@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 30m
 # Extra flags for `make dev`, e.g. DEV_FLAGS='--postgres-port 5433'.
 DEV_FLAGS ?=
 
-.PHONY: all build consul postgres deps dev test test-short clean
+.PHONY: all build consul postgres deps dev test test-short atm clean
 
 all: build
 
@@ -37,6 +37,10 @@ dev: deps build
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+# Three ATM terminals side by side in tmux (static peers on 127.0.0.1:7301-7303).
+atm: build
+	bash atm/tmux.sh $(QUORUMQ)
 
 test-short:
 	$(GO) test -short ./...
