@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -52,6 +53,14 @@ func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 		msg = h.name + ": " + msg
 	}
 	all := append(append([]any{}, h.args...), args...)
+	for i, a := range all {
+		// raft formats some values lazily with hclog.Fmt.
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if s, ok := f[0].(string); ok {
+				all[i] = fmt.Sprintf(s, f[1:]...)
+			}
+		}
+	}
 	h.l.Log(context.Background(), h.slogLevel(level), msg, all...)
 }
 

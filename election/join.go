@@ -27,12 +27,12 @@ const joinCallTimeout = 3 * time.Second
 func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 	c := n.cfg
 	self := Peer{ID: c.ID, Addr: string(c.Mux.Addr())}
-	discover, expect, once := c.Discover, c.BootstrapExpect, false
+	discover, expect := c.Discover, c.BootstrapExpect
 	switch {
 	case len(c.Peers) > 0:
 		peers := slices.Clone(c.Peers)
 		discover = func(context.Context) ([]Peer, error) { return peers, nil }
-		expect, once = 0, true
+		expect = 0
 		if slices.ContainsFunc(peers, func(p Peer) bool { return p.ID == self.ID }) {
 			expect = len(peers)
 		}
@@ -49,15 +49,20 @@ func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 		if a.joined {
 			// Bootstrapping with the peer's own initial configuration writes the very
 			// entry the leader would send, and lets this node campaign right away.
-			n.log.Info("joined running group", "bootstrap", a.boot)
+			if a.boot != nil {
+				n.log.Info("bootstrapping with a running member's initial configuration", "members", a.boot)
+			} else {
+				n.log.Info("admitted to running group")
+			}
 			return a.boot, nil
 		}
 		if !a.running && expect > 0 {
-			if boot := bootstrapSet(peers, expect); slices.Contains(boot, self) {
+			boot := bootstrapSet(peers, expect)
+			if i := slices.IndexFunc(boot, func(p Peer) bool { return p.ID == self.ID }); i >= 0 {
+				if boot[i] != self {
+					return nil, fmt.Errorf("election: group %q: peers list %s at %s but its Mux is at %s", c.Group, c.ID, boot[i].Addr, self.Addr)
+				}
 				return boot, nil
-			}
-			if once {
-				return nil, fmt.Errorf("election: group %q: Peers lists %s at another address than %s", c.Group, c.ID, self.Addr)
 			}
 		}
 		if err := n.pause(ctx, 250*time.Millisecond); err != nil {

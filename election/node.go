@@ -58,7 +58,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, done: make(chan struct{}), fanned: make(chan struct{}),
-		log: cfg.Logger.With("group", cfg.Group, "id", cfg.ID)}
+		log: cfg.Logger.With("group", cfg.Group, "node", cfg.ID)}
 	if err := n.openStores(); err != nil {
 		return nil, err
 	}

@@ -202,7 +202,10 @@ func TestFailoverTime(t *testing.T) {
 }
 
 func TestRestartAndLateJoin(t *testing.T) {
-	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	// Keep almost no log behind snapshots, so that the late member needs one.
+	timing := election.DefaultTiming()
+	timing.TrailingLogs = 1
+	c := electiontest.NewClusterTiming(t, 3, "g", electiontest.NewRecorder, timing)
 	leader := c.Leader(t)
 	i, f := follower(c, leader)
 	apply(t, leader, "1")
@@ -226,6 +229,9 @@ func TestRestartAndLateJoin(t *testing.T) {
 		t.Fatalf("restarted node entries = %v", got)
 	}
 	apply(t, f, "5")
+	if err := c.Leader(t).Raft().Snapshot().Error(); err != nil {
+		t.Fatalf("leader snapshot: %v", err)
+	}
 
 	j := c.AddNode(t)
 	if err := c.Nodes[j].ReadBarrier(ctxWait(t)); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -399,26 +400,34 @@ func (n *Node) server(ctx context.Context, id string) (*raft.Server, error) {
 	return nil, nil
 }
 
-// admit answers a join request from p. A member this node's configuration already has
-// (it was bootstrapped with it) needs nothing from the leader; while that configuration is
-// still the bootstrap one (index 1), it is returned so that p can bootstrap with the
-// identical entry. Anyone else is added as a voter by the leader.
+// admit answers a join request from p. A member already in this node's configuration
+// needs nothing from the leader; when it is also in the bootstrap entry (index 1, still in
+// the log), that configuration is returned so that p can bootstrap with the identical
+// entry and campaign at once. Anyone else is added as a voter by the leader.
 func (n *Node) admit(ctx context.Context, p Peer) ([]byte, error) {
+	has := func(c raft.Configuration) bool {
+		return slices.ContainsFunc(c.Servers, func(s raft.Server) bool {
+			return string(s.ID) == p.ID && string(s.Address) == p.Addr
+		})
+	}
 	f := n.Raft().GetConfiguration()
 	if err := wait(ctx, f); err != nil {
 		return nil, classify(err, false)
 	}
-	var boot []Peer
-	found := false
-	for _, s := range f.Configuration().Servers {
-		boot = append(boot, Peer{ID: string(s.ID), Addr: string(s.Address)})
-		found = found || string(s.ID) == p.ID && string(s.Address) == p.Addr
-	}
-	if !found {
+	if !has(f.Configuration()) {
 		return nil, n.AddVoter(ctx, p)
 	}
-	if f.Index() != 1 {
+	var first raft.Log
+	if err := n.logs.GetLog(1, &first); err != nil || first.Type != raft.LogConfiguration {
 		return nil, nil
+	}
+	c := raft.DecodeConfiguration(first.Data)
+	if !has(c) {
+		return nil, nil
+	}
+	var boot []Peer
+	for _, s := range c.Servers {
+		boot = append(boot, Peer{ID: string(s.ID), Addr: string(s.Address)})
 	}
 	return json.Marshal(boot)
 }
