@@ -129,13 +129,17 @@ func retryElsewhere(err error) bool {
 // partition, or one whose leader just died).
 const leaderWait = 5 * time.Second
 
+// readAttempt bounds one replica's answer to a read-only call before the next replica
+// is asked: a replica still catching up must not hold the request.
+const readAttempt = 2 * time.Second
+
 // onLeader runs op against the partition's leader: the broker the metadata names,
 // then whoever a broker points to, then the other replicas; while the partition has no
 // leader, it tries again for up to leaderWait.
 func (bc *brokerClient) onLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition, op func(b meta.Broker) error) error {
 	deadline := time.Now().Add(leaderWait)
 	for {
-		err := bc.onReplicas(ctx, view, replicaOrder(p), func(b meta.Broker) error {
+		err := bc.onReplicas(ctx, view, replicaOrder(p), false, func(b meta.Broker) error {
 			err := op(b)
 			if err == nil && b.ID != p.Leader {
 				bc.leaderSeen(p, b.ID)
@@ -153,7 +157,10 @@ func (bc *brokerClient) onLeader(ctx context.Context, view map[string]meta.Broke
 	}
 }
 
-func (bc *brokerClient) onReplicas(ctx context.Context, view map[string]meta.Broker, order []string, op func(b meta.Broker) error) error {
+// onReplicas tries op on the brokers in order (and on leaders they name) until one
+// answers. A readOnly op may also move on after any failure of the broker itself (a
+// timeout, a 5xx): asking again cannot do anything twice.
+func (bc *brokerClient) onReplicas(ctx context.Context, view map[string]meta.Broker, order []string, readOnly bool, op func(b meta.Broker) error) error {
 	tried := map[string]bool{}
 	var last error = errNoBroker
 	for len(order) > 0 && ctx.Err() == nil {
@@ -165,11 +172,11 @@ func (bc *brokerClient) onReplicas(ctx context.Context, view map[string]meta.Bro
 		}
 		tried[id] = true
 		err := op(b)
-		if !retryElsewhere(err) {
+		var be *brokerError
+		if !retryElsewhere(err) && !(readOnly && errors.As(err, &be) && be.status >= 500) {
 			return err
 		}
 		last = err
-		var be *brokerError
 		if errors.As(err, &be) && be.leader != "" && !tried[be.leader] {
 			order = append([]string{be.leader}, order...)
 		}
@@ -252,8 +259,10 @@ func (bc *brokerClient) size(ctx context.Context, view map[string]meta.Broker, p
 		order = append(order[k:], order[:k]...)
 	}
 	err := bc.withConsumer(ctx, view, p, consumer, func() error {
-		return bc.onReplicas(ctx, view, order, func(b meta.Broker) error {
-			return bc.call(ctx, b, http.MethodGet, "/size?"+q.Encode(), nil, &reply)
+		return bc.onReplicas(ctx, view, order, true, func(b meta.Broker) error {
+			actx, cancel := context.WithTimeout(ctx, readAttempt)
+			defer cancel()
+			return bc.call(actx, b, http.MethodGet, "/size?"+q.Encode(), nil, &reply)
 		})
 	})
 	return reply.Size, err
@@ -309,8 +318,10 @@ func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Par
 // replicaLeader asks p's replicas which broker leads it ("" while none does).
 func (bc *brokerClient) replicaLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition) (string, error) {
 	var st brokerReplicaStatus
-	err := bc.onReplicas(ctx, view, replicaOrder(p), func(b meta.Broker) error {
-		return bc.call(ctx, b, http.MethodGet, replicaPath(p), nil, &st)
+	err := bc.onReplicas(ctx, view, replicaOrder(p), true, func(b meta.Broker) error {
+		actx, cancel := context.WithTimeout(ctx, readAttempt)
+		defer cancel()
+		return bc.call(actx, b, http.MethodGet, replicaPath(p), nil, &st)
 	})
 	return st.Leader.ID, err
 }

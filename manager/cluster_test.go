@@ -19,6 +19,7 @@ import (
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/meta"
 	"github.com/quorumq/quorumq/manager/pgserver"
 	"github.com/quorumq/quorumq/manager/pgstore"
 )
@@ -401,5 +402,54 @@ func TestBrokerKilled(t *testing.T) {
 	var f Failure
 	if code := getJSON(m.http, q, &f); code != 404 || f.Code != CodeNoMessage {
 		t.Fatalf("consume past the end: %d %+v", code, f)
+	}
+
+	// The killed broker returns: alive again, and the replicas moved away while it was
+	// dead are deleted from it.
+	victim.proc = proctest.Start(t, victim.id, "broker", "--id", victim.id, "--data-dir", victim.dir,
+		"--raft", victim.raft, "--http", victim.http, "--consul", agent.HTTPAddr())
+	eventually(t, 60*time.Second, "returned broker alive and emptied", func() bool {
+		var r BrokersReply
+		var held struct {
+			Replicas []replicaStatus `json:"replicas"`
+		}
+		return getJSON(m.http, "/brokers", &r) == 200 && slices.ContainsFunc(r.Brokers, func(b meta.BrokerInfo) bool {
+			return b.ID == victim.id && b.State == meta.BrokerAlive
+		}) && getJSON(victim.http, "/replicas", &held) == 200 && len(held.Replicas) == 0
+	})
+
+	// Decommission a broker: its replicas move first, then it is released.
+	gone := brokers[2].id
+	if code := sendJSON("DELETE", c.managers[2].http, "/brokers/"+gone, "", nil); code != 202 {
+		t.Fatalf("decommission %s: %d", gone, code)
+	}
+	eventually(t, 60*time.Second, "decommissioned broker released", func() bool {
+		var r BrokersReply
+		return getJSON(m.http, "/brokers", &r) == 200 && slices.ContainsFunc(r.Brokers, func(b meta.BrokerInfo) bool {
+			return b.ID == gone && b.State == meta.BrokerReleased && b.Replicas == 0
+		})
+	})
+	if getJSON(m.http, "/topics/orders", &tr) != 200 {
+		t.Fatal("describe topic")
+	}
+	for _, p := range tr.Topic.Partitions {
+		if len(p.Replicas) != 3 || slices.Contains(p.Replicas, gone) {
+			t.Fatalf("after decommission: partition %+v", p)
+		}
+	}
+	for i := range 8 {
+		body := `{"topic":"orders","producer_id":` + itoa(pr.ProducerID) + `,"message":"late-` + itoa(uint64(i)) + `"}`
+		if code := sendJSON("POST", m.http, "/producer/produce", body, &f); code != 200 {
+			t.Fatalf("produce after decommission: %d %+v", code, f)
+		}
+	}
+	var sz SizeReply
+	if code := getJSON(m.http, "/size?topic=orders&consumer_id="+itoa(cr.ConsumerID), &sz); code != 200 || sz.Size != 8 {
+		for _, b := range brokers {
+			var raw json.RawMessage
+			getJSON(b.http, "/replicas", &raw)
+			t.Logf("replicas on %s: %s", b.id, raw)
+		}
+		t.Fatalf("size after decommission: %d %d, want 8", code, sz.Size)
 	}
 }

@@ -83,7 +83,7 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		case errors.Is(err, election.ErrUnknownOutcome):
 			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
 		}
-		if status >= 500 {
+		if status >= 500 && ae == nil {
 			logger.Warn("request failed", "method", c.Method(), "path", c.Path(), "status", status, "err", err)
 		}
 		return c.Status(status).JSON(f)

@@ -12,6 +12,10 @@ import (
 // discovery changed (a failed move is retried, a decommission proceeds).
 const reconcileEvery = time.Second
 
+// ensureEvery is how often the write manager checks that every alive broker holds the
+// replicas the metadata gives it (one listing per broker).
+const ensureEvery = 10 * time.Second
+
 // kickHealth asks the write manager's loop (if it runs here) to reconcile now.
 func (m *Manager) kickHealth() {
 	select {
@@ -33,10 +37,14 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 	seen := map[string]discovery.Member{}
 	tick := time.NewTicker(reconcileEvery / 2)
 	defer tick.Stop()
+	ensure := time.NewTicker(ensureEvery)
+	defer ensure.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-ensure.C:
+			m.ensureReplicas(ctx)
 		case members, ok := <-updates:
 			if !ok {
 				return
