@@ -251,7 +251,69 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 	}
 	t.Logf("%d messages over %d partitions: each consumed once, in order", total, len(consumed))
 
+	t.Run("batch-keys-resume", func(t *testing.T) { testBatchKeysResume(ctx, t, c) })
 	t.Run("cli", func(t *testing.T) { testCLI(t, cl) })
+}
+
+// testBatchKeysResume: SendBatch keeps each key on one partition in order, and a
+// consumer resumed by id continues where the first one stopped.
+func testBatchKeysResume(ctx context.Context, t *testing.T, c *Client) {
+	if err := c.Admin().CreateTopic(ctx, "keys", 2); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.NewProducer(ctx, "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for i := range 50 {
+		recs = append(recs, Record{Key: fmt.Sprint("k", i%5), Value: fmt.Sprintf("k%d-%02d", i%5, i)})
+	}
+	pos, err := p.SendBatch(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	where := map[string]Position{} // value → position
+	for i, r := range recs {
+		where[r.Value] = pos[i]
+	}
+	first, err := c.NewConsumer(ctx, "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := first.Poll(ctx, 10)
+	if err != nil || len(got) != 10 {
+		t.Fatalf("first Poll: %d messages, %v", len(got), err)
+	}
+	resumed, err := c.NewConsumer(ctx, "keys", WithConsumerID(first.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msgs, err := resumed.Poll(ctx, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		got = append(got, msgs...)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("first and resumed consumer read %d messages together, want %d", len(got), len(recs))
+	}
+	last := map[string]string{} // key → last value
+	for _, m := range got {
+		w, ok := where[m.Value]
+		if !ok || w.Partition != m.Partition || w.Offset != m.Offset {
+			t.Fatalf("%s read at %d/%d, SendBatch said %+v", m.Value, m.Partition, m.Offset, w)
+		}
+		k := m.Value[:2]
+		if m.Value <= last[k] {
+			t.Fatalf("%s after %s", m.Value, last[k])
+		}
+		last[k] = m.Value
+	}
 }
 
 // runCLI runs `quorumq args...` against the cluster to its end and returns its output.
