@@ -51,6 +51,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Group == "" || cfg.ID == "" || cfg.Mux == nil || cfg.FSM == nil {
 		return nil, errors.New("election: Config needs Group, ID, Mux and FSM")
 	}
+	if cfg.BootstrapExpect > 0 && cfg.Discover == nil {
+		return nil, errors.New("election: Config.BootstrapExpect needs Config.Discover")
+	}
 	if cfg.Timing == (Timing{}) {
 		cfg.Timing = DefaultTiming()
 	}

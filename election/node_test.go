@@ -177,6 +177,43 @@ func TestKillLeader(t *testing.T) {
 	}
 }
 
+func TestOpenRejectsIncompleteConfig(t *testing.T) {
+	mux := electiontest.NewMux(t, "")
+	valid := election.Config{Group: "g", ID: "a", DataDir: t.TempDir(), Mux: mux, FSM: &electiontest.Recorder{}}
+	for _, tc := range []struct {
+		name string
+		edit func(*election.Config)
+	}{
+		{"no group", func(c *election.Config) { c.Group = "" }},
+		{"no id", func(c *election.Config) { c.ID = "" }},
+		{"no mux", func(c *election.Config) { c.Mux = nil }},
+		{"no fsm", func(c *election.Config) { c.FSM = nil }},
+		{"no data dir", func(c *election.Config) { c.DataDir = "" }},
+		{"expect without discover", func(c *election.Config) { c.BootstrapExpect = 3 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := valid
+			tc.edit(&cfg)
+			if n, err := election.Open(ctxWait(t), cfg); err == nil {
+				n.Close()
+				t.Fatal("Open succeeded")
+			}
+		})
+	}
+	// The valid config is a group of one, which elects itself.
+	n, err := election.Open(ctxWait(t), valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.WaitLeader(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := n.Apply(ctxWait(t), []byte("solo")); err != nil || string(res) != "1" {
+		t.Fatalf("Apply on a group of one = %q, %v", res, err)
+	}
+}
+
 // TestFailoverTime reports (does not assert) how long a group takes to elect a new
 // leader after its leader is killed, with each Timing.
 func TestFailoverTime(t *testing.T) {
