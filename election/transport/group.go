@@ -124,9 +124,7 @@ func (g *GroupTransport) callMode(target raft.ServerAddress, rpc byte, mode send
 	if g.ctx.Err() != nil {
 		return raft.ErrTransportShutdown
 	}
-	req, err := encodeWith(args, func(payload []byte) ([]byte, error) {
-		return requestFrame(rpc, g.name, "", 0, payload)
-	})
+	req, err := raftRequestFrame(rpc, g.name, args)
 	if err != nil {
 		return err
 	}
@@ -146,7 +144,7 @@ func (g *GroupTransport) decodeResponse(target raft.ServerAddress, f frame, resp
 	if f.kind == kindError {
 		return remoteErr(target, g.name, "", f)
 	}
-	if err := decode(f.payload, resp); err != nil {
+	if err := decodePayload(f.payload, resp); err != nil {
 		return fmt.Errorf("transport: decode response from %s: %w", target, err)
 	}
 	return nil
@@ -227,7 +225,7 @@ func (g *GroupTransport) serveHeartbeat(c *conn, f frame) {
 		return
 	}
 	var req raft.AppendEntriesRequest
-	if err := decode(f.payload, &req); err != nil {
+	if err := decodePayload(f.payload, &req); err != nil {
 		c.close(fmt.Errorf("%w: heartbeat: %v", errBadFrame, err))
 		return
 	}
@@ -252,9 +250,7 @@ func (g *GroupTransport) reply(c *conn, id uint64, resp raft.RPCResponse, mode s
 		c.push(errorFrame(id, codeRaft, resp.Error.Error()), mode, nil)
 		return
 	}
-	b, err := encodeWith(resp.Response, func(payload []byte) ([]byte, error) {
-		return responseFrame(id, payload)
-	})
+	b, err := raftResponseFrame(id, resp.Response)
 	if err != nil {
 		b = errorFrame(id, codeRaft, err.Error())
 	}
@@ -277,7 +273,7 @@ func decodeCommand(f frame) (any, error) {
 	default:
 		return nil, fmt.Errorf("%w: rpc type %d is not a raft command", errBadFrame, f.rpc)
 	}
-	if err := decode(f.payload, cmd); err != nil {
+	if err := decodePayload(f.payload, cmd); err != nil {
 		return nil, fmt.Errorf("%w: decode rpc type %d: %v", errBadFrame, f.rpc, err)
 	}
 	return cmd, nil

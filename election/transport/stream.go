@@ -23,9 +23,7 @@ func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 	timeout := max(g.m.timeout, g.m.timeout*time.Duration(args.Size/snapshotTimeoutScale))
 	ctx, cancel := context.WithTimeout(g.ctx, timeout)
 	defer cancel()
-	b, err := encodeWith(args, func(payload []byte) ([]byte, error) {
-		return requestFrame(rpcInstallSnapshot, g.name, "", 0, payload)
-	})
+	b, err := raftRequestFrame(rpcInstallSnapshot, g.name, args)
 	if err != nil {
 		return err
 	}
@@ -63,7 +61,7 @@ func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 // reads the stream straight from it, then whatever raft left unread is skipped.
 func serveSnapshot(g *GroupTransport, c *conn, f frame, r *bufio.Reader) error {
 	var req raft.InstallSnapshotRequest
-	if err := decode(f.payload, &req); err != nil {
+	if err := decodePayload(f.payload, &req); err != nil {
 		return fmt.Errorf("%w: snapshot request: %v", errBadFrame, err)
 	}
 	if req.Size < 0 {
@@ -130,9 +128,7 @@ func (f *appendFuture) Response() *raft.AppendEntriesResponse { return f.resp }
 
 // AppendEntries implements raft.AppendPipeline; it blocks while the pipeline is full.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	b, err := encodeWith(args, func(payload []byte) ([]byte, error) {
-		return requestFrame(rpcAppendEntries, p.g.name, "", 0, payload)
-	})
+	b, err := raftRequestFrame(rpcAppendEntries, p.g.name, args)
 	if err != nil {
 		return nil, err
 	}

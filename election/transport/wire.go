@@ -13,7 +13,7 @@ import (
 
 // Every connection starts with this preamble so a stray client (or a port
 // scanner) is told apart from a peer before any frame is trusted.
-const preamble = "QMQT\x01"
+const preamble = "QMQT\x02"
 
 // A frame is [uint32 length][kind][uint64 id] followed by, per kind:
 //
@@ -179,6 +179,29 @@ func requestFrame(rpc byte, group, method string, timeoutMs uint64, payload []by
 	return finishFrame(append(b, payload...))
 }
 
+// raftRequestFrame builds the request frame of a raft RPC; conn.start stamps its id.
+func raftRequestFrame(rpc byte, group string, args any) ([]byte, error) {
+	b := make([]byte, 0, 32+len(group)+payloadSize(args))
+	b = startFrame(b, kindRequest, 0)
+	b = append(b, rpc)
+	b = appendString(b, group)
+	b, err := appendPayload(b, args)
+	if err != nil {
+		return nil, err
+	}
+	return finishFrame(b)
+}
+
+func raftResponseFrame(id uint64, resp any) ([]byte, error) {
+	b := make([]byte, 0, 16+payloadSize(resp))
+	b = startFrame(b, kindResponse, id)
+	b, err := appendPayload(b, resp)
+	if err != nil {
+		return nil, err
+	}
+	return finishFrame(b)
+}
+
 func responseFrame(id uint64, payload []byte) ([]byte, error) {
 	b := make([]byte, 0, 16+len(payload))
 	b = startFrame(b, kindResponse, id)
@@ -204,19 +227,18 @@ var (
 	decoders      = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, msgpackHandle) }}
 )
 
-// encoder keeps its output buffer between uses; frames copy out of it.
+// encoder keeps its output buffer between uses.
 type encoder struct {
 	enc *codec.Encoder
 	buf []byte
 }
 
-// encodeWith encodes v into a pooled buffer and hands it to build, which
-// must copy what it keeps.
-func encodeWith(v any, build func(payload []byte) ([]byte, error)) ([]byte, error) {
+// appendMsgpack appends v's msgpack encoding to b.
+func appendMsgpack(b []byte, v any) ([]byte, error) {
 	e := encoders.Get().(*encoder)
 	defer func() {
 		if cap(e.buf) > 64<<10 {
-			e.buf = nil // don't pin one big entry's buffer
+			e.buf = nil // don't pin one big message's buffer
 		}
 		encoders.Put(e)
 	}()
@@ -228,10 +250,10 @@ func encodeWith(v any, build func(payload []byte) ([]byte, error)) ([]byte, erro
 	if err := e.enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("transport: encode %T: %w", v, err)
 	}
-	return build(e.buf)
+	return append(b, e.buf...), nil
 }
 
-func decode(b []byte, v any) error {
+func decodeMsgpack(b []byte, v any) error {
 	dec := decoders.Get().(*codec.Decoder)
 	dec.ResetBytes(b)
 	err := dec.Decode(v)

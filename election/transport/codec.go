@@ -1,0 +1,225 @@
+package transport
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// AppendEntries requests and responses are nearly all the traffic (every
+// heartbeat, every replicated batch), and msgpack's reflection was the
+// largest cost of an idle group after syscalls, so these two are encoded by
+// hand; the rare RPCs stay msgpack. TestHandCodecCoversRaftStructs fails if a
+// raft upgrade adds fields this codec would drop.
+
+// appendPayload appends v's encoding to b.
+func appendPayload(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case *raft.AppendEntriesRequest:
+		return appendAppendRequest(b, v), nil
+	case *raft.AppendEntriesResponse:
+		return appendAppendResponse(b, v), nil
+	}
+	return appendMsgpack(b, v)
+}
+
+// decodePayload decodes b into v; byte slices in v may alias b.
+func decodePayload(b []byte, v any) error {
+	switch v := v.(type) {
+	case *raft.AppendEntriesRequest:
+		r := reader{b: b}
+		r.appendRequest(v)
+		return r.done()
+	case *raft.AppendEntriesResponse:
+		r := reader{b: b}
+		r.appendResponse(v)
+		return r.done()
+	}
+	return decodeMsgpack(b, v)
+}
+
+// payloadSize guesses the encoded size of v to size a frame in one allocation.
+func payloadSize(v any) int {
+	n := 64
+	if req, ok := v.(*raft.AppendEntriesRequest); ok {
+		n += len(req.ID) + len(req.Addr) + len(req.Leader)
+		for _, l := range req.Entries {
+			n += 48 + len(l.Data) + len(l.Extensions)
+		}
+	}
+	return n
+}
+
+func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+
+// appendBytes writes len+1 then the bytes, 0 for nil: raft tells nil from
+// empty (a heartbeat is recognised by a non-nil leader address).
+func appendBytes(b, v []byte) []byte {
+	if v == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(v))+1)
+	return append(b, v...)
+}
+
+func appendHeader(b []byte, h *raft.RPCHeader) []byte {
+	b = binary.AppendVarint(b, int64(h.ProtocolVersion))
+	b = appendBytes(b, h.ID)
+	return appendBytes(b, h.Addr)
+}
+
+func appendAppendRequest(b []byte, r *raft.AppendEntriesRequest) []byte {
+	b = appendHeader(b, &r.RPCHeader)
+	b = appendUvarint(b, r.Term)
+	b = appendBytes(b, r.Leader) //nolint:staticcheck // still sent for older raft versions
+	b = appendUvarint(b, r.PrevLogEntry)
+	b = appendUvarint(b, r.PrevLogTerm)
+	b = appendUvarint(b, r.LeaderCommitIndex)
+	if r.Entries == nil {
+		b = append(b, 0)
+	} else {
+		b = appendUvarint(b, uint64(len(r.Entries))+1)
+	}
+	for _, l := range r.Entries {
+		b = appendUvarint(b, l.Index)
+		b = appendUvarint(b, l.Term)
+		b = append(b, byte(l.Type))
+		b = appendBytes(b, l.Data)
+		b = appendBytes(b, l.Extensions)
+		if l.AppendedAt.IsZero() {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = binary.AppendVarint(b, l.AppendedAt.UnixNano())
+		}
+	}
+	return b
+}
+
+func appendAppendResponse(b []byte, r *raft.AppendEntriesResponse) []byte {
+	b = appendHeader(b, &r.RPCHeader)
+	b = appendUvarint(b, r.Term)
+	b = appendUvarint(b, r.LastLog)
+	var flags byte
+	if r.Success {
+		flags |= 1
+	}
+	if r.NoRetryBackoff {
+		flags |= 2
+	}
+	return append(b, flags)
+}
+
+// reader decodes with bounds checks: the first problem sticks in err and
+// every later read returns zero values.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: bad %s", errBadFrame, what)
+	}
+	r.b = nil
+}
+
+func (r *reader) done() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("payload length")
+	}
+	return r.err
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint(what string) int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte(what string) byte {
+	if len(r.b) < 1 {
+		r.fail(what)
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) bytes(what string) []byte {
+	n := r.uvarint(what)
+	if n == 0 {
+		return nil
+	}
+	if n-1 > uint64(len(r.b)) {
+		r.fail(what)
+		return nil
+	}
+	v := r.b[: n-1 : n-1]
+	r.b = r.b[n-1:]
+	return v
+}
+
+func (r *reader) header(h *raft.RPCHeader) {
+	h.ProtocolVersion = raft.ProtocolVersion(r.varint("protocol version"))
+	h.ID = r.bytes("id")
+	h.Addr = r.bytes("addr")
+}
+
+func (r *reader) appendRequest(req *raft.AppendEntriesRequest) {
+	r.header(&req.RPCHeader)
+	req.Term = r.uvarint("term")
+	req.Leader = r.bytes("leader") //nolint:staticcheck // still sent for older raft versions
+	req.PrevLogEntry = r.uvarint("prev log entry")
+	req.PrevLogTerm = r.uvarint("prev log term")
+	req.LeaderCommitIndex = r.uvarint("commit index")
+	n := r.uvarint("entry count")
+	if n == 0 {
+		return
+	}
+	// Each entry takes at least 6 bytes, which bounds what a lying count can allocate.
+	if n-1 > uint64(len(r.b))/6 {
+		r.fail("entry count")
+		return
+	}
+	req.Entries = make([]*raft.Log, n-1)
+	logs := make([]raft.Log, n-1)
+	for i := range logs {
+		l := &logs[i]
+		l.Index = r.uvarint("entry index")
+		l.Term = r.uvarint("entry term")
+		l.Type = raft.LogType(r.byte("entry type"))
+		l.Data = r.bytes("entry data")
+		l.Extensions = r.bytes("entry extensions")
+		if r.byte("entry time") == 1 {
+			l.AppendedAt = time.Unix(0, r.varint("entry time"))
+		}
+		req.Entries[i] = l
+	}
+}
+
+func (r *reader) appendResponse(resp *raft.AppendEntriesResponse) {
+	r.header(&resp.RPCHeader)
+	resp.Term = r.uvarint("term")
+	resp.LastLog = r.uvarint("last log")
+	flags := r.byte("flags")
+	resp.Success = flags&1 != 0
+	resp.NoRetryBackoff = flags&2 != 0
+}
