@@ -26,6 +26,9 @@ func (m *Manager) newApp() *fiber.App {
 		ErrorHandler:          errorHandler(m.log),
 		ReadTimeout:           30 * time.Second,
 	})
+	mt := newMetrics(m)
+	app.Use(mt.middleware)
+	app.Get("/metrics", mt.handler())
 	app.Get("/healthz", m.healthz)
 	app.Post("/topics", m.createTopic)
 	app.Get("/topics", m.listTopics)

@@ -176,6 +176,19 @@ func TestAPI(t *testing.T) {
 		})
 	}
 
+	resp, err := http.Get("http://" + m.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"quorumq_manager_is_write_manager 1", "quorumq_topics 1", `quorumq_brokers{state="alive"} 3`,
+		`quorumq_manager_http_requests_total{code="409",method="POST",route="/topics"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, body)
+		}
+	}
+
 	var mr ManagersReply
 	if call(t, m, "GET", "/managers", "", &mr); mr.WriteManager != "m1" || len(mr.Managers) != 1 || mr.Managers[0].HTTPAddr == "" {
 		t.Fatalf("managers %+v", mr)
