@@ -256,8 +256,31 @@ func TestManagerProcesses(t *testing.T) {
 		}
 	}
 
+	// A planned stop (SIGTERM) of the write manager hands its role over.
+	current := c.byID(settled)
+	stopped := time.Now()
+	if err := current.proc.Stop(); err != nil {
+		t.Errorf("stop %s: %v", current.id, err)
+	}
+	var handedTo string
+	eventually(t, 30*time.Second, "a write manager after a planned stop", func() bool {
+		for _, m := range c.managers {
+			if m != current {
+				if w := writeManager(m); w != "" && w != current.id {
+					handedTo = w
+					return true
+				}
+			}
+		}
+		return false
+	})
+	t.Logf("write manager %s stopped with SIGTERM: %s writes after %v (includes the process's exit)", current.id, handedTo, time.Since(stopped))
+
 	// Stop every manager and start them again: the same metadata, nothing applied twice.
 	for _, m := range c.managers {
+		if m == current {
+			continue
+		}
 		if err := m.proc.Stop(); err != nil {
 			t.Errorf("stop %s: %v", m.id, err)
 		}

@@ -204,6 +204,13 @@ func (m *Manager) Run(ctx context.Context) error {
 func (m *Manager) close() {
 	m.app.ShutdownWithTimeout(2 * time.Second)
 	if n := m.Node(); n != nil {
+		if n.IsLeader() {
+			// A planned stop hands the write manager's role over at once instead of
+			// leaving the others to time out first.
+			if err := n.Raft().LeadershipTransfer().Error(); err != nil {
+				m.log.Warn("leadership transfer on shutdown", "err", err)
+			}
+		}
 		n.Close()
 	}
 	m.wg.Wait()
