@@ -131,6 +131,9 @@ func TestAPI(t *testing.T) {
 	}
 
 	pid, cid := itoa(pr.ProducerID), itoa(cr.ConsumerID)
+	if code := call(t, m, "POST", "/topics", `{"name":"other"}`, nil); code != 201 {
+		t.Fatalf("create other: %d", code)
+	}
 	cases := []struct {
 		name, method, path, body string
 		status                   int
@@ -162,6 +165,16 @@ func TestAPI(t *testing.T) {
 		{"consume unknown topic", "GET", "/consumer/consume?topic=nope&consumer_id=" + cid, ``, 404, CodeUnknownTopic},
 		{"consume nothing left", "GET", "/consumer/consume" + q, ``, 404, CodeNoMessage},
 		{"size unknown consumer", "GET", "/size?topic=orders&consumer_id=999", ``, 404, CodeUnknownConsumer},
+		{"size no topic", "GET", "/size?consumer_id=" + cid, ``, 400, CodeInvalid},
+		{"size bad consumer id", "GET", "/size?topic=orders&consumer_id=-1", ``, 400, CodeInvalid},
+		{"size bad partition", "GET", "/size?topic=orders&consumer_id=" + cid + "&partition=x", ``, 400, CodeInvalid},
+		{"size missing partition", "GET", "/size?topic=orders&consumer_id=" + cid + "&partition=9", ``, 404, CodeNotFound},
+		{"consume other topic", "GET", "/consumer/consume?topic=other&consumer_id=" + cid, ``, 400, CodeInvalid},
+		{"consume bad offset", "GET", "/consumer/consume" + q + "&offset=-3", ``, 400, CodeInvalid},
+		{"produce other topic", "POST", "/producer/produce", `{"topic":"other","producer_id":` + pid + `,"message":"x"}`, 400, CodeInvalid},
+		{"grow negative", "POST", "/topics/orders/partitions", `{"count":-2}`, 400, CodeInvalid},
+		{"grow too much", "POST", "/topics/orders/partitions", `{"count":5000}`, 400, CodeInvalid},
+		{"wrong method", "PUT", "/topics", `{}`, 404, CodeNotFound},
 		{"size bad max", "GET", "/consumer/consume" + q + "&max=0", ``, 400, CodeInvalid},
 		{"decommission unknown", "DELETE", "/brokers/b9", ``, 404, CodeUnknownBroker},
 		{"no such endpoint", "GET", "/nope", ``, 404, CodeNotFound},
@@ -182,7 +195,7 @@ func TestAPI(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"quorumq_manager_is_write_manager 1", "quorumq_topics 1", `quorumq_brokers{state="alive"} 3`,
+	for _, want := range []string{"quorumq_manager_is_write_manager 1", "quorumq_topics 2", `quorumq_brokers{state="alive"} 3`,
 		`quorumq_manager_http_requests_total{code="409",method="POST",route="/topics"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)

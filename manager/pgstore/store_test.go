@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -163,5 +165,44 @@ func TestSnapshotRestoreReset(t *testing.T) {
 	empty := open(t, pg.DSN("empty"))
 	if b.AppliedIndex() != 0 || dump(t, b) != dump(t, empty) {
 		t.Fatal("reset left data")
+	}
+}
+
+// An entry applied while PostgreSQL is down waits for it and lands exactly once.
+func TestApplyWaitsForPostgres(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "pg")
+	pg, err := pgserver.Start(ctx, pgserver.Config{DataDir: dir, NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Stop() })
+	s := open(t, pg.DSN("m1"))
+	apply(t, s, 1, history[0])
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan meta.Result, 1)
+	go func() { done <- apply(t, s, 2, meta.CreateTopic{Name: "late", Partitions: 1, Replication: 1}) }()
+	select {
+	case <-done:
+		t.Fatal("apply returned while PostgreSQL was down")
+	case <-time.After(500 * time.Millisecond):
+	}
+	pg2, err := pgserver.Start(ctx, pgserver.Config{DataDir: dir, Port: pg.Port(), NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg2.Stop() })
+	select {
+	case r := <-done:
+		if r.Err != nil || r.Topic == nil || r.Topic.Name != "late" {
+			t.Fatalf("result %+v", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("apply did not finish after PostgreSQL came back")
+	}
+	if got, want := dump(t, s), memory(t, s); got != want || s.AppliedIndex() != 2 {
+		t.Fatalf("after the outage: applied %d, tables\n%s\nmemory\n%s", s.AppliedIndex(), got, want)
 	}
 }
