@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -63,9 +65,17 @@ const (
 type call struct {
 	done    chan struct{}
 	started time.Time
+	expires bool  // a raft RPC: the reaper fails it after the Mux timeout
 	f       frame // the response or error frame
 	err     error // transport failure
 }
+
+var (
+	// errNoAnswer fails raft RPCs the peer did not answer within the Mux timeout.
+	errNoAnswer = fmt.Errorf("no answer within the transport timeout: %w", os.ErrDeadlineExceeded)
+	// errUnresponsive closes a conn on which nothing arrived for a whole timeout.
+	errUnresponsive = fmt.Errorf("peer unresponsive: %w", os.ErrDeadlineExceeded)
+)
 
 func newConn(m *Mux, nc net.Conn, outgoing bool) *conn {
 	ctx, cancel := context.WithCancel(m.ctx)
@@ -220,9 +230,11 @@ func (c *conn) writeBatch(batch [][]byte) error {
 	return c.w.Flush()
 }
 
-// start registers a call and sends its request frame, stamped with the call's id.
+// start registers a call and sends its request frame, stamped with the
+// call's id. from is the raft group making the call, if any: its calls expire
+// after the Mux timeout (Call relies on its ctx instead).
 func (c *conn) start(b []byte, mode sendMode, from *GroupTransport) (*call, uint64, error) {
-	cl := &call{done: make(chan struct{}), started: time.Now()}
+	cl := &call{done: make(chan struct{}), started: time.Now(), expires: from != nil}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -247,14 +259,46 @@ func (c *conn) forget(id uint64) {
 	c.mu.Unlock()
 }
 
-// abandon gives up on a call whose caller stopped waiting. If nothing at all
-// arrived on the conn since the call went out and it has waited a full
-// timeout, the peer is treated as gone so later calls redial instead of
-// queueing behind a dead socket.
+// abandon gives up on a call whose caller stopped waiting.
 func (c *conn) abandon(id uint64, cl *call) {
 	c.forget(id)
-	if time.Since(cl.started) >= c.m.timeout && c.lastRead.Load() < cl.started.UnixNano() {
-		c.close(errors.New("peer unresponsive"))
+	c.checkAlive(cl.started)
+}
+
+// checkAlive closes the conn if a call sent at started waited a full timeout
+// while nothing at all arrived on the conn: the peer is treated as gone so
+// later calls redial instead of queueing behind a dead socket.
+func (c *conn) checkAlive(started time.Time) {
+	if time.Since(started) >= c.m.timeout && c.lastRead.Load() < started.UnixNano() {
+		c.close(errUnresponsive)
+	}
+}
+
+// reap fails the raft RPCs that have waited longer than the Mux timeout. One
+// sweep per conn replaces a timer per RPC, which idle heartbeats paid for.
+func (c *conn) reap(now time.Time) {
+	var expired []*call
+	c.mu.Lock()
+	for id, cl := range c.pending {
+		if cl.expires && now.Sub(cl.started) >= c.m.timeout {
+			delete(c.pending, id)
+			expired = append(expired, cl)
+		}
+	}
+	c.mu.Unlock()
+	if len(expired) == 0 {
+		return
+	}
+	oldest := now
+	for _, cl := range expired {
+		if cl.started.Before(oldest) {
+			oldest = cl.started
+		}
+	}
+	c.checkAlive(oldest) // first, so the callers told to retry get a new conn
+	for _, cl := range expired {
+		cl.err = errNoAnswer
+		close(cl.done)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -237,5 +238,61 @@ func TestGroupClose(t *testing.T) {
 	ga.Close()
 	if err := appendOne(ga, b.Addr()); !errors.Is(err, raft.ErrTransportShutdown) {
 		t.Fatalf("closed sender: got %v, want ErrTransportShutdown", err)
+	}
+}
+
+// TestUnansweredRPCsExpire: a peer that accepts and reads but never answers
+// fails raft RPCs after the timeout, and its silent connection is replaced.
+func TestUnansweredRPCsExpire(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 10)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			go io.Copy(io.Discard, nc)
+		}
+	}()
+	m, err := New(Config{BindAddr: "127.0.0.1:0", Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	g := openGroup(t, m, "g")
+	target := raft.ServerAddress(ln.Addr().String())
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"heartbeat", func() error { return heartbeat(g, target) }},
+		{"append", func() error { return appendOne(g, target) }},
+		{"pipeline", func() error {
+			p, err := g.AppendEntriesPipeline("x", target)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse)); err != nil {
+				return err
+			}
+			return (<-p.Consumer()).Error()
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := waitErr(t, tc.name, tc.call); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("got %v, want a deadline error", err)
+			}
+		})
+	}
+	if len(accepted) < 2 {
+		t.Fatalf("the silent connection was not replaced (%d accepted)", len(accepted))
 	}
 }

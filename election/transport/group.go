@@ -128,9 +128,7 @@ func (g *GroupTransport) callMode(target raft.ServerAddress, rpc byte, mode send
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.m.timeout)
-	defer cancel()
-	f, err := g.m.roundTrip(ctx, target, req, mode, g)
+	f, err := g.m.roundTrip(g.ctx, target, req, mode, g) // the reaper bounds the wait
 	if err != nil {
 		if g.ctx.Err() != nil {
 			return raft.ErrTransportShutdown

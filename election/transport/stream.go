@@ -136,7 +136,7 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if err != nil {
 		return nil, err
 	}
-	cl, id, err := c.start(b, sendNow, nil)
+	cl, id, err := c.start(b, sendNow, p.g)
 	if err != nil {
 		return nil, fmt.Errorf("transport: send to %s: %w", p.target, err)
 	}
@@ -185,19 +185,13 @@ func (p *pipeline) decodeLoop() {
 
 // wait fills in fut's outcome; false means the pipeline was closed meanwhile.
 func (p *pipeline) wait(fut *appendFuture) bool {
-	timer := time.NewTimer(p.g.m.timeout - time.Since(fut.start))
-	defer timer.Stop()
 	select {
-	case <-fut.cl.done:
+	case <-fut.cl.done: // or failed by the reaper after the Mux timeout
 		if fut.cl.err != nil {
-			fut.err = fmt.Errorf("transport: connection to %s: %w", p.target, fut.cl.err)
+			fut.err = fmt.Errorf("transport: append to %s: %w", p.target, fut.cl.err)
 		} else {
 			fut.err = p.g.decodeResponse(p.target, fut.cl.f, fut.resp)
 		}
-		return true
-	case <-timer.C:
-		fut.c.abandon(fut.id, fut.cl)
-		fut.err = fmt.Errorf("transport: append to %s timed out after %s", p.target, p.g.m.timeout)
 		return true
 	case <-p.closed:
 	case <-p.g.ctx.Done():

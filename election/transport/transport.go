@@ -117,8 +117,9 @@ func New(cfg Config) (*Mux, error) {
 		peers:       make(map[raft.ServerAddress]*peer),
 		conns:       make(map[*conn]struct{}),
 	}
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.acceptLoop()
+	go m.reapLoop()
 	return m, nil
 }
 
@@ -185,13 +186,25 @@ func (m *Mux) Call(ctx context.Context, addr raft.ServerAddress, group, method s
 	}
 	if f.kind == kindError {
 		err := remoteErr(addr, group, method, f)
-		if ctx.Err() != nil {
+		if cerr := ctxErr(ctx); cerr != nil {
 			// The handler's context ended with ours: report it as ours too.
-			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+			err = fmt.Errorf("%w: %w", cerr, err)
 		}
 		return nil, err
 	}
 	return f.payload, nil
+}
+
+// ctxErr is ctx.Err(), counting a deadline as passed even before ctx's own
+// timer has fired (it may run late on a loaded machine).
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // roundTrip sends one request to addr and waits for its response or error frame.
@@ -207,6 +220,9 @@ func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte
 	}
 	select {
 	case <-cl.done:
+		if errors.Is(cl.err, errNoAnswer) {
+			return frame{}, fmt.Errorf("transport: %s: %w", addr, cl.err)
+		}
 		if cl.err != nil {
 			return frame{}, fmt.Errorf("transport: connection to %s: %w", addr, cl.err)
 		}
@@ -279,6 +295,32 @@ func (m *Mux) acceptLoop() {
 		delay = 0
 		m.wg.Add(1)
 		go m.serveConn(nc)
+	}
+}
+
+// reapLoop expires unanswered raft RPCs; a tenth of the timeout is precise
+// enough and costs nothing measurable when idle.
+func (m *Mux) reapLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(min(max(m.timeout/10, 10*time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case now := <-t.C:
+			m.mu.RLock()
+			conns := make([]*conn, 0, len(m.conns))
+			for c := range m.conns {
+				if c.outgoing {
+					conns = append(conns, c)
+				}
+			}
+			m.mu.RUnlock()
+			for _, c := range conns {
+				c.reap(now)
+			}
+		}
 	}
 }
 
