@@ -34,7 +34,7 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 		return
 	}
 	badSince := map[string]time.Time{} // brokers not passing, since when
-	seen := map[string]discovery.Member{}
+	var seen map[string]discovery.Member // nil until discovery has answered once
 	tick := time.NewTicker(reconcileEvery / 2)
 	defer tick.Stop()
 	ensure := time.NewTicker(ensureEvery)
@@ -70,7 +70,9 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 		case <-tick.C:
 		case <-m.kick:
 		}
-		m.reconcile(ctx, seen, badSince)
+		if seen != nil {
+			m.reconcile(ctx, seen, badSince)
+		}
 	}
 }
 
@@ -83,6 +85,15 @@ func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Membe
 			brokers[id] = *b
 		}
 	})
+	for id, b := range brokers {
+		if _, listed := seen[id]; !listed && b.State != meta.BrokerDead && b.State != meta.BrokerReleased {
+			if _, bad := badSince[id]; !bad {
+				// Known but not registered at all (it died while no write manager
+				// watched, and Consul dropped it): as good as critical from now.
+				badSince[id] = time.Now()
+			}
+		}
+	}
 	for id, mb := range seen {
 		if mb.Health != discovery.Passing {
 			continue

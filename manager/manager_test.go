@@ -275,4 +275,10 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 			t.Fatalf("after decommission: %+v", p)
 		}
 	}
+
+	// A broker that vanishes from discovery altogether counts as critical.
+	if err := d.Deregister(t.Context(), discovery.ServiceBroker, "b1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "deregistered b1 dead", func() bool { return brokerStates(t, m)["b1"].State == meta.BrokerDead })
 }
