@@ -118,6 +118,11 @@ func TestAPI(t *testing.T) {
 	if call(t, m, "GET", "/size"+q, "", &sz); sz.Size != 6 {
 		t.Fatalf("size %d, want 6", sz.Size)
 	}
+	// Seed-style clients send the parameters of a GET as a JSON body.
+	var szBody SizeReply
+	if code := call(t, m, "GET", "/size", `{"topic":"orders","consumer_id":`+itoa(cr.ConsumerID)+`}`, &szBody); code != 200 || szBody.Size != 6 {
+		t.Fatalf("size with a JSON body: %d %d", code, szBody.Size)
+	}
 	got := map[string]bool{}
 	for range 6 {
 		var c ConsumeReply
@@ -176,6 +181,8 @@ func TestAPI(t *testing.T) {
 		{"grow too much", "POST", "/topics/orders/partitions", `{"count":5000}`, 400, CodeInvalid},
 		{"wrong method", "PUT", "/topics", `{}`, 404, CodeNotFound},
 		{"size bad max", "GET", "/consumer/consume" + q + "&max=0", ``, 400, CodeInvalid},
+		{"consume malformed body", "GET", "/consumer/consume", `{"topic":`, 400, CodeInvalid},
+		{"consume body unknown consumer", "GET", "/consumer/consume", `{"topic":"orders","consumer_id":77}`, 404, CodeUnknownConsumer},
 		{"decommission unknown", "DELETE", "/brokers/b9", ``, 404, CodeUnknownBroker},
 		{"no such endpoint", "GET", "/nope", ``, 404, CodeNotFound},
 	}

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"hash/fnv"
 	"net/http"
@@ -124,32 +125,55 @@ type consumerQuery struct {
 	max       int
 }
 
+// consumerParams returns how to read consume/size parameters: from the query string,
+// or, for seed-style clients that send a JSON body with their GET, from that body.
+func consumerParams(c *fiber.Ctx) (func(string) string, error) {
+	if c.Query("topic") != "" || len(c.Body()) == 0 {
+		return func(k string) string { return c.Query(k) }, nil
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(c.Body(), &body); err != nil {
+		return nil, badRequest("request body is not a JSON object: %v", err)
+	}
+	return func(k string) string {
+		var s string
+		if json.Unmarshal(body[k], &s) == nil {
+			return s
+		}
+		return string(body[k])
+	}, nil
+}
+
 func parseConsumerQuery(c *fiber.Ctx) (consumerQuery, error) {
-	q := consumerQuery{topic: c.Query("topic"), max: 1}
+	param, err := consumerParams(c)
+	if err != nil {
+		return consumerQuery{}, err
+	}
+	q := consumerQuery{topic: param("topic"), max: 1}
 	if q.topic == "" {
 		return q, badRequest(`query parameter "topic" is required`)
 	}
-	raw := c.Query("consumer_id")
+	raw := param("consumer_id")
 	id, err := strconv.ParseUint(raw, 10, 64)
 	if err != nil {
 		return q, badRequest("query parameter consumer_id must be a consumer id (a number), got %q", raw)
 	}
 	q.id = id
-	if v := c.Query("partition"); v != "" {
+	if v := param("partition"); v != "" {
 		p, err := strconv.Atoi(v)
 		if err != nil {
 			return q, badRequest("query parameter partition must be a number, got %q", v)
 		}
 		q.partition = &p
 	}
-	if v := c.Query("offset"); v != "" {
+	if v := param("offset"); v != "" {
 		o, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			return q, badRequest("query parameter offset must be a non-negative number, got %q", v)
 		}
 		q.offset = &o
 	}
-	if v := c.Query("max"); v != "" {
+	if v := param("max"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 10000 {
 			return q, badRequest("query parameter max must be between 1 and 10000, got %q", v)
