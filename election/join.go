@@ -138,6 +138,35 @@ func (n *Node) askToJoin(ctx context.Context, self Peer, peers []Peer) joinAnswe
 	return sum
 }
 
+// announceAddress runs when a member restarts on its state: if its Mux now listens at
+// another address than its configuration records (a new container IP), the others still
+// dial the old one, so it asks them to admit it again, which makes the leader record the
+// new address.
+func (n *Node) announceAddress() {
+	self := Peer{ID: n.cfg.ID, Addr: string(n.cfg.Mux.Addr())}
+	for {
+		var others []Peer
+		moved := false
+		for _, s := range n.Raft().GetConfiguration().Configuration().Servers {
+			if string(s.ID) == self.ID {
+				moved = string(s.Address) != self.Addr
+			} else {
+				others = append(others, Peer{ID: string(s.ID), Addr: string(s.Address)})
+			}
+		}
+		if !moved {
+			return
+		}
+		if a := n.askToJoin(n.ctx, self, others); a.joined {
+			n.log.Info("announced new raft address", "addr", self.Addr)
+			return
+		}
+		if n.pause(n.ctx, time.Second) != nil {
+			return
+		}
+	}
+}
+
 // DiscoverService lists the healthy instances of service as peers, with the raft address
 // each one publishes in Meta["raft_addr"]; instances without one are skipped.
 func DiscoverService(r discovery.Resolver, service string) func(ctx context.Context) ([]Peer, error) {

@@ -34,6 +34,9 @@ type Node struct {
 	// term committed; until then its commit index may trail what earlier leaders committed.
 	readyTerm atomic.Uint64
 
+	ctx    context.Context // ends at Close, for background work
+	cancel context.CancelFunc
+
 	mu        sync.Mutex
 	subs      []chan bool
 	isLeader  bool
@@ -62,6 +65,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, done: make(chan struct{}), fanned: make(chan struct{}),
 		log: cfg.Logger.With("group", cfg.Group, "node", cfg.ID)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.openStores(); err != nil {
 		return nil, err
 	}
@@ -72,6 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.registerHandlers()
 	if err := n.start(ctx); err != nil {
+		n.cancel()
 		n.unregisterHandlers()
 		n.trans.Close()
 		n.closer()
@@ -165,6 +170,9 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.raft.Store(r)
 	go n.fanOut(r)
+	if has {
+		go n.announceAddress()
+	}
 	return nil
 }
 
@@ -313,6 +321,7 @@ func (n *Node) Close() error {
 		n.closed = true
 		close(n.done)
 		n.mu.Unlock()
+		n.cancel()
 		var errs []error
 		if r := n.Raft(); r != nil {
 			errs = append(errs, r.Shutdown().Error())

@@ -222,7 +222,7 @@ func TestFailoverTime(t *testing.T) {
 		timing election.Timing
 	}{{"default", election.DefaultTiming()}, {"idle", election.IdleTiming()}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := electiontest.NewClusterTiming(t, 3, "g", electiontest.NewRecorder, tc.timing)
+			c := electiontest.NewClusterWith(t, 3, "g", electiontest.NewRecorder, electiontest.Options{Timing: tc.timing})
 			var took []time.Duration
 			for range 3 {
 				old := c.Leader(t)
@@ -242,7 +242,7 @@ func TestRestartAndLateJoin(t *testing.T) {
 	// Keep almost no log behind snapshots, so that the late member needs one.
 	timing := election.DefaultTiming()
 	timing.TrailingLogs = 1
-	c := electiontest.NewClusterTiming(t, 3, "g", electiontest.NewRecorder, timing)
+	c := electiontest.NewClusterWith(t, 3, "g", electiontest.NewRecorder, electiontest.Options{Timing: timing})
 	leader := c.Leader(t)
 	i, f := follower(c, leader)
 	apply(t, leader, "1")
@@ -281,6 +281,26 @@ func TestRestartAndLateJoin(t *testing.T) {
 	if err != nil || len(members) != 4 {
 		t.Fatalf("members = %v, %v; want 4", members, err)
 	}
+}
+
+func TestRestartAtNewAddress(t *testing.T) {
+	c := electiontest.NewClusterWith(t, 3, "g", electiontest.NewRecorder, electiontest.Options{NoPipeline: true})
+	leader := c.Leader(t)
+	i, _ := follower(c, leader)
+	apply(t, leader, "1")
+	c.Kill(i)
+	apply(t, leader, "2")
+	n := c.RestartMoved(t, i)
+	if err := n.ReadBarrier(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := recorder(c, i).Entries(); !slices.Equal(got, []string{"1", "2"}) {
+		t.Fatalf("moved node entries = %v", got)
+	}
+	eventually(t, "the leader to record the new address", func() bool {
+		members, _ := c.Leader(t).Members(ctxWait(t))
+		return slices.Contains(members, election.Peer{ID: n.ID(), Addr: string(c.Muxes[i].Addr())})
+	})
 }
 
 func TestSecondBootstrapRefused(t *testing.T) {
