@@ -207,13 +207,17 @@ func (g *GroupTransport) serve(c *conn, f frame, body io.Reader) {
 // (a new term), which must not stall the other groups' traffic. The answers
 // go out together in one write.
 func serveHeartbeats(c *conn, batch []inbound) {
-	for _, in := range batch {
-		in.g.serveHeartbeat(c, in.f)
+	// raft answers a heartbeat before its handler returns, so one response
+	// channel and one allocation of requests serve the whole batch.
+	respCh := make(chan raft.RPCResponse, 1)
+	reqs := make([]raft.AppendEntriesRequest, len(batch))
+	for i, in := range batch {
+		in.g.serveHeartbeat(c, in.f, &reqs[i], respCh)
 	}
 	c.kick()
 }
 
-func (g *GroupTransport) serveHeartbeat(c *conn, f frame) {
+func (g *GroupTransport) serveHeartbeat(c *conn, f frame, req *raft.AppendEntriesRequest, respCh chan raft.RPCResponse) {
 	g.hbMu.Lock()
 	fn := g.hbFn
 	g.hbMu.Unlock()
@@ -222,18 +226,16 @@ func (g *GroupTransport) serveHeartbeat(c *conn, f frame) {
 		g.enqueue(inbound{c: c, f: f})
 		return
 	}
-	var req raft.AppendEntriesRequest
-	if err := decodePayload(f.payload, &req); err != nil {
+	if err := decodePayload(f.payload, req); err != nil {
 		c.close(fmt.Errorf("%w: heartbeat: %v", errBadFrame, err))
 		return
 	}
-	if !isHeartbeat(&req) {
+	if !isHeartbeat(req) {
 		f.rpc = rpcAppendEntries
 		g.enqueue(inbound{c: c, f: f})
 		return
 	}
-	respCh := make(chan raft.RPCResponse, 1)
-	fn(raft.RPC{Command: &req, RespChan: respCh})
+	fn(raft.RPC{Command: req, RespChan: respCh})
 	// raft answers synchronously, or not at all once it has shut down.
 	select {
 	case resp := <-respCh:
