@@ -1,14 +1,18 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"math/rand"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -295,4 +299,90 @@ func TestUnansweredRPCsExpire(t *testing.T) {
 	if len(accepted) < 2 {
 		t.Fatalf("the silent connection was not replaced (%d accepted)", len(accepted))
 	}
+}
+
+// TestAcceptSurvivesEMFILE runs the process out of file descriptors while a
+// peer connects: accept fails with EMFILE, backs off, and serves the peer once
+// descriptors are free again.
+func TestAcceptSurvivesEMFILE(t *testing.T) {
+	var logs syncBuffer
+	a := newMux(t)
+	b, err := New(Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Handle("g", "echo", func(ctx context.Context, req []byte) ([]byte, error) { return req, nil })
+
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("cannot lower the open file limit: %v", err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	var filler []*os.File
+	release := func() {
+		for _, f := range filler {
+			f.Close()
+		}
+		filler = nil
+	}
+	defer release()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatal(err)
+			}
+			break
+		}
+		filler = append(filler, f)
+	}
+	if len(filler) == 0 {
+		t.Skip("no descriptors left to play with")
+	}
+	// One free descriptor: the caller's socket gets it, b's accept does not.
+	filler[len(filler)-1].Close()
+	filler = filler[:len(filler)-1]
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		got, err := a.Call(ctx, b.Addr(), "g", "echo", []byte("hi"))
+		if err == nil && string(got) != "hi" {
+			err = fmt.Errorf("got %q", got)
+		}
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // let accept fail and back off a few times
+	release()
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	if err := waitErr(t, "call after EMFILE", func() error { return <-done }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "too many open files") {
+		t.Fatalf("accept never failed with EMFILE; log:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
