@@ -306,3 +306,27 @@ func TestCompanyDecidesDelay(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeMessages sends messages past the size where frame buffers grow as
+// bytes arrive.
+func TestLargeMessages(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	answer(t, openGroup(t, b, "g"))
+	g := openGroup(t, a, "g")
+	b.Handle("g", "len", func(ctx context.Context, req []byte) ([]byte, error) {
+		return []byte(fmt.Sprint(len(req))), nil
+	})
+	for _, size := range []int{bigFrame - 100, bigFrame + 1, 5 * bigFrame} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			entries := []*raft.Log{{Index: 1, Data: bytes.Repeat([]byte("a"), size)}, {Index: 2, Data: []byte("b")}}
+			var resp raft.AppendEntriesResponse
+			if err := g.AppendEntries("b", b.Addr(), &raft.AppendEntriesRequest{Term: 1, Entries: entries}, &resp); err != nil || resp.LastLog != 2 {
+				t.Fatalf("append: %v, %+v", err, resp)
+			}
+			got, err := a.Call(context.Background(), b.Addr(), "g", "len", make([]byte, size))
+			if err != nil || string(got) != fmt.Sprint(size) {
+				t.Fatalf("call: %q, %v", got, err)
+			}
+		})
+	}
+}

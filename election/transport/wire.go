@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,10 +53,14 @@ const (
 )
 
 const (
-	// maxFrame bounds what a peer can make us allocate. Raft batches at most
-	// MaxAppendEntries (64 by default) entries per request, so this leaves
-	// room for megabyte-sized entries; snapshots are streamed outside frames.
-	maxFrame = 64 << 20
+	// maxFrame bounds one message. Raft batches up to MaxAppendEntries (64
+	// by default) entries per request, so this leaves room for multi-megabyte
+	// entries; a request over it would fail on every retry and stall the
+	// follower. Snapshots stream outside frames.
+	maxFrame = 256 << 20
+	// bigFrame: longer frames grow their buffer as bytes arrive, so a peer
+	// cannot make us allocate more than it actually sends.
+	bigFrame = 1 << 20
 	maxName  = 1024
 )
 
@@ -82,11 +87,27 @@ func readFrame(r *bufio.Reader) (frame, error) {
 	if n == 0 || n > maxFrame {
 		return frame{}, fmt.Errorf("%w: length %d (limit %d)", errBadFrame, n, maxFrame)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return frame{}, err
+	if n <= bigFrame {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return frame{}, err
+		}
+		return parseFrame(body)
 	}
-	return parseFrame(body)
+	var body bytes.Buffer
+	body.Grow(bigFrame)
+	if _, err := io.CopyN(&body, r, int64(n)); err != nil {
+		return frame{}, noEOF(err)
+	}
+	return parseFrame(body.Bytes())
+}
+
+// noEOF turns a clean EOF inside a frame into the error it is.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func parseFrame(b []byte) (frame, error) {
