@@ -50,7 +50,8 @@ type conn struct {
 	cancel   context.CancelFunc
 	lastRead atomic.Int64 // unix nanos of the last frame received
 
-	hb []inbound // heartbeats read but not yet dispatched; reader only
+	hb    []inbound                     // heartbeats read but not yet dispatched; reader only
+	calls map[uint64]context.CancelFunc // incoming Calls being served, by id
 }
 
 type sendMode uint8
@@ -358,6 +359,8 @@ func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader)
 			switch {
 			case c.outgoing && (f.kind == kindResponse || f.kind == kindError):
 				c.complete(f)
+			case !c.outgoing && f.kind == kindCancel:
+				c.cancelCall(f.id)
 			case !c.outgoing && f.kind == kindRequest:
 				err = serve(c, f, r)
 				if len(c.hb) > 0 && !frameBuffered(r) {

@@ -29,15 +29,6 @@ var (
 	ErrClosed = errors.New("transport: closed")
 )
 
-// RemoteError is a Handler's error as seen by the caller on the other process.
-type RemoteError struct{ Msg string }
-
-func (e *RemoteError) Error() string { return e.Msg }
-
-// Handler serves one custom method of one group. ctx ends when the caller's
-// deadline passes, the connection drops or the Mux closes.
-type Handler func(ctx context.Context, req []byte) ([]byte, error)
-
 // Config configures a Mux.
 type Config struct {
 	BindAddr      string // host:port to listen on; port 0 picks a free one
@@ -144,71 +135,8 @@ func (m *Mux) Transport(group string) (*GroupTransport, error) {
 	return g, nil
 }
 
-// Handle serves method of group for Call from other processes; a nil h removes it.
-func (m *Mux) Handle(group, method string, h Handler) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if h == nil {
-		delete(m.handlers[group], method)
-		if len(m.handlers[group]) == 0 {
-			delete(m.handlers, group)
-		}
-		return
-	}
-	if m.handlers[group] == nil {
-		m.handlers[group] = make(map[string]Handler)
-	}
-	m.handlers[group][method] = h
-}
-
-// Call invokes method of group on the process at addr. A handler's error comes
-// back as *RemoteError; an unreachable peer fails at once (connection refused)
-// or when ctx ends.
-func (m *Mux) Call(ctx context.Context, addr raft.ServerAddress, group, method string, req []byte) ([]byte, error) {
-	if len(group) > maxName || len(method) > maxName {
-		return nil, fmt.Errorf("transport: group or method name longer than %d bytes", maxName)
-	}
-	var timeoutMs uint64
-	if d, ok := ctx.Deadline(); ok {
-		left := time.Until(d)
-		if left <= 0 {
-			return nil, context.DeadlineExceeded
-		}
-		timeoutMs = uint64(left.Milliseconds()) + 1
-	}
-	b, err := requestFrame(rpcCustom, group, method, timeoutMs, req)
-	if err != nil {
-		return nil, err
-	}
-	f, err := m.roundTrip(ctx, addr, b, sendNow, nil)
-	if err != nil {
-		return nil, err
-	}
-	if f.kind == kindError {
-		err := remoteErr(addr, group, method, f)
-		if cerr := ctxErr(ctx); cerr != nil {
-			// The handler's context ended with ours: report it as ours too.
-			err = fmt.Errorf("%w: %w", cerr, err)
-		}
-		return nil, err
-	}
-	return f.payload, nil
-}
-
-// ctxErr is ctx.Err(), counting a deadline as passed even before ctx's own
-// timer has fired (it may run late on a loaded machine).
-func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
-// roundTrip sends one request to addr and waits for its response or error frame.
-// from names the sending group of lazy frames.
+// roundTrip sends one request to addr and waits for its response or error
+// frame. from is the raft group sending, nil for Call (see conn.start).
 func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte, mode sendMode, from *GroupTransport) (frame, error) {
 	c, err := m.dial(ctx, addr)
 	if err != nil {
@@ -229,6 +157,9 @@ func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte
 		return cl.f, nil
 	case <-ctx.Done():
 		c.abandon(id, cl)
+		if from == nil {
+			c.send(cancelFrame(id)) // stop the handler too
+		}
 		if m.isClosed() {
 			return frame{}, ErrClosed
 		}
@@ -349,7 +280,7 @@ func (m *Mux) serveConn(nc net.Conn) {
 // which arrives on a connection of its own.
 func (m *Mux) serve(c *conn, f frame, r *bufio.Reader) error {
 	if f.rpc == rpcCustom {
-		go m.serveCall(c, f)
+		c.startCall(f)
 		return nil
 	}
 	m.mu.RLock()
@@ -366,48 +297,6 @@ func (m *Mux) serve(c *conn, f frame, r *bufio.Reader) error {
 		g.enqueue(inbound{c: c, f: f})
 	}
 	return nil
-}
-
-func (m *Mux) serveCall(c *conn, f frame) {
-	m.mu.RLock()
-	methods, known := m.handlers[f.group]
-	h := methods[f.method]
-	_, open := m.groups[f.group]
-	m.mu.RUnlock()
-	if h == nil {
-		code := codeUnknownGroup
-		if known || open {
-			code = codeUnknownMethod
-		}
-		c.send(errorFrame(f.id, code, fmt.Sprintf("no handler for %q of group %q", f.method, f.group)))
-		return
-	}
-	ctx := c.ctx
-	if f.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(f.timeout)*time.Millisecond)
-		defer cancel()
-	}
-	resp, err := runHandler(ctx, h, f.payload)
-	var b []byte
-	if err == nil {
-		b, err = responseFrame(f.id, resp)
-	}
-	if err != nil {
-		b = errorFrame(f.id, codeRemote, err.Error())
-	}
-	c.send(b)
-}
-
-// runHandler turns a handler's panic into an error so one bad request cannot
-// take down every group of the process.
-func runHandler(ctx context.Context, h Handler, req []byte) (resp []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v", r)
-		}
-	}()
-	return h(ctx, req)
 }
 
 // Close stops the listener, drops every connection, fails pending calls with

@@ -330,3 +330,52 @@ func TestLargeMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestCallCancelReachesHandler: a caller that gives up cancels the handler's
+// context on the other process; a deadline travels with the request.
+func TestCallCancelReachesHandler(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	started := make(chan struct{}, 1)
+	ended := make(chan error, 1)
+	b.Handle("g", "block", func(ctx context.Context, req []byte) ([]byte, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	})
+	tests := []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		stop func(cancel context.CancelFunc)
+		want error
+	}{
+		{"cancel", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, func(cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 200*time.Millisecond)
+		}, func(context.CancelFunc) {}, context.DeadlineExceeded},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() {
+				_, err := a.Call(ctx, b.Addr(), "g", "block", nil)
+				errc <- err
+			}()
+			<-started
+			tc.stop(cancel)
+			if err := <-errc; !errors.Is(err, tc.want) {
+				t.Fatalf("caller got %v, want %v", err, tc.want)
+			}
+			select {
+			case err := <-ended:
+				if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("handler ended with %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the handler was not cancelled")
+			}
+		})
+	}
+}

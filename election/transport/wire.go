@@ -21,6 +21,7 @@ const preamble = "QMQT\x02"
 //	request:  [rpc][uvarint len][group] ([uvarint len][method][uvarint timeout ms] for rpcCustom) [payload]
 //	response: [payload]
 //	error:    [code][message]
+//	cancel:   nothing (the caller of a Call gave up)
 //
 // The id pairs a response with its request, so many requests of many groups
 // share one connection and their responses may come back in any order.
@@ -28,6 +29,7 @@ const (
 	kindRequest  byte = 1
 	kindResponse byte = 2
 	kindError    byte = 3
+	kindCancel   byte = 4
 )
 
 // RPC types. The raft ones mirror NetworkTransport's; rpcHeartbeat is an
@@ -121,6 +123,7 @@ func parseFrame(b []byte) (frame, error) {
 	switch f.kind {
 	case kindResponse:
 		f.payload = b
+	case kindCancel:
 	case kindError:
 		if len(b) < 1 {
 			return f, fmt.Errorf("%w: empty error", errBadFrame)
@@ -221,6 +224,11 @@ func raftResponseFrame(id uint64, resp any) ([]byte, error) {
 		return nil, err
 	}
 	return finishFrame(b)
+}
+
+func cancelFrame(id uint64) []byte {
+	b, _ := finishFrame(startFrame(make([]byte, 0, 13), kindCancel, id))
+	return b
 }
 
 func responseFrame(id uint64, payload []byte) ([]byte, error) {
