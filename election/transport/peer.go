@@ -30,17 +30,20 @@ type peer struct {
 // dial returns the shared connection to addr, dialing it if needed. Callers
 // arriving during a dial wait for that dial (or their ctx).
 func (m *Mux) dial(ctx context.Context, addr raft.ServerAddress) (*conn, error) {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	m.mu.RLock() // every RPC passes here: share the lock in the common case
+	p, closed := m.peers[addr], m.closed
+	m.mu.RUnlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	p := m.peers[addr]
 	if p == nil {
-		p = &peer{}
-		m.peers[addr] = p
+		m.mu.Lock()
+		if p = m.peers[addr]; p == nil {
+			p = &peer{}
+			m.peers[addr] = p
+		}
+		m.mu.Unlock()
 	}
-	m.mu.Unlock()
 
 	for {
 		p.mu.Lock()
