@@ -118,9 +118,9 @@ func (c *conn) cancelCall(id uint64) {
 
 func (m *Mux) serveCall(ctx context.Context, c *conn, f frame) {
 	m.mu.RLock()
-	methods, known := m.handlers[f.group]
-	h := methods[f.method]
-	_, open := m.groups[f.group]
+	methods, known := m.handlers[string(f.group)]
+	h := methods[string(f.method)]
+	_, open := m.groups[string(f.group)]
 	m.mu.RUnlock()
 	if h == nil {
 		code := codeUnknownGroup

@@ -284,7 +284,7 @@ func (m *Mux) serve(c *conn, f frame, r *bufio.Reader) error {
 		return nil
 	}
 	m.mu.RLock()
-	g := m.groups[f.group]
+	g := m.groups[string(f.group)]
 	m.mu.RUnlock()
 	switch {
 	case f.rpc == rpcInstallSnapshot:

@@ -72,8 +72,8 @@ type frame struct {
 	kind    byte
 	id      uint64
 	rpc     byte
-	group   string
-	method  string
+	group   []byte // aliases the frame: map lookups by string(group) do not allocate
+	method  []byte
 	timeout uint64 // milliseconds, rpcCustom only; 0 = none
 	code    byte
 	payload []byte
@@ -158,12 +158,12 @@ func parseFrame(b []byte) (frame, error) {
 	return f, nil
 }
 
-func readString(b []byte) (string, []byte, error) {
+func readString(b []byte) ([]byte, []byte, error) {
 	l, n := binary.Uvarint(b)
 	if n <= 0 || l > maxName || uint64(len(b)-n) < l {
-		return "", nil, fmt.Errorf("%w: bad name", errBadFrame)
+		return nil, nil, fmt.Errorf("%w: bad name", errBadFrame)
 	}
-	return string(b[n : n+int(l)]), b[n+int(l):], nil
+	return b[n : n+int(l)], b[n+int(l):], nil
 }
 
 // startFrame appends a frame header with a length placeholder that
