@@ -11,6 +11,7 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -385,4 +386,46 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestCloseLeavesNoGoroutines: after traffic of every kind, closing the
+// muxes stops every goroutine they started.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		a, b := newMux(t), newMux(t)
+		b.Handle("g", "echo", func(ctx context.Context, req []byte) ([]byte, error) { return req, nil })
+		ga, gb := openGroup(t, a, "g"), openGroup(t, b, "g")
+		gb.SetHeartbeatHandler(func(rpc raft.RPC) { rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil) })
+		answer(t, gb)
+		if err := heartbeat(ga, b.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		if err := appendOne(ga, b.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		p, err := ga.AppendEntriesPipeline("b", b.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse)); err != nil {
+			t.Fatal(err)
+		}
+		<-p.Consumer()
+		if _, err := a.Call(context.Background(), b.Addr(), "g", "echo", nil); err != nil {
+			t.Fatal(err)
+		}
+		// p is left open on purpose: closing the group must stop it.
+		ga.Close()
+		a.Close()
+		b.Close()
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for runtime.NumGoroutine() > before+1 { // +1: answer's consumer stops at cleanup
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
