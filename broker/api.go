@@ -1,0 +1,120 @@
+package broker
+
+// The broker's HTTP API, used by the managers and the SDK. Every reply is JSON with
+// "status":"success" plus the fields below, or "status":"failure" with "message" (and,
+// when the replica that got a write is not the partition's leader, the leader).
+//
+//	POST   /replicas                                  CreateReplicaRequest → ReplicaStatus
+//	GET    /replicas                                  → ListReplicasReply
+//	GET    /replicas/{topic}/{partition}              → ReplicaStatus
+//	DELETE /replicas/{topic}/{partition}
+//	POST   /replicas/{topic}/{partition}/members      Peer (add a voting member)
+//	DELETE /replicas/{topic}/{partition}/members/{id}
+//	POST   /produce                                   ProduceRequest → ProduceReply
+//	POST   /consumers                                 RegisterRequest → RegisterReply
+//	POST   /consume                                   ConsumeRequest → ConsumeReply
+//	GET    /size?topic=&partition=&consumer_id=       → SizeReply
+//	GET    /healthz
+//
+// Writes (produce, register, consume, membership) go to the partition's leader; any
+// other replica answers 421 Misdirected Request with the leader in the failure body.
+
+// Peer is one broker holding a replica.
+type Peer struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+}
+
+// CreateReplicaRequest makes this broker a replica of a partition. Peers are all the
+// replicas of a new partition (this broker included; every one is created with the same
+// list), or the current members when this broker joins an existing partition.
+type CreateReplicaRequest struct {
+	Topic     string `json:"topic"`
+	Partition *int   `json:"partition"`
+	Peers     []Peer `json:"peers"`
+}
+
+// ReplicaStatus describes this broker's replica of a partition.
+type ReplicaStatus struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Leader    Peer   `json:"leader"` // zero while there is none
+	IsLeader  bool   `json:"is_leader"`
+	Members   []Peer `json:"members"`
+	Applied   uint64 `json:"applied_index"`
+	Next      uint64 `json:"next_offset"` // messages stored
+	Bytes     uint64 `json:"bytes"`
+	Consumers int    `json:"consumers"`
+}
+
+// ListReplicasReply lists every replica this broker holds.
+type ListReplicasReply struct {
+	Replicas []ReplicaStatus `json:"replicas"`
+}
+
+// ProduceRequest appends Message, or the batch Messages, to a partition. With a
+// ProducerID, Seq numbers the producer's batches on this partition: a retry with the same
+// Seq is acknowledged with the offsets of the first attempt and not stored again; a Seq
+// lower than the last one is refused. A producer must wait for each batch's reply before
+// sending the next one (or use several producer ids).
+type ProduceRequest struct {
+	Topic      string   `json:"topic"`
+	Partition  *int     `json:"partition"`
+	ProducerID string   `json:"producer_id,omitempty"`
+	Seq        uint64   `json:"seq,omitempty"`
+	Message    *string  `json:"message,omitempty"`
+	Messages   []string `json:"messages,omitempty"`
+}
+
+// ProduceReply gives the offsets [Offset, Offset+Count) the batch has.
+type ProduceReply struct {
+	Offset    uint64 `json:"offset"`
+	Count     int    `json:"count"`
+	Duplicate bool   `json:"duplicate,omitempty"` // a retry of a batch already stored
+}
+
+// RegisterRequest registers a consumer of a partition (idempotent); it starts at offset 0.
+type RegisterRequest struct {
+	Topic      string `json:"topic"`
+	Partition  *int   `json:"partition"`
+	ConsumerID string `json:"consumer_id"`
+}
+
+// RegisterReply gives the consumer's offset.
+type RegisterReply struct {
+	Offset uint64 `json:"offset"`
+}
+
+// ConsumeRequest takes up to Max (default 1) of a consumer's next messages and advances
+// its offset. Offset, when given, is the offset the consumer expects to read from: a retry
+// after a lost reply names the same offset and gets the same messages.
+type ConsumeRequest struct {
+	Topic      string  `json:"topic"`
+	Partition  *int    `json:"partition"`
+	ConsumerID string  `json:"consumer_id"`
+	Offset     *uint64 `json:"offset,omitempty"`
+	Max        int     `json:"max,omitempty"`
+}
+
+// ConsumeReply holds the messages [Offset, Offset+len(Messages)). Message repeats the
+// first one for seed-style single consumes. Next is the consumer's offset afterwards.
+type ConsumeReply struct {
+	Offset   uint64   `json:"offset"`
+	Message  *string  `json:"message,omitempty"`
+	Messages []string `json:"messages"`
+	Next     uint64   `json:"next"`
+	Left     uint64   `json:"left"` // messages still waiting after these
+}
+
+// SizeReply is how many messages are left for a consumer.
+type SizeReply struct {
+	Size uint64 `json:"size"`
+}
+
+// Failure is the body of every error reply.
+type Failure struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Leader  *Peer  `json:"leader,omitempty"` // on 421: where writes for the partition go
+}

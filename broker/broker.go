@@ -1,0 +1,303 @@
+// Package broker runs partition replicas: each partition of a topic is a Raft group
+// (election.Node) over the brokers holding it, with the partition state machine of
+// broker/partition and every partition's data in the broker's one bolt file
+// (broker/store). It serves the HTTP API in api.go for the managers and the SDK.
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/broker/store"
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/election/transport"
+)
+
+// Config configures a broker process.
+type Config struct {
+	ID       string
+	DataDir  string
+	RaftAddr string // host:port of the Raft listener every partition shares
+	HTTPAddr string
+	// Discovery, when set, registers the broker as quorumq-broker (with an HTTP health
+	// check) and finds other brokers' HTTP addresses. Nil runs without discovery.
+	Discovery       discovery.Backend
+	MaxMessageBytes int // default 1 MiB
+	Logger          *slog.Logger
+	// Out, when set, gets one line once the listeners are up ("broker b1 listening
+	// http=... raft=..."), whatever the log level, for scripts and tests to wait on.
+	Out io.Writer
+}
+
+// DefaultMaxMessageBytes is the default limit on one message.
+const DefaultMaxMessageBytes = 1 << 20
+
+// Restarted replicas are opened openStage at a time, openPause apart, so that a broker
+// holding a thousand partitions does not start a thousand election timers at once.
+const (
+	openStage = 50
+	openPause = 100 * time.Millisecond
+)
+
+// Broker is one broker process.
+type Broker struct {
+	cfg Config
+	log *slog.Logger
+	db  *store.DB
+	mux *transport.Mux
+	app *fiber.App
+	ln  net.Listener
+
+	mu       sync.RWMutex
+	replicas map[string]*replica      // by group name
+	opening  map[string]chan struct{} // groups being opened, closed when done
+	pending  int                      // replicas still to reopen after a restart
+}
+
+// New opens the broker's store and Raft listener and its HTTP listener.
+func New(cfg Config) (*Broker, error) {
+	if cfg.ID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" || cfg.HTTPAddr == "" {
+		return nil, errors.New("broker: Config needs ID, DataDir, RaftAddr and HTTPAddr")
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger.With("broker", cfg.ID), replicas: map[string]*replica{}, opening: map[string]chan struct{}{}}
+	var err error
+	if b.db, err = store.Open(filepath.Join(cfg.DataDir, "broker.db")); err != nil {
+		return nil, err
+	}
+	if b.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: b.log}); err != nil {
+		b.db.Close()
+		return nil, fmt.Errorf("broker: raft listener: %w", err)
+	}
+	if b.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		b.mux.Close()
+		b.db.Close()
+		return nil, fmt.Errorf("broker: http listener: %w", err)
+	}
+	b.app = b.newApp()
+	return b, nil
+}
+
+// HTTPAddr is the address the HTTP API listens on.
+func (b *Broker) HTTPAddr() string { return b.ln.Addr().String() }
+
+// RaftAddr is the address of the shared Raft listener.
+func (b *Broker) RaftAddr() string { return string(b.mux.Addr()) }
+
+// Run runs a broker until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	b, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}
+
+// Run serves the HTTP API, reopens the replicas recorded in the store (in stages) and
+// registers with discovery; when ctx is done it deregisters and closes everything.
+func (b *Broker) Run(ctx context.Context) error {
+	defer b.Close()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- b.app.Listener(b.ln) }()
+	if b.cfg.Out != nil {
+		fmt.Fprintf(b.cfg.Out, "broker %s listening http=%s raft=%s\n", b.cfg.ID, b.HTTPAddr(), b.RaftAddr())
+	}
+
+	descs, err := b.recorded()
+	if err != nil {
+		return err
+	}
+	go b.reopen(ctx, descs)
+
+	if d := b.cfg.Discovery; d != nil {
+		if err := d.Register(ctx, b.registration()); err != nil {
+			return fmt.Errorf("broker: register with discovery: %w", err)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			d.Deregister(dctx, discovery.ServiceBroker, b.cfg.ID)
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("broker: http: %w", err)
+	}
+}
+
+func (b *Broker) registration() discovery.Registration {
+	return discovery.Registration{
+		Instance: discovery.Instance{
+			Service: discovery.ServiceBroker, ID: b.cfg.ID, Addr: b.HTTPAddr(),
+			Meta: map[string]string{discovery.MetaRaftAddr: b.RaftAddr(), discovery.MetaHTTPAddr: b.HTTPAddr()},
+		},
+		HealthURL:       "http://" + b.HTTPAddr() + "/healthz",
+		CheckInterval:   time.Second,
+		DeregisterAfter: time.Minute,
+	}
+}
+
+func (b *Broker) recorded() ([]replicaDesc, error) {
+	recs, err := b.db.Replicas()
+	if err != nil {
+		return nil, err
+	}
+	descs := make([]replicaDesc, 0, len(recs))
+	for group, v := range recs {
+		var d replicaDesc
+		if err := json.Unmarshal(v, &d); err != nil {
+			return nil, fmt.Errorf("broker: replica record %s: %w", group, err)
+		}
+		descs = append(descs, d)
+	}
+	sort.Slice(descs, func(i, j int) bool {
+		return groupName(descs[i].Topic, descs[i].Partition) < groupName(descs[j].Topic, descs[j].Partition)
+	})
+	b.mu.Lock()
+	b.pending = len(descs)
+	b.mu.Unlock()
+	return descs, nil
+}
+
+// reopen restarts the recorded replicas in stages.
+func (b *Broker) reopen(ctx context.Context, descs []replicaDesc) {
+	start := time.Now()
+	for i := 0; i < len(descs); i += openStage {
+		var wg sync.WaitGroup
+		for _, d := range descs[i:min(i+openStage, len(descs))] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := b.ensureReplica(ctx, d); err != nil {
+					b.log.Error("reopening replica", "topic", d.Topic, "partition", d.Partition, "error", err)
+				}
+				b.mu.Lock()
+				b.pending--
+				b.mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(openPause):
+		}
+	}
+	if len(descs) > 0 {
+		b.log.Info("replicas reopened", "count", len(descs), "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// ensureReplica opens the replica d describes unless it is open already.
+func (b *Broker) ensureReplica(ctx context.Context, d replicaDesc) (*replica, error) {
+	group := groupName(d.Topic, d.Partition)
+	for {
+		b.mu.Lock()
+		if r, ok := b.replicas[group]; ok {
+			b.mu.Unlock()
+			return r, nil
+		}
+		wait, busy := b.opening[group]
+		if !busy {
+			done := make(chan struct{})
+			b.opening[group] = done
+			b.mu.Unlock()
+			defer func() {
+				b.mu.Lock()
+				delete(b.opening, group)
+				b.mu.Unlock()
+				close(done)
+			}()
+			break
+		}
+		b.mu.Unlock()
+		select { // someone else is opening it: wait, then look again
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	// Recorded first: a crash during the open still reopens (and so finishes) it.
+	rec, _ := json.Marshal(d)
+	if err := b.db.SetReplica(group, rec); err != nil {
+		return nil, err
+	}
+	r, err := b.openReplica(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.replicas[group] = r
+	b.mu.Unlock()
+	return r, nil
+}
+
+func (b *Broker) replica(topic string, part int) (*replica, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	r, ok := b.replicas[groupName(topic, part)]
+	return r, ok
+}
+
+// persist records a replica's current peers.
+func (b *Broker) persist(r *replica) error {
+	rec, _ := json.Marshal(r.desc())
+	return b.db.SetReplica(r.group, rec)
+}
+
+// deleteReplica stops the replica and removes its data.
+func (b *Broker) deleteReplica(r *replica) error {
+	b.mu.Lock()
+	delete(b.replicas, r.group)
+	b.mu.Unlock()
+	err := r.close()
+	return errors.Join(err, b.db.DeleteGroup(r.group))
+}
+
+// Close stops every replica and closes the listeners and the store.
+func (b *Broker) Close() error {
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	errs := []error{b.app.ShutdownWithContext(sctx)}
+	b.mu.Lock()
+	rs := b.replicas
+	b.replicas = map[string]*replica{}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.close()
+			emu.Lock()
+			errs = append(errs, err)
+			emu.Unlock()
+		}()
+	}
+	wg.Wait()
+	errs = append(errs, b.mux.Close(), b.db.Close())
+	return errors.Join(errs...)
+}

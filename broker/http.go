@@ -1,0 +1,414 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/broker/partition"
+	"github.com/quorumq/quorumq/election"
+)
+
+// apiError is a failure with its HTTP code; handlers return it and errorHandler writes it.
+type apiError struct {
+	code   int
+	msg    string
+	leader *Peer
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func failf(code int, format string, args ...any) error {
+	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// maxMaxConsume bounds one batch consume; maxConsumeBytes bounds its reply.
+const (
+	maxMaxConsume   = 10000
+	maxConsumeBytes = 4 << 20
+	requestTimeout  = 10 * time.Second
+)
+
+func (b *Broker) newApp() *fiber.App {
+	app := fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler,
+		// A batch may carry many messages; each one is checked against MaxMessageBytes.
+		BodyLimit: max(64<<20, 2*b.cfg.MaxMessageBytes),
+	})
+	app.Get("/healthz", b.healthz)
+	app.Post("/replicas", b.createReplica)
+	app.Get("/replicas", b.listReplicas)
+	app.Get("/replicas/:topic/:partition", b.replicaStatus)
+	app.Delete("/replicas/:topic/:partition", b.deleteReplicaHandler)
+	app.Post("/replicas/:topic/:partition/members", b.addMember)
+	app.Delete("/replicas/:topic/:partition/members/:id", b.removeMember)
+	app.Post("/produce", b.produce)
+	app.Post("/consumers", b.registerConsumer)
+	app.Post("/consume", b.consume)
+	app.Get("/size", b.size)
+	return app
+}
+
+// errorHandler maps every error to the JSON failure body and a fitting code.
+func errorHandler(c *fiber.Ctx, err error) error {
+	f := Failure{Status: "failure", Message: err.Error()}
+	code := http.StatusInternalServerError
+	var ae *apiError
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &ae):
+		code, f.Leader = ae.code, ae.leader
+	case errors.As(err, &fe):
+		code = fe.Code
+	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrUnknownOutcome),
+		errors.Is(err, errClosing), errors.Is(err, errNotApplied), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable // retry (with the same seq / offset)
+	}
+	return c.Status(code).JSON(f)
+}
+
+func success(c *fiber.Ctx, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	// Splice "status":"success" into the reply object.
+	out := []byte(`{"status":"success"}`)
+	if len(b) > 2 {
+		out = append([]byte(`{"status":"success",`), b[1:]...)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(out)
+}
+
+func parseBody(c *fiber.Ctx, v any) error {
+	if err := json.Unmarshal(c.Body(), v); err != nil {
+		return failf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+func checkTopic(topic string, part *int) error {
+	switch {
+	case topic == "":
+		return failf(http.StatusBadRequest, "topic is required")
+	case strings.ContainsAny(topic, "/ \t\n"):
+		return failf(http.StatusBadRequest, "topic %q must not contain '/' or spaces", topic)
+	case part == nil:
+		return failf(http.StatusBadRequest, "partition is required")
+	case *part < 0:
+		return failf(http.StatusBadRequest, "partition must be >= 0, got %d", *part)
+	}
+	return nil
+}
+
+// found returns the replica for topic/partition or a 404.
+func (b *Broker) found(topic string, part int) (*replica, error) {
+	r, ok := b.replica(topic, part)
+	if !ok {
+		return nil, failf(http.StatusNotFound, "broker %s has no replica of %s/%d", b.cfg.ID, topic, part)
+	}
+	return r, nil
+}
+
+func (b *Broker) pathReplica(c *fiber.Ctx) (*replica, error) {
+	topic := strings.Clone(c.Params("topic"))
+	part, err := strconv.Atoi(c.Params("partition"))
+	if err != nil {
+		return nil, failf(http.StatusBadRequest, "partition %q is not a number", c.Params("partition"))
+	}
+	if err := checkTopic(topic, &part); err != nil {
+		return nil, err
+	}
+	return b.found(topic, part)
+}
+
+// leaderFor returns nil when r leads, else a 421 naming the leader.
+func (b *Broker) leaderFor(r *replica) error {
+	if r.node.IsLeader() {
+		return nil
+	}
+	l := r.node.Leader()
+	if l.ID == "" {
+		return failf(http.StatusServiceUnavailable, "partition %s/%d has no leader right now; retry", r.topic, r.part)
+	}
+	p := r.fullPeer(l)
+	return &apiError{code: http.StatusMisdirectedRequest, leader: &p,
+		msg: fmt.Sprintf("broker %s is not the leader of %s/%d; the leader is %s", b.cfg.ID, r.topic, r.part, l.ID)}
+}
+
+func (b *Broker) healthz(c *fiber.Ctx) error {
+	b.mu.RLock()
+	n, pending := len(b.replicas), b.pending
+	b.mu.RUnlock()
+	return success(c, fiber.Map{"id": b.cfg.ID, "replicas": n, "reopening": pending})
+}
+
+func (b *Broker) createReplica(c *fiber.Ctx) error {
+	var req CreateReplicaRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	if err := checkTopic(req.Topic, req.Partition); err != nil {
+		return err
+	}
+	if len(req.Peers) == 0 {
+		return failf(http.StatusBadRequest, "peers are required (every broker holding the partition, with raft_addr)")
+	}
+	for _, p := range req.Peers {
+		if p.ID == "" || p.RaftAddr == "" {
+			return failf(http.StatusBadRequest, "every peer needs id and raft_addr")
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	r, err := b.ensureReplica(ctx, replicaDesc{Topic: req.Topic, Partition: *req.Partition, Peers: req.Peers})
+	if err != nil {
+		return err
+	}
+	for _, p := range req.Peers {
+		r.rememberPeer(p)
+	}
+	if err := b.persist(r); err != nil {
+		return err
+	}
+	return success(c, r.status(ctx))
+}
+
+func (b *Broker) listReplicas(c *fiber.Ctx) error {
+	b.mu.RLock()
+	rs := make([]*replica, 0, len(b.replicas))
+	for _, r := range b.replicas {
+		rs = append(rs, r)
+	}
+	b.mu.RUnlock()
+	out := ListReplicasReply{Replicas: make([]ReplicaStatus, 0, len(rs))}
+	for _, r := range rs {
+		out.Replicas = append(out.Replicas, r.status(c.UserContext()))
+	}
+	return success(c, out)
+}
+
+func (b *Broker) replicaStatus(c *fiber.Ctx) error {
+	r, err := b.pathReplica(c)
+	if err != nil {
+		return err
+	}
+	return success(c, r.status(c.UserContext()))
+}
+
+func (b *Broker) deleteReplicaHandler(c *fiber.Ctx) error {
+	r, err := b.pathReplica(c)
+	if err != nil {
+		return err
+	}
+	if err := b.deleteReplica(r); err != nil {
+		return err
+	}
+	return success(c, fiber.Map{})
+}
+
+func (b *Broker) addMember(c *fiber.Ctx) error {
+	r, err := b.pathReplica(c)
+	if err != nil {
+		return err
+	}
+	var p Peer
+	if err := parseBody(c, &p); err != nil {
+		return err
+	}
+	if p.ID == "" || p.RaftAddr == "" {
+		return failf(http.StatusBadRequest, "id and raft_addr are required")
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	if err := r.node.AddVoter(ctx, election.Peer{ID: p.ID, Addr: p.RaftAddr}); err != nil {
+		return err
+	}
+	r.rememberPeer(p)
+	if err := b.persist(r); err != nil {
+		return err
+	}
+	return success(c, r.status(ctx))
+}
+
+func (b *Broker) removeMember(c *fiber.Ctx) error {
+	r, err := b.pathReplica(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	if err := r.node.RemoveServer(ctx, c.Params("id")); err != nil {
+		return err
+	}
+	return success(c, r.status(ctx))
+}
+
+func (b *Broker) produce(c *fiber.Ctx) error {
+	var req ProduceRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	if err := checkTopic(req.Topic, req.Partition); err != nil {
+		return err
+	}
+	msgs := req.Messages
+	if req.Message != nil {
+		msgs = append([]string{*req.Message}, msgs...)
+	}
+	if len(msgs) == 0 {
+		return failf(http.StatusBadRequest, "message or messages is required")
+	}
+	batch := partition.Batch{Producer: req.ProducerID, Seq: req.Seq, Msgs: make([][]byte, len(msgs))}
+	for i, m := range msgs {
+		if len(m) > b.cfg.MaxMessageBytes {
+			return failf(http.StatusRequestEntityTooLarge, "message %d is %d bytes; the limit is %d", i, len(m), b.cfg.MaxMessageBytes)
+		}
+		batch.Msgs[i] = []byte(m)
+	}
+	r, err := b.found(req.Topic, *req.Partition)
+	if err != nil {
+		return err
+	}
+	if err := b.leaderFor(r); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	res, err := r.produce(ctx, batch)
+	if err != nil {
+		return err
+	}
+	switch res.Status {
+	case partition.StatusOK, partition.StatusDuplicate:
+		return success(c, ProduceReply{Offset: res.First, Count: int(res.Count), Duplicate: res.Status == partition.StatusDuplicate})
+	case partition.StatusStaleSequence:
+		return failf(http.StatusConflict, "seq %d of producer %s is older than its last batch", req.Seq, req.ProducerID)
+	}
+	return failf(http.StatusInternalServerError, "produce: %s", res.Status)
+}
+
+func (b *Broker) registerConsumer(c *fiber.Ctx) error {
+	var req RegisterRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	if err := checkTopic(req.Topic, req.Partition); err != nil {
+		return err
+	}
+	if req.ConsumerID == "" {
+		return failf(http.StatusBadRequest, "consumer_id is required")
+	}
+	r, err := b.found(req.Topic, *req.Partition)
+	if err != nil {
+		return err
+	}
+	if err := b.leaderFor(r); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	res, err := r.register(ctx, req.ConsumerID)
+	if err != nil {
+		return err
+	}
+	return success(c, RegisterReply{Offset: res.Offset})
+}
+
+func (b *Broker) consume(c *fiber.Ctx) error {
+	var req ConsumeRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	if err := checkTopic(req.Topic, req.Partition); err != nil {
+		return err
+	}
+	if req.ConsumerID == "" {
+		return failf(http.StatusBadRequest, "consumer_id is required")
+	}
+	if req.Max == 0 {
+		req.Max = 1
+	}
+	if req.Max < 0 || req.Max > maxMaxConsume {
+		return failf(http.StatusBadRequest, "max must be between 1 and %d", maxMaxConsume)
+	}
+	r, err := b.found(req.Topic, *req.Partition)
+	if err != nil {
+		return err
+	}
+	if err := b.leaderFor(r); err != nil {
+		return err
+	}
+	creq := partition.ConsumeRequest{Consumer: req.ConsumerID, Max: uint32(req.Max),
+		MaxBytes: uint32(max(maxConsumeBytes, b.cfg.MaxMessageBytes))}
+	if req.Offset != nil {
+		creq.HasExpected, creq.Expected = true, *req.Offset
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	res, msgs, err := r.consume(ctx, creq)
+	if err != nil {
+		return err
+	}
+	switch res.Status {
+	case partition.StatusOK:
+	case partition.StatusUnknownConsumer:
+		return failf(http.StatusNotFound, "consumer %s is not registered on %s/%d", req.ConsumerID, req.Topic, *req.Partition)
+	case partition.StatusOffsetAhead:
+		return failf(http.StatusConflict, "offset %d is ahead of consumer %s (at %d)", *req.Offset, req.ConsumerID, res.From)
+	default:
+		return failf(http.StatusInternalServerError, "consume: %s", res.Status)
+	}
+	end := res.From + uint64(res.Count)
+	out := ConsumeReply{Offset: res.From, Messages: make([]string, len(msgs)), Next: end, Left: res.Next - end}
+	for i, m := range msgs {
+		out.Messages[i] = string(m)
+	}
+	if len(msgs) == 0 {
+		return &apiError{code: http.StatusNotFound, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
+	}
+	out.Message = &out.Messages[0]
+	return success(c, out)
+}
+
+func (b *Broker) size(c *fiber.Ctx) error {
+	topic := strings.Clone(c.Query("topic"))
+	consumer := strings.Clone(c.Query("consumer_id"))
+	var part *int
+	if s := c.Query("partition"); s != "" {
+		p, err := strconv.Atoi(s)
+		if err != nil {
+			return failf(http.StatusBadRequest, "partition %q is not a number", s)
+		}
+		part = &p
+	}
+	if err := checkTopic(topic, part); err != nil {
+		return err
+	}
+	if consumer == "" {
+		return failf(http.StatusBadRequest, "consumer_id is required")
+	}
+	r, err := b.found(topic, *part)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	if err := r.node.ReadBarrier(ctx); err != nil {
+		return err
+	}
+	left, ok := r.fsm.Left(consumer)
+	if !ok {
+		return failf(http.StatusNotFound, "consumer %s is not registered on %s/%d", consumer, topic, *part)
+	}
+	return success(c, SizeReply{Size: left})
+}

@@ -1,0 +1,272 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/quorumq/quorumq/broker/partition"
+	"github.com/quorumq/quorumq/election"
+)
+
+// Group commit limits: a Raft entry carries every produce waiting for the partition,
+// up to maxEntryBytes, and at most inFlight entries per partition are being replicated
+// at once. While they are, new produces queue up and form the next, bigger entry.
+const (
+	maxEntryBytes = 4 << 20
+	inFlight      = 4
+	queueLen      = 4096
+	applyTimeout  = 10 * time.Second
+)
+
+// replica is this broker's member of one partition's Raft group.
+type replica struct {
+	topic string
+	part  int
+	group string
+	node  *election.Node
+	fsm   *partition.FSM
+
+	mu    sync.Mutex
+	peers map[string]Peer // by id, for the HTTP address of whoever leads
+
+	queue chan *produceReq
+	slots chan struct{}
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+type produceReq struct {
+	batch partition.Batch
+	size  int
+	done  chan produceResult
+}
+
+type produceResult struct {
+	res partition.ProduceResult
+	err error
+}
+
+func groupName(topic string, part int) string { return fmt.Sprintf("p/%s/%d", topic, part) }
+
+// replicaDesc is what the broker records about a replica to reopen it after a restart.
+type replicaDesc struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Peers     []Peer `json:"peers"`
+}
+
+// partitionTiming is IdleTiming with frequent snapshots: a partition's snapshot is its
+// small state only (broker/store), so taking one is cheap and lets the Raft log, which
+// holds a second copy of every message, be truncated early.
+func partitionTiming() election.Timing {
+	t := election.IdleTiming()
+	t.SnapshotThreshold = 1024
+	t.TrailingLogs = 1024
+	t.SnapshotInterval = time.Minute
+	return t
+}
+
+func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, error) {
+	group := groupName(d.Topic, d.Partition)
+	g, err := b.db.Group(group)
+	if err != nil {
+		return nil, err
+	}
+	fsm, err := partition.New(g.Partition())
+	if err != nil {
+		return nil, err
+	}
+	r := &replica{topic: d.Topic, part: d.Partition, group: group, fsm: fsm, peers: map[string]Peer{},
+		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight), stop: make(chan struct{})}
+	var peers []election.Peer
+	for _, p := range d.Peers {
+		r.peers[p.ID] = p
+		peers = append(peers, election.Peer{ID: p.ID, Addr: p.RaftAddr})
+	}
+	r.node, err = election.Open(ctx, election.Config{
+		Group: group, ID: b.cfg.ID, Mux: b.mux, FSM: fsm, Timing: partitionTiming(), Peers: peers,
+		LogStore: g.LogStore(), StableStore: g.StableStore(), SnapshotStore: g.SnapshotStore(),
+		Logger: b.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.wg.Add(1)
+	go r.commitLoop()
+	return r, nil
+}
+
+func (r *replica) close() error {
+	close(r.stop)
+	r.wg.Wait()
+	return r.node.Close()
+}
+
+func (r *replica) desc() replicaDesc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := replicaDesc{Topic: r.topic, Partition: r.part}
+	for _, p := range r.peers {
+		d.Peers = append(d.Peers, p)
+	}
+	return d
+}
+
+func (r *replica) rememberPeer(p Peer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.peers[p.ID]; ok && p.HTTPAddr == "" {
+		p.HTTPAddr = old.HTTPAddr
+	}
+	r.peers[p.ID] = p
+}
+
+func (r *replica) peer(id string) (Peer, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.peers[id]
+	return p, ok
+}
+
+// commitLoop is the group commit: it takes an in-flight slot, then everything queued
+// for the partition, and replicates it as one entry.
+func (r *replica) commitLoop() {
+	defer r.wg.Done()
+	for {
+		select {
+		case r.slots <- struct{}{}:
+		case <-r.stop:
+			return
+		}
+		var reqs []*produceReq
+		select {
+		case q := <-r.queue:
+			reqs = append(reqs, q)
+		case <-r.stop:
+			return
+		}
+		size := reqs[0].size
+	fill:
+		for size < maxEntryBytes {
+			select {
+			case q := <-r.queue:
+				reqs = append(reqs, q)
+				size += q.size
+			default:
+				break fill
+			}
+		}
+		r.wg.Add(1)
+		go r.apply(reqs)
+	}
+}
+
+func (r *replica) apply(reqs []*produceReq) {
+	defer r.wg.Done()
+	defer func() { <-r.slots }()
+	batches := make([]partition.Batch, len(reqs))
+	for i, q := range reqs {
+		batches[i] = q.batch
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	defer cancel()
+	go func() { // a closing replica gives up on its entries: their outcome is unknown
+		select {
+		case <-r.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	out, err := r.node.Apply(ctx, partition.EncodeProduce(batches))
+	var rs []partition.ProduceResult
+	if err == nil {
+		if rs, err = partition.DecodeProduceResults(out); err == nil && len(rs) != len(reqs) {
+			err = fmt.Errorf("partition answered %d results for %d batches", len(rs), len(reqs))
+		}
+	}
+	for i, q := range reqs {
+		if err != nil {
+			q.done <- produceResult{err: err}
+		} else {
+			q.done <- produceResult{res: rs[i]}
+		}
+	}
+}
+
+var errClosing = errors.New("replica is closing")
+
+// produce queues a batch for the next group commit and waits for its outcome.
+func (r *replica) produce(ctx context.Context, b partition.Batch) (partition.ProduceResult, error) {
+	q := &produceReq{batch: b, done: make(chan produceResult, 1)}
+	for _, m := range b.Msgs {
+		q.size += len(m) + 4
+	}
+	select {
+	case r.queue <- q:
+	case <-r.stop:
+		return partition.ProduceResult{}, errClosing
+	case <-ctx.Done():
+		return partition.ProduceResult{}, ctx.Err()
+	}
+	select {
+	case res := <-q.done:
+		return res.res, res.err
+	case <-ctx.Done():
+		return partition.ProduceResult{}, ctx.Err()
+	}
+}
+
+func (r *replica) register(ctx context.Context, consumer string) (partition.RegisterResult, error) {
+	out, err := r.node.Apply(ctx, partition.EncodeRegister(consumer))
+	if err != nil {
+		return partition.RegisterResult{}, err
+	}
+	return partition.DecodeRegisterResult(out)
+}
+
+// consume advances the consumer through Raft, then reads the messages it was given
+// from the local store (they are committed and never change). If leadership moved while
+// the command was forwarded, this replica may not have applied it yet: the caller gets
+// an error and retries with the same expected offset, which returns the same messages.
+func (r *replica) consume(ctx context.Context, req partition.ConsumeRequest) (partition.ConsumeResult, [][]byte, error) {
+	out, err := r.node.Apply(ctx, partition.EncodeConsume(req))
+	if err != nil {
+		return partition.ConsumeResult{}, nil, err
+	}
+	res, err := partition.DecodeConsumeResult(out)
+	if err != nil || res.Status != partition.StatusOK {
+		return res, nil, err
+	}
+	if _, next, _, _ := r.fsm.Info(); next < res.From+uint64(res.Count) {
+		return res, nil, errNotApplied
+	}
+	msgs, err := r.fsm.Messages(res.From, res.Count)
+	return res, msgs, err
+}
+
+var errNotApplied = errors.New("this replica has not applied the consume yet (leadership moved); retry with the same offset")
+
+func (r *replica) status(ctx context.Context) ReplicaStatus {
+	applied, next, bytes, consumers := r.fsm.Info()
+	st := ReplicaStatus{Topic: r.topic, Partition: r.part, IsLeader: r.node.IsLeader(),
+		Applied: applied, Next: next, Bytes: bytes, Consumers: consumers}
+	if l := r.node.Leader(); l.ID != "" {
+		st.Leader = r.fullPeer(election.Peer(l))
+	}
+	if members, err := r.node.Members(ctx); err == nil {
+		for _, m := range members {
+			st.Members = append(st.Members, r.fullPeer(m))
+		}
+	}
+	return st
+}
+
+func (r *replica) fullPeer(p election.Peer) Peer {
+	if known, ok := r.peer(p.ID); ok && known.HTTPAddr != "" {
+		return Peer{ID: p.ID, RaftAddr: p.Addr, HTTPAddr: known.HTTPAddr}
+	}
+	return Peer{ID: p.ID, RaftAddr: p.Addr}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/consul"
+)
+
+func init() { subcommands = append(subcommands, newBrokerCmd) }
+
+func newBrokerCmd() *cobra.Command {
+	var (
+		cfg      broker.Config
+		consulAt string
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "broker",
+		Short: "Run a broker: partition replicas, each a Raft group, behind an HTTP API",
+		Long: `Run a broker. Managers create partition replicas on it over HTTP; every partition
+is a Raft group over the brokers that hold it, all sharing this process's one Raft
+listener and one bolt file in --data-dir. A restarted broker reopens every replica it held.`,
+		Example: `  quorumq broker --id b1 --data-dir /tmp/b1 --raft 127.0.0.1:7101 --http 127.0.0.1:8101 --consul 127.0.0.1:8500`,
+		Args:    cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if cfg.DataDir == "" {
+				cfg.DataDir = filepath.Join(".quorumq", cfg.ID)
+			}
+			if consulAt != "" {
+				backend, err := consul.New(consulAt, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				cfg.Discovery = backend
+			}
+			cfg.Out = cmd.OutOrStdout()
+			return broker.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "this broker's id (required), e.g. b1")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "where the broker's bolt file lives (default .quorumq/<id>)")
+	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7101", "host:port of the Raft listener all partitions share")
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8101", "host:port of the HTTP API")
+	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
+	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", broker.DefaultMaxMessageBytes, "largest message accepted")
+	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("id")
+	return cmd
+}
