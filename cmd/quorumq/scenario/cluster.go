@@ -1,0 +1,171 @@
+// Package scenario is the seed's test scenario run end to end on real processes
+// (go test ./cmd/quorumq/scenario/), plus what it needs: a one-call cluster of real
+// quorumq processes on Consul and PostgreSQL, and the logs its clients write and the
+// check that compares them.
+package scenario
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/clientlib"
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/consul/consultest"
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/pgserver"
+)
+
+// Node is one quorumq process of a Cluster; Restart runs it again on the same data
+// directory and addresses, as an operator restarting a crashed machine would.
+type Node struct {
+	ID   string
+	HTTP string // host:port of its HTTP API
+	args []string
+	proc *proctest.Proc
+	runs int
+}
+
+func (n *Node) start(t testing.TB) {
+	n.runs++
+	n.proc = proctest.Start(t, fmt.Sprintf("%s#%d", n.ID, n.runs), n.args...)
+}
+
+// Kill ends the process with SIGKILL and waits until it is gone.
+func (n *Node) Kill() { n.proc.Kill() }
+
+// Restart starts the process again (after Kill).
+func (n *Node) Restart(t testing.TB) { n.start(t) }
+
+// Proc is the current run of the process.
+func (n *Node) Proc() *proctest.Proc { return n.proc }
+
+// Options sizes a Cluster.
+type Options struct {
+	Brokers  int // default 5
+	Managers int // default 3
+	// BrokerGrace is how long a broker may be critical before the managers declare it
+	// dead and move its replicas (default 2s, short so tests see re-replication).
+	BrokerGrace time.Duration
+}
+
+// Cluster is Consul, PostgreSQL (one database per manager), and brokers and managers
+// as real `quorumq` processes, all stopped when the test ends.
+type Cluster struct {
+	ConsulAddr string // host:port of the Consul agent's HTTP API
+	Discovery  *consul.Backend
+	Brokers    []*Node
+	Managers   []*Node
+}
+
+// Start runs a cluster. It returns once the processes are started, not once they are
+// ready: CreateTopic waits for that.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Brokers == 0 {
+		o.Brokers = 5
+	}
+	if o.Managers == 0 {
+		o.Managers = 3
+	}
+	if o.BrokerGrace == 0 {
+		o.BrokerGrace = 2 * time.Second
+	}
+	agent := consultest.Start(t)
+	pg := pgserver.StartT(t)
+	disc, err := consul.New(agent.HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: disc}
+	for i := 1; i <= o.Brokers; i++ {
+		n := &Node{ID: fmt.Sprintf("b%d", i), HTTP: proctest.FreeAddr(t)}
+		n.args = []string{"broker", "--id", n.ID, "--data-dir", t.TempDir(),
+			"--raft", proctest.FreeAddr(t), "--http", n.HTTP, "--consul", c.ConsulAddr}
+		n.start(t)
+		c.Brokers = append(c.Brokers, n)
+	}
+	for i := 1; i <= o.Managers; i++ {
+		n := &Node{ID: fmt.Sprintf("m%d", i), HTTP: proctest.FreeAddr(t)}
+		n.args = []string{"manager", "--id", n.ID, "--data-dir", t.TempDir(),
+			"--raft", proctest.FreeAddr(t), "--http", n.HTTP,
+			"--bootstrap-expect", fmt.Sprint(o.Managers), "--postgres", pg.DSN("quorumq_" + n.ID),
+			"--consul", c.ConsulAddr, "--broker-grace", o.BrokerGrace.String()}
+		n.start(t)
+		c.Managers = append(c.Managers, n)
+	}
+	return c
+}
+
+// Broker is the broker with that id, nil if none.
+func (c *Cluster) Broker(id string) *Node { return find(c.Brokers, id) }
+
+// Manager is the manager with that id, nil if none.
+func (c *Cluster) Manager(id string) *Node { return find(c.Managers, id) }
+
+func find(nodes []*Node, id string) *Node {
+	for _, n := range nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// Client is an SDK client finding the managers through Consul, retrying for up to 90s
+// (long enough to ride out an election plus a dead broker's replacement on a busy CI box).
+func (c *Cluster) Client(t testing.TB, opts ...clientlib.Option) *clientlib.Client {
+	t.Helper()
+	cl, err := clientlib.New(append([]clientlib.Option{clientlib.WithResolver(c.Discovery),
+		clientlib.WithRetryTimeout(90 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// WriteManager is the manager Consul tags as the leader, waiting up to a minute for
+// one (an election may be under way).
+func (c *Cluster) WriteManager(ctx context.Context) (*Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		ins, _ := c.Discovery.Healthy(ctx, discovery.ServiceManager)
+		for _, in := range ins {
+			if in.HasTag(discovery.TagLeader) {
+				if n := c.Manager(in.ID); n != nil {
+					return n, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no write manager tagged in Consul: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// CreateTopic creates a topic, retrying while the cluster is still forming (the
+// managers place partitions only once they know enough brokers).
+func (c *Cluster) CreateTopic(ctx context.Context, cl *clientlib.Client, name string, partitions int) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		err := cl.Admin().CreateTopic(actx, name, partitions)
+		acancel()
+		if err == nil || errors.Is(err, clientlib.ErrTopicExists) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create topic %s: %w (last error: %v)", name, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
