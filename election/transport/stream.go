@@ -36,23 +36,29 @@ func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	nc.SetDeadline(time.Now().Add(timeout))
+	fail := func(err error) error {
+		if g.ctx.Err() != nil {
+			return raft.ErrTransportShutdown
+		}
+		if ctx.Err() != nil { // our AfterFunc closed the conn: say why
+			err = fmt.Errorf("%w after %s", ctx.Err(), timeout)
+		}
+		return fmt.Errorf("transport: snapshot of %d bytes to %s: %w", args.Size, target, err)
+	}
 
 	w := bufio.NewWriterSize(nc, 256<<10)
 	if _, err := w.Write(b); err != nil {
-		return fmt.Errorf("transport: send snapshot to %s: %w", target, err)
+		return fail(err)
 	}
 	if _, err := io.CopyN(w, data, args.Size); err != nil {
-		return fmt.Errorf("transport: send snapshot to %s: %w", target, err)
+		return fail(err)
 	}
 	if err := w.Flush(); err != nil {
-		return fmt.Errorf("transport: send snapshot to %s: %w", target, err)
+		return fail(err)
 	}
 	f, err := readFrame(bufio.NewReader(nc))
 	if err != nil {
-		if ctx.Err() != nil && g.ctx.Err() != nil {
-			return raft.ErrTransportShutdown
-		}
-		return fmt.Errorf("transport: snapshot response from %s: %w", target, err)
+		return fail(err)
 	}
 	return g.decodeResponse(target, f, resp)
 }
