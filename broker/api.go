@@ -117,4 +117,9 @@ type Failure struct {
 	Status  string `json:"status"`
 	Message string `json:"message"`
 	Leader  *Peer  `json:"leader,omitempty"` // on 421: where writes for the partition go
+	Code    string `json:"code,omitempty"`   // machine-readable reason, e.g. CodeEmpty
 }
+
+// CodeEmpty marks the 404 of a consume that found no messages left (as opposed to an
+// unknown partition or consumer).
+const CodeEmpty = "empty"

@@ -21,6 +21,7 @@ type apiError struct {
 	code   int
 	msg    string
 	leader *Peer
+	reason string // Failure.Code
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -65,7 +66,7 @@ func errorHandler(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	switch {
 	case errors.As(err, &ae):
-		code, f.Leader = ae.code, ae.leader
+		code, f.Leader, f.Code = ae.code, ae.leader, ae.reason
 	case errors.As(err, &fe):
 		code = fe.Code
 	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrUnknownOutcome),
@@ -374,7 +375,7 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 		out.Messages[i] = string(m)
 	}
 	if len(msgs) == 0 {
-		return &apiError{code: http.StatusNotFound, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
+		return &apiError{code: http.StatusNotFound, reason: CodeEmpty, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
 	}
 	out.Message = &out.Messages[0]
 	return success(c, out)

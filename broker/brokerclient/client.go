@@ -1,0 +1,192 @@
+// Package brokerclient talks to brokers directly over their HTTP API (broker/api.go):
+// it follows partition leadership and retries produce and consume safely (same seq,
+// same expected offset). The bench and the broker's process tests use it; applications
+// go through the managers with clientlib.
+package brokerclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/quorumq/quorumq/broker"
+)
+
+// Client knows a set of brokers (HTTP addresses) and which one leads each partition.
+type Client struct {
+	HTTP    *http.Client
+	Brokers []string // host:port of every broker's HTTP API
+
+	mu      sync.Mutex
+	leaders map[string]string // "topic/partition" → leader's HTTP address
+}
+
+// New returns a client for brokers.
+func New(brokers ...string) *Client {
+	return &Client{HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 15 * time.Second},
+		Brokers: brokers, leaders: map[string]string{}}
+}
+
+// Error is a failure reply.
+type Error struct {
+	Code    int
+	Message string
+	Leader  *broker.Peer
+	Reason  string // broker.Failure.Code
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+
+// Do sends one request to addr and decodes the success reply into out.
+func (c *Client) Do(ctx context.Context, method, addr, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var f broker.Failure
+		json.Unmarshal(data, &f)
+		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+func key(topic string, part int) string { return fmt.Sprintf("%s/%d", topic, part) }
+
+// CreatePartition creates a replica of topic/part on every peer.
+func (c *Client) CreatePartition(ctx context.Context, topic string, part int, peers []broker.Peer) error {
+	errs := make(chan error, len(peers))
+	for _, p := range peers {
+		go func() {
+			errs <- c.Do(ctx, http.MethodPost, p.HTTPAddr, "/replicas",
+				broker.CreateReplicaRequest{Topic: topic, Partition: &part, Peers: peers}, nil)
+		}()
+	}
+	var all []error
+	for range peers {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// Status returns one broker's view of a partition.
+func (c *Client) Status(ctx context.Context, addr, topic string, part int) (broker.ReplicaStatus, error) {
+	var st broker.ReplicaStatus
+	err := c.Do(ctx, http.MethodGet, addr, fmt.Sprintf("/replicas/%s/%d", topic, part), nil, &st)
+	return st, err
+}
+
+// Leader returns the HTTP address of the partition's leader, asking the brokers when
+// it is not known.
+func (c *Client) Leader(ctx context.Context, topic string, part int) (string, error) {
+	c.mu.Lock()
+	addr, ok := c.leaders[key(topic, part)]
+	c.mu.Unlock()
+	if ok {
+		return addr, nil
+	}
+	for _, b := range c.Brokers {
+		st, err := c.Status(ctx, b, topic, part)
+		if err == nil && st.Leader.HTTPAddr != "" {
+			c.setLeader(topic, part, st.Leader.HTTPAddr)
+			return st.Leader.HTTPAddr, nil
+		}
+	}
+	return "", fmt.Errorf("brokerclient: no leader known for %s/%d", topic, part)
+}
+
+func (c *Client) setLeader(topic string, part int, addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if addr == "" {
+		delete(c.leaders, key(topic, part))
+	} else {
+		c.leaders[key(topic, part)] = addr
+	}
+}
+
+// onLeader runs a write against the partition's leader until it succeeds, fails for
+// good (a 4xx other than 421), or ctx ends. Writes are retried as they are (same seq,
+// same offset), which is what makes retrying them safe.
+func (c *Client) onLeader(ctx context.Context, topic string, part int, path string, in, out any) error {
+	backoff := 20 * time.Millisecond
+	for {
+		addr, err := c.Leader(ctx, topic, part)
+		if err == nil {
+			err = c.Do(ctx, http.MethodPost, addr, path, in, out)
+			var e *Error
+			switch {
+			case err == nil:
+				return nil
+			case errors.As(err, &e) && e.Code == http.StatusMisdirectedRequest && e.Leader != nil && e.Leader.HTTPAddr != "":
+				c.setLeader(topic, part, e.Leader.HTTPAddr)
+				continue
+			case errors.As(err, &e) && e.Code >= 400 && e.Code < 500 && e.Code != http.StatusMisdirectedRequest:
+				return err
+			}
+			c.setLeader(topic, part, "")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("brokerclient: %s on %s/%d: %w (last error: %v)", path, topic, part, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Produce appends msgs as producer's batch seq and returns the reply.
+func (c *Client) Produce(ctx context.Context, topic string, part int, producer string, seq uint64, msgs []string) (broker.ProduceReply, error) {
+	var r broker.ProduceReply
+	err := c.onLeader(ctx, topic, part, "/produce",
+		broker.ProduceRequest{Topic: topic, Partition: &part, ProducerID: producer, Seq: seq, Messages: msgs}, &r)
+	return r, err
+}
+
+// Register registers a consumer.
+func (c *Client) Register(ctx context.Context, topic string, part int, consumer string) (uint64, error) {
+	var r broker.RegisterReply
+	err := c.onLeader(ctx, topic, part, "/consumers",
+		broker.RegisterRequest{Topic: topic, Partition: &part, ConsumerID: consumer}, &r)
+	return r.Offset, err
+}
+
+// Consume takes up to max messages from offset (the consumer's expected position).
+// No messages left is an empty reply, not an error.
+func (c *Client) Consume(ctx context.Context, topic string, part int, consumer string, offset uint64, max int) (broker.ConsumeReply, error) {
+	var r broker.ConsumeReply
+	err := c.onLeader(ctx, topic, part, "/consume",
+		broker.ConsumeRequest{Topic: topic, Partition: &part, ConsumerID: consumer, Offset: &offset, Max: max}, &r)
+	var e *Error
+	if errors.As(err, &e) && e.Reason == broker.CodeEmpty {
+		return broker.ConsumeReply{Offset: offset, Next: offset}, nil
+	}
+	return r, err
+}
