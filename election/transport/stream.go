@@ -142,7 +142,11 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if err != nil {
 		return nil, err
 	}
-	cl, id, err := c.start(b, sendNow, p.g)
+	mode := sendNow
+	if len(args.Entries) == 0 {
+		mode = sendLazy // a CommitTimeout tick: only tells the follower the commit index
+	}
+	cl, id, err := c.start(b, mode, p.g)
 	if err != nil {
 		return nil, fmt.Errorf("transport: send to %s: %w", p.target, err)
 	}
