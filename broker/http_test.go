@@ -1,0 +1,117 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerclient"
+)
+
+// startBroker runs one broker in-process with a single-member partition t/0.
+func startBroker(t *testing.T) (*broker.Broker, *brokerclient.Client) {
+	t.Helper()
+	b, err := broker.New(broker.Config{ID: "b1", DataDir: filepath.Join(t.TempDir(), "b1"),
+		RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", MaxMessageBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cl := brokerclient.New(b.HTTPAddr())
+	self := broker.Peer{ID: "b1", RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
+	if err := cl.CreatePartition(ctx, "t", 0, []broker.Peer{self}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, cl, "t", 0)
+	return b, cl
+}
+
+func TestBadInput(t *testing.T) {
+	b, cl := startBroker(t)
+	big := strings.Repeat("x", 101)
+	tests := []struct {
+		name, method, path, body string
+		code                     int
+	}{
+		{"garbage JSON", "POST", "/produce", `{"topic":`, 400},
+		{"empty topic", "POST", "/produce", `{"topic":"","partition":0,"message":"m"}`, 400},
+		{"no partition", "POST", "/produce", `{"topic":"t","message":"m"}`, 400},
+		{"negative partition", "POST", "/produce", `{"topic":"t","partition":-1,"message":"m"}`, 400},
+		{"no message", "POST", "/produce", `{"topic":"t","partition":0}`, 400},
+		{"oversize message", "POST", "/produce", `{"topic":"t","partition":0,"message":"` + big + `"}`, 413},
+		{"oversize message in a batch", "POST", "/produce", `{"topic":"t","partition":0,"messages":["ok","` + big + `"]}`, 413},
+		{"unknown partition", "POST", "/produce", `{"topic":"t","partition":7,"message":"m"}`, 404},
+		{"unknown topic", "POST", "/produce", `{"topic":"nope","partition":0,"message":"m"}`, 404},
+		{"consume: unknown consumer", "POST", "/consume", `{"topic":"t","partition":0,"consumer_id":"c"}`, 404},
+		{"consume: no consumer id", "POST", "/consume", `{"topic":"t","partition":0}`, 400},
+		{"consume: max too big", "POST", "/consume", `{"topic":"t","partition":0,"consumer_id":"c","max":100000}`, 400},
+		{"size: no consumer", "GET", "/size?topic=t&partition=0", ``, 400},
+		{"size: bad partition", "GET", "/size?topic=t&partition=x&consumer_id=c", ``, 400},
+		{"create: no peers", "POST", "/replicas", `{"topic":"u","partition":0}`, 400},
+		{"create: garbage", "POST", "/replicas", `[1,2`, 400},
+		{"status: unknown", "GET", "/replicas/t/9", ``, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, "http://"+b.HTTPAddr()+tt.path, strings.NewReader(tt.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.code || !strings.Contains(string(body), `"status":"failure"`) || !strings.Contains(string(body), `"message":"`) {
+				t.Fatalf("got %d %s, want %d and a JSON failure", resp.StatusCode, body, tt.code)
+			}
+		})
+	}
+	st, err := cl.Status(context.Background(), b.HTTPAddr(), "t", 0)
+	if err != nil || st.Next != 0 || st.Consumers != 0 {
+		t.Fatalf("bad requests stored something: %+v %v", st, err)
+	}
+}
+
+func TestProduceConsumeSingleBroker(t *testing.T) {
+	b, cl := startBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cl.Register(ctx, "t", 0, "c"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := cl.Produce(ctx, "t", 0, "p", 1, []string{"a", "b", "c"})
+	if err != nil || r.Offset != 0 || r.Count != 3 {
+		t.Fatalf("produce: %+v %v", r, err)
+	}
+	r, err = cl.Produce(ctx, "t", 0, "p", 1, []string{"a", "b", "c"})
+	if err != nil || !r.Duplicate || r.Offset != 0 {
+		t.Fatalf("retried produce: %+v %v", r, err)
+	}
+	if _, err := cl.Produce(ctx, "t", 0, "p", 0, []string{"old"}); err == nil {
+		t.Fatal("stale seq accepted")
+	}
+	got, err := cl.Consume(ctx, "t", 0, "c", 0, 2)
+	if err != nil || strings.Join(got.Messages, ",") != "a,b" || got.Left != 1 {
+		t.Fatalf("consume: %+v %v", got, err)
+	}
+	again, _ := cl.Consume(ctx, "t", 0, "c", 0, 2) // the reply was "lost": same messages
+	if strings.Join(again.Messages, ",") != "a,b" {
+		t.Fatalf("retried consume: %+v", again)
+	}
+	var size broker.SizeReply
+	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/size?topic=t&partition=0&consumer_id=c", nil, &size); err != nil || size.Size != 1 {
+		t.Fatalf("size: %+v %v", size, err)
+	}
+	rest, _ := cl.Consume(ctx, "t", 0, "c", 2, 10)
+	empty, err := cl.Consume(ctx, "t", 0, "c", 3, 10)
+	if strings.Join(rest.Messages, ",") != "c" || err != nil || len(empty.Messages) != 0 {
+		t.Fatalf("rest %+v, then %+v %v", rest, empty, err)
+	}
+}
