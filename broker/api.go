@@ -112,6 +112,15 @@ type SizeReply struct {
 	Size uint64 `json:"size"`
 }
 
+// HealthReply is the /healthz reply.
+type HealthReply struct {
+	ID        string `json:"id"`
+	RaftAddr  string `json:"raft_addr"`
+	HTTPAddr  string `json:"http_addr"`
+	Replicas  int    `json:"replicas"`
+	Reopening int    `json:"reopening"` // replicas still to reopen after a restart
+}
+
 // Failure is the body of every error reply.
 type Failure struct {
 	Status  string `json:"status"`

@@ -150,7 +150,7 @@ func (b *Broker) healthz(c *fiber.Ctx) error {
 	b.mu.RLock()
 	n, pending := len(b.replicas), b.pending
 	b.mu.RUnlock()
-	return success(c, fiber.Map{"id": b.cfg.ID, "replicas": n, "reopening": pending})
+	return success(c, HealthReply{ID: b.cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr(), Replicas: n, Reopening: pending})
 }
 
 func (b *Broker) createReplica(c *fiber.Ctx) error {

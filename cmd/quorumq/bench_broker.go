@@ -1,0 +1,71 @@
+package main
+
+import (
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quorumq/quorumq/broker/brokerbench"
+)
+
+func init() {
+	benchCmd.AddCommand(newBenchProduceCmd(), newBenchConsumeCmd(), newBenchPartitionsCmd())
+}
+
+func brokerBenchFlags(cmd *cobra.Command, cfg *brokerbench.Config) {
+	f := cmd.Flags()
+	f.StringSliceVar(&cfg.Brokers, "brokers", nil, "HTTP addresses of 3+ running brokers (default: start 3)")
+	f.IntVar(&cfg.Partitions, "partitions", 1, "partitions to create (RF 3)")
+	f.IntVar(&cfg.Clients, "clients", 1, "concurrent clients, one request in flight each")
+	f.IntVar(&cfg.Size, "size", 1024, "message size in bytes")
+	f.IntVar(&cfg.Batch, "batch", 1, "messages per request")
+	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long producers run")
+}
+
+func brokerBenchCmd(use, short, example string, run func(cmd *cobra.Command, cfg brokerbench.Config) error) *cobra.Command {
+	var cfg brokerbench.Config
+	cmd := &cobra.Command{
+		Use: use, Short: short, Example: example, Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.Binary, cfg.Out = bin, cmd.OutOrStdout()
+			return run(cmd, cfg)
+		},
+	}
+	brokerBenchFlags(cmd, &cfg)
+	return cmd
+}
+
+func newBenchProduceCmd() *cobra.Command {
+	return brokerBenchCmd("produce", "Produce to partitions (RF 3); prints msgs/s, MB/s, p50/p99 ack latency",
+		"  quorumq bench produce --partitions 8 --clients 64 --size 1024 --duration 20s",
+		func(cmd *cobra.Command, cfg brokerbench.Config) error {
+			_, err := brokerbench.Produce(cmd.Context(), cfg)
+			return err
+		})
+}
+
+func newBenchConsumeCmd() *cobra.Command {
+	return brokerBenchCmd("consume", "Fill partitions (RF 3) for --duration, then drain them; prints msgs/s and latency",
+		"  quorumq bench consume --partitions 8 --clients 8 --batch 1000 --duration 10s",
+		func(cmd *cobra.Command, cfg brokerbench.Config) error {
+			_, err := brokerbench.Consume(cmd.Context(), cfg)
+			return err
+		})
+}
+
+func newBenchPartitionsCmd() *cobra.Command {
+	var idle time.Duration
+	cmd := brokerBenchCmd("partitions", "Many idle partitions: time to all-led, idle CPU/RSS, cold restart, broker failover",
+		"  quorumq bench partitions --partitions 1000 --idle 20s",
+		func(cmd *cobra.Command, cfg brokerbench.Config) error {
+			return brokerbench.Partitions(cmd.Context(), cfg, idle)
+		})
+	cmd.Flags().DurationVar(&idle, "idle", 10*time.Second, "how long to measure idle CPU")
+	return cmd
+}
