@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/quorumq/quorumq/atm/bank"
 )
 
@@ -31,6 +33,7 @@ type batcher struct {
 	logger   *slog.Logger
 	queue    chan *request
 	wg       sync.WaitGroup
+	sizes    prometheus.Histogram // operations per entry, served on /metrics
 }
 
 type request struct {
@@ -46,7 +49,7 @@ type reply struct {
 
 func newBatcher(apply applyFunc, id string, lanes, maxBatch int, timeout time.Duration, logger *slog.Logger) *batcher {
 	return &batcher{apply: apply, id: id, lanes: lanes, maxBatch: maxBatch, timeout: timeout, logger: logger,
-		queue: make(chan *request, lanes*maxBatch)}
+		queue: make(chan *request, lanes*maxBatch), sizes: newBatchSizes()}
 }
 
 // start runs the lanes until ctx is done; wait blocks until they have exited.
@@ -117,6 +120,7 @@ func (b *batcher) runLane(ctx context.Context, session string, seq uint64) {
 		if len(live) == 0 {
 			continue
 		}
+		b.sizes.Observe(float64(len(live)))
 		seq++
 		batch := bank.Batch{Session: session, Seq: seq, Ops: make([]bank.Op, len(live))}
 		for i, r := range live {

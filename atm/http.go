@@ -75,6 +75,7 @@ type server struct {
 func newServer(logger *slog.Logger) *server {
 	s := &server{ready: make(chan struct{})}
 	s.app = fiber.New(fiber.Config{DisableStartupMessage: true, ErrorHandler: errorHandler(logger)})
+	mountMetrics(s)
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "success"}) })
 	api := s.app.Group("/", s.whenReady)
 	api.Post("/deposit", s.money(bank.KindDeposit))
