@@ -29,8 +29,9 @@ type Mutation struct {
 type Store interface {
 	// Load returns the last committed state (NewState for a new partition).
 	Load() (State, error)
-	// Commit applies a mutation atomically and durably.
-	Commit(m *Mutation) error
+	// Commit queues a mutation to be applied atomically and durably after every
+	// mutation queued before it, and returns a function that waits for the outcome.
+	Commit(m *Mutation) (wait func() error)
 	// Fit counts the messages from offset from (exclusive bound to) whose sizes add up
 	// to at most maxBytes (always at least one if from < to) and returns their size.
 	Fit(from, to, maxBytes uint64) (n, size uint64, err error)
@@ -42,11 +43,18 @@ type Store interface {
 
 // FSM is the partition state machine. Apply is deterministic: results depend only on
 // the entries and the state before them.
+//
+// Apply does not wait for the store to commit: the entries are already durable in the
+// Raft log on a majority, and until the store has them they stay in the log (raft
+// compacts the log only after a snapshot, and Persist waits for the store first), so a
+// crash replays them. That takes one fsync off every acknowledgement. Whatever reads
+// the store (consume, snapshots) waits for the pending commit first.
 type FSM struct {
 	store Store
 
-	mu sync.RWMutex // guards st against readers outside Raft's FSM goroutine
-	st State
+	mu      sync.RWMutex // guards st and pending against readers outside Raft's FSM goroutine
+	st      State
+	pending func() error // waits for the last queued commit
 }
 
 // New loads the partition's state from store.
@@ -71,7 +79,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.mu.RUnlock()
 	m := &Mutation{Applied: st.Applied, First: st.Next, Next: st.Next, Bytes: st.Bytes,
 		Consumers: map[string]uint64{}, Producers: map[string]Producer{}}
-	a := applier{st: &st, m: m, store: f.store}
+	a := applier{st: &st, m: m, store: f.store, flush: f.flush}
 	out := make([]interface{}, len(logs))
 	for i, l := range logs {
 		if l.Index <= m.Applied || l.Type != raft.LogCommand {
@@ -83,12 +91,16 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if m.Applied == st.Applied {
 		return out
 	}
-	if err := f.store.Commit(m); err != nil {
-		// The entries are committed in Raft; skipping them would fork this replica.
-		// Crashing lets the restart re-apply them from the log.
-		panic(fmt.Sprintf("partition: store commit at index %d: %v", m.Applied, err))
-	}
+	wait := f.store.Commit(m)
+	go func() {
+		if err := wait(); err != nil {
+			// The entries are committed in Raft; skipping them would fork this replica.
+			// Crashing lets the restart re-apply them from the log.
+			panic(fmt.Sprintf("partition: store commit at index %d: %v", m.Applied, err))
+		}
+	}()
 	f.mu.Lock()
+	f.pending = wait
 	f.st.Applied, f.st.Next, f.st.Bytes = m.Applied, m.Next, m.Bytes
 	for k, v := range m.Consumers {
 		f.st.Consumers[k] = v
@@ -105,6 +117,7 @@ type applier struct {
 	st    *State
 	m     *Mutation
 	store Store
+	flush func() error // waits until the store has every earlier mutation
 }
 
 func (a *applier) consumer(id string) (uint64, bool) {
@@ -218,6 +231,9 @@ func (a *applier) fit(from, max, maxBytes uint64) (uint64, error) {
 	}
 	var n, size uint64
 	if from < a.m.First {
+		if err := a.flush(); err != nil {
+			return 0, err
+		}
 		var err error
 		n, size, err = a.store.Fit(from, min(end, a.m.First), maxBytes)
 		if err != nil || from+n < a.m.First {
@@ -234,10 +250,24 @@ func (a *applier) fit(from, max, maxBytes uint64) (uint64, error) {
 	return n, nil
 }
 
-// Messages reads n committed messages from offset from.
+// flush waits until the store has committed every mutation applied so far.
+func (f *FSM) flush() error {
+	f.mu.RLock()
+	wait := f.pending
+	f.mu.RUnlock()
+	if wait == nil {
+		return nil
+	}
+	return wait()
+}
+
+// Messages reads n applied messages from offset from.
 func (f *FSM) Messages(from uint64, n uint32) ([][]byte, error) {
 	if n == 0 {
 		return nil, nil
+	}
+	if err := f.flush(); err != nil {
+		return nil, err
 	}
 	return f.store.Messages(from, n)
 }
@@ -265,7 +295,7 @@ func (f *FSM) Left(consumer string) (uint64, bool) {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return snapshot{st: f.st.clone()}, nil
+	return snapshot{st: f.st.clone(), committed: f.pending}, nil
 }
 
 // Restore implements raft.FSM. A snapshot no newer than what the store already holds
@@ -275,6 +305,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	st, _, err := ReadSnapshotPrefix(rc)
 	if err != nil {
+		return err
+	}
+	if err := f.flush(); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -289,9 +322,20 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type snapshot struct{ st State }
+type snapshot struct {
+	st        State
+	committed func() error // nil, or waits until the store holds st
+}
 
+// Persist first waits for the store to hold the snapshot's state: once the snapshot
+// exists raft may drop the log entries it covers.
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if s.committed != nil {
+		if err := s.committed(); err != nil {
+			sink.Cancel()
+			return err
+		}
+	}
 	if err := WriteSnapshotPrefix(sink, s.st); err != nil {
 		sink.Cancel()
 		return err

@@ -20,7 +20,12 @@ func newMemStore() *memStore { return &memStore{st: NewState()} }
 
 func (s *memStore) Load() (State, error) { return s.st.clone(), nil }
 
-func (s *memStore) Commit(m *Mutation) error {
+func (s *memStore) Commit(m *Mutation) func() error {
+	err := s.commit(m)
+	return func() error { return err }
+}
+
+func (s *memStore) commit(m *Mutation) error {
 	if m.First != uint64(len(s.msgs)) {
 		return fmt.Errorf("gap: first %d, have %d", m.First, len(s.msgs))
 	}

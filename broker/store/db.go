@@ -47,6 +47,8 @@ type DB struct {
 	bolt *bolt.DB
 	reqs chan *writeReq
 
+	mu        sync.RWMutex // held (shared) while queueing, so Close knows no write is on its way
+	closed    bool
 	closeOnce sync.Once
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -84,9 +86,14 @@ func Open(path string) (*DB, error) {
 	return d, nil
 }
 
-// Close stops the writer and closes the file.
+// Close commits the writes already queued, then closes the file.
 func (d *DB) Close() error {
-	d.closeOnce.Do(func() { close(d.closing) })
+	d.closeOnce.Do(func() {
+		d.mu.Lock()
+		d.closed = true
+		d.mu.Unlock()
+		close(d.closing)
+	})
 	<-d.stopped
 	return d.bolt.Close()
 }
@@ -99,13 +106,21 @@ func (d *DB) Stats() (txs, writes uint64) { return d.txs.Load(), d.writes.Load()
 // queued. fn may run twice (alone, if another write in its batch failed), so it must
 // only touch tx.
 func (d *DB) update(fn func(*bolt.Tx) error) error {
+	return <-d.updateAsync(fn)
+}
+
+// updateAsync queues fn and returns at once; the channel gets the outcome. Writes are
+// committed in the order they were queued.
+func (d *DB) updateAsync(fn func(*bolt.Tx) error) <-chan error {
 	r := &writeReq{fn: fn, err: make(chan error, 1)}
-	select {
-	case d.reqs <- r:
-	case <-d.closing:
-		return ErrClosed
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		r.err <- ErrClosed
+	} else {
+		d.reqs <- r
 	}
-	return <-r.err
+	return r.err
 }
 
 func (d *DB) view(fn func(*bolt.Tx) error) error { return d.bolt.View(fn) }
@@ -119,7 +134,7 @@ func (d *DB) commitLoop() {
 		case r := <-d.reqs:
 			batch = append(batch, r)
 		case <-d.closing:
-			d.drain()
+			d.drain(batch)
 			return
 		}
 	fill:
@@ -135,15 +150,22 @@ func (d *DB) commitLoop() {
 	}
 }
 
-// drain fails the writes that raced with Close.
-func (d *DB) drain() {
+// drain commits what is still queued at Close (nothing can be added any more).
+func (d *DB) drain(batch []*writeReq) {
 	for {
 		select {
 		case r := <-d.reqs:
-			r.err <- ErrClosed
+			batch = append(batch, r)
+			if len(batch) < maxBatch {
+				continue
+			}
 		default:
+		}
+		if len(batch) == 0 {
 			return
 		}
+		d.commit(batch)
+		batch = batch[:0]
 	}
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/quorumq/quorumq/broker/partition"
 	bolt "go.etcd.io/bbolt"
@@ -60,9 +61,9 @@ func putState(tx *bolt.Tx, g *Group, applied, next, bytes uint64) error {
 }
 
 // Commit implements partition.Store: messages, offsets, producers and the applied
-// index in one transaction.
-func (p *Partition) Commit(m *partition.Mutation) error {
-	return p.g.db.update(func(tx *bolt.Tx) error {
+// index in one transaction, queued behind the writes before it.
+func (p *Partition) Commit(m *partition.Mutation) func() error {
+	done := p.g.db.updateAsync(func(tx *bolt.Tx) error {
 		if err := putMessages(tx, p.g, m.First, m.Msgs); err != nil {
 			return err
 		}
@@ -83,6 +84,12 @@ func (p *Partition) Commit(m *partition.Mutation) error {
 		}
 		return putState(tx, p.g, m.Applied, m.Next, m.Bytes)
 	})
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() { err = <-done })
+		return err
+	}
 }
 
 func putMessages(tx *bolt.Tx, g *Group, first uint64, msgs [][]byte) error {
