@@ -125,6 +125,22 @@ func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Membe
 		m.log.Warn("broker dead", "broker", id, "critical_for", time.Since(since).Round(time.Millisecond))
 	}
 	m.evacuate(ctx)
+	m.topUp(ctx)
+}
+
+// topUp adds replicas to partitions created while fewer brokers were alive than their
+// replication factor, one replica per partition per pass.
+func (m *Manager) topUp(ctx context.Context) {
+	var moves []meta.Move
+	m.store.Read(func(s *meta.State) { moves = meta.PlanTopUp(s.HealthyLoads(), s.UnderReplicated()) })
+	forEach(moves, func(mv meta.Move) error {
+		if err := m.addReplica(ctx, mv); err != nil {
+			m.log.Warn("add replica", "move", mv, "err", err)
+			return err
+		}
+		m.log.Info("replica added", "topic", mv.Topic, "partition", mv.Partition, "broker", mv.To)
+		return nil
+	})
 }
 
 // evacuate moves replicas off dead and decommissioning brokers and releases

@@ -289,3 +289,34 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 	}
 	eventually(t, 15*time.Second, "deregistered b1 dead", func() bool { return brokerStates(t, m)["b1"].State == meta.BrokerDead })
 }
+
+// A topic created while only one broker was alive gets its other replicas once more
+// brokers come up.
+func TestTopUpWhenBrokersJoin(t *testing.T) {
+	pg := pgserver.StartT(t)
+	d := discovery.NewStatic()
+	fb := newFakeBrokers()
+	fb.start(t, d, "b1")
+	m := startManager(t, d, pg.DSN("topup"))
+	eventually(t, 10*time.Second, "b1 alive", func() bool { return len(brokerStates(t, m)) == 1 })
+	var tr TopicReply
+	if code := call(t, m, "POST", "/topics", `{"name":"t","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions[0].Replicas) != 1 {
+		t.Fatalf("create: %d %+v", code, tr)
+	}
+	fb.start(t, d, "b2")
+	fb.start(t, d, "b3")
+	eventually(t, 15*time.Second, "partitions topped up to 3 replicas", func() bool {
+		call(t, m, "GET", "/topics/t", "", &tr)
+		for _, p := range tr.Topic.Partitions {
+			if len(p.Replicas) != 3 {
+				return false
+			}
+			for _, b := range p.Replicas {
+				if !fb.holds(b, meta.GroupName("t", p.Partition)) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}

@@ -177,6 +177,31 @@ func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) 
 	return err
 }
 
+// addReplica creates a further replica of an under-replicated partition on mv.To: it
+// joins the group, the group adds it, then the metadata records it.
+func (m *Manager) addReplica(ctx context.Context, mv meta.Move) error {
+	view := m.brokerView()
+	var p meta.Partition
+	var ok bool
+	m.store.Read(func(s *meta.State) {
+		if t, found := s.Topics[mv.Topic]; found && mv.Partition < len(t.Partitions) {
+			p, ok = t.Partitions[mv.Partition], !t.Partitions[mv.Partition].Has(mv.To)
+			p.Replicas = slices.Clone(p.Replicas)
+		}
+	})
+	if !ok {
+		return nil
+	}
+	if err := m.brokers.createReplica(ctx, view, view[mv.To], p, p.Replicas); err != nil {
+		return err
+	}
+	if err := m.brokers.addMember(ctx, view, p, view[mv.To]); err != nil {
+		return err
+	}
+	_, err := m.apply(ctx, meta.AddReplica{Topic: mv.Topic, Partition: mv.Partition, Broker: mv.To})
+	return err
+}
+
 // dropStaleReplicas deletes, on a broker that came back, the replicas that were moved
 // away while it was dead.
 func (m *Manager) dropStaleReplicas(ctx context.Context, id string) {

@@ -58,6 +58,8 @@ func (s *State) Apply(cmd []byte) (Result, Changes) {
 		return s.decommission(c)
 	case *ReleaseBroker:
 		return s.releaseBroker(c)
+	case *AddReplica:
+		return s.addReplica(c)
 	}
 	return Result{Err: errf(CodeInvalid, "meta: command %T has no handler", c)}, Changes{}
 }
@@ -246,4 +248,23 @@ func (s *State) releaseBroker(c *ReleaseBroker) (Result, Changes) {
 	}
 	s.Brokers[c.ID].State = BrokerReleased
 	return Result{}, Changes{Brokers: []string{c.ID}}
+}
+
+func (s *State) addReplica(c *AddReplica) (Result, Changes) {
+	t, p, e := s.partition(c.Topic, c.Partition)
+	if e != nil {
+		return fail(e)
+	}
+	if _, ok := s.Brokers[c.Broker]; !ok {
+		return fail(unknownBroker(c.Broker))
+	}
+	if p.Has(c.Broker) {
+		return fail(errf(CodeConflict, "partition %s/%d already has a replica on %q", c.Topic, c.Partition, c.Broker))
+	}
+	if len(p.Replicas) >= t.Replication {
+		return fail(errf(CodeConflict, "partition %s/%d already has its %d replicas", c.Topic, c.Partition, t.Replication))
+	}
+	p.Replicas = append(p.Replicas, c.Broker)
+	slices.Sort(p.Replicas)
+	return Result{}, Changes{Topics: []string{c.Topic}}
 }

@@ -21,6 +21,7 @@ const (
 	TypeSetLeader        CmdType = 8
 	TypeDecommission     CmdType = 9
 	TypeReleaseBroker    CmdType = 10
+	TypeAddReplica       CmdType = 11
 )
 
 // Version is the payload version written after the type byte. A manager refuses (as a
@@ -81,6 +82,14 @@ type Decommission struct {
 	ID string `json:"id"`
 }
 
+// AddReplica records a new replica of an under-replicated partition (it already
+// exists on the broker).
+type AddReplica struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Broker    string `json:"broker"`
+}
+
 // ReleaseBroker retires a broker that holds no replicas.
 type ReleaseBroker struct {
 	ID string `json:"id"`
@@ -96,6 +105,7 @@ func (MoveReplica) Type() CmdType      { return TypeMoveReplica }
 func (SetLeader) Type() CmdType        { return TypeSetLeader }
 func (Decommission) Type() CmdType     { return TypeDecommission }
 func (ReleaseBroker) Type() CmdType    { return TypeReleaseBroker }
+func (AddReplica) Type() CmdType       { return TypeAddReplica }
 
 // Encode writes a command as type byte, version byte, JSON payload.
 func Encode(c Command) []byte {
@@ -117,6 +127,7 @@ var newCommand = map[CmdType]func() Command{
 	TypeSetLeader:        func() Command { return &SetLeader{} },
 	TypeDecommission:     func() Command { return &Decommission{} },
 	TypeReleaseBroker:    func() Command { return &ReleaseBroker{} },
+	TypeAddReplica:       func() Command { return &AddReplica{} },
 }
 
 // Decode reads an encoded command; the result is a pointer to the concrete type.

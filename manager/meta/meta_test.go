@@ -62,6 +62,10 @@ func TestApplyRefusals(t *testing.T) {
 		{"leader not replica", Encode(SetLeader{Topic: "orders", Leader: "b9"}), CodeConflict},
 		{"release holder", Encode(ReleaseBroker{ID: "b1"}), CodeConflict},
 		{"release unknown", Encode(ReleaseBroker{ID: "b9"}), CodeUnknownBroker},
+		{"add replica full", Encode(AddReplica{Topic: "orders", Broker: "b3"}), CodeConflict},
+		{"add replica holder", Encode(AddReplica{Topic: "orders", Broker: "b1"}), CodeConflict},
+		{"add replica unknown broker", Encode(AddReplica{Topic: "orders", Broker: "b9"}), CodeUnknownBroker},
+		{"add replica unknown topic", Encode(AddReplica{Topic: "nope", Broker: "b1"}), CodeUnknownTopic},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,6 +83,31 @@ func TestApplyRefusals(t *testing.T) {
 				t.Fatalf("round-tripped error %v, want code %s", err, c.code)
 			}
 		})
+	}
+}
+
+// A topic created with fewer alive brokers than its replication factor is topped up
+// once brokers join.
+func TestTopUp(t *testing.T) {
+	s := withBrokers(t, "b1")
+	mustApply(t, s, CreateTopic{Name: "t", Partitions: 2, Replication: 3})
+	mustApply(t, s, BrokerUp{ID: "b2"})
+	mustApply(t, s, BrokerUp{ID: "b3"})
+	for range 2 {
+		for _, m := range PlanTopUp(s.HealthyLoads(), s.UnderReplicated()) {
+			if m.From != "" {
+				t.Fatalf("top-up move %+v has a source", m)
+			}
+			mustApply(t, s, AddReplica{Topic: m.Topic, Partition: m.Partition, Broker: m.To})
+		}
+	}
+	if u := s.UnderReplicated(); len(u) != 0 {
+		t.Fatalf("still under-replicated: %+v", u)
+	}
+	for _, p := range s.Topics["t"].Partitions {
+		if !reflect.DeepEqual(p.Replicas, []string{"b1", "b2", "b3"}) {
+			t.Fatalf("partition %+v", p)
+		}
 	}
 }
 

@@ -68,11 +68,22 @@ type Move struct {
 	To        string `json:"to"`
 }
 
+// PlanTopUp plans one more replica for each partition that has fewer than its topic
+// asks for (it was created while too few brokers were alive): the least loaded candidate
+// not holding it. Moves have an empty From. partitions are the under-replicated ones.
+func PlanTopUp(candidates []Load, partitions []Partition) []Move {
+	return plan(candidates, partitions, "")
+}
+
 // PlanEvacuation plans moving every replica on broker from to the candidates: for each
 // affected partition, the least loaded candidate that does not already hold it. A
 // partition with no such candidate is left out (it stays under-replicated until a
 // broker is available). partitions are those holding a replica on from.
 func PlanEvacuation(candidates []Load, partitions []Partition, from string) []Move {
+	return plan(candidates, partitions, from)
+}
+
+func plan(candidates []Load, partitions []Partition, from string) []Move {
 	loads := slices.Clone(candidates)
 	var moves []Move
 	for _, p := range partitions {

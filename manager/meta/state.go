@@ -179,6 +179,22 @@ func (s *State) PartitionsOf(id string) []Partition {
 	return out
 }
 
+// UnderReplicated lists copies of the partitions with fewer replicas than their topic's
+// replication factor.
+func (s *State) UnderReplicated() []Partition {
+	var out []Partition
+	for _, name := range s.TopicNames() {
+		t := s.Topics[name]
+		for _, p := range t.Partitions {
+			if len(p.Replicas) < t.Replication {
+				p.Replicas = slices.Clone(p.Replicas)
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
 // loads counts replicas and leaderships per known broker.
 func (s *State) loads() map[string]*Load {
 	out := make(map[string]*Load, len(s.Brokers))
