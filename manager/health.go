@@ -33,7 +33,7 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 		m.log.Error("watch brokers", "err", err)
 		return
 	}
-	badSince := map[string]time.Time{} // brokers not passing, since when
+	badSince := map[string]time.Time{}   // brokers not passing, since when
 	var seen map[string]discovery.Member // nil until discovery has answered once
 	tick := time.NewTicker(reconcileEvery / 2)
 	defer tick.Stop()
