@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/quorumq/quorumq/clientlib"
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/discovery"
 )
 
@@ -193,7 +195,25 @@ func TestSeedScenario(t *testing.T) {
 		t.Logf("consumer %s: all %d acknowledged messages exactly once, in order (%d received)", name, r.Acked, r.Received)
 	}
 	waitAllHealthy(ctx, t, c)
-	t.Logf("%v: done", elapsed())
+	t.Logf("%v: scenario done", elapsed())
+	t.Run("bench-cluster", func(t *testing.T) { testBenchCluster(t, c) })
+}
+
+// testBenchCluster runs `quorumq bench cluster` against the cluster the scenario leaves.
+func testBenchCluster(t *testing.T, c *Cluster) {
+	p := proctest.Start(t, "bench", "bench", "cluster", "--consul", c.ConsulAddr, "--topic", "bench",
+		"--partitions", "2", "--producers", "4", "--batch", "10", "--size", "256", "--duration", "3s")
+	if err := p.Wait(); err != nil {
+		t.Fatalf("quorumq bench cluster: %v\n%s", err, p.Output())
+	}
+	out := p.Output()
+	for _, want := range []string{"4 producers, 256-byte messages, 10 per request, topic bench (2 partitions)",
+		"messages acknowledged", "msgs/s", "ack latency per request: p50"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("quorumq bench cluster:\n%s", out)
 }
 
 // sender is how a producer hands its messages to the SDK: chunk at a time.
