@@ -55,7 +55,10 @@ func TestSeedScenario(t *testing.T) {
 		{"p2", batches(20)},
 		{"p3", async(50)},
 	}
-	var prodWG sync.WaitGroup
+	var prodWG, consWG sync.WaitGroup
+	// A failing test returns early: stop the clients before their t.Logf outlives it
+	// (this runs before the processes are killed: cleanups run last-in, first-out).
+	t.Cleanup(func() { cancel(); prodWG.Wait(); consWG.Wait() })
 	prodErrs := make(chan error, len(producers))
 	for _, p := range producers {
 		cl := c.Client(t)
@@ -85,7 +88,6 @@ func TestSeedScenario(t *testing.T) {
 	var ackedSet map[string]bool
 	ackedKnown := make(chan struct{})
 	consumers := []string{"c1", "c2"}
-	var consWG sync.WaitGroup
 	consErrs := make(chan error, len(consumers))
 	consumerOf := map[string]*clientlib.Consumer{}
 	for _, name := range consumers {
@@ -119,12 +121,17 @@ func TestSeedScenario(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		broker := c.Broker(info.Partitions[0].Leader)
+		p0 := info.Partitions[0]
+		broker := c.Broker(p0.Leader)
+		if broker == nil && len(p0.Replicas) > 0 { // leader not known right now: any replica will do
+			broker = c.Broker(p0.Replicas[0])
+		}
 		if broker == nil {
-			t.Fatalf("partition 0 names no known leader: %+v", info.Partitions[0])
+			t.Fatalf("partition 0 names no known broker: %+v", p0)
 		}
 		broker.Kill()
-		t.Logf("%v: %d acknowledged; SIGKILLed broker %s (leader of partition 0)", elapsed(), acked.Load(), broker.ID)
+		t.Logf("%v: %d acknowledged; SIGKILLed broker %s (partition 0: leader %q, replicas %v)",
+			elapsed(), acked.Load(), broker.ID, p0.Leader, p0.Replicas)
 		if reach(0.45) {
 			wm, err := c.WriteManager(ctx)
 			if err != nil {
@@ -289,7 +296,8 @@ type outcomes struct {
 	failures int
 }
 
-// shownFailures bounds the send errors shown per producer; the log has them all.
+// shownFailures bounds the errors shown per client; a producer's log has every
+// unconfirmed message.
 const shownFailures = 3
 
 func (o *outcomes) record(values []string, pos []clientlib.Position, sendErr error) error {
@@ -317,13 +325,16 @@ func (o *outcomes) record(values []string, pos []clientlib.Position, sendErr err
 func consume(ctx context.Context, t *testing.T, cs *clientlib.Consumer, lg *Log, ackedKnown <-chan struct{}, acked func() map[string]bool) error {
 	received := map[string]bool{}
 	var giveUp time.Time
+	failures := 0
 	for {
 		msgs, err := cs.Poll(ctx, 100)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
-			t.Logf("consumer %s: poll: %v (retrying)", cs.ID(), err)
+			if failures++; failures <= shownFailures {
+				t.Logf("consumer %s: poll: %v (retrying)", cs.ID(), err)
+			}
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
