@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -82,7 +81,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger.With("broker", cfg.ID), replicas: map[string]*replica{}, opening: map[string]chan struct{}{}}
 	var err error
-	if b.db, err = store.Open(filepath.Join(cfg.DataDir, "broker.db")); err != nil {
+	if b.db, err = store.Open(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if b.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: b.log}); err != nil {

@@ -1,31 +1,40 @@
-// Package store keeps all of a broker's partitions on disk in ONE bbolt file.
+// Package store keeps all of a broker's partitions on disk in TWO bbolt files per
+// broker, whatever the number of partitions: raft.db (every partition's Raft log,
+// term/vote and snapshots) and data.db (every partition's messages and offsets).
 //
-// Why one file: a broker holds hundreds of partitions, each its own Raft group. With a
-// file per partition every append pays its own fsync (about 3,300/s on this disk for
-// the whole machine) and opening 1,000 files took 11–13 s at startup. Here every write
-// of every partition (Raft log appends, term/vote updates, applied messages) goes
-// through one committer goroutine that runs whatever is queued as ONE bolt
-// transaction: one fsync for all the partitions that wrote meanwhile, with no added
-// delay when only one writer is active (unlike bolt's DB.Batch, which waits 10 ms).
+// Why shared files: a broker holds hundreds of partitions, each its own Raft group.
+// With a file per partition every append pays its own fsync (about 3,300/s on this
+// disk for the whole machine) and opening 1,000 bolt files took 11–13 s at startup.
+// Here each file has one committer goroutine that runs whatever writes are queued, from
+// any partition, as ONE bolt transaction: one commit (bolt fsyncs twice per commit)
+// for all the partitions that wrote meanwhile, with no added delay when only one writer
+// is active (unlike bolt's DB.Batch, which waits 10 ms).
 //
-// Layout: one top-level bucket per partition group ("p/orders/3") holding
+// Why two files: the Raft log append is on the path of every acknowledgement, the
+// message store is not (the FSM commits to it asynchronously, see broker/partition). In
+// one file a log append would queue behind the previous entry's message commit; apart,
+// the two proceed in parallel.
 //
-//	log    raft log entries by index (raft.LogStore)
-//	stable raft term/vote (raft.StableStore)
-//	msg    message bodies by offset
-//	cons   consumer offsets, prod: producers' last batch, meta: applied index etc.
-//	snap   raft snapshots, which hold only the small state (see snapshot.go)
+// Layout: in each file one top-level bucket per partition group ("p/orders/3"):
 //
-// and a "replicas" bucket naming the groups the broker holds. The applied Raft index
-// is committed in the same transaction as the messages it produced, so a restart
-// skips exactly the entries already applied. Message bodies are written twice (log
-// entry, then msg bucket) but the log is truncated after each cheap snapshot, so it
-// stays small; memory does not grow with bytes stored (bolt pages are file-backed).
+//	raft.db  log    raft log entries by index (raft.LogStore)
+//	         stable raft term/vote (raft.StableStore)
+//	         snap   raft snapshots: only the small partition state (see snapshot.go)
+//	data.db  msg    message bodies by offset
+//	         cons   consumer offsets; prod: producers' last batch; meta: applied index
+//
+// and in raft.db a "replicas" bucket naming the groups the broker holds. The applied
+// Raft index is committed in the same transaction as the messages it produced, so a
+// restart skips exactly the entries already applied. Message bodies are written twice
+// (log entry, then msg bucket), but the log is truncated after each cheap snapshot, so
+// it stays small; memory does not grow with bytes stored (bolt pages are file-backed).
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +51,13 @@ var (
 	bucketReplicas = []byte("replicas")
 )
 
-// DB is the broker's single bolt file plus its group-commit writer.
+// DB is the broker's two bolt files.
 type DB struct {
+	log, data *file
+}
+
+// file is one bolt file plus its group-commit writer.
+type file struct {
 	bolt *bolt.DB
 	reqs chan *writeReq
 
@@ -64,8 +78,36 @@ type writeReq struct {
 // maxBatch bounds one transaction so that a flood of writers still gets fsyncs often.
 const maxBatch = 1024
 
-// Open opens (or creates) the bolt file at path.
-func Open(path string) (*DB, error) {
+// Open opens (or creates) the broker's files in dir.
+func Open(dir string) (*DB, error) {
+	log, err := openFile(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		return nil, err
+	}
+	data, err := openFile(filepath.Join(dir, "data.db"))
+	if err != nil {
+		log.close()
+		return nil, err
+	}
+	d := &DB{log: log, data: data}
+	if err := d.log.update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketReplicas)
+		return err
+	}); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close commits the writes already queued, then closes the files.
+func (d *DB) Close() error { return errors.Join(d.log.close(), d.data.close()) }
+
+// Stats returns the number of transactions committed to the Raft log file and of
+// writes they carried: writes/txs is how many appends shared each commit.
+func (d *DB) Stats() (txs, writes uint64) { return d.log.txs.Load(), d.log.writes.Load() }
+
+func openFile(path string) (*file, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second, // another broker holding the file is an error, not a hang
 		NoFreelistSync: true,            // the freelist is rebuilt at open instead of written per commit
@@ -74,20 +116,12 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if err := b.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketReplicas)
-		return err
-	}); err != nil {
-		b.Close()
-		return nil, err
-	}
-	d := &DB{bolt: b, reqs: make(chan *writeReq, maxBatch), closing: make(chan struct{}), stopped: make(chan struct{})}
-	go d.commitLoop()
-	return d, nil
+	f := &file{bolt: b, reqs: make(chan *writeReq, maxBatch), closing: make(chan struct{}), stopped: make(chan struct{})}
+	go f.commitLoop()
+	return f, nil
 }
 
-// Close commits the writes already queued, then closes the file.
-func (d *DB) Close() error {
+func (d *file) close() error {
 	d.closeOnce.Do(func() {
 		d.mu.Lock()
 		d.closed = true
@@ -98,20 +132,16 @@ func (d *DB) Close() error {
 	return d.bolt.Close()
 }
 
-// Stats returns the number of bolt transactions committed and of writes they carried:
-// writes/txs is how many writers shared each fsync.
-func (d *DB) Stats() (txs, writes uint64) { return d.txs.Load(), d.writes.Load() }
-
 // update runs fn in a write transaction shared with whatever other writes are
 // queued. fn may run twice (alone, if another write in its batch failed), so it must
 // only touch tx.
-func (d *DB) update(fn func(*bolt.Tx) error) error {
+func (d *file) update(fn func(*bolt.Tx) error) error {
 	return <-d.updateAsync(fn)
 }
 
 // updateAsync queues fn and returns at once; the channel gets the outcome. Writes are
 // committed in the order they were queued.
-func (d *DB) updateAsync(fn func(*bolt.Tx) error) <-chan error {
+func (d *file) updateAsync(fn func(*bolt.Tx) error) <-chan error {
 	r := &writeReq{fn: fn, err: make(chan error, 1)}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -123,9 +153,9 @@ func (d *DB) updateAsync(fn func(*bolt.Tx) error) <-chan error {
 	return r.err
 }
 
-func (d *DB) view(fn func(*bolt.Tx) error) error { return d.bolt.View(fn) }
+func (d *file) view(fn func(*bolt.Tx) error) error { return d.bolt.View(fn) }
 
-func (d *DB) commitLoop() {
+func (d *file) commitLoop() {
 	defer close(d.stopped)
 	batch := make([]*writeReq, 0, maxBatch)
 	for {
@@ -151,7 +181,7 @@ func (d *DB) commitLoop() {
 }
 
 // drain commits what is still queued at Close (nothing can be added any more).
-func (d *DB) drain(batch []*writeReq) {
+func (d *file) drain(batch []*writeReq) {
 	for {
 		select {
 		case r := <-d.reqs:
@@ -169,7 +199,7 @@ func (d *DB) drain(batch []*writeReq) {
 	}
 }
 
-func (d *DB) commit(batch []*writeReq) {
+func (d *file) commit(batch []*writeReq) {
 	d.txs.Add(1)
 	d.writes.Add(uint64(len(batch)))
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
@@ -197,18 +227,21 @@ func (d *DB) commit(batch []*writeReq) {
 // Group returns the stores of one Raft group, creating its buckets if needed.
 func (d *DB) Group(name string) (*Group, error) {
 	g := &Group{db: d, name: []byte(name)}
-	err := d.update(func(tx *bolt.Tx) error {
-		root, err := tx.CreateBucketIfNotExists(g.name)
-		if err != nil {
-			return err
-		}
-		for _, b := range [][]byte{bLog, bStable, bMsg, bCons, bProd, bMeta, bSnap} {
-			if _, err := root.CreateBucketIfNotExists(b); err != nil {
+	create := func(subs ...[]byte) func(tx *bolt.Tx) error {
+		return func(tx *bolt.Tx) error {
+			root, err := tx.CreateBucketIfNotExists(g.name)
+			if err != nil {
 				return err
 			}
+			for _, b := range subs {
+				if _, err := root.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
-		return nil
-	})
+	}
+	err := errors.Join(d.log.update(create(bLog, bStable, bSnap)), d.data.update(create(bMsg, bCons, bProd, bMeta)))
 	if err != nil {
 		return nil, fmt.Errorf("store: group %s: %w", name, err)
 	}
@@ -218,37 +251,69 @@ func (d *DB) Group(name string) (*Group, error) {
 // SetReplica records that the broker holds group, with an opaque description (the
 // broker keeps the peers there), so that a restart reopens it.
 func (d *DB) SetReplica(group string, desc []byte) error {
-	return d.update(func(tx *bolt.Tx) error {
+	return d.log.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketReplicas).Put([]byte(group), desc)
 	})
 }
 
-// Replicas returns every recorded group with its description.
+// deleting marks a replica record whose deletion has started.
+var deleting = []byte{0}
+
+// Replicas returns every recorded group with its description, after finishing any
+// deletion a crash interrupted.
 func (d *DB) Replicas() (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := d.view(func(tx *bolt.Tx) error {
+	var unfinished []string
+	err := d.log.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketReplicas).ForEach(func(k, v []byte) error {
-			out[string(k)] = append([]byte(nil), v...)
+			if bytes.Equal(v, deleting) {
+				unfinished = append(unfinished, string(k))
+			} else {
+				out[string(k)] = append([]byte(nil), v...)
+			}
 			return nil
 		})
 	})
+	for _, g := range unfinished {
+		err = errors.Join(err, d.DeleteGroup(g))
+	}
 	return out, err
 }
 
-// DeleteGroup removes a group's data and its replica record in one transaction.
+// DeleteGroup removes a group's data and its replica record. The record is marked
+// first and removed last, so that a crash in between neither reopens a replica
+// without its messages nor leaves stale messages for a later replica of the same name.
 func (d *DB) DeleteGroup(group string) error {
-	return d.update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketReplicas).Delete([]byte(group)); err != nil {
-			return err
-		}
-		if err := tx.DeleteBucket([]byte(group)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+	name := []byte(group)
+	drop := func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 			return err
 		}
 		return nil
-	})
+	}
+	steps := []func() error{
+		func() error {
+			return d.log.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketReplicas).Put(name, deleting) })
+		},
+		func() error { return d.data.update(drop) },
+		func() error {
+			return d.log.update(func(tx *bolt.Tx) error {
+				if err := drop(tx); err != nil {
+					return err
+				}
+				return tx.Bucket(bucketReplicas).Delete(name)
+			})
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// Group is one Raft group's slice of the file.
+// Group is one Raft group's part of the files.
 type Group struct {
 	db   *DB
 	name []byte
@@ -257,12 +322,22 @@ type Group struct {
 var (
 	bLog    = []byte("log")
 	bStable = []byte("stable")
+	bSnap   = []byte("snap")
 	bMsg    = []byte("msg")
 	bCons   = []byte("cons")
 	bProd   = []byte("prod")
 	bMeta   = []byte("meta")
-	bSnap   = []byte("snap")
 )
+
+// fileOf says which file holds a sub-bucket.
+func (g *Group) fileOf(name []byte) *file {
+	for _, b := range [][]byte{bMsg, bCons, bProd, bMeta} {
+		if bytes.Equal(name, b) {
+			return g.db.data
+		}
+	}
+	return g.db.log
+}
 
 // bucket returns a sub-bucket of the group, or ErrNoGroup once the group is deleted.
 func (g *Group) bucket(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) {
@@ -274,7 +349,7 @@ func (g *Group) bucket(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) {
 }
 
 func (g *Group) update(name []byte, fn func(*bolt.Bucket) error) error {
-	return g.db.update(func(tx *bolt.Tx) error {
+	return g.fileOf(name).update(func(tx *bolt.Tx) error {
 		b, err := g.bucket(tx, name)
 		if err != nil {
 			return err
@@ -284,7 +359,7 @@ func (g *Group) update(name []byte, fn func(*bolt.Bucket) error) error {
 }
 
 func (g *Group) view(name []byte, fn func(*bolt.Bucket) error) error {
-	return g.db.view(func(tx *bolt.Tx) error {
+	return g.fileOf(name).view(func(tx *bolt.Tx) error {
 		b, err := g.bucket(tx, name)
 		if err != nil {
 			return err

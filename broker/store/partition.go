@@ -20,7 +20,7 @@ var keyState = []byte("state") // applied index, next offset, bytes
 // Load implements partition.Store.
 func (p *Partition) Load() (partition.State, error) {
 	st := partition.NewState()
-	err := p.g.db.view(func(tx *bolt.Tx) error {
+	err := p.g.db.data.view(func(tx *bolt.Tx) error {
 		meta, err := p.g.bucket(tx, bMeta)
 		if err != nil {
 			return err
@@ -63,7 +63,7 @@ func putState(tx *bolt.Tx, g *Group, applied, next, bytes uint64) error {
 // Commit implements partition.Store: messages, offsets, producers and the applied
 // index in one transaction, queued behind the writes before it.
 func (p *Partition) Commit(m *partition.Mutation) func() error {
-	done := p.g.db.updateAsync(func(tx *bolt.Tx) error {
+	done := p.g.db.data.updateAsync(func(tx *bolt.Tx) error {
 		if err := putMessages(tx, p.g, m.First, m.Msgs); err != nil {
 			return err
 		}
@@ -146,7 +146,7 @@ func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 // Restore implements partition.Store: the snapshot store has written the messages;
 // this replaces offsets, producers and the applied index.
 func (p *Partition) Restore(st partition.State) error {
-	return p.g.db.update(func(tx *bolt.Tx) error {
+	return p.g.db.data.update(func(tx *bolt.Tx) error {
 		root := tx.Bucket(p.g.name)
 		if root == nil {
 			return ErrNoGroup

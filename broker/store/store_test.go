@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -15,7 +14,7 @@ import (
 
 func openDB(t testing.TB, dir string) *DB {
 	t.Helper()
-	db, err := Open(filepath.Join(dir, "broker.db"))
+	db, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

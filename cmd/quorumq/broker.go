@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 
@@ -19,6 +21,7 @@ func newBrokerCmd() *cobra.Command {
 		cfg      broker.Config
 		consulAt string
 		logLevel string
+		pprofAt  string
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -45,6 +48,9 @@ listener and one bolt file in --data-dir. A restarted broker reopens every repli
 				}
 				cfg.Discovery = backend
 			}
+			if pprofAt != "" {
+				go func() { cfg.Logger.Warn("pprof server stopped", "error", http.ListenAndServe(pprofAt, nil)) }()
+			}
 			cfg.Out = cmd.OutOrStdout()
 			return broker.Run(cmd.Context(), cfg)
 		},
@@ -57,6 +63,7 @@ listener and one bolt file in --data-dir. A restarted broker reopens every repli
 	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
 	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", broker.DefaultMaxMessageBytes, "largest message accepted")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	f.StringVar(&pprofAt, "pprof", "", "serve Go profiles (net/http/pprof) on this host:port")
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
 }
