@@ -31,15 +31,19 @@ type managerProc struct {
 }
 
 type procCluster struct {
+	grace      string // --broker-grace; empty: the default
 	consulAddr string
 	disc       *consul.Backend
 	managers   []*managerProc
 }
 
 func (c *procCluster) start(t *testing.T, m *managerProc) {
-	m.proc = proctest.Start(t, m.id, "manager", "--id", m.id, "--data-dir", m.dir,
-		"--raft", m.raft, "--http", m.http, "--bootstrap-expect", "3", "--postgres", m.dsn,
-		"--consul", c.consulAddr, "--broker-grace", "2s")
+	args := []string{"manager", "--id", m.id, "--data-dir", m.dir, "--raft", m.raft, "--http", m.http,
+		"--bootstrap-expect", "3", "--postgres", m.dsn, "--consul", c.consulAddr}
+	if c.grace != "" {
+		args = append(args, "--broker-grace", c.grace)
+	}
+	m.proc = proctest.Start(t, m.id, args...)
 }
 
 // getJSON GETs addr+path into out; status 0 means the manager did not answer.
@@ -170,7 +174,7 @@ func TestManagerProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &procCluster{consulAddr: agent.HTTPAddr(), disc: disc}
+	c := &procCluster{consulAddr: agent.HTTPAddr(), disc: disc, grace: "2s"}
 	fb := newFakeBrokers()
 	for _, id := range []string{"b1", "b2", "b3"} {
 		fb.start(t, disc, id)
@@ -326,8 +330,8 @@ type replicaStatus struct {
 	} `json:"members"`
 }
 
-// TestBrokerKilled runs 3 managers and 4 real brokers: a SIGKILLed broker is declared
-// dead after the grace period and every partition it held is re-created elsewhere, back
+// TestBrokerKilled runs 3 managers (default 5 s grace) and 4 real brokers: a SIGKILLed
+// broker is declared dead after the grace period and every partition it held is re-created elsewhere, back
 // to 3 replicas that agree on their members and leader, with no acknowledged message lost.
 func TestBrokerKilled(t *testing.T) {
 	agent := consultest.Start(t)
@@ -404,7 +408,7 @@ func TestBrokerKilled(t *testing.T) {
 		restored = time.Since(killed)
 		return true
 	})
-	t.Logf("broker %s SIGKILLed: every partition it held back to 3 replicas after %v (grace 2s)", victim.id, restored)
+	t.Logf("broker %s SIGKILLed: every partition it held back to 3 replicas after %v (default grace 5s)", victim.id, restored)
 
 	var cr ConsumerReply
 	if code := sendJSON("POST", m.http, "/consumer/register", `{"topic":"orders"}`, &cr); code != 200 {
