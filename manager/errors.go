@@ -63,7 +63,7 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 			// A broker's refusal of the request itself passes through; anything else
 			// about the broker is this manager's failure to reach a working one.
 			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
-			if be.status >= 400 && be.status < 500 && be.status != http.StatusMisdirectedRequest {
+			if be.status >= 400 && be.status < 500 && !retryElsewhere(be) {
 				status, f.Code = be.status, CodeInvalid
 			}
 		case errors.As(err, &me):
