@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,28 +62,39 @@ type sink struct {
 	pw    *io.PipeWriter
 	done  chan error
 	state []byte
+
+	finish sync.Once
+	err    error
 }
 
 func (sk *sink) ID() string                  { return sk.meta.ID }
 func (sk *sink) Write(p []byte) (int, error) { return sk.pw.Write(p) }
 
 func (sk *sink) Cancel() error {
-	sk.pw.CloseWithError(errors.New("store: snapshot cancelled"))
-	<-sk.done
+	sk.finish.Do(func() {
+		sk.pw.CloseWithError(errors.New("store: snapshot cancelled"))
+		<-sk.done
+		sk.err = errors.New("store: snapshot cancelled")
+	})
 	return nil
 }
 
+// Close stores the snapshot. Raft calls it after Persist, which also calls it: only
+// the first call (or Cancel) counts.
 func (sk *sink) Close() error {
-	sk.pw.Close()
-	if err := <-sk.done; err != nil {
-		return err
-	}
-	return sk.store.g.update(bSnap, func(b *bolt.Bucket) error {
-		if err := b.Put([]byte(sk.meta.ID), encodeSnapshot(sk.meta, sk.state)); err != nil {
-			return err
+	sk.finish.Do(func() {
+		sk.pw.Close()
+		if sk.err = <-sk.done; sk.err != nil {
+			return
 		}
-		return pruneSnapshots(b)
+		sk.err = sk.store.g.update(bSnap, func(b *bolt.Bucket) error {
+			if err := b.Put([]byte(sk.meta.ID), encodeSnapshot(sk.meta, sk.state)); err != nil {
+				return err
+			}
+			return pruneSnapshots(b)
+		})
 	})
+	return sk.err
 }
 
 // receive reads the state and, when the snapshot comes from another replica, the

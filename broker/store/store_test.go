@@ -175,6 +175,9 @@ func TestSnapshotToFollower(t *testing.T) {
 	if err := snap.Persist(sk); err != nil {
 		t.Fatal(err)
 	}
+	if err := sk.Close(); err != nil { // raft closes the sink again after Persist
+		t.Fatal(err)
+	}
 	// Messages written after the snapshot must not leak into it.
 	fill(t, lf, 302, 10)
 
