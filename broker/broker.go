@@ -21,6 +21,7 @@ import (
 
 	"github.com/quorumq/quorumq/broker/store"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/election/transport"
 )
 
@@ -34,6 +35,8 @@ type Config struct {
 	// check) and finds other brokers' HTTP addresses. Nil runs without discovery.
 	Discovery       discovery.Backend
 	MaxMessageBytes int // default 1 MiB
+	// Timing of every partition's Raft group; zero means PartitionTiming().
+	Timing election.Timing
 	Logger          *slog.Logger
 	// Out, when set, gets one line once the listeners are up ("broker b1 listening
 	// http=... raft=..."), whatever the log level, for scripts and tests to wait on.
@@ -75,6 +78,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Timing == (election.Timing{}) {
+		cfg.Timing = PartitionTiming()
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

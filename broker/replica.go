@@ -58,10 +58,10 @@ type replicaDesc struct {
 	Peers     []Peer `json:"peers"`
 }
 
-// partitionTiming is IdleTiming with frequent snapshots: a partition's snapshot is its
+// PartitionTiming is IdleTiming with frequent snapshots: a partition's snapshot is its
 // small state only (broker/store), so taking one is cheap and lets the Raft log, which
 // holds a second copy of every message, be truncated early.
-func partitionTiming() election.Timing {
+func PartitionTiming() election.Timing {
 	t := election.IdleTiming()
 	t.SnapshotThreshold = 1024
 	t.TrailingLogs = 1024
@@ -87,7 +87,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 		peers = append(peers, election.Peer{ID: p.ID, Addr: p.RaftAddr})
 	}
 	r.node, err = election.Open(ctx, election.Config{
-		Group: group, ID: b.cfg.ID, Mux: b.mux, FSM: fsm, Timing: partitionTiming(), Peers: peers,
+		Group: group, ID: b.cfg.ID, Mux: b.mux, FSM: fsm, Timing: b.cfg.Timing, Peers: peers,
 		LogStore: g.LogStore(), StableStore: g.StableStore(), SnapshotStore: g.SnapshotStore(),
 		Logger: b.log,
 	})
