@@ -37,7 +37,7 @@ type Config struct {
 	MaxMessageBytes int // default 1 MiB
 	// Timing of every partition's Raft group; zero means PartitionTiming().
 	Timing election.Timing
-	Logger          *slog.Logger
+	Logger *slog.Logger
 	// Out, when set, gets one line once the listeners are up ("broker b1 listening
 	// http=... raft=..."), whatever the log level, for scripts and tests to wait on.
 	Out io.Writer

@@ -2,9 +2,9 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
