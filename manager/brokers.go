@@ -14,10 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// brokerClient speaks the brokers' HTTP API (brokerapi.go).
+// brokerClient speaks the brokers' HTTP API (package broker's api.go types).
 type brokerClient struct {
 	http *http.Client
 	// leaderSeen is told when a partition's leader turned out to be another broker than
@@ -71,7 +72,7 @@ func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path st
 		return &brokerError{broker: b.ID, status: http.StatusBadGateway, msg: err.Error()}
 	}
 	if resp.StatusCode >= 300 {
-		var f brokerFailure
+		var f broker.Failure
 		json.Unmarshal(raw, &f)
 		if f.Message == "" {
 			f.Message = http.StatusText(resp.StatusCode)
@@ -188,11 +189,11 @@ func replicaPath(p meta.Partition) string {
 
 func (bc *brokerClient) produce(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
 	producer string, seq *uint64, msgs []string) (uint64, error) {
-	req := brokerProduceRequest{Topic: p.Topic, Partition: &p.Index, Messages: msgs}
+	req := broker.ProduceRequest{Topic: p.Topic, Partition: &p.Index, Messages: msgs}
 	if seq != nil {
 		req.ProducerID, req.Seq = producer, *seq
 	}
-	var reply brokerProduceReply
+	var reply broker.ProduceReply
 	err := bc.onLeader(ctx, view, p, func(b meta.Broker) error {
 		return bc.call(ctx, b, http.MethodPost, "/produce", req, &reply)
 	})
@@ -214,7 +215,7 @@ func nothingLeft(err error) bool {
 func (bc *brokerClient) registerConsumer(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string) error {
 	return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
 		return bc.call(ctx, b, http.MethodPost, "/consumers",
-			brokerRegisterRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer}, nil)
+			broker.RegisterRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer}, nil)
 	})
 }
 
@@ -233,16 +234,16 @@ func (bc *brokerClient) withConsumer(ctx context.Context, view map[string]meta.B
 }
 
 func (bc *brokerClient) consume(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
-	consumer string, offset *uint64, max int) (brokerConsumeReply, error) {
-	var reply brokerConsumeReply
-	req := brokerConsumeRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer, Offset: offset, Max: max}
+	consumer string, offset *uint64, max int) (broker.ConsumeReply, error) {
+	var reply broker.ConsumeReply
+	req := broker.ConsumeRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer, Offset: offset, Max: max}
 	err := bc.withConsumer(ctx, view, p, consumer, func() error {
 		return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
 			return bc.call(ctx, b, http.MethodPost, "/consume", req, &reply)
 		})
 	})
 	if nothingLeft(err) {
-		return brokerConsumeReply{}, nil
+		return broker.ConsumeReply{}, nil
 	}
 	return reply, err
 }
@@ -253,7 +254,7 @@ func (bc *brokerClient) consume(ctx context.Context, view map[string]meta.Broker
 // local brokers, a follower's size right after a produce took 0.5–3.6 s, the leader's
 // under 1 ms. So followers are the fallback, not a round robin.
 func (bc *brokerClient) size(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string) (uint64, error) {
-	var reply brokerSizeReply
+	var reply broker.SizeReply
 	q := url.Values{"topic": {p.Topic}, "partition": {strconv.Itoa(p.Index)}, "consumer_id": {consumer}}
 	err := bc.withConsumer(ctx, view, p, consumer, func() error {
 		return bc.onReplicas(ctx, view, replicaOrder(p), true, func(b meta.Broker) error {
@@ -265,10 +266,10 @@ func (bc *brokerClient) size(ctx context.Context, view map[string]meta.Broker, p
 	return reply.Size, err
 }
 
-func peersOf(view map[string]meta.Broker, ids []string) []brokerPeer {
-	out := make([]brokerPeer, 0, len(ids))
+func peersOf(view map[string]meta.Broker, ids []string) []broker.Peer {
+	out := make([]broker.Peer, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, brokerPeer{ID: id, RaftAddr: view[id].RaftAddr, HTTPAddr: view[id].Addr})
+		out = append(out, broker.Peer{ID: id, RaftAddr: view[id].RaftAddr, HTTPAddr: view[id].Addr})
 	}
 	return out
 }
@@ -277,7 +278,7 @@ func peersOf(view map[string]meta.Broker, ids []string) []brokerPeer {
 // replicas (b among them) for a new group, or the current members (without b) to join
 // an existing one, which then adds b through addMember.
 func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string) error {
-	return bc.call(ctx, b, http.MethodPost, "/replicas", brokerCreateReplicaRequest{
+	return bc.call(ctx, b, http.MethodPost, "/replicas", broker.CreateReplicaRequest{
 		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members),
 	}, nil)
 }
@@ -303,7 +304,7 @@ func (bc *brokerClient) dropReplica(ctx context.Context, b meta.Broker, p meta.P
 
 // replicas lists the partitions b holds a replica of, as group names.
 func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Partition, error) {
-	var reply brokerListReplicasReply
+	var reply broker.ListReplicasReply
 	err := bc.call(ctx, b, http.MethodGet, "/replicas", nil, &reply)
 	out := make([]meta.Partition, len(reply.Replicas))
 	for i, r := range reply.Replicas {
@@ -314,7 +315,7 @@ func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Par
 
 // replicaLeader asks p's replicas which broker leads it ("" while none does).
 func (bc *brokerClient) replicaLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition) (string, error) {
-	var st brokerReplicaStatus
+	var st broker.ReplicaStatus
 	err := bc.onReplicas(ctx, view, replicaOrder(p), true, func(b meta.Broker) error {
 		actx, cancel := context.WithTimeout(ctx, readAttempt)
 		defer cancel()

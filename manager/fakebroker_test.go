@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -64,7 +65,7 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(v)
 	}
-	failure := func(status int, msg string) { reply(status, brokerFailure{Status: "failure", Message: msg}) }
+	failure := func(status int, msg string) { reply(status, broker.Failure{Status: "failure", Message: msg}) }
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if parts[0] == "healthz" {
 		reply(200, success)
@@ -75,12 +76,12 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		g := meta.GroupName(parts[1], n)
 		switch {
 		case len(parts) == 3 && r.Method == http.MethodGet:
-			reply(200, brokerReplicaStatus{Topic: parts[1], Partition: n, Leader: brokerPeer{ID: id}})
+			reply(200, broker.ReplicaStatus{Topic: parts[1], Partition: n, Leader: broker.Peer{ID: id}})
 			return
 		case len(parts) == 3 && r.Method == http.MethodDelete:
 			delete(f.replicas[id], g)
 		case len(parts) == 4 && r.Method == http.MethodPost:
-			var p brokerPeer
+			var p broker.Peer
 			json.NewDecoder(r.Body).Decode(&p)
 			f.members[g][p.ID] = true
 		case len(parts) == 5 && r.Method == http.MethodDelete:
@@ -90,7 +91,7 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		brokerCreateReplicaRequest
+		broker.CreateReplicaRequest
 		ConsumerID string   `json:"consumer_id"`
 		Offset     *uint64  `json:"offset"`
 		Max        int      `json:"max"`
@@ -118,9 +119,9 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 	off, registered := offsets[body.ConsumerID]
 	switch {
 	case parts[0] == "replicas" && r.Method == http.MethodGet:
-		var out brokerListReplicasReply
+		var out broker.ListReplicasReply
 		for g := range f.replicas[id] {
-			var rs brokerReplicaStatus
+			var rs broker.ReplicaStatus
 			i := strings.LastIndex(g, "/")
 			rs.Topic = strings.TrimPrefix(g[:i], "p/")
 			rs.Partition, _ = strconv.Atoi(g[i+1:])
@@ -136,7 +137,7 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 	case parts[0] == "produce":
 		o := uint64(len(f.logs[g]))
 		f.logs[g] = append(f.logs[g], body.Messages...)
-		reply(200, brokerProduceReply{Offset: o, Count: len(body.Messages)})
+		reply(200, broker.ProduceReply{Offset: o, Count: len(body.Messages)})
 	case parts[0] == "consumers":
 		offsets[body.ConsumerID] = off
 		reply(200, success)
@@ -152,8 +153,8 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		offsets[body.ConsumerID] = end
-		reply(200, brokerConsumeReply{Offset: off, Messages: f.logs[g][off:end], Next: end})
+		reply(200, broker.ConsumeReply{Offset: off, Messages: f.logs[g][off:end], Next: end})
 	case parts[0] == "size":
-		reply(200, brokerSizeReply{Size: uint64(len(f.logs[g])) - off})
+		reply(200, broker.SizeReply{Size: uint64(len(f.logs[g])) - off})
 	}
 }
