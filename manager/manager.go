@@ -148,9 +148,6 @@ func (m *Manager) Node() *election.Node {
 	return m.node
 }
 
-// Store is the manager's FSM and database.
-func (m *Manager) Store() *pgstore.Store { return m.store }
-
 // Run serves the API, registers in discovery, joins the managers' group and, while
 // this manager leads, runs the write manager's duties. It returns when ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
