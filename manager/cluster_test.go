@@ -244,9 +244,13 @@ func TestManagerProcesses(t *testing.T) {
 	if settled == old.id {
 		t.Fatalf("the restarted manager %s took leadership back", old.id)
 	}
+	if code := sendJSON("POST", old.http, "/topics", `{"name":"after-`+old.id+`"}`, nil); code != 201 {
+		t.Fatalf("create topic via the restarted %s: %d", old.id, code)
+	}
+	c.waitSettled(t)
 	want := topicsOf(t, survivors[0])
-	if len(want) != 5 {
-		t.Fatalf("topics %v, want 5", want)
+	if len(want) != 6 {
+		t.Fatalf("topics %v, want 6", want)
 	}
 	for _, m := range c.managers {
 		if got := topicsOf(t, m); !equalJSON(got, want) {
