@@ -1,6 +1,7 @@
-// Package store keeps all of a broker's partitions on disk in TWO bbolt files per
-// broker, whatever the number of partitions: raft.db (every partition's Raft log,
-// term/vote and snapshots) and data.db (every partition's messages and offsets).
+// Package store keeps all of a broker's partitions on disk in three shared places,
+// whatever the number of partitions: the write-ahead log of broker/wal (every
+// partition's Raft log entries), raft.db (term/vote and snapshots) and data.db
+// (messages and offsets), the last two bbolt files.
 //
 // Why shared files: a broker holds hundreds of partitions, each its own Raft group.
 // With a file per partition every append pays its own fsync (about 3,300/s on this
@@ -10,15 +11,16 @@
 // for all the partitions that wrote meanwhile, with no added delay when only one writer
 // is active (unlike bolt's DB.Batch, which waits 10 ms).
 //
-// Why two files: the Raft log append is on the path of every acknowledgement, the
-// message store is not (the FSM commits to it asynchronously, see broker/partition). In
-// one file a log append would queue behind the previous entry's message commit; apart,
-// the two proceed in parallel.
+// Why apart: the Raft log append is on the path of every acknowledgement, twice (leader,
+// then follower); the message store is not (the FSM commits to it asynchronously, see
+// broker/partition). Together, a log append would queue behind the previous entry's
+// message commit; apart they proceed in parallel, and the log gets the cheaper format
+// (one sync per append instead of bolt's two, see broker/wal).
 //
 // Layout: in each file one top-level bucket per partition group ("p/orders/3"):
 //
-//	raft.db  log    raft log entries by index (raft.LogStore)
-//	         stable raft term/vote (raft.StableStore)
+//	wal/     raft log entries (raft.LogStore), see broker/wal
+//	raft.db  stable raft term/vote (raft.StableStore)
 //	         snap   raft snapshots: only the small partition state (see snapshot.go)
 //	data.db  msg    message bodies by offset
 //	         cons   consumer offsets; prod: producers' last batch; meta: applied index
@@ -36,9 +38,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/quorumq/quorumq/broker/wal"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -51,9 +53,10 @@ var (
 	bucketReplicas = []byte("replicas")
 )
 
-// DB is the broker's two bolt files.
+// DB is the broker's log and two bolt files.
 type DB struct {
-	log, data *file
+	wal       *wal.WAL
+	log, data *file // raft.db and data.db
 }
 
 // file is one bolt file plus its group-commit writer.
@@ -66,8 +69,6 @@ type file struct {
 	closeOnce sync.Once
 	closing   chan struct{}
 	stopped   chan struct{}
-
-	txs, writes atomic.Uint64
 }
 
 type writeReq struct {
@@ -89,7 +90,13 @@ func Open(dir string) (*DB, error) {
 		log.close()
 		return nil, err
 	}
-	d := &DB{log: log, data: data}
+	w, err := wal.Open(filepath.Join(dir, "wal"))
+	if err != nil {
+		log.close()
+		data.close()
+		return nil, err
+	}
+	d := &DB{wal: w, log: log, data: data}
 	if err := d.log.update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketReplicas)
 		return err
@@ -101,11 +108,7 @@ func Open(dir string) (*DB, error) {
 }
 
 // Close commits the writes already queued, then closes the files.
-func (d *DB) Close() error { return errors.Join(d.log.close(), d.data.close()) }
-
-// Stats returns the number of transactions committed to the Raft log file and of
-// writes they carried: writes/txs is how many appends shared each commit.
-func (d *DB) Stats() (txs, writes uint64) { return d.log.txs.Load(), d.log.writes.Load() }
+func (d *DB) Close() error { return errors.Join(d.wal.Close(), d.log.close(), d.data.close()) }
 
 func openFile(path string) (*file, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
@@ -200,8 +203,6 @@ func (d *file) drain(batch []*writeReq) {
 }
 
 func (d *file) commit(batch []*writeReq) {
-	d.txs.Add(1)
-	d.writes.Add(uint64(len(batch)))
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			if err := r.fn(tx); err != nil {
@@ -219,14 +220,17 @@ func (d *file) commit(batch []*writeReq) {
 	// One write failed and took the others down with it: redo each alone so only the
 	// failing one reports an error.
 	for _, r := range batch {
-		d.txs.Add(1)
 		r.err <- d.bolt.Update(r.fn)
 	}
 }
 
 // Group returns the stores of one Raft group, creating its buckets if needed.
 func (d *DB) Group(name string) (*Group, error) {
-	g := &Group{db: d, name: []byte(name)}
+	l, err := d.wal.Log(name)
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{db: d, name: []byte(name), log: l}
 	create := func(subs ...[]byte) func(tx *bolt.Tx) error {
 		return func(tx *bolt.Tx) error {
 			root, err := tx.CreateBucketIfNotExists(g.name)
@@ -241,7 +245,7 @@ func (d *DB) Group(name string) (*Group, error) {
 			return nil
 		}
 	}
-	err := errors.Join(d.log.update(create(bLog, bStable, bSnap)), d.data.update(create(bMsg, bCons, bProd, bMeta)))
+	err = errors.Join(d.log.update(create(bStable, bSnap)), d.data.update(create(bMsg, bCons, bProd, bMeta)))
 	if err != nil {
 		return nil, fmt.Errorf("store: group %s: %w", name, err)
 	}
@@ -296,6 +300,7 @@ func (d *DB) DeleteGroup(group string) error {
 			return d.log.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketReplicas).Put(name, deleting) })
 		},
 		func() error { return d.data.update(drop) },
+		func() error { return d.wal.Drop(group) },
 		func() error {
 			return d.log.update(func(tx *bolt.Tx) error {
 				if err := drop(tx); err != nil {
@@ -317,10 +322,10 @@ func (d *DB) DeleteGroup(group string) error {
 type Group struct {
 	db   *DB
 	name []byte
+	log  *wal.Log
 }
 
 var (
-	bLog    = []byte("log")
 	bStable = []byte("stable")
 	bSnap   = []byte("snap")
 	bMsg    = []byte("msg")

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -28,55 +26,6 @@ func group(t testing.TB, db *DB, name string) *Group {
 		t.Fatal(err)
 	}
 	return g
-}
-
-func TestLogStore(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	defer db.Close()
-	ls := group(t, db, "p/t/0").LogStore()
-	other := group(t, db, "p/t/1").LogStore()
-
-	tests := []struct {
-		name        string
-		do          func() error
-		first, last uint64
-	}{
-		{"empty", func() error { return nil }, 0, 0},
-		{"store one", func() error {
-			return ls.StoreLog(&raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("a")})
-		}, 1, 1},
-		{"store many", func() error {
-			var logs []*raft.Log
-			for i := uint64(2); i <= 10; i++ {
-				logs = append(logs, &raft.Log{Index: i, Term: 2, Data: []byte{byte(i)}, Extensions: []byte("x")})
-			}
-			return ls.StoreLogs(logs)
-		}, 1, 10},
-		{"delete a prefix", func() error { return ls.DeleteRange(1, 4) }, 5, 10},
-		{"delete a suffix", func() error { return ls.DeleteRange(9, 10) }, 5, 8},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.do(); err != nil {
-				t.Fatal(err)
-			}
-			first, _ := ls.FirstIndex()
-			last, _ := ls.LastIndex()
-			if first != tt.first || last != tt.last {
-				t.Fatalf("first %d last %d, want %d %d", first, last, tt.first, tt.last)
-			}
-		})
-	}
-	var l raft.Log
-	if err := ls.GetLog(7, &l); err != nil || l.Term != 2 || !bytes.Equal(l.Data, []byte{7}) || string(l.Extensions) != "x" {
-		t.Fatalf("GetLog(7) = %+v, %v", l, err)
-	}
-	if err := ls.GetLog(4, &l); !errors.Is(err, raft.ErrLogNotFound) {
-		t.Fatalf("GetLog(4) = %v, want ErrLogNotFound", err)
-	}
-	if last, _ := other.LastIndex(); last != 0 {
-		t.Fatalf("groups share a log: other group's last index %d", last)
-	}
 }
 
 func TestStableStore(t *testing.T) {
@@ -256,76 +205,7 @@ func TestDeleteGroup(t *testing.T) {
 	if reps, _ := db.Replicas(); len(reps) != 0 {
 		t.Fatalf("replicas after delete %v", reps)
 	}
-	if err := g.LogStore().StoreLog(&raft.Log{Index: 1}); !errors.Is(err, ErrNoGroup) {
+	if err := g.StableStore().SetUint64([]byte("CurrentTerm"), 1); !errors.Is(err, ErrNoGroup) {
 		t.Fatalf("write to a deleted group: %v", err)
 	}
-}
-
-// TestConcurrentGroupsShareCommits: 64 partitions appending at once are committed in
-// fewer transactions (fsyncs) than appends, and nothing is lost.
-func TestConcurrentGroupsShareCommits(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	defer db.Close()
-	const groups, appends = 64, 20
-	var wg sync.WaitGroup
-	txs0, _ := db.Stats()
-	for g := range groups {
-		ls := group(t, db, fmt.Sprintf("p/t/%d", g)).LogStore()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := uint64(1); i <= appends; i++ {
-				if err := ls.StoreLog(&raft.Log{Index: i, Data: make([]byte, 1024)}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	txs, _ := db.Stats()
-	t.Logf("%d appends in %d transactions", groups*appends, txs-txs0)
-	if txs-txs0 >= groups*appends {
-		t.Fatalf("no sharing: %d appends took %d transactions", groups*appends, txs-txs0)
-	}
-	for g := range groups {
-		if last, _ := group(t, db, fmt.Sprintf("p/t/%d", g)).LogStore().LastIndex(); last != appends {
-			t.Fatalf("group %d: last index %d", g, last)
-		}
-	}
-}
-
-// BenchmarkAppend64Partitions measures durable 1 KiB appends from 64 busy partitions
-// (each append waits for its fsync, as raft does).
-func BenchmarkAppend64Partitions(b *testing.B) {
-	db := openDB(b, b.TempDir())
-	defer db.Close()
-	const groups = 64
-	var next [groups]uint64
-	stores := make([]*LogStore, groups)
-	for g := range stores {
-		stores[g] = group(b, db, fmt.Sprintf("p/t/%d", g)).LogStore()
-	}
-	txs0, w0 := db.Stats()
-	b.SetBytes(1024)
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	per := b.N/groups + 1
-	for g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range per {
-				next[g]++
-				if err := stores[g].StoreLog(&raft.Log{Index: next[g], Data: make([]byte, 1024)}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	txs, w := db.Stats()
-	b.ReportMetric(float64(w-w0)/float64(txs-txs0), "appends/fsync")
-	b.ReportMetric(float64(groups*per)/b.Elapsed().Seconds(), "appends/s")
 }

@@ -1,0 +1,125 @@
+package wal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Log is one group's raft.LogStore.
+type Log struct {
+	w     *WAL
+	group string
+}
+
+// Log returns the raft.LogStore of group.
+func (w *WAL) Log(group string) (*Log, error) {
+	if err := validGroup(group); err != nil {
+		return nil, err
+	}
+	return &Log{w: w, group: group}, nil
+}
+
+func (l *Log) bounds() (first, last uint64) {
+	l.w.mu.RLock()
+	defer l.w.mu.RUnlock()
+	g := l.w.groups[l.group]
+	if g == nil || len(g.locs) == 0 {
+		return 0, 0
+	}
+	return g.first, g.last()
+}
+
+// FirstIndex implements raft.LogStore.
+func (l *Log) FirstIndex() (uint64, error) {
+	first, _ := l.bounds()
+	return first, nil
+}
+
+// LastIndex implements raft.LogStore.
+func (l *Log) LastIndex() (uint64, error) {
+	_, last := l.bounds()
+	return last, nil
+}
+
+// GetLog implements raft.LogStore: one read of the entry's record from its segment.
+func (l *Log) GetLog(index uint64, out *raft.Log) error {
+	l.w.mu.RLock()
+	defer l.w.mu.RUnlock() // held while reading: a segment is only deleted under the write lock
+	g := l.w.groups[l.group]
+	if g == nil || len(g.locs) == 0 || index < g.first || index > g.last() {
+		return raft.ErrLogNotFound
+	}
+	at := g.locs[index-g.first]
+	s := l.w.segment(at.seg)
+	if s == nil {
+		return fmt.Errorf("wal: segment %d of entry %d is gone", at.seg, index)
+	}
+	buf := make([]byte, at.len)
+	if _, err := s.f.ReadAt(buf, int64(at.off)); err != nil {
+		return fmt.Errorf("wal: reading entry %d of %s: %w", index, l.group, err)
+	}
+	return decodeEntry(buf[8+3+len(l.group):], out)
+}
+
+// StoreLog implements raft.LogStore.
+func (l *Log) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.Log{e}) }
+
+// StoreLogs implements raft.LogStore; it returns once the entries are on disk.
+func (l *Log) StoreLogs(entries []*raft.Log) error {
+	recs := make([][]byte, len(entries))
+	for i, e := range entries {
+		recs[i] = encodeEntry(l.group, e)
+	}
+	return l.w.write(recs...)
+}
+
+// DeleteRange implements raft.LogStore. Raft deletes either a prefix (after a
+// snapshot) or a suffix (conflicting entries on a follower).
+func (l *Log) DeleteRange(min, max uint64) error {
+	first, last := l.bounds()
+	switch {
+	case last == 0 || max < first || min > last:
+		return nil
+	case min <= first:
+		return l.w.write(record(kindCompact, l.group, binary.BigEndian.AppendUint64(nil, max)))
+	case max >= last:
+		return l.w.write(record(kindTruncate, l.group, binary.BigEndian.AppendUint64(nil, min)))
+	}
+	return fmt.Errorf("wal: cannot delete [%d, %d] from the middle of [%d, %d]", min, max, first, last)
+}
+
+func encodeEntry(group string, e *raft.Log) []byte {
+	hdr := make([]byte, 0, 8+8+1+8+4)
+	hdr = binary.BigEndian.AppendUint64(hdr, e.Index)
+	hdr = binary.BigEndian.AppendUint64(hdr, e.Term)
+	hdr = append(hdr, byte(e.Type))
+	var at int64
+	if !e.AppendedAt.IsZero() {
+		at = e.AppendedAt.UnixNano()
+	}
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(at))
+	hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(e.Extensions)))
+	return record(kindEntry, group, hdr, e.Extensions, e.Data)
+}
+
+func decodeEntry(b []byte, out *raft.Log) error {
+	if len(b) < 29 {
+		return fmt.Errorf("wal: entry of %d bytes", len(b))
+	}
+	ext := int(binary.BigEndian.Uint32(b[25:29]))
+	if len(b) < 29+ext {
+		return fmt.Errorf("wal: entry extensions cut short")
+	}
+	*out = raft.Log{Index: binary.BigEndian.Uint64(b), Term: binary.BigEndian.Uint64(b[8:]), Type: raft.LogType(b[16])}
+	if at := int64(binary.BigEndian.Uint64(b[17:25])); at != 0 {
+		out.AppendedAt = time.Unix(0, at)
+	}
+	if ext > 0 {
+		out.Extensions = b[29 : 29+ext]
+	}
+	out.Data = b[29+ext:]
+	return nil
+}

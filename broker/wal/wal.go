@@ -1,0 +1,499 @@
+// Package wal keeps the Raft logs of all of a broker's partitions in one append-only
+// sequence of segment files, with one fdatasync for every batch of appends from any
+// number of partitions.
+//
+// Why not bolt (which the rest of the broker uses): a bolt commit costs two fsyncs
+// (pages, then the meta page) plus a B+tree rewrite; measured here, 1.03 ms per commit
+// against 0.38 ms for an append and one sync. The Raft log append sits on the path of
+// every acknowledgement twice (leader, then follower), so it is the one write worth a
+// format of its own. Only entries live here; term/vote and snapshots stay in bolt.
+//
+// Memory holds, per partition, the position of each live entry (12 bytes), never the
+// entries: raft truncates the log after each snapshot, so that is about TrailingLogs
+// positions per partition. A segment is deleted once it holds no live entry and every
+// older segment is gone (deleting only the oldest keeps replay exact: a segment never
+// outlives the records that truncated its entries).
+//
+// Record: crc32c(body) u32, len(body) u32, body = kind u8, len(group) u16, group, then
+// per kind: entry (index, term u64, type u8, appended-at unix ns i64, len(ext) u32,
+// ext, data), compact (delete entries ≤ index), truncate (delete entries ≥ index),
+// drop (delete the whole group). Replay stops at the first torn or corrupt record of
+// the last segment and cuts the file there.
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+const (
+	kindEntry    byte = 1
+	kindCompact  byte = 2
+	kindTruncate byte = 3
+	kindDrop     byte = 4
+
+	// maxBatch bounds the appends written and synced together.
+	maxBatch = 1024
+)
+
+// segmentBytes is when the active segment is closed and a new one started (a
+// variable so that tests can rotate often).
+var segmentBytes int64 = 64 << 20
+
+var (
+	// ErrClosed is returned for writes after Close.
+	ErrClosed = errors.New("wal: closed")
+	crcTable  = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// WAL is the broker's log of logs.
+type WAL struct {
+	dir  string
+	reqs chan *writeReq
+
+	mu     sync.RWMutex // guards groups and segs; held (shared) while reading entries
+	groups map[string]*groupLog
+	segs   []*segment // oldest first; the last one is written to
+
+	qmu       sync.RWMutex // held (shared) while queueing, so Close knows no write is on its way
+	closed    bool
+	closeOnce sync.Once
+	closing   chan struct{}
+	stopped   chan struct{}
+
+	syncs, writes atomic.Uint64
+}
+
+type segment struct {
+	id   uint32
+	f    *os.File
+	size int64
+	live int // entries of any group still in the log
+}
+
+// loc is where an entry is: segment id, offset of its record, length of its record.
+type loc struct {
+	seg      uint32
+	off, len uint32
+}
+
+type groupLog struct {
+	first uint64 // index of locs[0]
+	locs  []loc
+}
+
+func (g *groupLog) last() uint64 {
+	if len(g.locs) == 0 {
+		return 0
+	}
+	return g.first + uint64(len(g.locs)) - 1
+}
+
+type writeReq struct {
+	recs [][]byte
+	err  chan error
+}
+
+// Open opens the segments in dir (creating dir), replaying them into memory.
+func Open(dir string) (*WAL, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	w := &WAL{dir: dir, reqs: make(chan *writeReq, maxBatch), groups: map[string]*groupLog{},
+		closing: make(chan struct{}), stopped: make(chan struct{})}
+	if err := w.replay(); err != nil {
+		w.closeFiles()
+		return nil, err
+	}
+	if len(w.segs) == 0 {
+		if err := w.rotate(); err != nil {
+			return nil, err
+		}
+	}
+	go w.writeLoop()
+	return w, nil
+}
+
+func segName(id uint32) string { return fmt.Sprintf("wal-%08d.log", id) }
+
+func (w *WAL) replay() error {
+	names, err := filepath.Glob(filepath.Join(w.dir, "wal-*.log"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		var id uint32
+		if _, err := fmt.Sscanf(filepath.Base(name), "wal-%08d.log", &id); err != nil {
+			return fmt.Errorf("wal: unexpected file %s", name)
+		}
+		f, err := os.OpenFile(name, os.O_RDWR, 0o644)
+		if err != nil {
+			return fmt.Errorf("wal: %w", err)
+		}
+		s := &segment{id: id, f: f}
+		w.segs = append(w.segs, s)
+		good, err := w.replaySegment(s)
+		if err != nil {
+			if i != len(names)-1 {
+				return fmt.Errorf("wal: %s is corrupt at byte %d, and it is not the last segment: %w", name, good, err)
+			}
+			// A torn tail: the crash interrupted the last write, which was never
+			// acknowledged. Cut it off so new records follow the last good one.
+			if err := f.Truncate(good); err != nil {
+				return fmt.Errorf("wal: cutting torn tail of %s: %w", name, err)
+			}
+		}
+		s.size = good
+	}
+	return nil
+}
+
+// replaySegment applies the segment's records and returns the length of its good
+// prefix; the error says why the rest (if any) is not good.
+func (w *WAL) replaySegment(s *segment) (int64, error) {
+	r := bufio.NewReaderSize(s.f, 1<<20)
+	var off int64
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if err == io.EOF {
+				return off, nil
+			}
+			return off, err
+		}
+		n := binary.BigEndian.Uint32(hdr[4:])
+		if int64(n) > 2*segmentBytes+(1<<30) {
+			return off, fmt.Errorf("record length %d", n)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return off, err
+		}
+		if crc32.Checksum(body, crcTable) != binary.BigEndian.Uint32(hdr[:4]) {
+			return off, errors.New("checksum mismatch")
+		}
+		if err := w.applyRecord(s, uint32(off), 8+n, body); err != nil {
+			return off, err
+		}
+		off += 8 + int64(n)
+	}
+}
+
+// applyRecord updates the in-memory index for one durable record.
+func (w *WAL) applyRecord(s *segment, off, n uint32, body []byte) error {
+	if len(body) < 3 {
+		return errors.New("short record")
+	}
+	gl := int(binary.BigEndian.Uint16(body[1:3]))
+	if len(body) < 3+gl {
+		return errors.New("short record")
+	}
+	name, rest := string(body[3:3+gl]), body[3+gl:]
+	g := w.groups[name]
+	if g == nil {
+		if body[0] != kindEntry {
+			return nil // nothing to delete
+		}
+		g = &groupLog{}
+		w.groups[name] = g
+	}
+	switch body[0] {
+	case kindEntry:
+		if len(rest) < 8 {
+			return errors.New("short entry")
+		}
+		w.put(g, binary.BigEndian.Uint64(rest), loc{seg: s.id, off: off, len: n})
+		s.live++
+	case kindCompact, kindTruncate:
+		if len(rest) < 8 {
+			return errors.New("short record")
+		}
+		idx := binary.BigEndian.Uint64(rest)
+		if body[0] == kindCompact {
+			w.compact(g, idx)
+		} else {
+			w.truncate(g, idx)
+		}
+	case kindDrop:
+		w.truncate(g, 0)
+		delete(w.groups, name)
+	default:
+		return fmt.Errorf("unknown record kind %d", body[0])
+	}
+	return nil
+}
+
+// put adds entry idx: after the last one normally; an index at or below the last
+// replaces the suffix from there; a gap starts the group over (raft does that after
+// installing a snapshot).
+func (w *WAL) put(g *groupLog, idx uint64, l loc) {
+	switch {
+	case len(g.locs) == 0 || idx > g.last()+1 || idx < g.first:
+		w.truncate(g, 0)
+		g.first = idx
+	case idx <= g.last():
+		w.truncate(g, idx)
+	}
+	g.locs = append(g.locs, l)
+}
+
+// compact drops entries ≤ idx.
+func (w *WAL) compact(g *groupLog, idx uint64) {
+	if len(g.locs) == 0 || idx < g.first {
+		return
+	}
+	n := min(uint64(len(g.locs)), idx-g.first+1)
+	w.release(g.locs[:n])
+	g.locs = append([]loc(nil), g.locs[n:]...) // let the dropped prefix be collected
+	g.first += n
+}
+
+// truncate drops entries ≥ idx.
+func (w *WAL) truncate(g *groupLog, idx uint64) {
+	if len(g.locs) == 0 || idx > g.last() {
+		return
+	}
+	keep := uint64(0)
+	if idx > g.first {
+		keep = idx - g.first
+	}
+	w.release(g.locs[keep:])
+	g.locs = g.locs[:keep]
+}
+
+func (w *WAL) release(ls []loc) {
+	for _, l := range ls {
+		if s := w.segment(l.seg); s != nil {
+			s.live--
+		}
+	}
+}
+
+func (w *WAL) segment(id uint32) *segment {
+	i := sort.Search(len(w.segs), func(i int) bool { return w.segs[i].id >= id })
+	if i < len(w.segs) && w.segs[i].id == id {
+		return w.segs[i]
+	}
+	return nil
+}
+
+// rotate starts a new segment (the caller holds no lock, or mu when running).
+func (w *WAL) rotate() error {
+	id := uint32(1)
+	if len(w.segs) > 0 {
+		id = w.segs[len(w.segs)-1].id + 1
+	}
+	f, err := os.OpenFile(filepath.Join(w.dir, segName(id)), os.O_CREATE|os.O_RDWR|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := syncDir(w.dir); err != nil {
+		f.Close()
+		return err
+	}
+	w.segs = append(w.segs, &segment{id: id, f: f})
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// collect deletes the oldest segments while they hold no live entry (never the active one).
+func (w *WAL) collect() {
+	for len(w.segs) > 1 && w.segs[0].live <= 0 {
+		s := w.segs[0]
+		s.f.Close()
+		os.Remove(filepath.Join(w.dir, segName(s.id)))
+		w.segs = w.segs[1:]
+	}
+}
+
+// Stats returns the number of syncs and of records they made durable.
+func (w *WAL) Stats() (syncs, writes uint64) { return w.syncs.Load(), w.writes.Load() }
+
+// Segments returns how many segment files exist.
+func (w *WAL) Segments() int {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return len(w.segs)
+}
+
+// Close writes what is queued, then closes the files.
+func (w *WAL) Close() error {
+	w.closeOnce.Do(func() {
+		w.qmu.Lock()
+		w.closed = true
+		w.qmu.Unlock()
+		close(w.closing)
+	})
+	<-w.stopped
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closeFiles()
+}
+
+func (w *WAL) closeFiles() error {
+	var errs []error
+	for _, s := range w.segs {
+		errs = append(errs, s.f.Close())
+	}
+	w.segs = nil
+	return errors.Join(errs...)
+}
+
+// write queues records and waits until they are durable and indexed.
+func (w *WAL) write(recs ...[]byte) error {
+	r := &writeReq{recs: recs, err: make(chan error, 1)}
+	w.qmu.RLock()
+	if w.closed {
+		w.qmu.RUnlock()
+		return ErrClosed
+	}
+	w.reqs <- r
+	w.qmu.RUnlock()
+	return <-r.err
+}
+
+func (w *WAL) writeLoop() {
+	defer close(w.stopped)
+	batch := make([]*writeReq, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-w.reqs:
+			batch = append(batch, r)
+		case <-w.closing:
+			for {
+				select {
+				case r := <-w.reqs:
+					w.commit([]*writeReq{r})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-w.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+// commit writes a batch with one write and one fdatasync, then indexes it.
+func (w *WAL) commit(batch []*writeReq) {
+	err := w.commitBatch(batch)
+	for _, r := range batch {
+		r.err <- err
+	}
+}
+
+func (w *WAL) commitBatch(batch []*writeReq) error {
+	w.mu.RLock()
+	active := w.segs[len(w.segs)-1]
+	w.mu.RUnlock()
+	if active.size >= segmentBytes {
+		w.mu.Lock()
+		err := w.rotate()
+		w.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		w.mu.RLock()
+		active = w.segs[len(w.segs)-1]
+		w.mu.RUnlock()
+	}
+	var buf []byte
+	for _, r := range batch {
+		for _, rec := range r.recs {
+			buf = append(buf, rec...)
+		}
+	}
+	if _, err := active.f.WriteAt(buf, active.size); err != nil {
+		return fmt.Errorf("wal: write: %w", err)
+	}
+	if err := syscall.Fdatasync(int(active.f.Fd())); err != nil {
+		return fmt.Errorf("wal: sync: %w", err)
+	}
+	w.syncs.Add(1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	off := active.size
+	for _, r := range batch {
+		for _, rec := range r.recs {
+			w.writes.Add(1)
+			if err := w.applyRecord(active, uint32(off), uint32(len(rec)), rec[8:]); err != nil {
+				return err
+			}
+			off += int64(len(rec))
+		}
+	}
+	active.size = off
+	w.collect()
+	return nil
+}
+
+// record frames a body.
+func record(kind byte, group string, fields ...[]byte) []byte {
+	n := 3 + len(group)
+	for _, f := range fields {
+		n += len(f)
+	}
+	buf := make([]byte, 8, 8+n)
+	buf = append(buf, kind)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(group)))
+	buf = append(buf, group...)
+	for _, f := range fields {
+		buf = append(buf, f...)
+	}
+	binary.BigEndian.PutUint32(buf[0:], crc32.Checksum(buf[8:], crcTable))
+	binary.BigEndian.PutUint32(buf[4:], uint32(len(buf)-8))
+	return buf
+}
+
+// Groups lists the groups with entries (for tests and tools).
+func (w *WAL) Groups() []string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := make([]string, 0, len(w.groups))
+	for g := range w.groups {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Drop deletes a group's whole log.
+func (w *WAL) Drop(group string) error {
+	return w.write(record(kindDrop, group))
+}
+
+func validGroup(group string) error {
+	if group == "" || len(group) > 1<<15 || strings.ContainsRune(group, 0) {
+		return fmt.Errorf("wal: bad group name %q", group)
+	}
+	return nil
+}

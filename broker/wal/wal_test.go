@@ -1,0 +1,292 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+func open(t testing.TB, dir string) *WAL {
+	t.Helper()
+	w, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func logOf(t testing.TB, w *WAL, group string) *Log {
+	t.Helper()
+	l, err := w.Log(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func entries(from, to uint64, term uint64) []*raft.Log {
+	var out []*raft.Log
+	for i := from; i <= to; i++ {
+		out = append(out, &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("d%d-%d", i, term))})
+	}
+	return out
+}
+
+func bounds(t testing.TB, l *Log) (uint64, uint64) {
+	first, _ := l.FirstIndex()
+	last, _ := l.LastIndex()
+	return first, last
+}
+
+func checkEntry(t testing.TB, l *Log, i, term uint64) {
+	t.Helper()
+	var e raft.Log
+	if err := l.GetLog(i, &e); err != nil {
+		t.Fatalf("GetLog(%d): %v", i, err)
+	}
+	if e.Index != i || e.Term != term || string(e.Data) != fmt.Sprintf("d%d-%d", i, term) {
+		t.Fatalf("GetLog(%d) = %+v", i, e)
+	}
+}
+
+func TestLogStore(t *testing.T) {
+	dir := t.TempDir()
+	w := open(t, dir)
+	a, b := logOf(t, w, "p/t/0"), logOf(t, w, "p/t/1")
+	steps := []struct {
+		name        string
+		do          func() error
+		first, last uint64
+	}{
+		{"empty", func() error { return nil }, 0, 0},
+		{"append", func() error { return a.StoreLogs(entries(1, 10, 1)) }, 1, 10},
+		{"other group", func() error { return b.StoreLogs(entries(1, 3, 1)) }, 1, 10},
+		{"compact a prefix", func() error { return a.DeleteRange(1, 4) }, 5, 10},
+		{"truncate a suffix", func() error { return a.DeleteRange(9, 10) }, 5, 8},
+		{"overwrite from 8 in a new term", func() error { return a.StoreLogs(entries(8, 12, 2)) }, 5, 12},
+		{"a gap starts over (after a snapshot install)", func() error { return a.StoreLogs(entries(20, 21, 3)) }, 20, 21},
+		{"append again", func() error { return a.StoreLogs(entries(22, 25, 3)) }, 20, 25},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if f, l := bounds(t, a); f != s.first || l != s.last {
+			t.Fatalf("%s: first %d last %d, want %d %d", s.name, f, l, s.first, s.last)
+		}
+	}
+	check := func(w *WAL) {
+		a, b := logOf(t, w, "p/t/0"), logOf(t, w, "p/t/1")
+		checkEntry(t, a, 20, 3)
+		checkEntry(t, a, 25, 3)
+		checkEntry(t, b, 2, 1)
+		var e raft.Log
+		if err := a.GetLog(19, &e); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Fatalf("GetLog(19) = %v", err)
+		}
+		if f, l := bounds(t, b); f != 1 || l != 3 {
+			t.Fatalf("group b: %d..%d", f, l)
+		}
+	}
+	check(w)
+	if err := a.DeleteRange(21, 22); err == nil {
+		t.Fatal("deleting from the middle succeeded")
+	}
+	w.Close()
+	w = open(t, dir) // replay gives the same logs
+	defer w.Close()
+	check(w)
+	if err := w.Drop("p/t/1"); err != nil {
+		t.Fatal(err)
+	}
+	if f, l := bounds(t, logOf(t, w, "p/t/1")); f != 0 || l != 0 {
+		t.Fatalf("dropped group: %d..%d", f, l)
+	}
+}
+
+func lastSegment(t *testing.T, dir string) string {
+	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+	return names[len(names)-1]
+}
+
+// TestTornTail cuts or corrupts the last record in several ways: replay keeps every
+// record before it, drops it, and later appends follow the good prefix.
+func TestTornTail(t *testing.T) {
+	damage := []struct {
+		name string
+		do   func(path string, lastLen int64)
+	}{
+		{"cut in the header", func(p string, n int64) { truncate(t, p, n-3) }},
+		{"cut in the body", func(p string, n int64) { truncate(t, p, n/2) }},
+		{"cut one byte", func(p string, n int64) { truncate(t, p, 1) }},
+		{"flipped byte", func(p string, n int64) { flip(t, p, n/2) }},
+		{"garbage after", func(p string, n int64) { appendBytes(t, p, []byte{0, 0, 0, 9, 0, 0, 0, 200, 1, 2}) }},
+	}
+	for _, d := range damage {
+		t.Run(d.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w := open(t, dir)
+			l := logOf(t, w, "g")
+			if err := l.StoreLogs(entries(1, 5, 1)); err != nil {
+				t.Fatal(err)
+			}
+			last := int64(len(encodeEntry("g", entries(6, 6, 1)[0])))
+			if err := l.StoreLogs(entries(6, 6, 1)); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			d.do(lastSegment(t, dir), last)
+
+			w = open(t, dir)
+			l = logOf(t, w, "g")
+			_, lastIdx := bounds(t, l)
+			if d.name == "garbage after" {
+				if lastIdx != 6 {
+					t.Fatalf("last %d, want 6", lastIdx)
+				}
+			} else if lastIdx != 5 {
+				t.Fatalf("last %d, want 5 (the damaged entry dropped)", lastIdx)
+			}
+			if err := l.StoreLogs(entries(lastIdx+1, lastIdx+2, 2)); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			w = open(t, dir)
+			defer w.Close()
+			l = logOf(t, w, "g")
+			checkEntry(t, l, 5, 1)
+			checkEntry(t, l, lastIdx+2, 2)
+		})
+	}
+}
+
+func truncate(t *testing.T, path string, by int64) {
+	fi, _ := os.Stat(path)
+	if err := os.Truncate(path, fi.Size()-by); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func flip(t *testing.T, path string, back int64) {
+	b, _ := os.ReadFile(path)
+	b[int64(len(b))-back] ^= 0xff
+	os.WriteFile(path, b, 0o644)
+}
+
+func appendBytes(t *testing.T, path string, extra []byte) {
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(extra)
+	f.Close()
+}
+
+// TestSegments: with small segments, compaction deletes old segment files, a corrupt
+// segment that is not the last one is an error, and replay after GC is exact.
+func TestSegments(t *testing.T) {
+	old := segmentBytes
+	segmentBytes = 200
+	defer func() { segmentBytes = old }()
+	dir := t.TempDir()
+	w := open(t, dir)
+	a, b := logOf(t, w, "a"), logOf(t, w, "b")
+	for i := uint64(1); i <= 40; i++ {
+		a.StoreLogs(entries(i, i, 1))
+		if i%10 == 0 {
+			b.StoreLogs(entries(i/10, i/10, 1))
+		}
+	}
+	before := w.Segments()
+	a.DeleteRange(1, 35)
+	b.DeleteRange(1, 3)
+	after := w.Segments()
+	if after >= before {
+		t.Fatalf("compaction kept all %d segments (now %d)", before, after)
+	}
+	w.Close()
+	w = open(t, dir)
+	a, b = logOf(t, w, "a"), logOf(t, w, "b")
+	if f, l := bounds(t, a); f != 36 || l != 40 {
+		t.Fatalf("a after GC and replay: %d..%d", f, l)
+	}
+	if f, l := bounds(t, b); f != 4 || l != 4 {
+		t.Fatalf("b after GC and replay: %d..%d", f, l)
+	}
+	checkEntry(t, a, 36, 1)
+	w.Close()
+
+	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+	flip(t, names[0], 20)
+	if _, err := Open(dir); err == nil {
+		t.Fatal("a corrupt segment before the last one was accepted")
+	}
+}
+
+// TestGroupsShareSyncs: 64 partitions appending at once need fewer syncs than appends.
+func TestGroupsShareSyncs(t *testing.T) {
+	w := open(t, t.TempDir())
+	defer w.Close()
+	const groups, appends = 64, 20
+	var wg sync.WaitGroup
+	for g := range groups {
+		l := logOf(t, w, fmt.Sprintf("p/t/%d", g))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := uint64(1); i <= appends; i++ {
+				if err := l.StoreLog(&raft.Log{Index: i, Data: bytes.Repeat([]byte{1}, 1024)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	syncs, writes := w.Stats()
+	t.Logf("%d appends, %d syncs", writes, syncs)
+	if syncs >= writes {
+		t.Fatalf("no sharing: %d appends took %d syncs", writes, syncs)
+	}
+	for g := range groups {
+		if _, l := bounds(t, logOf(t, w, fmt.Sprintf("p/t/%d", g))); l != appends {
+			t.Fatalf("group %d: last %d", g, l)
+		}
+	}
+}
+
+// BenchmarkAppend64Partitions: durable 1 KiB appends from 64 busy partitions, each
+// waiting for its sync as raft does.
+func BenchmarkAppend64Partitions(b *testing.B) {
+	w := open(b, b.TempDir())
+	defer w.Close()
+	const groups = 64
+	logs := make([]*Log, groups)
+	for g := range logs {
+		logs[g] = logOf(b, w, fmt.Sprintf("p/t/%d", g))
+	}
+	s0, w0 := w.Stats()
+	b.SetBytes(1024)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N/groups + 1
+	for g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				if err := logs[g].StoreLog(&raft.Log{Index: uint64(i + 1), Data: make([]byte, 1024)}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s, wr := w.Stats()
+	b.ReportMetric(float64(wr-w0)/float64(s-s0), "appends/sync")
+	b.ReportMetric(float64(groups*per)/b.Elapsed().Seconds(), "appends/s")
+}
