@@ -31,6 +31,9 @@ type Store interface {
 	Load() (State, error)
 	// Commit queues a mutation to be applied atomically and durably after every
 	// mutation queued before it, and returns a function that waits for the outcome.
+	// It must never drop a mutation silently: the entries are committed in Raft and
+	// skipping them would fork this replica, so a store that cannot commit stops the
+	// process, and the restart re-applies them from the log.
 	Commit(m *Mutation) (wait func() error)
 	// Fit counts the messages from offset from (exclusive bound to) whose sizes add up
 	// to at most maxBytes (always at least one if from < to) and returns their size.
@@ -92,13 +95,6 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	wait := f.store.Commit(m)
-	go func() {
-		if err := wait(); err != nil {
-			// The entries are committed in Raft; skipping them would fork this replica.
-			// Crashing lets the restart re-apply them from the log.
-			panic(fmt.Sprintf("partition: store commit at index %d: %v", m.Applied, err))
-		}
-	}()
 	f.mu.Lock()
 	f.pending = wait
 	f.st.Applied, f.st.Next, f.st.Bytes = m.Applied, m.Next, m.Bytes

@@ -61,6 +61,9 @@ type DB struct {
 
 // file is one bolt file plus its group-commit writer.
 type file struct {
+	delay time.Duration // between commits (see dataCommitDelay)
+	kicks chan struct{}
+
 	bolt *bolt.DB
 	reqs chan *writeReq
 
@@ -81,11 +84,11 @@ const maxBatch = 1024
 
 // Open opens (or creates) the broker's files in dir.
 func Open(dir string) (*DB, error) {
-	log, err := openFile(filepath.Join(dir, "raft.db"))
+	log, err := openFile(filepath.Join(dir, "raft.db"), 0)
 	if err != nil {
 		return nil, err
 	}
-	data, err := openFile(filepath.Join(dir, "data.db"))
+	data, err := openFile(filepath.Join(dir, "data.db"), dataCommitDelay)
 	if err != nil {
 		log.close()
 		return nil, err
@@ -110,7 +113,7 @@ func Open(dir string) (*DB, error) {
 // Close commits the writes already queued, then closes the files.
 func (d *DB) Close() error { return errors.Join(d.wal.Close(), d.log.close(), d.data.close()) }
 
-func openFile(path string) (*file, error) {
+func openFile(path string, delay time.Duration) (*file, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second, // another broker holding the file is an error, not a hang
 		NoFreelistSync: true,            // the freelist is rebuilt at open instead of written per commit
@@ -119,9 +122,24 @@ func openFile(path string) (*file, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	f := &file{bolt: b, reqs: make(chan *writeReq, maxBatch), closing: make(chan struct{}), stopped: make(chan struct{})}
+	f := &file{bolt: b, delay: delay, reqs: make(chan *writeReq, maxBatch), kicks: make(chan struct{}, 1),
+		closing: make(chan struct{}), stopped: make(chan struct{})}
 	go f.commitLoop()
 	return f, nil
+}
+
+// dataCommitDelay spaces the commits of data.db. They are off the acknowledgement path
+// (the Raft log already holds the entries), so waiting lets one commit carry many
+// partitions' batches and leaves the disk's syncs to the log; a reader that needs the
+// data now (consume) kicks the committer instead of waiting.
+const dataCommitDelay = 10 * time.Millisecond
+
+// kick makes a delayed committer commit what is queued now.
+func (d *file) kick() {
+	select {
+	case d.kicks <- struct{}{}:
+	default:
+	}
 }
 
 func (d *file) close() error {
@@ -180,6 +198,15 @@ func (d *file) commitLoop() {
 			}
 		}
 		d.commit(batch)
+		if d.delay > 0 {
+			t := time.NewTimer(d.delay)
+			select {
+			case <-t.C:
+			case <-d.kicks:
+			case <-d.closing:
+			}
+			t.Stop()
+		}
 	}
 }
 

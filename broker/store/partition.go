@@ -2,8 +2,8 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/quorumq/quorumq/broker/partition"
 	bolt "go.etcd.io/bbolt"
@@ -61,9 +61,11 @@ func putState(tx *bolt.Tx, g *Group, applied, next, bytes uint64) error {
 }
 
 // Commit implements partition.Store: messages, offsets, producers and the applied
-// index in one transaction, queued behind the writes before it.
+// index in one transaction, queued behind the writes before it. A failed commit stops
+// the process: the entries are committed in Raft, and a restart re-applies them from
+// the log (which keeps them until the store has them, see partition.FSM).
 func (p *Partition) Commit(m *partition.Mutation) func() error {
-	done := p.g.db.data.updateAsync(func(tx *bolt.Tx) error {
+	ch := p.g.db.data.updateAsync(func(tx *bolt.Tx) error {
 		if err := putMessages(tx, p.g, m.First, m.Msgs); err != nil {
 			return err
 		}
@@ -84,10 +86,19 @@ func (p *Partition) Commit(m *partition.Mutation) func() error {
 		}
 		return putState(tx, p.g, m.Applied, m.Next, m.Bytes)
 	})
-	var once sync.Once
+	done := make(chan struct{})
 	var err error
+	go func() {
+		err = <-ch
+		close(done)
+		// A deleted replica's last writes are moot; after Close the restart replays them.
+		if err != nil && !errors.Is(err, ErrNoGroup) && !errors.Is(err, ErrClosed) {
+			panic(fmt.Sprintf("store: commit of %s at index %d: %v", p.g.name, m.Applied, err))
+		}
+	}()
 	return func() error {
-		once.Do(func() { err = <-done })
+		p.g.db.data.kick()
+		<-done
 		return err
 	}
 }
