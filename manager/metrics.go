@@ -50,8 +50,25 @@ func (mt *metrics) middleware(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	mt.requests.WithLabelValues(c.Method(), c.Route().Path, strconv.Itoa(c.Response().StatusCode())).Inc()
+	// Prometheus keeps label values for good: none may point into Fiber's reused
+	// request buffers. The method comes from a fixed table, the route pattern is the
+	// string the route was registered with.
+	mt.requests.WithLabelValues(methodLabel(c.Method()), c.Route().Path, strconv.Itoa(c.Response().StatusCode())).Inc()
 	return nil
+}
+
+var methods = map[string]string{
+	fiber.MethodGet: fiber.MethodGet, fiber.MethodHead: fiber.MethodHead, fiber.MethodPost: fiber.MethodPost,
+	fiber.MethodPut: fiber.MethodPut, fiber.MethodPatch: fiber.MethodPatch, fiber.MethodDelete: fiber.MethodDelete,
+	fiber.MethodOptions: fiber.MethodOptions,
+}
+
+// methodLabel is the table's own copy of method, or "other" for a method not in it.
+func methodLabel(method string) string {
+	if m, ok := methods[method]; ok {
+		return m
+	}
+	return "other"
 }
 
 func (mt *metrics) handler() fiber.Handler {
