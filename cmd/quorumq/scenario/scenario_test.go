@@ -59,7 +59,7 @@ func TestSeedScenario(t *testing.T) {
 	// A failing test returns early: stop the clients before their t.Logf outlives it
 	// (this runs before the processes are killed: cleanups run last-in, first-out).
 	t.Cleanup(func() { cancel(); prodWG.Wait(); consWG.Wait() })
-	prodErrs := make(chan error, len(producers))
+	prodErrs := make(chan error, 2*len(producers)) // a send error and a close error each
 	for _, p := range producers {
 		cl := c.Client(t)
 		pr, err := cl.NewProducer(ctx, topic)
