@@ -43,6 +43,21 @@ func (e *brokerError) Error() string {
 	return fmt.Sprintf("broker %s: %s (HTTP %d)", e.broker, e.msg, e.status)
 }
 
+// clientFault reports whether the broker refused the request for what the client sent
+// (a message too large, a stale sequence number): the client gets that refusal as it is.
+// Everything else is a state of the cluster that passes — no replica of a partition
+// the metadata places there (being created, moved, or reopened after a restart), a
+// consumer the partition has not registered yet, no leader, not the leader, no broker
+// reachable — and the client gets 503, which it retries. A 404 in particular is never
+// the client's: the manager has checked the topic, producer and consumer before asking.
+func (e *brokerError) clientFault() bool {
+	switch e.status {
+	case http.StatusNotFound, http.StatusMisdirectedRequest:
+		return false
+	}
+	return e.status >= 400 && e.status < 500
+}
+
 var errNoBroker = fail(http.StatusServiceUnavailable, CodeUnavailable, "no reachable broker holds this partition")
 
 // call sends one JSON request to a broker and decodes its reply into out.

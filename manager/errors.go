@@ -60,11 +60,11 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &ae):
 			status, f.Code = ae.status, ae.code
 		case errors.As(err, &be):
-			// A broker's refusal of the request itself passes through; anything else
-			// about the broker is this manager's failure to reach a working one.
 			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
-			if be.status >= 400 && be.status < 500 && !retryElsewhere(be) {
+			if be.clientFault() {
 				status, f.Code = be.status, CodeInvalid
+			} else {
+				f.Message = "the partition cannot be served right now, retry: " + err.Error()
 			}
 		case errors.As(err, &me):
 			m, ok := metaStatus[me.Code]

@@ -23,11 +23,12 @@ type fakeBrokers struct {
 	offsets  map[string]map[string]uint64 // group → consumer → next offset
 	replicas map[string]map[string]bool   // broker → groups
 	members  map[string]map[string]bool   // group → broker ids
+	opening  map[string]bool              // groups whose replicas fail to open (503), as if still opening
 }
 
 func newFakeBrokers() *fakeBrokers {
 	return &fakeBrokers{logs: map[string][]string{}, offsets: map[string]map[string]uint64{},
-		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}}
+		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}, opening: map[string]bool{}}
 }
 
 // start serves broker id and registers it in d, with a health check on /healthz.
@@ -50,6 +51,13 @@ func (f *fakeBrokers) start(t *testing.T, d discovery.Registrar, id string) *htt
 		t.Fatal(err)
 	}
 	return srv
+}
+
+// setOpening makes the replicas of group fail to open (or open again).
+func (f *fakeBrokers) setOpening(group string, opening bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opening[group] = opening
 }
 
 func (f *fakeBrokers) holds(broker, group string) bool {
@@ -128,6 +136,8 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 			out.Replicas = append(out.Replicas, rs)
 		}
 		reply(200, out)
+	case parts[0] == "replicas" && f.opening[g]:
+		failure(http.StatusServiceUnavailable, "replica of "+g+" is still opening")
 	case parts[0] == "replicas":
 		f.replicas[id][g] = true
 		if f.members[g] == nil {

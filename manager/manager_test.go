@@ -320,3 +320,50 @@ func TestTopUpWhenBrokersJoin(t *testing.T) {
 		return true
 	})
 }
+
+// A partition the metadata places on brokers that do not hold it yet (its creation or
+// move is under way) is a passing state of the cluster: produce, consume and size answer
+// 503 "unavailable", which clients retry, never the 404 of a client's mistake; once the
+// replicas open, the same requests succeed.
+func TestMissingReplicaIsUnavailable(t *testing.T) {
+	pg := pgserver.StartT(t)
+	d := discovery.NewStatic()
+	fb := newFakeBrokers()
+	for _, id := range []string{"b1", "b2", "b3"} {
+		fb.start(t, d, id)
+	}
+	m := startManager(t, d, pg.DSN("opening"))
+	eventually(t, 10*time.Second, "3 brokers alive", func() bool { return len(brokerStates(t, m)) == 3 })
+	fb.setOpening(meta.GroupName("slow", 0), true)
+	var f Failure
+	if code := call(t, m, "POST", "/topics", `{"name":"slow"}`, &f); code != 503 || f.Code != CodeUnavailable {
+		t.Fatalf("create with replicas not opening: %d %+v, want 503", code, f)
+	}
+	var pr ProducerReply
+	var cr ConsumerReply
+	if call(t, m, "POST", "/producer/register", `{"topic":"slow"}`, &pr) != 200 ||
+		call(t, m, "POST", "/consumer/register", `{"topic":"slow"}`, &cr) != 200 {
+		t.Fatal("register on a placed topic failed")
+	}
+	q := "?topic=slow&consumer_id=" + itoa(cr.ConsumerID)
+	produce := `{"topic":"slow","producer_id":` + itoa(pr.ProducerID) + `,"message":"x"}`
+	requests := []struct{ name, method, path, body string }{
+		{"size", "GET", "/size" + q, ""},
+		{"consume", "GET", "/consumer/consume" + q, ""},
+		{"produce", "POST", "/producer/produce", produce},
+	}
+	for _, r := range requests {
+		var f Failure
+		if code := call(t, m, r.method, r.path, r.body, &f); code != 503 || f.Code != CodeUnavailable {
+			t.Errorf("%s before the replicas open: %d %+v, want 503 %s", r.name, code, f, CodeUnavailable)
+		}
+	}
+	fb.setOpening(meta.GroupName("slow", 0), false)
+	eventually(t, 30*time.Second, "produce once the write manager opened the replicas", func() bool {
+		return call(t, m, "POST", "/producer/produce", produce, nil) == 200
+	})
+	var c ConsumeReply
+	if code := call(t, m, "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil || *c.Message != "x" {
+		t.Fatalf("consume: %d %+v", code, c)
+	}
+}
