@@ -14,9 +14,11 @@ import (
 // Group commit limits: a Raft entry carries every produce waiting for the partition,
 // up to maxEntryBytes, and at most inFlight entries per partition are being replicated
 // at once. While they are, new produces queue up and form the next, bigger entry.
+// Measured (3 brokers, 64 producers, 1 KiB): one entry in flight beat 2 and 4, since
+// fewer, bigger entries cost raft less per message than more entries in parallel.
 const (
 	maxEntryBytes = 4 << 20
-	inFlight      = 4
+	inFlight      = 1
 	queueLen      = 4096
 	applyTimeout  = 10 * time.Second
 )
