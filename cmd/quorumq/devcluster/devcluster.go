@@ -28,7 +28,12 @@ type Config struct {
 	DataDir      string // everything lives here: consul/, postgres/, logs/, cluster.json
 	ConsulHTTP   string // Consul HTTP API and UI, e.g. 127.0.0.1:8500
 	PostgresPort int
-	Logger       *slog.Logger
+	// Managers and Brokers are how many of each to run; the i-th (from 0) listens on the
+	// given ports plus i.
+	Managers, Brokers                int
+	ManagerRaftPort, ManagerHTTPPort int
+	BrokerRaftPort, BrokerHTTPPort   int
+	Logger                           *slog.Logger
 }
 
 // Process is one supervised process as cluster.json shows it.
@@ -40,6 +45,7 @@ type Process struct {
 	Log       string            `json:"log,omitempty"`
 
 	stop func() error
+	done <-chan struct{} // closed when the process has exited (nil: not watched)
 }
 
 // State is the content of cluster.json.
@@ -60,6 +66,7 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	procs    []*Process
+	notes    []string // extra lines for Print
 	stopping bool
 }
 
@@ -121,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	pg := &Process{Name: "postgres", Kind: "postgres", Pid: c.pg.Pid(),
 		Addresses: map[string]string{"sql": c.pg.Addr()},
-		Log:       filepath.Join(c.pg.DataDir(), "postgres.log"), stop: c.pg.Stop}
+		Log:       filepath.Join(c.pg.DataDir(), "postgres.log"), stop: c.pg.Stop, done: c.pg.Done()}
 	c.add(pg)
 	go c.reportExit(pg, c.pg.Done())
 	return c, c.WriteState()
@@ -137,6 +144,13 @@ func (c *Cluster) Database(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	return c.pg.DSN(name), nil
+}
+
+// AddNote adds a line that Print shows under the URLs (where to reach a component).
+func (c *Cluster) AddNote(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notes = append(c.notes, line)
 }
 
 func (c *Cluster) add(p *Process) {
@@ -211,6 +225,11 @@ func (c *Cluster) Print(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintf(w, "\nConsul UI:   %s\nPostgreSQL:  %s\nState:       %s\nLogs:        %s\n",
 		st.ConsulUI, st.PostgresDSN, StatePath(c.cfg.DataDir), c.logDir)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.notes {
+		fmt.Fprintln(w, n)
+	}
 }
 
 // Close stops every process in reverse start order (children before the services they

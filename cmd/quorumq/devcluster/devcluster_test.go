@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -17,18 +19,48 @@ import (
 
 	"github.com/quorumq/quorumq/cmd/quorumq/devcluster"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/manager"
 )
 
-// startDev runs `quorumq dev` on free ports and returns it once it is ready, with the
-// arguments that start it again on the same directory and ports.
-func startDev(t *testing.T) (p *proctest.Proc, dir string, args []string) {
+// startDev runs `quorumq dev` with the given numbers of managers and brokers on free
+// ports and returns it once it is ready, with the arguments that start it again on the
+// same directory and ports.
+func startDev(t *testing.T, managers, brokers int) (p *proctest.Proc, dir string, args []string) {
 	t.Helper()
 	dir = t.TempDir()
+	base := freeRange(t, 2*(managers+brokers))
+	port := func(offset int) string { return strconv.Itoa(base + offset) }
 	args = []string{"dev", "--data-dir", dir,
-		"--consul-http", proctest.FreeAddr(t), "--postgres-port", strconv.Itoa(proctest.FreePort(t))}
+		"--consul-http", proctest.FreeAddr(t), "--postgres-port", strconv.Itoa(proctest.FreePort(t)),
+		"--managers", strconv.Itoa(managers), "--brokers", strconv.Itoa(brokers),
+		"--manager-raft-port", port(0), "--manager-http-port", port(managers),
+		"--broker-raft-port", port(2 * managers), "--broker-http-port", port(2*managers + brokers)}
 	p = proctest.Start(t, "dev", args...)
-	p.WaitOutput(t, devcluster.ReadyLine, 2*time.Minute)
+	p.WaitOutput(t, devcluster.ReadyLine, 3*time.Minute)
 	return p, dir, args
+}
+
+// freeRange finds n consecutive free loopback ports below the kernel's ephemeral range
+// (where no outgoing connection takes them meanwhile) and returns the first.
+func freeRange(t *testing.T, n int) int {
+	t.Helper()
+	for range 100 {
+		base := 20000 + rand.IntN(12000-n)
+		free := true
+		for i := range n {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports found", n)
+	return 0
 }
 
 func readState(t *testing.T, dir string) devcluster.State {
@@ -70,18 +102,22 @@ func waitGone(t *testing.T, name string, pid int) {
 	}
 }
 
-func TestDevRunsConsulAndPostgresAndStopsOnSIGINT(t *testing.T) {
-	p, dir, _ := startDev(t)
+// TestDevCluster runs the default cluster (3 managers, 5 brokers), uses it through a
+// manager's REST API as curl would, and stops it all with SIGINT.
+func TestDevCluster(t *testing.T) {
+	p, dir, _ := startDev(t, 3, 5)
 	st := readState(t, dir)
 	pids := map[string]int{}
+	byKind := map[string][]devcluster.Process{}
 	for _, proc := range st.Processes {
-		pids[proc.Kind] = proc.Pid
+		pids[proc.Name] = proc.Pid
+		byKind[proc.Kind] = append(byKind[proc.Kind], proc)
 		if !alive(proc.Pid) {
 			t.Errorf("%s: pid %d not running", proc.Name, proc.Pid)
 		}
 	}
-	if pids["consul"] == 0 || pids["postgres"] == 0 {
-		t.Fatalf("cluster.json lacks consul or postgres: %+v", st)
+	if len(byKind["consul"]) != 1 || len(byKind["postgres"]) != 1 || len(byKind["manager"]) != 3 || len(byKind["broker"]) != 5 {
+		t.Fatalf("cluster.json should list consul, postgres, 3 managers and 5 brokers: %+v", st)
 	}
 	if !strings.Contains(p.Output(), st.ConsulUI) {
 		t.Errorf("output does not show the Consul UI URL %s", st.ConsulUI)
@@ -98,19 +134,24 @@ func TestDevRunsConsulAndPostgresAndStopsOnSIGINT(t *testing.T) {
 
 	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(st.PostgresDSN)))
 	defer db.Close()
-	var one int
-	if err := db.QueryRowContext(context.Background(), "select 1").Scan(&one); err != nil {
+	var dbs int
+	if err := db.QueryRowContext(context.Background(), "select count(*) from pg_database where datname like 'quorumq_m%'").Scan(&dbs); err != nil {
 		t.Fatalf("postgres at %s: %v", st.PostgresDSN, err)
 	}
+	if dbs != 3 {
+		t.Errorf("%d manager databases, want one per manager", dbs)
+	}
 	db.Close()
+
+	useThroughREST(t, byKind["manager"])
 
 	if err := p.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-p.Done():
-	case <-time.After(time.Minute):
-		t.Fatal("dev did not exit within a minute of SIGINT")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("dev did not exit within two minutes of SIGINT")
 	}
 	if err := p.Wait(); err != nil {
 		t.Fatalf("exit: %v", err)
@@ -130,17 +171,101 @@ func TestDevRunsConsulAndPostgresAndStopsOnSIGINT(t *testing.T) {
 	}
 }
 
-// TestDevChildrenDieWithIt: a SIGKILLed supervisor leaves no agent or database behind,
-// and a new one starts on the same directory and ports.
+// useThroughREST checks that every manager names the same write manager, then creates a
+// topic on one manager, produces through another and consumes through a third.
+func useThroughREST(t *testing.T, managers []devcluster.Process) {
+	t.Helper()
+	writer := ""
+	for _, m := range managers {
+		var r manager.ManagersReply
+		if code := rest(t, m, "GET", "/managers", "", &r); code != 200 || r.WriteManager == "" || len(r.Managers) != len(managers) {
+			t.Fatalf("GET /managers on %s: %d %+v", m.Name, code, r)
+		}
+		if writer != "" && r.WriteManager != writer {
+			t.Fatalf("%s names write manager %s, another manager %s", m.Name, r.WriteManager, writer)
+		}
+		writer = r.WriteManager
+	}
+	at := func(i int) devcluster.Process { return managers[i%len(managers)] }
+	var tr manager.TopicReply
+	if code := rest(t, at(0), "POST", "/topics", `{"name":"orders","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions) != 2 {
+		t.Fatalf("create topic: %d %+v", code, tr)
+	}
+	var pr manager.ProducerReply
+	var cr manager.ConsumerReply
+	if rest(t, at(1), "POST", "/producer/register", `{"topic":"orders"}`, &pr) != 200 ||
+		rest(t, at(2), "POST", "/consumer/register", `{"topic":"orders"}`, &cr) != 200 {
+		t.Fatal("register producer or consumer failed")
+	}
+	want := map[string]bool{}
+	for i := range 4 {
+		msg := "m" + strconv.Itoa(i)
+		want[msg] = true
+		body := `{"topic":"orders","producer_id":` + strconv.FormatUint(pr.ProducerID, 10) + `,"message":"` + msg + `"}`
+		if code := rest(t, at(1), "POST", "/producer/produce", body, nil); code != 200 {
+			t.Fatalf("produce %s: %d", msg, code)
+		}
+	}
+	q := "?topic=orders&consumer_id=" + strconv.FormatUint(cr.ConsumerID, 10)
+	var sz manager.SizeReply
+	if code := rest(t, at(2), "GET", "/size"+q, "", &sz); code != 200 || sz.Size != 4 {
+		t.Fatalf("size: %d %+v, want 4", code, sz)
+	}
+	for range 4 {
+		var c manager.ConsumeReply
+		if code := rest(t, at(2), "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil || !want[*c.Message] {
+			t.Fatalf("consume: %d %+v (left to see: %v)", code, c, want)
+		}
+		delete(want, *c.Message)
+	}
+}
+
+// rest sends one request to a manager's REST API and decodes the reply into out.
+func rest(t *testing.T, m devcluster.Process, method, path, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+m.Addresses["http"]+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, m.Name, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && json.Unmarshal(raw, out) != nil {
+		t.Fatalf("%s %s on %s: reply %q is not the JSON expected", method, path, m.Name, raw)
+	}
+	if resp.StatusCode >= 300 {
+		t.Logf("%s %s on %s: %d %s", method, path, m.Name, resp.StatusCode, raw)
+	}
+	return resp.StatusCode
+}
+
+// TestDevChildrenDieWithIt: a SIGKILLed supervisor leaves no process behind, and a new
+// one starts on the same directory and ports, with the data of the first.
 func TestDevChildrenDieWithIt(t *testing.T) {
-	p, dir, args := startDev(t)
+	p, dir, args := startDev(t, 1, 1)
 	st := readState(t, dir)
+	var m1 devcluster.Process
+	for _, proc := range st.Processes {
+		if proc.Name == "m1" {
+			m1 = proc
+		}
+	}
+	if code := rest(t, m1, "POST", "/topics", `{"name":"kept"}`, nil); code != 201 {
+		t.Fatalf("create topic: %d", code)
+	}
 	p.Kill()
 	for _, proc := range st.Processes {
 		waitGone(t, proc.Name, proc.Pid)
 	}
 	again := proctest.Start(t, "dev-again", args...)
-	again.WaitOutput(t, devcluster.ReadyLine, 2*time.Minute)
+	again.WaitOutput(t, devcluster.ReadyLine, 3*time.Minute)
+	if code := rest(t, m1, "GET", "/topics/kept", "", nil); code != 200 {
+		t.Errorf("topic of the first run: %d", code)
+	}
 	if err := again.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +277,23 @@ func TestDevRefusesTakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	p := proctest.Start(t, "dev", "dev", "--data-dir", t.TempDir(),
-		"--consul-http", proctest.FreeAddr(t), "--postgres-port", port)
-	if err := p.Wait(); err == nil {
-		t.Fatal("want a failing exit")
-	}
-	if !strings.Contains(p.Output(), "--postgres-port") {
-		t.Fatalf("the error should name the flag to change:\n%s", p.Output())
+	taken := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	for _, flag := range []string{"--postgres-port", "--manager-http-port"} {
+		t.Run(flag, func(t *testing.T) {
+			base := strconv.Itoa(freeRange(t, 1))
+			ports := map[string]string{"--postgres-port": strconv.Itoa(proctest.FreePort(t)), "--manager-raft-port": base, "--manager-http-port": base}
+			ports[flag] = taken
+			args := []string{"dev", "--data-dir", t.TempDir(), "--consul-http", proctest.FreeAddr(t), "--managers", "1", "--brokers", "0"}
+			for f, p := range ports {
+				args = append(args, f, p)
+			}
+			p := proctest.Start(t, "dev", args...)
+			if err := p.Wait(); err == nil {
+				t.Fatal("want a failing exit")
+			}
+			if !strings.Contains(p.Output(), flag) {
+				t.Fatalf("the error should name the flag to change:\n%s", p.Output())
+			}
+		})
 	}
 }

@@ -34,6 +34,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	defer func() { err = errors.Join(err, c.Close()) }()
 	for _, s := range setups {
 		if err := s(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return nil // Ctrl-C while starting: stop what runs, quietly
+			}
 			return err
 		}
 	}
@@ -71,7 +74,7 @@ func (c *Cluster) AddProcess(name, kind string, args []string, addresses map[str
 		close(done)
 	}()
 	p := &Process{Name: name, Kind: kind, Addresses: addresses, Pid: cmd.Process.Pid, Log: logPath,
-		stop: func() error { return stopChild(cmd, done) }}
+		stop: func() error { return stopChild(cmd, done) }, done: done}
 	c.add(p)
 	go c.reportExit(p, done)
 	return p, c.WriteState()

@@ -1,0 +1,202 @@
+package devcluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager"
+	"github.com/quorumq/quorumq/manager/meta"
+)
+
+func init() { AddSetup(startServices) }
+
+// Default ports: the i-th manager (from 0) listens on 7101+i (Raft) and 8101+i (REST
+// API), the i-th broker on 7201+i and 8201+i, so that the commands in the README work as
+// they are; the ATMs use 7301+ and 8301+.
+const (
+	DefaultManagerRaftPort = 7101
+	DefaultManagerHTTPPort = 8101
+	DefaultBrokerRaftPort  = 7201
+	DefaultBrokerHTTPPort  = 8201
+)
+
+// readyWait bounds how long the managers may take to elect a write manager and to see
+// every broker; a cluster that is not there by then has a problem its logs show.
+const readyWait = 3 * time.Minute
+
+// service is one manager or broker to start.
+type service struct {
+	name, kind string
+	raft, http string
+}
+
+// startServices starts the brokers and the managers, all at once (the managers need one
+// another to form their group), then waits until the managers agree on a write manager
+// and list every broker alive: only then is the cluster usable. Brokers start first so
+// that they stop last: the managers stop before they could take brokers that are
+// shutting down for dead and move their replicas.
+func startServices(ctx context.Context, c *Cluster) error {
+	cfg := c.cfg
+	managers := services("m", "manager", cfg.Managers, cfg.ManagerRaftPort, cfg.ManagerHTTPPort)
+	brokers := services("b", "broker", cfg.Brokers, cfg.BrokerRaftPort, cfg.BrokerHTTPPort)
+	if err := checkPorts(managers, "--manager-raft-port", "--manager-http-port"); err != nil {
+		return err
+	}
+	if err := checkPorts(brokers, "--broker-raft-port", "--broker-http-port"); err != nil {
+		return err
+	}
+	var brokerProcs []*Process
+	for _, s := range brokers {
+		p, err := c.AddProcess(s.name, s.kind, []string{"broker", "--id", s.name,
+			"--data-dir", filepath.Join(cfg.DataDir, s.name), "--raft", s.raft, "--http", s.http,
+			"--consul", c.ConsulHTTP(),
+		}, map[string]string{"raft": s.raft, "http": s.http})
+		if err != nil {
+			return err
+		}
+		brokerProcs = append(brokerProcs, p)
+	}
+	var managerProcs []*Process
+	for _, s := range managers {
+		dsn, err := c.Database(ctx, "quorumq_"+s.name)
+		if err != nil {
+			return fmt.Errorf("database of %s: %w", s.name, err)
+		}
+		p, err := c.AddProcess(s.name, s.kind, []string{"manager", "--id", s.name,
+			"--data-dir", filepath.Join(cfg.DataDir, s.name), "--raft", s.raft, "--http", s.http,
+			"--bootstrap-expect", strconv.Itoa(len(managers)), "--consul", c.ConsulHTTP(),
+			"--replication", strconv.Itoa(min(3, max(1, len(brokers)))), "--postgres", dsn,
+		}, map[string]string{"raft": s.raft, "http": s.http})
+		if err != nil {
+			return err
+		}
+		managerProcs = append(managerProcs, p)
+	}
+	if len(managers) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	all := append(append([]*Process(nil), managerProcs...), brokerProcs...)
+	writer, err := waitFor(ctx, all, "the managers to elect a write manager", func(ctx context.Context) (string, bool) {
+		return agreedWriteManager(ctx, managers)
+	})
+	if err != nil {
+		return err
+	}
+	writerHTTP := managers[0].http
+	for _, s := range managers {
+		if s.name == writer {
+			writerHTTP = s.http
+		}
+	}
+	// Both: after a restart the metadata still says alive before a broker is back.
+	reg, err := consul.New(c.ConsulHTTP(), cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if _, err := waitFor(ctx, all, fmt.Sprintf("%d brokers healthy in Consul and alive for the write manager", len(brokers)),
+		func(ctx context.Context) (string, bool) {
+			healthy, err := reg.Healthy(ctx, discovery.ServiceBroker)
+			return "", err == nil && len(healthy) >= len(brokers) && aliveBrokers(ctx, writerHTTP) >= len(brokers)
+		}); err != nil {
+		return err
+	}
+	c.AddNote(fmt.Sprintf("REST API:    http://%s (any manager; the write manager is %s)", managers[0].http, writer))
+	return nil
+}
+
+func services(prefix, kind string, n, raftPort, httpPort int) []service {
+	out := make([]service, n)
+	for i := range out {
+		out[i] = service{name: prefix + strconv.Itoa(i+1), kind: kind,
+			raft: net.JoinHostPort("127.0.0.1", strconv.Itoa(raftPort+i)),
+			http: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort+i))}
+	}
+	return out
+}
+
+// checkPorts fails, naming the flag to change, when a port is taken: a child failing to
+// listen would only say so in its log.
+func checkPorts(ss []service, raftFlag, httpFlag string) error {
+	for _, s := range ss {
+		for _, p := range []struct{ addr, flag string }{{s.raft, raftFlag}, {s.http, httpFlag}} {
+			if err := portFree(p.addr); err != nil {
+				return fmt.Errorf("%s (for %s) is taken (%v): stop what uses it or move the range with %s", p.addr, s.name, err, p.flag)
+			}
+		}
+	}
+	return nil
+}
+
+// waitFor polls ready until it says yes, failing early when one of procs exits.
+func waitFor(ctx context.Context, procs []*Process, what string, ready func(context.Context) (string, bool)) (string, error) {
+	for {
+		if v, ok := ready(ctx); ok {
+			return v, nil
+		}
+		for _, p := range procs {
+			select {
+			case <-p.done:
+				return "", fmt.Errorf("%s exited while waiting for %s; its log: %s", p.Name, what, p.Log)
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for %s: %w (see the logs in %s)", what, ctx.Err(), filepath.Dir(procs[0].Log))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// agreedWriteManager is the write manager when every manager names the same one.
+func agreedWriteManager(ctx context.Context, managers []service) (string, bool) {
+	writer := ""
+	for _, s := range managers {
+		var r manager.ManagersReply
+		if !getJSON(ctx, s.http, "/managers", &r) || r.WriteManager == "" || (writer != "" && r.WriteManager != writer) {
+			return "", false
+		}
+		writer = r.WriteManager
+	}
+	return writer, true
+}
+
+func aliveBrokers(ctx context.Context, managerHTTP string) int {
+	var r manager.BrokersReply
+	if !getJSON(ctx, managerHTTP, "/brokers", &r) {
+		return 0
+	}
+	n := 0
+	for _, b := range r.Brokers {
+		if b.State == meta.BrokerAlive {
+			n++
+		}
+	}
+	return n
+}
+
+var pollClient = &http.Client{Timeout: 2 * time.Second}
+
+// getJSON reports whether GET http://addr+path answered 200 with JSON for out.
+func getJSON(ctx context.Context, addr, path string, out any) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := pollClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(out) == nil
+}
