@@ -65,11 +65,11 @@ func TestMetricsLocal(t *testing.T) {
 
 	got := scrape(t, c)
 	want := map[string]float64{
-		`quorumq_atm_http_requests_total{code="503",op="accounts"}`: 1,
-		`quorumq_atm_http_requests_total{code="200",op="deposit"}`:  2,
-		`quorumq_atm_http_requests_total{code="409",op="withdraw"}`: 1,
-		`quorumq_atm_http_requests_total{code="200",op="balance"}`:  1, // one series for every account
-		`quorumq_atm_http_requests_total{code="404",op="other"}`:    1,
+		`quorumq_atm_http_requests_total{code="503",method="GET",op="accounts"}`:  1,
+		`quorumq_atm_http_requests_total{code="200",method="POST",op="deposit"}`:  2,
+		`quorumq_atm_http_requests_total{code="409",method="POST",op="withdraw"}`: 1,
+		`quorumq_atm_http_requests_total{code="200",method="GET",op="balance"}`:   1, // one series for every account
+		`quorumq_atm_http_requests_total{code="404",method="GET",op="other"}`:     1,
 		`quorumq_atm_is_leader`:       1,
 		`quorumq_atm_applied_index`:   float64(node.AppliedIndex()),
 		`quorumq_atm_batch_ops_count`: 3, // each deposit and the refused withdrawal: one entry each

@@ -19,16 +19,15 @@ const requestTimeout = 10 * time.Second
 
 func (m *Manager) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
-		// Handlers keep request values (topic names, ids) past the handler; Immutable
-		// makes Fiber copy them instead of reusing its buffers.
+		// Request values (topic names, ids) go into commands, errors and logs that may
+		// outlive the handler; Immutable makes Fiber copy them instead of handing out
+		// its reused buffers.
 		Immutable:             true,
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(m.log),
 		ReadTimeout:           30 * time.Second,
 	})
-	mt := newMetrics(m)
-	app.Use(mt.middleware)
-	app.Get("/metrics", mt.handler())
+	m.mountMetrics(app)
 	app.Get("/healthz", m.healthz)
 	app.Post("/topics", m.createTopic)
 	app.Get("/topics", m.listTopics)
