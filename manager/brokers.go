@@ -1,12 +1,9 @@
 package manager
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,26 +12,29 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerclient"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// brokerClient speaks the brokers' HTTP API (package broker's api.go types).
+// brokerClient speaks the brokers' HTTP API (package broker's api.go types) through
+// brokerclient's one request function, with the failures the routing tells apart.
 type brokerClient struct {
-	http *http.Client
+	http *brokerclient.Client
 	// leaderSeen is told when a partition's leader turned out to be another broker than
 	// the metadata names.
 	leaderSeen func(p meta.Partition, id string)
 }
 
 func newBrokerClient(leaderSeen func(p meta.Partition, id string)) *brokerClient {
-	return &brokerClient{http: &http.Client{Timeout: 15 * time.Second}, leaderSeen: leaderSeen}
+	return &brokerClient{http: brokerclient.New(), leaderSeen: leaderSeen}
 }
 
-// brokerError is a failure reply of a broker.
+// brokerError is a failure reply of a broker, or no reply at all.
 type brokerError struct {
 	broker      string
 	status      int
 	msg         string
+	code        string // broker.Failure.Code
 	leader      string // the partition leader the broker named, when it is not the leader
 	unreachable bool   // no connection: the request never reached the broker
 }
@@ -62,49 +62,24 @@ var errNoBroker = fail(http.StatusServiceUnavailable, CodeUnavailable, "no reach
 
 // call sends one JSON request to a broker and decodes its reply into out.
 func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		raw, err := json.Marshal(in)
-		if err != nil {
-			return err
+	err := bc.http.Do(ctx, method, b.Addr, path, in, out)
+	if err == nil {
+		return nil
+	}
+	var fe *brokerclient.Error
+	if errors.As(err, &fe) {
+		e := &brokerError{broker: b.ID, status: fe.Code, msg: fe.Message, code: fe.Reason}
+		if e.msg == "" {
+			e.msg = http.StatusText(fe.Code)
 		}
-		body = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+b.Addr+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := bc.http.Do(req)
-	if err != nil {
-		var op *net.OpError
-		return &brokerError{broker: b.ID, status: http.StatusBadGateway, msg: err.Error(),
-			unreachable: errors.As(err, &op) && op.Op == "dial"}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return &brokerError{broker: b.ID, status: http.StatusBadGateway, msg: err.Error()}
-	}
-	if resp.StatusCode >= 300 {
-		var f broker.Failure
-		json.Unmarshal(raw, &f)
-		if f.Message == "" {
-			f.Message = http.StatusText(resp.StatusCode)
-		}
-		e := &brokerError{broker: b.ID, status: resp.StatusCode, msg: f.Message}
-		if f.Leader != nil {
-			e.leader = f.Leader.ID
+		if fe.Leader != nil {
+			e.leader = fe.Leader.ID
 		}
 		return e
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return &brokerError{broker: b.ID, status: http.StatusBadGateway, msg: "bad reply: " + err.Error()}
-	}
-	return nil
+	var op *net.OpError
+	return &brokerError{broker: b.ID, status: http.StatusBadGateway, msg: err.Error(),
+		unreachable: errors.As(err, &op) && op.Op == "dial"}
 }
 
 // replicaOrder lists p's replicas to try: the broker the metadata names as leader
@@ -223,7 +198,7 @@ func notRegistered(err error) bool {
 
 func nothingLeft(err error) bool {
 	var be *brokerError
-	return errors.As(err, &be) && be.status == http.StatusNotFound && strings.Contains(be.msg, "no messages left")
+	return errors.As(err, &be) && be.code == broker.CodeEmpty
 }
 
 // registerConsumer registers consumer on p (idempotent); it starts at offset 0.

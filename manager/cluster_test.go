@@ -34,7 +34,28 @@ type procCluster struct {
 	grace      string // --broker-grace; empty: the default
 	consulAddr string
 	disc       *consul.Backend
+	pg         *pgserver.Server
 	managers   []*managerProc
+}
+
+// newProcCluster starts Consul and PostgreSQL for a test cluster; startManagers then
+// adds the managers.
+func newProcCluster(t *testing.T, grace string) *procCluster {
+	agent := consultest.Start(t)
+	disc, err := consul.New(agent.HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &procCluster{consulAddr: agent.HTTPAddr(), disc: disc, grace: grace, pg: pgserver.StartT(t)}
+}
+
+// startManagers starts m1, m2 and m3, each with a database of its own.
+func (c *procCluster) startManagers(t *testing.T) {
+	for _, id := range []string{"m1", "m2", "m3"} {
+		m := &managerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t), dsn: c.pg.DSN("quorumq_" + id)}
+		c.managers = append(c.managers, m)
+		c.start(t, m)
+	}
 }
 
 func (c *procCluster) start(t *testing.T, m *managerProc) {
@@ -168,22 +189,12 @@ func topicsOf(t *testing.T, m *managerProc) map[string]TopicInfo {
 // read manager with all metadata, every manager's tables hold the same metadata, and a
 // restart of all managers keeps it.
 func TestManagerProcesses(t *testing.T) {
-	agent := consultest.Start(t)
-	pg := pgserver.StartT(t)
-	disc, err := consul.New(agent.HTTPAddr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &procCluster{consulAddr: agent.HTTPAddr(), disc: disc, grace: "2s"}
+	c := newProcCluster(t, "2s")
 	fb := newFakeBrokers()
 	for _, id := range []string{"b1", "b2", "b3"} {
-		fb.start(t, disc, id)
+		fb.start(t, c.disc, id)
 	}
-	for _, id := range []string{"m1", "m2", "m3"} {
-		m := &managerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t), dsn: pg.DSN("quorumq_" + id)}
-		c.managers = append(c.managers, m)
-		c.start(t, m)
-	}
+	c.startManagers(t)
 	leader := c.waitSettled(t)
 	eventually(t, 30*time.Second, "brokers known", func() bool {
 		var r BrokersReply
@@ -338,25 +349,15 @@ type replicaStatus struct {
 // broker is declared dead after the grace period and every partition it held is re-created elsewhere, back
 // to 3 replicas that agree on their members and leader, with no acknowledged message lost.
 func TestBrokerKilled(t *testing.T) {
-	agent := consultest.Start(t)
-	pg := pgserver.StartT(t)
-	disc, err := consul.New(agent.HTTPAddr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &procCluster{consulAddr: agent.HTTPAddr(), disc: disc}
+	c := newProcCluster(t, "")
 	var brokers []*brokerProc
 	for _, id := range []string{"b1", "b2", "b3", "b4"} {
 		b := &brokerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t)}
 		b.proc = proctest.Start(t, id, "broker", "--id", id, "--data-dir", b.dir, "--raft", b.raft,
-			"--http", b.http, "--consul", agent.HTTPAddr())
+			"--http", b.http, "--consul", c.consulAddr)
 		brokers = append(brokers, b)
 	}
-	for _, id := range []string{"m1", "m2", "m3"} {
-		m := &managerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t), dsn: pg.DSN("quorumq_" + id)}
-		c.managers = append(c.managers, m)
-		c.start(t, m)
-	}
+	c.startManagers(t)
 	c.waitSettled(t)
 	m := c.managers[0]
 	eventually(t, 60*time.Second, "4 brokers alive", func() bool {
@@ -438,7 +439,7 @@ func TestBrokerKilled(t *testing.T) {
 	// The killed broker returns: alive again, and the replicas moved away while it was
 	// dead are deleted from it.
 	victim.proc = proctest.Start(t, victim.id, "broker", "--id", victim.id, "--data-dir", victim.dir,
-		"--raft", victim.raft, "--http", victim.http, "--consul", agent.HTTPAddr())
+		"--raft", victim.raft, "--http", victim.http, "--consul", c.consulAddr)
 	eventually(t, 60*time.Second, "returned broker alive and emptied", func() bool {
 		var r BrokersReply
 		var held struct {

@@ -159,7 +159,7 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		}
 		end := min(off+uint64(max(body.Max, 1)), uint64(len(f.logs[g])))
 		if end == off {
-			failure(http.StatusNotFound, "no messages left for consumer")
+			reply(http.StatusNotFound, broker.Failure{Status: "failure", Message: "no messages left for consumer", Code: broker.CodeEmpty})
 			return
 		}
 		offsets[body.ConsumerID] = end

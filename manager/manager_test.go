@@ -79,15 +79,23 @@ func brokerStates(t *testing.T, m *Manager) map[string]meta.BrokerInfo {
 	return out
 }
 
-func TestAPI(t *testing.T) {
+// startWithBrokers runs a manager (on database db) and fake brokers with the given ids,
+// and waits until the manager knows them all.
+func startWithBrokers(t *testing.T, db string, ids ...string) (*Manager, *fakeBrokers, *discovery.Static) {
+	t.Helper()
 	pg := pgserver.StartT(t)
 	d := discovery.NewStatic()
 	fb := newFakeBrokers()
-	for _, id := range []string{"b1", "b2", "b3"} {
+	for _, id := range ids {
 		fb.start(t, d, id)
 	}
-	m := startManager(t, d, pg.DSN("api"))
-	eventually(t, 10*time.Second, "3 brokers alive", func() bool { return len(brokerStates(t, m)) == 3 })
+	m := startManager(t, d, pg.DSN(db))
+	eventually(t, 10*time.Second, "brokers alive", func() bool { return len(brokerStates(t, m)) == len(ids) })
+	return m, fb, d
+}
+
+func TestAPI(t *testing.T) {
+	m, fb, _ := startWithBrokers(t, "api", "b1", "b2", "b3")
 
 	var tr TopicReply
 	if code := call(t, m, "POST", "/topics", `{"name":"orders","partitions":3}`, &tr); code != 201 {
@@ -232,14 +240,7 @@ func must[T any](v T, err error) T {
 // healthy broker; when it returns it is alive again and its stale replicas are dropped.
 // A decommissioned broker is emptied and released.
 func TestBrokerDeathAndDecommission(t *testing.T) {
-	pg := pgserver.StartT(t)
-	d := discovery.NewStatic()
-	fb := newFakeBrokers()
-	for _, id := range []string{"b1", "b2", "b3", "b4"} {
-		fb.start(t, d, id)
-	}
-	m := startManager(t, d, pg.DSN("health"))
-	eventually(t, 10*time.Second, "4 brokers alive", func() bool { return len(brokerStates(t, m)) == 4 })
+	m, fb, d := startWithBrokers(t, "health", "b1", "b2", "b3", "b4")
 	if code := call(t, m, "POST", "/topics", `{"name":"t","partitions":4}`, nil); code != 201 {
 		t.Fatalf("create: %d", code)
 	}
@@ -293,12 +294,7 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 // A topic created while only one broker was alive gets its other replicas once more
 // brokers come up.
 func TestTopUpWhenBrokersJoin(t *testing.T) {
-	pg := pgserver.StartT(t)
-	d := discovery.NewStatic()
-	fb := newFakeBrokers()
-	fb.start(t, d, "b1")
-	m := startManager(t, d, pg.DSN("topup"))
-	eventually(t, 10*time.Second, "b1 alive", func() bool { return len(brokerStates(t, m)) == 1 })
+	m, fb, d := startWithBrokers(t, "topup", "b1")
 	var tr TopicReply
 	if code := call(t, m, "POST", "/topics", `{"name":"t","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions[0].Replicas) != 1 {
 		t.Fatalf("create: %d %+v", code, tr)
@@ -326,14 +322,7 @@ func TestTopUpWhenBrokersJoin(t *testing.T) {
 // 503 "unavailable", which clients retry, never the 404 of a client's mistake; once the
 // replicas open, the same requests succeed.
 func TestMissingReplicaIsUnavailable(t *testing.T) {
-	pg := pgserver.StartT(t)
-	d := discovery.NewStatic()
-	fb := newFakeBrokers()
-	for _, id := range []string{"b1", "b2", "b3"} {
-		fb.start(t, d, id)
-	}
-	m := startManager(t, d, pg.DSN("opening"))
-	eventually(t, 10*time.Second, "3 brokers alive", func() bool { return len(brokerStates(t, m)) == 3 })
+	m, fb, _ := startWithBrokers(t, "opening", "b1", "b2", "b3")
 	fb.setOpening(meta.GroupName("slow", 0), true)
 	var f Failure
 	if code := call(t, m, "POST", "/topics", `{"name":"slow"}`, &f); code != 503 || f.Code != CodeUnavailable {

@@ -227,20 +227,36 @@ func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]met
 	return parts, err
 }
 
-func (r *router) consume(c *fiber.Ctx) error {
+// consumerRead is a consume or size request resolved: the consumer, the partitions it
+// reads in the order to look at them, and the brokers to address.
+type consumerRead struct {
+	q     consumerQuery
+	parts []meta.Partition
+	view  map[string]meta.Broker
+}
+
+func (r *router) consumerRead(ctx context.Context, c *fiber.Ctx) (consumerRead, error) {
 	q, err := parseConsumerQuery(c)
 	if err != nil {
-		return err
+		return consumerRead{}, err
 	}
+	parts, err := r.consumerPartitions(ctx, q)
+	if err != nil {
+		return consumerRead{}, err
+	}
+	return consumerRead{q: q, parts: parts, view: r.m.brokerView()}, nil
+}
+
+func (r *router) consume(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	parts, err := r.consumerPartitions(ctx, q)
+	rd, err := r.consumerRead(ctx, c)
 	if err != nil {
 		return err
 	}
-	view := r.m.brokerView()
-	for _, p := range parts {
-		got, err := r.m.brokers.consume(ctx, view, p, consumerName(q.id), q.offset, q.max)
+	q := rd.q
+	for _, p := range rd.parts {
+		got, err := r.m.brokers.consume(ctx, rd.view, p, consumerName(q.id), q.offset, q.max)
 		if err != nil {
 			return err
 		}
@@ -262,20 +278,15 @@ func (r *router) consume(c *fiber.Ctx) error {
 }
 
 func (r *router) size(c *fiber.Ctx) error {
-	q, err := parseConsumerQuery(c)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	parts, err := r.consumerPartitions(ctx, q)
+	rd, err := r.consumerRead(ctx, c)
 	if err != nil {
 		return err
 	}
-	view := r.m.brokerView()
 	var total uint64
-	for _, p := range parts {
-		n, err := r.m.brokers.size(ctx, view, p, consumerName(q.id))
+	for _, p := range rd.parts {
+		n, err := r.m.brokers.size(ctx, rd.view, p, consumerName(rd.q.id))
 		if err != nil {
 			return err
 		}
