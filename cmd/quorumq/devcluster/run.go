@@ -29,13 +29,16 @@ const ReadyLine = "quorumq dev: ready"
 func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	c, err := Start(ctx, cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while starting: Start has stopped what it started
+		}
 		return err
 	}
 	defer func() { err = errors.Join(err, c.Close()) }()
 	for _, s := range setups {
 		if err := s(ctx, c); err != nil {
 			if ctx.Err() != nil {
-				return nil // Ctrl-C while starting: stop what runs, quietly
+				return nil // Ctrl-C while starting: the deferred Close stops what runs
 			}
 			return err
 		}
