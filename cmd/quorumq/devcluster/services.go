@@ -53,32 +53,20 @@ func startServices(ctx context.Context, c *Cluster) error {
 	if err := checkPorts(brokers, "--broker-raft-port", "--broker-http-port"); err != nil {
 		return err
 	}
-	var brokerProcs []*Process
-	for _, s := range brokers {
-		p, err := c.AddProcess(s.name, s.kind, []string{"broker", "--id", s.name,
-			"--data-dir", filepath.Join(cfg.DataDir, s.name), "--raft", s.raft, "--http", s.http,
-			"--consul", c.ConsulHTTP(),
-		}, map[string]string{"raft": s.raft, "http": s.http})
-		if err != nil {
-			return err
-		}
-		brokerProcs = append(brokerProcs, p)
+	brokerProcs, err := startAll(c, brokers, func(service) ([]string, error) { return nil, nil })
+	if err != nil {
+		return err
 	}
-	var managerProcs []*Process
-	for _, s := range managers {
+	managerProcs, err := startAll(c, managers, func(s service) ([]string, error) {
 		dsn, err := c.Database(ctx, "quorumq_"+s.name)
 		if err != nil {
-			return fmt.Errorf("database of %s: %w", s.name, err)
+			return nil, fmt.Errorf("database of %s: %w", s.name, err)
 		}
-		p, err := c.AddProcess(s.name, s.kind, []string{"manager", "--id", s.name,
-			"--data-dir", filepath.Join(cfg.DataDir, s.name), "--raft", s.raft, "--http", s.http,
-			"--bootstrap-expect", strconv.Itoa(len(managers)), "--consul", c.ConsulHTTP(),
-			"--replication", strconv.Itoa(min(3, max(1, len(brokers)))), "--postgres", dsn,
-		}, map[string]string{"raft": s.raft, "http": s.http})
-		if err != nil {
-			return err
-		}
-		managerProcs = append(managerProcs, p)
+		return []string{"--postgres", dsn, "--bootstrap-expect", strconv.Itoa(len(managers)),
+			"--replication", strconv.Itoa(min(3, max(1, len(brokers))))}, nil
+	})
+	if err != nil {
+		return err
 	}
 	if len(managers) == 0 {
 		return nil
@@ -112,6 +100,26 @@ func startServices(ctx context.Context, c *Cluster) error {
 	}
 	c.AddNote(fmt.Sprintf("REST API:    http://%s (any manager; the write manager is %s)", managers[0].http, writer))
 	return nil
+}
+
+// startAll runs each of ss as `quorumq <kind>` with its id, data directory, addresses
+// and Consul, plus the arguments that args gives for it.
+func startAll(c *Cluster, ss []service, args func(service) ([]string, error)) ([]*Process, error) {
+	var procs []*Process
+	for _, s := range ss {
+		extra, err := args(s)
+		if err != nil {
+			return nil, err
+		}
+		p, err := c.AddProcess(s.name, s.kind, append([]string{s.kind, "--id", s.name,
+			"--data-dir", filepath.Join(c.cfg.DataDir, s.name), "--raft", s.raft, "--http", s.http,
+			"--consul", c.ConsulHTTP()}, extra...), map[string]string{"raft": s.raft, "http": s.http})
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+	}
+	return procs, nil
 }
 
 func services(prefix, kind string, n, raftPort, httpPort int) []service {
