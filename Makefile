@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 30m
 # Extra flags for `make dev`, e.g. DEV_FLAGS='--postgres-port 5433'.
 DEV_FLAGS ?=
 
-.PHONY: all build consul postgres deps dev test test-short atm clean
+.PHONY: all build consul postgres deps dev test test-short atm clean bench
 
 all: build
 
@@ -41,6 +41,13 @@ test: deps
 # Three ATM terminals side by side in tmux (static peers on 127.0.0.1:7301-7303).
 atm: build
 	bash atm/tmux.sh $(QUORUMQ)
+
+# quorumq's produce benchmark next to a 3-node NATS JetStream cluster (R3 file stream) on
+# this machine, in both JetStream durability modes; prints quorumq's ratio to each (~2-3 min).
+# Extra flags via BENCH_FLAGS, e.g. BENCH_FLAGS='-duration 20s -batch 100'.
+bench: build
+	bash broker/brokerbench/jsbench/install.sh
+	$(GO) run ./broker/brokerbench/jsbench -quorumq $(QUORUMQ) -nats-bin $(BIN) $(BENCH_FLAGS)
 
 test-short:
 	$(GO) test -short ./...

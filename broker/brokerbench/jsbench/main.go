@@ -1,0 +1,204 @@
+// Command jsbench runs quorumq's produce benchmark and the same workload on a 3-node
+// NATS JetStream cluster (R3 file stream) on this machine, in both of JetStream's
+// durability modes, and prints quorumq's ratio to each. `make bench` runs it after
+// install.sh has put nats-server and nats into bin/.
+//
+// The workloads: 1 KiB messages to one partition (one stream), from 1 producer one
+// message at a time (msgs/s, p50/p99 ack latency) and from 4 and 64 concurrent
+// producers (msgs/s). quorumq's producers always have one request in flight; JetStream
+// is measured both that way (sync) and with its pipelined async publisher, the figure
+// the broker's targets were set against.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/quorumq/quorumq/broker/brokerbench"
+)
+
+var (
+	syncOne    = jsWorkload{clients: 1, msgs: 4_000}
+	syncFour   = jsWorkload{clients: 4, msgs: 12_000}
+	syncSixty  = jsWorkload{clients: 64, msgs: 64_000}
+	asyncFour  = jsWorkload{clients: 4, async: true, msgs: 400_000}
+	asyncSixty = jsWorkload{clients: 64, async: true, msgs: 400_000}
+	jsRuns     = []jsWorkload{syncOne, syncFour, syncSixty, asyncFour, asyncSixty}
+)
+
+// qRun is one quorumq produce run: producers each with one request of batch messages in flight.
+type qRun struct{ producers, batch int }
+
+// row is one line of the comparison: a quorumq run against a JetStream workload.
+type row struct {
+	label  string
+	q      qRun
+	js     jsWorkload
+	metric string // "msgs/s", "p50" or "p99"
+}
+
+func plan(batch int) []row {
+	rows := []row{
+		{"1 producer, one msg at a time", qRun{1, 1}, syncOne, "msgs/s"},
+		{"1 producer, one msg at a time", qRun{1, 1}, syncOne, "p50"},
+		{"1 producer, one msg at a time", qRun{1, 1}, syncOne, "p99"},
+		{"4 producers vs JS sync, 4 clients", qRun{4, 1}, syncFour, "msgs/s"},
+		{"4 producers vs JS async, 4 clients", qRun{4, 1}, asyncFour, "msgs/s"},
+		{"64 producers vs JS sync, 64 clients", qRun{64, 1}, syncSixty, "msgs/s"},
+		{"64 producers vs JS async, 64 clients", qRun{64, 1}, asyncSixty, "msgs/s"},
+	}
+	if batch > 1 {
+		rows = append(rows,
+			row{fmt.Sprintf("4 producers, %d msgs/request vs JS async, 4 clients", batch), qRun{4, batch}, asyncFour, "msgs/s"},
+			row{fmt.Sprintf("64 producers, %d msgs/request vs JS async, 64 clients", batch), qRun{64, batch}, asyncSixty, "msgs/s"})
+	}
+	return rows
+}
+
+type config struct {
+	quorumq  string
+	natsBin  string
+	duration time.Duration
+	scale    float64
+	batch    int
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.quorumq, "quorumq", "bin/quorumq", "quorumq binary (starts the brokers)")
+	flag.StringVar(&cfg.natsBin, "nats-bin", "bin", "directory with nats-server and nats")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each quorumq run produces")
+	flag.Float64Var(&cfg.scale, "scale", 1, "multiplies the message count of each JetStream run")
+	flag.IntVar(&cfg.batch, "batch", 0, "if > 1, also run quorumq's 4 and 64 producers with this many messages per request (against JetStream async)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "jsbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	qbin, err := filepath.Abs(cfg.quorumq)
+	if err != nil {
+		return err
+	}
+	nats := natsCLI{bin: filepath.Join(cfg.natsBin, "nats")}
+	server := filepath.Join(cfg.natsBin, "nats-server")
+	for _, bin := range []string{qbin, nats.bin, server} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%w (make bench builds and installs it)", err)
+		}
+	}
+
+	rows := plan(cfg.batch)
+	q := map[qRun]brokerbench.Result{}
+	for _, r := range rows {
+		if _, done := q[r.q]; done {
+			continue
+		}
+		fmt.Fprintf(out, "\n== quorumq: %d producer(s), %d msg(s) per request, 1 KiB, 1 partition (RF 3), %v\n",
+			r.q.producers, r.q.batch, cfg.duration)
+		res, err := brokerbench.Produce(ctx, brokerbench.Config{
+			Binary: qbin, Partitions: 1, Clients: r.q.producers, Size: 1024, Batch: r.q.batch, Duration: cfg.duration, Out: out,
+		})
+		if err != nil {
+			return fmt.Errorf("quorumq %+v: %w", r.q, err)
+		}
+		q[r.q] = res
+	}
+
+	js := map[string]map[jsWorkload]jsResult{}
+	for _, d := range durabilities {
+		res, err := runJetStream(ctx, cfg, nats, server, d, out)
+		if err != nil {
+			return fmt.Errorf("jetstream %s: %w", d.name, err)
+		}
+		js[d.name] = res
+	}
+	printTable(out, rows, q, js)
+	return nil
+}
+
+func runJetStream(ctx context.Context, cfg config, nats natsCLI, server string, d durability, out io.Writer) (map[jsWorkload]jsResult, error) {
+	fmt.Fprintf(out, "\n== JetStream, durability %s: 3 servers, R3 file stream, 1 KiB\n", d.name)
+	c, err := startCluster(ctx, server, d)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	leader, err := nats.createStream(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "  stream leader %s; clients connect to it\n", leader.name)
+	res := map[jsWorkload]jsResult{}
+	for _, w := range jsRuns {
+		scaled := w
+		scaled.msgs = max(w.clients, int(float64(w.msgs)*cfg.scale))
+		r, err := nats.bench(ctx, leader.url(), scaled)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "  %-18s %8.0f msgs/s  p50 %-9v p99 %-9v (%d msgs, %v)\n", w.String()+":", r.rate,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), scaled.msgs, r.elapsed.Round(100*time.Millisecond))
+		res[w] = r
+	}
+	return res, nil
+}
+
+func printTable(out io.Writer, rows []row, q map[qRun]brokerbench.Result, js map[string]map[jsWorkload]jsResult) {
+	fmt.Fprintln(out, "\n== quorumq vs NATS JetStream (1 KiB, R3, 3 nodes on this machine; ratio = quorumq / JetStream, for latency lower is better)")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "workload\tmetric\tquorumq\tJetStream default\tratio\tJetStream always\tratio\t")
+	for _, r := range rows {
+		qv := metric(r.metric, q[r.q])
+		cells := []string{r.label, r.metric, format(r.metric, qv)}
+		for _, d := range durabilities {
+			jv := jsMetric(r.metric, js[d.name][r.js])
+			cells = append(cells, format(r.metric, jv), fmt.Sprintf("%.2f×", qv/jv))
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	tw.Flush()
+}
+
+// metric returns a rate in msgs/s or a latency in milliseconds.
+func metric(name string, r brokerbench.Result) float64 {
+	switch name {
+	case "p50":
+		return ms(r.P50)
+	case "p99":
+		return ms(r.P99)
+	}
+	return float64(r.Msgs) / r.Elapsed.Seconds()
+}
+
+func jsMetric(name string, r jsResult) float64 {
+	switch name {
+	case "p50":
+		return ms(r.p50)
+	case "p99":
+		return ms(r.p99)
+	}
+	return r.rate
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func format(name string, v float64) string {
+	if name == "msgs/s" {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.2f ms", v)
+}
