@@ -23,7 +23,7 @@ func BinPath() (string, error) {
 		return "", fmt.Errorf("consul: %s=%s is not an executable file (run consul/install.sh)", BinEnv, p)
 	}
 	var candidates []string
-	if root, err := moduleRoot(); err == nil {
+	if root, err := ModuleRoot(); err == nil {
 		candidates = append(candidates, filepath.Join(root, "bin", "consul"))
 	}
 	if exe, err := os.Executable(); err == nil {
@@ -47,7 +47,7 @@ func EnsureBin(ctx context.Context) (string, error) {
 	if findErr == nil {
 		return p, nil
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", errors.Join(findErr, err)
 	}
@@ -63,7 +63,9 @@ func EnsureBin(ctx context.Context) (string, error) {
 	return BinPath()
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot walks up from the working directory (a test runs in its package's folder)
+// to the directory holding go.mod: the checkout that holds bin/ and the install scripts.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quorumq/quorumq/consul"
 )
 
 // Proc is a running (or finished) child process.
@@ -205,7 +207,7 @@ func Binary(t testing.TB) string {
 const dirPrefix = "quorumq-proctest-"
 
 func build() (string, error) {
-	root, err := moduleRoot()
+	root, err := consul.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -235,24 +237,5 @@ func removeStaleBuilds() {
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 			_ = os.RemoveAll(d)
 		}
-	}
-}
-
-// moduleRoot walks up from the working directory (a test runs in its package's folder)
-// to the directory holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
 	}
 }
