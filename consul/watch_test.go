@@ -113,9 +113,9 @@ func TestWatchSurvivesAgentRestart(t *testing.T) {
 	if agent.Pid() == oldPid || agent.Pid() == 0 {
 		t.Fatalf("pid %d after restart, was %d", agent.Pid(), oldPid)
 	}
-	// A dev agent forgets its services: the watch reports the empty service, then the
-	// instance again once it re-registers.
-	next(t, ch, 20*time.Second, "the empty list after the restart", func(m []discovery.Member) bool { return len(m) == 0 })
+	// Whether the restarted agent still holds the service depends on whether it saved
+	// its local state before it stopped, so the owner registers again (idempotent);
+	// what matters is that the same channel goes on reporting.
 	if err := b.Register(testCtx(t), r); err != nil {
 		t.Fatal(err)
 	}
