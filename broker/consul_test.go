@@ -1,0 +1,53 @@
+package broker_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/consul/consultest"
+	"github.com/quorumq/quorumq/discovery"
+)
+
+// TestRegistersWithConsul: `quorumq broker --consul` registers as quorumq-broker with
+// its Raft and HTTP addresses in meta and a passing HTTP health check, and leaves on
+// SIGTERM.
+func TestRegistersWithConsul(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	agent := consultest.Start(t)
+	backend, err := consul.New(agent.HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftAddr, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	p := proctest.Start(t, "b1", "broker", "--id", "b1", "--data-dir", filepath.Join(t.TempDir(), "b1"),
+		"--raft", raftAddr, "--http", httpAddr, "--consul", agent.HTTPAddr())
+	p.WaitOutput(t, "listening", 30*time.Second)
+
+	ctx := context.Background()
+	var found discovery.Instance
+	waitFor(t, "b1 healthy in consul", func() bool {
+		ins, err := backend.Healthy(ctx, discovery.ServiceBroker)
+		for _, i := range ins {
+			if i.ID == "b1" {
+				found = i
+			}
+		}
+		return err == nil && found.ID == "b1"
+	})
+	if found.Meta[discovery.MetaRaftAddr] != raftAddr || found.Meta[discovery.MetaHTTPAddr] != httpAddr || found.Addr != httpAddr {
+		t.Fatalf("registered %+v", found)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatalf("broker did not exit cleanly on SIGTERM: %v", err)
+	}
+	waitFor(t, "b1 deregistered", func() bool {
+		ins, err := backend.Healthy(ctx, discovery.ServiceBroker)
+		return err == nil && len(ins) == 0
+	})
+}
