@@ -487,6 +487,51 @@ func (w *WAL) writeLoop() {
 			}
 		}
 		w.commit(batch)
+		w.relocate()
+	}
+}
+
+// relocateBytes bounds the log a group may have for relocate to copy it.
+const relocateBytes = 64 << 20
+
+// relocate copies forward the logs of groups that pin the oldest segment, once two
+// full segments follow it. Raft truncates a log only after a snapshot and keeps
+// TrailingLogs entries, so a partition that went quiet would otherwise keep its old
+// segment, and (segments being deleted oldest first) every segment after it, forever.
+// The copy is the group's whole live log, records byte for byte: replaying entry
+// records in order rebuilds exactly that log, whatever came before. It runs on the
+// writer goroutine, so no append of the group can interleave. A group with more than
+// relocateBytes of log is left alone: that much traffic means raft snapshots and
+// truncates it soon.
+func (w *WAL) relocate() {
+	w.mu.RLock()
+	var recs [][]byte
+	if len(w.segs) >= 3 && w.segs[0].live > 0 {
+		oldest := w.segs[0].id
+		for _, g := range w.groups {
+			if len(g.locs) == 0 || g.locs[0].seg != oldest {
+				continue
+			}
+			var size int64
+			for _, l := range g.locs {
+				size += int64(l.len)
+			}
+			if size > relocateBytes {
+				continue
+			}
+			for _, l := range g.locs {
+				rec := make([]byte, l.len)
+				if _, err := w.segment(l.seg).f.ReadAt(rec, int64(l.off)); err != nil {
+					recs = nil // leave it for the next try rather than copy half a log
+					break
+				}
+				recs = append(recs, rec)
+			}
+		}
+	}
+	w.mu.RUnlock()
+	if len(recs) > 0 {
+		w.commit([]*writeReq{{recs: recs, err: make(chan error, 1)}})
 	}
 }
 
