@@ -26,12 +26,12 @@ func mountMetrics(s *server) {
 	})
 	mt := raftmetrics.New(raftmetrics.Config{
 		Prefix: "quorumq_atm",
-		Member: func() raftmetrics.Member {
+		Members: raftmetrics.One(func() raftmetrics.Member {
 			if a := s.joined(); a != nil {
 				return a.node
 			}
 			return nil
-		},
+		}),
 		// A request counts under the first segment of its path when that names a route
 		// (deposit, balance, ...), else "other". Not the raw path: account names would
 		// make the label set unbounded. Not the matched route either: a request refused

@@ -70,10 +70,11 @@ func TestMetricsLocal(t *testing.T) {
 		`quorumq_atm_http_requests_total{code="409",method="POST",op="withdraw"}`: 1,
 		`quorumq_atm_http_requests_total{code="200",method="GET",op="balance"}`:   1, // one series for every account
 		`quorumq_atm_http_requests_total{code="404",method="GET",op="other"}`:     1,
-		`quorumq_atm_is_leader`:       1,
-		`quorumq_atm_applied_index`:   float64(node.AppliedIndex()),
-		`quorumq_atm_batch_ops_count`: 3, // each deposit and the refused withdrawal: one entry each
-		`quorumq_atm_batch_ops_sum`:   3,
+		`quorumq_atm_is_leader{group=""}`:                                         1,
+		`quorumq_atm_applied_index{group=""}`:                                     float64(node.AppliedIndex()),
+		`quorumq_atm_raft_groups`:                                                 1,
+		`quorumq_atm_batch_ops_count`:                                             3, // each deposit and the refused withdrawal: one entry each
+		`quorumq_atm_batch_ops_sum`:                                               3,
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -81,7 +82,7 @@ func TestMetricsLocal(t *testing.T) {
 		}
 	}
 	for k := range got {
-		if strings.HasPrefix(k, "quorumq_atm_raft_") {
+		if strings.HasPrefix(k, "quorumq_atm_raft_") && k != "quorumq_atm_raft_groups" {
 			t.Errorf("%s reported for a node without Raft internals", k)
 		}
 	}
@@ -104,17 +105,17 @@ func TestMetricsRaft(t *testing.T) {
 
 	got := scrape(t, c)
 	for k, v := range map[string]float64{
-		`quorumq_atm_raft_state{state="leader"}`:   1,
-		`quorumq_atm_raft_state{state="follower"}`: 0,
-		`quorumq_atm_is_leader`:                    1,
+		`quorumq_atm_raft_state{group="atm",state="leader"}`:   1,
+		`quorumq_atm_raft_state{group="atm",state="follower"}`: 0,
+		`quorumq_atm_is_leader{group="atm"}`:                   1,
 	} {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
 	}
-	applied, commit, last := got[`quorumq_atm_applied_index`], got[`quorumq_atm_raft_commit_index`], got[`quorumq_atm_raft_last_log_index`]
-	if applied < 1 || commit < applied || last < commit || got[`quorumq_atm_raft_term`] < 1 {
+	applied, commit, last := got[`quorumq_atm_applied_index{group="atm"}`], got[`quorumq_atm_raft_commit_index{group="atm"}`], got[`quorumq_atm_raft_last_log_index{group="atm"}`]
+	if applied < 1 || commit < applied || last < commit || got[`quorumq_atm_raft_term{group="atm"}`] < 1 {
 		t.Errorf("indexes applied=%v commit=%v last=%v term=%v: want 1 <= applied <= commit <= last, term >= 1",
-			applied, commit, last, got[`quorumq_atm_raft_term`])
+			applied, commit, last, got[`quorumq_atm_raft_term{group="atm"}`])
 	}
 }

@@ -210,7 +210,7 @@ func TestAPI(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"quorumq_manager_is_leader 1", `quorumq_manager_raft_state{state="leader"} 1`, "quorumq_topics 2", `quorumq_brokers{state="alive"} 3`,
+	for _, want := range []string{`quorumq_manager_is_leader{group="managers"} 1`, `quorumq_manager_raft_state{group="managers",state="leader"} 1`, "quorumq_topics 2", `quorumq_brokers{state="alive"} 3`,
 		`quorumq_manager_http_requests_total{code="409",method="POST",route="/topics"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)

@@ -15,12 +15,13 @@ import (
 func (m *Manager) mountMetrics(app *fiber.App) {
 	mt := raftmetrics.New(raftmetrics.Config{
 		Prefix: "quorumq_manager",
-		Member: func() raftmetrics.Member {
+		Members: raftmetrics.One(func() raftmetrics.Member {
 			if n := m.Node(); n != nil {
 				return n
 			}
 			return nil
-		},
+		}),
+
 		OpLabel: "route",
 		Op:      raftmetrics.RoutePattern,
 	})

@@ -1,12 +1,14 @@
-// Package raftmetrics is the Prometheus endpoint of a service that is one member of a
-// Raft group behind a Fiber API (an ATM, a manager): a registry of its own (tests run
-// several members in one process), the member's Raft state, the API's requests by
-// method, operation and status code, all served on GET /metrics.
+// Package raftmetrics is the Prometheus endpoint of a service whose process is a member
+// of one Raft group (an ATM, a manager) or of many (a broker, one group per partition),
+// behind a Fiber API: a registry of its own (tests run several members in one process),
+// each member's Raft state labelled by group, the API's requests by method, operation
+// and status code and their latency, all served on GET /metrics.
 package raftmetrics
 
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -15,8 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Member is what is reported of the group member (an *election.Node is one). When it
-// also has a Raft() *raft.Raft, its Raft state, term and indexes are reported as well.
+// Member is what is reported of a group member (an *election.Node is one). When it
+// also has a Raft() *raft.Raft, its Raft state, term and indexes are reported as well,
+// and a Group() string names the "group" label of its series.
 type Member interface {
 	IsLeader() bool
 	AppliedIndex() uint64
@@ -26,9 +29,9 @@ type Member interface {
 type Config struct {
 	// Prefix starts every series name, e.g. "quorumq_atm".
 	Prefix string
-	// Member returns the group member, or nil while the service has not joined its group
-	// yet: then only the request counts are reported.
-	Member func() Member
+	// Members returns the process's group members: none while the service has not
+	// joined its group yet, then only the request metrics are reported.
+	Members func() []Member
 	// OpLabel names the label that tells a request's operation apart (e.g. "route"), and
 	// Op returns its value: a bounded set (a route pattern, not a path with names in
 	// it) of strings that do not point into Fiber's reused buffers (Prometheus keeps
@@ -37,11 +40,23 @@ type Config struct {
 	Op      func(c *fiber.Ctx) string
 }
 
+// One adapts a service with a single group member, which member returns (nil until the
+// service has joined its group).
+func One(member func() Member) func() []Member {
+	return func() []Member {
+		if mb := member(); mb != nil {
+			return []Member{mb}
+		}
+		return nil
+	}
+}
+
 // Metrics counts a Fiber app's requests and serves the registry.
 type Metrics struct {
 	cfg      Config
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
 }
 
 // New registers the request counter and the Raft state of cfg.Member.
@@ -52,8 +67,12 @@ func New(cfg Config) *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: cfg.Prefix + "_http_requests_total", Help: "HTTP API requests by method, operation and status code.",
 		}, []string{"method", cfg.OpLabel, "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: cfg.Prefix + "_http_request_duration_seconds", Help: "HTTP API request latency by method and operation (produce latency on a broker).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 100 µs .. 13 s
+		}, []string{"method", cfg.OpLabel}),
 	}
-	m.reg.MustRegister(m.requests, newRaftCollector(cfg.Prefix, cfg.Member))
+	m.reg.MustRegister(m.requests, m.latency, newRaftCollector(cfg.Prefix, cfg.Members))
 	return m
 }
 
@@ -68,13 +87,16 @@ func (m *Metrics) Mount(app *fiber.App) {
 }
 
 func (m *Metrics) count(c *fiber.Ctx) error {
+	start := time.Now()
 	if err := c.Next(); err != nil {
 		// Write the failure now, so that its status code is known here.
 		if err := c.App().Config().ErrorHandler(c, err); err != nil {
 			return err
 		}
 	}
-	m.requests.WithLabelValues(methodLabel(c.Method()), m.cfg.Op(c), strconv.Itoa(c.Response().StatusCode())).Inc()
+	method, op := methodLabel(c.Method()), m.cfg.Op(c)
+	m.requests.WithLabelValues(method, op, strconv.Itoa(c.Response().StatusCode())).Inc()
+	m.latency.WithLabelValues(method, op).Observe(time.Since(start).Seconds())
 	return nil
 }
 
@@ -97,20 +119,21 @@ func methodLabel(method string) string {
 	return "other"
 }
 
-// raftCollector reports the member's view of its group when scraped.
+// raftCollector reports each member's view of its group when scraped.
 type raftCollector struct {
-	member                                       func() Member
-	isLeader, applied, state, term, commit, last *prometheus.Desc
+	members                                              func() []Member
+	groups, isLeader, applied, state, term, commit, last *prometheus.Desc
 }
 
 var raftStates = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}
 
-func newRaftCollector(prefix string, member func() Member) raftCollector {
+func newRaftCollector(prefix string, members func() []Member) raftCollector {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prefix+"_"+name, help, labels, nil)
+		return prometheus.NewDesc(prefix+"_"+name, help, append([]string{"group"}, labels...), nil)
 	}
 	return raftCollector{
-		member:   member,
+		members:  members,
+		groups:   prometheus.NewDesc(prefix+"_raft_groups", "Raft groups this process is a member of (replicas, on a broker).", nil, nil),
 		isLeader: desc("is_leader", "1 while this member leads its Raft group."),
 		applied:  desc("applied_index", "Last Raft index applied to this member's state."),
 		state:    desc("raft_state", "1 for the Raft state this member is in.", "state"),
@@ -121,18 +144,26 @@ func newRaftCollector(prefix string, member func() Member) raftCollector {
 }
 
 func (rc raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{rc.isLeader, rc.applied, rc.state, rc.term, rc.commit, rc.last} {
+	for _, d := range []*prometheus.Desc{rc.groups, rc.isLeader, rc.applied, rc.state, rc.term, rc.commit, rc.last} {
 		ch <- d
 	}
 }
 
 func (rc raftCollector) Collect(ch chan<- prometheus.Metric) {
-	mb := rc.member()
-	if mb == nil {
-		return
+	members := rc.members()
+	ch <- prometheus.MustNewConstMetric(rc.groups, prometheus.GaugeValue, float64(len(members)))
+	for _, mb := range members {
+		rc.collect(ch, mb)
+	}
+}
+
+func (rc raftCollector) collect(ch chan<- prometheus.Metric, mb Member) {
+	group := ""
+	if g, ok := mb.(interface{ Group() string }); ok {
+		group = g.Group()
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{group}, labels...)...)
 	}
 	gauge(rc.isLeader, boolValue(mb.IsLeader()))
 	gauge(rc.applied, float64(mb.AppliedIndex()))

@@ -47,7 +47,7 @@ func scrape(t *testing.T, addr string) string {
 // connection, where Fiber reuses its buffers between requests: each keeps its own
 // series, with the method it had and the route pattern, not the path.
 func TestRequestsOnOneConnection(t *testing.T) {
-	m := raftmetrics.New(raftmetrics.Config{Prefix: "test", Member: func() raftmetrics.Member { return nil },
+	m := raftmetrics.New(raftmetrics.Config{Prefix: "test", Members: func() []raftmetrics.Member { return nil },
 		OpLabel: "route", Op: raftmetrics.RoutePattern})
 	addr := serve(t, m)
 	conn, err := net.Dial("tcp", addr)
@@ -73,6 +73,8 @@ func TestRequestsOnOneConnection(t *testing.T) {
 		`test_http_requests_total{code="200",method="PUT",route="/things/:name"} 2`,
 		`test_http_requests_total{code="200",method="DELETE",route="/things/:name"} 1`,
 		`test_http_requests_total{code="418",method="GET",route="/broken"} 1`,
+		`test_http_request_duration_seconds_count{method="PUT",route="/things/:name"} 2`,
+		"test_raft_groups 0",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %s in\n%s", want, got)
@@ -104,15 +106,16 @@ func TestRaftState(t *testing.T) {
 					}
 				}
 			}
-			m := raftmetrics.New(raftmetrics.Config{Prefix: "test", Member: func() raftmetrics.Member { return node },
+			m := raftmetrics.New(raftmetrics.Config{Prefix: "test", Members: raftmetrics.One(func() raftmetrics.Member { return node }),
 				OpLabel: "route", Op: raftmetrics.RoutePattern})
 			got := scrape(t, serve(t, m))
 			state, leader := strings.ToLower(raft.Follower.String()), "0"
 			if tc.leader {
 				state, leader = strings.ToLower(raft.Leader.String()), "1"
 			}
-			for _, want := range []string{"test_is_leader " + leader, `test_raft_state{state="` + state + `"} 1`,
-				"test_applied_index ", "test_raft_term ", "test_raft_commit_index ", "test_raft_last_log_index "} {
+			for _, want := range []string{`test_is_leader{group="g"} ` + leader, `test_raft_state{group="g",state="` + state + `"} 1`,
+				`test_applied_index{group="g"} `, `test_raft_term{group="g"} `, `test_raft_commit_index{group="g"} `,
+				`test_raft_last_log_index{group="g"} `, "test_raft_groups 1"} {
 				if !strings.Contains(got, want) {
 					t.Errorf("missing %q in\n%s", want, got)
 				}
