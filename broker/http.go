@@ -44,6 +44,7 @@ func (b *Broker) newApp() *fiber.App {
 		// A batch may carry many messages; each one is checked against MaxMessageBytes.
 		BodyLimit: max(64<<20, 2*b.cfg.MaxMessageBytes),
 	})
+	b.mountMetrics(app)
 	app.Get("/healthz", b.healthz)
 	app.Post("/replicas", b.createReplica)
 	app.Get("/replicas", b.listReplicas)

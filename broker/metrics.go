@@ -1,0 +1,30 @@
+package broker
+
+import (
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/election/raftmetrics"
+)
+
+// mountMetrics serves GET /metrics: requests and their latency by route (the produce
+// latency histogram is quorumq_broker_http_request_duration_seconds{route="/produce"}),
+// the number of replicas this broker holds, and each replica's Raft state and commit
+// index labelled with its group (p/<topic>/<partition>). Call it before any other route.
+func (b *Broker) mountMetrics(app *fiber.App) {
+	raftmetrics.New(raftmetrics.Config{
+		Prefix:  "quorumq_broker",
+		Members: b.members,
+		OpLabel: "route",
+		Op:      raftmetrics.RoutePattern,
+	}).Mount(app)
+}
+
+func (b *Broker) members() []raftmetrics.Member {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]raftmetrics.Member, 0, len(b.replicas))
+	for _, r := range b.replicas {
+		out = append(out, r.node)
+	}
+	return out
+}
