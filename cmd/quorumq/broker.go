@@ -29,7 +29,7 @@ func newBrokerCmd() *cobra.Command {
 		Long: `Run a broker. Managers create partition replicas on it over HTTP; every partition
 is a Raft group over the brokers that hold it, all sharing this process's one Raft
 listener and one bolt file in --data-dir. A restarted broker reopens every replica it held.`,
-		Example: `  quorumq broker --id b1 --data-dir /tmp/b1 --raft 127.0.0.1:7101 --http 127.0.0.1:8101 --consul 127.0.0.1:8500`,
+		Example: `  quorumq broker --id b1 --data-dir /tmp/b1 --raft 127.0.0.1:7201 --http 127.0.0.1:8201 --consul 127.0.0.1:8500`,
 		Args:    cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,8 +58,8 @@ listener and one bolt file in --data-dir. A restarted broker reopens every repli
 	f := cmd.Flags()
 	f.StringVar(&cfg.ID, "id", "", "this broker's id (required), e.g. b1")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "where the broker's bolt file lives (default .quorumq/<id>)")
-	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7101", "host:port of the Raft listener all partitions share")
-	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8101", "host:port of the HTTP API")
+	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7201", "host:port of the Raft listener all partitions share")
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8201", "host:port of the HTTP API")
 	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
 	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", broker.DefaultMaxMessageBytes, "largest message accepted")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
