@@ -1,16 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/atm"
-	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
 )
 
@@ -42,17 +38,12 @@ only the HTTP API until SIGTERM.`,
 			return envFallback(cmd)
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
-			}
 			cfg.Logs = atm.NewLogWriter(os.Stderr)
-			cfg.Logger = slog.New(slog.NewTextHandler(cfg.Logs, &slog.HandlerOptions{Level: level}))
-			cfg.DataDir = dataDirIn
-			if cfg.DataDir == "" {
-				cfg.DataDir = filepath.Join(".quorumq", cfg.ID)
-			}
 			var err error
+			if cfg.Logger, err = newLogger(cfg.Logs, logLevel); err != nil {
+				return err
+			}
+			cfg.DataDir = dataDirFor(dataDirIn, cfg.ID)
 			if cfg.Discovery, err = atmDiscovery(consulAt, peers, cfg.Logger); err != nil {
 				return err
 			}
@@ -84,20 +75,17 @@ only the HTTP API until SIGTERM.`,
 
 // atmDiscovery is Consul when --consul is given, else a static list from --peers.
 func atmDiscovery(consulAt string, peers []string, logger *slog.Logger) (discovery.Backend, error) {
-	if consulAt != "" {
-		if len(peers) > 0 {
-			return nil, fmt.Errorf("give --consul or --peers, not both")
-		}
-		return consul.New(consulAt, logger)
+	if b, err := consulIfSet(consulAt, peers, logger); b != nil || err != nil {
+		return b, err
 	}
-	var instances []discovery.Instance
-	for _, p := range peers {
-		id, addr, ok := strings.Cut(p, "=")
-		if !ok || id == "" || addr == "" {
-			return nil, fmt.Errorf("--peers: %q is not id=host:port", p)
-		}
-		instances = append(instances, discovery.Instance{Service: discovery.ServiceATM, ID: id,
-			Meta: map[string]string{discovery.MetaRaftAddr: addr}})
+	members, err := parsePeers(peers)
+	if err != nil {
+		return nil, err
+	}
+	instances := make([]discovery.Instance, 0, len(members))
+	for _, p := range members {
+		instances = append(instances, discovery.Instance{Service: discovery.ServiceATM, ID: p.ID,
+			Meta: map[string]string{discovery.MetaRaftAddr: p.Addr}})
 	}
 	return discovery.NewStatic(instances...), nil
 }

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"fmt"
-	"log/slog"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/consul"
 )
 
 func init() { subcommands = append(subcommands, newBrokerCmd) }
@@ -33,20 +29,13 @@ listener and one bolt file in --data-dir. A restarted broker reopens every repli
 		Args:    cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			var err error
+			if cfg.Logger, err = newLogger(os.Stderr, logLevel); err != nil {
+				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			if cfg.DataDir == "" {
-				cfg.DataDir = filepath.Join(".quorumq", cfg.ID)
-			}
-			if consulAt != "" {
-				backend, err := consul.New(consulAt, cfg.Logger)
-				if err != nil {
-					return err
-				}
-				cfg.Discovery = backend
+			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)
+			if cfg.Discovery, err = consulIfSet(consulAt, nil, cfg.Logger); err != nil {
+				return err
 			}
 			if pprofAt != "" {
 				go func() { cfg.Logger.Warn("pprof server stopped", "error", http.ListenAndServe(pprofAt, nil)) }()

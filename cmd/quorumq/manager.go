@@ -1,15 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/manager"
@@ -39,15 +35,11 @@ API; writes on a read manager are forwarded to the write manager.`,
 			return envFallback(cmd)
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
-			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			if cfg.DataDir == "" {
-				cfg.DataDir = filepath.Join(".quorumq", cfg.ID)
-			}
 			var err error
+			if cfg.Logger, err = newLogger(os.Stderr, logLevel); err != nil {
+				return err
+			}
+			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)
 			if cfg.Discovery, cfg.Peers, err = managerDiscovery(consulAt, peers, cfg.Logger); err != nil {
 				return err
 			}
@@ -79,20 +71,12 @@ API; writes on a read manager are forwarded to the write manager.`,
 // managerDiscovery is Consul when --consul is given; else a static list, with --peers
 // as the initial Raft members.
 func managerDiscovery(consulAt string, peers []string, logger *slog.Logger) (discovery.Backend, []election.Peer, error) {
-	if consulAt != "" {
-		if len(peers) > 0 {
-			return nil, nil, fmt.Errorf("give --consul or --peers, not both")
-		}
-		b, err := consul.New(consulAt, logger)
+	if b, err := consulIfSet(consulAt, peers, logger); b != nil || err != nil {
 		return b, nil, err
 	}
-	var members []election.Peer
-	for _, p := range peers {
-		id, addr, ok := strings.Cut(p, "=")
-		if !ok || id == "" || addr == "" {
-			return nil, nil, fmt.Errorf("--peers: %q is not id=host:port", p)
-		}
-		members = append(members, election.Peer{ID: id, Addr: addr})
+	members, err := parsePeers(peers)
+	if err != nil {
+		return nil, nil, err
 	}
 	return discovery.NewStatic(), members, nil
 }
