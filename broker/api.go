@@ -46,6 +46,10 @@ type ReplicaStatus struct {
 	Next      uint64 `json:"next_offset"` // messages stored
 	Bytes     uint64 `json:"bytes"`
 	Consumers int    `json:"consumers"`
+	// The Raft log this replica keeps: from LogFirst to LogLast, and the last snapshot.
+	LogFirst      uint64 `json:"log_first_index"`
+	LogLast       uint64 `json:"log_last_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
 }
 
 // ListReplicasReply lists every replica this broker holds.

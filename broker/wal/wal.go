@@ -35,6 +35,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 const (
@@ -94,8 +95,9 @@ type loc struct {
 }
 
 type groupLog struct {
-	first uint64 // index of locs[0]
-	locs  []loc
+	first   uint64 // index of locs[0]
+	locs    []loc
+	written time.Time // last append (zero after a replay)
 }
 
 func (g *groupLog) last() uint64 {
@@ -491,8 +493,18 @@ func (w *WAL) writeLoop() {
 	}
 }
 
-// relocateBytes bounds the log a group may have for relocate to copy it.
-const relocateBytes = 64 << 20
+// relocate copies a group's log only if it is at most relocateBytes and the group has
+// not appended for quietFor.
+const (
+	relocateBytes = 64 << 20
+	quietFor      = 30 * time.Second
+)
+
+// recordGroup returns the group name of a framed record.
+func recordGroup(rec []byte) string {
+	n := int(binary.BigEndian.Uint16(rec[9:11]))
+	return string(rec[11 : 11+n])
+}
 
 // relocate copies forward the logs of groups that pin the oldest segment, once two
 // full segments follow it. Raft truncates a log only after a snapshot and keeps
@@ -500,16 +512,16 @@ const relocateBytes = 64 << 20
 // segment, and (segments being deleted oldest first) every segment after it, forever.
 // The copy is the group's whole live log, records byte for byte: replaying entry
 // records in order rebuilds exactly that log, whatever came before. It runs on the
-// writer goroutine, so no append of the group can interleave. A group with more than
-// relocateBytes of log is left alone: that much traffic means raft snapshots and
-// truncates it soon.
+// writer goroutine, so no append of the group can interleave. Busy groups are left
+// alone (raft snapshots and truncates their logs soon), and so are groups with more
+// than relocateBytes of log.
 func (w *WAL) relocate() {
 	w.mu.RLock()
 	var recs [][]byte
 	if len(w.segs) >= 3 && w.segs[0].live > 0 {
 		oldest := w.segs[0].id
 		for _, g := range w.groups {
-			if len(g.locs) == 0 || g.locs[0].seg != oldest {
+			if len(g.locs) == 0 || g.locs[0].seg != oldest || time.Since(g.written) < quietFor {
 				continue
 			}
 			var size int64
@@ -574,9 +586,13 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	off := active.size
+	now := time.Now()
 	for _, r := range batch {
 		for _, rec := range r.recs {
 			w.writes.Add(1)
+			if g := w.groups[recordGroup(rec)]; g != nil {
+				g.written = now
+			}
 			if err := w.applyRecord(active, uint32(off), uint32(len(rec)), rec[8:]); err != nil {
 				return err
 			}
