@@ -204,7 +204,7 @@ func TestSegments(t *testing.T) {
 	a.DeleteRange(1, 35)
 	b.DeleteRange(1, 3)
 	a.StoreLogs(entries(41, 41, 1)) // a write after the compaction collects what it freed
-	if n := w.Segments(); n > 3 { // what holds a's 36..41 and b's 4, and the active one
+	if n := w.Segments(); n > 3 {   // what holds a's 36..41 and b's 4, and the active one
 		t.Fatalf("%d segments after compaction", n)
 	}
 	w.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -130,5 +131,57 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	}
 	if s := r3.node.Raft().Stats(); s["last_snapshot_index"] == "0" {
 		t.Fatalf("b3 caught up without a snapshot (stats %v)", s)
+	}
+}
+
+// TestMembership: a replica created on a second broker with the current members as
+// peers joins the partition and gets its data; DELETE of the member removes it from
+// the group, DELETE of the replica removes its data.
+func TestMembership(t *testing.T) {
+	dir := t.TempDir()
+	newBroker := func(id string) (*Broker, Peer) {
+		b, _ := run(t, Config{ID: id, DataDir: filepath.Join(dir, id), RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: quiet})
+		return b, Peer{ID: id, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
+	}
+	b1, p1 := newBroker("b1")
+	b2, _ := newBroker("b2")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r1, err := b1.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []Peer{p1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b1 leads", r1.node.IsLeader)
+	if _, err := r1.produce(ctx, partition.Batch{Msgs: [][]byte{[]byte("before b2")}}); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := b2.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []Peer{p1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func() int {
+		st := r1.status(ctx)
+		return len(st.Members)
+	}
+	eventually(t, "b2 joined", func() bool { return members() == 2 })
+	eventually(t, "b2 has the message", func() bool { _, next, _, _ := r2.fsm.Info(); return next == 1 })
+
+	for _, req := range []struct{ addr, path string }{
+		{b1.HTTPAddr(), "/replicas/t/0/members/b2"}, // through the API, on the leader
+		{b2.HTTPAddr(), "/replicas/t/0"},
+	} {
+		hr, _ := http.NewRequest(http.MethodDelete, "http://"+req.addr+req.path, nil)
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("DELETE %s: %v %v", req.path, resp.Status, err)
+		}
+		resp.Body.Close()
+	}
+	eventually(t, "b2 removed", func() bool { return members() == 1 })
+	if _, ok := b2.replica("t", 0); ok {
+		t.Fatal("b2 still lists the deleted replica")
+	}
+	if recs, _ := b2.db.Replicas(); len(recs) != 0 {
+		t.Fatalf("b2 still records %v", recs)
 	}
 }
