@@ -24,7 +24,9 @@ func newBrokerCmd() *cobra.Command {
 		Short: "Run a broker: partition replicas, each a Raft group, behind an HTTP API",
 		Long: `Run a broker. Managers create partition replicas on it over HTTP; every partition
 is a Raft group over the brokers that hold it, all sharing this process's one Raft
-listener and one bolt file in --data-dir. A restarted broker reopens every replica it held.`,
+listener and, in --data-dir, one write-ahead log (every partition's Raft log) and two
+bolt files (messages and offsets; Raft term/vote and snapshots). A restarted broker
+reopens every replica it held.`,
 		Example: `  quorumq broker --id b1 --data-dir /tmp/b1 --raft 127.0.0.1:7201 --http 127.0.0.1:8201 --consul 127.0.0.1:8500`,
 		Args:    cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
@@ -46,7 +48,7 @@ listener and one bolt file in --data-dir. A restarted broker reopens every repli
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.ID, "id", "", "this broker's id (required), e.g. b1")
-	f.StringVar(&cfg.DataDir, "data-dir", "", "where the broker's bolt file lives (default .quorumq/<id>)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "the broker's write-ahead log and bolt files (default .quorumq/<id>)")
 	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7201", "host:port of the Raft listener all partitions share")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8201", "host:port of the HTTP API")
 	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
