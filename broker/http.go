@@ -133,6 +133,29 @@ func (b *Broker) pathReplica(c *fiber.Ctx) (*replica, error) {
 	return b.found(topic, part)
 }
 
+// checkConsumer is checkTopic for requests that also name a consumer.
+func checkConsumer(topic string, part *int, consumer string) error {
+	if err := checkTopic(topic, part); err != nil {
+		return err
+	}
+	if consumer == "" {
+		return failf(http.StatusBadRequest, "consumer_id is required")
+	}
+	return nil
+}
+
+// leading is the replica of topic/part when this broker leads it: writes go only there.
+func (b *Broker) leading(topic string, part int) (*replica, error) {
+	r, err := b.found(topic, part)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.leaderFor(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // leaderFor returns nil when r leads, else a 421 naming the leader.
 func (b *Broker) leaderFor(r *replica) error {
 	if r.node.IsLeader() {
@@ -277,11 +300,8 @@ func (b *Broker) produce(c *fiber.Ctx) error {
 		}
 		batch.Msgs[i] = []byte(m)
 	}
-	r, err := b.found(req.Topic, *req.Partition)
+	r, err := b.leading(req.Topic, *req.Partition)
 	if err != nil {
-		return err
-	}
-	if err := b.leaderFor(r); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
@@ -304,17 +324,11 @@ func (b *Broker) registerConsumer(c *fiber.Ctx) error {
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
-	if err := checkTopic(req.Topic, req.Partition); err != nil {
+	if err := checkConsumer(req.Topic, req.Partition, req.ConsumerID); err != nil {
 		return err
 	}
-	if req.ConsumerID == "" {
-		return failf(http.StatusBadRequest, "consumer_id is required")
-	}
-	r, err := b.found(req.Topic, *req.Partition)
+	r, err := b.leading(req.Topic, *req.Partition)
 	if err != nil {
-		return err
-	}
-	if err := b.leaderFor(r); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
@@ -331,11 +345,8 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
-	if err := checkTopic(req.Topic, req.Partition); err != nil {
+	if err := checkConsumer(req.Topic, req.Partition, req.ConsumerID); err != nil {
 		return err
-	}
-	if req.ConsumerID == "" {
-		return failf(http.StatusBadRequest, "consumer_id is required")
 	}
 	if req.Max == 0 {
 		req.Max = 1
@@ -343,11 +354,8 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 	if req.Max < 0 || req.Max > maxMaxConsume {
 		return failf(http.StatusBadRequest, "max must be between 1 and %d", maxMaxConsume)
 	}
-	r, err := b.found(req.Topic, *req.Partition)
+	r, err := b.leading(req.Topic, *req.Partition)
 	if err != nil {
-		return err
-	}
-	if err := b.leaderFor(r); err != nil {
 		return err
 	}
 	creq := partition.ConsumeRequest{Consumer: req.ConsumerID, Max: uint32(req.Max),
@@ -393,11 +401,8 @@ func (b *Broker) size(c *fiber.Ctx) error {
 		}
 		part = &p
 	}
-	if err := checkTopic(topic, part); err != nil {
+	if err := checkConsumer(topic, part, consumer); err != nil {
 		return err
-	}
-	if consumer == "" {
-		return failf(http.StatusBadRequest, "consumer_id is required")
 	}
 	r, err := b.found(topic, *part)
 	if err != nil {
