@@ -112,6 +112,7 @@ func New(cfg Config) (*Broker, error) {
 		b.db.Close()
 		return nil, fmt.Errorf("broker: http listener: %w", err)
 	}
+	b.mux.Handle(pingGroup, pingMethod, func(context.Context, []byte) ([]byte, error) { return nil, nil })
 	b.app = b.newApp()
 	return b, nil
 }
@@ -135,6 +136,8 @@ func Run(ctx context.Context, cfg Config) error {
 // registers with discovery; when ctx is done it deregisters and closes everything.
 func (b *Broker) Run(ctx context.Context) error {
 	defer b.Close()
+	ctx, cancel := context.WithCancel(ctx) // stops the background work before Close
+	defer cancel()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- b.app.Listener(b.ln) }()
 	if b.cfg.Out != nil {
@@ -146,6 +149,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		return err
 	}
 	go b.reopen(ctx, descs)
+	go b.watchPeers(ctx)
 
 	if d := b.cfg.Discovery; d != nil {
 		if err := d.Register(ctx, b.registration()); err != nil {

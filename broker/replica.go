@@ -72,8 +72,12 @@ type replicaDesc struct {
 // producers of 100-message batches: 1,024 + 1,024 let the log grow past the message
 // store). The price of a short log: a follower that falls further behind than
 // TrailingLogs catches up by snapshot, which streams the whole partition.
+// LeaderLeaseTimeout sits just under HeartbeatTimeout, since raft refuses a
+// HeartbeatTimeout below it and the broker briefly lowers that to hasten failover (see
+// nudge.go).
 func PartitionTiming() election.Timing {
 	t := election.IdleTiming()
+	t.LeaderLeaseTimeout = t.HeartbeatTimeout - 100*time.Millisecond
 	t.SnapshotThreshold = 256
 	t.TrailingLogs = 256
 	t.SnapshotInterval = 2 * time.Second // raft checks at a random time in [2 s, 4 s)
