@@ -55,16 +55,15 @@ const (
 
 // coalesceDelay is how long a partition's heartbeat (or empty AppendEntries) may wait to
 // share a write with other partitions' (transport.Config.CoalesceDelay, default 2 ms):
-// a tenth of HeartbeatTimeout. Idle partitions cost CPU per heartbeat, and raft sends
+// a tenth of LeaderLeaseTimeout. Idle partitions cost CPU per heartbeat, and raft sends
 // the next heartbeat only after the answer to the last, so the wait both batches
 // syscalls and goroutine wake-ups and stretches raft's heartbeat interval
-// (HeartbeatTimeout/10 to /5) by up to this much; the longest gap between heartbeats
-// stays under a third of HeartbeatTimeout. Measured with 1,000 idle partitions on 3
-// brokers (HeartbeatTimeout 1 s), per broker: 2 ms 20–25 % of a core, 20 ms 14–16 %,
-// 100 ms 12–13 %, 200 ms 10–11 %. What waits is a leader's VerifyLeader (ReadBarrier,
-// GET /size), never a produce: its AppendEntries is written at once and takes the
-// waiting frames along.
-func coalesceDelay(t election.Timing) time.Duration { return t.HeartbeatTimeout / 10 }
+// (HeartbeatTimeout/10 to /5) by up to this much. Measured with 1,000 idle partitions on
+// 3 brokers (HeartbeatTimeout and lease 1 s), per broker: 2 ms 20–25 % of a core,
+// 20 ms 14–16 %, 100 ms 12–13 %, 200 ms 10–11 %. What waits is a leader's VerifyLeader
+// (ReadBarrier, GET /size), never a produce: its AppendEntries is written at once and
+// takes the waiting frames along.
+func coalesceDelay(t election.Timing) time.Duration { return t.LeaderLeaseTimeout / 10 }
 
 // Broker is one broker process.
 type Broker struct {

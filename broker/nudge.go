@@ -12,26 +12,28 @@ import (
 
 // A partition's followers notice a dead leader when raft's heartbeat timer, random in
 // [HeartbeatTimeout, 2×HeartbeatTimeout), finds the last contact older than
-// HeartbeatTimeout: 1–3 s after the death with PartitionTiming, and both survivors
-// then tend to stand together and split the vote (measured with 1,000 partitions: all
-// led again 2.9–4.8 s after a SIGKILL). A broker knows more than each group does: it
-// pings the other brokers, and while one does not answer it watches the partitions that
-// broker leads. Once a partition's last contact is HeartbeatTimeout old, it has raft
-// look at its timer now instead of at its next random tick (ReloadConfig with a shorter
-// HeartbeatTimeout wakes the follower loop), one survivor (by a hash of the group)
-// nudgeLag after the other: the first one's pre-vote is refused (the second still has
-// a leader), the second's is granted (the first no longer has one), so one election
-// settles it. The two survivors' last contacts differ by up to a heartbeat gap
-// (HeartbeatTimeout/5 plus the coalescing delay, 300 ms with PartitionTiming), so the
-// lag is longer than that. Raft's own rules decide everything; a wrong suspicion only makes a
-// follower check its timer early.
+// HeartbeatTimeout, and both survivors then tend to stand together and split the vote
+// (measured with 1,000 partitions and a 1 s HeartbeatTimeout: all led again 2.9–4.8 s
+// after a SIGKILL). A broker knows more than each group does: it pings the other
+// brokers, and while one does not answer it watches the partitions that broker leads.
+// Once a partition's last contact is LeaderLeaseTimeout old, it lowers the follower's
+// HeartbeatTimeout to that (ReloadConfig also wakes raft's follower loop to compare at
+// once), one survivor (by a hash of the group) nudgeLag after the other: the first
+// one's pre-vote is refused (the second still has a leader), the second's is granted
+// (the first no longer has one), so one election settles it. The two survivors' last
+// contacts differ by up to a heartbeat gap (HeartbeatTimeout/5 plus the coalescing
+// delay, 500 ms with PartitionTiming), so the lag is about that. Raft's own rules decide
+// everything; a wrong suspicion only makes a follower give up on a silent leader sooner.
+// So failover no longer waits for HeartbeatTimeout, which PartitionTiming can stretch
+// to send fewer heartbeats; a leader that stalls while its process still answers pings
+// is found at raft's own pace.
 const (
 	pingGroup, pingMethod = "broker", "ping"
 
 	pingEvery   = 200 * time.Millisecond
 	pingTimeout = 500 * time.Millisecond
 	nudgeEvery  = 50 * time.Millisecond
-	nudgeLag    = 400 * time.Millisecond
+	nudgeLag    = 500 * time.Millisecond
 )
 
 // watchPeers pings the other brokers and nudges the partitions led by any that do not
@@ -41,6 +43,7 @@ func (b *Broker) watchPeers(ctx context.Context) {
 		mu       sync.Mutex
 		down     = map[string]bool{} // raft addresses whose last ping failed
 		inFlight = map[string]bool{}
+		nudged   = map[*replica]bool{} // only this goroutine
 	)
 	ping := func(addr string) {
 		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
@@ -84,7 +87,10 @@ func (b *Broker) watchPeers(ctx context.Context) {
 			}
 			mu.Unlock()
 			if len(suspects) > 0 {
-				b.nudgeFollowers(suspects)
+				b.nudgeFollowers(suspects, nudged)
+			}
+			if len(nudged) > 0 {
+				b.restoreNudged(suspects, nudged)
 			}
 		}
 	}
@@ -118,36 +124,53 @@ func (b *Broker) allReplicas() []*replica {
 	return rs
 }
 
-// nudgeFollowers makes the followers whose leader is suspected check their heartbeat
-// timer now, once the leader has been silent for HeartbeatTimeout (plus nudgeLag for
-// the survivor meant to win).
-func (b *Broker) nudgeFollowers(suspects map[string]bool) {
+// nudgeFollowers makes the followers whose leader is suspected start an election once
+// the leader has been silent for LeaderLeaseTimeout (plus nudgeLag for the survivor
+// meant to win): it lowers their HeartbeatTimeout and ElectionTimeout to the lease,
+// the least raft accepts, which also wakes raft's follower loop to compare at once.
+// nudged holds the replicas lowered; restoreNudged puts their timing back.
+func (b *Broker) nudgeFollowers(suspects map[string]bool, nudged map[*replica]bool) {
+	lease := b.cfg.Timing.LeaderLeaseTimeout
 	for _, r := range b.allReplicas() {
 		leader := r.node.Leader()
-		if !suspects[leader.Addr] {
+		if !suspects[leader.Addr] || nudged[r] {
 			continue
 		}
-		rf := r.node.Raft()
-		rc := rf.ReloadableConfig()
-		wait := rc.HeartbeatTimeout
+		wait := lease
 		if r.heir(leader.ID) == b.cfg.ID {
 			wait += nudgeLag
 		}
+		rf := r.node.Raft()
 		if time.Since(rf.LastContact()) < wait {
 			continue
 		}
-		// Only a shorter timeout wakes the follower loop; it then compares the last
-		// contact with whatever HeartbeatTimeout is set by then, so the old one goes
-		// straight back.
-		hb := rc.HeartbeatTimeout
-		rc.HeartbeatTimeout = hb - time.Millisecond
+		rc := rf.ReloadableConfig()
+		rc.HeartbeatTimeout, rc.ElectionTimeout = lease, lease
 		if err := rf.ReloadConfig(rc); err != nil {
 			b.log.Debug("cannot nudge partition", "group", r.group, "error", err)
 			continue
 		}
-		rc.HeartbeatTimeout = hb
+		nudged[r] = true
+	}
+}
+
+// restoreNudged gives the nudged replicas their usual timing back once they know a
+// leader other than a suspect (or are closed).
+func (b *Broker) restoreNudged(suspects map[string]bool, nudged map[*replica]bool) {
+	for r := range nudged {
+		if leader := r.node.Leader(); leader.Addr == "" || suspects[leader.Addr] {
+			select {
+			case <-r.stop:
+			default:
+				continue
+			}
+		}
+		delete(nudged, r)
+		rf := r.node.Raft()
+		rc := rf.ReloadableConfig()
+		rc.HeartbeatTimeout, rc.ElectionTimeout = b.cfg.Timing.HeartbeatTimeout, b.cfg.Timing.ElectionTimeout
 		if err := rf.ReloadConfig(rc); err != nil {
-			b.log.Error("restoring partition heartbeat timeout", "group", r.group, "error", err)
+			b.log.Error("restoring partition timing", "group", r.group, "error", err)
 		}
 	}
 }
