@@ -7,6 +7,8 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -20,6 +22,33 @@ type slogHCLog struct {
 	name  string
 	args  []any
 	level hclog.Level
+}
+
+// repeats limits raft's repeated warnings and errors to one line per message a second,
+// process-wide: when a peer dies, every group it was in logs "failed to heartbeat to"
+// on each retry, thousands of lines a second with many groups, exactly when the CPU is
+// needed for the elections.
+var repeats = &repeatLimiter{every: time.Second, last: map[string]time.Time{}, dropped: map[string]int{}}
+
+type repeatLimiter struct {
+	every   time.Duration
+	mu      sync.Mutex
+	last    map[string]time.Time
+	dropped map[string]int
+}
+
+// allow reports whether msg may be logged now, and how many were dropped since the last.
+func (r *repeatLimiter) allow(msg string, now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.last[msg]) < r.every {
+		r.dropped[msg]++
+		return false, 0
+	}
+	n := r.dropped[msg]
+	delete(r.dropped, msg)
+	r.last[msg] = now
+	return true, n
 }
 
 func newHCLog(l *slog.Logger) hclog.Logger {
@@ -53,6 +82,15 @@ func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 		msg = h.name + ": " + msg
 	}
 	all := append(append([]any{}, h.args...), args...)
+	if level >= hclog.Warn {
+		ok, dropped := repeats.allow(msg, time.Now())
+		if !ok {
+			return
+		}
+		if dropped > 0 {
+			all = append(all, "repeats_dropped", dropped)
+		}
+	}
 	for i, a := range all {
 		// raft formats some values lazily with hclog.Fmt.
 		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
