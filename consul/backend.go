@@ -40,6 +40,13 @@ type Backend struct {
 	// waitTime bounds one blocking query; a watch re-issues it after each return.
 	waitTime time.Duration
 	tagMu    sync.Mutex // SetTag is read-modify-write on the agent
+
+	// kept is what this backend registered (by Consul ID, tags as last set), so that an
+	// agent that restarts without its state gets the instance back; keepEvery is how
+	// often each registration is checked.
+	keepMu    sync.Mutex
+	kept      map[string]*api.AgentServiceRegistration
+	keepEvery time.Duration
 }
 
 var _ discovery.Backend = (*Backend)(nil)
@@ -63,10 +70,12 @@ func New(addr string, logger *slog.Logger) (*Backend, error) {
 		return nil, fmt.Errorf("consul: client for %s: %w", addr, err)
 	}
 	return &Backend{
-		addr:     addr,
-		client:   client,
-		log:      logger.With("consul", addr),
-		waitTime: time.Minute,
+		addr:      addr,
+		client:    client,
+		log:       logger.With("consul", addr),
+		waitTime:  time.Minute,
+		kept:      map[string]*api.AgentServiceRegistration{},
+		keepEvery: 5 * time.Second,
 	}, nil
 }
 
@@ -74,7 +83,9 @@ func New(addr string, logger *slog.Logger) (*Backend, error) {
 func (b *Backend) Addr() string { return b.addr }
 
 // Register adds (or replaces) the instance on the agent with an HTTP check on
-// r.HealthURL; the check starts critical until its first successful poll.
+// r.HealthURL; the check starts critical until its first successful poll. Until ctx is
+// done or the instance is deregistered, the backend registers it again whenever the
+// agent no longer has it (an agent restarted without its state).
 func (b *Backend) Register(ctx context.Context, r discovery.Registration) error {
 	if r.Service == "" || r.ID == "" {
 		return fmt.Errorf("consul: register: service and id are required (got %q/%q)", r.Service, r.ID)
@@ -86,7 +97,49 @@ func (b *Backend) Register(ctx context.Context, r discovery.Registration) error 
 	if r.HealthURL != "" {
 		reg.Check = httpCheck(reg.ID, r)
 	}
-	return b.put(ctx, "register "+reg.ID, reg, true)
+	if err := b.put(ctx, "register "+reg.ID, reg, true); err != nil {
+		return err
+	}
+	b.keepMu.Lock()
+	_, keeping := b.kept[reg.ID]
+	b.kept[reg.ID] = reg
+	b.keepMu.Unlock()
+	if !keeping {
+		go b.keep(ctx, reg.ID)
+	}
+	return nil
+}
+
+// keep re-registers sid whenever the agent has lost it, until ctx is done or sid is
+// deregistered through this backend.
+func (b *Backend) keep(ctx context.Context, sid string) {
+	t := time.NewTicker(b.keepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			b.keepMu.Lock()
+			delete(b.kept, sid)
+			b.keepMu.Unlock()
+			return
+		case <-t.C:
+		}
+		b.keepMu.Lock()
+		reg := b.kept[sid]
+		b.keepMu.Unlock()
+		if reg == nil {
+			return
+		}
+		_, _, err := b.client.Agent().Service(sid, (&api.QueryOptions{}).WithContext(ctx))
+		if !errors.Is(b.wrap("", err), discovery.ErrNotFound) {
+			continue // present, or the agent is down: try again next tick
+		}
+		if err := b.put(ctx, "re-register "+sid, reg, true); err != nil {
+			b.log.Warn("consul: re-registering failed", "service", sid, "err", err)
+			continue
+		}
+		b.log.Info("consul: the agent had lost the instance; registered it again", "service", sid)
+	}
 }
 
 func registration(in discovery.Instance) (*api.AgentServiceRegistration, error) {
@@ -143,6 +196,9 @@ func (b *Backend) put(ctx context.Context, what string, reg *api.AgentServiceReg
 // Deregister removes the instance and its checks from the agent.
 func (b *Backend) Deregister(ctx context.Context, service, id string) error {
 	sid := serviceID(service, id)
+	b.keepMu.Lock()
+	delete(b.kept, sid)
+	b.keepMu.Unlock()
 	q := (&api.QueryOptions{}).WithContext(ctx)
 	if err := b.client.Agent().ServiceDeregisterOpts(sid, q); err != nil {
 		return b.wrap("deregister "+sid, err)
@@ -176,7 +232,17 @@ func (b *Backend) SetTag(ctx context.Context, service, id, tag string, on bool) 
 		Address: svc.Address,
 		Port:    svc.Port,
 	}
-	return b.put(ctx, "set tag on "+sid, reg, false)
+	if err := b.put(ctx, "set tag on "+sid, reg, false); err != nil {
+		return err
+	}
+	b.keepMu.Lock()
+	if k := b.kept[sid]; k != nil {
+		k2 := *k
+		k2.Tags = tags
+		b.kept[sid] = &k2
+	}
+	b.keepMu.Unlock()
+	return nil
 }
 
 // Healthy lists the instances of service whose checks (and node checks) all pass.
