@@ -50,14 +50,23 @@ func (p *Partition) Load() (partition.State, error) {
 	return st, err
 }
 
-func putState(tx *bolt.Tx, g *Group, applied, next, bytes uint64) error {
-	meta, err := g.bucket(tx, bMeta)
-	if err != nil {
-		return err
+// putState writes the consumer offsets and producers given (all, or the changed ones)
+// and the applied index, next offset and bytes into the group's root bucket.
+func putState(root *bolt.Bucket, consumers map[string]uint64, producers map[string]partition.Producer, applied, next, bytes uint64) error {
+	cons, prod := root.Bucket(bCons), root.Bucket(bProd)
+	for k, v := range consumers {
+		if err := cons.Put([]byte(k), u64key(v)); err != nil {
+			return err
+		}
 	}
-	v := binary.BigEndian.AppendUint64(nil, applied)
+	for k, v := range producers {
+		if err := prod.Put([]byte(k), partition.EncodeProducer(nil, v)); err != nil {
+			return err
+		}
+	}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 24), applied)
 	v = binary.BigEndian.AppendUint64(v, next)
-	return meta.Put(keyState, binary.BigEndian.AppendUint64(v, bytes))
+	return root.Bucket(bMeta).Put(keyState, binary.BigEndian.AppendUint64(v, bytes))
 }
 
 // Commit implements partition.Store: messages, offsets, producers and the applied
@@ -66,25 +75,14 @@ func putState(tx *bolt.Tx, g *Group, applied, next, bytes uint64) error {
 // the log (which keeps them until the store has them, see partition.FSM).
 func (p *Partition) Commit(m *partition.Mutation) func() error {
 	ch := p.g.db.data.updateAsync(func(tx *bolt.Tx) error {
-		if err := putMessages(tx, p.g, m.First, m.Msgs); err != nil {
+		root := tx.Bucket(p.g.name)
+		if root == nil {
+			return ErrNoGroup
+		}
+		if err := putMessages(root.Bucket(bMsg), m.First, m.Msgs); err != nil {
 			return err
 		}
-		cons, err := p.g.bucket(tx, bCons)
-		if err != nil {
-			return err
-		}
-		for k, v := range m.Consumers {
-			if err := cons.Put([]byte(k), u64key(v)); err != nil {
-				return err
-			}
-		}
-		prod, _ := p.g.bucket(tx, bProd)
-		for k, v := range m.Producers {
-			if err := prod.Put([]byte(k), partition.EncodeProducer(nil, v)); err != nil {
-				return err
-			}
-		}
-		return putState(tx, p.g, m.Applied, m.Next, m.Bytes)
+		return putState(root, m.Consumers, m.Producers, m.Applied, m.Next, m.Bytes)
 	})
 	done := make(chan struct{})
 	var err error
@@ -103,11 +101,7 @@ func (p *Partition) Commit(m *partition.Mutation) func() error {
 	}
 }
 
-func putMessages(tx *bolt.Tx, g *Group, first uint64, msgs [][]byte) error {
-	b, err := g.bucket(tx, bMsg)
-	if err != nil {
-		return err
-	}
+func putMessages(b *bolt.Bucket, first uint64, msgs [][]byte) error {
 	b.FillPercent = 1 // offsets only grow: pack pages full
 	for i, m := range msgs {
 		if err := b.Put(u64key(first+uint64(i)), m); err != nil {
@@ -170,17 +164,6 @@ func (p *Partition) Restore(st partition.State) error {
 				return err
 			}
 		}
-		cons, prod := root.Bucket(bCons), root.Bucket(bProd)
-		for k, v := range st.Consumers {
-			if err := cons.Put([]byte(k), u64key(v)); err != nil {
-				return err
-			}
-		}
-		for k, v := range st.Producers {
-			if err := prod.Put([]byte(k), partition.EncodeProducer(nil, v)); err != nil {
-				return err
-			}
-		}
-		return putState(tx, p.g, st.Applied, st.Next, st.Bytes)
+		return putState(root, st.Consumers, st.Producers, st.Applied, st.Next, st.Bytes)
 	})
 }

@@ -116,7 +116,7 @@ func (sk *sink) receive(r io.Reader) error {
 			return nil
 		}
 		first, msgs := off-uint64(len(chunk)), chunk
-		err := sk.store.g.db.data.update(func(tx *bolt.Tx) error { return putMessages(tx, sk.store.g, first, msgs) })
+		err := sk.store.g.update(bMsg, func(b *bolt.Bucket) error { return putMessages(b, first, msgs) })
 		chunk, size = nil, 0
 		return err
 	}
