@@ -131,7 +131,7 @@ func (b *Backend) keep(ctx context.Context, sid string) {
 			return
 		}
 		_, _, err := b.client.Agent().Service(sid, (&api.QueryOptions{}).WithContext(ctx))
-		if !errors.Is(b.wrap("", err), discovery.ErrNotFound) {
+		if !notFound(err) {
 			continue // present, or the agent is down: try again next tick
 		}
 		if err := b.put(ctx, "re-register "+sid, reg, true); err != nil {
@@ -308,4 +308,11 @@ func (b *Backend) wrap(what string, err error) error {
 	default:
 		return fmt.Errorf("consul agent at %s: %s: %w", b.addr, what, err)
 	}
+}
+
+// notFound reports whether err is the agent's 404 answer (what wrap maps to
+// discovery.ErrNotFound), without building the wrapped error.
+func notFound(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }

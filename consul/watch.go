@@ -37,7 +37,6 @@ func (b *Backend) watch(ctx context.Context, service string, out chan<- []discov
 	var (
 		index    uint64
 		last     string
-		sent     bool
 		backoff  time.Duration
 		failures int
 	)
@@ -76,14 +75,15 @@ func (b *Backend) watch(ctx context.Context, service string, out chan<- []discov
 		slices.SortStableFunc(members, func(x, y discovery.Member) int { return cmp.Compare(x.ID, y.ID) })
 		// Blocking queries also return on unrelated index bumps and on WaitTime expiry.
 		// The fingerprint (fmt prints maps sorted) stays ours even if the receiver
-		// edits the slices it got.
+		// edits the slices it got. It is never empty ("[]" at least), so the first
+		// answer always differs from the initial last.
 		key := fmt.Sprint(members)
-		if sent && key == last {
+		if key == last {
 			continue
 		}
 		select {
 		case out <- members:
-			last, sent = key, true
+			last = key
 		case <-ctx.Done():
 			return
 		}
