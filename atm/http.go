@@ -78,8 +78,8 @@ func newServer(logger *slog.Logger) *server {
 	mountMetrics(s)
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "success"}) })
 	api := s.app.Group("/", s.whenReady)
-	api.Post("/deposit", s.money(bank.KindDeposit))
-	api.Post("/withdraw", s.money(bank.KindWithdraw))
+	api.Post("/deposit", s.money((*ATM).Deposit))
+	api.Post("/withdraw", s.money((*ATM).Withdraw))
 	api.Post("/transfer", s.transfer)
 	api.Get("/balance/:name", s.balance)
 	api.Get("/accounts", s.accounts)
@@ -117,33 +117,27 @@ func parseAmount(raw json.RawMessage) (int64, error) {
 	return bank.ParseAmount(s)
 }
 
-func decode(c *fiber.Ctx, v any) error {
-	if err := json.Unmarshal(c.Body(), v); err != nil {
-		return fmt.Errorf("%w: body is not the expected JSON: %v", errBadRequest, err)
+// decodeAmount decodes the body into req, then parses its amount field (which points into req).
+func decodeAmount(c *fiber.Ctx, req any, amount *json.RawMessage) (int64, error) {
+	if err := json.Unmarshal(c.Body(), req); err != nil {
+		return 0, fmt.Errorf("%w: body is not the expected JSON: %v", errBadRequest, err)
 	}
-	return nil
+	return parseAmount(*amount)
 }
 
 func balanceJSON(name string, cents int64) BalanceResponse {
 	return BalanceResponse{Status: "success", Name: name, Balance: bank.FormatAmount(cents), Cents: cents}
 }
 
-func (s *server) money(kind bank.Kind) fiber.Handler {
+// money serves deposit and withdraw, which differ only in the ATM operation.
+func (s *server) money(op func(a *ATM, ctx context.Context, name string, cents int64) (int64, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		var req MoneyRequest
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		cents, err := parseAmount(req.Amount)
+		cents, err := decodeAmount(c, &req, &req.Amount)
 		if err != nil {
 			return err
 		}
-		var bal int64
-		if kind == bank.KindDeposit {
-			bal, err = s.atm.Deposit(c.UserContext(), req.Name, cents)
-		} else {
-			bal, err = s.atm.Withdraw(c.UserContext(), req.Name, cents)
-		}
+		bal, err := op(s.atm, c.UserContext(), req.Name, cents)
 		if err != nil {
 			return err
 		}
@@ -153,10 +147,7 @@ func (s *server) money(kind bank.Kind) fiber.Handler {
 
 func (s *server) transfer(c *fiber.Ctx) error {
 	var req TransferRequest
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	cents, err := parseAmount(req.Amount)
+	cents, err := decodeAmount(c, &req, &req.Amount)
 	if err != nil {
 		return err
 	}
