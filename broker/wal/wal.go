@@ -197,41 +197,42 @@ func (w *WAL) replaySegment(s *segment) (int64, error) {
 		if crc32.Checksum(body, crcTable) != binary.BigEndian.Uint32(hdr[:4]) {
 			return off, errors.New("checksum mismatch")
 		}
-		if err := w.applyRecord(s, uint32(off), 8+n, body); err != nil {
+		if _, err := w.applyRecord(s, uint32(off), 8+n, body); err != nil {
 			return off, err
 		}
 		off += 8 + int64(n)
 	}
 }
 
-// applyRecord updates the in-memory index for one durable record.
-func (w *WAL) applyRecord(s *segment, off, n uint32, body []byte) error {
+// applyRecord updates the in-memory index for one durable record and returns the
+// group it was about (nil if there was nothing to delete).
+func (w *WAL) applyRecord(s *segment, off, n uint32, body []byte) (*groupLog, error) {
 	if len(body) < 3 {
-		return errors.New("short record")
+		return nil, errors.New("short record")
 	}
 	gl := int(binary.BigEndian.Uint16(body[1:3]))
 	if len(body) < 3+gl {
-		return errors.New("short record")
+		return nil, errors.New("short record")
 	}
-	name, rest := string(body[3:3+gl]), body[3+gl:]
-	g := w.groups[name]
+	name, rest := body[3:3+gl], body[3+gl:]
+	g := w.groups[string(name)]
 	if g == nil {
 		if body[0] != kindEntry {
-			return nil // nothing to delete
+			return nil, nil // nothing to delete
 		}
 		g = &groupLog{}
-		w.groups[name] = g
+		w.groups[string(name)] = g
 	}
 	switch body[0] {
 	case kindEntry:
 		if len(rest) < 8 {
-			return errors.New("short entry")
+			return nil, errors.New("short entry")
 		}
 		w.put(g, binary.BigEndian.Uint64(rest), loc{seg: s.id, off: off, len: n})
 		s.live++
 	case kindCompact, kindTruncate:
 		if len(rest) < 8 {
-			return errors.New("short record")
+			return nil, errors.New("short record")
 		}
 		idx := binary.BigEndian.Uint64(rest)
 		if body[0] == kindCompact {
@@ -241,11 +242,11 @@ func (w *WAL) applyRecord(s *segment, off, n uint32, body []byte) error {
 		}
 	case kindDrop:
 		w.truncate(g, 0)
-		delete(w.groups, name)
+		delete(w.groups, string(name))
 	default:
-		return fmt.Errorf("unknown record kind %d", body[0])
+		return nil, fmt.Errorf("unknown record kind %d", body[0])
 	}
-	return nil
+	return g, nil
 }
 
 // put adds entry idx: after the last one normally; an index at or below the last
@@ -393,12 +394,6 @@ const (
 	quietFor      = 30 * time.Second
 )
 
-// recordGroup returns the group name of a framed record.
-func recordGroup(rec []byte) string {
-	n := int(binary.BigEndian.Uint16(rec[9:11]))
-	return string(rec[11 : 11+n])
-}
-
 // relocate copies forward the logs of groups that pin the oldest segment, once two
 // full segments follow it. Raft truncates a log only after a snapshot and keeps
 // TrailingLogs entries, so a partition that went quiet would otherwise keep its old
@@ -463,7 +458,13 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 		active = w.segs[len(w.segs)-1]
 		w.mu.RUnlock()
 	}
-	var buf []byte
+	n := 0
+	for _, r := range batch {
+		for _, rec := range r.recs {
+			n += len(rec)
+		}
+	}
+	buf := make([]byte, 0, n)
 	for _, r := range batch {
 		for _, rec := range r.recs {
 			buf = append(buf, rec...)
@@ -483,11 +484,12 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 	for _, r := range batch {
 		for _, rec := range r.recs {
 			w.writes.Add(1)
-			if g := w.groups[recordGroup(rec)]; g != nil {
-				g.written = now
-			}
-			if err := w.applyRecord(active, uint32(off), uint32(len(rec)), rec[8:]); err != nil {
+			g, err := w.applyRecord(active, uint32(off), uint32(len(rec)), rec[8:])
+			if err != nil {
 				return err
+			}
+			if g != nil {
+				g.written = now
 			}
 			off += int64(len(rec))
 		}
