@@ -92,8 +92,12 @@ func unavailable(err error) error {
 }
 
 func (b *batcher) runLane(ctx context.Context, session string, seq uint64) {
+	// Both slices are reused from batch to batch: every reply is sent, and the entry
+	// encoded, before the next batch is gathered.
+	reqs := make([]*request, 0, b.maxBatch)
+	ops := make([]bank.Op, 0, b.maxBatch)
 	for {
-		var reqs []*request
+		reqs = reqs[:0]
 		select {
 		case r := <-b.queue:
 			reqs = append(reqs, r)
@@ -122,11 +126,11 @@ func (b *batcher) runLane(ctx context.Context, session string, seq uint64) {
 		}
 		b.sizes.Observe(float64(len(live)))
 		seq++
-		batch := bank.Batch{Session: session, Seq: seq, Ops: make([]bank.Op, len(live))}
-		for i, r := range live {
-			batch.Ops[i] = r.op
+		ops = ops[:0]
+		for _, r := range live {
+			ops = append(ops, r.op)
 		}
-		br, err := b.commit(ctx, batch.Encode())
+		br, err := b.commit(ctx, bank.Batch{Session: session, Seq: seq, Ops: ops}.Encode())
 		for i, r := range live {
 			switch {
 			case err != nil:

@@ -176,11 +176,8 @@ func DecodeBatch(data []byte) (Batch, error) {
 		op.Amount = r.varint()
 		b.Ops = append(b.Ops, op)
 	}
-	if r.err == nil && len(r.buf) != 0 {
-		r.err = errors.New("trailing bytes")
-	}
-	if r.err != nil {
-		return Batch{}, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	if err := r.finish(); err != nil {
+		return Batch{}, err
 	}
 	return b, nil
 }
@@ -214,11 +211,8 @@ func DecodeBatchResult(data []byte) (BatchResult, error) {
 		res.ToBalance = r.varint()
 		br.Results = append(br.Results, res)
 	}
-	if r.err == nil && len(r.buf) != 0 {
-		r.err = errors.New("trailing bytes")
-	}
-	if r.err != nil {
-		return BatchResult{}, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	if err := r.finish(); err != nil {
+		return BatchResult{}, err
 	}
 	return br, nil
 }
@@ -233,6 +227,17 @@ func appendString(buf []byte, s string) []byte {
 type reader struct {
 	buf []byte
 	err error
+}
+
+// finish is the decoders' one check: the first error, or bytes left over, as ErrMalformed.
+func (r *reader) finish() error {
+	if r.err == nil && len(r.buf) != 0 {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	}
+	return nil
 }
 
 func (r *reader) fail(what string) {
