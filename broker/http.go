@@ -209,12 +209,7 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 }
 
 func (b *Broker) listReplicas(c *fiber.Ctx) error {
-	b.mu.RLock()
-	rs := make([]*replica, 0, len(b.replicas))
-	for _, r := range b.replicas {
-		rs = append(rs, r)
-	}
-	b.mu.RUnlock()
+	rs := b.allReplicas()
 	out := ListReplicasReply{Replicas: make([]ReplicaStatus, 0, len(rs))}
 	for _, r := range rs {
 		out.Replicas = append(out.Replicas, r.status(c.UserContext()))
@@ -378,13 +373,13 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 	default:
 		return failf(http.StatusInternalServerError, "consume: %s", res.Status)
 	}
+	if len(msgs) == 0 {
+		return &apiError{code: http.StatusNotFound, reason: CodeEmpty, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
+	}
 	end := res.From + uint64(res.Count)
 	out := ConsumeReply{Offset: res.From, Messages: make([]string, len(msgs)), Next: end, Left: res.Next - end}
 	for i, m := range msgs {
 		out.Messages[i] = string(m)
-	}
-	if len(msgs) == 0 {
-		return &apiError{code: http.StatusNotFound, reason: CodeEmpty, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
 	}
 	out.Message = &out.Messages[0]
 	return success(c, out)

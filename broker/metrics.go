@@ -20,10 +20,9 @@ func (b *Broker) mountMetrics(app *fiber.App) {
 }
 
 func (b *Broker) members() []raftmetrics.Member {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	out := make([]raftmetrics.Member, 0, len(b.replicas))
-	for _, r := range b.replicas {
+	rs := b.allReplicas()
+	out := make([]raftmetrics.Member, 0, len(rs))
+	for _, r := range rs {
 		out = append(out, r.node)
 	}
 	return out

@@ -140,13 +140,10 @@ func (b *Broker) nudgeFollowers(suspects map[string]bool, nudged map[*replica]bo
 		if r.heir(leader.ID) == b.cfg.ID {
 			wait += nudgeLag
 		}
-		rf := r.node.Raft()
-		if time.Since(rf.LastContact()) < wait {
+		if time.Since(r.node.Raft().LastContact()) < wait {
 			continue
 		}
-		rc := rf.ReloadableConfig()
-		rc.HeartbeatTimeout, rc.ElectionTimeout = lease, lease
-		if err := rf.ReloadConfig(rc); err != nil {
+		if err := r.setTimeouts(lease, lease); err != nil {
 			b.log.Debug("cannot nudge partition", "group", r.group, "error", err)
 			continue
 		}
@@ -158,20 +155,31 @@ func (b *Broker) nudgeFollowers(suspects map[string]bool, nudged map[*replica]bo
 // leader other than a suspect (or are closed).
 func (b *Broker) restoreNudged(suspects map[string]bool, nudged map[*replica]bool) {
 	for r := range nudged {
-		if leader := r.node.Leader(); leader.Addr == "" || suspects[leader.Addr] {
-			select {
-			case <-r.stop:
-			default:
-				continue
-			}
+		if leader := r.node.Leader(); (leader.Addr == "" || suspects[leader.Addr]) && !r.closed() {
+			continue
 		}
 		delete(nudged, r)
-		rf := r.node.Raft()
-		rc := rf.ReloadableConfig()
-		rc.HeartbeatTimeout, rc.ElectionTimeout = b.cfg.Timing.HeartbeatTimeout, b.cfg.Timing.ElectionTimeout
-		if err := rf.ReloadConfig(rc); err != nil {
+		if err := r.setTimeouts(b.cfg.Timing.HeartbeatTimeout, b.cfg.Timing.ElectionTimeout); err != nil {
 			b.log.Error("restoring partition timing", "group", r.group, "error", err)
 		}
+	}
+}
+
+// setTimeouts changes the replica's raft HeartbeatTimeout and ElectionTimeout.
+func (r *replica) setTimeouts(heartbeat, election time.Duration) error {
+	rf := r.node.Raft()
+	rc := rf.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = heartbeat, election
+	return rf.ReloadConfig(rc)
+}
+
+// closed reports whether the replica is closing or closed.
+func (r *replica) closed() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
 	}
 }
 

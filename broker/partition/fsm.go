@@ -185,8 +185,8 @@ func (a *applier) produce(b Batch) ProduceResult {
 		}
 	}
 	first := a.m.Next
+	a.m.Msgs = append(a.m.Msgs, b.Msgs...)
 	for _, msg := range b.Msgs {
-		a.m.Msgs = append(a.m.Msgs, msg)
 		a.m.Bytes += uint64(len(msg))
 	}
 	a.m.Next += uint64(len(b.Msgs))
