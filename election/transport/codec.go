@@ -27,17 +27,16 @@ func appendPayload(b []byte, v any) ([]byte, error) {
 
 // decodePayload decodes b into v; byte slices in v may alias b.
 func decodePayload(b []byte, v any) error {
+	r := reader{b: b}
 	switch v := v.(type) {
 	case *raft.AppendEntriesRequest:
-		r := reader{b: b}
 		r.appendRequest(v)
-		return r.done()
 	case *raft.AppendEntriesResponse:
-		r := reader{b: b}
 		r.appendResponse(v)
-		return r.done()
+	default:
+		return decodeMsgpack(b, v)
 	}
-	return decodeMsgpack(b, v)
+	return r.done()
 }
 
 // payloadSize guesses the encoded size of v to size a frame in one allocation.
@@ -52,16 +51,18 @@ func payloadSize(v any) int {
 	return n
 }
 
-func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
-
 // appendBytes writes len+1 then the bytes, 0 for nil: raft tells nil from
 // empty (a heartbeat is recognised by a non-nil leader address).
 func appendBytes(b, v []byte) []byte {
-	if v == nil {
+	return append(appendLen(b, len(v), v == nil), v...)
+}
+
+// appendLen writes n+1, or 0 when the slice is nil; reader.count reads it back.
+func appendLen(b []byte, n int, isNil bool) []byte {
+	if isNil {
 		return append(b, 0)
 	}
-	b = binary.AppendUvarint(b, uint64(len(v))+1)
-	return append(b, v...)
+	return binary.AppendUvarint(b, uint64(n)+1)
 }
 
 func appendHeader(b []byte, h *raft.RPCHeader) []byte {
@@ -72,19 +73,15 @@ func appendHeader(b []byte, h *raft.RPCHeader) []byte {
 
 func appendAppendRequest(b []byte, r *raft.AppendEntriesRequest) []byte {
 	b = appendHeader(b, &r.RPCHeader)
-	b = appendUvarint(b, r.Term)
+	b = binary.AppendUvarint(b, r.Term)
 	b = appendBytes(b, r.Leader) //nolint:staticcheck // still sent for older raft versions
-	b = appendUvarint(b, r.PrevLogEntry)
-	b = appendUvarint(b, r.PrevLogTerm)
-	b = appendUvarint(b, r.LeaderCommitIndex)
-	if r.Entries == nil {
-		b = append(b, 0)
-	} else {
-		b = appendUvarint(b, uint64(len(r.Entries))+1)
-	}
+	b = binary.AppendUvarint(b, r.PrevLogEntry)
+	b = binary.AppendUvarint(b, r.PrevLogTerm)
+	b = binary.AppendUvarint(b, r.LeaderCommitIndex)
+	b = appendLen(b, len(r.Entries), r.Entries == nil)
 	for _, l := range r.Entries {
-		b = appendUvarint(b, l.Index)
-		b = appendUvarint(b, l.Term)
+		b = binary.AppendUvarint(b, l.Index)
+		b = binary.AppendUvarint(b, l.Term)
 		b = append(b, byte(l.Type))
 		b = appendBytes(b, l.Data)
 		b = appendBytes(b, l.Extensions)
@@ -100,8 +97,8 @@ func appendAppendRequest(b []byte, r *raft.AppendEntriesRequest) []byte {
 
 func appendAppendResponse(b []byte, r *raft.AppendEntriesResponse) []byte {
 	b = appendHeader(b, &r.RPCHeader)
-	b = appendUvarint(b, r.Term)
-	b = appendUvarint(b, r.LastLog)
+	b = binary.AppendUvarint(b, r.Term)
+	b = binary.AppendUvarint(b, r.LastLog)
 	var flags byte
 	if r.Success {
 		flags |= 1
@@ -163,17 +160,27 @@ func (r *reader) byte(what string) byte {
 	return v
 }
 
-func (r *reader) bytes(what string) []byte {
-	n := r.uvarint(what)
-	if n == 0 {
-		return nil
+// count reads what appendLen wrote; ok is false for nil or a bad frame. Each element
+// takes at least size bytes, which bounds what a lying count can allocate.
+func (r *reader) count(what string, size uint64) (n int, ok bool) {
+	v := r.uvarint(what)
+	if v == 0 {
+		return 0, false
 	}
-	if n-1 > uint64(len(r.b)) {
+	if v-1 > uint64(len(r.b))/size {
 		r.fail(what)
+		return 0, false
+	}
+	return int(v - 1), true
+}
+
+func (r *reader) bytes(what string) []byte {
+	n, ok := r.count(what, 1)
+	if !ok {
 		return nil
 	}
-	v := r.b[: n-1 : n-1]
-	r.b = r.b[n-1:]
+	v := r.b[:n:n]
+	r.b = r.b[n:]
 	return v
 }
 
@@ -190,17 +197,12 @@ func (r *reader) appendRequest(req *raft.AppendEntriesRequest) {
 	req.PrevLogEntry = r.uvarint("prev log entry")
 	req.PrevLogTerm = r.uvarint("prev log term")
 	req.LeaderCommitIndex = r.uvarint("commit index")
-	n := r.uvarint("entry count")
-	if n == 0 {
+	n, ok := r.count("entry count", 6) // an entry takes at least 6 bytes
+	if !ok {
 		return
 	}
-	// Each entry takes at least 6 bytes, which bounds what a lying count can allocate.
-	if n-1 > uint64(len(r.b))/6 {
-		r.fail("entry count")
-		return
-	}
-	req.Entries = make([]*raft.Log, n-1)
-	logs := make([]raft.Log, n-1)
+	req.Entries = make([]*raft.Log, n)
+	logs := make([]raft.Log, n)
 	for i := range logs {
 		l := &logs[i]
 		l.Index = r.uvarint("entry index")
