@@ -174,14 +174,7 @@ func (r *replica) setTimeouts(heartbeat, election time.Duration) error {
 }
 
 // closed reports whether the replica is closing or closed.
-func (r *replica) closed() bool {
-	select {
-	case <-r.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (r *replica) closed() bool { return r.ctx.Err() != nil }
 
 // heir names the member (other than the departed leader) that should win the election
 // after it: spread over the survivors by a hash of the group, the same on every broker.

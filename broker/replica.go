@@ -38,10 +38,11 @@ type replica struct {
 	mu    sync.Mutex
 	peers map[string]Peer // by id, for the HTTP address of whoever leads
 
-	queue chan *produceReq
-	slots chan struct{}
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	queue  chan *produceReq
+	slots  chan struct{}
+	ctx    context.Context // done once the replica closes: its entries' outcome is unknown
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 type produceReq struct {
@@ -100,7 +101,8 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 		return nil, err
 	}
 	r := &replica{topic: d.Topic, part: d.Partition, group: group, fsm: fsm, log: g.LogStore(), peers: map[string]Peer{},
-		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight), stop: make(chan struct{})}
+		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var peers []election.Peer
 	for _, p := range d.Peers {
 		r.peers[p.ID] = p
@@ -120,7 +122,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 }
 
 func (r *replica) close() error {
-	close(r.stop)
+	r.cancel()
 	r.wg.Wait()
 	return r.node.Close()
 }
@@ -158,14 +160,14 @@ func (r *replica) commitLoop() {
 	for {
 		select {
 		case r.slots <- struct{}{}:
-		case <-r.stop:
+		case <-r.ctx.Done():
 			return
 		}
 		var reqs []*produceReq
 		select {
 		case q := <-r.queue:
 			reqs = append(reqs, q)
-		case <-r.stop:
+		case <-r.ctx.Done():
 			return
 		}
 		size := reqs[0].size
@@ -191,15 +193,8 @@ func (r *replica) apply(reqs []*produceReq) {
 	for i, q := range reqs {
 		batches[i] = q.batch
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, applyTimeout) // a closing replica gives up on its entries
 	defer cancel()
-	go func() { // a closing replica gives up on its entries: their outcome is unknown
-		select {
-		case <-r.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	out, err := r.node.Apply(ctx, partition.EncodeProduce(batches))
 	var rs []partition.ProduceResult
 	if err == nil {
@@ -226,7 +221,7 @@ func (r *replica) produce(ctx context.Context, b partition.Batch) (partition.Pro
 	}
 	select {
 	case r.queue <- q:
-	case <-r.stop:
+	case <-r.ctx.Done():
 		return partition.ProduceResult{}, errClosing
 	case <-ctx.Done():
 		return partition.ProduceResult{}, ctx.Err()
