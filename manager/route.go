@@ -54,7 +54,10 @@ func (r *router) produce(c *fiber.Ctx) error {
 	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	var p meta.Partition
+	var (
+		p    meta.Partition
+		view map[string]meta.Broker
+	)
 	err := r.lookup(ctx, func(s *meta.State) error {
 		t, err := producerTopic(s, req.Topic, req.ProducerID)
 		if err != nil {
@@ -66,12 +69,13 @@ func (r *router) produce(c *fiber.Ctx) error {
 		}
 		p = t.Partitions[idx]
 		p.Replicas = append([]string(nil), p.Replicas...)
+		view = replicaView(s, []meta.Partition{p})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	first, err := r.m.brokers.produce(ctx, r.m.brokerView(), p, producerName(req.ProducerID), req.Seq, msgs)
+	first, err := r.m.brokers.produce(ctx, view, p, producerName(req.ProducerID), req.Seq, msgs)
 	if err != nil {
 		return err
 	}
@@ -184,10 +188,14 @@ func parseConsumerQuery(c *fiber.Ctx) (consumerQuery, error) {
 }
 
 // consumerPartitions resolves the consumer and the partitions it reads, in the order
-// to look at them.
-func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]meta.Partition, error) {
-	var parts []meta.Partition
+// to look at them, and the brokers holding their replicas.
+func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]meta.Partition, map[string]meta.Broker, error) {
+	var (
+		parts []meta.Partition
+		view  map[string]meta.Broker
+	)
 	err := r.lookup(ctx, func(s *meta.State) error {
+		defer func() { view = replicaView(s, parts) }()
 		t, ok := s.Topics[q.topic]
 		if !ok {
 			return unknownTopic(q.topic)
@@ -224,7 +232,7 @@ func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]met
 	for i := range parts {
 		parts[i].Replicas = append([]string(nil), parts[i].Replicas...)
 	}
-	return parts, err
+	return parts, view, err
 }
 
 // consumerRead is a consume or size request resolved: the consumer, the partitions it
@@ -240,11 +248,11 @@ func (r *router) consumerRead(ctx context.Context, c *fiber.Ctx) (consumerRead, 
 	if err != nil {
 		return consumerRead{}, err
 	}
-	parts, err := r.consumerPartitions(ctx, q)
+	parts, view, err := r.consumerPartitions(ctx, q)
 	if err != nil {
 		return consumerRead{}, err
 	}
-	return consumerRead{q: q, parts: parts, view: r.m.brokerView()}, nil
+	return consumerRead{q: q, parts: parts, view: view}, nil
 }
 
 func (r *router) consume(c *fiber.Ctx) error {
@@ -298,6 +306,21 @@ func (r *router) size(c *fiber.Ctx) error {
 // The names under which producers and consumers are known to the partitions.
 func producerName(id uint64) string { return "p" + strconv.FormatUint(id, 10) }
 func consumerName(id uint64) string { return "c" + strconv.FormatUint(id, 10) }
+
+// replicaView is a copy of the brokers holding replicas of parts, for addressing them:
+// read in the same pass over the state as the partitions, so produce and consume read
+// the state once and copy only the brokers they may call.
+func replicaView(s *meta.State, parts []meta.Partition) map[string]meta.Broker {
+	out := map[string]meta.Broker{}
+	for _, p := range parts {
+		for _, id := range p.Replicas {
+			if b, ok := s.Brokers[id]; ok {
+				out[id] = *b
+			}
+		}
+	}
+	return out
+}
 
 // brokerView is a copy of the known brokers, for addressing them.
 func (m *Manager) brokerView() map[string]meta.Broker {
