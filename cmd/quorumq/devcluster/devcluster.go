@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 
@@ -126,11 +128,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	pg := &Process{Name: "postgres", Kind: "postgres", Pid: c.pg.Pid(),
+	c.add(&Process{Name: "postgres", Kind: "postgres", Pid: c.pg.Pid(),
 		Addresses: map[string]string{"sql": c.pg.Addr()},
-		Log:       filepath.Join(c.pg.DataDir(), "postgres.log"), stop: c.pg.Stop, done: c.pg.Done()}
-	c.add(pg)
-	go c.reportExit(pg, c.pg.Done())
+		Log:       filepath.Join(c.pg.DataDir(), "postgres.log"), stop: c.pg.Stop, done: c.pg.Done()})
 	return c, c.WriteState()
 }
 
@@ -153,15 +153,19 @@ func (c *Cluster) AddNote(line string) {
 	c.notes = append(c.notes, line)
 }
 
+// add records p and, when its exit can be watched, reports it.
 func (c *Cluster) add(p *Process) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.procs = append(c.procs, p)
+	if p.done != nil {
+		go c.reportExit(p)
+	}
 }
 
 // reportExit logs a process that dies while the cluster is meant to be running.
-func (c *Cluster) reportExit(p *Process, done <-chan struct{}) {
-	<-done
+func (c *Cluster) reportExit(p *Process) {
+	<-p.done
 	c.mu.Lock()
 	stopping := c.stopping
 	c.mu.Unlock()
@@ -208,19 +212,11 @@ func (c *Cluster) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tADDRESS\tPID")
 	for _, p := range st.Processes {
-		keys := make([]string, 0, len(p.Addresses))
-		for k := range p.Addresses {
-			keys = append(keys, k)
+		addrs := make([]string, 0, len(p.Addresses))
+		for _, k := range slices.Sorted(maps.Keys(p.Addresses)) {
+			addrs = append(addrs, k+"="+p.Addresses[k])
 		}
-		slices.Sort(keys)
-		addrs := ""
-		for i, k := range keys {
-			if i > 0 {
-				addrs += " "
-			}
-			addrs += k + "=" + p.Addresses[k]
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, p.Kind, addrs, p.Pid)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, p.Kind, strings.Join(addrs, " "), p.Pid)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nConsul UI:   %s\nPostgreSQL:  %s\nState:       %s\nLogs:        %s\n",

@@ -79,7 +79,6 @@ func (c *Cluster) AddProcess(name, kind string, args []string, addresses map[str
 	p := &Process{Name: name, Kind: kind, Addresses: addresses, Pid: cmd.Process.Pid, Log: logPath,
 		stop: func() error { return stopChild(cmd, done) }, done: done}
 	c.add(p)
-	go c.reportExit(p, done)
 	return p, c.WriteState()
 }
 
