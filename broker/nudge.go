@@ -61,6 +61,25 @@ func (b *Broker) watchPeers(ctx context.Context) {
 			delete(down, addr)
 		}
 	}
+	startPings := func() { // of every peer whose last ping has returned
+		mu.Lock()
+		defer mu.Unlock()
+		for _, addr := range b.peerAddrs() {
+			if !inFlight[addr] {
+				inFlight[addr] = true
+				go ping(addr)
+			}
+		}
+	}
+	suspected := func() map[string]bool { // a copy of down
+		mu.Lock()
+		defer mu.Unlock()
+		suspects := make(map[string]bool, len(down))
+		for addr := range down {
+			suspects[addr] = true
+		}
+		return suspects
+	}
 	nudge := time.NewTicker(nudgeEvery)
 	defer nudge.Stop()
 	var lastPing time.Time
@@ -71,21 +90,9 @@ func (b *Broker) watchPeers(ctx context.Context) {
 		case now := <-nudge.C:
 			if now.Sub(lastPing) >= pingEvery {
 				lastPing = now
-				mu.Lock()
-				for _, addr := range b.peerAddrs() {
-					if !inFlight[addr] {
-						inFlight[addr] = true
-						go ping(addr)
-					}
-				}
-				mu.Unlock()
+				startPings()
 			}
-			mu.Lock()
-			suspects := make(map[string]bool, len(down))
-			for addr := range down {
-				suspects[addr] = true
-			}
-			mu.Unlock()
+			suspects := suspected()
 			if len(suspects) > 0 {
 				b.nudgeFollowers(suspects, nudged)
 			}
