@@ -196,6 +196,29 @@ func (e *env) produce(ctx context.Context, progress bool) (Result, error) {
 	for i := range msgs {
 		msgs[i] = payload(e.cfg.Size)
 	}
+	runCtx, cancel := context.WithTimeout(ctx, e.cfg.Duration)
+	defer cancel()
+	return e.runClients(progress, func(c int, count *atomic.Int64, lats *[]time.Duration) error {
+		producer := fmt.Sprintf("bench-%d", c)
+		for seq := uint64(1); runCtx.Err() == nil; seq++ {
+			t0 := time.Now()
+			if _, err := e.cl.Produce(runCtx, e.topic, c%e.cfg.Partitions, producer, seq, msgs); err != nil {
+				if runCtx.Err() == nil {
+					return err
+				}
+				break
+			}
+			*lats = append(*lats, time.Since(t0))
+			count.Add(int64(len(msgs)))
+		}
+		return nil
+	})
+}
+
+// runClients runs fn for clients 0 to Clients-1 at once, each adding the messages it
+// handled to count and appending its request latencies, and summarizes them with the
+// first error.
+func (e *env) runClients(progress bool, fn func(c int, count *atomic.Int64, lats *[]time.Duration) error) (Result, error) {
 	var (
 		count atomic.Int64
 		wg    sync.WaitGroup
@@ -203,32 +226,16 @@ func (e *env) produce(ctx context.Context, progress bool) (Result, error) {
 		lats  []time.Duration
 		first error
 	)
-	runCtx, cancel := context.WithTimeout(ctx, e.cfg.Duration)
-	defer cancel()
 	stopProgress := e.progress(&count, progress)
 	start := time.Now()
 	for c := range e.cfg.Clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			producer := fmt.Sprintf("bench-%d", c)
 			var mine []time.Duration
-			for seq := uint64(1); runCtx.Err() == nil; seq++ {
-				t0 := time.Now()
-				_, err := e.cl.Produce(runCtx, e.topic, c%e.cfg.Partitions, producer, seq, msgs)
-				if err != nil {
-					if runCtx.Err() == nil {
-						mu.Lock()
-						first = cmpErr(first, err)
-						mu.Unlock()
-					}
-					break
-				}
-				mine = append(mine, time.Since(t0))
-				count.Add(int64(len(msgs)))
-			}
+			err := fn(c, &count, &mine)
 			mu.Lock()
-			lats = append(lats, mine...)
+			lats, first = append(lats, mine...), cmpErr(first, err)
 			mu.Unlock()
 		}()
 	}
@@ -306,32 +313,11 @@ func Consume(ctx context.Context, cfg Config) (Result, error) {
 	if _, err := fe.produce(ctx, true); err != nil {
 		return Result{}, err
 	}
-	var (
-		count atomic.Int64
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		lats  []time.Duration
-		first error
-	)
-	stopProgress := e.progress(&count, true)
-	start := time.Now()
-	for c := range cfg.Clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			consumer := fmt.Sprintf("bench-consumer-%d", c)
-			var mine []time.Duration
-			err := e.drain(ctx, consumer, c, &count, &mine)
-			mu.Lock()
-			lats, first = append(lats, mine...), cmpErr(first, err)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	stopProgress()
-	res := summarize(count.Load(), time.Since(start), lats)
+	res, err := e.runClients(true, func(c int, count *atomic.Int64, lats *[]time.Duration) error {
+		return e.drain(ctx, fmt.Sprintf("bench-consumer-%d", c), c, count, lats)
+	})
 	e.report("consume", res)
-	return res, first
+	return res, err
 }
 
 // drain reads the partitions client c owns (c, c+Clients, ...) to the end.
