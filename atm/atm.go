@@ -62,6 +62,10 @@ func (a *ATM) Withdraw(ctx context.Context, name string, cents int64) (int64, er
 	return res.Balance, err
 }
 
+// moneyOp is Deposit or Withdraw as a method expression, for the front ends (terminal,
+// HTTP) that serve both the same way.
+type moneyOp func(a *ATM, ctx context.Context, name string, cents int64) (int64, error)
+
 // Transfer moves cents from one account to another and returns both balances.
 func (a *ATM) Transfer(ctx context.Context, from, to string, cents int64) (int64, int64, error) {
 	res, err := a.submit(ctx, bank.Op{Kind: bank.KindTransfer, Account: from, To: to, Amount: cents})

@@ -130,7 +130,7 @@ func balanceJSON(name string, cents int64) BalanceResponse {
 }
 
 // money serves deposit and withdraw, which differ only in the ATM operation.
-func (s *server) money(op func(a *ATM, ctx context.Context, name string, cents int64) (int64, error)) fiber.Handler {
+func (s *server) money(op moneyOp) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		var req MoneyRequest
 		cents, err := decodeAmount(c, &req, &req.Amount)

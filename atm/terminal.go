@@ -23,8 +23,8 @@ type command struct {
 }
 
 var commands = []command{
-	{"deposit", []string{"NAME", "AMOUNT"}, "add money to an account (a new name opens it)", runDeposit},
-	{"withdraw", []string{"NAME", "AMOUNT"}, "take money out of an account", runWithdraw},
+	{"deposit", []string{"NAME", "AMOUNT"}, "add money to an account (a new name opens it)", runMoney((*ATM).Deposit)},
+	{"withdraw", []string{"NAME", "AMOUNT"}, "take money out of an account", runMoney((*ATM).Withdraw)},
 	{"balance", []string{"NAME"}, "show an account's balance", runBalance},
 	{"transfer", []string{"FROM", "TO", "AMOUNT"}, "move money between two accounts", runTransfer},
 	{"accounts", nil, "list every account and the total", runAccounts},
@@ -56,28 +56,19 @@ func helpLines() []string {
 
 func line(name string, cents int64) string { return name + " " + bank.FormatAmount(cents) }
 
-func runDeposit(ctx context.Context, a *ATM, args []string) ([]string, error) {
-	cents, err := bank.ParseAmount(args[1])
-	if err != nil {
-		return nil, err
+// runMoney runs deposit or withdraw, which differ only in the ATM operation.
+func runMoney(op moneyOp) func(ctx context.Context, a *ATM, args []string) ([]string, error) {
+	return func(ctx context.Context, a *ATM, args []string) ([]string, error) {
+		cents, err := bank.ParseAmount(args[1])
+		if err != nil {
+			return nil, err
+		}
+		bal, err := op(a, ctx, args[0], cents)
+		if err != nil {
+			return nil, err
+		}
+		return []string{line(args[0], bal)}, nil
 	}
-	bal, err := a.Deposit(ctx, args[0], cents)
-	if err != nil {
-		return nil, err
-	}
-	return []string{line(args[0], bal)}, nil
-}
-
-func runWithdraw(ctx context.Context, a *ATM, args []string) ([]string, error) {
-	cents, err := bank.ParseAmount(args[1])
-	if err != nil {
-		return nil, err
-	}
-	bal, err := a.Withdraw(ctx, args[0], cents)
-	if err != nil {
-		return nil, err
-	}
-	return []string{line(args[0], bal)}, nil
 }
 
 func runBalance(ctx context.Context, a *ATM, args []string) ([]string, error) {
