@@ -184,6 +184,15 @@ func raftConfiguration(peers []Peer) raft.Configuration {
 	return c
 }
 
+// peersOf is the inverse of raftConfiguration (suffrage aside).
+func peersOf(c raft.Configuration) []Peer {
+	var out []Peer
+	for _, s := range c.Servers {
+		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address)})
+	}
+	return out
+}
+
 // Bootstrap makes this node bootstrap the group with peers, the explicit path for tools
 // and tests. A node with Raft state refuses with ErrAlreadyBootstrapped and changes nothing.
 func (n *Node) Bootstrap(peers []Peer) error {
@@ -302,15 +311,20 @@ func (n *Node) noLeader(err error) error {
 
 // Members lists the group's configuration as this node knows it.
 func (n *Node) Members(ctx context.Context) ([]Peer, error) {
-	f := n.Raft().GetConfiguration()
-	if err := wait(ctx, f); err != nil {
+	c, err := n.configuration(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var out []Peer
-	for _, s := range f.Configuration().Servers {
-		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address)})
+	return peersOf(c), nil
+}
+
+// configuration waits for the latest configuration this node knows.
+func (n *Node) configuration(ctx context.Context) (raft.Configuration, error) {
+	f := n.Raft().GetConfiguration()
+	if err := wait(ctx, f); err != nil {
+		return raft.Configuration{}, err
 	}
-	return out, nil
+	return f.Configuration(), nil
 }
 
 // Close shuts raft down (without leaving the group), closes the stores the node opened

@@ -196,9 +196,7 @@ var errPending = errors.New("election: member has not started raft yet")
 
 func (n *Node) registerHandlers() {
 	m, g := n.cfg.Mux, n.cfg.Group
-	m.Handle(g, methodApply, n.serve(func(ctx context.Context, req []byte) ([]byte, error) {
-		return n.applyLocal(ctx, req)
-	}))
+	m.Handle(g, methodApply, n.serve(n.applyLocal))
 	m.Handle(g, methodReadIndex, n.serve(func(ctx context.Context, _ []byte) ([]byte, error) {
 		return n.readIndexLocal(ctx)
 	}))
@@ -258,7 +256,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) ([]byte, error) {
 	if errors.Is(err, ErrUnknownOutcome) {
 		// The leader failed under this command. Wait until a leader answers again, so that
 		// the caller's retry has somewhere to go; none by the deadline means no quorum.
-		if _, perr := n.onLeader(ctx, op{method: methodReadIndex, idempotent: true, local: n.readIndexLocal}); perr != nil {
+		if _, perr := n.readIndex(ctx); perr != nil {
 			return nil, fmt.Errorf("%w; %w", perr, err)
 		}
 	}
@@ -287,7 +285,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
 // this node waits until it has applied that far. On a follower of an idle group this can
 // take up to the CommitTimeout, which is when followers learn the commit index.
 func (n *Node) ReadBarrier(ctx context.Context) error {
-	res, err := n.onLeader(ctx, op{method: methodReadIndex, idempotent: true, local: n.readIndexLocal})
+	res, err := n.readIndex(ctx)
 	if err != nil {
 		return err
 	}
@@ -295,6 +293,11 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 		return fmt.Errorf("election: bad read index reply (%d bytes)", len(res))
 	}
 	return n.waitApplied(ctx, binary.BigEndian.Uint64(res))
+}
+
+// readIndex asks the leader (maybe this node) for its read index.
+func (n *Node) readIndex(ctx context.Context) ([]byte, error) {
+	return n.onLeader(ctx, op{method: methodReadIndex, idempotent: true, local: n.readIndexLocal})
 }
 
 // readIndexLocal returns an index covering every write committed before the call. A new
@@ -318,26 +321,24 @@ func (n *Node) readIndexLocal(ctx context.Context) ([]byte, error) {
 
 // waitApplied waits until the FSM has applied everything up to target.
 func (n *Node) waitApplied(ctx context.Context, target uint64) error {
-	r := n.Raft()
-	d := time.Millisecond
 	// Raft counts entries handed to the FSM goroutine; the FSM may still be behind, and it
 	// never sees no-op and barrier entries, so find the last entry it will see.
-	for r.AppliedIndex() < target {
-		if err := n.pause(ctx, d); err != nil {
-			return fmt.Errorf("election: group %q waiting to apply index %d: %w", n.cfg.Group, target, err)
-		}
-		d = min(2*d, 20*time.Millisecond)
+	if err := n.pollUntil(ctx, target, n.Raft().AppliedIndex); err != nil {
+		return err
 	}
 	need, err := lastFSMEntry(n.logs, target, n.fsm.applied.Load())
 	if err != nil {
 		return fmt.Errorf("election: group %q: %w", n.cfg.Group, err)
 	}
-	d = time.Millisecond
-	for n.fsm.applied.Load() < need {
+	return n.pollUntil(ctx, need, n.fsm.applied.Load)
+}
+
+// pollUntil waits, backing off from 1 to 20 ms, until applied() reaches target.
+func (n *Node) pollUntil(ctx context.Context, target uint64, applied func() uint64) error {
+	for d := time.Millisecond; applied() < target; d = min(2*d, 20*time.Millisecond) {
 		if err := n.pause(ctx, d); err != nil {
-			return fmt.Errorf("election: group %q waiting to apply index %d: %w", n.cfg.Group, need, err)
+			return fmt.Errorf("election: group %q waiting to apply index %d: %w", n.cfg.Group, target, err)
 		}
-		d = min(2*d, 20*time.Millisecond)
 	}
 	return nil
 }
@@ -388,11 +389,11 @@ func (n *Node) removeLocal(ctx context.Context, id string) error {
 
 // server returns member id from this node's configuration, or nil.
 func (n *Node) server(ctx context.Context, id string) (*raft.Server, error) {
-	f := n.Raft().GetConfiguration()
-	if err := wait(ctx, f); err != nil {
+	c, err := n.configuration(ctx)
+	if err != nil {
 		return nil, classify(err, false)
 	}
-	for _, s := range f.Configuration().Servers {
+	for _, s := range c.Servers {
 		if string(s.ID) == id {
 			return &s, nil
 		}
@@ -410,11 +411,11 @@ func (n *Node) admit(ctx context.Context, p Peer) ([]byte, error) {
 			return string(s.ID) == p.ID && string(s.Address) == p.Addr
 		})
 	}
-	f := n.Raft().GetConfiguration()
-	if err := wait(ctx, f); err != nil {
+	cur, err := n.configuration(ctx)
+	if err != nil {
 		return nil, classify(err, false)
 	}
-	if !has(f.Configuration()) {
+	if !has(cur) {
 		return nil, n.AddVoter(ctx, p)
 	}
 	var first raft.Log
@@ -425,9 +426,5 @@ func (n *Node) admit(ctx context.Context, p Peer) ([]byte, error) {
 	if !has(c) {
 		return nil, nil
 	}
-	var boot []Peer
-	for _, s := range c.Servers {
-		boot = append(boot, Peer{ID: string(s.ID), Addr: string(s.Address)})
-	}
-	return json.Marshal(boot)
+	return json.Marshal(peersOf(c))
 }
