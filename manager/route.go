@@ -195,7 +195,13 @@ func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]met
 		view  map[string]meta.Broker
 	)
 	err := r.lookup(ctx, func(s *meta.State) error {
-		defer func() { view = replicaView(s, parts) }()
+		defer func() {
+			// Copied under the read: Apply edits replica lists in place.
+			for i := range parts {
+				parts[i].Replicas = append([]string(nil), parts[i].Replicas...)
+			}
+			view = replicaView(s, parts)
+		}()
 		t, ok := s.Topics[q.topic]
 		if !ok {
 			return unknownTopic(q.topic)
@@ -229,9 +235,6 @@ func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]met
 		}
 		return nil
 	})
-	for i := range parts {
-		parts[i].Replicas = append([]string(nil), parts[i].Replicas...)
-	}
 	return parts, view, err
 }
 
