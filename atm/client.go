@@ -79,15 +79,17 @@ func amountJSON(amount string) json.RawMessage {
 
 // Deposit adds amount (a decimal like "12.50") to name.
 func (c *Client) Deposit(ctx context.Context, name, amount string) (BalanceResponse, error) {
-	var out BalanceResponse
-	err := c.do(ctx, http.MethodPost, "/deposit", MoneyRequest{Name: name, Amount: amountJSON(amount)}, &out)
-	return out, err
+	return c.money(ctx, "/deposit", name, amount)
 }
 
 // Withdraw takes amount from name.
 func (c *Client) Withdraw(ctx context.Context, name, amount string) (BalanceResponse, error) {
+	return c.money(ctx, "/withdraw", name, amount)
+}
+
+func (c *Client) money(ctx context.Context, path, name, amount string) (BalanceResponse, error) {
 	var out BalanceResponse
-	err := c.do(ctx, http.MethodPost, "/withdraw", MoneyRequest{Name: name, Amount: amountJSON(amount)}, &out)
+	err := c.do(ctx, http.MethodPost, path, MoneyRequest{Name: name, Amount: amountJSON(amount)}, &out)
 	return out, err
 }
 

@@ -97,12 +97,10 @@ func (s *server) setATM(a *ATM) {
 }
 
 func (s *server) whenReady(c *fiber.Ctx) error {
-	select {
-	case <-s.ready:
-		return c.Next()
-	default:
+	if s.joined() == nil {
 		return errStarting
 	}
+	return c.Next()
 }
 
 // parseAmount accepts "12.50" or 12.50; both go through the decimal parser, never a float.
