@@ -1,11 +1,9 @@
 package consul
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -72,7 +70,7 @@ func (b *Backend) watch(ctx context.Context, service string, out chan<- []discov
 		for _, e := range entries {
 			members = append(members, discovery.Member{Instance: instance(e), Health: health(e.Checks)})
 		}
-		slices.SortStableFunc(members, func(x, y discovery.Member) int { return cmp.Compare(x.ID, y.ID) })
+		discovery.SortMembers(members)
 		// Blocking queries also return on unrelated index bumps and on WaitTime expiry.
 		// The fingerprint (fmt prints maps sorted) stays ours even if the receiver
 		// edits the slices it got. It is never empty ("[]" at least), so the first

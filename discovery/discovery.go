@@ -4,8 +4,10 @@
 package discovery
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 )
@@ -105,4 +107,9 @@ type Backend interface {
 // SortInstances orders instances by ID so that callers see a stable order.
 func SortInstances(in []Instance) {
 	sort.Slice(in, func(a, b int) bool { return in[a].ID < in[b].ID })
+}
+
+// SortMembers orders members by ID, keeping the order of equal IDs.
+func SortMembers(ms []Member) {
+	slices.SortStableFunc(ms, func(x, y Member) int { return cmp.Compare(x.ID, y.ID) })
 }

@@ -65,30 +65,28 @@ func (s *Static) Deregister(_ context.Context, service, id string) error {
 
 // SetTag adds or removes a tag.
 func (s *Static) SetTag(_ context.Context, service, id, tag string, on bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.members[service][id]
-	if !ok {
-		return ErrNotFound
-	}
-	m.Tags = slices.DeleteFunc(m.Tags, func(t string) bool { return t == tag })
-	if on {
-		m.Tags = append(m.Tags, tag)
-	}
-	s.members[service][id] = m
-	s.notify(service)
-	return nil
+	return s.update(service, id, func(m *Member) {
+		m.Tags = slices.DeleteFunc(m.Tags, func(t string) bool { return t == tag })
+		if on {
+			m.Tags = append(m.Tags, tag)
+		}
+	})
 }
 
 // SetHealth changes an instance's health, as a failing check would.
 func (s *Static) SetHealth(service, id string, h Health) error {
+	return s.update(service, id, func(m *Member) { m.Health = h })
+}
+
+// update changes a registered instance with change and tells the watchers.
+func (s *Static) update(service, id string, change func(*Member)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.members[service][id]
 	if !ok {
 		return ErrNotFound
 	}
-	m.Health = h
+	change(&m)
 	s.members[service][id] = m
 	s.notify(service)
 	return nil
@@ -100,15 +98,7 @@ func (s *Static) list(service string) []Member {
 		m.Tags = slices.Clone(m.Tags)
 		out = append(out, m)
 	}
-	slices.SortFunc(out, func(a, b Member) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	SortMembers(out)
 	return out
 }
 
