@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -80,7 +81,7 @@ func Check(consumer string, producers map[string][]Sent, got []Received) (Report
 		}
 	}
 
-	seen := map[string][]Received{}
+	first := map[string]Received{} // value → where it was first received
 	type stream struct {
 		partition int
 		producer  string
@@ -95,13 +96,12 @@ func Check(consumer string, producers map[string][]Sent, got []Received) (Report
 			}
 			nextOffset[m.Partition] = m.Offset + 1
 		}
-		prev := seen[m.Value]
-		seen[m.Value] = append(prev, m)
-		if len(prev) > 0 {
+		if prev, dup := first[m.Value]; dup {
 			// Its order and position were judged the first time; once more is the problem.
-			r.Duplicates = append(r.Duplicates, fmt.Sprintf("%s, before at %d/%d", at, prev[0].Partition, prev[0].Offset))
+			r.Duplicates = append(r.Duplicates, fmt.Sprintf("%s, before at %d/%d", at, prev.Partition, prev.Offset))
 			continue
 		}
+		first[m.Value] = m
 		o, ok := from[m.Value]
 		if !ok {
 			r.Unknown = append(r.Unknown, at)
@@ -119,14 +119,9 @@ func Check(consumer string, producers map[string][]Sent, got []Received) (Report
 		}
 	}
 
-	names := make([]string, 0, len(producers))
-	for name := range producers {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(producers)) {
 		for _, s := range producers[name] {
-			if s.Acked && len(seen[s.Value]) == 0 {
+			if _, received := first[s.Value]; s.Acked && !received {
 				r.Missing = append(r.Missing, fmt.Sprintf("%s (%s, acknowledged at %d/%d)", s.Value, name, s.Partition, s.Offset))
 			}
 		}
