@@ -191,14 +191,14 @@ func (g *GroupTransport) serve(c *conn, f frame, body io.Reader) {
 	select {
 	case g.consumeCh <- rpc:
 	case <-g.ctx.Done():
-		c.send(errorFrame(f.id, codeShutdown, "raft group is shutting down"))
+		c.send(shutdownFrame(f.id))
 		return
 	}
 	select {
 	case resp := <-respCh:
 		g.reply(c, f.id, resp, sendNow)
 	case <-g.ctx.Done():
-		c.send(errorFrame(f.id, codeShutdown, "raft group is shutting down"))
+		c.send(shutdownFrame(f.id))
 	}
 }
 
@@ -241,7 +241,7 @@ func (g *GroupTransport) serveHeartbeat(c *conn, f frame, req *raft.AppendEntrie
 	case resp := <-respCh:
 		g.reply(c, f.id, resp, sendHold)
 	default:
-		c.push(errorFrame(f.id, codeShutdown, "raft group is shutting down"), sendHold, nil)
+		c.push(shutdownFrame(f.id), sendHold, nil)
 	}
 }
 

@@ -192,10 +192,7 @@ func appendString(b []byte, s string) []byte {
 
 // requestFrame builds a request; conn.start stamps its id.
 func requestFrame(rpc byte, group, method string, timeoutMs uint64, payload []byte) ([]byte, error) {
-	b := make([]byte, 0, 32+len(group)+len(method)+len(payload))
-	b = startFrame(b, kindRequest, 0)
-	b = append(b, rpc)
-	b = appendString(b, group)
+	b := startRequest(make([]byte, 0, 32+len(group)+len(method)+len(payload)), rpc, group)
 	if rpc == rpcCustom {
 		b = appendString(b, method)
 		b = binary.AppendUvarint(b, timeoutMs)
@@ -203,12 +200,15 @@ func requestFrame(rpc byte, group, method string, timeoutMs uint64, payload []by
 	return finishFrame(append(b, payload...))
 }
 
+// startRequest appends the header of a request to group, id left for conn.start.
+func startRequest(b []byte, rpc byte, group string) []byte {
+	b = startFrame(b, kindRequest, 0)
+	return appendString(append(b, rpc), group)
+}
+
 // raftRequestFrame builds the request frame of a raft RPC; conn.start stamps its id.
 func raftRequestFrame(rpc byte, group string, args any) ([]byte, error) {
-	b := make([]byte, 0, 32+len(group)+payloadSize(args))
-	b = startFrame(b, kindRequest, 0)
-	b = append(b, rpc)
-	b = appendString(b, group)
+	b := startRequest(make([]byte, 0, 32+len(group)+payloadSize(args)), rpc, group)
 	b, err := appendPayload(b, args)
 	if err != nil {
 		return nil, err
@@ -235,6 +235,11 @@ func responseFrame(id uint64, payload []byte) ([]byte, error) {
 	b := make([]byte, 0, 16+len(payload))
 	b = startFrame(b, kindResponse, id)
 	return finishFrame(append(b, payload...))
+}
+
+// shutdownFrame answers a raft RPC of a group that is shutting down.
+func shutdownFrame(id uint64) []byte {
+	return errorFrame(id, codeShutdown, "raft group is shutting down")
 }
 
 func errorFrame(id uint64, code byte, msg string) []byte {
