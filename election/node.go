@@ -40,7 +40,6 @@ type Node struct {
 	mu        sync.Mutex
 	subs      []chan bool
 	isLeader  bool
-	closed    bool
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
@@ -246,9 +245,11 @@ func (n *Node) LeaderChanges() <-chan bool {
 	c := make(chan bool, 8)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
+	select {
+	case <-n.done: // closed by Close under mu
 		close(c)
 		return c
+	default:
 	}
 	c <- n.isLeader
 	n.subs = append(n.subs, c)
@@ -332,7 +333,6 @@ func (n *Node) configuration(ctx context.Context) (raft.Configuration, error) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
-		n.closed = true
 		close(n.done)
 		n.mu.Unlock()
 		n.cancel()
