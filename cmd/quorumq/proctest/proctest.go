@@ -156,13 +156,22 @@ func (p *Proc) WaitOutput(t testing.TB, substr string, timeout time.Duration) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("proctest: free port: %v", err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("proctest: free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		// The kernel may hand a just-closed port out again before the child that was
+		// given it binds it: never give the same port to two callers of one test binary.
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+var handedOut sync.Map // port → true
 
 // FreeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.
 func FreeAddr(t testing.TB) string {
