@@ -219,6 +219,9 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		}
 	}
 	backoff := c.minBackoff
+	// last is the latest error a server or the network gave; an attempt cut short by
+	// the deadline says nothing new, and the caller wants to know why it never worked.
+	var last error
 	for attempt := 1; ; attempt++ {
 		addr, err := c.managers.pick(ctx)
 		if err == nil {
@@ -232,6 +235,10 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			}
 			c.managers.failed(addr)
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
+		err = last
 		if ctx.Err() != nil {
 			return fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err)
 		}
