@@ -50,12 +50,14 @@ func (b *Broker) newApp() *fiber.App {
 	app.Get("/replicas", b.listReplicas)
 	app.Get("/replicas/:topic/:partition", b.replicaStatus)
 	app.Delete("/replicas/:topic/:partition", b.deleteReplicaHandler)
+	app.Get("/replicas/:topic/:partition/messages", b.readAt)
 	app.Post("/replicas/:topic/:partition/members", b.addMember)
 	app.Delete("/replicas/:topic/:partition/members/:id", b.removeMember)
 	app.Post("/produce", b.produce)
 	app.Post("/consumers", b.registerConsumer)
 	app.Post("/consume", b.consume)
 	app.Get("/size", b.size)
+	b.mountManager(app)
 	return app
 }
 

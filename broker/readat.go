@@ -1,0 +1,85 @@
+package broker
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+//	GET /replicas/{topic}/{partition}/messages?offset=N&max=M   → ReadAtReply
+//
+// reads messages by offset without moving any consumer (replay, peek), on any replica.
+
+// maxReadAt bounds the messages of one read by offset.
+const maxReadAt = 1000
+
+// readChunk is how many messages readAt takes from the store at a time, so that the
+// byte limit stops it after at most one chunk too many.
+const readChunk = 32
+
+// ReadAtReply holds the messages [Offset, Next). End is the offset this replica has
+// applied up to: a follower may be behind the leader, and End says how far it is.
+type ReadAtReply struct {
+	Offset   uint64   `json:"offset"`
+	Messages []string `json:"messages"`
+	Next     uint64   `json:"next_offset"`
+	End      uint64   `json:"end"`
+}
+
+// queryCount reads a non-negative number from the query string, def when it is absent.
+func queryCount(c *fiber.Ctx, name string, def uint64) (uint64, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, failf(http.StatusBadRequest, "query parameter %s must be a non-negative number, got %q", name, v)
+	}
+	return n, nil
+}
+
+// readAt answers from this replica's store without a read barrier, follower or leader:
+// a replica applies only committed entries, and committed messages never change, so
+// every offset it returns holds exactly the bytes any other replica would return. A
+// replica that is behind returns fewer messages (none when offset is past its End)
+// than the leader would; a caller that needs everything up to the latest write asks
+// again, or asks the leader.
+func (b *Broker) readAt(c *fiber.Ctx) error {
+	r, err := b.pathReplica(c)
+	if err != nil {
+		return err
+	}
+	offset, err := queryCount(c, "offset", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := queryCount(c, "max", 1)
+	if err != nil {
+		return err
+	}
+	if limit < 1 || limit > maxReadAt {
+		return failf(http.StatusBadRequest, "max must be between 1 and %d, got %d", maxReadAt, limit)
+	}
+	_, end, _, _ := r.fsm.Info()
+	out := ReadAtReply{Offset: offset, Messages: []string{}, Next: offset, End: end}
+	maxBytes := max(maxConsumeBytes, b.cfg.MaxMessageBytes)
+	size := 0
+	for out.Next < end && uint64(len(out.Messages)) < limit && size < maxBytes {
+		n := min(end-out.Next, limit-uint64(len(out.Messages)), readChunk)
+		msgs, err := r.fsm.Messages(out.Next, uint32(n))
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if len(out.Messages) > 0 && size+len(m) > maxBytes {
+				return success(c, out)
+			}
+			out.Messages = append(out.Messages, string(m))
+			size += len(m)
+			out.Next++
+		}
+	}
+	return success(c, out)
+}
