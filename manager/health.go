@@ -34,6 +34,7 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 		return
 	}
 	badSince := map[string]time.Time{}   // brokers not passing, since when
+	returning := map[string]bool{}       // brokers back from the dead, their stale replicas not dropped yet
 	var seen map[string]discovery.Member // nil until discovery has answered once
 	tick := time.NewTicker(reconcileEvery / 2)
 	defer tick.Stop()
@@ -71,13 +72,13 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 		case <-m.kick:
 		}
 		if seen != nil {
-			m.reconcile(ctx, seen, badSince)
+			m.reconcile(ctx, seen, badSince, returning)
 		}
 	}
 }
 
 // reconcile brings the metadata in line with what discovery says and moves replicas.
-func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Member, badSince map[string]time.Time) {
+func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Member, badSince map[string]time.Time, returning map[string]bool) {
 	var brokers map[string]meta.Broker
 	m.store.Read(func(s *meta.State) {
 		brokers = make(map[string]meta.Broker, len(s.Brokers))
@@ -110,7 +111,12 @@ func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Membe
 		}
 		m.log.Info("broker alive", "broker", id, "addr", httpAddr)
 		if known && b.State == meta.BrokerDead {
-			m.dropStaleReplicas(ctx, id)
+			returning[id] = true
+		}
+	}
+	for id := range returning {
+		if m.dropStaleReplicas(ctx, id) {
+			delete(returning, id)
 		}
 	}
 	for id, since := range badSince {

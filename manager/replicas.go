@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -203,13 +204,23 @@ func (m *Manager) addReplica(ctx context.Context, mv meta.Move) error {
 }
 
 // dropStaleReplicas deletes, on a broker that came back, the replicas that were moved
-// away while it was dead.
-func (m *Manager) dropStaleReplicas(ctx context.Context, id string) {
-	view := m.brokerView()
-	parts, err := m.brokers.replicas(ctx, view[id])
+// away while it was dead, and reports whether that is done. It is not while the broker
+// is still reopening its replicas after the restart (it lists only those it has
+// reopened) or a deletion failed: the health loop calls it again at its next pass. A
+// broker that is no longer alive is done with.
+func (m *Manager) dropStaleReplicas(ctx context.Context, id string) bool {
+	b := m.brokerView()[id]
+	if b.State != meta.BrokerAlive {
+		return true
+	}
+	var h broker.HealthReply
+	if err := m.brokers.call(ctx, b, http.MethodGet, "/healthz", nil, &h); err != nil || h.Reopening > 0 {
+		return false
+	}
+	parts, err := m.brokers.replicas(ctx, b)
 	if err != nil {
 		m.log.Warn("list replicas of returning broker", "broker", id, "err", err)
-		return
+		return false
 	}
 	keep := map[string]bool{}
 	m.store.Read(func(s *meta.State) {
@@ -217,12 +228,15 @@ func (m *Manager) dropStaleReplicas(ctx context.Context, id string) {
 			keep[p.GroupName()] = true
 		}
 	})
+	done := true
 	for _, p := range parts {
 		if keep[p.GroupName()] {
 			continue
 		}
-		if err := m.brokers.dropReplica(ctx, view[id], p); err != nil {
+		if err := m.brokers.dropReplica(ctx, b, p); err != nil {
 			m.log.Warn("drop stale replica", "group", p.GroupName(), "broker", id, "err", err)
+			done = false
 		}
 	}
+	return done
 }
