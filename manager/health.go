@@ -27,7 +27,10 @@ func (m *Manager) kickHealth() {
 // watchBrokers is the write manager's health loop: it follows quorumq-broker in
 // discovery, records brokers that come up, declares dead those critical (or gone) for
 // longer than the grace period, and moves replicas off dead and decommissioning brokers.
-func (m *Manager) watchBrokers(ctx context.Context) {
+// A broker that registers or passes its health check again hears from ann who the
+// write manager is (it may have restarted and forgotten), and so does every alive
+// broker at each ensure round, in case a restart went unnoticed by discovery.
+func (m *Manager) watchBrokers(ctx context.Context, ann *announcer) {
 	updates, err := m.cfg.Discovery.Watch(ctx, discovery.ServiceBroker)
 	if err != nil {
 		m.log.Error("watch brokers", "err", err)
@@ -45,6 +48,7 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ensure.C:
+			ann.toAlive()
 			m.ensureReplicas(ctx)
 		case members, ok := <-updates:
 			if !ok {
@@ -55,6 +59,9 @@ func (m *Manager) watchBrokers(ctx context.Context) {
 			for _, mb := range members {
 				current[mb.ID] = mb
 				if mb.Health == discovery.Passing {
+					if prev, ok := seen[mb.ID]; !ok || prev.Health != discovery.Passing {
+						ann.to(mb.ID, mb.Addr)
+					}
 					delete(badSince, mb.ID)
 				} else if _, ok := badSince[mb.ID]; !ok {
 					badSince[mb.ID] = now

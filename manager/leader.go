@@ -10,9 +10,9 @@ import (
 )
 
 // followLeadership runs the write manager's duties while this manager leads: it carries
-// the discovery tag "leader" (the Consul UI shows which manager writes) and reconciles
-// brokers. Each new term starts with a read barrier, so the duties act on a state that
-// holds every entry committed by earlier leaders.
+// the discovery tag "leader" (the Consul UI shows which manager writes), announces
+// itself to the brokers and reconciles them. Each new term starts with a read barrier,
+// so the duties act on a state that holds every entry committed by earlier leaders.
 func (m *Manager) followLeadership(ctx context.Context, node *election.Node) {
 	var stopLeading func()
 	defer func() {
@@ -43,8 +43,16 @@ func (m *Manager) startLeading(ctx context.Context, node *election.Node) (stop f
 		if err := m.barrier(lctx, node); err != nil {
 			return
 		}
+		ann, ok := m.newAnnouncer(lctx, node)
+		if !ok {
+			return
+		}
+		defer ann.wait()
+		// Announced before the replicas are reconciled, which may take a while: the
+		// announcement needs only the brokers the barrier brought up to date.
+		ann.toAlive()
 		m.ensureReplicas(lctx)
-		m.watchBrokers(lctx)
+		m.watchBrokers(lctx, ann)
 	}()
 	return func() {
 		cancel()
