@@ -131,6 +131,19 @@ type ConsumeReply struct {
 	NextOffset uint64   `json:"next_offset"`
 }
 
+// MessagesReply answers GET /topics/{name}/partitions/{partition}/messages: the
+// messages [Offset, NextOffset), read by offset from one replica (Broker) without moving
+// any consumer. A replica that is behind may hold fewer than the leader: fewer messages,
+// or none, do not mean the partition ends there.
+type MessagesReply struct {
+	Reply
+	Partition  int      `json:"partition"`
+	Offset     uint64   `json:"offset"`
+	NextOffset uint64   `json:"next_offset"`
+	Messages   []string `json:"messages"`
+	Broker     string   `json:"broker"`
+}
+
 // SizeReply answers GET /size: messages left for the consumer.
 type SizeReply struct {
 	Reply

@@ -210,6 +210,8 @@ func TestManagerProcesses(t *testing.T) {
 		}
 	}
 
+	firstTerm := waitAnnounced(t, fb, leader, 0, "b1", "b2", "b3")
+
 	// SIGKILL the write manager and time the takeover, as the API and Consul show it.
 	old := c.byID(leader)
 	var survivors []*managerProc
@@ -243,6 +245,8 @@ func TestManagerProcesses(t *testing.T) {
 	if l := c.consulLeader(t.Context()); l != next {
 		t.Fatalf("Consul leader tag on %q, /managers says %q", l, next)
 	}
+	waitAnnounced(t, fb, next, firstTerm, "b1", "b2", "b3")
+	t.Logf("every broker names %s as the write manager %v after the SIGKILL", next, time.Since(killed))
 	for _, m := range survivors {
 		if code := sendJSON("POST", m.http, "/topics", `{"name":"after-`+m.id+`"}`, nil); code != 201 {
 			t.Fatalf("create topic via %s after failover: %d", m.id, code)
@@ -323,6 +327,24 @@ func TestManagerProcesses(t *testing.T) {
 	}
 }
 
+// waitAnnounced waits until every broker ids names manager as the write manager, with a
+// term above after, and returns that term.
+func waitAnnounced(t *testing.T, fb *fakeBrokers, manager string, after uint64, ids ...string) uint64 {
+	t.Helper()
+	var term uint64
+	eventually(t, 15*time.Second, "every broker names the write manager "+manager, func() bool {
+		for _, id := range ids {
+			a := fb.writeManager(id)
+			if a.ID != manager || a.Term <= after {
+				return false
+			}
+			term = a.Term
+		}
+		return true
+	})
+	return term
+}
+
 func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
@@ -358,12 +380,15 @@ func TestBrokerKilled(t *testing.T) {
 		brokers = append(brokers, b)
 	}
 	c.startManagers(t)
-	c.waitSettled(t)
+	writer := c.waitSettled(t)
 	m := c.managers[0]
 	eventually(t, 60*time.Second, "4 brokers alive", func() bool {
 		var r BrokersReply
 		return getJSON(m.http, "/brokers", &r) == 200 && len(r.Brokers) == 4
 	})
+	for _, b := range brokers {
+		waitBrokerNames(t, b, writer)
+	}
 	var tr TopicReply
 	if code := sendJSON("POST", m.http, "/topics", `{"name":"orders","partitions":4}`, &tr); code != 201 {
 		t.Fatalf("create topic: %d %+v", code, tr)
@@ -373,13 +398,23 @@ func TestBrokerKilled(t *testing.T) {
 		t.Fatalf("register producer: %d", code)
 	}
 	const n = 40
+	produced := map[int][]string{} // partition → messages by offset
 	for i := range n {
-		body := `{"topic":"orders","producer_id":` + itoa(pr.ProducerID) + `,"message":"msg-` + itoa(uint64(i)) + `"}`
-		var f Failure
-		if code := sendJSON("POST", c.managers[i%3].http, "/producer/produce", body, &f); code != 200 {
-			t.Fatalf("produce %d: %d %+v", i, code, f)
+		msg := "msg-" + itoa(uint64(i))
+		body := `{"topic":"orders","producer_id":` + itoa(pr.ProducerID) + `,"message":"` + msg + `"}`
+		var r struct {
+			ProduceReply
+			Failure
 		}
+		if code := sendJSON("POST", c.managers[i%3].http, "/producer/produce", body, &r); code != 200 {
+			t.Fatalf("produce %d: %d %+v", i, code, r.Failure)
+		}
+		if r.Offset != uint64(len(produced[r.Partition])) {
+			t.Fatalf("produce %d: offset %d in partition %d, after %d messages", i, r.Offset, r.Partition, len(produced[r.Partition]))
+		}
+		produced[r.Partition] = append(produced[r.Partition], msg)
 	}
+	checkReads(t, c, produced)
 
 	victim := brokers[1]
 	killed := time.Now()
@@ -414,6 +449,7 @@ func TestBrokerKilled(t *testing.T) {
 		return true
 	})
 	t.Logf("broker %s SIGKILLed: every partition it held back to 3 replicas after %v (default grace 5s)", victim.id, restored)
+	checkReads(t, c, produced) // the new replicas too
 
 	var cr ConsumerReply
 	if code := sendJSON("POST", m.http, "/consumer/register", `{"topic":"orders"}`, &cr); code != 200 {
@@ -449,6 +485,7 @@ func TestBrokerKilled(t *testing.T) {
 			return b.ID == victim.id && b.State == meta.BrokerAlive
 		}) && getJSON(victim.http, "/replicas", &held) == 200 && len(held.Replicas) == 0
 	})
+	waitBrokerNames(t, victim, writer) // the restarted broker forgot, and was told again
 
 	// Decommission a broker: its replicas move first, then it is released.
 	gone := brokers[2].id
@@ -484,6 +521,37 @@ func TestBrokerKilled(t *testing.T) {
 		var r ConsumeReply
 		if code := getJSON(c.managers[i%3].http, q, &r); code != 200 || r.Message == nil || !strings.HasPrefix(*r.Message, "late-") {
 			t.Fatalf("consume after decommission: %d %+v", code, r)
+		}
+	}
+}
+
+// waitBrokerNames waits until broker b's GET /manager names the write manager.
+func waitBrokerNames(t *testing.T, b *brokerProc, manager string) {
+	t.Helper()
+	eventually(t, 15*time.Second, "broker "+b.id+" names the write manager "+manager, func() bool {
+		var a struct{ ID string }
+		return getJSON(b.http, "/manager", &a) == 200 && a.ID == manager
+	})
+}
+
+// checkReads reads every partition by offset through the managers, three times in a
+// row from each (so that the round robin asks every replica), and wants what was
+// produced. A replica may lag for a moment, never differ: it is asked until it has it.
+func checkReads(t *testing.T, c *procCluster, produced map[int][]string) {
+	t.Helper()
+	for p, want := range produced {
+		path := "/topics/orders/partitions/" + itoa(uint64(p)) + "/messages?offset=0&max=1000"
+		for _, m := range c.managers {
+			for range 3 {
+				var r MessagesReply
+				eventually(t, 30*time.Second, "partition "+itoa(uint64(p))+" read through "+m.id, func() bool {
+					code := getJSON(m.http, path, &r)
+					if code == 200 && (len(r.Messages) > len(want) || !slices.Equal(r.Messages, want[:len(r.Messages)])) {
+						t.Fatalf("partition %d read through %s from %s: %q, want (a prefix of) %q", p, m.id, r.Broker, r.Messages, want)
+					}
+					return code == 200 && len(r.Messages) == len(want) && r.NextOffset == uint64(len(want))
+				})
+			}
 		}
 	}
 }

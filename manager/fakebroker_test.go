@@ -19,16 +19,43 @@ import (
 // sharing one in-memory log per partition group (as if replication were instant).
 type fakeBrokers struct {
 	mu       sync.Mutex
-	logs     map[string][]string          // group → messages
-	offsets  map[string]map[string]uint64 // group → consumer → next offset
-	replicas map[string]map[string]bool   // broker → groups
-	members  map[string]map[string]bool   // group → broker ids
-	opening  map[string]bool              // groups whose replicas fail to open (503), as if still opening
+	logs     map[string][]string                   // group → messages
+	offsets  map[string]map[string]uint64          // group → consumer → next offset
+	replicas map[string]map[string]bool            // broker → groups
+	members  map[string]map[string]bool            // group → broker ids
+	opening  map[string]bool                       // groups whose replicas fail to open (503), as if still opening
+	manager  map[string]broker.ManagerAnnouncement // broker → the write manager it records
+	reads    map[string]int                        // broker → reads by offset it answered
+	failing  map[string]bool                       // brokers whose reads by offset fail (500)
 }
 
 func newFakeBrokers() *fakeBrokers {
 	return &fakeBrokers{logs: map[string][]string{}, offsets: map[string]map[string]uint64{},
-		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}, opening: map[string]bool{}}
+		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}, opening: map[string]bool{},
+		manager: map[string]broker.ManagerAnnouncement{}, reads: map[string]int{}, failing: map[string]bool{}}
+}
+
+// writeManager is who broker id records as the write manager.
+func (f *fakeBrokers) writeManager(id string) broker.ManagerAnnouncement {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.manager[id]
+}
+
+// setFailing makes broker id's reads by offset fail (or work again).
+func (f *fakeBrokers) setFailing(id string, failing bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failing[id] = failing
+}
+
+// readCounts returns how many reads by offset each broker answered, and resets them.
+func (f *fakeBrokers) readCounts() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.reads
+	f.reads = map[string]int{}
+	return out
 }
 
 // start serves broker id and registers it in d, with a health check on /healthz.
@@ -79,6 +106,21 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		reply(200, success)
 		return
 	}
+	if parts[0] == "manager" {
+		cur := f.manager[id]
+		if r.Method == http.MethodPut {
+			var a broker.ManagerAnnouncement
+			json.NewDecoder(r.Body).Decode(&a)
+			accepted := a.Term > cur.Term || a.Term == cur.Term && a.ID == cur.ID // the broker's term rule
+			if accepted {
+				f.manager[id], cur = a, a
+			}
+			reply(200, broker.AnnounceReply{Accepted: accepted, Manager: cur})
+			return
+		}
+		reply(200, cur)
+		return
+	}
 	if parts[0] == "replicas" && len(parts) >= 3 {
 		n, _ := strconv.Atoi(parts[2])
 		g := meta.GroupName(parts[1], n)
@@ -88,6 +130,24 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 			return
 		case len(parts) == 3 && r.Method == http.MethodDelete:
 			delete(f.replicas[id], g)
+		case len(parts) == 4 && r.Method == http.MethodGet: // messages by offset
+			switch {
+			case f.failing[id]:
+				failure(http.StatusInternalServerError, "broken on purpose")
+				return
+			case !f.replicas[id][g]:
+				failure(http.StatusNotFound, "broker has no replica of "+g)
+				return
+			}
+			f.reads[id]++
+			q := r.URL.Query()
+			off, _ := strconv.ParseUint(q.Get("offset"), 10, 64)
+			n, _ := strconv.ParseUint(q.Get("max"), 10, 64)
+			log := f.logs[g]
+			from := min(off, uint64(len(log)))
+			end := min(from+n, uint64(len(log)))
+			reply(200, broker.ReadAtReply{Offset: off, Messages: append([]string{}, log[from:end]...), Next: max(off, end), End: uint64(len(log))})
+			return
 		case len(parts) == 4 && r.Method == http.MethodPost:
 			var p broker.Peer
 			json.NewDecoder(r.Body).Decode(&p)

@@ -33,6 +33,7 @@ func (m *Manager) newApp() *fiber.App {
 	app.Get("/topics", m.listTopics)
 	app.Get("/topics/:name", m.getTopic)
 	app.Post("/topics/:name/partitions", m.addPartitions)
+	app.Get("/topics/:name/partitions/:partition/messages", m.router.readAt)
 	app.Post("/producer/register", m.registerProducer)
 	app.Post("/consumer/register", m.registerConsumer)
 	app.Post("/producer/produce", m.router.produce)

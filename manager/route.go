@@ -14,17 +14,19 @@ import (
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// router sends produce, consume and size to the brokers leading the partitions.
+// router sends produce, consume and size to the brokers leading the partitions, and
+// reads by offset to any of their replicas (readat.go).
 type router struct {
 	m *Manager
 
 	mu      sync.Mutex
 	rr      map[string]uint64 // topic → next partition for keyless produce
 	cursors map[uint64]int    // consumer → partition to look at first
+	reads   map[string]uint64 // partition group → turn of its next read by offset
 }
 
 func newRouter(m *Manager) *router {
-	return &router{m: m, rr: map[string]uint64{}, cursors: map[uint64]int{}}
+	return &router{m: m, rr: map[string]uint64{}, cursors: map[uint64]int{}, reads: map[string]uint64{}}
 }
 
 // lookup reads what fn needs from the local state and, when fn says something is
