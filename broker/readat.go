@@ -11,8 +11,8 @@ import (
 //
 // reads messages by offset without moving any consumer (replay, peek), on any replica.
 
-// maxReadAt bounds the messages of one read by offset.
-const maxReadAt = 1000
+// MaxReadAt bounds the messages of one read by offset.
+const MaxReadAt = 1000
 
 // readChunk is how many messages readAt takes from the store at a time, so that the
 // byte limit stops it after at most one chunk too many.
@@ -59,8 +59,8 @@ func (b *Broker) readAt(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if limit < 1 || limit > maxReadAt {
-		return failf(http.StatusBadRequest, "max must be between 1 and %d, got %d", maxReadAt, limit)
+	if limit < 1 || limit > MaxReadAt {
+		return failf(http.StatusBadRequest, "max must be between 1 and %d, got %d", MaxReadAt, limit)
 	}
 	_, end, _, _ := r.fsm.Info()
 	out := ReadAtReply{Offset: offset, Messages: []string{}, Next: offset, End: end}

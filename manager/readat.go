@@ -13,9 +13,6 @@ import (
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// maxReadAt bounds one read by offset (the brokers' own limit, broker/readat.go).
-const maxReadAt = 1000
-
 // queryCount reads a non-negative number from the query string, def when it is absent.
 func queryCount(c *fiber.Ctx, name string, def uint64) (uint64, error) {
 	v := c.Query(name)
@@ -49,8 +46,8 @@ func (r *router) readAt(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if limit < 1 || limit > maxReadAt {
-		return badRequest("query parameter max must be between 1 and %d, got %d", maxReadAt, limit)
+	if limit < 1 || limit > broker.MaxReadAt {
+		return badRequest("query parameter max must be between 1 and %d, got %d", broker.MaxReadAt, limit)
 	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()
