@@ -78,6 +78,7 @@ type Broker struct {
 	replicas map[string]*replica      // by group name
 	opening  map[string]chan struct{} // groups being opened, closed when done
 	pending  int                      // replicas still to reopen after a restart
+	cleared  clearedGroups            // nudge.go
 }
 
 // New opens the broker's store and Raft listener and its HTTP listener.
@@ -112,6 +113,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: http listener: %w", err)
 	}
 	b.mux.Handle(pingGroup, pingMethod, func(context.Context, []byte) ([]byte, error) { return nil, nil })
+	b.mux.Handle(pingGroup, clearedMethod, b.cleared.serve)
 	b.app = b.newApp()
 	return b, nil
 }

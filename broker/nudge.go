@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,22 +19,31 @@ import (
 // brokers, and while one does not answer it watches the partitions that broker leads.
 // Once a partition's last contact is LeaderLeaseTimeout old, it lowers the follower's
 // HeartbeatTimeout to that (ReloadConfig also wakes raft's follower loop to compare at
-// once), one survivor (by a hash of the group) nudgeLag after the other: the first
-// one's pre-vote is refused (the second still has a leader), the second's is granted
-// (the first no longer has one), so one election settles it. The two survivors' last
-// contacts differ by up to a heartbeat gap (HeartbeatTimeout/5 plus the coalescing
-// delay, 500 ms with PartitionTiming), so the lag is about that. Raft's own rules decide
-// everything; a wrong suspicion only makes a follower give up on a silent leader sooner.
-// So failover no longer waits for HeartbeatTimeout, which PartitionTiming can stretch
-// to send fewer heartbeats; a leader that stalls while its process still answers pings
-// is found at raft's own pace.
+// once). One survivor, the heir (by a hash of the group, the same on every broker), must
+// go second: the first one's pre-vote is refused (the heir still has a leader), the
+// heir's is granted (the first no longer has one), so one election settles it. When
+// both go within a round trip they split the vote and wait a whole election timeout.
+// The two survivors' last contacts differ by up to a heartbeat gap (HeartbeatTimeout/5
+// plus the coalescing delay, 700 ms with PartitionTiming), so instead of guessing a lag
+// the first survivor tells the heir's broker once its raft has let go of the leader
+// (clearedMethod), and the heir goes at once; it goes nudgeLag late on its own if that
+// word never comes. Raft's own rules decide everything; a wrong suspicion only makes a
+// follower give up on a silent leader sooner. So failover no longer waits for
+// HeartbeatTimeout, which PartitionTiming can stretch to send fewer heartbeats; a leader
+// that stalls while its process still answers pings is found at raft's own pace.
 const (
 	pingGroup, pingMethod = "broker", "ping"
+	clearedMethod         = "cleared" // body: group names, one per line
 
 	pingEvery   = 200 * time.Millisecond
 	pingTimeout = 500 * time.Millisecond
 	nudgeEvery  = 50 * time.Millisecond
-	nudgeLag    = 500 * time.Millisecond
+	nudgeLag    = time.Second
+	clearedTTL  = 10 * time.Second // a word from the other survivor older than this is stale
+	// peersEvery: listing the peers walks every replica (7 % of an idle broker's CPU
+	// with 1,000 partitions when done at every ping); a new peer waits this long for
+	// its first ping.
+	peersEvery = 2 * time.Second
 )
 
 // watchPeers pings the other brokers and nudges the partitions led by any that do not
@@ -43,7 +53,7 @@ func (b *Broker) watchPeers(ctx context.Context) {
 		mu       sync.Mutex
 		down     = map[string]bool{} // raft addresses whose last ping failed
 		inFlight = map[string]bool{}
-		nudged   = map[*replica]bool{} // only this goroutine
+		nudged   = map[*replica]*nudge{} // only this goroutine
 	)
 	ping := func(addr string) {
 		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
@@ -61,10 +71,10 @@ func (b *Broker) watchPeers(ctx context.Context) {
 			delete(down, addr)
 		}
 	}
-	startPings := func() { // of every peer whose last ping has returned
+	startPings := func(peers []string) { // of every peer whose last ping has returned
 		mu.Lock()
 		defer mu.Unlock()
-		for _, addr := range b.peerAddrs() {
+		for _, addr := range peers {
 			if !inFlight[addr] {
 				inFlight[addr] = true
 				go ping(addr)
@@ -82,21 +92,29 @@ func (b *Broker) watchPeers(ctx context.Context) {
 	}
 	nudge := time.NewTicker(nudgeEvery)
 	defer nudge.Stop()
-	var lastPing time.Time
+	var (
+		lastPing, listed time.Time
+		peers            []string
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-nudge.C:
+			if now.Sub(listed) >= peersEvery {
+				listed = now
+				peers = b.peerAddrs()
+			}
 			if now.Sub(lastPing) >= pingEvery {
 				lastPing = now
-				startPings()
+				startPings(peers)
 			}
 			suspects := suspected()
 			if len(suspects) > 0 {
 				b.nudgeFollowers(suspects, nudged)
 			}
 			if len(nudged) > 0 {
+				b.tellHeirs(ctx, nudged)
 				b.restoreNudged(suspects, nudged)
 			}
 		}
@@ -131,21 +149,32 @@ func (b *Broker) allReplicas() []*replica {
 	return rs
 }
 
+// nudge is what the watcher remembers of a replica it lowered.
+type nudge struct {
+	heir string // member id that should win the election; "" when it is this broker
+	told bool   // the heir's broker has been told that this replica let go of the leader
+}
+
 // nudgeFollowers makes the followers whose leader is suspected start an election once
-// the leader has been silent for LeaderLeaseTimeout (plus nudgeLag for the survivor
-// meant to win): it lowers their HeartbeatTimeout and ElectionTimeout to the lease,
-// the least raft accepts, which also wakes raft's follower loop to compare at once.
-// nudged holds the replicas lowered; restoreNudged puts their timing back.
-func (b *Broker) nudgeFollowers(suspects map[string]bool, nudged map[*replica]bool) {
+// the leader has been silent for LeaderLeaseTimeout, the heir only after the other
+// survivor has let go of the leader (or nudgeLag more): it lowers their HeartbeatTimeout
+// and ElectionTimeout to the lease, the least raft accepts, which also wakes raft's
+// follower loop to compare at once. nudged holds the replicas lowered; restoreNudged
+// puts their timing back.
+func (b *Broker) nudgeFollowers(suspects map[string]bool, nudged map[*replica]*nudge) {
 	lease := b.cfg.Timing.LeaderLeaseTimeout
 	for _, r := range b.allReplicas() {
 		leader := r.node.Leader()
-		if !suspects[leader.Addr] || nudged[r] {
+		if !suspects[leader.Addr] || nudged[r] != nil {
 			continue
 		}
+		heir := r.heir(leader.ID)
 		wait := lease
-		if r.heir(leader.ID) == b.cfg.ID {
-			wait += nudgeLag
+		if heir == b.cfg.ID {
+			heir = ""
+			if !b.cleared.since(r.group, time.Now().Add(-clearedTTL)) {
+				wait += nudgeLag
+			}
 		}
 		if time.Since(r.node.Raft().LastContact()) < wait {
 			continue
@@ -154,13 +183,40 @@ func (b *Broker) nudgeFollowers(suspects map[string]bool, nudged map[*replica]bo
 			b.log.Debug("cannot nudge partition", "group", r.group, "error", err)
 			continue
 		}
-		nudged[r] = true
+		nudged[r] = &nudge{heir: heir}
+	}
+}
+
+// tellHeirs tells the heirs' brokers which of the nudged replicas have let go of their
+// leader, so that the heirs stand for election now.
+func (b *Broker) tellHeirs(ctx context.Context, nudged map[*replica]*nudge) {
+	groups := map[string][]string{} // heir's raft address → groups
+	for r, n := range nudged {
+		if n.told || n.heir == "" || r.node.Leader().Addr != "" {
+			continue
+		}
+		n.told = true
+		r.mu.Lock()
+		addr := r.peers[n.heir].RaftAddr
+		r.mu.Unlock()
+		if addr != "" {
+			groups[addr] = append(groups[addr], r.group)
+		}
+	}
+	for addr, gs := range groups {
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			defer cancel()
+			if _, err := b.mux.Call(cctx, raft.ServerAddress(addr), pingGroup, clearedMethod, []byte(strings.Join(gs, "\n"))); err != nil {
+				b.log.Debug("cannot tell heir's broker", "raft", addr, "error", err)
+			}
+		}()
 	}
 }
 
 // restoreNudged gives the nudged replicas their usual timing back once they know a
 // leader other than a suspect (or are closed).
-func (b *Broker) restoreNudged(suspects map[string]bool, nudged map[*replica]bool) {
+func (b *Broker) restoreNudged(suspects map[string]bool, nudged map[*replica]*nudge) {
 	for r := range nudged {
 		if leader := r.node.Leader(); (leader.Addr == "" || suspects[leader.Addr]) && !r.closed() {
 			continue
@@ -170,6 +226,39 @@ func (b *Broker) restoreNudged(suspects map[string]bool, nudged map[*replica]boo
 			b.log.Error("restoring partition timing", "group", r.group, "error", err)
 		}
 	}
+}
+
+// clearedGroups records when another broker said its replica of a group let go of a
+// suspected leader.
+type clearedGroups struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// serve is the clearedMethod handler.
+func (c *clearedGroups) serve(_ context.Context, req []byte) ([]byte, error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	for g := range strings.SplitSeq(string(req), "\n") {
+		c.at[g] = now
+	}
+	for g, t := range c.at { // few entries: only after a broker's death
+		if now.Sub(t) > clearedTTL {
+			delete(c.at, g)
+		}
+	}
+	return nil, nil
+}
+
+// since reports whether group was cleared after t.
+func (c *clearedGroups) since(group string, t time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.at[group].After(t)
 }
 
 // setTimeouts changes the replica's raft HeartbeatTimeout and ElectionTimeout.

@@ -74,16 +74,14 @@ type replicaDesc struct {
 // store). The price of a short log: a follower that falls further behind than
 // TrailingLogs catches up by snapshot, which streams the whole partition.
 //
-// HeartbeatTimeout is 2 s (raft heartbeats every 200–400 ms plus coalesceDelay): idle
-// partitions cost CPU per heartbeat, and a dead broker's partitions are taken over
-// after LeaderLeaseTimeout (1 s) of silence through the broker's pings (nudge.go), not
-// after HeartbeatTimeout. Measured, 1,000 idle partitions on 3 brokers: 1 s 13–16 % of
-// a core per broker, all led again 1.4–2.4 s after a SIGKILL; 2 s 9–13 %, 1.5–1.7 s;
-// a cold restart of all brokers takes longer (ElectionTimeout 2 s: 7.7–8.2 s, was
-// 6.0–6.4 s). The lease stays 1 s, twice the longest gap between heartbeats.
+// Heartbeats and the lease are IdleTiming's: a dead broker's partitions are taken over
+// through the broker's pings (nudge.go), not after HeartbeatTimeout. Measured, 1,000
+// idle partitions on 3 brokers (`quorumq bench partitions --partitions 1000`): a 1 s
+// HeartbeatTimeout cost 13–16 % of a core per broker, 2 s 10–11 %, 3 s 7.5–9 %; a cold
+// restart of all brokers takes longer with a longer ElectionTimeout (1 s: 6.0–6.4 s,
+// 2 s: 7.7–8.4 s, 3 s: 9.6–10.2 s).
 func PartitionTiming() election.Timing {
 	t := election.IdleTiming()
-	t.HeartbeatTimeout, t.ElectionTimeout = 2*time.Second, 2*time.Second
 	t.SnapshotThreshold = 256
 	t.TrailingLogs = 256
 	t.SnapshotInterval = 2 * time.Second // raft checks at a random time in [2 s, 4 s)
