@@ -11,6 +11,7 @@ package broker
 //	POST   /replicas/{topic}/{partition}/members      Peer (add a voting member)
 //	DELETE /replicas/{topic}/{partition}/members/{id}
 //	POST   /produce                                   ProduceRequest → ProduceReply
+//	POST   /produce?topic=&partition=&producer_id=&seq=  MIMEBatch body (produce_http.go) → ProduceReply
 //	POST   /consumers                                 RegisterRequest → RegisterReply
 //	POST   /consume                                   ConsumeRequest → ConsumeReply
 //	GET    /size?topic=&partition=&consumer_id=       → SizeReply

@@ -61,21 +61,47 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tt.method, "http://"+b.HTTPAddr()+tt.path, strings.NewReader(tt.body))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tt.code || !strings.Contains(string(body), `"status":"failure"`) || !strings.Contains(string(body), `"message":"`) {
-				t.Fatalf("got %d %s, want %d and a JSON failure", resp.StatusCode, body, tt.code)
-			}
+			expectFailure(t, tt.method, "http://"+b.HTTPAddr()+tt.path, "application/json", tt.body, tt.code)
+		})
+	}
+	batch := string(broker.AppendBatch(nil, "m"))
+	binaryTests := []struct {
+		name, query, body string
+		code              int
+	}{
+		{"binary: no topic", "partition=0", batch, 400},
+		{"binary: no partition", "topic=t", batch, 400},
+		{"binary: bad partition", "topic=t&partition=x", batch, 400},
+		{"binary: bad seq", "topic=t&partition=0&producer_id=p&seq=-1", batch, 400},
+		{"binary: no message", "topic=t&partition=0", "", 400},
+		{"binary: message cut short", "topic=t&partition=0", batch + "\x05abc", 400},
+		{"binary: bad length", "topic=t&partition=0", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 400},
+		{"binary: oversize message", "topic=t&partition=0", batch + string(broker.AppendBatch(nil, big)), 413},
+		{"binary: unknown partition", "topic=t&partition=7", batch, 404},
+	}
+	for _, tt := range binaryTests {
+		t.Run(tt.name, func(t *testing.T) {
+			expectFailure(t, "POST", "http://"+b.HTTPAddr()+"/produce?"+tt.query, broker.MIMEBatch, tt.body, tt.code)
 		})
 	}
 	st, err := cl.Status(context.Background(), b.HTTPAddr(), "t", 0)
 	if err != nil || st.Next != 0 || st.Consumers != 0 {
 		t.Fatalf("bad requests stored something: %+v %v", st, err)
+	}
+}
+
+func expectFailure(t *testing.T, method, url, contentType, body string, code int) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != code || !strings.Contains(string(got), `"status":"failure"`) || !strings.Contains(string(got), `"message":"`) {
+		t.Fatalf("got %d %s, want %d and a JSON failure", resp.StatusCode, got, code)
 	}
 }
 
@@ -97,6 +123,14 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	if _, err := cl.Produce(ctx, "t", 0, "p", 0, []string{"old"}); err == nil {
 		t.Fatal("stale seq accepted")
 	}
+	// The JSON body is the same request: a retry in it is a duplicate too.
+	part := 0
+	var jr broker.ProduceReply
+	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part,
+		ProducerID: "p", Seq: 1, Messages: []string{"a", "b", "c"}}, &jr)
+	if err != nil || !jr.Duplicate || jr.Offset != 0 || jr.Count != 3 {
+		t.Fatalf("retried produce as JSON: %+v %v", jr, err)
+	}
 	got, err := cl.Consume(ctx, "t", 0, "c", 0, 2)
 	if err != nil || strings.Join(got.Messages, ",") != "a,b" || got.Left != 1 {
 		t.Fatalf("consume: %+v %v", got, err)
@@ -113,5 +147,14 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	empty, err := cl.Consume(ctx, "t", 0, "c", 3, 10)
 	if strings.Join(rest.Messages, ",") != "c" || err != nil || len(empty.Messages) != 0 {
 		t.Fatalf("rest %+v, then %+v %v", rest, empty, err)
+	}
+	jr = broker.ProduceReply{}
+	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part,
+		ProducerID: "p", Seq: 2, Message: &[]string{"d"}[0]}, &jr)
+	if err != nil || jr.Duplicate || jr.Offset != 3 || jr.Count != 1 {
+		t.Fatalf("produce as JSON: %+v %v", jr, err)
+	}
+	if last, err := cl.Consume(ctx, "t", 0, "c", 3, 10); err != nil || strings.Join(last.Messages, ",") != "d" {
+		t.Fatalf("consume after a JSON produce: %+v %v", last, err)
 	}
 }

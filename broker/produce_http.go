@@ -1,37 +1,50 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/quorumq/quorumq/broker/partition"
 )
 
+// MIMEBatch is the Content-Type of the binary produce body: topic, partition,
+// producer_id and seq go in the query string (POST /produce?topic=&partition=&...),
+// and the body is the messages, each as its length (uvarint) followed by its bytes.
+// It is the same request as the JSON ProduceRequest without JSON's cost: decoding a
+// batch of 100 1 KiB messages as JSON took a fifth of a partition leader's CPU.
+const MIMEBatch = "application/octet-stream"
+
+// AppendBatch appends msgs to buf in the binary produce body's format.
+func AppendBatch[M string | []byte](buf []byte, msgs ...M) []byte {
+	for _, m := range msgs {
+		buf = binary.AppendUvarint(buf, uint64(len(m)))
+		buf = append(buf, m...)
+	}
+	return buf
+}
+
 func (b *Broker) produce(c *fiber.Ctx) error {
-	var req ProduceRequest
-	if err := parseBody(c, &req); err != nil {
+	var (
+		topic string
+		part  *int
+		batch partition.Batch
+		err   error
+	)
+	if bytes.HasPrefix(c.Request().Header.ContentType(), []byte(MIMEBatch)) {
+		topic, part, batch, err = b.parseBinaryProduce(c)
+	} else {
+		topic, part, batch, err = b.parseJSONProduce(c)
+	}
+	if err != nil {
 		return err
 	}
-	if err := checkTopic(req.Topic, req.Partition); err != nil {
-		return err
-	}
-	msgs := req.Messages
-	if req.Message != nil {
-		msgs = append([]string{*req.Message}, msgs...)
-	}
-	if len(msgs) == 0 {
-		return failf(http.StatusBadRequest, "message or messages is required")
-	}
-	batch := partition.Batch{Producer: req.ProducerID, Seq: req.Seq, Msgs: make([][]byte, len(msgs))}
-	for i, m := range msgs {
-		if len(m) > b.cfg.MaxMessageBytes {
-			return failf(http.StatusRequestEntityTooLarge, "message %d is %d bytes; the limit is %d", i, len(m), b.cfg.MaxMessageBytes)
-		}
-		batch.Msgs[i] = []byte(m)
-	}
-	r, err := b.leading(req.Topic, *req.Partition)
+	r, err := b.leading(topic, *part)
 	if err != nil {
 		return err
 	}
@@ -45,7 +58,86 @@ func (b *Broker) produce(c *fiber.Ctx) error {
 	case partition.StatusOK, partition.StatusDuplicate:
 		return success(c, ProduceReply{Offset: res.First, Count: int(res.Count), Duplicate: res.Status == partition.StatusDuplicate})
 	case partition.StatusStaleSequence:
-		return failf(http.StatusConflict, "seq %d of producer %s is older than its last batch", req.Seq, req.ProducerID)
+		return failf(http.StatusConflict, "seq %d of producer %s is older than its last batch", batch.Seq, batch.Producer)
 	}
 	return failf(http.StatusInternalServerError, "produce: %s", res.Status)
+}
+
+func (b *Broker) parseJSONProduce(c *fiber.Ctx) (string, *int, partition.Batch, error) {
+	var req ProduceRequest
+	if err := parseBody(c, &req); err != nil {
+		return "", nil, partition.Batch{}, err
+	}
+	if err := checkTopic(req.Topic, req.Partition); err != nil {
+		return "", nil, partition.Batch{}, err
+	}
+	msgs := req.Messages
+	if req.Message != nil {
+		msgs = append([]string{*req.Message}, msgs...)
+	}
+	if len(msgs) == 0 {
+		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "message or messages is required")
+	}
+	batch := partition.Batch{Producer: req.ProducerID, Seq: req.Seq, Msgs: make([][]byte, len(msgs))}
+	for i, m := range msgs {
+		if err := b.checkSize(i, len(m)); err != nil {
+			return "", nil, partition.Batch{}, err
+		}
+		batch.Msgs[i] = []byte(m)
+	}
+	return req.Topic, req.Partition, batch, nil
+}
+
+// parseBinaryProduce reads a MIMEBatch request. The messages alias one copy of the
+// body (fasthttp reuses the request's buffer once the handler returns).
+func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch, error) {
+	topic := strings.Clone(c.Query("topic"))
+	var part *int
+	if s := c.Query("partition"); s != "" {
+		p, err := strconv.Atoi(s)
+		if err != nil {
+			return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "partition %q is not a number", s)
+		}
+		part = &p
+	}
+	if err := checkTopic(topic, part); err != nil {
+		return "", nil, partition.Batch{}, err
+	}
+	batch := partition.Batch{Producer: strings.Clone(c.Query("producer_id"))}
+	if s := c.Query("seq"); s != "" {
+		seq, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "seq %q is not a number", s)
+		}
+		batch.Seq = seq
+	}
+	body := c.Body()
+	n := 0
+	for rest := body; len(rest) > 0; n++ {
+		l, k := binary.Uvarint(rest)
+		if k <= 0 || l > uint64(len(rest)-k) {
+			return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "message %d of the %s body is cut short", n, MIMEBatch)
+		}
+		if err := b.checkSize(n, int(l)); err != nil {
+			return "", nil, partition.Batch{}, err
+		}
+		rest = rest[k+int(l):]
+	}
+	if n == 0 {
+		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "the %s body holds no message", MIMEBatch)
+	}
+	body = bytes.Clone(body)
+	batch.Msgs = make([][]byte, n)
+	for i := range batch.Msgs {
+		l, k := binary.Uvarint(body)
+		batch.Msgs[i], body = body[k:k+int(l):k+int(l)], body[k+int(l):]
+	}
+	return topic, part, batch, nil
+}
+
+func (b *Broker) checkSize(i, n int) error {
+	if n > b.cfg.MaxMessageBytes {
+		return failf(http.StatusRequestEntityTooLarge, "message %d is %d bytes; the limit is %d", i, n, b.cfg.MaxMessageBytes)
+	}
+	return nil
 }

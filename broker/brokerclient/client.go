@@ -7,11 +7,14 @@ package brokerclient
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -45,19 +48,27 @@ func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message)
 
 // Do sends one request to addr and decodes the success reply into out.
 func (c *Client) Do(ctx context.Context, method, addr, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	return c.send(ctx, method, addr, path, "application/json", body, out)
+}
+
+// send sends body (nil: none) as contentType and decodes the success reply into out.
+func (c *Client) send(ctx context.Context, method, addr, path, contentType string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return err
@@ -136,11 +147,20 @@ func (c *Client) setLeader(topic string, part int, addr string) {
 // good (a 4xx other than 421), or ctx ends. Writes are retried as they are (same seq,
 // same offset), which is what makes retrying them safe.
 func (c *Client) onLeader(ctx context.Context, topic string, part int, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.sendToLeader(ctx, topic, part, path, "application/json", body, out)
+}
+
+// sendToLeader is onLeader for a body already encoded as contentType.
+func (c *Client) sendToLeader(ctx context.Context, topic string, part int, path, contentType string, body []byte, out any) error {
 	backoff := 20 * time.Millisecond
 	for {
 		addr, err := c.Leader(ctx, topic, part)
 		if err == nil {
-			err = c.Do(ctx, http.MethodPost, addr, path, in, out)
+			err = c.send(ctx, http.MethodPost, addr, path, contentType, body, out)
 			var e *Error
 			switch {
 			case err == nil:
@@ -162,11 +182,21 @@ func (c *Client) onLeader(ctx context.Context, topic string, part int, path stri
 	}
 }
 
-// Produce appends msgs as producer's batch seq and returns the reply.
+// Produce appends msgs as producer's batch seq and returns the reply. It sends the
+// binary body (broker.MIMEBatch).
 func (c *Client) Produce(ctx context.Context, topic string, part int, producer string, seq uint64, msgs []string) (broker.ProduceReply, error) {
+	n := 0
+	for _, m := range msgs {
+		n += binary.MaxVarintLen32 + len(m)
+	}
+	body := broker.AppendBatch(make([]byte, 0, n), msgs...)
+	q := url.Values{"topic": {topic}, "partition": {strconv.Itoa(part)}}
+	if producer != "" {
+		q.Set("producer_id", producer)
+		q.Set("seq", strconv.FormatUint(seq, 10))
+	}
 	var r broker.ProduceReply
-	err := c.onLeader(ctx, topic, part, "/produce",
-		broker.ProduceRequest{Topic: topic, Partition: &part, ProducerID: producer, Seq: seq, Messages: msgs}, &r)
+	err := c.sendToLeader(ctx, topic, part, "/produce?"+q.Encode(), broker.MIMEBatch, body, &r)
 	return r, err
 }
 
