@@ -12,8 +12,8 @@ import (
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// Announcement retries: a few attempts with doubling pauses (about 6 s in all), each
-// bounded by announceTimeout. A broker that missed them all hears again at the write
+// Announcement retries: a few attempts with doubling pauses (0.2 s to 1.6 s, 3 s in
+// all), each attempt bounded by announceTimeout. A broker that missed them all hears again at the write
 // manager's next periodic round (ensureEvery) or when it comes back up.
 const (
 	announceAttempts = 5
