@@ -3,23 +3,7 @@ package manager
 import (
 	"slices"
 	"testing"
-	"time"
 )
-
-// TestAnnouncesToBrokers: the write manager announces itself to every broker it knows,
-// and to a broker that registers later.
-func TestAnnouncesToBrokers(t *testing.T) {
-	_, fb, d := startWithBrokers(t, "announce", "b1", "b2")
-	fb.start(t, d, "b3")
-	eventually(t, 15*time.Second, "every broker names m1", func() bool {
-		for _, id := range []string{"b1", "b2", "b3"} {
-			if a := fb.writeManager(id); a.ID != "m1" || a.Term == 0 || a.HTTPAddr == "" {
-				return false
-			}
-		}
-		return true
-	})
-}
 
 // TestReadAtRoundRobin: reads by offset go round robin over the partition's replicas,
 // pass over one that fails, and refuse bad input.
