@@ -1,8 +1,7 @@
-package clientlib
+package clientlib_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -11,72 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumq/quorumq/clientlib"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
-	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
-	"github.com/quorumq/quorumq/discovery"
-	"github.com/quorumq/quorumq/manager/pgserver"
+	"github.com/quorumq/quorumq/cmd/quorumq/scenario"
 )
-
-// node is one quorumq process of the test cluster, restartable on its own data.
-type node struct {
-	id   string
-	args []string
-	proc *proctest.Proc
-	runs int
-}
-
-func (n *node) start(t *testing.T) {
-	n.runs++
-	n.proc = proctest.Start(t, fmt.Sprintf("%s#%d", n.id, n.runs), n.args...)
-}
-
-type realCluster struct {
-	consul   string // the agent's HTTP address
-	disc     *consul.Backend
-	managers map[string]*node
-	brokers  map[string]*node
-}
-
-// startCluster runs Consul, PostgreSQL, 3 brokers and 3 managers as real processes.
-func startCluster(t *testing.T) *realCluster {
-	agent := consultest.Start(t)
-	pg := pgserver.StartT(t)
-	disc, err := consul.New(agent.HTTPAddr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &realCluster{consul: agent.HTTPAddr(), disc: disc, managers: map[string]*node{}, brokers: map[string]*node{}}
-	for _, id := range []string{"b1", "b2", "b3"} {
-		n := &node{id: id, args: []string{"broker", "--id", id, "--data-dir", t.TempDir(),
-			"--raft", proctest.FreeAddr(t), "--http", proctest.FreeAddr(t), "--consul", agent.HTTPAddr()}}
-		n.start(t)
-		c.brokers[id] = n
-	}
-	for _, id := range []string{"m1", "m2", "m3"} {
-		n := &node{id: id, args: []string{"manager", "--id", id, "--data-dir", t.TempDir(),
-			"--raft", proctest.FreeAddr(t), "--http", proctest.FreeAddr(t), "--bootstrap-expect", "3",
-			"--postgres", pg.DSN("quorumq_" + id), "--consul", agent.HTTPAddr(), "--broker-grace", "2s"}}
-		n.start(t)
-		c.managers[id] = n
-	}
-	return c
-}
-
-// writeManager is the manager Consul tags as leader.
-func (c *realCluster) writeManager(t *testing.T) *node {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		ins, _ := c.disc.Healthy(t.Context(), discovery.ServiceManager)
-		for _, in := range ins {
-			if in.HasTag(discovery.TagLeader) {
-				return c.managers[in.ID]
-			}
-		}
-	}
-	t.Fatal("no write manager tagged in Consul within 60s")
-	return nil
-}
 
 // TestProduceConsumeThroughFailovers runs the SDK against a real cluster: a producer
 // and a consumer work on while the write manager and a partition's leader broker are
@@ -86,29 +23,17 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Consul, PostgreSQL and six quorumq processes")
 	}
-	cl := startCluster(t)
+	cl := scenario.Start(t, scenario.Options{Brokers: 3, Managers: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	c, err := New(WithResolver(cl.disc), WithRetryTimeout(90*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := cl.Client(t)
 
 	const topic, parts = "orders", 3
-	// The managers place partitions only once they know the brokers: retry until then.
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-		err := c.Admin().CreateTopic(cctx, topic, parts)
-		ccancel()
-		if err == nil || errors.Is(err, ErrTopicExists) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("create topic: %v", err)
-		}
+	// The managers place partitions only once they know the brokers: CreateTopic retries until then.
+	if err := cl.CreateTopic(ctx, c, topic, parts); err != nil {
+		t.Fatal(err)
 	}
-	p, err := c.NewProducer(ctx, topic, WithBatchSize(100))
+	p, err := c.NewProducer(ctx, topic, clientlib.WithBatchSize(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +46,7 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 	const total = 3000 + 1 // the last one from a second producer
 	var (
 		mu       sync.Mutex
-		consumed = map[int][]Message{}
+		consumed = map[int][]clientlib.Message{}
 		count    int
 	)
 	consumerDone := make(chan error, 1)
@@ -153,7 +78,7 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 	send := func(n int) {
 		t.Helper()
 		for range n {
-			if err := p.SendAsync(ctx, Record{Value: fmt.Sprintf("%06d", next)}); err != nil {
+			if err := p.SendAsync(ctx, clientlib.Record{Value: fmt.Sprintf("%06d", next)}); err != nil {
 				t.Fatal(err)
 			}
 			next++
@@ -171,38 +96,41 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 	send(total / 3)
 	flush("calm")
 
-	wm := cl.writeManager(t)
+	wm, err := cl.WriteManager(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	send(total / 6)
-	wm.proc.Kill()
+	wm.Kill()
 	// A metadata write needs a new write manager: registering waits for the election.
 	start := time.Now()
-	p2, err := c.NewProducer(ctx, topic, ToPartition(1))
+	p2, err := c.NewProducer(ctx, topic, clientlib.ToPartition(1))
 	if err != nil {
 		t.Fatalf("register a producer after the write manager died: %v", err)
 	}
-	t.Logf("write manager %s SIGKILLed: producer registered %v later", wm.id, time.Since(start).Round(time.Millisecond))
+	t.Logf("write manager %s SIGKILLed: producer registered %v later", wm.ID, time.Since(start).Round(time.Millisecond))
 	send(total / 6)
-	flush("write manager " + wm.id + " SIGKILLed")
-	wm.start(t)
+	flush("write manager " + wm.ID + " SIGKILLed")
+	wm.Restart(t)
 
 	info, err := c.Admin().DescribeTopic(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim := cl.brokers[info.Partitions[0].Leader]
+	victim := cl.Broker(info.Partitions[0].Leader)
 	if victim == nil {
 		t.Fatalf("partition 0 has no known leader: %+v", info)
 	}
 	send(total / 6)
-	victim.proc.Kill()
+	victim.Kill()
 	send(total - 1 - next)
-	flush("partition 0 leader " + victim.id + " SIGKILLed")
-	victim.start(t)
+	flush("partition 0 leader " + victim.ID + " SIGKILLed")
+	victim.Restart(t)
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The second producer's message counts as one more on partition 1.
-	if _, err := p2.Send(ctx, Record{Value: fmt.Sprintf("%06d", next)}); err != nil {
+	if _, err := p2.Send(ctx, clientlib.Record{Value: fmt.Sprintf("%06d", next)}); err != nil {
 		t.Fatal(err)
 	}
 	next++
@@ -257,7 +185,7 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 
 // testBatchKeysResume: SendBatch keeps each key on one partition in order, and a
 // consumer resumed by id continues where the first one stopped.
-func testBatchKeysResume(ctx context.Context, t *testing.T, c *Client) {
+func testBatchKeysResume(ctx context.Context, t *testing.T, c *clientlib.Client) {
 	if err := c.Admin().CreateTopic(ctx, "keys", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -265,15 +193,15 @@ func testBatchKeysResume(ctx context.Context, t *testing.T, c *Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []Record
+	var recs []clientlib.Record
 	for i := range 50 {
-		recs = append(recs, Record{Key: fmt.Sprint("k", i%5), Value: fmt.Sprintf("k%d-%02d", i%5, i)})
+		recs = append(recs, clientlib.Record{Key: fmt.Sprint("k", i%5), Value: fmt.Sprintf("k%d-%02d", i%5, i)})
 	}
 	pos, err := p.SendBatch(ctx, recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	where := map[string]Position{} // value → position
+	where := map[string]clientlib.Position{} // value → position
 	for i, r := range recs {
 		where[r.Value] = pos[i]
 	}
@@ -285,7 +213,7 @@ func testBatchKeysResume(ctx context.Context, t *testing.T, c *Client) {
 	if err != nil || len(got) != 10 {
 		t.Fatalf("first Poll: %d messages, %v", len(got), err)
 	}
-	resumed, err := c.NewConsumer(ctx, "keys", WithConsumerID(first.ID()))
+	resumed, err := c.NewConsumer(ctx, "keys", clientlib.WithConsumerID(first.ID()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,9 +245,9 @@ func testBatchKeysResume(ctx context.Context, t *testing.T, c *Client) {
 }
 
 // runCLI runs `quorumq args...` against the cluster to its end and returns its output.
-func runCLI(t *testing.T, cl *realCluster, stdin string, args ...string) string {
+func runCLI(t *testing.T, cl *scenario.Cluster, stdin string, args ...string) string {
 	t.Helper()
-	p := proctest.Start(t, args[0], append(args, "--consul", cl.consul)...)
+	p := proctest.Start(t, args[0], append(args, "--consul", cl.ConsulAddr)...)
 	if _, err := io.WriteString(p.Stdin, stdin); err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +259,7 @@ func runCLI(t *testing.T, cl *realCluster, stdin string, args ...string) string 
 }
 
 // testCLI drives the topic, produce and consume commands through Consul discovery.
-func testCLI(t *testing.T, cl *realCluster) {
+func testCLI(t *testing.T, cl *scenario.Cluster) {
 	want := func(out, sub string) {
 		t.Helper()
 		if !strings.Contains(out, sub) {

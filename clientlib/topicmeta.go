@@ -47,10 +47,3 @@ func (m *topicMeta) partitions(ctx context.Context) (int, error) {
 	m.count, m.fetched = max(len(info.Partitions), 1), time.Now()
 	return m.count, nil
 }
-
-// expire makes the next call ask the managers again.
-func (m *topicMeta) expire() {
-	m.mu.Lock()
-	m.fetched = time.Time{}
-	m.mu.Unlock()
-}
