@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/manager/pgserver"
 )
 
 // TestDockerfileShape checks the Dockerfile's design without running it: the build stage
@@ -163,19 +164,35 @@ func makefileLDFLAGS(t *testing.T) string {
 	return strings.TrimSpace(string(m[1]))
 }
 
-// TestImageBrokerAsNonroot runs a broker from the image's binary as the image does: uid
-// and gid 65532, --data-dir in a directory set up like the image's /data. It must
-// serve /healthz, write its files there as nonroot, and exit cleanly on SIGTERM (what
-// `docker stop` sends).
-func TestImageBrokerAsNonroot(t *testing.T) {
+// TestImageRunsAsNonroot runs a broker and a manager from the image's binary as the
+// image does: uid and gid 65532, --data-dir in a directory set up like the image's
+// /data. Each must serve /healthz, write its files there as nonroot, and exit cleanly
+// on SIGTERM (what `docker stop` sends).
+func TestImageRunsAsNonroot(t *testing.T) {
 	img := buildImage(t)
 	_, final := loadDockerfile(t)
 	bin := img.files[final.find("ENTRYPOINT")[0].Args[0]]
-	data := volumeDir(t, img)
-	httpAddr := proctest.FreeAddr(t)
+	for _, tc := range []struct {
+		name string
+		args func(t *testing.T, raft string) []string
+	}{
+		{"broker", func(*testing.T, string) []string { return []string{"broker", "--id", "b1"} }},
+		{"manager", func(t *testing.T, raft string) []string {
+			return []string{"manager", "--id", "m1", "--bootstrap-expect", "1", "--peers", "m1=" + raft,
+				"--postgres", pgserver.StartT(t).DSN("quorumq_m1")}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raft, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
+			runAsNonroot(t, bin, volumeDir(t, img), httpAddr,
+				append(tc.args(t, raft), "--raft", raft, "--http", httpAddr))
+		})
+	}
+}
+
+func runAsNonroot(t *testing.T, bin, data, httpAddr string, args []string) {
 	var out strings.Builder
-	cmd := asNonroot(exec.Command(bin, "broker", "--id", "b1", "--data-dir", data,
-		"--raft", proctest.FreeAddr(t), "--http", httpAddr))
+	cmd := asNonroot(exec.Command(bin, append(args, "--data-dir", data)...))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -185,7 +202,7 @@ func TestImageBrokerAsNonroot(t *testing.T) {
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		if t.Failed() {
-			t.Logf("broker output:\n%s", out.String())
+			t.Logf("%s output:\n%s", args[0], out.String())
 		}
 	})
 
@@ -195,7 +212,7 @@ func TestImageBrokerAsNonroot(t *testing.T) {
 	}
 	if ids := fmt.Sprintf("%d\t%d\t%d\t%d", nonroot, nonroot, nonroot, nonroot); !strings.Contains(string(status), "Uid:\t"+ids) ||
 		!strings.Contains(string(status), "Gid:\t"+ids) {
-		t.Fatalf("broker does not run as %d:%d:\n%s", nonroot, nonroot, status)
+		t.Fatalf("%s does not run as %d:%d:\n%s", args[0], nonroot, nonroot, status)
 	}
 	waitHealthy(t, "http://"+httpAddr+"/healthz", exited)
 
@@ -205,10 +222,10 @@ func TestImageBrokerAsNonroot(t *testing.T) {
 	select {
 	case err := <-exited:
 		if err != nil {
-			t.Errorf("broker after SIGTERM: %v, want exit status 0", err)
+			t.Errorf("%s after SIGTERM: %v, want exit status 0", args[0], err)
 		}
 	case <-time.After(15 * time.Second):
-		t.Fatal("broker did not exit within 15s of SIGTERM")
+		t.Fatalf("%s did not exit within 15s of SIGTERM", args[0])
 	}
 
 	var files int
@@ -231,7 +248,7 @@ func TestImageBrokerAsNonroot(t *testing.T) {
 		t.Fatal(err)
 	}
 	if files < 2 {
-		t.Errorf("the broker wrote nothing in its --data-dir %s", data)
+		t.Errorf("%s wrote nothing in its --data-dir %s", args[0], data)
 	}
 }
 
