@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
+	"testing"
 )
 
 // instruction is one Dockerfile instruction after line continuations are joined.
@@ -55,7 +57,7 @@ func parseDockerfile(text string) ([]stage, error) {
 			continue
 		}
 		if cont, ok := strings.CutSuffix(line, `\`); ok {
-			logical.WriteString(cont + " ")
+			logical.WriteString(strings.TrimSpace(cont) + " ")
 			continue
 		}
 		logical.WriteString(line)
@@ -189,4 +191,37 @@ func matchSegments(pattern, name []string) bool {
 	}
 	ok, err := path.Match(pattern[0], name[0])
 	return err == nil && ok && matchSegments(pattern[1:], name[1:])
+}
+
+func TestParseDockerfile(t *testing.T) {
+	stages, err := parseDockerfile(`# syntax comment
+FROM golang:1.26 AS build
+RUN a \
+    # dropped inside a continuation
+    && b
+COPY --from=x --chown=1:2 src /dst
+FROM scratch
+ENTRYPOINT ["/bin/q", "--flag"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stages) != 2 || stages[0].Name != "build" || stages[0].Image != "golang:1.26" || stages[1].Image != "scratch" {
+		t.Fatalf("stages %+v", stages)
+	}
+	run, cp, ep := stages[0].Instrs[0], stages[0].Instrs[1], stages[1].Instrs[0]
+	if run.Cmd != "RUN" || run.Raw != "a && b" || run.Exec {
+		t.Errorf("RUN %+v", run)
+	}
+	if cp.Flags["from"] != "x" || cp.Flags["chown"] != "1:2" || !slices.Equal(cp.Args, []string{"src", "/dst"}) {
+		t.Errorf("COPY %+v", cp)
+	}
+	if !ep.Exec || !slices.Equal(ep.Args, []string{"/bin/q", "--flag"}) {
+		t.Errorf("ENTRYPOINT %+v", ep)
+	}
+	for _, bad := range []string{"RUN x", "FROM a b", "FROM a\nRUN x \\", "FROM a\nCOPY --from x y", "FROM a\nCMD [\"x\""} {
+		if _, err := parseDockerfile(bad); err == nil {
+			t.Errorf("%q parsed without error", bad)
+		}
+	}
 }
