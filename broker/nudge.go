@@ -261,6 +261,36 @@ func (c *clearedGroups) since(group string, t time.Time) bool {
 	return c.at[group].After(t)
 }
 
+// hastenElection: a group that opens without a leader (new, or all its members starting
+// again) would wait HeartbeatTimeout (3–6 s) for its first election. One member, chosen
+// by a hash of the group the same way on every broker, stands after LeaderLeaseTimeout
+// instead, and takes its usual timing back once the group has a leader. Its pre-vote is
+// granted since nobody else has a leader yet; where one exists, it is refused, harmlessly.
+func (b *Broker) hastenElection(r *replica) {
+	if r.heir("") != b.cfg.ID {
+		return
+	}
+	lease := b.cfg.Timing.LeaderLeaseTimeout
+	if err := r.setTimeouts(lease, lease); err != nil {
+		b.log.Debug("cannot hasten the first election", "group", r.group, "error", err)
+		return
+	}
+	go func() {
+		t := time.NewTicker(nudgeEvery)
+		defer t.Stop()
+		for r.node.Leader().Addr == "" {
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		if err := r.setTimeouts(b.cfg.Timing.HeartbeatTimeout, b.cfg.Timing.ElectionTimeout); err != nil {
+			b.log.Error("restoring partition timing", "group", r.group, "error", err)
+		}
+	}()
+}
+
 // setTimeouts changes the replica's raft HeartbeatTimeout and ElectionTimeout.
 func (r *replica) setTimeouts(heartbeat, election time.Duration) error {
 	rf := r.node.Raft()

@@ -114,6 +114,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 	if err != nil {
 		return nil, err
 	}
+	b.hastenElection(r)
 	r.wg.Add(1)
 	go r.commitLoop()
 	return r, nil
