@@ -84,11 +84,11 @@ const maxBatch = 1024
 
 // Open opens (or creates) the broker's files in dir.
 func Open(dir string) (*DB, error) {
-	log, err := openFile(filepath.Join(dir, "raft.db"), 0)
+	log, err := openFile(filepath.Join(dir, "raft.db"), 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	data, err := openFile(filepath.Join(dir, "data.db"), dataCommitDelay)
+	data, err := openFile(filepath.Join(dir, "data.db"), dataCommitDelay, dataPageSize)
 	if err != nil {
 		log.close()
 		return nil, err
@@ -113,11 +113,12 @@ func Open(dir string) (*DB, error) {
 // Close commits the writes already queued, then closes the files.
 func (d *DB) Close() error { return errors.Join(d.wal.Close(), d.log.close(), d.data.close()) }
 
-func openFile(path string, delay time.Duration) (*file, error) {
+func openFile(path string, delay time.Duration, pageSize int) (*file, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second, // another broker holding the file is an error, not a hang
 		NoFreelistSync: true,            // the freelist is rebuilt at open instead of written per commit
 		FreelistType:   bolt.FreelistMapType,
+		PageSize:       pageSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -135,6 +136,14 @@ func openFile(path string, delay time.Duration) (*file, error) {
 // partitions a commit rewrites a B+tree path per partition: 10 ms apart, those commits
 // took 30 % of the broker's CPU.
 const dataCommitDelay = 100 * time.Millisecond
+
+// dataPageSize is data.db's bolt page size (a file keeps the size it was created
+// with). Bolt writes a commit page by page, one pwrite each, and 4 KiB pages hold only
+// three 1 KiB messages. Measured, one commit of 4 partitions × 750 messages of 1 KiB:
+// 4 KiB pages 2.8 µs of CPU per message, 16 KiB 1.6 µs, 64 KiB 1.2 µs; but 64
+// partitions × 3 messages: 4 KiB 19–27 µs, 16 KiB 18–22 µs, 64 KiB 36 µs (a commit
+// rewrites each partition's last leaf and branch pages, 11× the bytes of 4 KiB pages).
+const dataPageSize = 16 << 10
 
 // kick makes a delayed committer commit what is queued now.
 func (d *file) kick() {
