@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -29,6 +30,8 @@ type Client struct {
 	maxBackoff     time.Duration
 	retryTimeout   time.Duration
 	requestTimeout time.Duration
+	direct         bool // producers send to partition leaders, not through a manager
+	brokers        *brokerDir
 }
 
 // Option configures a Client.
@@ -70,11 +73,20 @@ func WithRetryTimeout(d time.Duration) Option { return func(c *Client) { c.retry
 // one attempt and not the whole deadline.
 func WithRequestTimeout(d time.Duration) Option { return func(c *Client) { c.requestTimeout = d } }
 
+// WithDirectProduce chooses how producers send (default true): straight to each
+// partition's leader broker, at the addresses the managers' metadata gives, or (false)
+// through a manager, which costs a hop but needs only the managers to be reachable.
+// Either way a batch is stored once. A client that reaches no broker sends through
+// the managers by itself for a while; false saves it the failed tries.
+func WithDirectProduce(on bool) Option { return func(c *Client) { c.direct = on } }
+
 // New returns a Client. One of WithResolver or WithManagers is required.
 func New(opts ...Option) (*Client, error) {
 	c := &Client{
 		http: &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
+			Proxy: http.ProxyFromEnvironment,
+			// A broker or manager that is gone must cost a try, not a request timeout.
+			DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 		}},
@@ -84,6 +96,8 @@ func New(opts ...Option) (*Client, error) {
 		maxBackoff:     time.Second,
 		retryTimeout:   30 * time.Second,
 		requestTimeout: 10 * time.Second,
+		direct:         true,
+		brokers:        &brokerDir{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -206,11 +220,8 @@ type call struct {
 // fix, or the deadline passes. Every attempt sends the same bytes, which is what makes
 // produce (producer_id + seq) and consume (offset) safe to repeat.
 func (c *Client) do(ctx context.Context, cl call) error {
-	if _, ok := ctx.Deadline(); !ok && c.retryTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.retryTimeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	var body []byte
 	if cl.body != nil {
 		var err error
@@ -253,6 +264,14 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		}
 		backoff = min(2*backoff, c.maxBackoff)
 	}
+}
+
+// bound gives a context without a deadline the retry timeout.
+func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); !ok && c.retryTimeout > 0 {
+		return context.WithTimeout(ctx, c.retryTimeout)
+	}
+	return ctx, func() {}
 }
 
 // retryable: network trouble and server-side failures are; errors the caller caused

@@ -22,6 +22,9 @@ type fakeManager struct {
 	lastSeq   map[string]fakeBatch // "producer/partition" → last stored request
 	nextID    int
 	calls     map[string]int // "METHOD /path" → requests seen
+	// brokers, when set, is the reply to GET /brokers (id → HTTP address); without it
+	// the fake has no such route, as the seed's managers had not.
+	brokers map[string]string
 
 	// fail, when set, may answer a request itself (return true) before the fake does.
 	fail func(w http.ResponseWriter, r *http.Request, n int) bool
@@ -148,6 +151,12 @@ func (f *fakeManager) serve(w http.ResponseWriter, r *http.Request) {
 			ps = append(ps, map[string]any{"partition": i, "leader": "b1", "replicas": []string{"b1", "b2", "b3"}})
 		}
 		reply(w, 200, map[string]any{"name": name, "partitions": ps})
+	case r.Method == "GET" && r.URL.Path == "/brokers" && f.brokers != nil:
+		var bs []map[string]any
+		for id, addr := range f.brokers {
+			bs = append(bs, map[string]any{"id": id, "addr": addr, "state": "alive"})
+		}
+		reply(w, 200, map[string]any{"brokers": bs})
 	case r.Method == "POST" && r.URL.Path == "/producer/register", r.Method == "POST" && r.URL.Path == "/consumer/register":
 		if _, ok := f.topics[body.Topic]; !ok {
 			failure(w, 404, "topic not found")

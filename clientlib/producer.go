@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"hash/fnv"
 	"net/http"
@@ -140,15 +141,32 @@ func (p *Producer) seqOf(partition int) *partSeq {
 	return s
 }
 
-// send delivers records to one partition as one request. A failed send still uses up
-// its sequence number: the records may have landed (the reply was lost), and reusing
-// the number would make the partition drop the next records as duplicates.
+// send delivers records to one partition as one request: straight to the partition's
+// leader broker when it can (direct.go), else through a manager, with the same seq
+// either way. A failed send still uses up its sequence number: the records may have
+// landed (the reply was lost), and reusing the number would make the partition drop
+// the next records as duplicates.
 func (p *Producer) send(ctx context.Context, partition int, records []Record) ([]Position, error) {
+	ctx, cancel := p.c.bound(ctx)
+	defer cancel()
 	s := p.seqOf(partition)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seq := s.next
 	s.next++
+	if p.c.direct && p.c.brokers.usable() {
+		n := 0
+		for _, r := range records {
+			n += binary.MaxVarintLen32 + len(r.Value)
+		}
+		r, err := p.sendDirect(ctx, partition, seq, appendBatch(make([]byte, 0, n), records))
+		if err == nil {
+			return positions(partition, records, r.Offset), nil
+		}
+		if !errors.Is(err, errNoDirect) {
+			return nil, err
+		}
+	}
 	req := produceRequest{Topic: p.topic, ProducerID: p.id, Partition: &partition, Seq: &seq}
 	if len(records) == 1 {
 		req.Message = &records[0].Value
@@ -173,6 +191,15 @@ func (p *Producer) send(ctx context.Context, partition int, records []Record) ([
 		}
 	}
 	return pos, nil
+}
+
+// positions are the places of records stored from offset first on.
+func positions(partition int, records []Record, first uint64) []Position {
+	pos := make([]Position, len(records))
+	for i := range pos {
+		pos[i] = Position{Partition: partition, Offset: int64(first) + int64(i)}
+	}
+	return pos
 }
 
 // Send sends one record and waits until the partition has it on a majority of disks.
