@@ -24,7 +24,7 @@ type fakeBroker struct {
 	parts   map[int][]string
 	last    map[string][2]uint64 // "producer/partition" → {seq, first offset}
 	calls   int
-	leader  *fakeBroker // set: this broker is a follower and names leader (421)
+	leader  *fakeBroker                             // set: this broker is a follower and names leader (421)
 	answer  func(w http.ResponseWriter, n int) bool // may answer request n itself
 	dropped func(n int) bool                        // store request n, then lose the reply
 }
