@@ -53,13 +53,16 @@ func (l *Log) GetLog(index uint64, out *raft.Log) error {
 		return raft.ErrLogNotFound
 	}
 	at := g.locs[index-g.first]
-	s := l.w.segment(at.seg)
-	if s == nil {
-		return fmt.Errorf("wal: segment %d of entry %d is gone", at.seg, index)
-	}
-	buf := make([]byte, at.len)
-	if _, err := s.f.ReadAt(buf, int64(at.off)); err != nil {
-		return fmt.Errorf("wal: reading entry %d of %s: %w", index, l.group, err)
+	buf := l.w.cached(at)
+	if buf == nil {
+		s := l.w.segment(at.seg)
+		if s == nil {
+			return fmt.Errorf("wal: segment %d of entry %d is gone", at.seg, index)
+		}
+		buf = make([]byte, at.len)
+		if _, err := s.f.ReadAt(buf, int64(at.off)); err != nil {
+			return fmt.Errorf("wal: reading entry %d of %s: %w", index, l.group, err)
+		}
 	}
 	return decodeEntry(buf[8+3+len(l.group):], out)
 }
@@ -69,11 +72,7 @@ func (l *Log) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.Log{e}) }
 
 // StoreLogs implements raft.LogStore; it returns once the entries are on disk.
 func (l *Log) StoreLogs(entries []*raft.Log) error {
-	recs := make([][]byte, len(entries))
-	for i, e := range entries {
-		recs[i] = encodeEntry(l.group, e)
-	}
-	return l.w.write(recs...)
+	return l.w.queue(&writeReq{group: l.group, entries: entries, err: make(chan error, 1)})
 }
 
 // DeleteRange implements raft.LogStore. Raft deletes either a prefix (after a
@@ -91,26 +90,34 @@ func (l *Log) DeleteRange(min, max uint64) error {
 	return fmt.Errorf("wal: cannot delete [%d, %d] from the middle of [%d, %d]", min, max, first, last)
 }
 
-func encodeEntry(group string, e *raft.Log) []byte {
-	hdr := make([]byte, 0, 8+8+1+8+4)
-	hdr = binary.BigEndian.AppendUint64(hdr, e.Index)
-	hdr = binary.BigEndian.AppendUint64(hdr, e.Term)
-	hdr = append(hdr, byte(e.Type))
+// entryHeader is index, term, type, appended-at and the length of the extensions.
+const entryHeader = 8 + 8 + 1 + 8 + 4
+
+func entrySize(group string, e *raft.Log) int {
+	return 8 + 3 + len(group) + entryHeader + len(e.Extensions) + len(e.Data)
+}
+
+// appendEntry appends e's framed record to buf.
+func appendEntry(buf []byte, group string, e *raft.Log) []byte {
+	var hdr [entryHeader]byte
+	binary.BigEndian.PutUint64(hdr[0:], e.Index)
+	binary.BigEndian.PutUint64(hdr[8:], e.Term)
+	hdr[16] = byte(e.Type)
 	var at int64
 	if !e.AppendedAt.IsZero() {
 		at = e.AppendedAt.UnixNano()
 	}
-	hdr = binary.BigEndian.AppendUint64(hdr, uint64(at))
-	hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(e.Extensions)))
-	return record(kindEntry, group, hdr, e.Extensions, e.Data)
+	binary.BigEndian.PutUint64(hdr[17:], uint64(at))
+	binary.BigEndian.PutUint32(hdr[25:], uint32(len(e.Extensions)))
+	return appendRecord(buf, kindEntry, group, hdr[:], e.Extensions, e.Data)
 }
 
 func decodeEntry(b []byte, out *raft.Log) error {
-	if len(b) < 29 {
+	if len(b) < entryHeader {
 		return fmt.Errorf("wal: entry of %d bytes", len(b))
 	}
-	ext := int(binary.BigEndian.Uint32(b[25:29]))
-	if len(b) < 29+ext {
+	ext := int(binary.BigEndian.Uint32(b[25:entryHeader]))
+	if len(b) < entryHeader+ext {
 		return fmt.Errorf("wal: entry extensions cut short")
 	}
 	*out = raft.Log{Index: binary.BigEndian.Uint64(b), Term: binary.BigEndian.Uint64(b[8:]), Type: raft.LogType(b[16])}
@@ -118,8 +125,8 @@ func decodeEntry(b []byte, out *raft.Log) error {
 		out.AppendedAt = time.Unix(0, at)
 	}
 	if ext > 0 {
-		out.Extensions = b[29 : 29+ext]
+		out.Extensions = b[entryHeader : entryHeader+ext : entryHeader+ext]
 	}
-	out.Data = b[29+ext:]
+	out.Data = b[entryHeader+ext:]
 	return nil
 }

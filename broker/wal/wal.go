@@ -36,6 +36,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 const (
@@ -78,8 +80,23 @@ type WAL struct {
 	closing   chan struct{}
 	stopped   chan struct{}
 
+	recent      []written // the last batches written, oldest first (guarded by mu)
+	recentBytes int
+
 	syncs, writes atomic.Uint64
 }
+
+// written is a batch as it was written to a segment. Raft reads an entry back right
+// after appending it (the leader to send it to followers, a follower to apply it), so
+// GetLog serves the last recentBytes from these buffers instead of reading the file.
+// A buffer is never changed once written, so entries may alias it.
+type written struct {
+	seg uint32
+	off uint32
+	buf []byte
+}
+
+const recentBytes = 16 << 20
 
 type segment struct {
 	id   uint32
@@ -107,9 +124,13 @@ func (g *groupLog) last() uint64 {
 	return g.first + uint64(len(g.locs)) - 1
 }
 
+// writeReq is records to append: recs already framed, then entries of group, which
+// the writer frames straight into the batch's buffer (one copy of each entry's data).
 type writeReq struct {
-	recs [][]byte
-	err  chan error
+	recs    [][]byte
+	group   string
+	entries []*raft.Log
+	err     chan error
 }
 
 // Open opens the segments in dir (creating dir), replaying them into memory.
@@ -344,7 +365,10 @@ func (w *WAL) closeFiles() error {
 
 // write queues records and waits until they are durable and indexed.
 func (w *WAL) write(recs ...[]byte) error {
-	r := &writeReq{recs: recs, err: make(chan error, 1)}
+	return w.queue(&writeReq{recs: recs, err: make(chan error, 1)})
+}
+
+func (w *WAL) queue(r *writeReq) error {
 	w.qmu.RLock()
 	if w.closed {
 		w.qmu.RUnlock()
@@ -463,11 +487,17 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 		for _, rec := range r.recs {
 			n += len(rec)
 		}
+		for _, e := range r.entries {
+			n += entrySize(r.group, e)
+		}
 	}
 	buf := make([]byte, 0, n)
 	for _, r := range batch {
 		for _, rec := range r.recs {
 			buf = append(buf, rec...)
+		}
+		for _, e := range r.entries {
+			buf = appendEntry(buf, r.group, e)
 		}
 	}
 	if _, err := active.f.WriteAt(buf, active.size); err != nil {
@@ -479,41 +509,71 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 	w.syncs.Add(1)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	off := active.size
 	now := time.Now()
-	for _, r := range batch {
-		for _, rec := range r.recs {
-			w.writes.Add(1)
-			g, err := w.applyRecord(active, uint32(off), uint32(len(rec)), rec[8:])
-			if err != nil {
-				return err
-			}
-			if g != nil {
-				g.written = now
-			}
-			off += int64(len(rec))
+	for rest, off := buf, uint32(active.size); len(rest) > 0; {
+		n := 8 + binary.BigEndian.Uint32(rest[4:8])
+		w.writes.Add(1)
+		g, err := w.applyRecord(active, off, n, rest[8:n])
+		if err != nil {
+			return err
+		}
+		if g != nil {
+			g.written = now
+		}
+		rest, off = rest[n:], off+n
+	}
+	w.remember(written{seg: active.id, off: uint32(active.size), buf: buf})
+	active.size += int64(len(buf))
+	w.collect()
+	return nil
+}
+
+// remember keeps buf for GetLog and forgets the oldest batches beyond recentBytes.
+func (w *WAL) remember(b written) {
+	w.recent = append(w.recent, b)
+	w.recentBytes += len(b.buf)
+	drop := 0
+	for w.recentBytes > recentBytes && drop < len(w.recent)-1 {
+		w.recentBytes -= len(w.recent[drop].buf)
+		w.recent[drop] = written{}
+		drop++
+	}
+	w.recent = w.recent[drop:]
+}
+
+// cached returns the record at l from the recent batches, or nil.
+func (w *WAL) cached(l loc) []byte {
+	for i := len(w.recent) - 1; i >= 0; i-- {
+		b := w.recent[i]
+		if b.seg == l.seg && l.off >= b.off && uint64(l.off)+uint64(l.len) <= uint64(b.off)+uint64(len(b.buf)) {
+			lo, hi := l.off-b.off, l.off-b.off+l.len
+			return b.buf[lo:hi:hi] // an append to an entry's data must not reach the next record
 		}
 	}
-	active.size = off
-	w.collect()
 	return nil
 }
 
 // record frames a body.
 func record(kind byte, group string, fields ...[]byte) []byte {
-	n := 3 + len(group)
+	n := 8 + 3 + len(group)
 	for _, f := range fields {
 		n += len(f)
 	}
-	buf := make([]byte, 8, 8+n)
+	return appendRecord(make([]byte, 0, n), kind, group, fields...)
+}
+
+// appendRecord appends the framed record to buf.
+func appendRecord(buf []byte, kind byte, group string, fields ...[]byte) []byte {
+	start := len(buf)
+	buf = append(buf, make([]byte, 8)...)
 	buf = append(buf, kind)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(group)))
 	buf = append(buf, group...)
 	for _, f := range fields {
 		buf = append(buf, f...)
 	}
-	binary.BigEndian.PutUint32(buf[0:], crc32.Checksum(buf[8:], crcTable))
-	binary.BigEndian.PutUint32(buf[4:], uint32(len(buf)-8))
+	binary.BigEndian.PutUint32(buf[start:], crc32.Checksum(buf[start+8:], crcTable))
+	binary.BigEndian.PutUint32(buf[start+4:], uint32(len(buf)-start-8))
 	return buf
 }
 

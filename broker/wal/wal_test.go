@@ -137,7 +137,7 @@ func TestTornTail(t *testing.T) {
 			if err := l.StoreLogs(entries(1, 5, 1)); err != nil {
 				t.Fatal(err)
 			}
-			last := int64(len(encodeEntry("g", entries(6, 6, 1)[0])))
+			last := int64(entrySize("g", entries(6, 6, 1)[0]))
 			if err := l.StoreLogs(entries(6, 6, 1)); err != nil {
 				t.Fatal(err)
 			}
@@ -307,6 +307,32 @@ func TestGroupsShareSyncs(t *testing.T) {
 	for g := range groups {
 		if _, l := bounds(t, logOf(t, w, fmt.Sprintf("p/t/%d", g))); l != appends {
 			t.Fatalf("group %d: last %d", g, l)
+		}
+	}
+}
+
+// TestReadBack: entries read right after their append (from the recent batches kept
+// in memory) and long after (from the file) are the ones written.
+func TestReadBack(t *testing.T) {
+	w := open(t, t.TempDir())
+	defer w.Close()
+	l := logOf(t, w, "g")
+	const n = 40 // 40 MiB: more than recentBytes
+	data := func(i uint64) []byte { return bytes.Repeat([]byte{byte(i)}, 1<<20) }
+	for i := uint64(1); i <= n; i++ {
+		if err := l.StoreLog(&raft.Log{Index: i, Term: 1, Data: data(i)}); err != nil {
+			t.Fatal(err)
+		}
+		var e raft.Log
+		if err := l.GetLog(i, &e); err != nil || !bytes.Equal(e.Data, data(i)) {
+			t.Fatalf("entry %d right after its append: %v", i, err)
+		}
+		e.Data = append(e.Data, 0xee) // must not change what is stored after it
+	}
+	for i := uint64(1); i <= n; i++ {
+		var e raft.Log
+		if err := l.GetLog(i, &e); err != nil || e.Index != i || !bytes.Equal(e.Data, data(i)) {
+			t.Fatalf("entry %d: %v", i, err)
 		}
 	}
 }
