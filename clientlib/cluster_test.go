@@ -181,6 +181,72 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 
 	t.Run("batch-keys-resume", func(t *testing.T) { testBatchKeysResume(ctx, t, c) })
 	t.Run("cli", func(t *testing.T) { testCLI(t, cl) })
+	t.Run("direct-without-managers", func(t *testing.T) { testDirectWithoutManagers(ctx, t, cl, c) })
+}
+
+// testDirectWithoutManagers: a producer that has the topic's metadata keeps producing
+// with every manager SIGKILLed, which only the direct path to the partition leaders
+// can do; once the managers are back, a consumer reads each message once.
+func testDirectWithoutManagers(ctx context.Context, t *testing.T, cl *scenario.Cluster, c *clientlib.Client) {
+	const topic = "direct"
+	if err := cl.CreateTopic(ctx, c, topic, 3); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.NewProducer(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	batch := func(what string) {
+		t.Helper()
+		var recs []clientlib.Record
+		for range 30 {
+			v := fmt.Sprintf("d%03d", len(want))
+			want = append(want, v)
+			recs = append(recs, clientlib.Record{Value: v})
+		}
+		bctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := p.SendBatch(bctx, recs); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	batch("managers up")
+	for _, m := range cl.Managers {
+		m.Kill()
+	}
+	batch("every manager SIGKILLed")
+	batch("every manager SIGKILLed, again")
+	for _, m := range cl.Managers {
+		m.Restart(t)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := c.NewConsumer(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < len(want) {
+		msgs, err := cs.Poll(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			got = append(got, m.Value)
+		}
+		if len(msgs) == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("consumed %v, want %v", got, want)
+	}
+	if msgs, err := cs.Poll(ctx, 10); err != nil || len(msgs) != 0 {
+		t.Fatalf("after all: Poll = %d messages, %v; want none", len(msgs), err)
+	}
 }
 
 // testBatchKeysResume: SendBatch keeps each key on one partition in order, and a
