@@ -95,40 +95,53 @@ func (e *brokerError) clientFault() error {
 }
 
 // directRetry is how long a client that reached no broker at all sends through the
-// managers before trying the brokers again: they may sit on addresses this client
-// cannot reach (another network, a container's name).
-const directRetry = 10 * time.Second
+// managers before trying the brokers again (doubling while it keeps failing, up to
+// maxDirectRetry): they may sit on addresses this client cannot reach (another
+// network, a container's name), and a blackholed address costs a dial timeout.
+const (
+	directRetry    = 10 * time.Second
+	maxDirectRetry = 5 * time.Minute
+)
 
 // brokerDir maps broker ids to HTTP addresses, from the managers' GET /brokers.
 type brokerDir struct {
 	mu      sync.Mutex
-	addrs   map[string]string
+	brokers map[string]brokerInfo
 	fetched time.Time
-	down    time.Time // no broker was reachable at this time
+	down    time.Time     // when a send last reached no broker
+	downFor time.Duration // how long direct sends are off after that; 0 while they work
 }
 
 // usable reports whether sending straight to the brokers is worth trying.
 func (d *brokerDir) usable() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return time.Since(d.down) > directRetry
+	return time.Since(d.down) > d.downFor
 }
 
-func (d *brokerDir) unreachable() {
+// reached records whether a send reached a broker.
+func (d *brokerDir) reached(ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.down = time.Now()
+	switch {
+	case ok:
+		d.downFor = 0
+	case d.downFor == 0:
+		d.down, d.downFor = time.Now(), directRetry
+	default:
+		d.down, d.downFor = time.Now(), min(2*d.downFor, maxDirectRetry)
+	}
 }
 
-// lookup returns the addresses of ids that are known, asking the managers when one is
-// missing or force is set (at most once per second: a manager without GET /brokers,
-// or one that is failing over, is not asked at every send).
+// lookup returns the addresses of the brokers ids that may serve, asking the managers
+// when one is unknown or force is set (at most once per second: a manager without GET
+// /brokers, or one that is failing over, is not asked at every send).
 func (d *brokerDir) lookup(ctx context.Context, c *Client, ids []string, force bool) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	missing := force
 	for _, id := range ids {
-		if _, ok := d.addrs[id]; !ok {
+		if _, ok := d.brokers[id]; !ok {
 			missing = true
 		}
 	}
@@ -137,20 +150,18 @@ func (d *brokerDir) lookup(ctx context.Context, c *Client, ids []string, force b
 		ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 		var r brokersReply
 		if c.do(ctx, call{method: http.MethodGet, path: "/brokers", out: &r}) == nil {
-			d.addrs = map[string]string{}
+			d.brokers = make(map[string]brokerInfo, len(r.Brokers))
 			for _, b := range r.Brokers {
-				// Dead and released brokers are not asked, as the managers do not.
-				if b.Addr != "" && b.State != "dead" && b.State != "released" {
-					d.addrs[b.ID] = b.Addr
-				}
+				d.brokers[b.ID] = b
 			}
 		}
 		cancel()
 	}
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if a := d.addrs[id]; a != "" {
-			out = append(out, a)
+		// Dead and released brokers are not asked, as the managers do not ask them.
+		if b := d.brokers[id]; b.Addr != "" && b.State != "dead" && b.State != "released" {
+			out = append(out, b.Addr)
 		}
 	}
 	return out
@@ -235,6 +246,7 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 			r, err := p.c.brokerProduce(ctx, addr, path, body)
 			if err == nil {
 				p.meta.setLeader(part, addr)
+				p.c.brokers.reached(true)
 				return r, nil
 			}
 			if ctx.Err() != nil {
@@ -269,7 +281,7 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 			return brokerProduceReply{}, p.gaveUp(ctx, part, last)
 		}
 		if !reached {
-			p.c.brokers.unreachable()
+			p.c.brokers.reached(false)
 			return brokerProduceReply{}, errNoDirect
 		}
 		p.c.log.Debug("quorumq: retrying produce", "topic", p.topic, "partition", part, "seq", seq, "err", last)

@@ -34,9 +34,9 @@ func newBenchClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "Produce through the SDK against a running cluster; prints msgs/s and p50/p99 ack latency",
-		Long: `Produce to a running cluster through the Go SDK, as applications do: --producers
-producers, each with one request in flight (one message, or --batch messages), for
---duration. The topic is created when missing. Latency is per request, from the call
+		Long: `Produce to a running cluster through the Go SDK, as applications do (straight to
+the partition leaders named by the managers' metadata): --producers producers, each
+with one request in flight (one message, or --batch messages), for --duration. The topic is created when missing. Latency is per request, from the call
 until the cluster acknowledged it (a majority of the partition's replicas have it).`,
 		Example: `  quorumq bench cluster --consul 127.0.0.1:8500 --topic bench --producers 16 --size 1024 --duration 20s
   quorumq bench cluster --managers 127.0.0.1:8101,127.0.0.1:8102 --batch 100`,
