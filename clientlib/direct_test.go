@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -79,16 +80,10 @@ func (b *fakeBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l, k := binary.Uvarint(body)
 		msgs, body = append(msgs, string(body[k:k+int(l)])), body[k+int(l):]
 	}
-	key := fmt.Sprintf("%s/%d", q.Get("producer_id"), part)
-	first := uint64(len(b.parts[part]))
-	if last, ok := b.last[key]; ok && last[0] == seq {
-		first = last[1]
-	} else if ok && seq < last[0] {
+	first, ok := b.storeLocked(q.Get("producer_id"), part, seq, msgs)
+	if !ok {
 		failure(w, 409, "stale seq")
 		return
-	} else {
-		b.last[key] = [2]uint64{seq, first}
-		b.parts[part] = append(b.parts[part], msgs...)
 	}
 	if b.dropped != nil && b.dropped(b.calls) {
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
@@ -97,6 +92,29 @@ func (b *fakeBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, 200, map[string]any{"offset": first, "count": len(msgs)})
+}
+
+// store appends msgs as producer's batch seq, or recognises its retry; ok is false
+// for a seq older than the producer's last.
+func (b *fakeBroker) store(producer string, part int, seq uint64, msgs []string) (first uint64, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.storeLocked(producer, part, seq, msgs)
+}
+
+func (b *fakeBroker) storeLocked(producer string, part int, seq uint64, msgs []string) (first uint64, ok bool) {
+	key := fmt.Sprintf("%s/%d", producer, part)
+	last, seen := b.last[key]
+	switch {
+	case seen && last[0] == seq:
+		return last[1], true
+	case seen && seq < last[0]:
+		return 0, false
+	}
+	first = uint64(len(b.parts[part]))
+	b.last[key] = [2]uint64{seq, first}
+	b.parts[part] = append(b.parts[part], msgs...)
+	return first, true
 }
 
 // directSetup is a fake manager whose metadata names b1 as every partition's leader,
@@ -273,4 +291,58 @@ func TestDirectProduceFallback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDirectExactlyOnceAcrossPaths: asynchronous sends while the leader loses replies
+// and has no leader now and then, and then the brokers become unreachable from the
+// client (not from the managers, which lose replies too): every record is stored once, in order, whichever path
+// each of its batch's attempts took.
+func TestDirectExactlyOnceAcrossPaths(t *testing.T) {
+	f, b1, b2, c := directSetup(t)
+	f.forward = b1.store
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var rmu sync.Mutex
+	chance := func() float64 {
+		rmu.Lock()
+		defer rmu.Unlock()
+		return rnd.Float64()
+	}
+	b1.answer = func(w http.ResponseWriter, _ int) bool {
+		if chance() < 0.1 {
+			failure(w, http.StatusServiceUnavailable, "partition orders/0 has no leader right now; retry")
+			return true
+		}
+		return false
+	}
+	b1.dropped = func(int) bool { return chance() < 0.2 }
+	f.drop = func(r *http.Request, _ int) bool { return r.URL.Path == "/producer/produce" && chance() < 0.2 }
+	ctx := testCtx(t)
+	p, err := c.NewProducer(ctx, "orders", ToPartition(0), WithBatchSize(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := values("x", 300)
+	for i, r := range want {
+		if i == 200 {
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			b1.srv.Close() // the managers still reach b1: f.forward
+			b2.srv.Close()
+		}
+		if err := p.SendAsync(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := b1.messages(0); !slices.Equal(got, valuesOf(want)) {
+		t.Fatalf("partition holds %d messages, want the %d sent once each, in order:\n%v", len(got), len(want), got)
+	}
+	direct, managed := b1.count(), f.count("POST /producer/produce")
+	if direct == 0 || managed == 0 {
+		t.Fatalf("%d direct and %d managed produce requests; want both paths used", direct, managed)
+	}
+	t.Logf("%d direct and %d managed produce requests", direct, managed)
 }

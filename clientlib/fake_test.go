@@ -25,6 +25,9 @@ type fakeManager struct {
 	// brokers, when set, is the reply to GET /brokers (id → HTTP address); without it
 	// the fake has no such route, as the seed's managers had not.
 	brokers map[string]string
+	// forward, when set, stores produced batches on a broker in place of the fake's own
+	// log, as the managers do (producer named "p<id>"): both paths reach one partition.
+	forward func(producer string, part int, seq uint64, msgs []string) (first uint64, ok bool)
 
 	// fail, when set, may answer a request itself (return true) before the fake does.
 	fail func(w http.ResponseWriter, r *http.Request, n int) bool
@@ -209,6 +212,15 @@ func (f *fakeManager) produce(w http.ResponseWriter, topic, pid string, partitio
 		msgs = []string{*msg}
 	}
 	p := *partition
+	if f.forward != nil {
+		first, ok := f.forward("p"+pid, p, *seq, msgs)
+		if !ok {
+			failure(w, 409, "stale sequence number")
+			return
+		}
+		reply(w, 200, map[string]any{"partition": p, "offset": first})
+		return
+	}
 	k := fmt.Sprintf("%s/%d", pid, p)
 	if last, ok := f.lastSeq[k]; ok && *seq == last.seq { // a retry of what was just stored
 		reply(w, 200, map[string]any{"partition": p, "offset": last.first, "duplicate": true})
