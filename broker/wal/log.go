@@ -83,9 +83,9 @@ func (l *Log) DeleteRange(min, max uint64) error {
 	case last == 0 || max < first || min > last:
 		return nil
 	case min <= first:
-		return l.w.write(record(kindCompact, l.group, binary.BigEndian.AppendUint64(nil, max)))
+		return l.w.write(body(kindCompact, l.group, binary.BigEndian.AppendUint64(nil, max)))
 	case max >= last:
-		return l.w.write(record(kindTruncate, l.group, binary.BigEndian.AppendUint64(nil, min)))
+		return l.w.write(body(kindTruncate, l.group, binary.BigEndian.AppendUint64(nil, min)))
 	}
 	return fmt.Errorf("wal: cannot delete [%d, %d] from the middle of [%d, %d]", min, max, first, last)
 }
@@ -97,8 +97,8 @@ func entrySize(group string, e *raft.Log) int {
 	return 8 + 3 + len(group) + entryHeader + len(e.Extensions) + len(e.Data)
 }
 
-// appendEntry appends e's framed record to buf.
-func appendEntry(buf []byte, group string, e *raft.Log) []byte {
+// appendEntry appends e's record, framed for a segment whose crcs start at seed.
+func appendEntry(buf []byte, seed uint32, group string, e *raft.Log) []byte {
 	var hdr [entryHeader]byte
 	binary.BigEndian.PutUint64(hdr[0:], e.Index)
 	binary.BigEndian.PutUint64(hdr[8:], e.Term)
@@ -109,7 +109,7 @@ func appendEntry(buf []byte, group string, e *raft.Log) []byte {
 	}
 	binary.BigEndian.PutUint64(hdr[17:], uint64(at))
 	binary.BigEndian.PutUint32(hdr[25:], uint32(len(e.Extensions)))
-	return appendRecord(buf, kindEntry, group, hdr[:], e.Extensions, e.Data)
+	return appendRecord(buf, seed, kindEntry, group, hdr[:], e.Extensions, e.Data)
 }
 
 func decodeEntry(b []byte, out *raft.Log) error {

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 )
 
-// rotate starts a new segment, from the zero-filled file prepare made if it is ready
-// (syncing appends that overwrite zeros is cheaper than syncing appends that grow the
-// file: measured 0.11 ms against 0.20 ms), else as an empty file.
+// rotate starts a new segment, from the prepared file if it is ready (a dead segment
+// kept by collect, or a zero-filled one: syncing appends that overwrite allocated
+// blocks is cheaper than syncing appends that grow the file, measured 0.11 ms against
+// 0.20 ms, or that fill fallocate's unwritten extents, 0.30 ms), else as an empty file.
 func (w *WAL) rotate() error {
 	id := uint32(1)
 	if len(w.segs) > 0 {
@@ -22,6 +25,9 @@ func (w *WAL) rotate() error {
 			w.pmu.Unlock()
 			return fmt.Errorf("wal: %w", err)
 		}
+		if w.spare && os.Rename(filepath.Join(w.dir, spareName), filepath.Join(w.dir, preparedName)) == nil {
+			w.spare, w.prep = false, prepReady
+		}
 	}
 	w.pmu.Unlock()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
@@ -32,13 +38,29 @@ func (w *WAL) rotate() error {
 		f.Close()
 		return err
 	}
-	w.segs = append(w.segs, &segment{id: id, f: f})
-	w.prepare()
+	w.segs = append(w.segs, &segment{id: id, path: path, f: f, seed: segSeed(id)})
 	return nil
 }
 
-// preparedName is the next segment while it is being zero-filled.
-const preparedName = "wal-next.tmp"
+// finish cuts the full active segment at its last record before the next one starts:
+// only the last segment may hold anything after its records (a torn write, or what a
+// reused file held before).
+func (w *WAL) finish(s *segment) error {
+	if err := s.f.Truncate(s.size); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := syscall.Fdatasync(int(s.f.Fd())); err != nil {
+		return fmt.Errorf("wal: sync: %w", err)
+	}
+	return nil
+}
+
+// preparedName is the next segment while it is being zero-filled or kept for reuse;
+// spareName is a second dead segment kept for the rotation after that.
+const (
+	preparedName = "wal-next.tmp"
+	spareName    = "wal-spare.tmp"
+)
 
 type prepState int
 
@@ -49,7 +71,8 @@ const (
 )
 
 // prepare zero-fills the next segment in the background unless one is being made or
-// is ready.
+// is ready. commitBatch calls it once the active segment is half full, so that a
+// segment dying meanwhile is reused instead (see collect).
 func (w *WAL) prepare() {
 	w.pmu.Lock()
 	if w.prep != prepIdle {
@@ -103,12 +126,42 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// collect deletes the oldest segments while they hold no live entry (never the active one).
+// collect deletes the oldest segments while they hold no live entry (never the active
+// one). Up to two of them are kept instead, as the next segment and a spare: their
+// blocks are allocated and likely cached, so nothing needs zero-filling (which took a
+// tenth of a busy broker's CPU), and the crcs of their new records start from their
+// new ids, so replay never takes what they held before for records.
 func (w *WAL) collect() {
 	for len(w.segs) > 1 && w.segs[0].live <= 0 {
 		s := w.segs[0]
 		s.f.Close()
-		os.Remove(filepath.Join(w.dir, segName(s.id)))
+		if !w.reuse(s.path) {
+			os.Remove(s.path)
+		}
 		w.segs = w.segs[1:]
 	}
+}
+
+// reuse keeps the dead segment at path as the prepared next one or the spare, if
+// either is free (never a segment of the first format, whose crcs do not depend on
+// the segment).
+func (w *WAL) reuse(path string) bool {
+	if !strings.HasSuffix(path, ".seg") {
+		return false
+	}
+	w.pmu.Lock()
+	defer w.pmu.Unlock()
+	switch {
+	case w.prep == prepIdle:
+		if os.Rename(path, filepath.Join(w.dir, preparedName)) == nil {
+			w.prep = prepReady
+			return true
+		}
+	case !w.spare:
+		if os.Rename(path, filepath.Join(w.dir, spareName)) == nil {
+			w.spare = true
+			return true
+		}
+	}
+	return false
 }

@@ -14,11 +14,17 @@
 // older segment is gone (deleting only the oldest keeps replay exact: a segment never
 // outlives the records that truncated its entries).
 //
-// Record: crc32c(body) u32, len(body) u32, body = kind u8, len(group) u16, group, then
-// per kind: entry (index, term u64, type u8, appended-at unix ns i64, len(ext) u32,
-// ext, data), compact (delete entries ≤ index), truncate (delete entries ≥ index),
-// drop (delete the whole group). Replay stops at the first torn or corrupt record of
-// the last segment and cuts the file there.
+// Record: crc u32, len(body) u32, body = kind u8, len(group) u16, group, then per
+// kind: entry (index, term u64, type u8, appended-at unix ns i64, len(ext) u32, ext,
+// data), compact (delete entries ≤ index), truncate (delete entries ≥ index), drop
+// (delete the whole group). Replay stops at the first torn or corrupt record of the
+// last segment and cuts the file there; every other segment ends with its last record.
+//
+// The crc is crc32c of the body, continued from the crc32c of the segment's id (in
+// segments named wal-N.seg; wal-N.log, the first format, has crc32c(body)). So a
+// record left in a reused segment file by its previous life never checks out as a
+// record of its new one: a dead segment is renamed to become the next one (see
+// segments.go), its blocks already allocated, instead of zero-filling a new file.
 package wal
 
 import (
@@ -71,8 +77,9 @@ type WAL struct {
 	segs   []*segment // oldest first; the last one is written to
 
 	pmu      sync.Mutex
-	prep     prepState // of the zero-filled next segment (see rotate)
+	prep     prepState // of the next segment (see rotate)
 	prepDone chan struct{}
+	spare    bool // a dead segment waits as spareName
 
 	qmu       sync.RWMutex // held (shared) while queueing, so Close knows no write is on its way
 	closed    bool
@@ -100,9 +107,11 @@ const recentBytes = 16 << 20
 
 type segment struct {
 	id   uint32
+	path string
 	f    *os.File
 	size int64
-	live int // entries of any group still in the log
+	live int    // entries of any group still in the log
+	seed uint32 // crc of the segment id, where its records' crcs start (0 for .log)
 }
 
 // loc is where an entry is: segment id, offset of its record, length of its record.
@@ -124,10 +133,11 @@ func (g *groupLog) last() uint64 {
 	return g.first + uint64(len(g.locs)) - 1
 }
 
-// writeReq is records to append: recs already framed, then entries of group, which
-// the writer frames straight into the batch's buffer (one copy of each entry's data).
+// writeReq is records to append: bodies, then entries of group. The writer frames
+// both straight into the batch's buffer (the crc depends on the segment, and each
+// entry's data is copied once).
 type writeReq struct {
-	recs    [][]byte
+	bodies  [][]byte
 	group   string
 	entries []*raft.Log
 	err     chan error
@@ -141,6 +151,7 @@ func Open(dir string) (*WAL, error) {
 	w := &WAL{dir: dir, segBytes: segmentBytes, reqs: make(chan *writeReq, maxBatch), groups: map[string]*groupLog{},
 		closing: make(chan struct{}), stopped: make(chan struct{})}
 	os.Remove(filepath.Join(dir, preparedName)) // half-prepared before a crash
+	os.Remove(filepath.Join(dir, spareName))
 	if err := w.replay(); err != nil {
 		w.closeFiles()
 		return nil, err
@@ -149,31 +160,46 @@ func Open(dir string) (*WAL, error) {
 		if err := w.rotate(); err != nil {
 			return nil, err
 		}
-	} else {
-		w.prepare()
 	}
 	go w.writeLoop()
 	return w, nil
 }
 
-func segName(id uint32) string { return fmt.Sprintf("wal-%08d.log", id) }
+// segName is the file of segment id; segments of the first format (.log) are only
+// read, never written.
+func segName(id uint32) string { return fmt.Sprintf("wal-%08d.seg", id) }
+
+func segSeed(id uint32) uint32 {
+	return crc32.Checksum(binary.BigEndian.AppendUint32(nil, id), crcTable)
+}
 
 func (w *WAL) replay() error {
-	names, err := filepath.Glob(filepath.Join(w.dir, "wal-*.log"))
-	if err != nil {
-		return err
+	var names []string
+	for _, pattern := range []string{"wal-*.log", "wal-*.seg"} {
+		found, err := filepath.Glob(filepath.Join(w.dir, pattern))
+		if err != nil {
+			return err
+		}
+		names = append(names, found...)
 	}
-	sort.Strings(names)
+	sort.Strings(names) // wal-%08d: by id
 	for i, name := range names {
 		var id uint32
-		if _, err := fmt.Sscanf(filepath.Base(name), "wal-%08d.log", &id); err != nil {
+		var ext string
+		if _, err := fmt.Sscanf(filepath.Base(name), "wal-%08d.%s", &id, &ext); err != nil || (ext != "log" && ext != "seg") {
 			return fmt.Errorf("wal: unexpected file %s", name)
+		}
+		if i > 0 && w.segs[i-1].id == id {
+			return fmt.Errorf("wal: two files for segment %d", id)
 		}
 		f, err := os.OpenFile(name, os.O_RDWR, 0o644)
 		if err != nil {
 			return fmt.Errorf("wal: %w", err)
 		}
-		s := &segment{id: id, f: f}
+		s := &segment{id: id, path: name, f: f}
+		if ext == "seg" {
+			s.seed = segSeed(id)
+		}
 		w.segs = append(w.segs, s)
 		good, err := w.replaySegment(s)
 		if err != nil {
@@ -215,7 +241,7 @@ func (w *WAL) replaySegment(s *segment) (int64, error) {
 		if _, err := io.ReadFull(r, body); err != nil {
 			return off, err
 		}
-		if crc32.Checksum(body, crcTable) != binary.BigEndian.Uint32(hdr[:4]) {
+		if crc32.Update(s.seed, crcTable, body) != binary.BigEndian.Uint32(hdr[:4]) {
 			return off, errors.New("checksum mismatch")
 		}
 		if _, err := w.applyRecord(s, uint32(off), 8+n, body); err != nil {
@@ -363,9 +389,9 @@ func (w *WAL) closeFiles() error {
 	return errors.Join(errs...)
 }
 
-// write queues records and waits until they are durable and indexed.
-func (w *WAL) write(recs ...[]byte) error {
-	return w.queue(&writeReq{recs: recs, err: make(chan error, 1)})
+// write queues record bodies and waits until they are durable and indexed.
+func (w *WAL) write(bodies ...[]byte) error {
+	return w.queue(&writeReq{bodies: bodies, err: make(chan error, 1)})
 }
 
 func (w *WAL) queue(r *writeReq) error {
@@ -422,14 +448,14 @@ const (
 // full segments follow it. Raft truncates a log only after a snapshot and keeps
 // TrailingLogs entries, so a partition that went quiet would otherwise keep its old
 // segment, and (segments being deleted oldest first) every segment after it, forever.
-// The copy is the group's whole live log, records byte for byte: replaying entry
-// records in order rebuilds exactly that log, whatever came before. It runs on the
+// The copy is the group's whole live log, record bodies byte for byte: replaying
+// entry records in order rebuilds exactly that log, whatever came before. It runs on the
 // writer goroutine, so no append of the group can interleave. Busy groups are left
 // alone (raft snapshots and truncates their logs soon), and so are groups with more
 // than relocateBytes of log.
 func (w *WAL) relocate() {
 	w.mu.RLock()
-	var recs [][]byte
+	var bodies [][]byte
 	if len(w.segs) >= 3 && w.segs[0].live > 0 {
 		oldest := w.segs[0].id
 		for _, g := range w.groups {
@@ -446,16 +472,16 @@ func (w *WAL) relocate() {
 			for _, l := range g.locs {
 				rec := make([]byte, l.len)
 				if _, err := w.segment(l.seg).f.ReadAt(rec, int64(l.off)); err != nil {
-					recs = nil // leave it for the next try rather than copy half a log
+					bodies = nil // leave it for the next try rather than copy half a log
 					break
 				}
-				recs = append(recs, rec)
+				bodies = append(bodies, rec[8:])
 			}
 		}
 	}
 	w.mu.RUnlock()
-	if len(recs) > 0 {
-		w.commit([]*writeReq{{recs: recs, err: make(chan error, 1)}})
+	if len(bodies) > 0 {
+		w.commit([]*writeReq{{bodies: bodies, err: make(chan error, 1)}})
 	}
 }
 
@@ -472,6 +498,9 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 	active := w.segs[len(w.segs)-1]
 	w.mu.RUnlock()
 	if active.size >= w.segBytes {
+		if err := w.finish(active); err != nil {
+			return err
+		}
 		w.mu.Lock()
 		err := w.rotate()
 		w.mu.Unlock()
@@ -481,11 +510,13 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 		w.mu.RLock()
 		active = w.segs[len(w.segs)-1]
 		w.mu.RUnlock()
+	} else if active.size >= w.segBytes/2 {
+		w.prepare() // unless a dead segment was kept for reuse
 	}
 	n := 0
 	for _, r := range batch {
-		for _, rec := range r.recs {
-			n += len(rec)
+		for _, body := range r.bodies {
+			n += 8 + len(body)
 		}
 		for _, e := range r.entries {
 			n += entrySize(r.group, e)
@@ -493,11 +524,11 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 	}
 	buf := make([]byte, 0, n)
 	for _, r := range batch {
-		for _, rec := range r.recs {
-			buf = append(buf, rec...)
+		for _, body := range r.bodies {
+			buf = appendFramed(buf, active.seed, body)
 		}
 		for _, e := range r.entries {
-			buf = appendEntry(buf, r.group, e)
+			buf = appendEntry(buf, active.seed, r.group, e)
 		}
 	}
 	if _, err := active.f.WriteAt(buf, active.size); err != nil {
@@ -553,26 +584,41 @@ func (w *WAL) cached(l loc) []byte {
 	return nil
 }
 
-// record frames a body.
-func record(kind byte, group string, fields ...[]byte) []byte {
-	n := 8 + 3 + len(group)
+// body builds a record's body.
+func body(kind byte, group string, fields ...[]byte) []byte {
+	n := 3 + len(group)
 	for _, f := range fields {
 		n += len(f)
 	}
-	return appendRecord(make([]byte, 0, n), kind, group, fields...)
+	return appendBody(make([]byte, 0, n), kind, group, fields...)
 }
 
-// appendRecord appends the framed record to buf.
-func appendRecord(buf []byte, kind byte, group string, fields ...[]byte) []byte {
-	start := len(buf)
-	buf = append(buf, make([]byte, 8)...)
+func appendBody(buf []byte, kind byte, group string, fields ...[]byte) []byte {
 	buf = append(buf, kind)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(group)))
 	buf = append(buf, group...)
 	for _, f := range fields {
 		buf = append(buf, f...)
 	}
-	binary.BigEndian.PutUint32(buf[start:], crc32.Checksum(buf[start+8:], crcTable))
+	return buf
+}
+
+// appendRecord appends a record, framed for a segment whose crcs start at seed.
+func appendRecord(buf []byte, seed uint32, kind byte, group string, fields ...[]byte) []byte {
+	start := len(buf)
+	buf = appendBody(append(buf, make([]byte, 8)...), kind, group, fields...)
+	return frame(buf, start, seed)
+}
+
+// appendFramed appends body as a record for a segment whose crcs start at seed.
+func appendFramed(buf []byte, seed uint32, body []byte) []byte {
+	start := len(buf)
+	return frame(append(append(buf, make([]byte, 8)...), body...), start, seed)
+}
+
+// frame fills in the header of the record at buf[start:].
+func frame(buf []byte, start int, seed uint32) []byte {
+	binary.BigEndian.PutUint32(buf[start:], crc32.Update(seed, crcTable, buf[start+8:]))
 	binary.BigEndian.PutUint32(buf[start+4:], uint32(len(buf)-start-8))
 	return buf
 }
@@ -591,7 +637,7 @@ func (w *WAL) Groups() []string {
 
 // Drop deletes a group's whole log.
 func (w *WAL) Drop(group string) error {
-	return w.write(record(kindDrop, group))
+	return w.write(body(kindDrop, group))
 }
 
 func validGroup(group string) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func TestLogStore(t *testing.T) {
 }
 
 func lastSegment(t *testing.T, dir string) string {
-	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.seg"))
 	return names[len(names)-1]
 }
 
@@ -219,13 +220,116 @@ func TestSegments(t *testing.T) {
 	checkEntry(t, a, 36, 1)
 	w.Close()
 
-	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.seg"))
 	b0, _ := os.ReadFile(names[0])
 	b0[12] ^= 0xff // inside the first record
 	os.WriteFile(names[0], b0, 0o644)
 	if _, err := Open(dir); err == nil {
 		t.Fatal("a corrupt segment before the last one was accepted")
 	}
+}
+
+// TestReusedSegment: a dead segment becomes the next one without being zeroed; after
+// a crash (no clean cut of the active segment), what it held before is not replayed,
+// and the first format's segments are still read.
+func TestReusedSegment(t *testing.T) {
+	old := segmentBytes
+	segmentBytes = 300
+	defer func() { segmentBytes = old }()
+	dir := t.TempDir()
+	// Every record has the same size, so the reused file's old records start exactly
+	// where the new ones end.
+	fixed := func(from, to uint64) []*raft.Log {
+		var out []*raft.Log
+		for i := from; i <= to; i++ {
+			out = append(out, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("%08d", i))})
+		}
+		return out
+	}
+	// A segment of the first format (crc of the body alone), as an older broker left it.
+	var v1 []byte
+	for _, e := range fixed(1, 2) {
+		v1 = appendEntry(v1, 0, "a", e)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "wal-00000001.log"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := open(t, dir)
+	a, b := logOf(t, w, "a"), logOf(t, w, "b")
+	if f, l := bounds(t, a); f != 1 || l != 2 {
+		t.Fatalf("a in the first format's segment: %d..%d", f, l)
+	}
+	// Churn until the active segment is a file an earlier segment used.
+	inodes := map[uint64]string{}
+	reusedActive := func() bool {
+		w.mu.RLock()
+		defer w.mu.RUnlock()
+		for i, s := range w.segs {
+			fi, err := s.f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ino := fi.Sys().(*syscall.Stat_t).Ino
+			if first, ok := inodes[ino]; !ok {
+				inodes[ino] = s.path
+			} else if first != s.path && i == len(w.segs)-1 && s.size < w.segBytes/2 {
+				return true
+			}
+		}
+		return false
+	}
+	var i uint64
+	for i = 3; !reusedActive(); i++ {
+		if i > 1000 {
+			t.Fatal("no dead segment was reused")
+		}
+		if err := a.StoreLogs(fixed(i, i)); err != nil {
+			t.Fatal(err)
+		}
+		a.DeleteRange(1, i-1)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wal-00000001.log")); !os.IsNotExist(err) {
+		t.Fatalf("the first format's dead segment is still there: %v", err)
+	}
+	// Write a little more to the reused file, whose rest holds a's old records.
+	lastA := i - 1
+	const idx = 2
+	if err := b.StoreLogs(fixed(1, idx)); err != nil {
+		t.Fatal(err)
+	}
+	crash(w)
+	w = open(t, dir)
+	defer w.Close()
+	a, b = logOf(t, w, "a"), logOf(t, w, "b")
+	if f, l := bounds(t, a); f != lastA || l != lastA {
+		t.Fatalf("a after replay: %d..%d, want %d..%d", f, l, lastA, lastA)
+	}
+	if f, l := bounds(t, b); f != 1 || l != idx {
+		t.Fatalf("b after replay: %d..%d, want 1..%d", f, l, idx)
+	}
+	for i, want := range append(fixed(1, idx), fixed(lastA, lastA)...) {
+		l, got := b, raft.Log{}
+		if i == idx {
+			l = a
+		}
+		if err := l.GetLog(want.Index, &got); err != nil || !bytes.Equal(got.Data, want.Data) {
+			t.Fatalf("entry %d: %q %v", want.Index, got.Data, err)
+		}
+	}
+}
+
+// crash stops w's writer and closes its files as a SIGKILL would leave them.
+func crash(w *WAL) {
+	w.closeOnce.Do(func() {
+		w.qmu.Lock()
+		w.closed = true
+		w.qmu.Unlock()
+		close(w.closing)
+	})
+	<-w.stopped
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closeFiles()
 }
 
 // TestQuietGroupDoesNotPinSegments: a partition that wrote a little and went quiet
