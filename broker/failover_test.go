@@ -141,8 +141,11 @@ func TestLeaderKilledWhileProducing(t *testing.T) {
 	waitFor(t, "200 acknowledged batches", func() bool { mu.Lock(); defer mu.Unlock(); return len(acks) >= 200 })
 	li := c.index(leader)
 	c.procs[li].Kill()
+	mu.Lock()
 	close(killed)
-	t.Logf("killed leader %s after %d acks", leader, len(acks))
+	n := len(acks)
+	mu.Unlock()
+	t.Logf("killed leader %s after %d acks", leader, n)
 	waitFor(t, "every producer acknowledged again after the kill", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
