@@ -88,8 +88,9 @@ func (b *Broker) parseJSONProduce(c *fiber.Ctx) (string, *int, partition.Batch, 
 	return req.Topic, req.Partition, batch, nil
 }
 
-// parseBinaryProduce reads a MIMEBatch request. The messages alias one copy of the
-// body (fasthttp reuses the request's buffer once the handler returns).
+// parseBinaryProduce reads a MIMEBatch request. The messages alias the request body,
+// which fasthttp reuses once the handler returns: replica.produce encodes them into
+// the Raft command (their one copy) before it queues them.
 func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch, error) {
 	topic := strings.Clone(c.Query("topic"))
 	var part *int
@@ -126,7 +127,6 @@ func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch
 	if n == 0 {
 		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "the %s body holds no message", MIMEBatch)
 	}
-	body = bytes.Clone(body)
 	batch.Msgs = make([][]byte, n)
 	for i := range batch.Msgs {
 		l, k := binary.Uvarint(body)

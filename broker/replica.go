@@ -46,9 +46,8 @@ type replica struct {
 }
 
 type produceReq struct {
-	batch partition.Batch
-	size  int
-	done  chan produceResult
+	cmd  []byte // one produce command (partition.EncodeProduce)
+	done chan produceResult
 }
 
 type produceResult struct {
@@ -169,13 +168,13 @@ func (r *replica) commitLoop() {
 		case <-r.ctx.Done():
 			return
 		}
-		size := reqs[0].size
+		size := len(reqs[0].cmd)
 	fill:
 		for size < maxEntryBytes {
 			select {
 			case q := <-r.queue:
 				reqs = append(reqs, q)
-				size += q.size
+				size += len(q.cmd)
 			default:
 				break fill
 			}
@@ -188,13 +187,17 @@ func (r *replica) commitLoop() {
 func (r *replica) apply(reqs []*produceReq) {
 	defer r.wg.Done()
 	defer func() { <-r.slots }()
-	batches := make([]partition.Batch, len(reqs))
+	cmds := make([][]byte, len(reqs))
 	for i, q := range reqs {
-		batches[i] = q.batch
+		cmds[i] = q.cmd
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, applyTimeout) // a closing replica gives up on its entries
 	defer cancel()
-	out, err := r.node.Apply(ctx, partition.EncodeProduce(batches))
+	cmd, err := partition.MergeProduce(cmds)
+	var out []byte
+	if err == nil {
+		out, err = r.node.Apply(ctx, cmd)
+	}
 	var rs []partition.ProduceResult
 	if err == nil {
 		if rs, err = partition.DecodeProduceResults(out); err == nil && len(rs) != len(reqs) {
@@ -212,12 +215,11 @@ func (r *replica) apply(reqs []*produceReq) {
 
 var errClosing = errors.New("replica is closing")
 
-// produce queues a batch for the next group commit and waits for its outcome.
+// produce queues a batch for the next group commit and waits for its outcome. The
+// batch is encoded before it is queued, so its messages may alias a buffer the caller
+// reuses once produce returns (even on a timeout, when the entry may still be made).
 func (r *replica) produce(ctx context.Context, b partition.Batch) (partition.ProduceResult, error) {
-	q := &produceReq{batch: b, done: make(chan produceResult, 1)}
-	for _, m := range b.Msgs {
-		q.size += len(m) + 4
-	}
+	q := &produceReq{cmd: partition.EncodeProduce([]partition.Batch{b}), done: make(chan produceResult, 1)}
 	select {
 	case r.queue <- q:
 	case <-r.ctx.Done():

@@ -115,6 +115,28 @@ func EncodeProduce(batches []Batch) []byte {
 	return buf
 }
 
+// MergeProduce joins produce commands (from EncodeProduce) into one, their batches
+// in order: the group commit encodes each request as it arrives and joins them only
+// when several wait for the same entry.
+func MergeProduce(cmds [][]byte) ([]byte, error) {
+	if len(cmds) == 1 {
+		return cmds[0], nil
+	}
+	n, count := 2+4, uint32(0)
+	for _, c := range cmds {
+		if len(c) < 6 || c[0] != CmdProduce || c[1] != version1 {
+			return nil, errors.New("partition: not a produce command")
+		}
+		n += len(c) - 6
+		count += binary.BigEndian.Uint32(c[2:6])
+	}
+	buf := binary.BigEndian.AppendUint32(append(make([]byte, 0, n), CmdProduce, version1), count)
+	for _, c := range cmds {
+		buf = append(buf, c[6:]...)
+	}
+	return buf, nil
+}
+
 // EncodeRegister builds a register-consumer command.
 func EncodeRegister(consumer string) []byte {
 	return appendString([]byte{CmdRegister, version1}, consumer)

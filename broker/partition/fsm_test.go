@@ -182,6 +182,18 @@ func checkResult(t *testing.T, i int, got, want interface{}) {
 	}
 }
 
+func TestMergeProduce(t *testing.T) {
+	a := []Batch{{Producer: "p", Seq: 1, Msgs: msgs("a", "b")}}
+	b := []Batch{{Msgs: msgs("c")}, {Producer: "q", Seq: 7, Msgs: msgs("d", "e", "")}}
+	got, err := MergeProduce([][]byte{EncodeProduce(a), EncodeProduce(b)})
+	if err != nil || !bytes.Equal(got, EncodeProduce(append(a, b...))) {
+		t.Fatalf("merged %x, %v", got, err)
+	}
+	if _, err := MergeProduce([][]byte{EncodeProduce(a), EncodeRegister("c")}); err == nil {
+		t.Fatal("merged a register command")
+	}
+}
+
 func TestConsumeMaxBytes(t *testing.T) {
 	tests := []struct {
 		name     string
