@@ -113,10 +113,7 @@ func TestProduceConsumeThroughFailovers(t *testing.T) {
 	flush("write manager " + wm.ID + " SIGKILLed")
 	wm.Restart(t)
 
-	info, err := c.Admin().DescribeTopic(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := fullyReplicated(ctx, t, c, topic, 3)
 	victim := cl.Broker(info.Partitions[0].Leader)
 	if victim == nil {
 		t.Fatalf("partition 0 has no known leader: %+v", info)
@@ -246,6 +243,27 @@ func testDirectWithoutManagers(ctx context.Context, t *testing.T, cl *scenario.C
 	}
 	if msgs, err := cs.Poll(ctx, 10); err != nil || len(msgs) != 0 {
 		t.Fatalf("after all: Poll = %d messages, %v; want none", len(msgs), err)
+	}
+}
+
+// fullyReplicated waits until every partition of topic has rf replicas. A topic created
+// while fewer brokers were known starts with fewer, and the managers add the others in
+// their health passes; killing a broker before that may leave a partition with one of
+// two replicas, which no Raft group can serve until the broker is back.
+func fullyReplicated(ctx context.Context, t *testing.T, c *clientlib.Client, topic string, rf int) clientlib.TopicInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		info, err := c.Admin().DescribeTopic(ctx, topic)
+		if err == nil && !slices.ContainsFunc(info.Partitions, func(p clientlib.PartitionInfo) bool { return len(p.Replicas) < rf }) {
+			return info
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("topic %s not fully replicated: %+v, %v", topic, info, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
