@@ -16,8 +16,22 @@ import (
 // startBroker runs one broker in-process with a single-member partition t/0.
 func startBroker(t *testing.T) (*broker.Broker, *brokerclient.Client) {
 	t.Helper()
-	b, err := broker.New(broker.Config{ID: "b1", DataDir: filepath.Join(t.TempDir(), "b1"),
-		RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", MaxMessageBytes: 100})
+	b, self := runBroker(t, broker.Config{ID: "b1", MaxMessageBytes: 100})
+	cl := brokerclient.New(b.HTTPAddr())
+	if err := cl.CreatePartition(context.Background(), "t", 0, []broker.Peer{self}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, cl, "t", 0)
+	return b, cl
+}
+
+// runBroker runs a broker in-process on loopback ports, in a temporary data dir, until
+// the test ends; cfg gives the ID and any other settings.
+func runBroker(t *testing.T, cfg broker.Config) (*broker.Broker, broker.Peer) {
+	t.Helper()
+	cfg.DataDir = filepath.Join(t.TempDir(), cfg.ID)
+	cfg.RaftAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	b, err := broker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,13 +39,7 @@ func startBroker(t *testing.T) (*broker.Broker, *brokerclient.Client) {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	cl := brokerclient.New(b.HTTPAddr())
-	self := broker.Peer{ID: "b1", RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
-	if err := cl.CreatePartition(ctx, "t", 0, []broker.Peer{self}); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, cl, "t", 0)
-	return b, cl
+	return b, broker.Peer{ID: cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
 }
 
 func TestBadInput(t *testing.T) {

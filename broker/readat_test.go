@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -78,17 +77,8 @@ func TestReadAtSingleBroker(t *testing.T) {
 func TestReadAtFollowers(t *testing.T) {
 	var peers []broker.Peer
 	for i := range 3 {
-		id := fmt.Sprintf("b%d", i+1)
-		b, err := broker.New(broker.Config{ID: id, DataDir: filepath.Join(t.TempDir(), id),
-			RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- b.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		peers = append(peers, broker.Peer{ID: id, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()})
+		_, p := runBroker(t, broker.Config{ID: fmt.Sprintf("b%d", i+1)})
+		peers = append(peers, p)
 	}
 	cl := brokerclient.New(peers[0].HTTPAddr, peers[1].HTTPAddr, peers[2].HTTPAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

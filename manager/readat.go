@@ -63,9 +63,7 @@ func (r *router) readAt(c *fiber.Ctx) error {
 		if idx >= len(t.Partitions) {
 			return fail(http.StatusNotFound, CodeNotFound, "topic %q has no partition %d (it has %d)", name, idx, len(t.Partitions))
 		}
-		p = t.Partitions[idx]
-		p.Replicas = append([]string(nil), p.Replicas...)
-		view = replicaView(s, []meta.Partition{p})
+		p, view = partitionView(s, t, idx)
 		return nil
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -69,9 +70,7 @@ func (r *router) produce(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		p = t.Partitions[idx]
-		p.Replicas = append([]string(nil), p.Replicas...)
-		view = replicaView(s, []meta.Partition{p})
+		p, view = partitionView(s, t, idx)
 		return nil
 	})
 	if err != nil {
@@ -325,6 +324,14 @@ func replicaView(s *meta.State, parts []meta.Partition) map[string]meta.Broker {
 		}
 	}
 	return out
+}
+
+// partitionView copies partition idx of t (its replica list too: Apply edits it in
+// place) and the brokers holding it, inside a read of the state.
+func partitionView(s *meta.State, t *meta.Topic, idx int) (meta.Partition, map[string]meta.Broker) {
+	p := t.Partitions[idx]
+	p.Replicas = slices.Clone(p.Replicas)
+	return p, replicaView(s, []meta.Partition{p})
 }
 
 // brokerView is a copy of the known brokers, for addressing them.

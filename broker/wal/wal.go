@@ -362,13 +362,7 @@ func (w *WAL) Segments() int {
 
 // Close writes what is queued, then closes the files.
 func (w *WAL) Close() error {
-	w.closeOnce.Do(func() {
-		w.qmu.Lock()
-		w.closed = true
-		w.qmu.Unlock()
-		close(w.closing)
-	})
-	<-w.stopped
+	w.stopWriter()
 	w.pmu.Lock()
 	done := w.prepDone
 	w.pmu.Unlock()
@@ -378,6 +372,17 @@ func (w *WAL) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.closeFiles()
+}
+
+// stopWriter refuses new writes and waits for the writer to finish what is queued.
+func (w *WAL) stopWriter() {
+	w.closeOnce.Do(func() {
+		w.qmu.Lock()
+		w.closed = true
+		w.qmu.Unlock()
+		close(w.closing)
+	})
+	<-w.stopped
 }
 
 func (w *WAL) closeFiles() error {

@@ -320,13 +320,7 @@ func TestReusedSegment(t *testing.T) {
 
 // crash stops w's writer and closes its files as a SIGKILL would leave them.
 func crash(w *WAL) {
-	w.closeOnce.Do(func() {
-		w.qmu.Lock()
-		w.closed = true
-		w.qmu.Unlock()
-		close(w.closing)
-	})
-	<-w.stopped
+	w.stopWriter()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closeFiles()
