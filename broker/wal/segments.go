@@ -34,11 +34,16 @@ func (w *WAL) rotate() error {
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("wal: %w", err)
+	}
 	if err := syncDir(w.dir); err != nil {
 		f.Close()
 		return err
 	}
-	w.segs = append(w.segs, &segment{id: id, path: path, f: f, seed: segSeed(id)})
+	w.segs = append(w.segs, &segment{id: id, path: path, f: f, seed: segSeed(id), alloc: fi.Size()})
 	return nil
 }
 
@@ -53,6 +58,13 @@ func (w *WAL) finish(s *segment) error {
 		return fmt.Errorf("wal: sync: %w", err)
 	}
 	return nil
+}
+
+// prepared reports whether a preallocated next segment is ready.
+func (w *WAL) prepared() bool {
+	w.pmu.Lock()
+	defer w.pmu.Unlock()
+	return w.prep == prepReady
 }
 
 // preparedName is the next segment while it is being zero-filled or kept for reuse;
@@ -72,7 +84,8 @@ const (
 
 // prepare zero-fills the next segment in the background unless one is being made or
 // is ready. commitBatch calls it once the active segment is half full, so that a
-// segment dying meanwhile is reused instead (see collect).
+// segment dying meanwhile is reused instead (see collect), or at once if the active
+// segment grows.
 func (w *WAL) prepare() {
 	w.pmu.Lock()
 	if w.prep != prepIdle {
@@ -135,7 +148,8 @@ func (w *WAL) collect() {
 	for len(w.segs) > 1 && w.segs[0].live <= 0 {
 		s := w.segs[0]
 		s.f.Close()
-		if !w.reuse(s.path) {
+		// A segment replaced early (it grew) is too short to reuse.
+		if s.size < w.segBytes || !w.reuse(s.path) {
 			os.Remove(s.path)
 		}
 		w.segs = w.segs[1:]

@@ -106,12 +106,13 @@ type written struct {
 const recentBytes = 16 << 20
 
 type segment struct {
-	id   uint32
-	path string
-	f    *os.File
-	size int64
-	live int    // entries of any group still in the log
-	seed uint32 // crc of the segment id, where its records' crcs start (0 for .log)
+	id    uint32
+	path  string
+	f     *os.File
+	size  int64
+	alloc int64  // file size when opened: writes below it overwrite allocated blocks
+	live  int    // entries of any group still in the log
+	seed  uint32 // crc of the segment id, where its records' crcs start (0 for .log)
 }
 
 // loc is where an entry is: segment id, offset of its record, length of its record.
@@ -160,6 +161,9 @@ func Open(dir string) (*WAL, error) {
 		if err := w.rotate(); err != nil {
 			return nil, err
 		}
+	}
+	if w.segs[len(w.segs)-1].alloc < w.segBytes {
+		w.prepare() // the active segment grows: replace it once a preallocated one is ready
 	}
 	go w.writeLoop()
 	return w, nil
@@ -213,6 +217,11 @@ func (w *WAL) replay() error {
 			}
 		}
 		s.size = good
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("wal: %w", err)
+		}
+		s.alloc = fi.Size()
 	}
 	return nil
 }
@@ -498,11 +507,24 @@ func (w *WAL) commit(batch []*writeReq) {
 	}
 }
 
+// An append that grows the file costs about twice the sync of one that overwrites
+// preallocated blocks (see rotate), so a segment that grows (the first one, or one
+// started while no preallocated file was ready) is replaced as soon as one is.
 func (w *WAL) commitBatch(batch []*writeReq) error {
+	n := 0
+	for _, r := range batch {
+		for _, body := range r.bodies {
+			n += 8 + len(body)
+		}
+		for _, e := range r.entries {
+			n += entrySize(r.group, e)
+		}
+	}
 	w.mu.RLock()
 	active := w.segs[len(w.segs)-1]
 	w.mu.RUnlock()
-	if active.size >= w.segBytes {
+	grows := active.size+int64(n) > active.alloc
+	if active.size >= w.segBytes || grows && w.prepared() {
 		if err := w.finish(active); err != nil {
 			return err
 		}
@@ -515,17 +537,10 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 		w.mu.RLock()
 		active = w.segs[len(w.segs)-1]
 		w.mu.RUnlock()
-	} else if active.size >= w.segBytes/2 {
-		w.prepare() // unless a dead segment was kept for reuse
+		grows = active.size+int64(n) > active.alloc
 	}
-	n := 0
-	for _, r := range batch {
-		for _, body := range r.bodies {
-			n += 8 + len(body)
-		}
-		for _, e := range r.entries {
-			n += entrySize(r.group, e)
-		}
+	if grows || active.size >= w.segBytes/2 {
+		w.prepare() // unless one is ready (a dead segment kept for reuse) or being made
 	}
 	buf := make([]byte, 0, n)
 	for _, r := range batch {

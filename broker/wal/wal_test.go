@@ -112,23 +112,29 @@ func TestLogStore(t *testing.T) {
 	}
 }
 
-func lastSegment(t *testing.T, dir string) string {
-	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.seg"))
-	return names[len(names)-1]
+// lastRecords returns the active segment's file and where its records end (the file
+// may go on: a preallocated segment is zeros after its records).
+func lastRecords(w *WAL) (string, int64) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	s := w.segs[len(w.segs)-1]
+	return s.path, s.size
 }
 
 // TestTornTail cuts or corrupts the last record in several ways: replay keeps every
-// record before it, drops it, and later appends follow the good prefix.
+// record before it, drops it, and later appends follow the good prefix. The last
+// segment may be a growing file or a preallocated one.
 func TestTornTail(t *testing.T) {
 	damage := []struct {
 		name string
-		do   func(path string, lastLen int64)
+		do   func(path string, end, lastLen int64)
 	}{
-		{"cut in the header", func(p string, n int64) { truncate(t, p, n-3) }},
-		{"cut in the body", func(p string, n int64) { truncate(t, p, n/2) }},
-		{"cut one byte", func(p string, n int64) { truncate(t, p, 1) }},
-		{"flipped byte", func(p string, n int64) { flip(t, p, n/2) }},
-		{"garbage after", func(p string, n int64) { appendBytes(t, p, []byte{0, 0, 0, 9, 0, 0, 0, 200, 1, 2}) }},
+		{"cut in the header", func(p string, end, n int64) { truncate(t, p, end-(n-3)) }},
+		{"cut in the body", func(p string, end, n int64) { truncate(t, p, end-n/2) }},
+		{"cut one byte", func(p string, end, n int64) { truncate(t, p, end-1) }},
+		{"flipped byte", func(p string, end, n int64) { flip(t, p, end-n/2) }},
+		{"garbage after", func(p string, end, n int64) { writeAt(t, p, end, []byte{0, 0, 0, 9, 0, 0, 0, 200, 1, 2}) }},
+		{"zeros after", func(p string, end, n int64) { writeAt(t, p, end, make([]byte, 4096)) }},
 	}
 	for _, d := range damage {
 		t.Run(d.name, func(t *testing.T) {
@@ -142,13 +148,14 @@ func TestTornTail(t *testing.T) {
 			if err := l.StoreLogs(entries(6, 6, 1)); err != nil {
 				t.Fatal(err)
 			}
+			path, end := lastRecords(w)
 			w.Close()
-			d.do(lastSegment(t, dir), last)
+			d.do(path, end, last)
 
 			w = open(t, dir)
 			l = logOf(t, w, "g")
 			_, lastIdx := bounds(t, l)
-			if d.name == "garbage after" {
+			if d.name == "garbage after" || d.name == "zeros after" {
 				if lastIdx != 6 {
 					t.Fatalf("last %d, want 6", lastIdx)
 				}
@@ -168,23 +175,38 @@ func TestTornTail(t *testing.T) {
 	}
 }
 
-func truncate(t *testing.T, path string, by int64) {
-	fi, _ := os.Stat(path)
-	if err := os.Truncate(path, fi.Size()-by); err != nil {
+func truncate(t *testing.T, path string, size int64) {
+	if err := os.Truncate(path, size); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func flip(t *testing.T, path string, back int64) {
-	b, _ := os.ReadFile(path)
-	b[int64(len(b))-back] ^= 0xff
-	os.WriteFile(path, b, 0o644)
+func flip(t *testing.T, path string, at int64) {
+	b := make([]byte, 1)
+	readAt(t, path, at, b)
+	writeAt(t, path, at, []byte{b[0] ^ 0xff})
 }
 
-func appendBytes(t *testing.T, path string, extra []byte) {
-	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	f.Write(extra)
-	f.Close()
+func readAt(t *testing.T, path string, at int64, b []byte) {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeAt(t *testing.T, path string, at int64, b []byte) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, at); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestSegments: with small segments, compaction deletes old segment files, a corrupt
@@ -205,7 +227,9 @@ func TestSegments(t *testing.T) {
 	a.DeleteRange(1, 35)
 	b.DeleteRange(1, 3)
 	a.StoreLogs(entries(41, 41, 1)) // a write after the compaction collects what it freed
-	if n := w.Segments(); n > 3 {   // what holds a's 36..41 and b's 4, and the active one
+	// What holds a's 36..41 and b's 4, the active one, and one that may have been
+	// replaced early as it grew (no preallocated segment was ready when it started).
+	if n := w.Segments(); n > 4 {
 		t.Fatalf("%d segments after compaction", n)
 	}
 	w.Close()
@@ -375,6 +399,63 @@ func TestQuietGroupDoesNotPinSegments(t *testing.T) {
 	w = open(t, dir)
 	defer w.Close()
 	check(w)
+}
+
+// TestGrowingSegmentReplaced: a new WAL's first segment grows with every append, so
+// appends move to a preallocated segment once one is ready; a crash there (its file is
+// zeros after the last record) loses no entry, and reopening keeps it preallocated.
+func TestGrowingSegmentReplaced(t *testing.T) {
+	old := segmentBytes
+	segmentBytes = 1 << 20
+	defer func() { segmentBytes = old }()
+	dir := t.TempDir()
+	w := open(t, dir)
+	l := logOf(t, w, "g")
+	if err := l.StoreLogs(entries(1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	preallocated := func(w *WAL) bool {
+		w.mu.RLock()
+		defer w.mu.RUnlock()
+		s := w.segs[len(w.segs)-1]
+		return s.alloc >= w.segBytes && s.size < s.alloc
+	}
+	deadline := time.Now().Add(time.Minute)
+	for i := uint64(2); !preallocated(w); i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("appends never moved to a preallocated segment")
+		}
+		if err := l.StoreLogs(entries(i, i, 1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_, last := bounds(t, l)
+	if err := l.StoreLogs(entries(last+1, last+5, 1)); err != nil {
+		t.Fatal(err)
+	}
+	last += 5
+	crash(w)
+	w = open(t, dir)
+	l = logOf(t, w, "g")
+	if f, got := bounds(t, l); f != 1 || got != last {
+		t.Fatalf("after the crash: %d..%d, want 1..%d", f, got, last)
+	}
+	for i := uint64(1); i <= last; i++ {
+		checkEntry(t, l, i, 1)
+	}
+	if !preallocated(w) {
+		t.Fatal("the reopened active segment is no longer preallocated")
+	}
+	if err := l.StoreLogs(entries(last+1, last+1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	w = open(t, dir)
+	defer w.Close()
+	l = logOf(t, w, "g")
+	checkEntry(t, l, last, 1)
+	checkEntry(t, l, last+1, 2)
 }
 
 // TestGroupsShareSyncs: 64 partitions appending at once need fewer syncs than appends.
