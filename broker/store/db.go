@@ -22,13 +22,15 @@
 //	wal/     raft log entries (raft.LogStore), see broker/wal
 //	raft.db  stable raft term/vote (raft.StableStore)
 //	         snap   raft snapshots: only the small partition state (see snapshot.go)
-//	data.db  msg    message bodies by offset
+//	data/    message bodies, appended to segments shared by all partitions (datalog.go)
+//	data.db  idx    where each run of messages is in data/ (runs.go)
+//	         msg    message bodies by offset (the first format: read, no longer written)
 //	         cons   consumer offsets; prod: producers' last batch; meta: applied index
 //
 // and in raft.db a "replicas" bucket naming the groups the broker holds. The applied
 // Raft index is committed in the same transaction as the messages it produced, so a
 // restart skips exactly the entries already applied. Message bodies are written twice
-// (log entry, then msg bucket), but the log is truncated after each cheap snapshot, so
+// (log entry, then data/), but the log is truncated after each cheap snapshot, so
 // it stays small; memory does not grow with bytes stored (bolt pages are file-backed).
 package store
 
@@ -57,12 +59,14 @@ var (
 type DB struct {
 	wal       *wal.WAL
 	log, data *file // raft.db and data.db
+	dlog      *dataLog
 }
 
 // file is one bolt file plus its group-commit writer.
 type file struct {
 	delay time.Duration // between commits (see dataCommitDelay)
 	kicks chan struct{}
+	dlog  *dataLog // data.db's: written and synced before each commit
 
 	bolt *bolt.DB
 	reqs chan *writeReq
@@ -93,13 +97,21 @@ func Open(dir string) (*DB, error) {
 		log.close()
 		return nil, err
 	}
-	w, err := wal.Open(filepath.Join(dir, "wal"))
+	dlog, err := openDataLog(filepath.Join(dir, "data"), data.bolt)
 	if err != nil {
 		log.close()
 		data.close()
 		return nil, err
 	}
-	d := &DB{wal: w, log: log, data: data}
+	data.dlog = dlog
+	w, err := wal.Open(filepath.Join(dir, "wal"))
+	if err != nil {
+		log.close()
+		data.close()
+		dlog.close()
+		return nil, err
+	}
+	d := &DB{wal: w, log: log, data: data, dlog: dlog}
 	if err := d.log.update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketReplicas)
 		return err
@@ -111,7 +123,9 @@ func Open(dir string) (*DB, error) {
 }
 
 // Close commits the writes already queued, then closes the files.
-func (d *DB) Close() error { return errors.Join(d.wal.Close(), d.log.close(), d.data.close()) }
+func (d *DB) Close() error {
+	return errors.Join(d.wal.Close(), d.log.close(), d.data.close(), d.dlog.close())
+}
 
 func openFile(path string, delay time.Duration, pageSize int) (*file, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
@@ -241,14 +255,7 @@ func (d *file) drain(batch []*writeReq) {
 }
 
 func (d *file) commit(batch []*writeReq) {
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		for _, r := range batch {
-			if err := r.fn(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := d.run(batch)
 	if err == nil || len(batch) == 1 {
 		for _, r := range batch {
 			r.err <- err
@@ -258,8 +265,30 @@ func (d *file) commit(batch []*writeReq) {
 	// One write failed and took the others down with it: redo each alone so only the
 	// failing one reports an error.
 	for _, r := range batch {
-		r.err <- d.bolt.Update(r.fn)
+		r.err <- d.run([]*writeReq{r})
 	}
+}
+
+// run commits reqs in one transaction, after the data log has their message bodies.
+func (d *file) run(reqs []*writeReq) error {
+	if d.dlog != nil {
+		d.dlog.begin()
+	}
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		for _, r := range reqs {
+			if err := r.fn(tx); err != nil {
+				return err
+			}
+		}
+		if d.dlog != nil {
+			return d.dlog.finish(tx)
+		}
+		return nil
+	})
+	if err == nil && d.dlog != nil {
+		d.dlog.committed()
+	}
+	return err
 }
 
 // Group returns the stores of one Raft group, creating its buckets if needed.
@@ -283,7 +312,7 @@ func (d *DB) Group(name string) (*Group, error) {
 			return nil
 		}
 	}
-	err = errors.Join(d.log.update(create(bStable, bSnap)), d.data.update(create(bMsg, bCons, bProd, bMeta)))
+	err = errors.Join(d.log.update(create(bStable, bSnap)), d.data.update(create(bIdx, bCons, bProd, bMeta)))
 	if err != nil {
 		return nil, fmt.Errorf("store: group %s: %w", name, err)
 	}
@@ -333,11 +362,21 @@ func (d *DB) DeleteGroup(group string) error {
 		}
 		return nil
 	}
+	dropData := func(tx *bolt.Tx) error {
+		if root := tx.Bucket(name); root != nil {
+			runs, err := runsBySegment(root)
+			if err != nil {
+				return err
+			}
+			d.dlog.release(runs)
+		}
+		return drop(tx)
+	}
 	steps := []func() error{
 		func() error {
 			return d.log.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketReplicas).Put(name, deleting) })
 		},
-		func() error { return d.data.update(drop) },
+		func() error { return d.data.update(dropData) },
 		func() error { return d.wal.Drop(group) },
 		func() error {
 			return d.log.update(func(tx *bolt.Tx) error {
@@ -374,7 +413,7 @@ var (
 
 // fileOf says which file holds a sub-bucket.
 func (g *Group) fileOf(name []byte) *file {
-	for _, b := range [][]byte{bMsg, bCons, bProd, bMeta} {
+	for _, b := range [][]byte{bIdx, bMsg, bCons, bProd, bMeta} {
 		if bytes.Equal(name, b) {
 			return g.db.data
 		}
@@ -384,11 +423,37 @@ func (g *Group) fileOf(name []byte) *file {
 
 // bucket returns a sub-bucket of the group, or ErrNoGroup once the group is deleted.
 func (g *Group) bucket(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) {
+	root, err := g.root(tx)
+	if err != nil {
+		return nil, err
+	}
+	return root.Bucket(name), nil
+}
+
+// root returns the group's bucket, or ErrNoGroup once the group is deleted.
+func (g *Group) root(tx *bolt.Tx) (*bolt.Bucket, error) {
 	root := tx.Bucket(g.name)
 	if root == nil {
 		return nil, ErrNoGroup
 	}
-	return root.Bucket(name), nil
+	return root, nil
+}
+
+// viewData and updateData run fn with the group's bucket in data.db.
+func (g *Group) viewData(fn func(root *bolt.Bucket) error) error {
+	return g.db.data.view(func(tx *bolt.Tx) error { return g.withRoot(tx, fn) })
+}
+
+func (g *Group) updateData(fn func(root *bolt.Bucket) error) error {
+	return g.db.data.update(func(tx *bolt.Tx) error { return g.withRoot(tx, fn) })
+}
+
+func (g *Group) withRoot(tx *bolt.Tx, fn func(root *bolt.Bucket) error) error {
+	root, err := g.root(tx)
+	if err != nil {
+		return err
+	}
+	return fn(root)
 }
 
 func (g *Group) update(name []byte, fn func(*bolt.Bucket) error) error {

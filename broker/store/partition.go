@@ -79,7 +79,7 @@ func (p *Partition) Commit(m *partition.Mutation) func() error {
 		if root == nil {
 			return ErrNoGroup
 		}
-		if err := putMessages(root.Bucket(bMsg), m.First, m.Msgs); err != nil {
+		if err := putMessages(p.g.db.dlog, root, m.First, m.Msgs); err != nil {
 			return err
 		}
 		return putState(root, m.Consumers, m.Producers, m.Applied, m.Next, m.Bytes)
@@ -101,31 +101,26 @@ func (p *Partition) Commit(m *partition.Mutation) func() error {
 	}
 }
 
-func putMessages(b *bolt.Bucket, first uint64, msgs [][]byte) error {
-	b.FillPercent = 1 // offsets only grow: pack pages full
-	for i, m := range msgs {
-		if err := b.Put(u64key(first+uint64(i)), m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Fit implements partition.Store.
 func (p *Partition) Fit(from, to, maxBytes uint64) (n, size uint64, err error) {
-	err = p.g.view(bMsg, func(b *bolt.Bucket) error {
-		c := b.Cursor()
-		off := from
-		for k, v := c.Seek(u64key(from)); off < to; k, v = c.Next() {
-			if k == nil || binary.BigEndian.Uint64(k) != off {
-				return fmt.Errorf("store: message %d missing", off)
+	err = p.g.viewData(func(root *bolt.Bucket) error {
+		full := false // stopped by to or maxBytes, not by the end of the messages
+		end, err := walk(root, from, func(r run, i int) (int, bool, error) {
+			took := 0
+			for ; i+took < r.count(); took++ {
+				l := r.size(i + took)
+				if from+n >= to || n > 0 && size+l > maxBytes {
+					full = true
+					break
+				}
+				n, size = n+1, size+l
 			}
-			if n > 0 && size+uint64(len(v)) > maxBytes {
-				break
-			}
-			n, size, off = n+1, size+uint64(len(v)), off+1
+			return took, !full, nil
+		})
+		if err == nil && !full && end < to {
+			err = fmt.Errorf("store: message %d missing", end)
 		}
-		return nil
+		return err
 	})
 	return n, size, err
 }
@@ -133,17 +128,17 @@ func (p *Partition) Fit(from, to, maxBytes uint64) (n, size uint64, err error) {
 // Messages implements partition.Store.
 func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 	out := make([][]byte, 0, n)
-	err := p.g.view(bMsg, func(b *bolt.Bucket) error {
-		c := b.Cursor()
-		off := from
-		for k, v := c.Seek(u64key(from)); uint32(len(out)) < n; k, v = c.Next() {
-			if k == nil || binary.BigEndian.Uint64(k) != off {
-				return fmt.Errorf("store: message %d missing", off)
-			}
-			out = append(out, append([]byte(nil), v...))
-			off++
+	err := p.g.viewData(func(root *bolt.Bucket) error {
+		end, err := walk(root, from, func(r run, i int) (int, bool, error) {
+			k := min(r.count()-i, int(n)-len(out))
+			msgs, err := r.read(p.g.db.dlog, i, k)
+			out = append(out, msgs...)
+			return k, len(out) < int(n), err
+		})
+		if err == nil && len(out) < int(n) {
+			err = fmt.Errorf("store: message %d missing", end)
 		}
-		return nil
+		return err
 	})
 	return out, err
 }

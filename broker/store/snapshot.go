@@ -116,7 +116,8 @@ func (sk *sink) receive(r io.Reader) error {
 			return nil
 		}
 		first, msgs := off-uint64(len(chunk)), chunk
-		err := sk.store.g.update(bMsg, func(b *bolt.Bucket) error { return putMessages(b, first, msgs) })
+		g := sk.store.g
+		err := g.updateData(func(root *bolt.Bucket) error { return putMessages(g.db.dlog, root, first, msgs) })
 		chunk, size = nil, 0
 		return err
 	}
@@ -275,16 +276,23 @@ func (r *messageReader) Read(p []byte) (int, error) {
 
 func (r *messageReader) fill() error {
 	r.buf.Reset()
-	return r.g.view(bMsg, func(b *bolt.Bucket) error {
-		c := b.Cursor()
-		for k, v := c.Seek(u64key(r.next)); r.next < r.end && r.buf.Len() < chunkBytes; k, v = c.Next() {
-			if k == nil || binary.BigEndian.Uint64(k) != r.next {
-				return fmt.Errorf("store: message %d missing", r.next)
+	return r.g.viewData(func(root *bolt.Bucket) error {
+		next, err := walk(root, r.next, func(rn run, i int) (int, bool, error) {
+			k := 0
+			for size := uint64(0); i+k < rn.count() && r.next+uint64(k) < r.end && size < chunkBytes; k++ {
+				size += rn.size(i + k)
 			}
-			r.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(v))))
-			r.buf.Write(v)
-			r.next++
+			msgs, err := rn.read(r.g.db.dlog, i, k)
+			for _, m := range msgs {
+				r.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(m))))
+				r.buf.Write(m)
+			}
+			r.next += uint64(k)
+			return k, r.next < r.end && r.buf.Len() < chunkBytes, err
+		})
+		if err == nil && r.buf.Len() == 0 {
+			err = fmt.Errorf("store: message %d missing", next)
 		}
-		return nil
+		return err
 	})
 }

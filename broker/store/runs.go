@@ -1,0 +1,202 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// A partition's messages are indexed in runs: each run is consecutive messages whose
+// bodies lie back to back in a data log segment (see datalog.go). The idx bucket maps
+// the offset of a run's first message to: segment u32, position u64, count u32, then
+// count u32 end positions relative to the run's start (message i is bytes
+// [end(i-1), end(i)) of it). Sizes come from the index alone, so counting what fits a
+// consume reads no message.
+//
+// A partition written by a broker before the data log has its first messages in the
+// msg bucket, a bolt value each; they precede every run, and are read from there.
+
+var bIdx = []byte("idx")
+
+// runMsgs bounds a run, so that reading one message of it never decodes a huge entry.
+const runMsgs = 4096
+
+var errBadRun = errors.New("malformed index entry")
+
+type run struct {
+	first uint64
+	at    dataPos
+	ends  []byte // count u32 end positions
+	data  []byte // the bodies, for a message of the first format
+}
+
+func parseRun(k, v []byte) (run, error) {
+	r := run{first: binary.BigEndian.Uint64(k)}
+	if len(v) < 16 {
+		return r, errBadRun
+	}
+	r.at = dataPos{binary.BigEndian.Uint32(v), binary.BigEndian.Uint64(v[4:])}
+	n := int(binary.BigEndian.Uint32(v[12:]))
+	if n == 0 || len(v) != 16+4*n {
+		return r, errBadRun
+	}
+	r.ends = v[16:]
+	for i := 1; i < n; i++ {
+		if r.end(i) < r.end(i-1) {
+			return r, errBadRun
+		}
+	}
+	return r, nil
+}
+
+func (r run) count() int { return len(r.ends) / 4 }
+
+func (r run) end(i int) uint64 {
+	if i < 0 {
+		return 0
+	}
+	return uint64(binary.BigEndian.Uint32(r.ends[4*i:]))
+}
+
+func (r run) size(i int) uint64 { return r.end(i) - r.end(i-1) }
+
+// read returns messages [i, i+n) of the run, one read for all of them.
+func (r run) read(dl *dataLog, i, n int) ([][]byte, error) {
+	start, end := r.end(i-1), r.end(i+n-1)
+	buf := r.data
+	if buf == nil {
+		var err error
+		if buf, err = dl.read(dataPos{r.at.seg, r.at.off + start}, end-start); err != nil {
+			return nil, err
+		}
+	} else {
+		buf = append([]byte(nil), buf[start:end]...) // bolt's memory is valid only in the transaction
+	}
+	out := make([][]byte, n)
+	for j := range out {
+		out[j] = buf[r.end(i+j-1)-start : r.end(i+j)-start : r.end(i+j)-start]
+	}
+	return out, nil
+}
+
+func encodeRun(at dataPos, msgs [][]byte) []byte {
+	v := binary.BigEndian.AppendUint32(make([]byte, 0, 16+4*len(msgs)), at.seg)
+	v = binary.BigEndian.AppendUint64(v, at.off)
+	v = binary.BigEndian.AppendUint32(v, uint32(len(msgs)))
+	var end uint32
+	for _, m := range msgs {
+		end += uint32(len(m))
+		v = binary.BigEndian.AppendUint32(v, end)
+	}
+	return v
+}
+
+// storedEnd is the offset after the group's last stored message.
+func storedEnd(root *bolt.Bucket) (uint64, error) {
+	if k, v := root.Bucket(bIdx).Cursor().Last(); k != nil {
+		r, err := parseRun(k, v)
+		if err != nil {
+			return 0, fmt.Errorf("store: run %d: %w", r.first, err)
+		}
+		return r.first + uint64(r.count()), nil
+	}
+	if old := root.Bucket(bMsg); old != nil {
+		if k, _ := old.Cursor().Last(); k != nil {
+			return binary.BigEndian.Uint64(k) + 1, nil
+		}
+	}
+	return 0, nil
+}
+
+// putMessages stores msgs, the messages from offset first, through the data log's
+// current transaction. Offsets already stored are skipped: messages never change once
+// committed, and a snapshot sent again (or after a partial one) repeats them.
+func putMessages(dl *dataLog, root *bolt.Bucket, first uint64, msgs [][]byte) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	end, err := storedEnd(root)
+	if err != nil {
+		return err
+	}
+	if first > end {
+		return fmt.Errorf("store: messages from offset %d, but only %d stored", first, end)
+	}
+	if end-first >= uint64(len(msgs)) {
+		return nil
+	}
+	msgs, first = msgs[end-first:], end
+	b := root.Bucket(bIdx)
+	b.FillPercent = 1 // keys only grow: pack pages full
+	for len(msgs) > 0 {
+		n := min(len(msgs), runMsgs)
+		if err := b.Put(u64key(first), encodeRun(dl.add(msgs[:n]), msgs[:n])); err != nil {
+			return err
+		}
+		first, msgs = first+uint64(n), msgs[n:]
+	}
+	return nil
+}
+
+// walk calls fn for each run holding messages from offset from on, in order, with the
+// index in the run of the first message wanted; fn returns how many messages it took
+// from there and whether it wants more. walk stops at the end of the messages (or at a
+// gap) and returns the offset after the last message taken.
+func walk(root *bolt.Bucket, from uint64, fn func(r run, i int) (took int, more bool, err error)) (uint64, error) {
+	off := from
+	step := func(r run) (bool, error) {
+		i := int(off - r.first)
+		if i >= r.count() {
+			return true, nil
+		}
+		took, more, err := fn(r, i)
+		off += uint64(took)
+		return more && took == r.count()-i, err
+	}
+	if old := root.Bucket(bMsg); old != nil {
+		c := old.Cursor()
+		for k, v := c.Seek(u64key(off)); k != nil && binary.BigEndian.Uint64(k) == off; k, v = c.Next() {
+			more, err := step(run{first: off, ends: binary.BigEndian.AppendUint32(nil, uint32(len(v))), data: v})
+			if !more || err != nil {
+				return off, err
+			}
+		}
+	}
+	c := root.Bucket(bIdx).Cursor()
+	k, v := c.Seek(u64key(off))
+	switch {
+	case k == nil:
+		k, v = c.Last()
+	case binary.BigEndian.Uint64(k) > off:
+		k, v = c.Prev()
+	}
+	for ; k != nil; k, v = c.Next() {
+		r, err := parseRun(k, v)
+		if err != nil {
+			return off, fmt.Errorf("store: run %d: %w", r.first, err)
+		}
+		if r.first > off {
+			break // a gap: the caller sees fewer messages than it asked for
+		}
+		if more, err := step(r); !more || err != nil {
+			return off, err
+		}
+	}
+	return off, nil
+}
+
+// runsBySegment counts a group's runs per data log segment.
+func runsBySegment(root *bolt.Bucket) (map[uint32]int64, error) {
+	out := map[uint32]int64{}
+	err := root.Bucket(bIdx).ForEach(func(k, v []byte) error {
+		r, err := parseRun(k, v)
+		if err != nil {
+			return fmt.Errorf("store: run %d: %w", r.first, err)
+		}
+		out[r.at.seg]++
+		return nil
+	})
+	return out, err
+}
