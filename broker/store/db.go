@@ -1,7 +1,7 @@
-// Package store keeps all of a broker's partitions on disk in three shared places,
+// Package store keeps all of a broker's partitions on disk in four shared places,
 // whatever the number of partitions: the write-ahead log of broker/wal (every
-// partition's Raft log entries), raft.db (term/vote and snapshots) and data.db
-// (messages and offsets), the last two bbolt files.
+// partition's Raft log entries), raft.db (term/vote and snapshots), data.db (offsets,
+// and where each message is), both bbolt files, and the data log (message bodies).
 //
 // Why shared files: a broker holds hundreds of partitions, each its own Raft group.
 // With a file per partition every append pays its own fsync (about 3,300/s on this
@@ -30,8 +30,9 @@
 // and in raft.db a "replicas" bucket naming the groups the broker holds. The applied
 // Raft index is committed in the same transaction as the messages it produced, so a
 // restart skips exactly the entries already applied. Message bodies are written twice
-// (log entry, then data/), but the log is truncated after each cheap snapshot, so
-// it stays small; memory does not grow with bytes stored (bolt pages are file-backed).
+// (log entry, then data/), but the log is truncated after each cheap snapshot, so it
+// stays small, and its segment files are reused: of the two, only the data log's
+// writes go to new pages. Memory does not grow with bytes stored.
 package store
 
 import (

@@ -21,9 +21,9 @@ import (
 // partition's small state (offsets, producers, applied index): message bodies never
 // change once written, so copying them at every snapshot would rewrite the whole
 // partition each time. When raft opens a snapshot to send it to a follower, the
-// stream is the state followed by every message [0, Next) read from the msg bucket
+// stream is the state followed by every message [0, Next) read from the data log
 // a chunk at a time; the follower's sink writes those messages straight into its own
-// msg bucket and keeps only the state. Neither side ever holds a partition in memory.
+// data log and keeps only the state. Neither side ever holds a partition in memory.
 type SnapshotStore struct{ g *Group }
 
 // SnapshotStore returns the group's snapshot store.
@@ -98,7 +98,7 @@ func (sk *sink) Close() error {
 }
 
 // receive reads the state and, when the snapshot comes from another replica, the
-// messages, which go straight to the msg bucket.
+// messages, which go straight to the data log.
 func (sk *sink) receive(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	st, enc, err := partition.ReadSnapshotPrefix(br)
