@@ -71,6 +71,7 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 		}
 	}
 	e.cl = brokerclient.New(cfg.Brokers...)
+	e.cl.HTTP = newDirectClient()
 	if e.peers == nil {
 		for _, addr := range cfg.Brokers {
 			var h broker.HealthReply
