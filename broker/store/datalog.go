@@ -203,7 +203,7 @@ func (l *dataLog) begin() {
 	if l.pend.off >= dataSegmentBytes {
 		l.pend = dataPos{seg: l.pend.seg + 1}
 	}
-	clear(l.bodies) // let the entries go
+	clear(l.bodies) // of a transaction that failed
 	l.bodies, l.size, l.refs, l.released = l.bodies[:0], 0, map[uint32]int64{}, nil
 }
 
@@ -248,6 +248,7 @@ func (l *dataLog) finish(tx *bolt.Tx) error {
 		if err := pwritev(f, l.bodies, l.pend.off); err != nil {
 			return fmt.Errorf("store: data log: %w", err)
 		}
+		clear(l.bodies) // written: let the entries go before the next commit
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 			return fmt.Errorf("store: data log: %w", err)
 		}
