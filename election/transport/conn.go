@@ -197,6 +197,9 @@ func (c *conn) flush(once bool) {
 		c.mu.Unlock()
 
 		err := c.writeBatch(batch)
+		for _, b := range batch {
+			recycleFrame(b)
+		}
 		clear(batch)
 		c.mu.Lock()
 		c.spare = batch[:0]
