@@ -73,8 +73,21 @@ func benchArgs(clients, msgs int, async bool, extra ...string) []string {
 // creates it) and returns the server that leads it: the measured runs connect there, so
 // every publish goes straight to the stream leader, as quorumq's client does.
 func (n natsCLI) createStream(ctx context.Context, c *cluster) (*natsServer, error) {
-	if _, err := n.run(ctx, c.urls(), benchArgs(1, 1, false, "--create")...); err != nil {
-		return nil, err
+	// A cluster that has just formed may answer "no response from stream" while the
+	// new stream elects its leader: try again for a while.
+	for attempt := 1; ; attempt++ {
+		_, err := n.run(ctx, c.urls(), benchArgs(1, 1, false, "--create")...)
+		if err == nil {
+			break
+		}
+		if attempt == 10 || !strings.Contains(err.Error(), "no response") {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
 	}
 	out, err := n.run(ctx, c.urls(), "stream", "info", stream, "--json")
 	if err != nil {
