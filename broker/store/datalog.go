@@ -279,6 +279,13 @@ func (l *dataLog) finish(tx *bolt.Tx) error {
 			return err
 		}
 	}
+	// The segment this transaction moves on from may hold nothing live any more (it
+	// was kept only because it was being written).
+	if l.size > 0 && l.pend.off == 0 && l.pend.seg > 0 {
+		if prev := l.pend.seg - 1; refs.Get(binary.BigEndian.AppendUint32(nil, prev)) == nil {
+			l.released = append(l.released, prev)
+		}
+	}
 	return nil
 }
 

@@ -267,6 +267,10 @@ func TestDataSegmentsDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRead(t, c, 3)
+	// Segment 3 was full: c's write started segment 4, and nothing points into 3.
+	if got := segments(t, dir); !slices.Equal(got, []uint32{4}) {
+		t.Fatalf("after moving on from an unused segment: segments %v", got)
+	}
 }
 
 // BenchmarkCommit measures the store's side of a busy broker: each commit carries a
