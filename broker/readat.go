@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -27,17 +28,31 @@ type ReadAtReply struct {
 	End      uint64   `json:"end"`
 }
 
-// queryCount reads a non-negative number from the query string, def when it is absent.
-func queryCount(c *fiber.Ctx, name string, def uint64) (uint64, error) {
-	v := c.Query(name)
-	if v == "" {
-		return def, nil
+// ReadAtRange reads the offset (0 when absent) and max (1 when absent) query values of
+// a read by offset, from query (such as fiber.Ctx.Query); the error, for a 400, says
+// what is wrong with them. The brokers and the managers serve the same parameters.
+func ReadAtRange(query func(key string, def ...string) string) (offset, limit uint64, err error) {
+	count := func(name string, def uint64) (uint64, error) {
+		v := query(name)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("query parameter %s must be a non-negative number, got %q", name, v)
+		}
+		return n, nil
 	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		return 0, failf(http.StatusBadRequest, "query parameter %s must be a non-negative number, got %q", name, v)
+	if offset, err = count("offset", 0); err != nil {
+		return 0, 0, err
 	}
-	return n, nil
+	if limit, err = count("max", 1); err != nil {
+		return 0, 0, err
+	}
+	if limit < 1 || limit > MaxReadAt {
+		return 0, 0, fmt.Errorf("query parameter max must be between 1 and %d, got %d", MaxReadAt, limit)
+	}
+	return offset, limit, nil
 }
 
 // readAt answers from this replica's store without a read barrier, follower or leader:
@@ -51,16 +66,9 @@ func (b *Broker) readAt(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	offset, err := queryCount(c, "offset", 0)
+	offset, limit, err := ReadAtRange(c.Query)
 	if err != nil {
-		return err
-	}
-	limit, err := queryCount(c, "max", 1)
-	if err != nil {
-		return err
-	}
-	if limit < 1 || limit > MaxReadAt {
-		return failf(http.StatusBadRequest, "max must be between 1 and %d, got %d", MaxReadAt, limit)
+		return failf(http.StatusBadRequest, "%v", err)
 	}
 	_, end, _, _ := r.fsm.Info()
 	out := ReadAtReply{Offset: offset, Messages: []string{}, Next: offset, End: end}

@@ -13,19 +13,6 @@ import (
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// queryCount reads a non-negative number from the query string, def when it is absent.
-func queryCount(c *fiber.Ctx, name string, def uint64) (uint64, error) {
-	v := c.Query(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		return 0, badRequest("query parameter %s must be a non-negative number, got %q", name, v)
-	}
-	return n, nil
-}
-
 // readAt answers GET /topics/{name}/partitions/{partition}/messages?offset=N&max=M:
 // up to M messages from offset N, moving no consumer (replay, peek). Every replica can
 // answer it from its own store (committed messages never change), so the reads of a
@@ -38,16 +25,9 @@ func (r *router) readAt(c *fiber.Ctx) error {
 	if err != nil || idx < 0 {
 		return badRequest("partition must be a non-negative number, got %q", raw)
 	}
-	offset, err := queryCount(c, "offset", 0)
+	offset, limit, err := broker.ReadAtRange(c.Query)
 	if err != nil {
-		return err
-	}
-	limit, err := queryCount(c, "max", 1)
-	if err != nil {
-		return err
-	}
-	if limit < 1 || limit > broker.MaxReadAt {
-		return badRequest("query parameter max must be between 1 and %d, got %d", broker.MaxReadAt, limit)
+		return badRequest("%v", err)
 	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()

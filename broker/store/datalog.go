@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/quorumq/quorumq/broker/wal"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
@@ -141,7 +142,7 @@ func (l *dataLog) create(seg uint32) (*os.File, error) {
 	fi, err := f.Stat()
 	if err == nil && fi.Size() < int64(dataSegmentBytes) {
 		if err = f.Truncate(int64(dataSegmentBytes)); err == nil {
-			err = syncDir(l.dir)
+			err = wal.SyncDir(l.dir)
 		}
 	}
 	if err != nil {
@@ -152,18 +153,6 @@ func (l *dataLog) create(seg uint32) (*os.File, error) {
 	l.files[seg] = f
 	l.mu.Unlock()
 	return f, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("store: sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // file returns segment seg, open for reading.

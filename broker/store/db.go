@@ -59,8 +59,7 @@ var (
 // DB is the broker's log and two bolt files.
 type DB struct {
 	wal       *wal.WAL
-	log, data *file // raft.db and data.db
-	dlog      *dataLog
+	log, data *file // raft.db and data.db (data.dlog is the data log)
 }
 
 // file is one bolt file plus its group-commit writer.
@@ -112,7 +111,7 @@ func Open(dir string) (*DB, error) {
 		dlog.close()
 		return nil, err
 	}
-	d := &DB{wal: w, log: log, data: data, dlog: dlog}
+	d := &DB{wal: w, log: log, data: data}
 	if err := d.log.update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketReplicas)
 		return err
@@ -125,7 +124,7 @@ func Open(dir string) (*DB, error) {
 
 // Close commits the writes already queued, then closes the files.
 func (d *DB) Close() error {
-	return errors.Join(d.wal.Close(), d.log.close(), d.data.close(), d.dlog.close())
+	return errors.Join(d.wal.Close(), d.log.close(), d.data.close(), d.data.dlog.close())
 }
 
 func openFile(path string, delay time.Duration, pageSize int) (*file, error) {
@@ -369,7 +368,7 @@ func (d *DB) DeleteGroup(group string) error {
 			if err != nil {
 				return err
 			}
-			d.dlog.release(runs)
+			d.data.dlog.release(runs)
 		}
 		return drop(tx)
 	}

@@ -75,11 +75,11 @@ func putState(root *bolt.Bucket, consumers map[string]uint64, producers map[stri
 // the log (which keeps them until the store has them, see partition.FSM).
 func (p *Partition) Commit(m *partition.Mutation) func() error {
 	ch := p.g.db.data.updateAsync(func(tx *bolt.Tx) error {
-		root := tx.Bucket(p.g.name)
-		if root == nil {
-			return ErrNoGroup
+		root, err := p.g.root(tx)
+		if err != nil {
+			return err
 		}
-		if err := putMessages(p.g.db.dlog, root, m.First, m.Msgs); err != nil {
+		if err := putMessages(p.g.db.data.dlog, root, m.First, m.Msgs); err != nil {
 			return err
 		}
 		return putState(root, m.Consumers, m.Producers, m.Applied, m.Next, m.Bytes)
@@ -131,7 +131,7 @@ func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 	err := p.g.viewData(func(root *bolt.Bucket) error {
 		end, err := walk(root, from, func(r run, i int) (int, bool, error) {
 			k := min(r.count()-i, int(n)-len(out))
-			msgs, err := r.read(p.g.db.dlog, i, k)
+			msgs, err := r.read(p.g.db.data.dlog, i, k)
 			out = append(out, msgs...)
 			return k, len(out) < int(n), err
 		})
@@ -146,11 +146,7 @@ func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 // Restore implements partition.Store: the snapshot store has written the messages;
 // this replaces offsets, producers and the applied index.
 func (p *Partition) Restore(st partition.State) error {
-	return p.g.db.data.update(func(tx *bolt.Tx) error {
-		root := tx.Bucket(p.g.name)
-		if root == nil {
-			return ErrNoGroup
-		}
+	return p.g.updateData(func(root *bolt.Bucket) error {
 		for _, name := range [][]byte{bCons, bProd} {
 			if err := root.DeleteBucket(name); err != nil {
 				return err

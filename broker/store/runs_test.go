@@ -41,7 +41,7 @@ func oldFormat(t *testing.T, g *Group, first int, ms [][]byte) {
 }
 
 func put(g *Group, first int, ms [][]byte) error {
-	return g.updateData(func(root *bolt.Bucket) error { return putMessages(g.db.dlog, root, uint64(first), ms) })
+	return g.updateData(func(root *bolt.Bucket) error { return putMessages(g.db.data.dlog, root, uint64(first), ms) })
 }
 
 // checkRead reads every suffix the test cares about and checks each message.
@@ -186,7 +186,7 @@ func TestDataLogTailAfterCrash(t *testing.T) {
 	if err := put(g, 0, msgs(0, 5, 100)); err != nil {
 		t.Fatal(err)
 	}
-	end := db.dlog.end
+	end := db.data.dlog.end
 	db.Close()
 	f, err := os.OpenFile(filepath.Join(dir, "data", segName(end.seg)), os.O_RDWR, 0)
 	if err != nil {
@@ -289,7 +289,7 @@ func BenchmarkCommit(b *testing.B) {
 		reqs := make([]*writeReq, len(groups))
 		for i, g := range groups {
 			first := next[i]
-			reqs[i] = &writeReq{fn: func(tx *bolt.Tx) error { return putMessages(db.dlog, tx.Bucket(g.name), first, batch) }}
+			reqs[i] = &writeReq{fn: func(tx *bolt.Tx) error { return putMessages(db.data.dlog, tx.Bucket(g.name), first, batch) }}
 			next[i] += uint64(len(batch))
 		}
 		if err := db.data.run(reqs); err != nil {

@@ -117,7 +117,7 @@ func (sk *sink) receive(r io.Reader) error {
 		}
 		first, msgs := off-uint64(len(chunk)), chunk
 		g := sk.store.g
-		err := g.updateData(func(root *bolt.Bucket) error { return putMessages(g.db.dlog, root, first, msgs) })
+		err := g.updateData(func(root *bolt.Bucket) error { return putMessages(g.db.data.dlog, root, first, msgs) })
 		chunk, size = nil, 0
 		return err
 	}
@@ -282,7 +282,7 @@ func (r *messageReader) fill() error {
 			for size := uint64(0); i+k < rn.count() && r.next+uint64(k) < r.end && size < chunkBytes; k++ {
 				size += rn.size(i + k)
 			}
-			msgs, err := rn.read(r.g.db.dlog, i, k)
+			msgs, err := rn.read(r.g.db.data.dlog, i, k)
 			for _, m := range msgs {
 				r.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(m))))
 				r.buf.Write(m)

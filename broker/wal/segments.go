@@ -39,7 +39,7 @@ func (w *WAL) rotate() error {
 		f.Close()
 		return fmt.Errorf("wal: %w", err)
 	}
-	if err := syncDir(w.dir); err != nil {
+	if err := SyncDir(w.dir); err != nil {
 		f.Close()
 		return err
 	}
@@ -133,7 +133,8 @@ func (w *WAL) zeroFill(done chan struct{}) {
 	w.prep = prepReady
 }
 
-func syncDir(dir string) error {
+// SyncDir makes the creation, removal and renaming of files in dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
