@@ -74,13 +74,14 @@ func benchArgs(clients, msgs int, async bool, extra ...string) []string {
 // every publish goes straight to the stream leader, as quorumq's client does.
 func (n natsCLI) createStream(ctx context.Context, c *cluster) (*natsServer, error) {
 	// A cluster that has just formed may answer "no response from stream" while the
-	// new stream elects its leader: try again for a while.
+	// new stream elects its leader, or time out while the cluster still elects its
+	// meta leader: try again for a while.
 	for attempt := 1; ; attempt++ {
 		_, err := n.run(ctx, c.urls(), benchArgs(1, 1, false, "--create")...)
 		if err == nil {
 			break
 		}
-		if attempt == 10 || !strings.Contains(err.Error(), "no response") {
+		if attempt == 10 || !(strings.Contains(err.Error(), "no response") || strings.Contains(err.Error(), "deadline exceeded")) {
 			return nil, err
 		}
 		select {
