@@ -84,6 +84,7 @@ func PartitionTiming() election.Timing {
 	t.SnapshotThreshold = 256
 	t.TrailingLogs = 256
 	t.SnapshotInterval = 2 * time.Second // raft checks at a random time in [2 s, 4 s)
+	t.SnapshotBytes = 32 << 20
 	return t
 }
 

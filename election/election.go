@@ -47,6 +47,9 @@ type Timing struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// SnapshotBytes, if set, also snapshots once that many bytes of commands were
+	// applied since the last such snapshot, without waiting for SnapshotInterval.
+	SnapshotBytes uint64
 }
 
 // DefaultTiming suits a handful of groups that must fail over fast (ATM network,

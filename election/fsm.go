@@ -16,6 +16,15 @@ type trackedFSM struct {
 	inner   raft.FSM
 	snaps   *trackedSnapshots
 	applied atomic.Uint64
+
+	// Raft snapshots by entry count, checked every SnapshotInterval; entries of a busy
+	// partition are group commits of up to MiBs, so its log (and the disk it takes)
+	// would grow by seconds of traffic between checks. snapshotBytes asks for a
+	// snapshot as soon as that many command bytes were applied since the last request.
+	snapshotBytes uint64
+	snapshot      func() // takes a snapshot (on its own goroutine, never the FSM's)
+	sinceSnapshot atomic.Uint64
+	snapshotting  atomic.Bool
 }
 
 // batchingFSM keeps an inner BatchingFSM's batches intact.
@@ -36,6 +45,7 @@ func (t *trackedFSM) raftFSM() raft.FSM {
 func (t *trackedFSM) Apply(l *raft.Log) any {
 	resp := t.inner.Apply(l)
 	t.applied.Store(l.Index)
+	t.grew(len(l.Data))
 	return resp
 }
 
@@ -44,7 +54,25 @@ func (b batchingFSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(logs) > 0 {
 		b.applied.Store(logs[len(logs)-1].Index)
 	}
+	n := 0
+	for _, l := range logs {
+		n += len(l.Data)
+	}
+	b.grew(n)
 	return resp
+}
+
+// grew counts applied command bytes and starts a snapshot once snapshotBytes are
+// reached, unless one it started is still running.
+func (t *trackedFSM) grew(n int) {
+	if t.snapshotBytes == 0 || t.sinceSnapshot.Add(uint64(n)) < t.snapshotBytes || !t.snapshotting.CompareAndSwap(false, true) {
+		return
+	}
+	t.sinceSnapshot.Store(0)
+	go func() {
+		defer t.snapshotting.Store(false)
+		t.snapshot()
+	}()
 }
 
 func (t *trackedFSM) StoreConfiguration(index uint64, c raft.Configuration) {

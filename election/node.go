@@ -118,6 +118,8 @@ func (n *Node) openStores() error {
 	}
 	n.snaps = &trackedSnapshots{SnapshotStore: snaps}
 	n.fsm = newTrackedFSM(n.cfg.FSM, n.snaps)
+	n.fsm.snapshotBytes = n.cfg.Timing.SnapshotBytes
+	n.fsm.snapshot = n.snapshot
 	return nil
 }
 
@@ -142,6 +144,19 @@ func (n *Node) raftConfig() *raft.Config {
 	rc.BatchApplyCh = true
 	rc.Logger = newHCLog(n.log)
 	return rc
+}
+
+// snapshot takes a snapshot now; there being nothing new, or raft shutting down, is
+// not worth a log line.
+func (n *Node) snapshot() {
+	r := n.Raft()
+	if r == nil {
+		return
+	}
+	err := r.Snapshot().Error()
+	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
+		n.log.Warn("snapshot failed", "error", err)
+	}
 }
 
 // start decides between restart, bootstrap and join, then runs raft.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -96,20 +97,20 @@ func (w *WAL) prepare() {
 	done := make(chan struct{})
 	w.prepDone = done
 	w.pmu.Unlock()
+	w.zeroFills.Add(1)
 	go w.zeroFill(done)
 }
 
 func (w *WAL) zeroFill(done chan struct{}) {
 	defer close(done)
 	path := filepath.Join(w.dir, preparedName)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, zeros, err := openZeroFill(path, w.segBytes)
 	if err != nil {
 		return
 	}
 	// Sized first, then filled: measured here, 1.2 GB written in pwrites that each
 	// extend the file cost 3.1 s of system CPU, 0.36 s inside a file already that long.
 	err = f.Truncate(w.segBytes)
-	zeros := make([]byte, 1<<20)
 	var off int64
 	for ; off < w.segBytes && err == nil; off += int64(len(zeros)) {
 		select {
@@ -133,6 +134,27 @@ func (w *WAL) zeroFill(done chan struct{}) {
 	w.prep = prepReady
 }
 
+// openZeroFill opens path for zero-filling with O_DIRECT when the file system allows it
+// and size is a multiple of the chunk: measured here, 1 GiB written into a sized,
+// sparse file through the page cache cost 0.8–1.0 s of system CPU, with O_DIRECT
+// 0.1 s. It returns the zeros to write, aligned for O_DIRECT.
+func openZeroFill(path string, size int64) (*os.File, []byte, error) {
+	if zeros, err := directZeros(); err == nil && size%int64(len(zeros)) == 0 {
+		if f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|syscall.O_DIRECT, 0o644); err == nil {
+			return f, zeros, nil
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	return f, make([]byte, zeroChunk), err
+}
+
+const zeroChunk = 1 << 20
+
+// directZeros is a page-aligned MiB of zeros, mapped once for every WAL.
+var directZeros = sync.OnceValues(func() ([]byte, error) {
+	return syscall.Mmap(-1, 0, zeroChunk, syscall.PROT_READ, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+})
+
 // SyncDir makes the creation, removal and renaming of files in dir durable.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -152,8 +174,9 @@ func (w *WAL) collect() {
 	for len(w.segs) > 1 && w.segs[0].live <= 0 {
 		s := w.segs[0]
 		s.f.Close()
-		// A segment replaced early (it grew) is too short to reuse.
-		if s.size < w.segBytes || !w.reuse(s.path) {
+		// A segment replaced early (it grew) is too short to reuse; one that was
+		// preallocated is not, though rotation leaves its last bytes unwritten.
+		if max(s.size, s.alloc) < w.segBytes || !w.reuse(s.path) {
 			os.Remove(s.path)
 		}
 		w.segs = w.segs[1:]
@@ -165,6 +188,12 @@ func (w *WAL) collect() {
 // the segment).
 func (w *WAL) reuse(path string) bool {
 	if !strings.HasSuffix(path, ".seg") {
+		return false
+	}
+	// finish cut the file at its last record, up to a batch short of a segment: back
+	// to full length, or the file would shrink at every reuse (the few KiB past the
+	// cut are sparse again, so only the last batch that lands there grows the file).
+	if err := os.Truncate(path, w.segBytes); err != nil {
 		return false
 	}
 	w.pmu.Lock()

@@ -91,6 +91,7 @@ type WAL struct {
 	recentBytes int
 
 	syncs, writes atomic.Uint64
+	zeroFills     atomic.Uint64 // segment files written from scratch (tests)
 }
 
 // written is a batch as it was written to a segment. Raft reads an entry back right

@@ -227,9 +227,9 @@ func TestSegments(t *testing.T) {
 	a.DeleteRange(1, 35)
 	b.DeleteRange(1, 3)
 	a.StoreLogs(entries(41, 41, 1)) // a write after the compaction collects what it freed
-	// What holds a's 36..41 and b's 4, the active one, and one that may have been
-	// replaced early as it grew (no preallocated segment was ready when it started).
-	if n := w.Segments(); n > 4 {
+	// What holds a's 36..41 and b's 4 and the two compaction records: four records fit
+	// in a segment, fewer when one is rotated early because a reused file was ready.
+	if n := w.Segments(); n > 5 {
 		t.Fatalf("%d segments after compaction", n)
 	}
 	w.Close()
@@ -456,6 +456,49 @@ func TestGrowingSegmentReplaced(t *testing.T) {
 	l = logOf(t, w, "g")
 	checkEntry(t, l, last, 1)
 	checkEntry(t, l, last+1, 2)
+}
+
+// TestRotatedSegmentsReused: segments rotate before their last bytes are written
+// (the next batch does not fit), and once dead they are still reused rather than
+// deleted and zero-filled anew, so a log that stays small keeps cycling through a
+// few files however much goes through it.
+func TestRotatedSegmentsReused(t *testing.T) {
+	old := segmentBytes
+	segmentBytes = 1 << 20
+	defer func() { segmentBytes = old }()
+	dir := t.TempDir()
+	w := open(t, dir)
+	l := logOf(t, w, "g")
+	body := bytes.Repeat([]byte("m"), 10_000) // does not divide a segment evenly
+	var last uint64
+	for last = 1; last <= 1000; last++ { // about ten segments' worth
+		if err := l.StoreLogs([]*raft.Log{{Index: last, Term: 1, Type: raft.LogCommand, Data: body}}); err != nil {
+			t.Fatal(err)
+		}
+		if last > 10 {
+			if err := l.DeleteRange(1, last-10); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Microsecond) // lets a zero-fill finish before it is needed
+	}
+	last--
+	// The first segment grows (nothing is prepared yet); it and the one or two after
+	// it are replaced by zero-filled files, and from then on dead ones come back.
+	if n := w.zeroFills.Load(); n > 3 {
+		t.Fatalf("%d segments were zero-filled for a log that never outgrew one", n)
+	}
+	w.Close()
+	w = open(t, dir)
+	defer w.Close()
+	l = logOf(t, w, "g")
+	if f, got := bounds(t, l); f != last-9 || got != last {
+		t.Fatalf("after reopening: %d..%d, want %d..%d", f, got, last-9, last)
+	}
+	var e raft.Log
+	if err := l.GetLog(last, &e); err != nil || !bytes.Equal(e.Data, body) {
+		t.Fatalf("GetLog(%d): %d bytes, %v", last, len(e.Data), err)
+	}
 }
 
 // TestGroupsShareSyncs: 64 partitions appending at once need fewer syncs than appends.
