@@ -27,7 +27,7 @@ import (
 // one pwrite per commit and indexing them in bolt cost 0.7 s. Under the produce
 // benchmark that was the largest part of a follower's CPU.
 //
-// The bodies of one data.db commit are written (one pwrite) and synced (one
+// The bodies of one data.db commit are written (with O_DIRECT, direct.go) and synced (one
 // fdatasync) before the bolt transaction that indexes them commits, and that
 // transaction also records the segment's new end. So bolt is the authority: bytes past
 // the recorded end (a commit that crashed) are cut at the next open, and an indexed
@@ -44,10 +44,11 @@ type dataLog struct {
 
 	// The transaction being committed (committer goroutine only).
 	pend     dataPos  // where the bodies go
-	bodies   [][]byte // the Raft entries' own bytes, written with pwritev, not copied
+	bodies   [][]byte // the Raft entries' own bytes, until written
 	size     uint64
 	refs     map[uint32]int64 // change of each segment's run count
 	released []uint32         // segments whose count reached zero
+	direct   directWriter
 }
 
 type dataPos struct {
@@ -234,7 +235,7 @@ func (l *dataLog) finish(tx *bolt.Tx) error {
 				return err
 			}
 		}
-		if err := pwritev(f, l.bodies, l.pend.off); err != nil {
+		if err := l.direct.write(filepath.Join(l.dir, segName(l.pend.seg)), l.pend.seg, f, l.bodies, l.pend.off); err != nil {
 			return fmt.Errorf("store: data log: %w", err)
 		}
 		clear(l.bodies) // written: let the entries go before the next commit
@@ -329,7 +330,7 @@ func pwritev(f *os.File, bufs [][]byte, off uint64) error {
 func (l *dataLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var err error
+	err := l.direct.close()
 	for seg, f := range l.files {
 		err = errors.Join(err, f.Close())
 		delete(l.files, seg)
