@@ -40,6 +40,13 @@ func entries(from, to uint64, term uint64) []*raft.Log {
 	return out
 }
 
+// smallSegments makes the WALs the test opens rotate every n bytes.
+func smallSegments(t testing.TB, n int64) {
+	old := segmentBytes
+	segmentBytes = n
+	t.Cleanup(func() { segmentBytes = old })
+}
+
 func bounds(t testing.TB, l *Log) (uint64, uint64) {
 	first, _ := l.FirstIndex()
 	last, _ := l.LastIndex()
@@ -212,9 +219,7 @@ func writeAt(t *testing.T, path string, at int64, b []byte) {
 // TestSegments: with small segments, compaction deletes old segment files, a corrupt
 // segment that is not the last one is an error, and replay after GC is exact.
 func TestSegments(t *testing.T) {
-	old := segmentBytes
-	segmentBytes = 200
-	defer func() { segmentBytes = old }()
+	smallSegments(t, 200)
 	dir := t.TempDir()
 	w := open(t, dir)
 	a, b := logOf(t, w, "a"), logOf(t, w, "b")
@@ -257,9 +262,7 @@ func TestSegments(t *testing.T) {
 // a crash (no clean cut of the active segment), what it held before is not replayed,
 // and the first format's segments are still read.
 func TestReusedSegment(t *testing.T) {
-	old := segmentBytes
-	segmentBytes = 300
-	defer func() { segmentBytes = old }()
+	smallSegments(t, 300)
 	dir := t.TempDir()
 	// Every record has the same size, so the reused file's old records start exactly
 	// where the new ones end.
@@ -354,9 +357,7 @@ func crash(w *WAL) {
 // keeps its entries while a busy one writes and truncates many segments' worth; the
 // old segments go away all the same, and replay finds both logs.
 func TestQuietGroupDoesNotPinSegments(t *testing.T) {
-	old := segmentBytes
-	segmentBytes = 500
-	defer func() { segmentBytes = old }()
+	smallSegments(t, 500)
 	dir := t.TempDir()
 	w := open(t, dir)
 	quiet, busy := logOf(t, w, "quiet"), logOf(t, w, "busy")
@@ -405,9 +406,7 @@ func TestQuietGroupDoesNotPinSegments(t *testing.T) {
 // appends move to a preallocated segment once one is ready; a crash there (its file is
 // zeros after the last record) loses no entry, and reopening keeps it preallocated.
 func TestGrowingSegmentReplaced(t *testing.T) {
-	old := segmentBytes
-	segmentBytes = 1 << 20
-	defer func() { segmentBytes = old }()
+	smallSegments(t, 1 << 20)
 	dir := t.TempDir()
 	w := open(t, dir)
 	l := logOf(t, w, "g")
@@ -463,9 +462,7 @@ func TestGrowingSegmentReplaced(t *testing.T) {
 // deleted and zero-filled anew, so a log that stays small keeps cycling through a
 // few files however much goes through it.
 func TestRotatedSegmentsReused(t *testing.T) {
-	old := segmentBytes
-	segmentBytes = 1 << 20
-	defer func() { segmentBytes = old }()
+	smallSegments(t, 1 << 20)
 	dir := t.TempDir()
 	w := open(t, dir)
 	l := logOf(t, w, "g")
