@@ -54,11 +54,13 @@ func (b batchingFSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(logs) > 0 {
 		b.applied.Store(logs[len(logs)-1].Index)
 	}
-	n := 0
-	for _, l := range logs {
-		n += len(l.Data)
+	if b.snapshotBytes > 0 {
+		n := 0
+		for _, l := range logs {
+			n += len(l.Data)
+		}
+		b.grew(n)
 	}
-	b.grew(n)
 	return resp
 }
 

@@ -235,7 +235,7 @@ func (l *dataLog) finish(tx *bolt.Tx) error {
 				return err
 			}
 		}
-		if err := l.direct.write(filepath.Join(l.dir, segName(l.pend.seg)), l.pend.seg, f, l.bodies, l.pend.off); err != nil {
+		if err := l.direct.write(l.dir, l.pend.seg, f, l.bodies, l.pend.off); err != nil {
 			return fmt.Errorf("store: data log: %w", err)
 		}
 		clear(l.bodies) // written: let the entries go before the next commit

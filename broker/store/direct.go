@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"unsafe"
 )
@@ -22,10 +23,10 @@ import (
 // reads: the end recorded in data.db is the authority. Readers keep using buffered
 // reads; the kernel drops cached pages of a range written with O_DIRECT.
 type directWriter struct {
-	f     *os.File // the active segment opened with O_DIRECT, nil until the first write
-	seg   uint32
-	off   bool // the file system refused O_DIRECT: buffered pwritev instead
-	stage []byte
+	f       *os.File // the active segment opened with O_DIRECT, nil until the first write
+	seg     uint32
+	refused bool // the file system refused O_DIRECT: buffered pwritev instead
+	stage   []byte
 
 	tail   []byte // the partial last block of the previous write
 	tailAt uint64 // its offset in segment seg (block-aligned)
@@ -36,19 +37,19 @@ const directAlign = 4096
 // stageBytes is the staging buffer's size (a variable for tests).
 var stageBytes = 4 << 20
 
-// write writes bodies back to back at off of segment seg (path; buffered is the
+// write writes bodies back to back at off of segment seg in dir (buffered is the
 // segment's ordinary descriptor, for fallback and to read back a partial block).
 // It does not sync.
-func (w *directWriter) write(path string, seg uint32, buffered *os.File, bodies [][]byte, off uint64) error {
-	if w.off {
+func (w *directWriter) write(dir string, seg uint32, buffered *os.File, bodies [][]byte, off uint64) error {
+	if w.refused {
 		return pwritev(buffered, bodies, off)
 	}
 	if w.f == nil || w.seg != seg {
 		w.close()
-		f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+		f, err := os.OpenFile(filepath.Join(dir, segName(seg)), os.O_WRONLY|syscall.O_DIRECT, 0)
 		if err != nil {
 			if errors.Is(err, syscall.EINVAL) {
-				w.off = true
+				w.refused = true
 				return pwritev(buffered, bodies, off)
 			}
 			return err

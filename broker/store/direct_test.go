@@ -28,7 +28,8 @@ func TestDirectWriter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "seg")
+			dir := t.TempDir()
+			path := filepath.Join(dir, segName(0))
 			buffered, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 			if err != nil {
 				t.Fatal(err)
@@ -55,7 +56,7 @@ func TestDirectWriter(t *testing.T) {
 				for _, b := range bodies {
 					at -= uint64(len(b))
 				}
-				if err := w.write(path, 0, buffered, bodies, at); err != nil {
+				if err := w.write(dir, 0, buffered, bodies, at); err != nil {
 					t.Fatal(err)
 				}
 				got := make([]byte, len(want))
@@ -66,7 +67,7 @@ func TestDirectWriter(t *testing.T) {
 					t.Fatalf("after write %d: file differs from what was written (first difference at %s)", i, firstDiff(got, want))
 				}
 			}
-			if w.off {
+			if w.refused {
 				t.Fatal("this file system refused O_DIRECT: the test did not test it")
 			}
 		})

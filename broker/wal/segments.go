@@ -190,25 +190,27 @@ func (w *WAL) reuse(path string) bool {
 	if !strings.HasSuffix(path, ".seg") {
 		return false
 	}
+	w.pmu.Lock()
+	defer w.pmu.Unlock()
+	var name string
+	switch {
+	case w.prep == prepIdle:
+		name = preparedName
+	case !w.spare:
+		name = spareName
+	default:
+		return false
+	}
 	// finish cut the file at its last record, up to a batch short of a segment: back
 	// to full length, or the file would shrink at every reuse (the few KiB past the
 	// cut are sparse again, so only the last batch that lands there grows the file).
-	if err := os.Truncate(path, w.segBytes); err != nil {
+	if os.Truncate(path, w.segBytes) != nil || os.Rename(path, filepath.Join(w.dir, name)) != nil {
 		return false
 	}
-	w.pmu.Lock()
-	defer w.pmu.Unlock()
-	switch {
-	case w.prep == prepIdle:
-		if os.Rename(path, filepath.Join(w.dir, preparedName)) == nil {
-			w.prep = prepReady
-			return true
-		}
-	case !w.spare:
-		if os.Rename(path, filepath.Join(w.dir, spareName)) == nil {
-			w.spare = true
-			return true
-		}
+	if name == preparedName {
+		w.prep = prepReady
+	} else {
+		w.spare = true
 	}
-	return false
+	return true
 }

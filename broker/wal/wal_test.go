@@ -406,7 +406,7 @@ func TestQuietGroupDoesNotPinSegments(t *testing.T) {
 // appends move to a preallocated segment once one is ready; a crash there (its file is
 // zeros after the last record) loses no entry, and reopening keeps it preallocated.
 func TestGrowingSegmentReplaced(t *testing.T) {
-	smallSegments(t, 1 << 20)
+	smallSegments(t, 1<<20)
 	dir := t.TempDir()
 	w := open(t, dir)
 	l := logOf(t, w, "g")
@@ -462,7 +462,7 @@ func TestGrowingSegmentReplaced(t *testing.T) {
 // deleted and zero-filled anew, so a log that stays small keeps cycling through a
 // few files however much goes through it.
 func TestRotatedSegmentsReused(t *testing.T) {
-	smallSegments(t, 1 << 20)
+	smallSegments(t, 1<<20)
 	dir := t.TempDir()
 	w := open(t, dir)
 	l := logOf(t, w, "g")
