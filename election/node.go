@@ -33,6 +33,7 @@ type Node struct {
 	// readyTerm is the last term in which this node, as leader, saw an entry of its own
 	// term committed; until then its commit index may trail what earlier leaders committed.
 	readyTerm atomic.Uint64
+	rec       recovery
 
 	ctx    context.Context // ends at Close, for background work
 	cancel context.CancelFunc
@@ -64,6 +65,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, done: make(chan struct{}), fanned: make(chan struct{}),
 		log: cfg.Logger.With("group", cfg.Group, "node", cfg.ID)}
+	n.rec.kick = make(chan struct{}, 1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.openStores(); err != nil {
 		return nil, err

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quorumq/quorumq/election"
 )
 
 // Member is what is reported of a group member (an *election.Node is one). When it
@@ -72,7 +74,7 @@ func New(cfg Config) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 100 µs .. 13 s
 		}, []string{"method", cfg.OpLabel}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, newRaftCollector(cfg.Prefix, cfg.Members))
+	m.reg.MustRegister(m.requests, m.latency, newRaftCollector(cfg.Prefix, cfg.Members), election.StorageFaults)
 	return m
 }
 
