@@ -2,6 +2,7 @@ package wal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,27 +45,59 @@ func (l *Log) LastIndex() (uint64, error) {
 	return last, nil
 }
 
-// GetLog implements raft.LogStore: one read of the entry's record from its segment.
+// GetLog implements raft.LogStore: the entry's record from the batches just written,
+// or one read from its segment, whose crc is checked again. A record that no longer
+// checks out is reported (OnDamage) and not found: raft then sends a follower a
+// snapshot rather than the entry, and never gets its bytes.
 func (l *Log) GetLog(index uint64, out *raft.Log) error {
+	buf, err := l.record(index)
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			if fn := l.w.onDamage; fn != nil {
+				fn(l.group, err)
+			}
+			return raft.ErrLogNotFound
+		}
+		return err
+	}
+	return decodeEntry(buf[8+3+len(l.group):], out)
+}
+
+func (l *Log) record(index uint64) ([]byte, error) {
 	l.w.mu.RLock()
 	defer l.w.mu.RUnlock() // held while reading: a segment is only deleted under the write lock
 	g := l.w.groups[l.group]
 	if g == nil || len(g.locs) == 0 || index < g.first || index > g.last() {
-		return raft.ErrLogNotFound
+		return nil, raft.ErrLogNotFound
 	}
-	at := g.locs[index-g.first]
-	buf := l.w.cached(at)
-	if buf == nil {
-		s := l.w.segment(at.seg)
-		if s == nil {
-			return fmt.Errorf("wal: segment %d of entry %d is gone", at.seg, index)
-		}
-		buf = make([]byte, at.len)
-		if _, err := s.f.ReadAt(buf, int64(at.off)); err != nil {
-			return fmt.Errorf("wal: reading entry %d of %s: %w", index, l.group, err)
-		}
+	buf, err := l.w.readRecord(g.locs[index-g.first])
+	if err != nil {
+		return nil, fmt.Errorf("wal: entry %d of %s: %w", index, l.group, err)
 	}
-	return decodeEntry(buf[8+3+len(l.group):], out)
+	return buf, nil
+}
+
+// ErrCorrupt is a record that does not check out when read back.
+var ErrCorrupt = errors.New("wal: record damaged on disk (checksum mismatch)")
+
+// readRecord returns the record at at, from the recent batches or checked as read from
+// its segment (w.mu held).
+func (w *WAL) readRecord(at loc) ([]byte, error) {
+	if buf := w.cached(at); buf != nil {
+		return buf, nil
+	}
+	s := w.segment(at.seg)
+	if s == nil {
+		return nil, fmt.Errorf("segment %d is gone", at.seg)
+	}
+	buf := make([]byte, at.len)
+	if _, err := s.f.ReadAt(buf, int64(at.off)); err != nil {
+		return nil, err
+	}
+	if n, ok := validAt(buf, 0, s.seed); !ok || n != len(buf) {
+		return nil, fmt.Errorf("%w: segment %d at byte %d", ErrCorrupt, s.id, at.off)
+	}
+	return buf, nil
 }
 
 // StoreLog implements raft.LogStore.

@@ -17,8 +17,10 @@
 // Record: crc u32, len(body) u32, body = kind u8, len(group) u16, group, then per
 // kind: entry (index, term u64, type u8, appended-at unix ns i64, len(ext) u32, ext,
 // data), compact (delete entries ≤ index), truncate (delete entries ≥ index), drop
-// (delete the whole group). Replay stops at the first torn or corrupt record of the
-// last segment and cuts the file there; every other segment ends with its last record.
+// (delete the whole group). Replay cuts a torn tail of the last segment silently and
+// reports any other bad record as damage to the groups it concerns (replay.go); every
+// other segment ends with its last record. The crc of a record read back from a
+// segment is checked again (GetLog).
 //
 // The crc is crc32c of the body, continued from the crc32c of the segment's id (in
 // segments named wal-N.seg; wal-N.log, the first format, has crc32c(body)). So a
@@ -28,12 +30,10 @@
 package wal
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,9 +72,14 @@ type WAL struct {
 	segBytes int64 // segmentBytes when opened
 	reqs     chan *writeReq
 
-	mu     sync.RWMutex // guards groups and segs; held (shared) while reading entries
+	mu     sync.RWMutex // guards groups, needs and segs; held (shared) while reading entries
 	groups map[string]*groupLog
-	segs   []*segment // oldest first; the last one is written to
+	needs  map[string]need // damaged groups (replay.go)
+	segs   []*segment      // oldest first; the last one is written to
+
+	readOnly  bool                          // Check: replay only
+	onDamage  func(group string, err error) // see OnDamage
+	wmStopped chan struct{}
 
 	pmu      sync.Mutex
 	prep     prepState // of the next segment (see rotate)
@@ -150,8 +155,7 @@ func Open(dir string) (*WAL, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
-	w := &WAL{dir: dir, segBytes: segmentBytes, reqs: make(chan *writeReq, maxBatch), groups: map[string]*groupLog{},
-		closing: make(chan struct{}), stopped: make(chan struct{})}
+	w := newWAL(dir)
 	os.Remove(filepath.Join(dir, preparedName)) // half-prepared before a crash
 	os.Remove(filepath.Join(dir, spareName))
 	if err := w.replay(); err != nil {
@@ -167,8 +171,18 @@ func Open(dir string) (*WAL, error) {
 		w.prepare() // the active segment grows: replace it once a preallocated one is ready
 	}
 	go w.writeLoop()
+	go w.watermarks()
 	return w, nil
 }
+
+func newWAL(dir string) *WAL {
+	return &WAL{dir: dir, segBytes: segmentBytes, reqs: make(chan *writeReq, maxBatch), groups: map[string]*groupLog{},
+		needs: map[string]need{}, closing: make(chan struct{}), stopped: make(chan struct{}), wmStopped: make(chan struct{})}
+}
+
+// OnDamage sets fn to be told of damage found while running (a record that no longer
+// checks out when read back); set it before the log is used.
+func (w *WAL) OnDamage(fn func(group string, err error)) { w.onDamage = fn }
 
 // segName is the file of segment id; segments of the first format (.log) are only
 // read, never written.
@@ -178,132 +192,65 @@ func segSeed(id uint32) uint32 {
 	return crc32.Checksum(binary.BigEndian.AppendUint32(nil, id), crcTable)
 }
 
-func (w *WAL) replay() error {
-	var names []string
-	for _, pattern := range []string{"wal-*.log", "wal-*.seg"} {
-		found, err := filepath.Glob(filepath.Join(w.dir, pattern))
-		if err != nil {
-			return err
-		}
-		names = append(names, found...)
-	}
-	sort.Strings(names) // wal-%08d: by id
-	for i, name := range names {
-		var id uint32
-		var ext string
-		if _, err := fmt.Sscanf(filepath.Base(name), "wal-%08d.%s", &id, &ext); err != nil || (ext != "log" && ext != "seg") {
-			return fmt.Errorf("wal: unexpected file %s", name)
-		}
-		if i > 0 && w.segs[i-1].id == id {
-			return fmt.Errorf("wal: two files for segment %d", id)
-		}
-		f, err := os.OpenFile(name, os.O_RDWR, 0o644)
-		if err != nil {
-			return fmt.Errorf("wal: %w", err)
-		}
-		s := &segment{id: id, path: name, f: f}
-		if ext == "seg" {
-			s.seed = segSeed(id)
-		}
-		w.segs = append(w.segs, s)
-		good, err := w.replaySegment(s)
-		if err != nil {
-			if i != len(names)-1 {
-				return fmt.Errorf("wal: %s is corrupt at byte %d, and it is not the last segment: %w", name, good, err)
-			}
-			// A torn tail: the crash interrupted the last write, which was never
-			// acknowledged. Cut it off so new records follow the last good one.
-			if err := f.Truncate(good); err != nil {
-				return fmt.Errorf("wal: cutting torn tail of %s: %w", name, err)
-			}
-		}
-		s.size = good
-		fi, err := f.Stat()
-		if err != nil {
-			return fmt.Errorf("wal: %w", err)
-		}
-		s.alloc = fi.Size()
-	}
-	return nil
-}
-
-// replaySegment applies the segment's records and returns the length of its good
-// prefix; the error says why the rest (if any) is not good.
-func (w *WAL) replaySegment(s *segment) (int64, error) {
-	r := bufio.NewReaderSize(s.f, 1<<20)
-	var off int64
-	var hdr [8]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if err == io.EOF {
-				return off, nil
-			}
-			return off, err
-		}
-		n := binary.BigEndian.Uint32(hdr[4:])
-		if n == 0 && binary.BigEndian.Uint32(hdr[:4]) == 0 {
-			return off, nil // the zeroed, preallocated rest of the segment
-		}
-		if int64(n) > 2*w.segBytes+(1<<30) {
-			return off, fmt.Errorf("record length %d", n)
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return off, err
-		}
-		if crc32.Update(s.seed, crcTable, body) != binary.BigEndian.Uint32(hdr[:4]) {
-			return off, errors.New("checksum mismatch")
-		}
-		if _, err := w.applyRecord(s, uint32(off), 8+n, body); err != nil {
-			return off, err
-		}
-		off += 8 + int64(n)
-	}
-}
-
 // applyRecord updates the in-memory index for one durable record and returns the
 // group it was about (nil if there was nothing to delete).
 func (w *WAL) applyRecord(s *segment, off, n uint32, body []byte) (*groupLog, error) {
-	if len(body) < 3 {
-		return nil, errors.New("short record")
+	kind, name, rest, err := parseRecord(body)
+	if err != nil {
+		return nil, err
 	}
-	gl := int(binary.BigEndian.Uint16(body[1:3]))
-	if len(body) < 3+gl {
-		return nil, errors.New("short record")
-	}
-	name, rest := body[3:3+gl], body[3+gl:]
-	g := w.groups[string(name)]
+	g := w.groups[name]
 	if g == nil {
-		if body[0] != kindEntry {
+		if kind != kindEntry {
 			return nil, nil // nothing to delete
 		}
 		g = &groupLog{}
-		w.groups[string(name)] = g
+		w.groups[name] = g
 	}
-	switch body[0] {
+	switch kind {
 	case kindEntry:
-		if len(rest) < 8 {
-			return nil, errors.New("short entry")
-		}
 		w.put(g, binary.BigEndian.Uint64(rest), loc{seg: s.id, off: off, len: n})
 		s.live++
-	case kindCompact, kindTruncate:
-		if len(rest) < 8 {
-			return nil, errors.New("short record")
+		if need, ok := w.needs[name]; ok && g.last() >= need.upTo {
+			delete(w.needs, name) // caught up with what it had before the damage
 		}
-		idx := binary.BigEndian.Uint64(rest)
-		if body[0] == kindCompact {
-			w.compact(g, idx)
-		} else {
-			w.truncate(g, idx)
-		}
+	case kindCompact:
+		w.compact(g, binary.BigEndian.Uint64(rest))
+	case kindTruncate:
+		w.truncate(g, binary.BigEndian.Uint64(rest))
 	case kindDrop:
 		w.truncate(g, 0)
-		delete(w.groups, string(name))
-	default:
-		return nil, fmt.Errorf("unknown record kind %d", body[0])
+		delete(w.groups, name)
+		delete(w.needs, name)
 	}
 	return g, nil
+}
+
+// parseRecord splits a record's body into kind, group and the kind's fields, and
+// checks that they are complete.
+func parseRecord(body []byte) (kind byte, group string, rest []byte, err error) {
+	if len(body) < 3 {
+		return 0, "", nil, errors.New("short record")
+	}
+	gl := int(binary.BigEndian.Uint16(body[1:3]))
+	if gl == 0 || len(body) < 3+gl {
+		return 0, "", nil, errors.New("short record")
+	}
+	kind, group, rest = body[0], string(body[3:3+gl]), body[3+gl:]
+	switch kind {
+	case kindEntry:
+		if len(rest) < entryHeader || uint64(len(rest)) < entryHeader+uint64(binary.BigEndian.Uint32(rest[25:entryHeader])) {
+			return 0, "", nil, errors.New("short entry")
+		}
+	case kindCompact, kindTruncate:
+		if len(rest) != 8 {
+			return 0, "", nil, errors.New("short record")
+		}
+	case kindDrop:
+	default:
+		return 0, "", nil, fmt.Errorf("unknown record kind %d", kind)
+	}
+	return kind, group, rest, nil
 }
 
 // put adds entry idx: after the last one normally; an index at or below the last
@@ -370,9 +317,11 @@ func (w *WAL) Segments() int {
 	return len(w.segs)
 }
 
-// Close writes what is queued, then closes the files.
+// Close writes what is queued and the watermark, then closes the files.
 func (w *WAL) Close() error {
 	w.stopWriter()
+	<-w.wmStopped
+	wmErr := w.saveWatermark()
 	w.pmu.Lock()
 	done := w.prepDone
 	w.pmu.Unlock()
@@ -381,7 +330,7 @@ func (w *WAL) Close() error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.closeFiles()
+	return errors.Join(wmErr, w.closeFiles())
 }
 
 // stopWriter refuses new writes and waits for the writer to finish what is queued.
@@ -485,8 +434,8 @@ func (w *WAL) relocate() {
 				continue
 			}
 			for _, l := range g.locs {
-				rec := make([]byte, l.len)
-				if _, err := w.segment(l.seg).f.ReadAt(rec, int64(l.off)); err != nil {
+				rec, err := w.readRecord(l)
+				if err != nil {
 					bodies = nil // leave it for the next try rather than copy half a log
 					break
 				}

@@ -1,0 +1,191 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The watermark is what the WAL had synced: a position (segment, end of its records)
+// and each group's first and last index there, plus what damaged groups still need.
+// Replay compares the groups with it on reaching that position (replay.go): a torn
+// tail looks like a crash whether or not its records were acknowledged, and a
+// segment cut at a record boundary looks complete; the watermark tells them apart.
+//
+// It is written off the append path, at most every watermarkEvery, to a side file
+// (written whole, synced, renamed over the last one), and once more at Close. So it
+// lags the log by up to that much: records acknowledged since the last watermark and
+// then lost without a trace (a clean cut of the newest segment) look like a crash.
+//
+// File: version u8, segment u32, offset u64, count u32, then per group len(name) u16,
+// name, first u64, last u64, need u64; crc32c of all of it last.
+const (
+	watermarkName    = "wal-synced"
+	watermarkVersion = 1
+)
+
+// watermarkEvery is how often the watermark is written while the log changes (a
+// variable for tests).
+var watermarkEvery = 200 * time.Millisecond
+
+type watermark struct {
+	seg    uint32
+	off    uint64
+	groups map[string]wmGroup
+}
+
+type wmGroup struct{ first, last, need uint64 }
+
+func (m *watermark) encode() []byte {
+	buf := []byte{watermarkVersion}
+	buf = binary.BigEndian.AppendUint32(buf, m.seg)
+	buf = binary.BigEndian.AppendUint64(buf, m.off)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(m.groups)))
+	for name, g := range m.groups {
+		buf = binary.BigEndian.AppendUint16(buf, uint16(len(name)))
+		buf = append(buf, name...)
+		buf = binary.BigEndian.AppendUint64(buf, g.first)
+		buf = binary.BigEndian.AppendUint64(buf, g.last)
+		buf = binary.BigEndian.AppendUint64(buf, g.need)
+	}
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
+}
+
+var errBadWatermark = errors.New("wal: the watermark file is damaged")
+
+func decodeWatermark(b []byte) (*watermark, error) {
+	if len(b) < 21 || crc32.Checksum(b[:len(b)-4], crcTable) != binary.BigEndian.Uint32(b[len(b)-4:]) || b[0] != watermarkVersion {
+		return nil, errBadWatermark
+	}
+	m := &watermark{seg: binary.BigEndian.Uint32(b[1:]), off: binary.BigEndian.Uint64(b[5:]), groups: map[string]wmGroup{}}
+	n := binary.BigEndian.Uint32(b[13:])
+	rest := b[17 : len(b)-4]
+	for range n {
+		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest))+24 {
+			return nil, errBadWatermark
+		}
+		l := int(binary.BigEndian.Uint16(rest))
+		name, f := string(rest[2:2+l]), rest[2+l:]
+		m.groups[name] = wmGroup{binary.BigEndian.Uint64(f), binary.BigEndian.Uint64(f[8:]), binary.BigEndian.Uint64(f[16:])}
+		rest = f[24:]
+	}
+	if len(rest) != 0 {
+		return nil, errBadWatermark
+	}
+	return m, nil
+}
+
+// loadWatermark reads the watermark, nil if there is none. A damaged one is treated as
+// none: it only ever makes damage visible, and the segments' crcs still hold.
+func loadWatermark(dir string) (*watermark, error) {
+	b, err := os.ReadFile(filepath.Join(dir, watermarkName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	m, err := decodeWatermark(b)
+	if err != nil {
+		return nil, nil
+	}
+	return m, nil
+}
+
+// captureWatermark returns the synced state (what commitBatch indexed, after its sync).
+func (w *WAL) captureWatermark() *watermark {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if len(w.segs) == 0 {
+		return nil
+	}
+	active := w.segs[len(w.segs)-1]
+	m := &watermark{seg: active.id, off: uint64(active.size), groups: make(map[string]wmGroup, len(w.groups)+len(w.needs))}
+	for name, g := range w.groups {
+		if len(g.locs) > 0 {
+			m.groups[name] = wmGroup{first: g.first, last: g.last()}
+		}
+	}
+	for name, n := range w.needs {
+		g := m.groups[name]
+		g.need = n.upTo
+		m.groups[name] = g
+	}
+	return m
+}
+
+// saveWatermark writes the current watermark (never two at once: Close waits for the
+// background writer first).
+func (w *WAL) saveWatermark() error {
+	m := w.captureWatermark()
+	if m == nil {
+		return nil
+	}
+	tmp := filepath.Join(w.dir, watermarkName+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	_, err = f.Write(m.encode())
+	if err == nil {
+		err = f.Sync()
+	}
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(w.dir, watermarkName))
+	}
+	if err == nil {
+		err = SyncDir(w.dir)
+	}
+	return err
+}
+
+// watermarks writes the watermark every watermarkEvery while the log changes.
+func (w *WAL) watermarks() {
+	defer close(w.wmStopped)
+	t := time.NewTicker(watermarkEvery)
+	defer t.Stop()
+	saved := w.writes.Load()
+	for {
+		select {
+		case <-w.closing:
+			return
+		case <-t.C:
+		}
+		if n := w.writes.Load(); n != saved && w.saveWatermark() == nil {
+			saved = n
+		}
+	}
+}
+
+// Damage implements the election package's DamageReporter: non-nil while the group
+// holds fewer entries than it had before its records were damaged (replay.go), so it
+// must not vote or lead until it has caught up.
+func (l *Log) Damage() error {
+	l.w.mu.RLock()
+	defer l.w.mu.RUnlock()
+	n, ok := l.w.needs[l.group]
+	if !ok {
+		return nil
+	}
+	var last uint64
+	if g := l.w.groups[l.group]; g != nil {
+		last = g.last()
+	}
+	return fmt.Errorf("wal: the log of %s is damaged (%s): it holds entries up to %d, it had %d", l.group, n.why, last, n.upTo)
+}
+
+// Damaged lists the groups that hold less than they had, with why (for tools).
+func (w *WAL) Damaged() map[string]string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := map[string]string{}
+	for name, n := range w.needs {
+		out[name] = fmt.Sprintf("%s; needs entries up to %d", n.why, n.upTo)
+	}
+	return out
+}
