@@ -46,6 +46,7 @@ type recovery struct {
 	mu     sync.Mutex
 	reason string    // "" when healthy
 	since  time.Time // when the current recovery began
+	wait   string    // what catchUp waits for
 	kick   chan struct{}
 }
 
@@ -65,8 +66,8 @@ func (n *Node) Recovering() (bool, string) {
 	if n.rec.reason == "" {
 		return false, ""
 	}
-	return true, fmt.Sprintf("recovering since %s from a storage fault (%s); takes no part in elections until caught up from a healthy leader",
-		n.rec.since.UTC().Format(time.RFC3339), n.rec.reason)
+	return true, fmt.Sprintf("recovering since %s from a storage fault (%s); takes no part in elections until caught up from a healthy leader; now: %s",
+		n.rec.since.UTC().Format(time.RFC3339), n.rec.reason, n.rec.wait)
 }
 
 // refuseElection is the transport's election gate: non-nil while recovering.
@@ -84,7 +85,7 @@ func (n *Node) enterRecovery(reason string) {
 	n.rec.mu.Lock()
 	first := n.rec.reason == ""
 	if first {
-		n.rec.reason, n.rec.since = reason, time.Now()
+		n.rec.reason, n.rec.since, n.rec.wait = reason, time.Now(), "starting"
 	} else {
 		n.rec.reason += "; " + reason
 	}

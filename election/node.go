@@ -75,6 +75,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.closer()
 		return nil, fmt.Errorf("election: group %q transport: %w", cfg.Group, err)
 	}
+	n.trans.SetElectionGate(n.refuseElection)
 	n.registerHandlers()
 	if err := n.start(ctx); err != nil {
 		n.cancel()
@@ -83,6 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.closer()
 		return nil, err
 	}
+	go n.recoveryLoop()
 	return n, nil
 }
 

@@ -200,6 +200,9 @@ func (n *Node) registerHandlers() {
 	m.Handle(g, methodReadIndex, n.serve(func(ctx context.Context, _ []byte) ([]byte, error) {
 		return n.readIndexLocal(ctx)
 	}))
+	m.Handle(g, methodCatchUp, n.serve(func(ctx context.Context, _ []byte) ([]byte, error) {
+		return n.catchUpLocal(ctx)
+	}))
 	m.Handle(g, methodAddVoter, n.serve(func(ctx context.Context, req []byte) ([]byte, error) {
 		var p Peer
 		if err := json.Unmarshal(req, &p); err != nil {
@@ -223,7 +226,7 @@ func (n *Node) registerHandlers() {
 }
 
 func (n *Node) unregisterHandlers() {
-	for _, method := range []string{methodApply, methodReadIndex, methodAddVoter, methodRemove, methodJoin} {
+	for _, method := range []string{methodApply, methodReadIndex, methodCatchUp, methodAddVoter, methodRemove, methodJoin} {
 		n.cfg.Mux.Handle(n.cfg.Group, method, nil)
 	}
 }
@@ -264,6 +267,9 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) ([]byte, error) {
 }
 
 func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
+	if err := n.refuseElection(); err != nil {
+		return nil, retryNoLeader(err) // it is handing leadership over
+	}
 	f := n.Raft().Apply(cmd, timeout(ctx))
 	if err := wait(ctx, f); err != nil {
 		return nil, classify(err, true)
@@ -285,6 +291,9 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
 // this node waits until it has applied that far. On a follower of an idle group this can
 // take up to the CommitTimeout, which is when followers learn the commit index.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	if err := n.refuseElection(); err != nil {
+		return fmt.Errorf("election: group %q: %w", n.cfg.Group, err)
+	}
 	res, err := n.readIndex(ctx)
 	if err != nil {
 		return err
@@ -304,6 +313,9 @@ func (n *Node) readIndex(ctx context.Context) ([]byte, error) {
 // leader's commit index may trail what its predecessor committed until an entry of its own
 // term commits, so the first read of each term goes through a barrier entry.
 func (n *Node) readIndexLocal(ctx context.Context) ([]byte, error) {
+	if err := n.refuseElection(); err != nil {
+		return nil, retryNoLeader(err) // it is handing leadership over
+	}
 	r := n.Raft()
 	term := r.CurrentTerm()
 	if n.readyTerm.Load() != term {

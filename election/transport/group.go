@@ -21,6 +21,8 @@ type GroupTransport struct {
 	hbMu sync.Mutex
 	hbFn func(raft.RPC)
 
+	gate electionGate // see SetElectionGate
+
 	// Requests other than heartbeats are handed to raft one at a time, in
 	// arrival order (pipelined appends must not overtake each other), by a
 	// goroutine that exists only while the queue is non-empty.
@@ -91,11 +93,19 @@ func (g *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddres
 
 // RequestVote implements raft.Transport.
 func (g *GroupTransport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if g.sitsOut() != nil {
+		*resp = raft.RequestVoteResponse{Term: args.Term}
+		return nil
+	}
 	return g.call(target, rpcRequestVote, args, resp)
 }
 
 // RequestPreVote implements raft.WithPreVote.
 func (g *GroupTransport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if g.sitsOut() != nil {
+		*resp = raft.RequestPreVoteResponse{Term: args.Term}
+		return nil
+	}
 	return g.call(target, rpcRequestPreVote, args, resp)
 }
 
@@ -184,6 +194,10 @@ func (g *GroupTransport) serve(c *conn, f frame, body io.Reader) {
 	cmd, err := decodeCommand(f)
 	if err != nil {
 		c.close(err) // a peer that sends undecodable requests is not trusted further
+		return
+	}
+	if resp, ok := g.refuseElection(cmd); ok {
+		g.reply(c, f.id, resp, sendNow)
 		return
 	}
 	respCh := make(chan raft.RPCResponse, 1)
