@@ -3,6 +3,7 @@ package clientlib
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 )
@@ -72,8 +73,17 @@ func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
 // CreateTopic creates a topic with the given number of partitions (0: the managers'
 // default). It fails with ErrTopicExists when the name is taken.
 func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int) error {
-	return a.c.do(ctx, call{method: http.MethodPost, path: "/topics",
-		body: createTopicRequest{Name: name, Partitions: partitions}})
+	var retried bool
+	err := a.c.do(ctx, call{method: http.MethodPost, path: "/topics",
+		body: createTopicRequest{Name: name, Partitions: partitions}, retried: &retried})
+	if retried && errors.Is(err, ErrTopicExists) {
+		// An earlier attempt may have created it and lost its reply (the write manager
+		// died answering): a topic of the asked shape is taken as that success.
+		if info, derr := a.DescribeTopic(ctx, name); derr == nil && (partitions == 0 || len(info.Partitions) == partitions) {
+			return nil
+		}
+	}
+	return err
 }
 
 // ListTopics returns the names of all topics.
@@ -91,8 +101,20 @@ func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
 
 // DescribeTopic returns a topic's partitions, replicas and leaders, or ErrUnknownTopic.
 func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
+	return a.describe(ctx, name, nil)
+}
+
+// DescribeTopicLive is DescribeTopic with each partition's leader as its replicas
+// report it right now, where DescribeTopic gives the managers' record, which trails
+// an election by the seconds they take to notice. It costs the managers a request to
+// every replica; Leader is empty for a partition that has no leader right now.
+func (a *Admin) DescribeTopicLive(ctx context.Context, name string) (TopicInfo, error) {
+	return a.describe(ctx, name, url.Values{"live": {"true"}})
+}
+
+func (a *Admin) describe(ctx context.Context, name string, q url.Values) (TopicInfo, error) {
 	var r describeTopicReply
-	if err := a.c.do(ctx, call{method: http.MethodGet, path: "/topics/" + url.PathEscape(name), out: &r}); err != nil {
+	if err := a.c.do(ctx, call{method: http.MethodGet, path: "/topics/" + url.PathEscape(name), query: q, out: &r}); err != nil {
 		return TopicInfo{}, err
 	}
 	info := r.TopicInfo

@@ -32,6 +32,8 @@ type Client struct {
 	requestTimeout time.Duration
 	direct         bool // producers send to partition leaders, not through a manager
 	brokers        *brokerDir
+	noticeAfter    time.Duration
+	notice         func(err error, left time.Duration)
 }
 
 // Option configures a Client.
@@ -79,6 +81,14 @@ func WithRequestTimeout(d time.Duration) Option { return func(c *Client) { c.req
 // Either way a batch is stored once. A client that reaches no broker sends through
 // the managers by itself for a while; false saves it the failed tries.
 func WithDirectProduce(on bool) Option { return func(c *Client) { c.direct = on } }
+
+// WithRetryNotice calls fn once for each call that is still failing after the given
+// time, with its latest error and how much longer it will keep trying: a command-line
+// tool can then tell a person what it is waiting for instead of staying silent until
+// its deadline.
+func WithRetryNotice(after time.Duration, fn func(err error, left time.Duration)) Option {
+	return func(c *Client) { c.noticeAfter, c.notice = after, fn }
+}
 
 // New returns a Client. One of WithResolver or WithManagers is required.
 func New(opts ...Option) (*Client, error) {
@@ -147,7 +157,7 @@ func (m *managerSet) pick(ctx context.Context) (string, error) {
 			known := len(m.addrs) > 0
 			m.mu.Unlock()
 			if !known {
-				return "", fmt.Errorf("quorumq: finding managers: %w", err)
+				return "", fmt.Errorf("%w: %w", ErrDiscovery, err)
 			}
 			// Discovery is down (a Consul agent restarting): the managers we knew of
 			// are still the best guess, and failed() keeps rotating through them.
@@ -214,6 +224,9 @@ type call struct {
 	query  url.Values
 	body   any
 	out    any
+	// retried, when set, is told whether an attempt was made after another that may
+	// have reached a manager.
+	retried *bool
 }
 
 // do runs a call with retries until it succeeds, fails with an error a retry cannot
@@ -233,10 +246,16 @@ func (c *Client) do(ctx context.Context, cl call) error {
 	// last is the latest error a server or the network gave; an attempt cut short by
 	// the deadline says nothing new, and the caller wants to know why it never worked.
 	var last error
+	start, noticed := time.Now(), false
+	reached := false // an attempt may have reached a manager
 	for attempt := 1; ; attempt++ {
 		addr, err := c.managers.pick(ctx)
 		if err == nil {
+			if cl.retried != nil && attempt > 1 && reached {
+				*cl.retried = true
+			}
 			err = c.attempt(ctx, addr, cl, body)
+			reached = reached || !notSent(err)
 			if err == nil {
 				c.managers.succeeded(addr)
 				return nil
@@ -254,6 +273,11 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			return fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err)
 		}
 		c.log.Debug("quorumq: retrying", "method", cl.method, "path", cl.path, "manager", addr, "attempt", attempt, "err", err)
+		if c.notice != nil && !noticed && time.Since(start) >= c.noticeAfter {
+			noticed = true
+			dl, _ := ctx.Deadline()
+			c.notice(err, time.Until(dl))
+		}
 		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2 // jitter spreads clients after a failover
 		t := time.NewTimer(wait)
 		select {
@@ -348,6 +372,13 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 		return permanent{fmt.Errorf("quorumq: %s %s: decoding reply: %w", cl.method, cl.path, err)}
 	}
 	return nil
+}
+
+// notSent reports whether err shows that the request never reached a server: the
+// connection could not be made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // permanent marks an error no retry can fix.

@@ -16,6 +16,9 @@ var (
 	ErrTopicExists     = errors.New("quorumq: topic already exists")
 	// ErrNoMessage means the consumer has read everything there is for now.
 	ErrNoMessage = errors.New("quorumq: no message")
+	// ErrDiscovery wraps a failure of discovery (e.g. Consul unreachable) before any
+	// manager was known.
+	ErrDiscovery = errors.New("quorumq: finding managers")
 	// ErrNoManagers means discovery returned no manager to talk to.
 	ErrNoManagers = errors.New("quorumq: no manager found")
 	// ErrClosed is returned by a Producer after Close.
@@ -31,7 +34,11 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("quorumq: %s (HTTP %d)", e.Message, e.Status)
+	code := fmt.Sprintf("(HTTP %d)", e.Status)
+	if strings.HasSuffix(e.Message, code) { // a manager that passed on a broker's error as it printed it
+		return "quorumq: " + e.Message
+	}
+	return "quorumq: " + e.Message + " " + code
 }
 
 // Unwrap lets errors.Is(err, ErrUnknownTopic) see through the APIError.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"net/http"
 	"sync"
@@ -381,7 +382,31 @@ func (t *tracker) wait(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	err := errors.Join(t.errs...)
+	err := joinDistinct(t.errs)
 	t.errs = nil
 	return err
+}
+
+// joinDistinct joins errs, each message once with the number of batches that failed
+// with it: a refusal that every batch meets (a message over the size limit) is one
+// line, not one per batch.
+func joinDistinct(errs []error) error {
+	var order []string
+	first, count := map[string]error{}, map[string]int{}
+	for _, e := range errs {
+		m := e.Error()
+		if count[m] == 0 {
+			order = append(order, m)
+			first[m] = e
+		}
+		count[m]++
+	}
+	out := make([]error, len(order))
+	for i, m := range order {
+		out[i] = first[m]
+		if n := count[m]; n > 1 {
+			out[i] = fmt.Errorf("%w (%d batches)", first[m], n)
+		}
+	}
+	return errors.Join(out...)
 }

@@ -46,7 +46,7 @@ until the cluster acknowledged it (a majority of the partition's replicas have i
 			if b.producers <= 0 || b.size <= 0 || b.batch <= 0 || b.duration <= 0 {
 				return errors.New("bench cluster: --producers, --size, --batch and --duration must be positive")
 			}
-			c, err := cf.client()
+			c, err := cf.client(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -56,7 +56,7 @@ the topic; with --count N it stops after N messages. The consumer id goes to std
 }
 
 func runConsume(ctx context.Context, cf *clientFlags, o *consumeOpts, stdout, stderr io.Writer) error {
-	c, err := cf.client()
+	c, err := cf.client(stderr)
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,14 @@ func runConsume(ctx context.Context, cf *clientFlags, o *consumeOpts, stdout, st
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "consumer %s (resume with --consumer-id %s)\n", cs.ID(), cs.ID())
+	// The id is announced once the managers have accepted it: at registration, or for
+	// --consumer-id at the first read (an unknown id fails there, and must not be
+	// offered for resuming).
+	announce := func() { fmt.Fprintf(stderr, "consumer %s (resume with --consumer-id %s)\n", cs.ID(), cs.ID()) }
+	if o.consumerID == "" {
+		announce()
+		announce = func() {}
+	}
 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
@@ -94,6 +101,8 @@ func runConsume(ctx context.Context, cf *clientFlags, o *consumeOpts, stdout, st
 		if err != nil {
 			return err
 		}
+		announce()
+		announce = func() {}
 		for _, m := range msgs {
 			if o.offsets {
 				fmt.Fprintf(out, "%d\t%d\t", m.Partition, m.Offset)

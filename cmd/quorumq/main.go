@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -26,8 +27,12 @@ func main() {
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "quorumq",
-		Short:         "A small Raft-replicated message log and an ATM network on one consensus core",
+		Use:   "quorumq",
+		Short: "A small Raft-replicated message log and an ATM network on one consensus core",
+		Long: `A small Raft-replicated message log and an ATM network on one consensus core.
+
+Every flag falls back to an environment variable, QUORUMQ_<FLAG> with dashes as
+underscores (e.g. --consul: QUORUMQ_CONSUL); each command's --help names them.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -35,7 +40,42 @@ func newRoot() *cobra.Command {
 	for _, add := range subcommands {
 		root.AddCommand(add())
 	}
+	walk(root, func(c *cobra.Command) {
+		documentEnv(c)
+		if c != root {
+			refuseUnknownSubcommands(c)
+		}
+	})
 	return root
+}
+
+func walk(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		walk(sub, fn)
+	}
+}
+
+// refuseUnknownSubcommands makes a command group (topic, bench) fail on a word that is
+// none of its subcommands: cobra checks this for the root only, and prints a group's
+// help with exit status 0, which hides a typo from scripts. The bare group still
+// prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	if !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.SuggestionsMinimumDistance = 2 // what cobra uses for the root's suggestions
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		hint := ""
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = " (did you mean " + strings.Join(s, " or ") + "?)"
+		}
+		return fmt.Errorf("unknown command %q for %q%s; see '%s --help'", args[0], cmd.CommandPath(), hint, cmd.CommandPath())
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 
 // subcommands is filled by the init functions of the sibling files, one per component,

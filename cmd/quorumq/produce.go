@@ -58,7 +58,7 @@ func newProduceCmd() *cobra.Command {
 }
 
 func runProduce(ctx context.Context, cf *clientFlags, o *produceOpts, stdin io.Reader, stderr io.Writer) error {
-	c, err := cf.client()
+	c, err := cf.client(stderr)
 	if err != nil {
 		return err
 	}

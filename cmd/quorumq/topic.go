@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"text/tabwriter"
@@ -31,23 +32,32 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long one call keeps retrying while the managers fail over")
 }
 
-func (f *clientFlags) client() (*clientlib.Client, error) {
+// client builds the SDK client. A call that keeps failing for a second says on stderr
+// what it is trying to reach, so that a wrong address shows at once and not only at
+// the end of --timeout.
+func (f *clientFlags) client(stderr io.Writer) (*clientlib.Client, error) {
+	target := "the managers at " + strings.Join(f.managers, ",")
 	opts := []clientlib.Option{clientlib.WithRetryTimeout(f.timeout)}
 	if len(f.managers) > 0 {
 		opts = append(opts, clientlib.WithManagers(f.managers...))
 	} else {
+		target = "Consul at " + f.consul + " (to find the managers)"
 		b, err := consul.New(f.consul, slog.Default())
 		if err != nil {
 			return nil, err
 		}
 		opts = append(opts, clientlib.WithResolver(b))
 	}
+	opts = append(opts, clientlib.WithRetryNotice(time.Second, func(err error, left time.Duration) {
+		fmt.Fprintf(stderr, "quorumq: still trying to reach %s: %v; retrying for %s more (--timeout)\n",
+			target, err, left.Round(time.Second))
+	}))
 	return clientlib.New(opts...)
 }
 
 // withClient runs fn with a client built from the flags, under one deadline.
-func (f *clientFlags) withClient(ctx context.Context, fn func(context.Context, *clientlib.Client) error) error {
-	c, err := f.client()
+func (f *clientFlags) withClient(ctx context.Context, stderr io.Writer, fn func(context.Context, *clientlib.Client) error) error {
+	c, err := f.client(stderr)
 	if err != nil {
 		return err
 	}
@@ -64,7 +74,7 @@ func (f *clientFlags) completeTopics(cmd *cobra.Command, args []string, _ string
 	}
 	f.timeout = 2 * time.Second
 	var names []string
-	_ = f.withClient(cmd.Context(), func(ctx context.Context, c *clientlib.Client) error {
+	_ = f.withClient(cmd.Context(), io.Discard, func(ctx context.Context, c *clientlib.Client) error {
 		var err error
 		names, err = c.Admin().ListTopics(ctx)
 		return err
@@ -89,7 +99,7 @@ func newTopicCmd() *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		PreRunE: preRun,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cf.withClient(cmd.Context(), func(ctx context.Context, c *clientlib.Client) error {
+			return cf.withClient(cmd.Context(), cmd.ErrOrStderr(), func(ctx context.Context, c *clientlib.Client) error {
 				if err := c.Admin().CreateTopic(ctx, args[0], partitions); err != nil {
 					return err
 				}
@@ -106,7 +116,7 @@ func newTopicCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		PreRunE: preRun,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cf.withClient(cmd.Context(), func(ctx context.Context, c *clientlib.Client) error {
+			return cf.withClient(cmd.Context(), cmd.ErrOrStderr(), func(ctx context.Context, c *clientlib.Client) error {
 				names, err := c.Admin().ListTopics(ctx)
 				if err != nil {
 					return err
@@ -126,8 +136,8 @@ func newTopicCmd() *cobra.Command {
 		PreRunE:           preRun,
 		ValidArgsFunction: cf.completeTopics,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cf.withClient(cmd.Context(), func(ctx context.Context, c *clientlib.Client) error {
-				info, err := c.Admin().DescribeTopic(ctx, args[0])
+			return cf.withClient(cmd.Context(), cmd.ErrOrStderr(), func(ctx context.Context, c *clientlib.Client) error {
+				info, err := c.Admin().DescribeTopicLive(ctx, args[0])
 				if err != nil {
 					return err
 				}
@@ -153,7 +163,7 @@ func newTopicCmd() *cobra.Command {
 		PreRunE:           preRun,
 		ValidArgsFunction: cf.completeTopics,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cf.withClient(cmd.Context(), func(ctx context.Context, c *clientlib.Client) error {
+			return cf.withClient(cmd.Context(), cmd.ErrOrStderr(), func(ctx context.Context, c *clientlib.Client) error {
 				if err := c.Admin().AddPartitions(ctx, args[0], count); err != nil {
 					return err
 				}
