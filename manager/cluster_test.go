@@ -119,6 +119,24 @@ func (c *procCluster) consulLeader(ctx context.Context) string {
 	return "!"
 }
 
+// taggedManagers lists every manager instance carrying the leader tag, whatever its
+// health.
+func (c *procCluster) taggedManagers(t *testing.T) []string {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	ch, err := c.disc.Watch(ctx, discovery.ServiceManager)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range <-ch {
+		if m.HasTag(discovery.TagLeader) {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
+}
+
 func (c *procCluster) byID(id string) *managerProc {
 	for _, m := range c.managers {
 		if m.id == id {
@@ -245,6 +263,11 @@ func TestManagerProcesses(t *testing.T) {
 	if l := c.consulLeader(t.Context()); l != next {
 		t.Fatalf("Consul leader tag on %q, /managers says %q", l, next)
 	}
+	// The dead write manager's registration stays in Consul (critical) until the agent
+	// drops it: it must lose the tag within seconds, not keep it beside the new one.
+	eventually(t, 5*time.Second, "only "+next+" tagged leader in Consul", func() bool {
+		return slices.Equal(c.taggedManagers(t), []string{next})
+	})
 	waitAnnounced(t, fb, next, firstTerm, "b1", "b2", "b3")
 	t.Logf("every broker names %s as the write manager %v after the SIGKILL", next, time.Since(killed))
 	for _, m := range survivors {

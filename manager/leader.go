@@ -10,7 +10,8 @@ import (
 )
 
 // followLeadership runs the write manager's duties while this manager leads: it carries
-// the discovery tag "leader" (the Consul UI shows which manager writes), announces
+// the discovery tag "leader" (the Consul UI shows which manager writes) and takes it off
+// every other manager (see discovery.HoldTag), announces
 // itself to the brokers and reconciles them. Each new term starts with a read barrier,
 // so the duties act on a state that holds every entry committed by earlier leaders.
 func (m *Manager) followLeadership(ctx context.Context, node *election.Node) {
@@ -25,7 +26,6 @@ func (m *Manager) followLeadership(ctx context.Context, node *election.Node) {
 			stopLeading()
 			stopLeading = nil
 		}
-		m.setLeaderTag(ctx, leading)
 		if leading {
 			m.log.Info("became the write manager")
 			stopLeading = m.startLeading(ctx, node)
@@ -37,7 +37,11 @@ func (m *Manager) followLeadership(ctx context.Context, node *election.Node) {
 func (m *Manager) startLeading(ctx context.Context, node *election.Node) (stop func()) {
 	lctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		discovery.HoldTag(lctx, m.cfg.Discovery, discovery.ServiceManager, m.cfg.ID, discovery.TagLeader, m.log)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := m.barrier(lctx, node); err != nil {
@@ -57,21 +61,6 @@ func (m *Manager) startLeading(ctx context.Context, node *election.Node) (stop f
 	return func() {
 		cancel()
 		wg.Wait()
-	}
-}
-
-// setLeaderTag retries briefly: a missing tag only misleads the UI and tools, but it is
-// the visible sign of a failover.
-func (m *Manager) setLeaderTag(ctx context.Context, on bool) {
-	for attempt := 0; attempt < 5; attempt++ {
-		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := m.cfg.Discovery.SetTag(tctx, discovery.ServiceManager, m.cfg.ID, discovery.TagLeader, on)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		m.log.Warn("set leader tag", "on", on, "err", err)
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
