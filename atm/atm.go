@@ -66,9 +66,10 @@ func (a *ATM) Withdraw(ctx context.Context, name string, cents int64) (int64, er
 // HTTP) that serve both the same way.
 type moneyOp func(a *ATM, ctx context.Context, name string, cents int64) (int64, error)
 
-// Transfer moves cents from one account to another and returns both balances.
+// Transfer moves cents from one account to another, opening the receiving account if it
+// is new, and returns both balances.
 func (a *ATM) Transfer(ctx context.Context, from, to string, cents int64) (int64, int64, error) {
-	res, err := a.submit(ctx, bank.Op{Kind: bank.KindTransfer, Account: from, To: to, Amount: cents})
+	res, err := a.submit(ctx, bank.Op{Kind: bank.KindTransferOpen, Account: from, To: to, Amount: cents})
 	return res.Balance, res.ToBalance, err
 }
 
@@ -91,7 +92,7 @@ func checkOp(op bank.Op) error {
 	if err := bank.ValidName(op.Account); err != nil {
 		return err
 	}
-	if op.Kind == bank.KindTransfer {
+	if op.Kind == bank.KindTransferOpen {
 		if err := bank.ValidName(op.To); err != nil {
 			return err
 		}
@@ -114,15 +115,14 @@ func (a *ATM) explain(op bank.Op, res bank.Result) error {
 	case errors.Is(err, bank.ErrInsufficientFunds):
 		return fmt.Errorf("%w: %s has %s, needs %s", err, op.Account, bank.FormatAmount(res.Balance), bank.FormatAmount(op.Amount))
 	case errors.Is(err, bank.ErrUnknownAccount):
-		// The result does not say which side is missing; the local state is a good hint.
-		missing := op.Account
-		if op.Kind == bank.KindTransfer {
-			if _, ok := a.bank.Balance(op.Account); ok {
-				missing = op.To
-			}
-		}
-		return fmt.Errorf("%w: %s", err, missing)
+		// Only the account money leaves can be unknown: deposits and transfers open the
+		// account they credit.
+		return fmt.Errorf("%w: %s", err, op.Account)
 	case errors.Is(err, bank.ErrOverflow):
+		// Only the account credited can overflow.
+		if op.Kind == bank.KindTransferOpen {
+			return fmt.Errorf("%w: %s", err, op.To)
+		}
 		return fmt.Errorf("%w: %s", err, op.Account)
 	}
 	return err

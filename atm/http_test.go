@@ -74,7 +74,7 @@ func TestHTTPAPI(t *testing.T) {
 		reason string
 	}{
 		{"insufficient", func() error { _, err := c.Withdraw(ctx, "bob", "100"); return err }, 409, "insufficient_funds"},
-		{"unknown", func() error { _, err := c.Transfer(ctx, "bob", "zed", "1"); return err }, 404, "unknown_account"},
+		{"unknown", func() error { _, err := c.Transfer(ctx, "zed", "bob", "1"); return err }, 404, "unknown_account"},
 		{"unknown balance", func() error { _, err := c.Balance(ctx, "zed"); return err }, 404, "unknown_account"},
 		{"garbage amount", func() error { _, err := c.Deposit(ctx, "bob", "lots"); return err }, 400, "invalid_amount"},
 		{"too many decimals", func() error { _, err := c.Deposit(ctx, "bob", "1.001"); return err }, 400, "invalid_amount"},

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -35,12 +36,13 @@ type Config struct {
 	Stale     bool // serve reads from the local state without a read barrier
 
 	// In, if set, is read as the terminal: a tty gets line editing and history, anything
-	// else is read as one command per line. Answers go to Out. Run returns at end of
-	// input or `quit`. Without In the ATM serves HTTP until ctx ends.
+	// else is read as one command per line. Answers go to Out. Run returns at `quit`, and
+	// at end of input on a tty; at the end of any other input, and without In, the ATM
+	// serves HTTP and Raft until ctx ends.
 	In  io.Reader
 	Out io.Writer
-	// Logs, if set, is the writer behind Logger; on a tty it is pointed through the
-	// terminal so log lines do not garble the prompt.
+	// Logs, if set, is the writer behind Logger; on a tty it is pointed at
+	// <DataDir>/atm.log, so the terminal shows only the bank.
 	Logs   *LogWriter
 	Logger *slog.Logger
 
@@ -173,14 +175,24 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { done <- t.Run(ctx) }()
 	select {
 	case err := <-done:
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err // quit (nil) or a read error
+		}
+		if src.interactive() {
+			return nil // Ctrl-D
+		}
+		// A server started with stdin at /dev/null (nohup, &, systemd) must not stop
+		// because nobody types: only a person's Ctrl-D (or quit) ends the ATM.
+		log.Warn("stdin closed; serving HTTP and Raft until SIGINT or SIGTERM (type quit to stop, or use --terminal=false)")
+		<-ctx.Done()
+		return nil
 	case <-ctx.Done():
 		return nil
 	}
 }
 
 // openTerminal picks the terminal mode. On a tty it switches to raw mode (restored by
-// the returned func) and routes logs through the terminal.
+// the returned func) and sends the log to a file.
 func openTerminal(cfg Config) (io.Writer, func(), *lineSource, error) {
 	if cfg.In == nil {
 		return cfg.Out, func() {}, nil, nil
@@ -199,18 +211,37 @@ func openTerminal(cfg Config) (io.Writer, func(), *lineSource, error) {
 		io.Reader
 		io.Writer
 	}{cfg.In, cfg.Out}, prompt)
-	if cfg.Logs != nil {
-		cfg.Logs.Set(t)
-	}
 	src := ttySource(t, prompt)
-	restore := func() {
-		if cfg.Logs != nil {
-			cfg.Logs.Set(os.Stderr)
+	fmt.Fprintln(t, "ATM", cfg.ID, "- type help for commands; quit or Ctrl-D stops it")
+	closeLogs := func() {}
+	if cfg.Logs != nil {
+		// A person's terminal shows the bank; the consensus log goes to a file.
+		path := filepath.Join(cfg.DataDir, "atm.log")
+		lf, err := openLogFile(path)
+		if err != nil {
+			_ = term.Restore(int(f.Fd()), old)
+			return nil, nil, nil, err
 		}
+		cfg.Logs.Set(lf)
+		closeLogs = func() { cfg.Logs.Set(os.Stderr); _ = lf.Close() }
+		fmt.Fprintln(t, "logs:", path)
+	}
+	restore := func() {
+		closeLogs()
 		_ = term.Restore(int(f.Fd()), old)
 	}
-	fmt.Fprintln(t, "ATM", cfg.ID, "- type help for commands; quit or Ctrl-D stops it")
 	return t, restore, &src, nil
+}
+
+func openLogFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("atm: log file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("atm: log file: %w", err)
+	}
+	return f, nil
 }
 
 func shutdownHTTP(srv *server, log *slog.Logger) {

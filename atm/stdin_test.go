@@ -1,6 +1,7 @@
 package atm_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -59,8 +60,10 @@ func TestThreeATMsThroughStdin(t *testing.T) {
 	bad := []string{
 		"deposit alice 12abc", "deposit alice -5", "withdraw bob 1.001",
 		"deposit alice 100000000000000000000", "transfer alice bob 0",
-		"frobnicate", "withdraw nobody 1", "transfer alice nobody 1", "balance nobody",
+		"frobnicate", "withdraw nobody 1", "transfer nobody alice 1", "balance nobody",
 		"withdraw carol 10.01", "deposit alice 92233720368547758.07",
+		// Neither prompts nor stops the ATM: the next line is still read as a command.
+		"withdraw", "deposit alice " + strings.Repeat("1", 70<<10),
 	}
 	for i, line := range bad {
 		a := atms[i%3]
@@ -74,12 +77,19 @@ func TestThreeATMsThroughStdin(t *testing.T) {
 		}
 	}
 
-	// quit on one, end of input on another: both exit cleanly.
+	// quit stops an ATM; the end of a piped stdin does not (a3 serves until SIGTERM).
 	if _, err := a2.p.Stdin.Write([]byte("quit\n")); err != nil {
 		t.Fatal(err)
 	}
+	waitExit(t, a2)
 	a3.p.Stdin.Close()
-	waitExit(t, a2, a3)
+	a3.p.WaitOutput(t, "stdin closed; serving HTTP and Raft until SIGINT or SIGTERM", 30*time.Second)
+	if _, err := a3.client().Status(context.Background()); err != nil {
+		t.Fatalf("a3 after its stdin ended: %v", err)
+	}
+	if err := a3.p.Stop(); err != nil {
+		t.Fatalf("a3 on SIGTERM: %v", err)
+	}
 
 	// The last ATM has no quorum: operations fail within seconds with a clear message.
 	for _, cmd := range []string{"deposit alice 1", "balance alice"} {
@@ -108,5 +118,32 @@ func waitExit(t *testing.T, procs ...*atmProc) {
 		case <-time.After(30 * time.Second):
 			t.Errorf("%s did not exit after quit/EOF", a.id)
 		}
+	}
+}
+
+// TestATMServesAfterStdinEnds: an ATM whose stdin ends at once (as /dev/null under nohup)
+// says so once in its log and keeps serving until SIGTERM, which stops it cleanly.
+func TestATMServesAfterStdinEnds(t *testing.T) {
+	a := newATMs(t, 1, 1)[0]
+	a.args = append(a.args, "--peers", a.id+"="+a.raft, "--bootstrap-expect", "1")
+	a.start(t)
+	a.p.Stdin.Close()
+	a.waitReady(t)
+	a.p.WaitOutput(t, "stdin closed; serving", 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if r, err := a.client().Deposit(ctx, "alice", "5"); err != nil || r.Balance != "5.00" {
+		t.Fatalf("deposit over HTTP after stdin ended: %+v, %v", r, err)
+	}
+	select {
+	case <-a.p.Done():
+		t.Fatalf("the ATM exited after its stdin ended: %v", a.p.Wait())
+	default:
+	}
+	if n := strings.Count(a.p.Output(), "stdin closed"); n != 1 {
+		t.Errorf("stdin closed logged %d times, want once", n)
+	}
+	if err := a.p.Stop(); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
 	}
 }

@@ -26,11 +26,11 @@ var commands = []command{
 	{"deposit", []string{"NAME", "AMOUNT"}, "add money to an account (a new name opens it)", runMoney((*ATM).Deposit)},
 	{"withdraw", []string{"NAME", "AMOUNT"}, "take money out of an account", runMoney((*ATM).Withdraw)},
 	{"balance", []string{"NAME"}, "show an account's balance", runBalance},
-	{"transfer", []string{"FROM", "TO", "AMOUNT"}, "move money between two accounts", runTransfer},
+	{"transfer", []string{"FROM", "TO", "AMOUNT"}, "move money between two accounts (a new TO opens it)", runTransfer},
 	{"accounts", nil, "list every account and the total", runAccounts},
 	{"status", nil, "show this ATM's view of the group (leader, members)", runStatus},
 	{"help", nil, "show this help", nil},
-	{"quit", nil, "stop this ATM (end of input does the same)", nil},
+	{"quit", nil, "stop this ATM (so does Ctrl-D on a terminal)", nil},
 }
 
 func lookup(name string) (command, bool) {
@@ -117,6 +117,19 @@ type lineSource struct {
 	ask  func(prompt string) (string, error)
 }
 
+// interactive reports whether a person types the input (stdin is a terminal).
+func (s lineSource) interactive() bool { return s.ask != nil }
+
+// maxLine bounds one input line; a longer one is refused whole and reading goes on.
+const maxLine = 64 << 10
+
+var (
+	errLineTooLong = fmt.Errorf("line longer than %d KiB ignored", maxLine>>10)
+	// errPasted refuses to prompt for arguments of a pasted line: the next pasted lines
+	// would be taken as the answers.
+	errPasted = errors.New("pasted line")
+)
+
 // Terminal reads commands line by line and writes one answer (or `error: ...`) each.
 type Terminal struct {
 	atm *ATM
@@ -126,23 +139,55 @@ type Terminal struct {
 
 // plainSource reads newline-separated commands from r (a pipe or file).
 func plainSource(r io.Reader) lineSource {
-	sc := bufio.NewScanner(r)
-	return lineSource{read: func() (string, error) {
-		if sc.Scan() {
-			return sc.Text(), nil
-		}
-		if err := sc.Err(); err != nil {
-			return "", err
-		}
-		return "", io.EOF
-	}}
+	br := bufio.NewReader(r)
+	return lineSource{read: func() (string, error) { return readLine(br) }}
 }
 
-// ttySource reads through x/term, which gives line editing and history (up/down).
+// readLine returns the next line without its line ending, or errLineTooLong after
+// skipping past a line over maxLine bytes, or io.EOF once the input is used up.
+func readLine(br *bufio.Reader) (string, error) {
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			line = append(line, chunk...)
+			tooLong = len(line) > maxLine+2 // room for \r\n
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && (!errors.Is(err, io.EOF) || len(line) == 0 && !tooLong) {
+			return "", err
+		}
+		break // a whole line, or the last one without a newline
+	}
+	text := strings.TrimRight(string(line), "\r\n")
+	if tooLong || len(text) > maxLine {
+		return "", errLineTooLong
+	}
+	return text, nil
+}
+
+// ttySource reads through x/term, which gives line editing and history (up/down). With
+// bracketed paste on, pasted lines are told apart from typed ones, and only a typed
+// line gets prompts for its missing arguments.
 func ttySource(t *term.Terminal, prompt string) lineSource {
+	t.SetBracketedPasteMode(true)
+	pasted := false
 	return lineSource{
-		read: t.ReadLine,
+		read: func() (string, error) {
+			line, err := t.ReadLine()
+			pasted = errors.Is(err, term.ErrPasteIndicator)
+			if pasted {
+				err = nil
+			}
+			return line, err
+		},
 		ask: func(p string) (string, error) {
+			if pasted {
+				return "", errPasted
+			}
 			t.SetPrompt(p)
 			defer t.SetPrompt(prompt)
 			return t.ReadLine()
@@ -150,12 +195,17 @@ func ttySource(t *term.Terminal, prompt string) lineSource {
 	}
 }
 
-// Run executes commands until quit, end of input or ctx; it returns nil in all three.
+// Run executes commands until quit, end of input or ctx. It returns io.EOF at end of
+// input and nil at quit or when ctx ends.
 func (t *Terminal) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		text, err := t.in.read()
+		if errors.Is(err, errLineTooLong) {
+			fmt.Fprintln(t.out, "error:", err)
+			continue
+		}
 		if errors.Is(err, io.EOF) {
-			return nil
+			return io.EOF
 		}
 		if err != nil {
 			return fmt.Errorf("terminal: %w", err)
@@ -174,8 +224,10 @@ func (t *Terminal) Run(ctx context.Context) error {
 	return nil
 }
 
-// exec runs one input line.
+// exec runs one input line. Text after → is a comment: README shows each command's
+// answer that way, and the block stays pasteable as it is.
 func (t *Terminal) exec(ctx context.Context, text string) (lines []string, quit bool, err error) {
+	text, _, _ = strings.Cut(text, "→")
 	fields := strings.Fields(text)
 	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 		return nil, false, nil
@@ -206,11 +258,15 @@ func (t *Terminal) complete(cmd command, args []string) ([]string, error) {
 	if len(args) == len(cmd.args) {
 		return args, nil
 	}
-	if t.in.ask == nil {
-		return nil, fmt.Errorf("%s needs %s; usage: %s %s", cmd.name, strings.Join(cmd.args[len(args):], " "), cmd.name, strings.Join(cmd.args, " "))
+	usage := fmt.Errorf("%s needs %s; usage: %s %s", cmd.name, strings.Join(cmd.args[len(args):], " "), cmd.name, strings.Join(cmd.args, " "))
+	if !t.in.interactive() {
+		return nil, usage
 	}
 	for _, name := range cmd.args[len(args):] {
 		answer, err := t.in.ask(strings.ToLower(name) + ": ")
+		if errors.Is(err, errPasted) {
+			return nil, usage
+		}
 		if err != nil {
 			return nil, errors.New("cancelled")
 		}

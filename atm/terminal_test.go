@@ -3,17 +3,20 @@ package atm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/term"
 )
 
 func runScript(t *testing.T, a *ATM, script string) []string {
 	t.Helper()
 	var out strings.Builder
 	term := &Terminal{atm: a, in: plainSource(strings.NewReader(script)), out: &out}
-	if err := term.Run(context.Background()); err != nil {
+	if err := term.Run(context.Background()); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
@@ -54,7 +57,7 @@ balance alice
 // TestTerminalBadInput: every bad line answers one `error:` line and changes nothing.
 func TestTerminalBadInput(t *testing.T) {
 	a, _ := newLocalATM(t, 5*time.Second)
-	runScript(t, a, "deposit alice 10\ndeposit bob 5\n")
+	runScript(t, a, "deposit alice 10\ndeposit bob 5\ndeposit rich 92233720368547758.07\n")
 	before := a.bank.Accounts()
 	bad := []struct{ line, want string }{
 		{"deposit alice abc", `error: amount "abc" is not a decimal`},
@@ -69,7 +72,7 @@ func TestTerminalBadInput(t *testing.T) {
 		{"withdraw alice 10.01", "error: insufficient funds: alice has 10.00, needs 10.01"},
 		{"transfer bob alice 5.01", "error: insufficient funds: bob has 5.00, needs 5.01"},
 		{"withdraw carol 1", "error: unknown account: carol"},
-		{"transfer alice carol 1", "error: unknown account: carol"},
+		{"transfer alice rich 0.01", "error: balance would overflow: rich"}, // the receiver, not the sender
 		{"transfer carol alice 1", "error: unknown account: carol"},
 		{"balance carol", "error: unknown account: carol"},
 		{"transfer alice alice 1", "error: cannot transfer to the same account"},
@@ -86,7 +89,7 @@ func TestTerminalBadInput(t *testing.T) {
 		}
 	}
 	after := a.bank.Accounts()
-	if len(after) != len(before) || after[0] != before[0] || after[1] != before[1] {
+	if fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("bad input changed state: %v -> %v", before, after)
 	}
 }
@@ -116,11 +119,52 @@ func TestTerminalAsksForMissingArguments(t *testing.T) {
 		},
 	}
 	var out strings.Builder
-	if err := (&Terminal{atm: a, in: src, out: &out}).Run(context.Background()); err != nil {
+	if err := (&Terminal{atm: a, in: src, out: &out}).Run(context.Background()); !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
 	want := "alice 7.50\nerror: cancelled\n"
 	if out.String() != want || strings.Join(prompts, "|") != "name: |amount: |amount: " {
 		t.Fatalf("output %q prompts %q", out.String(), prompts)
+	}
+}
+
+// TestTerminalLongLine: a line over 64 KiB is refused with one error line and reading
+// goes on, including a last line without a newline.
+func TestTerminalLongLine(t *testing.T) {
+	a, _ := newLocalATM(t, 5*time.Second)
+	long := "deposit alice " + strings.Repeat("1", 70<<10)
+	got := runScript(t, a, long+"\ndeposit alice 1\n"+long+"\r\n"+"balance alice")
+	want := []string{"error: line longer than 64 KiB ignored", "alice 1.00", "error: line longer than 64 KiB ignored", "alice 1.00"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("output %q, want %q", got, want)
+	}
+}
+
+// TestTerminalPastedLinesDoNotPrompt: on a tty, a bare command that was pasted gets the
+// usage error (the next pasted lines are commands, not answers); typed, it prompts.
+func TestTerminalPastedLinesDoNotPrompt(t *testing.T) {
+	a, _ := newLocalATM(t, 5*time.Second)
+	const pasteStart, pasteEnd = "\x1b[200~", "\x1b[201~"
+	input := pasteStart + "deposit alice 5\rwithdraw\rbalance alice\r" + pasteEnd +
+		"withdraw\ralice\r2\r"
+	var out strings.Builder
+	tty := term.NewTerminal(struct {
+		io.Reader
+		io.Writer
+	}{strings.NewReader(input), &out}, "atm1> ")
+	src := ttySource(tty, "atm1> ")
+	if err := (&Terminal{atm: a, in: src, out: tty}).Run(context.Background()); !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	var answers []string // the output without echoed input lines (prompt first)
+	for _, l := range strings.Split(out.String(), "\r\n") {
+		echo := strings.Contains(l, "atm1> ") || strings.HasPrefix(l, "name: ") || strings.HasPrefix(l, "amount: ")
+		if !echo {
+			answers = append(answers, l)
+		}
+	}
+	want := []string{"alice 5.00", "error: withdraw needs NAME AMOUNT; usage: withdraw NAME AMOUNT", "alice 5.00", "alice 3.00"}
+	if strings.Join(answers, "|") != strings.Join(want, "|") {
+		t.Fatalf("answers %q, want %q; raw output %q", answers, want, out.String())
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // slogHCLog adapts slog to the hclog.Logger interface raft requires. Raft reports every
@@ -51,6 +52,99 @@ func (r *repeatLimiter) allow(msg string, now time.Time) (bool, int) {
 	return true, n
 }
 
+// peerFailures are raft's messages saying a peer did not answer, with the argument that
+// names the peer. While a peer is down raft repeats them on every retry of every group;
+// peerStates turns them into one line when the peer stops answering and one when it
+// answers again.
+var peerFailures = map[string]string{
+	"failed to heartbeat to":                  "peer",
+	"failed to appendEntries to":              "peer",
+	"failed to pipeline appendEntries":        "peer",
+	"failed to start pipeline replication to": "peer",
+	"failed to send snapshot to":              "peer",
+	"failed to install snapshot":              "peer",
+	"failed to make requestVote RPC":          "target",
+	"failed to contact":                       "server-id",
+}
+
+// peerAnswers is raft's message (at Info) when replication to a peer works again.
+const peerAnswers = "pipelining replication"
+
+var peers = newPeerStates(30 * time.Second)
+
+// peerStates tracks, process-wide, which peers raft found unreachable. A peer that
+// raft stopped complaining about for quiet without saying it answers (this node stopped
+// leading, say) is forgotten, so a later outage is reported again.
+type peerStates struct {
+	quiet time.Duration
+	mu    sync.Mutex
+	down  map[string]*outage
+	addrs map[raft.ServerID]raft.ServerAddress // to name a peer raft gave by ID only
+}
+
+type outage struct {
+	since, last time.Time
+	failures    int // reports after the first, not logged
+}
+
+func newPeerStates(quiet time.Duration) *peerStates {
+	return &peerStates{quiet: quiet, down: map[string]*outage{}, addrs: map[raft.ServerID]raft.ServerAddress{}}
+}
+
+// peer returns the address raft's argument names, or "" if args name none. p.mu is held.
+func (p *peerStates) peer(key string, args []any) string {
+	for i := 0; i+1 < len(args); i += 2 {
+		if args[i] != key {
+			continue
+		}
+		switch v := args[i+1].(type) {
+		case raft.Server:
+			p.addrs[v.ID] = v.Address
+			return string(v.Address)
+		case raft.ServerAddress:
+			return string(v)
+		case raft.ServerID:
+			if a, ok := p.addrs[v]; ok {
+				return string(a)
+			}
+			return string(v)
+		default:
+			return fmt.Sprint(v)
+		}
+	}
+	return ""
+}
+
+// failed records a failure report whose args name the peer under key. It reports
+// whether that is the first report of an outage (to be logged), and whether args named
+// a peer at all (tracked).
+func (p *peerStates) failed(key string, args []any, now time.Time) (first, tracked bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	name := p.peer(key, args)
+	if name == "" {
+		return false, false
+	}
+	o := p.down[name]
+	if o == nil || now.Sub(o.last) > p.quiet {
+		p.down[name] = &outage{since: now, last: now}
+		return true, true
+	}
+	o.last = now
+	o.failures++
+	return false, true
+}
+
+// answered records that a peer answers, returning the outage it ends (nil if none).
+func (p *peerStates) answered(args []any) (string, *outage) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	name := p.peer("peer", args)
+	o := p.down[name]
+	delete(p.down, name)
+	return name, o
+}
+
 func newHCLog(l *slog.Logger) hclog.Logger {
 	return &slogHCLog{l: l, level: hclog.Debug}
 }
@@ -75,14 +169,26 @@ func (h *slogHCLog) enabled(level hclog.Level) bool {
 }
 
 func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
+	if msg == peerAnswers {
+		// Seen at any level: it ends an outage that was reported at Warn or Error.
+		if name, o := peers.answered(args); o != nil {
+			h.l.Warn("peer answers again", "peer", name, "down_for", time.Since(o.since).Round(time.Millisecond), "failures_not_logged", o.failures)
+		}
+	}
 	if !h.enabled(level) {
 		return
 	}
-	if h.name != "" {
-		msg = h.name + ": " + msg
-	}
 	all := append(append([]any{}, h.args...), args...)
-	if level >= hclog.Warn {
+	first, tracked := false, false
+	if key, ok := peerFailures[msg]; ok && level >= hclog.Warn {
+		first, tracked = peers.failed(key, args, time.Now())
+	}
+	switch {
+	case tracked && !first:
+		return
+	case tracked:
+		all = append(all, "note", "peer not answering; no more failures to reach it are logged until it answers again")
+	case level >= hclog.Warn:
 		ok, dropped := repeats.allow(msg, time.Now())
 		if !ok {
 			return
@@ -90,6 +196,9 @@ func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 		if dropped > 0 {
 			all = append(all, "repeats_dropped", dropped)
 		}
+	}
+	if h.name != "" {
+		msg = h.name + ": " + msg
 	}
 	for i, a := range all {
 		// raft formats some values lazily with hclog.Fmt.

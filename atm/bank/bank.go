@@ -96,7 +96,7 @@ func (b *Bank) applyOp(op Op) Result {
 		}
 		b.accounts[op.Account] = bal - op.Amount
 		return Result{Balance: bal - op.Amount}
-	case KindTransfer:
+	case KindTransfer, KindTransferOpen:
 		if ValidName(op.To) != nil {
 			return Result{Code: CodeInvalidName}
 		}
@@ -104,7 +104,7 @@ func (b *Bank) applyOp(op Op) Result {
 			return Result{Code: CodeSameAccount}
 		}
 		to, toExists := b.accounts[op.To]
-		if !exists || !toExists {
+		if !exists || !toExists && op.Kind == KindTransfer {
 			return Result{Code: CodeUnknownAccount}
 		}
 		if bal < op.Amount {

@@ -54,39 +54,44 @@ func TestApplyOps(t *testing.T) {
 		// after is the expected state; the start state is alice=1000, bob=500, rich=MaxInt64-10.
 		after map[string]int64
 	}{
-		{"deposit existing", Op{KindDeposit, "alice", "", 250}, Result{Balance: 1250}, map[string]int64{"alice": 1250}},
-		{"deposit opens account", Op{KindDeposit, "carol", "", 1}, Result{Balance: 1}, map[string]int64{"carol": 1}},
-		{"deposit zero", Op{KindDeposit, "alice", "", 0}, Result{Code: CodeInvalidAmount}, nil},
-		{"deposit negative", Op{KindDeposit, "alice", "", -5}, Result{Code: CodeInvalidAmount}, nil},
-		{"deposit overflow", Op{KindDeposit, "rich", "", 11}, Result{Code: CodeOverflow, Balance: math.MaxInt64 - 10}, nil},
-		{"deposit to max", Op{KindDeposit, "rich", "", 10}, Result{Balance: math.MaxInt64}, map[string]int64{"rich": math.MaxInt64}},
-		{"deposit empty name", Op{KindDeposit, "", "", 5}, Result{Code: CodeInvalidName}, nil},
-		{"deposit name with space", Op{KindDeposit, "a b", "", 5}, Result{Code: CodeInvalidName}, nil},
-		{"deposit name too long", Op{KindDeposit, long, "", 5}, Result{Code: CodeInvalidName}, nil},
-		{"deposit control char", Op{KindDeposit, "a\x00", "", 5}, Result{Code: CodeInvalidName}, nil},
-		{"withdraw", Op{KindWithdraw, "alice", "", 1000}, Result{Balance: 0}, map[string]int64{"alice": 0}},
-		{"withdraw insufficient", Op{KindWithdraw, "alice", "", 1001}, Result{Code: CodeInsufficientFunds, Balance: 1000}, nil},
-		{"withdraw unknown", Op{KindWithdraw, "dave", "", 1}, Result{Code: CodeUnknownAccount}, nil},
-		{"withdraw zero", Op{KindWithdraw, "alice", "", 0}, Result{Code: CodeInvalidAmount}, nil},
-		{"withdraw negative", Op{KindWithdraw, "alice", "", -1}, Result{Code: CodeInvalidAmount}, nil},
-		{"transfer", Op{KindTransfer, "alice", "bob", 300}, Result{Balance: 700, ToBalance: 800}, map[string]int64{"alice": 700, "bob": 800}},
-		{"transfer all", Op{KindTransfer, "bob", "alice", 500}, Result{Balance: 0, ToBalance: 1500}, map[string]int64{"alice": 1500, "bob": 0}},
-		{"transfer insufficient", Op{KindTransfer, "bob", "alice", 501}, Result{Code: CodeInsufficientFunds, Balance: 500, ToBalance: 1000}, nil},
-		{"transfer unknown from", Op{KindTransfer, "dave", "alice", 1}, Result{Code: CodeUnknownAccount}, nil},
-		{"transfer unknown to", Op{KindTransfer, "alice", "dave", 1}, Result{Code: CodeUnknownAccount}, nil},
-		{"transfer same account", Op{KindTransfer, "alice", "alice", 1}, Result{Code: CodeSameAccount}, nil},
-		{"transfer zero", Op{KindTransfer, "alice", "bob", 0}, Result{Code: CodeInvalidAmount}, nil},
-		{"transfer negative", Op{KindTransfer, "alice", "bob", -100}, Result{Code: CodeInvalidAmount}, nil},
-		{"transfer bad to name", Op{KindTransfer, "alice", "", 1}, Result{Code: CodeInvalidName}, nil},
-		{"transfer overflow", Op{KindTransfer, "alice", "rich", 11}, Result{Code: CodeOverflow, Balance: 1000, ToBalance: math.MaxInt64 - 10}, nil},
-		{"unknown kind", Op{Kind(9), "alice", "", 1}, Result{Code: CodeMalformed}, nil},
+		{"deposit existing", Op{Kind: KindDeposit, Account: "alice", Amount: 250}, Result{Balance: 1250}, map[string]int64{"alice": 1250}},
+		{"deposit opens account", Op{Kind: KindDeposit, Account: "carol", Amount: 1}, Result{Balance: 1}, map[string]int64{"carol": 1}},
+		{"deposit zero", Op{Kind: KindDeposit, Account: "alice", Amount: 0}, Result{Code: CodeInvalidAmount}, nil},
+		{"deposit negative", Op{Kind: KindDeposit, Account: "alice", Amount: -5}, Result{Code: CodeInvalidAmount}, nil},
+		{"deposit overflow", Op{Kind: KindDeposit, Account: "rich", Amount: 11}, Result{Code: CodeOverflow, Balance: math.MaxInt64 - 10}, nil},
+		{"deposit to max", Op{Kind: KindDeposit, Account: "rich", Amount: 10}, Result{Balance: math.MaxInt64}, map[string]int64{"rich": math.MaxInt64}},
+		{"deposit empty name", Op{Kind: KindDeposit, Account: "", Amount: 5}, Result{Code: CodeInvalidName}, nil},
+		{"deposit name with space", Op{Kind: KindDeposit, Account: "a b", Amount: 5}, Result{Code: CodeInvalidName}, nil},
+		{"deposit name too long", Op{Kind: KindDeposit, Account: long, Amount: 5}, Result{Code: CodeInvalidName}, nil},
+		{"deposit control char", Op{Kind: KindDeposit, Account: "a\x00", Amount: 5}, Result{Code: CodeInvalidName}, nil},
+		{"withdraw", Op{Kind: KindWithdraw, Account: "alice", Amount: 1000}, Result{Balance: 0}, map[string]int64{"alice": 0}},
+		{"withdraw insufficient", Op{Kind: KindWithdraw, Account: "alice", Amount: 1001}, Result{Code: CodeInsufficientFunds, Balance: 1000}, nil},
+		{"withdraw unknown", Op{Kind: KindWithdraw, Account: "dave", Amount: 1}, Result{Code: CodeUnknownAccount}, nil},
+		{"withdraw zero", Op{Kind: KindWithdraw, Account: "alice", Amount: 0}, Result{Code: CodeInvalidAmount}, nil},
+		{"withdraw negative", Op{Kind: KindWithdraw, Account: "alice", Amount: -1}, Result{Code: CodeInvalidAmount}, nil},
+		{"transfer", Op{Kind: KindTransfer, Account: "alice", To: "bob", Amount: 300}, Result{Balance: 700, ToBalance: 800}, map[string]int64{"alice": 700, "bob": 800}},
+		{"transfer all", Op{Kind: KindTransfer, Account: "bob", To: "alice", Amount: 500}, Result{Balance: 0, ToBalance: 1500}, map[string]int64{"alice": 1500, "bob": 0}},
+		{"transfer insufficient", Op{Kind: KindTransfer, Account: "bob", To: "alice", Amount: 501}, Result{Code: CodeInsufficientFunds, Balance: 500, ToBalance: 1000}, nil},
+		{"transfer unknown from", Op{Kind: KindTransfer, Account: "dave", To: "alice", Amount: 1}, Result{Code: CodeUnknownAccount}, nil},
+		{"transfer unknown to", Op{Kind: KindTransfer, Account: "alice", To: "dave", Amount: 1}, Result{Code: CodeUnknownAccount}, nil},
+		{"transfer same account", Op{Kind: KindTransfer, Account: "alice", To: "alice", Amount: 1}, Result{Code: CodeSameAccount}, nil},
+		{"transfer zero", Op{Kind: KindTransfer, Account: "alice", To: "bob", Amount: 0}, Result{Code: CodeInvalidAmount}, nil},
+		{"transfer negative", Op{Kind: KindTransfer, Account: "alice", To: "bob", Amount: -100}, Result{Code: CodeInvalidAmount}, nil},
+		{"transfer bad to name", Op{Kind: KindTransfer, Account: "alice", Amount: 1}, Result{Code: CodeInvalidName}, nil},
+		{"transfer overflow", Op{Kind: KindTransfer, Account: "alice", To: "rich", Amount: 11}, Result{Code: CodeOverflow, Balance: 1000, ToBalance: math.MaxInt64 - 10}, nil},
+		{"transfer opens receiver", Op{Kind: KindTransferOpen, Account: "alice", To: "dave", Amount: 250}, Result{Balance: 750, ToBalance: 250}, map[string]int64{"alice": 750, "dave": 250}},
+		{"transfer to existing", Op{Kind: KindTransferOpen, Account: "alice", To: "bob", Amount: 300}, Result{Balance: 700, ToBalance: 800}, map[string]int64{"alice": 700, "bob": 800}},
+		{"transfer opening, unknown from", Op{Kind: KindTransferOpen, Account: "dave", To: "alice", Amount: 1}, Result{Code: CodeUnknownAccount}, nil},
+		{"transfer opening, insufficient", Op{Kind: KindTransferOpen, Account: "bob", To: "dave", Amount: 501}, Result{Code: CodeInsufficientFunds, Balance: 500}, nil},
+		{"transfer opening, overflow", Op{Kind: KindTransferOpen, Account: "alice", To: "rich", Amount: 11}, Result{Code: CodeOverflow, Balance: 1000, ToBalance: math.MaxInt64 - 10}, nil},
+		{"unknown kind", Op{Kind: Kind(9), Account: "alice", Amount: 1}, Result{Code: CodeMalformed}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := New()
-			applyOne(t, b, 1, Op{KindDeposit, "alice", "", 1000})
-			applyOne(t, b, 2, Op{KindDeposit, "bob", "", 500})
-			applyOne(t, b, 3, Op{KindDeposit, "rich", "", math.MaxInt64 - 10})
+			applyOne(t, b, 1, Op{Kind: KindDeposit, Account: "alice", Amount: 1000})
+			applyOne(t, b, 2, Op{Kind: KindDeposit, Account: "bob", Amount: 500})
+			applyOne(t, b, 3, Op{Kind: KindDeposit, Account: "rich", Amount: math.MaxInt64 - 10})
 			want := balances(b)
 			for k, v := range tt.after {
 				want[k] = v
@@ -115,7 +120,7 @@ func mapsEqual(a, b map[string]int64) bool {
 
 // TestExactlyOnce walks one session through retries, stale and out-of-order entries.
 func TestExactlyOnce(t *testing.T) {
-	dep := func(n int64) []Op { return []Op{{KindDeposit, "alice", "", n}} }
+	dep := func(n int64) []Op { return []Op{{Kind: KindDeposit, Account: "alice", Amount: n}} }
 	steps := []struct {
 		name    string
 		session string
@@ -132,8 +137,8 @@ func TestExactlyOnce(t *testing.T) {
 		{"gap in seq applies", "atm1/0", 20, dep(1), BatchResult{Results: []Result{{Balance: 206}}}, 206},
 		{"older seq refused", "atm1/0", 11, dep(100), BatchResult{Code: CodeStale}, 206},
 		{"retry of latest still answered", "atm1/0", 20, dep(1), BatchResult{Results: []Result{{Balance: 206}}}, 206},
-		{"refusal is remembered too", "atm2/0", 1, []Op{{KindWithdraw, "alice", "", 1000}}, BatchResult{Results: []Result{{Code: CodeInsufficientFunds, Balance: 206}}}, 206},
-		{"retried refusal not re-decided", "atm2/0", 1, []Op{{KindWithdraw, "alice", "", 1000}}, BatchResult{Results: []Result{{Code: CodeInsufficientFunds, Balance: 206}}}, 206},
+		{"refusal is remembered too", "atm2/0", 1, []Op{{Kind: KindWithdraw, Account: "alice", Amount: 1000}}, BatchResult{Results: []Result{{Code: CodeInsufficientFunds, Balance: 206}}}, 206},
+		{"retried refusal not re-decided", "atm2/0", 1, []Op{{Kind: KindWithdraw, Account: "alice", Amount: 1000}}, BatchResult{Results: []Result{{Code: CodeInsufficientFunds, Balance: 206}}}, 206},
 		{"empty session refused", "", 1, dep(1), BatchResult{Code: CodeMalformed}, 206},
 	}
 	b := New()
@@ -164,11 +169,11 @@ func resultsEqual(a, b BatchResult) bool {
 func TestBatchAppliesInOrder(t *testing.T) {
 	b := New()
 	got := apply(t, b, Batch{Session: "s", Seq: 1, Ops: []Op{
-		{KindDeposit, "alice", "", 100},
-		{KindDeposit, "bob", "", 1},
-		{KindTransfer, "alice", "bob", 60},
-		{KindTransfer, "alice", "bob", 60}, // refused: only 40 left
-		{KindWithdraw, "bob", "", 61},
+		{Kind: KindDeposit, Account: "alice", Amount: 100},
+		{Kind: KindDeposit, Account: "bob", Amount: 1},
+		{Kind: KindTransfer, Account: "alice", To: "bob", Amount: 60},
+		{Kind: KindTransfer, Account: "alice", To: "bob", Amount: 60}, // refused: only 40 left
+		{Kind: KindWithdraw, Account: "bob", Amount: 61},
 	}})
 	want := BatchResult{Results: []Result{
 		{Balance: 100}, {Balance: 1}, {Balance: 40, ToBalance: 61},
@@ -180,7 +185,7 @@ func TestBatchAppliesInOrder(t *testing.T) {
 }
 
 func TestMalformedEntries(t *testing.T) {
-	good := Batch{Session: "s", Seq: 1, Ops: []Op{{KindDeposit, "alice", "", 100}}}.Encode()
+	good := Batch{Session: "s", Seq: 1, Ops: []Op{{Kind: KindDeposit, Account: "alice", Amount: 100}}}.Encode()
 	tests := map[string][]byte{
 		"empty":           {},
 		"unknown version": append([]byte{9}, good[1:]...),
@@ -202,7 +207,7 @@ func TestMalformedEntries(t *testing.T) {
 
 func TestCodecRoundTrip(t *testing.T) {
 	in := Batch{Session: "atm1/3", Seq: math.MaxUint64, Ops: []Op{
-		{KindDeposit, "alice", "", math.MaxInt64}, {KindTransfer, "ä", "b", -1}, {KindWithdraw, "x", "", 0},
+		{Kind: KindDeposit, Account: "alice", Amount: math.MaxInt64}, {Kind: KindTransfer, Account: "ä", To: "b", Amount: -1}, {Kind: KindWithdraw, Account: "x", Amount: 0},
 	}}
 	out, err := DecodeBatch(in.Encode())
 	if err != nil {
@@ -234,13 +239,13 @@ func (s *memSink) Close() error  { return nil }
 
 func TestSnapshotRestore(t *testing.T) {
 	b := New()
-	apply(t, b, Batch{Session: "atm1/0", Seq: 7, Ops: []Op{{KindDeposit, "alice", "", 100}, {KindDeposit, "bob", "", 50}}})
+	apply(t, b, Batch{Session: "atm1/0", Seq: 7, Ops: []Op{{Kind: KindDeposit, Account: "alice", Amount: 100}, {Kind: KindDeposit, Account: "bob", Amount: 50}}})
 	snap, err := b.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Writes after the snapshot was taken must not leak into it.
-	apply(t, b, Batch{Session: "atm1/0", Seq: 8, Ops: []Op{{KindDeposit, "carol", "", 1}}})
+	apply(t, b, Batch{Session: "atm1/0", Seq: 8, Ops: []Op{{Kind: KindDeposit, Account: "carol", Amount: 1}}})
 	var sink memSink
 	if err := snap.Persist(&sink); err != nil {
 		t.Fatal(err)
@@ -248,7 +253,7 @@ func TestSnapshotRestore(t *testing.T) {
 	snap.Release()
 
 	r := New()
-	apply(t, r, Batch{Session: "other", Seq: 1, Ops: []Op{{KindDeposit, "zed", "", 1}}})
+	apply(t, r, Batch{Session: "other", Seq: 1, Ops: []Op{{Kind: KindDeposit, Account: "zed", Amount: 1}}})
 	if err := r.Restore(io.NopCloser(&sink)); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +261,7 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatalf("restored state %v, want %v", got, want)
 	}
 	// The dedup table came along: a retry of seq 7 is answered, not re-applied.
-	got := apply(t, r, Batch{Session: "atm1/0", Seq: 7, Ops: []Op{{KindDeposit, "alice", "", 100}, {KindDeposit, "bob", "", 50}}})
+	got := apply(t, r, Batch{Session: "atm1/0", Seq: 7, Ops: []Op{{Kind: KindDeposit, Account: "alice", Amount: 100}, {Kind: KindDeposit, Account: "bob", Amount: 50}}})
 	if want := (BatchResult{Results: []Result{{Balance: 100}, {Balance: 50}}}); !resultsEqual(got, want) {
 		t.Fatalf("retry after restore: %+v", got)
 	}

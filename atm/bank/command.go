@@ -14,7 +14,12 @@ type Kind byte
 const (
 	KindDeposit  Kind = 1
 	KindWithdraw Kind = 2
+	// KindTransfer refuses an unknown receiving account. It stays for the entries already
+	// in Raft logs and snapshots, which must replay as they were first applied.
 	KindTransfer Kind = 3
+	// KindTransferOpen is a transfer that opens the receiving account when it is new, as a
+	// deposit does: money sent to a new name is that account's first credit.
+	KindTransferOpen Kind = 4
 )
 
 func (k Kind) String() string {
@@ -23,7 +28,7 @@ func (k Kind) String() string {
 		return "deposit"
 	case KindWithdraw:
 		return "withdraw"
-	case KindTransfer:
+	case KindTransfer, KindTransferOpen:
 		return "transfer"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
@@ -34,7 +39,7 @@ func (k Kind) String() string {
 type Op struct {
 	Kind    Kind
 	Account string // the account deposited to, withdrawn from, or transferred from
-	To      string // transfer only
+	To      string // transfers only
 	Amount  int64
 }
 

@@ -29,8 +29,9 @@ func newATMCmd() *cobra.Command {
 Peers are found in Consul (--consul) or given as a static list (--peers id=raftaddr,...).
 Commands are read from stdin: deposit NAME AMOUNT, withdraw NAME AMOUNT, balance NAME,
 transfer FROM TO AMOUNT, accounts, status, help, quit. On a terminal you get line editing
-and history; otherwise one command per line with plain answers. --terminal=false serves
-only the HTTP API until SIGTERM.`,
+and history, and the log goes to <data-dir>/atm.log; otherwise one command per line with
+plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTERM.
+--terminal=false serves only the HTTP API until SIGTERM.`,
 		Example: `  quorumq atm --id atm1 --data-dir /tmp/atm1 --raft 127.0.0.1:7001 --http 127.0.0.1:8001 \
     --peers atm1=127.0.0.1:7001,atm2=127.0.0.1:7002,atm3=127.0.0.1:7003`,
 		Args: cobra.NoArgs,

@@ -39,6 +39,8 @@ type Opts struct {
 	Args []string // quorumq arguments
 	Env  []string // added to the test's environment ("KEY=value")
 	Dir  string   // working directory; empty = the test's
+	// Stdin, if set, is the child's stdin (a terminal, say); Proc.Stdin is then nil.
+	Stdin *os.File
 }
 
 // Start runs `quorumq args...` labelled name.
@@ -62,11 +64,15 @@ func StartOpts(t testing.TB, opts Opts) *Proc {
 	// A grandchild that outlives the child keeps the output pipe open; do not let that
 	// hold up Wait.
 	cmd.WaitDelay = 3 * time.Second
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatalf("proctest %s: %v", opts.Name, err)
+	if opts.Stdin != nil {
+		cmd.Stdin = opts.Stdin
+	} else {
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatalf("proctest %s: %v", opts.Name, err)
+		}
+		p.Stdin = stdin
 	}
-	p.Stdin = stdin
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("proctest %s: start: %v", opts.Name, err)
 	}
