@@ -41,6 +41,7 @@ func (b *Broker) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler,
+		JSONEncoder:           JSONLine,
 		// A batch may carry many messages; each one is checked against MaxMessageBytes.
 		BodyLimit: max(64<<20, 2*b.cfg.MaxMessageBytes),
 	})
@@ -90,7 +91,14 @@ func success(c *fiber.Ctx, v any) error {
 		out = append([]byte(`{"status":"success",`), b[1:]...)
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Send(out)
+	return c.Send(append(out, '\n'))
+}
+
+// JSONLine is the JSON encoder of the brokers' and managers' HTTP APIs: a reply ends
+// with a newline, so replies printed one after another (curl in a shell) stay apart.
+func JSONLine(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	return append(b, '\n'), err
 }
 
 func parseBody(c *fiber.Ctx, v any) error {

@@ -96,6 +96,18 @@ func TestBadInput(t *testing.T) {
 	if err != nil || st.Next != 0 || st.Consumers != 0 {
 		t.Fatalf("bad requests stored something: %+v %v", st, err)
 	}
+	// Successes end with a newline too, so that replies printed in a row stay apart.
+	for _, path := range []string{"/healthz", "/replicas/t/0"} {
+		resp, err := http.Get("http://" + b.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasSuffix(string(got), "}\n") {
+			t.Fatalf("GET %s: %q does not end with a newline", path, got)
+		}
+	}
 }
 
 func expectFailure(t *testing.T, method, url, contentType, body string, code int) {
@@ -108,8 +120,9 @@ func expectFailure(t *testing.T, method, url, contentType, body string, code int
 	}
 	got, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != code || !strings.Contains(string(got), `"status":"failure"`) || !strings.Contains(string(got), `"message":"`) {
-		t.Fatalf("got %d %s, want %d and a JSON failure", resp.StatusCode, got, code)
+	if resp.StatusCode != code || !strings.Contains(string(got), `"status":"failure"`) || !strings.Contains(string(got), `"message":"`) ||
+		!strings.HasSuffix(string(got), "}\n") {
+		t.Fatalf("got %d %q, want %d and a JSON failure ending with a newline", resp.StatusCode, got, code)
 	}
 }
 

@@ -259,3 +259,22 @@ func TestDiscoveryOutageKeepsKnownManagers(t *testing.T) {
 		t.Fatal("the failure did not make the client ask discovery again")
 	}
 }
+
+// TestCreateTopicRetryAfterLostReply: a create whose reply was lost (the write manager
+// died answering) and that the retry finds done is the caller's success, not a
+// conflict; a topic that existed before the first attempt still is one.
+func TestCreateTopicRetryAfterLostReply(t *testing.T) {
+	f, srv := newFake(t)
+	f.drop = func(r *http.Request, n int) bool { return r.URL.Path == "/topics" && n == 1 }
+	c := newTestClient(t, WithManagers(srv.URL))
+	ctx := testCtx(t)
+	if err := c.Admin().CreateTopic(ctx, "orders", 3); err != nil {
+		t.Fatalf("CreateTopic after a lost reply: %v", err)
+	}
+	if got := f.count("POST /topics"); got != 2 {
+		t.Fatalf("POST /topics seen %d times, want 2", got)
+	}
+	if err := c.Admin().CreateTopic(ctx, "orders", 3); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("CreateTopic of an existing topic = %v, want ErrTopicExists", err)
+	}
+}

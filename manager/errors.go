@@ -62,7 +62,9 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &be):
 			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
 			if be.clientFault() {
+				// The broker's words without its status, which the reply carries.
 				status, f.Code = be.status, CodeInvalid
+				f.Message = "broker " + be.broker + ": " + be.msg
 			} else {
 				f.Message = "the partition cannot be served right now, retry: " + err.Error()
 			}

@@ -27,12 +27,16 @@ type fakeBrokers struct {
 	manager  map[string]broker.ManagerAnnouncement // broker → the write manager it records
 	reads    map[string]int                        // broker → reads by offset it answered
 	failing  map[string]bool                       // brokers whose reads by offset fail (500)
+	// leaders, when it has a group, is the broker every replica of it names as leader
+	// ("" none); without, each replica names itself and none says it leads.
+	leaders map[string]string
 }
 
 func newFakeBrokers() *fakeBrokers {
 	return &fakeBrokers{logs: map[string][]string{}, offsets: map[string]map[string]uint64{},
 		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}, opening: map[string]bool{},
-		manager: map[string]broker.ManagerAnnouncement{}, reads: map[string]int{}, failing: map[string]bool{}}
+		manager: map[string]broker.ManagerAnnouncement{}, reads: map[string]int{}, failing: map[string]bool{},
+		leaders: map[string]string{}}
 }
 
 // writeManager is who broker id records as the write manager.
@@ -78,6 +82,13 @@ func (f *fakeBrokers) start(t *testing.T, d discovery.Registrar, id string) *htt
 		t.Fatal(err)
 	}
 	return srv
+}
+
+// setLeader makes every replica of group name leader as the one leading ("": none).
+func (f *fakeBrokers) setLeader(group, leader string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leaders[group] = leader
 }
 
 // setOpening makes the replicas of group fail to open (or open again).
@@ -126,7 +137,11 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		g := meta.GroupName(parts[1], n)
 		switch {
 		case len(parts) == 3 && r.Method == http.MethodGet:
-			reply(200, broker.ReplicaStatus{Topic: parts[1], Partition: n, Leader: broker.Peer{ID: id}})
+			st := broker.ReplicaStatus{Topic: parts[1], Partition: n, Leader: broker.Peer{ID: id}}
+			if l, ok := f.leaders[g]; ok {
+				st.Leader, st.IsLeader = broker.Peer{ID: l}, l == id
+			}
+			reply(200, st)
 			return
 		case len(parts) == 3 && r.Method == http.MethodDelete:
 			delete(f.replicas[id], g)

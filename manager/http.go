@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -25,6 +26,7 @@ func (m *Manager) newApp() *fiber.App {
 		Immutable:             true,
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(m.log),
+		JSONEncoder:           broker.JSONLine,
 		ReadTimeout:           30 * time.Second,
 	})
 	m.mountMetrics(app)
@@ -138,14 +140,34 @@ func unknownTopic(name string) *apiError {
 	return fail(http.StatusNotFound, CodeUnknownTopic, "topic %q does not exist", name)
 }
 
+// getTopic answers with the recorded leaders, or with ?live=true the ones the replicas
+// report (liveleader.go); a broker the managers hold dead is never named leader.
 func (m *Manager) getTopic(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	t, err := m.topic(ctx, c.Params("name"))
+	name := c.Params("name")
+	var (
+		t    meta.Topic
+		view map[string]meta.Broker
+	)
+	err := m.read(ctx, func(s *meta.State) error {
+		var ok bool
+		if t, ok = s.Topic(name); !ok {
+			return unknownTopic(name)
+		}
+		view = replicaView(s, t.Partitions)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(t)})
+	info := topicInfo(t)
+	if c.QueryBool("live") {
+		m.liveLeaders(ctx, t, &info, view)
+	} else {
+		recordedLeaders(&info, view)
+	}
+	return c.JSON(TopicReply{Reply: success, Topic: info})
 }
 
 func (m *Manager) addPartitions(c *fiber.Ctx) error {
