@@ -42,8 +42,9 @@ type conn struct {
 	nextID  uint64
 	err     error // set once, when the conn dies
 
-	w             *bufio.Writer // owned by the sender that set writing
-	deadlineUntil time.Time     // current write deadline, refreshed lazily
+	deadlineUntil time.Time // current write deadline, refreshed lazily by the sender that set writing
+	lastStart     time.Time // when the last call started; outgoing only
+	readUntil     time.Time // current read deadline; reader only
 
 	closed   chan struct{}
 	ctx      context.Context // handlers of incoming calls stop when the conn dies
@@ -72,6 +73,9 @@ type call struct {
 }
 
 var (
+	// errIdle closes an outgoing conn that carried no call for a while; it
+	// never reaches a caller (see Mux.begin).
+	errIdle = errors.New("idle connection closed")
 	// errNoAnswer fails raft RPCs the peer did not answer within the Mux timeout.
 	errNoAnswer = fmt.Errorf("no answer within the transport timeout: %w", os.ErrDeadlineExceeded)
 	// errUnresponsive closes a conn on which nothing arrived for a whole timeout.
@@ -84,7 +88,6 @@ func newConn(m *Mux, nc net.Conn, outgoing bool) *conn {
 		m:        m,
 		nc:       nc,
 		outgoing: outgoing,
-		w:        bufio.NewWriterSize(nc, 64<<10),
 		closed:   make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -92,7 +95,8 @@ func newConn(m *Mux, nc net.Conn, outgoing bool) *conn {
 	if outgoing {
 		c.pending = make(map[uint64]*call)
 	}
-	c.lastRead.Store(time.Now().UnixNano())
+	c.lastStart = time.Now()
+	c.lastRead.Store(c.lastStart.UnixNano())
 	return c
 }
 
@@ -219,6 +223,12 @@ func (c *conn) flush(once bool) {
 	}
 }
 
+// Write buffers are pooled rather than owned by a conn: an idle conn (and a
+// hostile one that never gets an answer) holds none.
+const writeBufSize = 64 << 10
+
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+
 func (c *conn) writeBatch(batch [][]byte) error {
 	// Moving the deadline on every flush costs a timer update each time;
 	// keeping it at least half a timeout ahead bounds a stuck write just as well.
@@ -226,12 +236,18 @@ func (c *conn) writeBatch(batch [][]byte) error {
 		c.deadlineUntil = now.Add(c.m.timeout)
 		c.nc.SetWriteDeadline(c.deadlineUntil)
 	}
+	w := writers.Get().(*bufio.Writer)
+	w.Reset(c.nc)
+	defer func() {
+		w.Reset(nil) // drops what a failed write left, and the conn
+		writers.Put(w)
+	}()
 	for _, b := range batch {
-		if _, err := c.w.Write(b); err != nil {
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 	}
-	return c.w.Flush()
+	return w.Flush()
 }
 
 // start registers a call and sends its request frame, stamped with the
@@ -248,6 +264,7 @@ func (c *conn) start(b []byte, mode sendMode, from *GroupTransport) (*call, uint
 	c.nextID++
 	id := c.nextID
 	c.pending[id] = cl
+	c.lastStart = cl.started
 	c.mu.Unlock()
 	setID(b, id)
 	if err := c.push(b, mode, from); err != nil {
@@ -276,6 +293,18 @@ func (c *conn) checkAlive(started time.Time) {
 	if time.Since(started) >= c.m.timeout && c.lastRead.Load() < started.UnixNano() {
 		c.close(errUnresponsive)
 	}
+}
+
+// closeIfIdle closes an outgoing conn that has no call pending and started
+// none for idle, well before the peer's own idle deadline could cut it under
+// a request in flight.
+func (c *conn) closeIfIdle(now time.Time, idle time.Duration) {
+	c.mu.Lock()
+	if c.err != nil || len(c.pending) > 0 || now.Sub(c.lastStart) < idle {
+		c.mu.Unlock()
+		return
+	}
+	c.shut(errIdle)
 }
 
 // reap fails the raft RPCs that have waited longer than the Mux timeout. One
@@ -320,6 +349,11 @@ func (c *conn) complete(f frame) {
 // close tears the conn down once; pending calls fail with err.
 func (c *conn) close(err error) {
 	c.mu.Lock()
+	c.shut(err)
+}
+
+// shut is close with c.mu held; it unlocks.
+func (c *conn) shut(err error) {
 	if c.err != nil {
 		c.mu.Unlock()
 		return
@@ -356,7 +390,7 @@ func (c *conn) isClosed() bool {
 func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader) error) {
 	defer c.m.wg.Done()
 	for {
-		f, err := readFrame(r)
+		f, err := c.readFrame(r)
 		if err == nil {
 			c.lastRead.Store(time.Now().UnixNano())
 			switch {
@@ -373,15 +407,61 @@ func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader)
 			default:
 				err = errors.Join(errBadFrame, errors.New("unexpected frame kind for this connection direction"))
 			}
+			if err == nil && r.Size() < readBufSize && r.Buffered() == 0 {
+				// The peer speaks the protocol: give it the read buffer of an
+				// established conn (it starts small, see Mux.serveConn).
+				r = bufio.NewReaderSize(c.nc, readBufSize)
+			}
 		}
 		if err != nil {
-			if !c.isClosed() && !c.m.isClosed() && !isEOF(err) {
+			switch {
+			case c.isClosed() || c.m.isClosed() || isEOF(err):
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.m.log.Info("raft transport: closing a connection that went quiet", "peer", c.nc.RemoteAddr().String(), "error", err)
+			default:
 				c.m.log.Warn("raft transport: dropping connection", "peer", c.nc.RemoteAddr().String(), "error", err)
 			}
 			c.close(err)
 			return
 		}
 	}
+}
+
+// readBufSize is the read buffer of an established conn: a burst of many
+// groups' heartbeats arrives in one read.
+const readBufSize = 64 << 10
+
+// minFrameRate (bytes/s) bounds how long the rest of a frame may take to
+// arrive, beyond the Mux timeout: a peer cannot hold a frame open by trickling it.
+const minFrameRate = 256 << 10
+
+// readFrame reads the next frame under read deadlines: an incoming conn on
+// which no frame starts within the idle timeout is closed, and a frame that
+// is not buffered yet must arrive at minFrameRate. The idle deadline moves
+// only once half of it has passed, which spares a timer update per frame.
+func (c *conn) readFrame(r *bufio.Reader) (frame, error) {
+	now := time.Now()
+	switch {
+	case c.outgoing && !c.readUntil.IsZero():
+		c.readUntil = time.Time{} // our own calls: checkAlive watches the peer
+		c.nc.SetReadDeadline(c.readUntil)
+	case !c.outgoing && c.readUntil.Sub(now) < c.m.idle/2:
+		c.readUntil = now.Add(c.m.idle)
+		c.nc.SetReadDeadline(c.readUntil)
+	}
+	n, err := readLength(r)
+	if err != nil {
+		return frame{}, err
+	}
+	if r.Buffered() < n {
+		c.readUntil = time.Now().Add(c.m.timeout + time.Duration(n/minFrameRate)*time.Second)
+		c.nc.SetReadDeadline(c.readUntil)
+	}
+	body, err := readBody(r, n)
+	if err != nil {
+		return frame{}, err
+	}
+	return parseFrame(body)
 }
 
 func isEOF(err error) bool {

@@ -119,8 +119,9 @@ func TestGarbageDropsOnlyThatConnection(t *testing.T) {
 			defer nc.Close()
 			nc.Write(tc.data)
 			nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-			if n, err := io.Copy(io.Discard, nc); err != nil || n != 0 {
-				t.Fatalf("connection not closed cleanly: read %d bytes, %v", n, err)
+			// A reset is a close too: the peer closed with our bytes unread.
+			if n, err := io.Copy(io.Discard, nc); (err != nil && !errors.Is(err, syscall.ECONNRESET)) || n != 0 {
+				t.Fatalf("connection not closed: read %d bytes, %v", n, err)
 			}
 			if err := appendOne(ga, b.Addr()); err != nil {
 				t.Fatalf("after: %v", err)

@@ -79,7 +79,7 @@ func (m *Mux) connect(p *peer, addr raft.ServerAddress) {
 	if err == nil {
 		c = newConn(m, nc, true)
 		if m.track(c) {
-			go c.readLoop(bufio.NewReaderSize(nc, 64<<10), nil)
+			go c.readLoop(bufio.NewReaderSize(nc, readBufSize), nil)
 		} else {
 			nc.Close()
 			c, err = nil, ErrClosed

@@ -16,11 +16,15 @@ import (
 // snapshot buys another Timeout.
 const snapshotTimeoutScale = 256 << 10
 
+func snapshotTimeout(timeout time.Duration, size int64) time.Duration {
+	return max(timeout, timeout*time.Duration(size/snapshotTimeoutScale))
+}
+
 // InstallSnapshot implements raft.Transport. The snapshot streams after its
 // request frame on a connection of its own, so a large snapshot never holds
 // up the heartbeats of other groups on the shared connection.
 func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
-	timeout := max(g.m.timeout, g.m.timeout*time.Duration(args.Size/snapshotTimeoutScale))
+	timeout := snapshotTimeout(g.m.timeout, args.Size)
 	ctx, cancel := context.WithTimeout(g.ctx, timeout)
 	defer cancel()
 	b, err := raftRequestFrame(rpcInstallSnapshot, g.name, args)
@@ -73,6 +77,9 @@ func serveSnapshot(g *GroupTransport, c *conn, f frame, r *bufio.Reader) error {
 	if req.Size < 0 {
 		return fmt.Errorf("%w: negative snapshot size", errBadFrame)
 	}
+	// The stream gets the time its sender allows itself, not the idle deadline.
+	c.readUntil = time.Now().Add(snapshotTimeout(c.m.timeout, req.Size))
+	c.nc.SetReadDeadline(c.readUntil)
 	body := io.LimitReader(r, req.Size)
 	if g == nil {
 		c.send(errorFrame(f.id, codeUnknownGroup, fmt.Sprintf("unknown raft group %q", f.group)))
@@ -138,17 +145,13 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if err != nil {
 		return nil, err
 	}
-	c, err := p.g.m.dial(p.g.ctx, p.target)
-	if err != nil {
-		return nil, err
-	}
 	mode := sendNow
 	if len(args.Entries) == 0 {
 		mode = sendLazy // a CommitTimeout tick: only tells the follower the commit index
 	}
-	cl, id, err := c.start(b, mode, p.g)
+	c, cl, id, err := p.g.m.begin(p.g.ctx, p.target, b, mode, p.g)
 	if err != nil {
-		return nil, fmt.Errorf("transport: send to %s: %w", p.target, err)
+		return nil, err
 	}
 	fut := &appendFuture{start: cl.started, args: args, resp: resp, c: c, cl: cl, id: id}
 	select {

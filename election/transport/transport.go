@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -44,7 +45,22 @@ type Config struct {
 	// to share a write with other groups' traffic, when several groups send
 	// them to the same peer. Default 2ms; negative disables.
 	CoalesceDelay time.Duration
+	// MaxConns caps the incoming connections held at once; more are closed
+	// as soon as they are accepted. Default DefaultMaxConns.
+	MaxConns int
+	// IdleTimeout closes an incoming connection on which no frame starts for
+	// this long (a peer's connections carry heartbeats many times a second).
+	// Outgoing connections with no call for a quarter of it are closed by
+	// their dialer first, so a request is never cut by the peer's deadline.
+	// Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
+
+// Defaults of Config.MaxConns and Config.IdleTimeout.
+const (
+	DefaultMaxConns    = 1024
+	DefaultIdleTimeout = 2 * time.Minute
+)
 
 // Mux is the process's single Raft listener and its connections to peers.
 type Mux struct {
@@ -54,6 +70,10 @@ type Mux struct {
 	timeout     time.Duration
 	maxInFlight int
 	coalesce    time.Duration
+	idle        time.Duration
+	maxConns    int64
+	incoming    atomic.Int64 // accepted connections not yet closed
+	refusing    atomic.Bool  // at maxConns: logged once per episode
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -81,6 +101,12 @@ func New(cfg Config) (*Mux, error) {
 	if cfg.CoalesceDelay == 0 {
 		cfg.CoalesceDelay = 2 * time.Millisecond
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.BindAddr, err)
@@ -101,6 +127,8 @@ func New(cfg Config) (*Mux, error) {
 		timeout:     cfg.Timeout,
 		maxInFlight: cfg.MaxRPCsInFlight,
 		coalesce:    cfg.CoalesceDelay,
+		idle:        cfg.IdleTimeout,
+		maxConns:    int64(cfg.MaxConns),
 		ctx:         ctx,
 		cancel:      cancel,
 		groups:      make(map[string]*GroupTransport),
@@ -138,13 +166,9 @@ func (m *Mux) Transport(group string) (*GroupTransport, error) {
 // roundTrip sends one request to addr and waits for its response or error
 // frame. from is the raft group sending, nil for Call (see conn.start).
 func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte, mode sendMode, from *GroupTransport) (frame, error) {
-	c, err := m.dial(ctx, addr)
+	c, cl, id, err := m.begin(ctx, addr, req, mode, from)
 	if err != nil {
 		return frame{}, err
-	}
-	cl, id, err := c.start(req, mode, from)
-	if err != nil {
-		return frame{}, fmt.Errorf("transport: send to %s: %w", addr, err)
 	}
 	select {
 	case <-cl.done:
@@ -164,6 +188,25 @@ func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte
 			return frame{}, ErrClosed
 		}
 		return frame{}, fmt.Errorf("transport: call to %s: %w", addr, ctx.Err())
+	}
+}
+
+// begin starts a call on the shared connection to addr, on a new one if the
+// reaper just closed that one as idle.
+func (m *Mux) begin(ctx context.Context, addr raft.ServerAddress, req []byte, mode sendMode, from *GroupTransport) (*conn, *call, uint64, error) {
+	for {
+		c, err := m.dial(ctx, addr)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		cl, id, err := c.start(req, mode, from)
+		if errors.Is(err, errIdle) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("transport: send to %s: %w", addr, err)
+		}
+		return c, cl, id, nil
 	}
 }
 
@@ -224,6 +267,15 @@ func (m *Mux) acceptLoop() {
 			continue
 		}
 		delay = 0
+		if m.incoming.Add(1) > m.maxConns {
+			m.incoming.Add(-1)
+			nc.Close()
+			if !m.refusing.Swap(true) {
+				m.log.Warn("raft transport: connection limit reached, refusing new connections", "limit", m.maxConns)
+			}
+			continue
+		}
+		m.refusing.Store(false)
 		m.wg.Add(1)
 		go m.serveConn(nc)
 	}
@@ -250,15 +302,19 @@ func (m *Mux) reapLoop() {
 			m.mu.RUnlock()
 			for _, c := range conns {
 				c.reap(now)
+				c.closeIfIdle(now, m.idle/4)
 			}
 		}
 	}
 }
 
-// serveConn checks the preamble of an incoming connection and then serves it.
+// serveConn checks the preamble of an incoming connection and then serves
+// it. Until its first frame the conn has a small read buffer: a thousand
+// connections that never get that far cost little.
 func (m *Mux) serveConn(nc net.Conn) {
 	defer m.wg.Done()
-	r := bufio.NewReaderSize(nc, 64<<10)
+	defer m.incoming.Add(-1)
+	r := bufio.NewReaderSize(nc, firstChunk)
 	nc.SetReadDeadline(time.Now().Add(m.timeout))
 	var got [len(preamble)]byte
 	if _, err := io.ReadFull(r, got[:]); err != nil || string(got[:]) != preamble {
@@ -266,8 +322,7 @@ func (m *Mux) serveConn(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	nc.SetReadDeadline(time.Time{})
-	c := newConn(m, nc, false)
+	c := newConn(m, nc, false) // its reader sets the next deadline
 	if !m.track(c) {
 		nc.Close()
 		return

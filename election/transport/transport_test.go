@@ -307,8 +307,8 @@ func TestCompanyDecidesDelay(t *testing.T) {
 	}
 }
 
-// TestLargeMessages sends messages past the size where frame buffers grow as
-// bytes arrive.
+// TestLargeMessages sends messages whose frame buffers grow as bytes arrive,
+// past a read buffer's size and past the size of a first allocation.
 func TestLargeMessages(t *testing.T) {
 	a, b := newMux(t), newMux(t)
 	answer(t, openGroup(t, b, "g"))
@@ -316,7 +316,7 @@ func TestLargeMessages(t *testing.T) {
 	b.Handle("g", "len", func(ctx context.Context, req []byte) ([]byte, error) {
 		return []byte(fmt.Sprint(len(req))), nil
 	})
-	for _, size := range []int{bigFrame - 100, bigFrame + 1, 5 * bigFrame} {
+	for _, size := range []int{firstChunk - 100, firstChunk + 1, readBufSize + 1, 5 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			entries := []*raft.Log{{Index: 1, Data: bytes.Repeat([]byte("a"), size)}, {Index: 2, Data: []byte("b")}}
 			var resp raft.AppendEntriesResponse

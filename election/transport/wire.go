@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,10 +59,13 @@ const (
 	// entries; a request over it would fail on every retry and stall the
 	// follower. Snapshots stream outside frames.
 	maxFrame = 256 << 20
-	// bigFrame: longer frames grow their buffer as bytes arrive, so a peer
-	// cannot make us allocate more than it actually sends.
-	bigFrame = 1 << 20
-	maxName  = 1024
+	// firstChunk is all a frame costs before its bytes arrive: the buffer
+	// starts there (or at what is already buffered) and doubles as the
+	// frame's bytes come in, so a peer that announces a big frame and sends
+	// nothing cannot make us allocate it (a 1 MiB length prefix used to cost
+	// 1 MiB at once).
+	firstChunk = 4 << 10
+	maxName    = 1024
 )
 
 var errBadFrame = errors.New("malformed frame")
@@ -81,27 +83,48 @@ type frame struct {
 
 // readFrame reads one frame; its payload aliases a fresh buffer the caller owns.
 func readFrame(r *bufio.Reader) (frame, error) {
+	n, err := readLength(r)
+	if err != nil {
+		return frame{}, err
+	}
+	body, err := readBody(r, n)
+	if err != nil {
+		return frame{}, err
+	}
+	return parseFrame(body)
+}
+
+// readLength reads a frame's length prefix and checks it before anything is
+// allocated for the frame.
+func readLength(r *bufio.Reader) (int, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return frame{}, err
+		return 0, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n == 0 || n > maxFrame {
-		return frame{}, fmt.Errorf("%w: length %d (limit %d)", errBadFrame, n, maxFrame)
+		return 0, fmt.Errorf("%w: length %d (limit %d)", errBadFrame, n, maxFrame)
 	}
-	if n <= bigFrame {
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return frame{}, err
+	return int(n), nil
+}
+
+// readBody reads n bytes into a buffer that is never more than twice what
+// has arrived (and at least firstChunk).
+func readBody(r *bufio.Reader, n int) ([]byte, error) {
+	b := make([]byte, 0, min(n, max(r.Buffered(), firstChunk)))
+	for {
+		got, err := io.ReadFull(r, b[len(b):cap(b)])
+		b = b[:len(b)+got]
+		if err != nil {
+			return nil, noEOF(err)
 		}
-		return parseFrame(body)
+		if len(b) == n {
+			return b, nil
+		}
+		grown := make([]byte, len(b), min(n, 2*cap(b)))
+		copy(grown, b)
+		b = grown
 	}
-	var body bytes.Buffer
-	body.Grow(bigFrame)
-	if _, err := io.CopyN(&body, r, int64(n)); err != nil {
-		return frame{}, noEOF(err)
-	}
-	return parseFrame(body.Bytes())
 }
 
 // noEOF turns a clean EOF inside a frame into the error it is.
