@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -16,6 +17,9 @@ import (
 
 // errStarting is returned by the API while the node has not joined its group yet.
 var errStarting = errors.New("ATM is starting: not joined to the group yet")
+
+// readTimeout bounds reading a request, and an idle keep-alive connection.
+const readTimeout = 30 * time.Second
 
 // errBadRequest marks request bodies that are not what the API expects.
 var errBadRequest = errors.New("bad request")
@@ -74,7 +78,11 @@ type server struct {
 
 func newServer(logger *slog.Logger) *server {
 	s := &server{ready: make(chan struct{})}
-	s.app = fiber.New(fiber.Config{DisableStartupMessage: true, ErrorHandler: errorHandler(logger)})
+	s.app = fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(logger),
+		ReadTimeout:           readTimeout, // and the idle keep-alive timeout: slow clients cannot pile up
+	})
 	mountMetrics(s)
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "success"}) })
 	api := s.app.Group("/", s.whenReady)

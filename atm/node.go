@@ -49,6 +49,9 @@ type Config struct {
 	OpTimeout time.Duration // per operation; without quorum it fails after this (default 4s)
 	Lanes     int           // entries in flight from this ATM (default 4)
 	MaxBatch  int           // operations per entry (default 256)
+	// RaftMaxConns caps the Raft port's incoming connections (default
+	// transport.DefaultMaxConns).
+	RaftMaxConns int
 }
 
 func (c *Config) defaults() error {
@@ -101,7 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 	stopHTTP := sync.OnceFunc(func() { shutdownHTTP(srv, log) })
 	defer stopHTTP()
 
-	mux, err := transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: log})
+	mux, err := transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: log, MaxConns: cfg.RaftMaxConns})
 	if err != nil {
 		return fmt.Errorf("atm: raft listen: %w", err)
 	}

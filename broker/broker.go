@@ -35,6 +35,13 @@ type Config struct {
 	// check) and finds other brokers' HTTP addresses. Nil runs without discovery.
 	Discovery       discovery.Backend
 	MaxMessageBytes int // default 1 MiB
+	// RaftMaxConns caps the Raft port's incoming connections (default
+	// transport.DefaultMaxConns).
+	RaftMaxConns int
+	// HTTPReadTimeout bounds reading a request, header and body, and an idle
+	// keep-alive connection, so slow clients cannot hold connections open
+	// (default DefaultHTTPReadTimeout).
+	HTTPReadTimeout time.Duration
 	// Timing of every partition's Raft group; zero means PartitionTiming().
 	Timing election.Timing
 	Logger *slog.Logger
@@ -45,6 +52,10 @@ type Config struct {
 
 // DefaultMaxMessageBytes is the default limit on one message.
 const DefaultMaxMessageBytes = 1 << 20
+
+// DefaultHTTPReadTimeout leaves a 64 MiB batch (the body limit) 30 s to
+// arrive: about 2 MB/s.
+const DefaultHTTPReadTimeout = 30 * time.Second
 
 // Restarted replicas are opened openStage at a time, openPause apart, so that a broker
 // holding a thousand partitions does not start a thousand election timers at once.
@@ -89,6 +100,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if cfg.HTTPReadTimeout <= 0 {
+		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -103,7 +117,7 @@ func New(cfg Config) (*Broker, error) {
 	if b.db, err = store.Open(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if b.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: b.log, CoalesceDelay: coalesceDelay(cfg.Timing)}); err != nil {
+	if b.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: b.log, CoalesceDelay: coalesceDelay(cfg.Timing), MaxConns: cfg.RaftMaxConns}); err != nil {
 		b.db.Close()
 		return nil, fmt.Errorf("broker: raft listener: %w", err)
 	}

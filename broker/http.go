@@ -43,7 +43,8 @@ func (b *Broker) newApp() *fiber.App {
 		ErrorHandler:          errorHandler,
 		JSONEncoder:           JSONLine,
 		// A batch may carry many messages; each one is checked against MaxMessageBytes.
-		BodyLimit: max(64<<20, 2*b.cfg.MaxMessageBytes),
+		BodyLimit:   max(64<<20, 2*b.cfg.MaxMessageBytes),
+		ReadTimeout: b.cfg.HTTPReadTimeout,
 	})
 	b.mountMetrics(app)
 	app.Get("/healthz", b.healthz)

@@ -46,7 +46,10 @@ type Config struct {
 	BrokerGrace time.Duration
 	// Replication and Partitions are the defaults for new topics.
 	Replication, Partitions int
-	Logger                  *slog.Logger
+	// RaftMaxConns caps the Raft port's incoming connections (default
+	// transport.DefaultMaxConns).
+	RaftMaxConns int
+	Logger       *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -117,7 +120,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 			return nil, err
 		}
 	}
-	m.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.AdvertiseRaft, Logger: m.log})
+	m.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.AdvertiseRaft, Logger: m.log, MaxConns: cfg.RaftMaxConns})
 	if err != nil {
 		store.Close()
 		return nil, err

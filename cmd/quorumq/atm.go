@@ -8,6 +8,7 @@ import (
 
 	"github.com/quorumq/quorumq/atm"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/election/transport"
 )
 
 func init() { subcommands = append(subcommands, newATMCmd) }
@@ -70,6 +71,7 @@ plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTE
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&cfg.Lanes, "lanes", 0, "group commit: Raft entries in flight from this ATM (default 4)")
 	f.IntVar(&cfg.MaxBatch, "max-batch", 0, "group commit: operations per Raft entry (default 256)")
+	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/election/transport"
 )
 
 func init() { subcommands = append(subcommands, newBrokerCmd) }
@@ -53,6 +54,8 @@ reopens every replica it held.`,
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8201", "host:port of the HTTP API")
 	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
 	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", broker.DefaultMaxMessageBytes, "largest message accepted")
+	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
+	f.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", broker.DefaultHTTPReadTimeout, "close an HTTP connection that takes longer to send a request (or stays idle)")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	f.StringVar(&pprofAt, "pprof", "", "serve Go profiles (net/http/pprof) on this host:port")
 	_ = cmd.MarkFlagRequired("id")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/election/transport"
 	"github.com/quorumq/quorumq/manager"
 )
 
@@ -62,6 +63,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 	f.DurationVar(&cfg.BrokerGrace, "broker-grace", 0, "declare a broker dead after it is critical this long (default 5s)")
 	f.IntVar(&cfg.Replication, "replication", 3, "replicas per partition of a new topic")
 	f.IntVar(&cfg.Partitions, "partitions", 1, "partitions of a new topic when the request gives none")
+	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("postgres")
