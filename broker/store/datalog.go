@@ -49,6 +49,44 @@ type dataLog struct {
 	refs     map[uint32]int64 // change of each segment's run count
 	released []uint32         // segments whose count reached zero
 	direct   directWriter
+
+	sizes map[uint32]int64 // of the segment files at open, before the active one is extended
+}
+
+// segmentSizes returns the size of each segment file in dir.
+func segmentSizes(dir string) (map[uint32]int64, error) {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	out := map[uint32]int64{}
+	for _, e := range names {
+		if seg, ok := parseSegName(e.Name()); ok {
+			fi, err := e.Info()
+			if err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+			out[seg] = fi.Size()
+		}
+	}
+	return out, nil
+}
+
+// rewrite writes body at at and syncs it: a repaired message, whose place in the
+// segment never changes.
+func (l *dataLog) rewrite(at dataPos, body []byte) error {
+	f, err := os.OpenFile(filepath.Join(l.dir, segName(at.seg)), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("store: data log: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(body, int64(at.off)); err != nil {
+		return fmt.Errorf("store: data log: %w", err)
+	}
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("store: data log: %w", err)
+	}
+	return nil
 }
 
 type dataPos struct {
@@ -111,6 +149,9 @@ func openDataLog(dir string, db *bolt.DB) (*dataLog, error) {
 				return nil, fmt.Errorf("store: %w", err)
 			}
 		}
+	}
+	if l.sizes, err = segmentSizes(dir); err != nil {
+		return nil, err
 	}
 	// Whatever a crashed commit wrote past the recorded end is indexed nowhere; the
 	// next commit writes over it.

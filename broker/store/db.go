@@ -60,6 +60,9 @@ var (
 type DB struct {
 	wal       *wal.WAL
 	log, data *file // raft.db and data.db (data.dlog is the data log)
+
+	onFault    func(Fault)
+	openFaults []Fault // found at open, reported once OnFault is set
 }
 
 // file is one bolt file plus its group-commit writer.
@@ -119,8 +122,15 @@ func Open(dir string) (*DB, error) {
 		d.Close()
 		return nil, err
 	}
+	if d.openFaults, err = d.shortSegments(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
 }
+
+// WAL returns the broker's write-ahead log.
+func (d *DB) WAL() *wal.WAL { return d.wal }
 
 // Close commits the writes already queued, then closes the files.
 func (d *DB) Close() error {

@@ -140,7 +140,10 @@ func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 		}
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, p.g.corrupt(err)
+	}
+	return out, nil
 }
 
 // Restore implements partition.Store: the snapshot store has written the messages;

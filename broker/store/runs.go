@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -12,8 +13,10 @@ import (
 // bodies lie back to back in a data log segment (see datalog.go). The idx bucket maps
 // the offset of a run's first message to: segment u32, position u64, count u32, then
 // count u32 end positions relative to the run's start (message i is bytes
-// [end(i-1), end(i)) of it). Sizes come from the index alone, so counting what fits a
-// consume reads no message.
+// [end(i-1), end(i)) of it), then count u32 crc32c of the bodies (runs written before
+// the checksums have none). Sizes come from the index alone, so counting what fits a
+// consume reads no message. Every body read from the data log is checked against its
+// crc before it is used: served, put in a snapshot or sent to a follower.
 //
 // A partition written by a broker before the data log has its first messages in the
 // msg bucket, a bolt value each; they precede every run, and are read from there.
@@ -23,12 +26,16 @@ var bIdx = []byte("idx")
 // runMsgs bounds a run, so that reading one message of it never decodes a huge entry.
 const runMsgs = 4096
 
-var errBadRun = errors.New("malformed index entry")
+var (
+	errBadRun = errors.New("malformed index entry")
+	crcTable  = crc32.MakeTable(crc32.Castagnoli)
+)
 
 type run struct {
 	first uint64
 	at    dataPos
 	ends  []byte // count u32 end positions
+	crcs  []byte // count u32 crc32c, or nil
 	data  []byte // the bodies, for a message of the first format
 }
 
@@ -39,10 +46,16 @@ func parseRun(k, v []byte) (run, error) {
 	}
 	r.at = dataPos{binary.BigEndian.Uint32(v), binary.BigEndian.Uint64(v[4:])}
 	n := int(binary.BigEndian.Uint32(v[12:]))
-	if n == 0 || len(v) != 16+4*n {
+	switch {
+	case n == 0:
+		return r, errBadRun
+	case len(v) == 16+8*n:
+		r.ends, r.crcs = v[16:16+4*n], v[16+4*n:]
+	case len(v) == 16+4*n:
+		r.ends = v[16:]
+	default:
 		return r, errBadRun
 	}
-	r.ends = v[16:]
 	for i := 1; i < n; i++ {
 		if r.end(i) < r.end(i-1) {
 			return r, errBadRun
@@ -62,14 +75,35 @@ func (r run) end(i int) uint64 {
 
 func (r run) size(i int) uint64 { return r.end(i) - r.end(i-1) }
 
-// read returns messages [i, i+n) of the run, one read for all of them.
+// check returns nil if body is message i of the run (or the run has no crcs).
+func (r run) check(i int, body []byte) error {
+	if r.crcs == nil || crc32.Checksum(body, crcTable) == binary.BigEndian.Uint32(r.crcs[4*i:]) {
+		return nil
+	}
+	return &CorruptError{Offset: r.first + uint64(i), Seg: r.at.seg, Pos: r.at.off + r.end(i-1)}
+}
+
+// CorruptError is a message body that does not match its checksum: it is never served.
+type CorruptError struct {
+	Group  string
+	Offset uint64 // the message's
+	Seg    uint32 // where its body is in the data log
+	Pos    uint64
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("store: message %d of %s is damaged on disk (checksum mismatch in data log segment %d at byte %d); it is repaired from another replica",
+		e.Offset, e.Group, e.Seg, e.Pos)
+}
+
+// read returns messages [i, i+n) of the run, one read for all of them, each checked.
 func (r run) read(dl *dataLog, i, n int) ([][]byte, error) {
 	start, end := r.end(i-1), r.end(i+n-1)
 	buf := r.data
 	if buf == nil {
 		var err error
 		if buf, err = dl.read(dataPos{r.at.seg, r.at.off + start}, end-start); err != nil {
-			return nil, err
+			return nil, &CorruptError{Offset: r.first + uint64(i), Seg: r.at.seg, Pos: r.at.off + start}
 		}
 	} else {
 		buf = append([]byte(nil), buf[start:end]...) // bolt's memory is valid only in the transaction
@@ -77,18 +111,24 @@ func (r run) read(dl *dataLog, i, n int) ([][]byte, error) {
 	out := make([][]byte, n)
 	for j := range out {
 		out[j] = buf[r.end(i+j-1)-start : r.end(i+j)-start : r.end(i+j)-start]
+		if err := r.check(i+j, out[j]); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
 func encodeRun(at dataPos, msgs [][]byte) []byte {
-	v := binary.BigEndian.AppendUint32(make([]byte, 0, 16+4*len(msgs)), at.seg)
+	v := binary.BigEndian.AppendUint32(make([]byte, 0, 16+8*len(msgs)), at.seg)
 	v = binary.BigEndian.AppendUint64(v, at.off)
 	v = binary.BigEndian.AppendUint32(v, uint32(len(msgs)))
 	var end uint32
 	for _, m := range msgs {
 		end += uint32(len(m))
 		v = binary.BigEndian.AppendUint32(v, end)
+	}
+	for _, m := range msgs {
+		v = binary.BigEndian.AppendUint32(v, crc32.Checksum(m, crcTable))
 	}
 	return v
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sort"
 	"sync"
@@ -121,15 +122,11 @@ func (sk *sink) receive(r io.Reader) error {
 		chunk, size = nil, 0
 		return err
 	}
-	var hdr [4]byte
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err == io.EOF {
+		msg, err := readSnapshotMessage(br)
+		if err == io.EOF {
 			break
 		} else if err != nil {
-			return fmt.Errorf("store: snapshot message %d: %w", off, err)
-		}
-		msg := make([]byte, binary.BigEndian.Uint32(hdr[:]))
-		if _, err := io.ReadFull(br, msg); err != nil {
 			return fmt.Errorf("store: snapshot message %d: %w", off, err)
 		}
 		chunk, size, off = append(chunk, msg), size+len(msg), off+1
@@ -146,6 +143,40 @@ func (sk *sink) receive(r io.Reader) error {
 		return fmt.Errorf("store: snapshot carried %d messages, state says %d", off, st.Next)
 	}
 	return nil
+}
+
+// withCRC marks a streamed message's length: a crc32c of the body follows it, which the
+// receiver checks (streams from brokers before the checksums have none).
+const withCRC = 1 << 31
+
+// readSnapshotMessage reads one streamed message: length u32 (with withCRC, then
+// crc32c u32), then the body.
+func readSnapshotMessage(r io.Reader) ([]byte, error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n&withCRC != 0 {
+		if _, err := io.ReadFull(r, hdr[4:]); err != nil {
+			return nil, io.ErrUnexpectedEOF
+		}
+	}
+	msg := make([]byte, min(n&^withCRC, 1<<20)) // grown as read: a bad length must not allocate gigabytes
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return nil, io.ErrUnexpectedEOF
+	}
+	for rest := int(n&^withCRC) - len(msg); rest > 0; {
+		more := make([]byte, min(rest, 1<<20))
+		if _, err := io.ReadFull(r, more); err != nil {
+			return nil, io.ErrUnexpectedEOF
+		}
+		msg, rest = append(msg, more...), rest-len(more)
+	}
+	if n&withCRC != 0 && crc32.Checksum(msg, crcTable) != binary.BigEndian.Uint32(hdr[4:]) {
+		return nil, errors.New("checksum mismatch: the body was damaged on the way or on the sender's disk")
+	}
+	return msg, nil
 }
 
 // A stored snapshot: index, term, configuration index, version, configuration
@@ -180,7 +211,7 @@ func decodeSnapshot(id string, v []byte) (*raft.SnapshotMeta, partition.State, [
 		return nil, st, nil, err
 	}
 	// The size of the stream Open produces: raft sends exactly this many bytes.
-	m.Size = partition.SnapshotPrefixLen(len(enc)) + 4*int64(st.Next) + int64(st.Bytes)
+	m.Size = partition.SnapshotPrefixLen(len(enc)) + 8*int64(st.Next) + int64(st.Bytes)
 	return m, st, enc, nil
 }
 
@@ -284,7 +315,10 @@ func (r *messageReader) fill() error {
 			}
 			msgs, err := rn.read(r.g.db.data.dlog, i, k)
 			for _, m := range msgs {
-				r.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(m))))
+				var hdr [8]byte
+				binary.BigEndian.PutUint32(hdr[:], uint32(len(m))|withCRC)
+				binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(m, crcTable))
+				r.buf.Write(hdr[:])
 				r.buf.Write(m)
 			}
 			r.next += uint64(k)
@@ -293,6 +327,6 @@ func (r *messageReader) fill() error {
 		if err == nil && r.buf.Len() == 0 {
 			err = fmt.Errorf("store: message %d missing", next)
 		}
-		return err
+		return r.g.corrupt(err)
 	})
 }

@@ -189,3 +189,18 @@ func (w *WAL) Damaged() map[string]string {
 	}
 	return out
 }
+
+// Check replays the WAL in dir without changing anything (its broker must be stopped)
+// and returns how many segments and groups it holds and the damaged groups with why.
+func Check(dir string) (segments, groups int, damaged map[string]string, err error) {
+	if _, err := os.Stat(dir); err != nil {
+		return 0, 0, nil, fmt.Errorf("wal: %w", err)
+	}
+	w := newWAL(dir)
+	w.readOnly = true
+	defer w.closeFiles()
+	if err := w.replay(); err != nil {
+		return 0, 0, nil, err
+	}
+	return len(w.segs), len(w.groups), w.Damaged(), nil
+}

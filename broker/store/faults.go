@@ -1,0 +1,209 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Storage faults in the data log: a body that no longer matches its crc (a flipped
+// bit, a lost write) or that lies past the end of its segment file (a truncated file,
+// which the next open re-extends with zeros). Such a message is never served; it is
+// reported (OnFault) and its body is fetched again from another replica, which holds
+// the same bytes at the same offset, checked against the crc and written back in place
+// (Partition.Repair).
+
+// Fault is damaged messages [From, To) of a group.
+type Fault struct {
+	Group    string
+	From, To uint64
+	Why      string
+}
+
+func (f Fault) String() string {
+	return fmt.Sprintf("%s: messages %d to %d: %s", f.Group, f.From, f.To-1, f.Why)
+}
+
+// OnFault sets fn to be told of every damaged message found (at open, by a read, by
+// Scrub); set it before the groups are used. fn must not block.
+func (d *DB) OnFault(fn func(Fault)) {
+	d.onFault = fn
+	for _, f := range d.openFaults {
+		fn(f)
+	}
+}
+
+func (d *DB) report(f Fault) {
+	if fn := d.onFault; fn != nil {
+		fn(f)
+	}
+}
+
+// corrupt names the group in a CorruptError and reports the message.
+func (g *Group) corrupt(err error) error {
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		ce.Group = string(g.name)
+		g.db.report(Fault{Group: ce.Group, From: ce.Offset, To: ce.Offset + 1, Why: "checksum mismatch"})
+	}
+	return err
+}
+
+// shortSegments returns the messages whose bodies lie past the end of their segment
+// file as it was found at open (a truncated segment), grouped in ranges.
+func (d *DB) shortSegments() ([]Fault, error) {
+	sizes := d.data.dlog.sizes
+	var out []Fault
+	err := d.data.view(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, root *bolt.Bucket) error {
+			if root.Bucket(bIdx) == nil {
+				return nil
+			}
+			return root.Bucket(bIdx).ForEach(func(k, v []byte) error {
+				r, err := parseRun(k, v)
+				if err != nil {
+					return nil // reported when read
+				}
+				size := sizes[r.at.seg]
+				for i := range r.count() {
+					if r.at.off+r.end(i) <= uint64(size) {
+						continue
+					}
+					off := r.first + uint64(i)
+					if n := len(out); n > 0 && out[n-1].Group == string(name) && out[n-1].To == off {
+						out[n-1].To++
+					} else {
+						out = append(out, Fault{Group: string(name), From: off, To: off + 1,
+							Why: fmt.Sprintf("data log segment %d is %d bytes, shorter than the bodies it held", r.at.seg, size)})
+					}
+				}
+				return nil
+			})
+		})
+	})
+	return out, err
+}
+
+// Repair writes back messages from offset from, fetched from another replica, where
+// this replica's bodies are damaged. Each one must match its crc (a run without crcs
+// cannot be repaired). It returns how many bodies it rewrote.
+func (p *Partition) Repair(from uint64, msgs [][]byte) (int, error) {
+	type fix struct {
+		at   dataPos
+		body []byte
+	}
+	var fixes []fix
+	err := p.g.viewData(func(root *bolt.Bucket) error {
+		i := 0
+		end, err := walk(root, from, func(r run, j int) (int, bool, error) {
+			k := 0
+			for ; j+k < r.count() && i < len(msgs); k, i = k+1, i+1 {
+				off := r.first + uint64(j+k)
+				if r.crcs == nil {
+					return k, false, fmt.Errorf("store: message %d has no checksum (written before checksums): it cannot be checked", off)
+				}
+				if uint64(len(msgs[i])) != r.size(j+k) || r.check(j+k, msgs[i]) != nil {
+					return k, false, fmt.Errorf("store: the body fetched for message %d does not match its checksum", off)
+				}
+				fixes = append(fixes, fix{dataPos{r.at.seg, r.at.off + r.end(j+k-1)}, msgs[i]})
+			}
+			return k, i < len(msgs), nil
+		})
+		if err == nil && end < from+uint64(len(msgs)) {
+			err = fmt.Errorf("store: message %d missing", end)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	// On the committer's goroutine: the data log's writer keeps the last partial block
+	// it wrote and writes it again with the next commit, so it must read the repaired
+	// block back instead.
+	var n int
+	err = p.g.db.data.update(func(*bolt.Tx) error {
+		dl := p.g.db.data.dlog
+		n = 0
+		for _, f := range fixes {
+			if cur, err := dl.read(f.at, uint64(len(f.body))); err == nil && bytes.Equal(cur, f.body) {
+				continue
+			}
+			if err := dl.rewrite(f.at, f.body); err != nil {
+				return err
+			}
+			dl.direct.tail = nil
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Scrub reads every message of every group at no more than rate bytes per second,
+// checking each body (reads report what is damaged, see OnFault), until ctx is done,
+// and then starts over after pause. It returns when ctx is done.
+func (d *DB) Scrub(ctx context.Context, rate int, pause time.Duration) {
+	for {
+		for _, group := range d.groupNames() {
+			g := &Group{db: d, name: []byte(group)}
+			for off := uint64(0); ; {
+				n, size, err := g.scrubChunk(off)
+				if err != nil && !errors.As(err, new(*CorruptError)) || n == 0 {
+					break
+				}
+				off += n
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Duration(float64(size) / float64(rate) * float64(time.Second))):
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+	}
+}
+
+// scrubChunk checks up to a chunk of messages from off and returns how many it went
+// past (a damaged one included) and their bytes.
+func (g *Group) scrubChunk(off uint64) (n, size uint64, err error) {
+	err = g.viewData(func(root *bolt.Bucket) error {
+		_, err := walk(root, off, func(r run, i int) (int, bool, error) {
+			k := 0
+			for sz := uint64(0); i+k < r.count() && sz < chunkBytes; k++ {
+				sz += r.size(i + k)
+			}
+			for j := i; j < i+k; j++ {
+				_, err := r.read(g.db.data.dlog, j, 1)
+				n, size = n+1, size+r.size(j)
+				if err != nil {
+					g.corrupt(err)
+				}
+			}
+			return k, size < chunkBytes, nil
+		})
+		return err
+	})
+	return n, size, err
+}
+
+// groupNames lists the groups with messages in data.db.
+func (d *DB) groupNames() []string {
+	var out []string
+	d.data.view(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, root *bolt.Bucket) error {
+			if root.Bucket(bIdx) != nil {
+				out = append(out, string(name))
+			}
+			return nil
+		})
+	})
+	return out
+}
