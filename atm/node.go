@@ -270,21 +270,33 @@ func waitLeader(ctx context.Context, node *election.Node) (string, error) {
 	}
 }
 
-// tagLeader keeps the discovery "leader" tag on this ATM while it leads, so operators
-// (and the Consul UI) can see which ATM leads.
-func tagLeader(ctx context.Context, node *election.Node, reg discovery.Registrar, id string, log *slog.Logger) {
+// tagLeader keeps the discovery "leader" tag on this ATM, and on no other, while it
+// leads, so operators (and the Consul UI) can see which ATM leads.
+func tagLeader(ctx context.Context, node *election.Node, b discovery.Backend, id string, log *slog.Logger) {
+	stop := func() {}
+	defer func() { stop() }()
 	ch := node.LeaderChanges()
 	for {
+		var lead bool
 		select {
 		case <-ctx.Done():
 			return
-		case lead, ok := <-ch:
+		case l, ok := <-ch:
 			if !ok {
 				return
 			}
-			if err := reg.SetTag(ctx, discovery.ServiceATM, id, discovery.TagLeader, lead); err != nil && ctx.Err() == nil {
-				log.Warn("set leader tag", "err", err)
-			}
+			lead = l
+		}
+		stop()
+		stop = func() {}
+		if lead {
+			hctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				discovery.HoldTag(hctx, b, discovery.ServiceATM, id, discovery.TagLeader, log)
+			}()
+			stop = func() { cancel(); <-done }
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/quorumq/quorumq/internal/freeport"
 )
 
 // AgentConfig describes a single-node dev agent (`consul agent -dev`, state in memory).
@@ -78,7 +80,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 
 func (c *AgentConfig) assignPorts() error {
 	if c.HTTPAddr == "" {
-		p, err := freePort(false)
+		p, err := freeport.TCP(false)
 		if err != nil {
 			return err
 		}
@@ -94,35 +96,13 @@ func (c *AgentConfig) assignPorts() error {
 		if *p.port != 0 {
 			continue
 		}
-		free, err := freePort(p.udp)
+		free, err := freeport.TCP(p.udp)
 		if err != nil {
 			return err
 		}
 		*p.port = free
 	}
 	return nil
-}
-
-// freePort asks the kernel for a free loopback TCP port (free for UDP too when udp).
-func freePort(udp bool) (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("consul: no free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if !udp {
-			l.Close()
-			return port, nil
-		}
-		u, err := net.ListenPacket("udp", l.Addr().String())
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("consul: no port free for both TCP and UDP")
 }
 
 func (c AgentConfig) args() []string {

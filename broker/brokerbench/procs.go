@@ -3,7 +3,6 @@ package brokerbench
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
+
+	"github.com/quorumq/quorumq/internal/freeport"
 )
 
 // proc is a broker process the bench started.
@@ -92,12 +93,11 @@ func stopAll(ps []*proc) {
 }
 
 func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // usage is a process's RSS (total and anonymous, bytes) and CPU time so far.

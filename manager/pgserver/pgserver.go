@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/quorumq/quorumq/internal/freeport"
 )
 
 // Config says where the server keeps its data and where it listens.
@@ -113,7 +115,7 @@ var errAddrInUse = errors.New("address already in use")
 func start(ctx context.Context, cfg Config, owner *account) (*Server, error) {
 	port := cfg.Port
 	if port == 0 {
-		p, err := freePort()
+		p, err := freeport.TCP(false)
 		if err != nil {
 			return nil, err
 		}
@@ -332,15 +334,6 @@ func socketDir(dataDir string) string {
 		return dataDir
 	}
 	return ""
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func readFrom(path string, off int64) string {

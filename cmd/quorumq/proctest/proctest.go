@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/consul"
+
+	"github.com/quorumq/quorumq/internal/freeport"
 )
 
 // Proc is a running (or finished) child process.
@@ -162,22 +164,12 @@ func (p *Proc) WaitOutput(t testing.TB, substr string, timeout time.Duration) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("proctest: free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		// The kernel may hand a just-closed port out again before the child that was
-		// given it binds it: never give the same port to two callers of one test binary.
-		if _, taken := handedOut.LoadOrStore(port, true); !taken {
-			return port
-		}
+	port, err := freeport.TCP(false)
+	if err != nil {
+		t.Fatalf("proctest: %v", err)
 	}
+	return port
 }
-
-var handedOut sync.Map // port → true
 
 // FreeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.
 func FreeAddr(t testing.TB) string {
