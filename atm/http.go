@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/quorumq/quorumq/atm/bank"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 // errStarting is returned by the API while the node has not joined its group yet.
@@ -76,22 +77,24 @@ type server struct {
 	atm   *ATM // set once before ready is closed
 }
 
-func newServer(logger *slog.Logger) *server {
+func newServer(logger *slog.Logger, auth *secure.Auth) *server {
 	s := &server{ready: make(chan struct{})}
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(logger),
 		ReadTimeout:           readTimeout, // and the idle keep-alive timeout: slow clients cannot pile up
 	})
-	mountMetrics(s)
+	// Tokens: produce moves money, consume reads it (admin does both).
+	write, read := auth.Require(secure.RoleProduce, nil), auth.Require(secure.RoleConsume, nil)
+	mountMetrics(s, auth.Require("", nil))
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "success"}) })
 	api := s.app.Group("/", s.whenReady)
-	api.Post("/deposit", s.money((*ATM).Deposit))
-	api.Post("/withdraw", s.money((*ATM).Withdraw))
-	api.Post("/transfer", s.transfer)
-	api.Get("/balance/:name", s.balance)
-	api.Get("/accounts", s.accounts)
-	api.Get("/status", s.status)
+	api.Post("/deposit", write, s.money((*ATM).Deposit))
+	api.Post("/withdraw", write, s.money((*ATM).Withdraw))
+	api.Post("/transfer", write, s.transfer)
+	api.Get("/balance/:name", read, s.balance)
+	api.Get("/accounts", read, s.accounts)
+	api.Get("/status", read, s.status)
 	return s
 }
 

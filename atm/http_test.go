@@ -18,7 +18,7 @@ func startHTTP(t *testing.T, a *ATM) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	go srv.serve(ln)
 	t.Cleanup(func() { _ = srv.shutdown(context.Background()) })
 	c := NewClient(ln.Addr().String(), nil)

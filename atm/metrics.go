@@ -14,7 +14,7 @@ import (
 // requests by operation, its batches), before the ATM has joined its group too: then
 // only the request counts are there. Call it before any route is added, so that the
 // counting runs first.
-func mountMetrics(s *server) {
+func mountMetrics(s *server, guard fiber.Handler) {
 	// The routes are all added by the time the first request arrives.
 	ops := sync.OnceValue(func() map[string]string {
 		ops := map[string]string{}
@@ -46,7 +46,7 @@ func mountMetrics(s *server) {
 		},
 	})
 	mt.MustRegister(batchCollector{s})
-	mt.Mount(s.app)
+	mt.Mount(s.app, guard)
 }
 
 func firstSegment(path string) string {

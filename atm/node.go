@@ -18,6 +18,7 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 // Group is the Raft group every ATM belongs to.
@@ -52,6 +53,9 @@ type Config struct {
 	// RaftMaxConns caps the Raft port's incoming connections (default
 	// transport.DefaultMaxConns).
 	RaftMaxConns int
+	// Security is mutual TLS on the Raft port, TLS on the HTTP API and the tokens it
+	// requires; nil runs insecure.
+	Security *secure.Config
 }
 
 func (c *Config) defaults() error {
@@ -95,7 +99,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("atm: http listen: %w", err)
 	}
-	srv := newServer(log)
+	ln = cfg.Security.ListenPublic(ln)
+	srv := newServer(log, cfg.Security.Auth(false))
 	go func() {
 		if err := srv.serve(ln); err != nil {
 			log.Error("http server stopped", "err", err)
@@ -104,7 +109,9 @@ func Run(ctx context.Context, cfg Config) error {
 	stopHTTP := sync.OnceFunc(func() { shutdownHTTP(srv, log) })
 	defer stopHTTP()
 
-	mux, err := transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: log, MaxConns: cfg.RaftMaxConns})
+	tcfg := transport.Config{BindAddr: cfg.RaftAddr, Logger: log, MaxConns: cfg.RaftMaxConns}
+	tcfg.ServerTLS, tcfg.ClientTLS, tcfg.PeerID = cfg.Security.Raft()
+	mux, err := transport.New(tcfg)
 	if err != nil {
 		return fmt.Errorf("atm: raft listen: %w", err)
 	}
@@ -114,7 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := discovery.Registration{
 		Instance: discovery.Instance{Service: discovery.ServiceATM, ID: cfg.ID, Addr: httpAddr,
 			Meta: map[string]string{discovery.MetaRaftAddr: string(mux.Addr()), discovery.MetaHTTPAddr: httpAddr}},
-		HealthURL:       "http://" + httpAddr + "/healthz",
+		HealthURL:       cfg.Security.Scheme() + "://" + httpAddr + "/healthz",
 		CheckInterval:   time.Second,
 		DeregisterAfter: time.Minute,
 	}

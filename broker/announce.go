@@ -64,9 +64,9 @@ func (w *writeManager) get() ManagerAnnouncement {
 }
 
 // mountManager serves PUT and GET /manager.
-func (b *Broker) mountManager(app *fiber.App) {
+func (b *Broker) mountManager(app *fiber.App, admin, anyRole fiber.Handler) {
 	w := &writeManager{log: b.log}
-	app.Put("/manager", func(c *fiber.Ctx) error {
+	app.Put("/manager", admin, func(c *fiber.Ctx) error {
 		var a ManagerAnnouncement
 		if err := parseBody(c, &a); err != nil {
 			return err
@@ -77,7 +77,7 @@ func (b *Broker) mountManager(app *fiber.App) {
 		cur, ok := w.offer(a)
 		return success(c, AnnounceReply{Accepted: ok, Manager: cur})
 	})
-	app.Get("/manager", func(c *fiber.Ctx) error {
+	app.Get("/manager", anyRole, func(c *fiber.Ctx) error {
 		cur := w.get()
 		if cur.ID == "" {
 			return failf(http.StatusNotFound, "no write manager has announced itself to broker %s yet", b.cfg.ID)

@@ -23,6 +23,7 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 // Config configures a broker process.
@@ -45,6 +46,9 @@ type Config struct {
 	// Timing of every partition's Raft group; zero means PartitionTiming().
 	Timing election.Timing
 	Logger *slog.Logger
+	// Security is mutual TLS on the Raft port and the HTTP API, and the tokens the
+	// HTTP API accepts from clients without a cluster certificate; nil runs insecure.
+	Security *secure.Config
 	// Out, when set, gets one line once the listeners are up ("broker b1 listening
 	// http=... raft=..."), whatever the log level, for scripts and tests to wait on.
 	Out io.Writer
@@ -78,12 +82,13 @@ func coalesceDelay(t election.Timing) time.Duration { return t.LeaderLeaseTimeou
 
 // Broker is one broker process.
 type Broker struct {
-	cfg Config
-	log *slog.Logger
-	db  *store.DB
-	mux *transport.Mux
-	app *fiber.App
-	ln  net.Listener
+	cfg  Config
+	log  *slog.Logger
+	db   *store.DB
+	mux  *transport.Mux
+	app  *fiber.App
+	ln   net.Listener
+	auth *secure.Auth
 
 	mu       sync.RWMutex
 	replicas map[string]*replica      // by group name
@@ -117,7 +122,9 @@ func New(cfg Config) (*Broker, error) {
 	if b.db, err = store.Open(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if b.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, Logger: b.log, CoalesceDelay: coalesceDelay(cfg.Timing), MaxConns: cfg.RaftMaxConns}); err != nil {
+	tcfg := transport.Config{BindAddr: cfg.RaftAddr, Logger: b.log, CoalesceDelay: coalesceDelay(cfg.Timing), MaxConns: cfg.RaftMaxConns}
+	tcfg.ServerTLS, tcfg.ClientTLS, tcfg.PeerID = cfg.Security.Raft()
+	if b.mux, err = transport.New(tcfg); err != nil {
 		b.db.Close()
 		return nil, fmt.Errorf("broker: raft listener: %w", err)
 	}
@@ -126,6 +133,8 @@ func New(cfg Config) (*Broker, error) {
 		b.db.Close()
 		return nil, fmt.Errorf("broker: http listener: %w", err)
 	}
+	b.ln = cfg.Security.ListenInternal(b.ln)
+	b.auth = cfg.Security.Auth(true)
 	b.mux.Handle(pingGroup, pingMethod, func(context.Context, []byte) ([]byte, error) { return nil, nil })
 	b.mux.Handle(pingGroup, clearedMethod, b.cleared.serve)
 	b.app = b.newApp()
@@ -190,7 +199,7 @@ func (b *Broker) registration() discovery.Registration {
 			Service: discovery.ServiceBroker, ID: b.cfg.ID, Addr: b.HTTPAddr(),
 			Meta: map[string]string{discovery.MetaRaftAddr: b.RaftAddr(), discovery.MetaHTTPAddr: b.HTTPAddr()},
 		},
-		HealthURL:       "http://" + b.HTTPAddr() + "/healthz",
+		HealthURL:       b.cfg.Security.Scheme() + "://" + b.HTTPAddr() + "/healthz",
 		CheckInterval:   time.Second,
 		DeregisterAfter: time.Minute,
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quorumq/quorumq/broker/partition"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 // apiError is a failure with its HTTP code; handlers return it and errorHandler writes it.
@@ -47,19 +48,22 @@ func (b *Broker) newApp() *fiber.App {
 		ReadTimeout: b.cfg.HTTPReadTimeout,
 	})
 	b.mountMetrics(app)
+	// Managers and brokers come in by their cluster certificate; the SDK with a token.
+	// Replica management is the managers' (admin).
+	admin, anyRole := b.auth.Require(secure.RoleAdmin, nil), b.auth.Require("", nil)
 	app.Get("/healthz", b.healthz)
-	app.Post("/replicas", b.createReplica)
-	app.Get("/replicas", b.listReplicas)
-	app.Get("/replicas/:topic/:partition", b.replicaStatus)
-	app.Delete("/replicas/:topic/:partition", b.deleteReplicaHandler)
-	app.Get("/replicas/:topic/:partition/messages", b.readAt)
-	app.Post("/replicas/:topic/:partition/members", b.addMember)
-	app.Delete("/replicas/:topic/:partition/members/:id", b.removeMember)
-	app.Post("/produce", b.produce)
-	app.Post("/consumers", b.registerConsumer)
-	app.Post("/consume", b.consume)
-	app.Get("/size", b.size)
-	b.mountManager(app)
+	app.Post("/replicas", admin, b.createReplica)
+	app.Get("/replicas", anyRole, b.listReplicas)
+	app.Get("/replicas/:topic/:partition", anyRole, b.replicaStatus)
+	app.Delete("/replicas/:topic/:partition", admin, b.deleteReplicaHandler)
+	app.Get("/replicas/:topic/:partition/messages", b.auth.Require(secure.RoleConsume, secure.TopicParam("topic")), b.readAt)
+	app.Post("/replicas/:topic/:partition/members", admin, b.addMember)
+	app.Delete("/replicas/:topic/:partition/members/:id", admin, b.removeMember)
+	app.Post("/produce", b.auth.Require(secure.RoleProduce, secure.TopicQueryOrBody), b.produce)
+	app.Post("/consumers", b.auth.Require(secure.RoleConsume, secure.TopicBody), b.registerConsumer)
+	app.Post("/consume", b.auth.Require(secure.RoleConsume, secure.TopicBody), b.consume)
+	app.Get("/size", b.auth.Require(secure.RoleConsume, secure.TopicQuery), b.size)
+	b.mountManager(app, admin, anyRole)
 	return app
 }
 

@@ -3,6 +3,7 @@ package clientlib
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,10 @@ type Client struct {
 	brokers        *brokerDir
 	noticeAfter    time.Duration
 	notice         func(err error, left time.Duration)
+	scheme         string      // "https" with WithTLS
+	tls            *tls.Config // WithTLS
+	token          string      // WithToken
+	optErr         error       // an option that failed (WithCA's file), returned by New
 }
 
 // Option configures a Client.
@@ -58,6 +63,16 @@ func WithManagers(addrs ...string) Option {
 
 // WithHTTPClient replaces the HTTP client (for TLS, proxies, or tests).
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithToken sends token as the bearer token of every request: a secured cluster's
+// managers and brokers refuse requests without one (quorumq token create; quorumq dev
+// writes an admin token into <data-dir>/cluster.json).
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithTLS speaks https to the managers and brokers, trusting the servers cfg trusts: a
+// secured cluster's certificates are signed by its CA (RootCAs; quorumq dev's is
+// <data-dir>/ca.pem). It applies to the default HTTP client, not to WithHTTPClient's.
+func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls, c.scheme = cfg, "https" } }
 
 // WithLogger logs retries at debug level.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
@@ -108,14 +123,27 @@ func New(opts ...Option) (*Client, error) {
 		requestTimeout: 10 * time.Second,
 		direct:         true,
 		brokers:        &brokerDir{},
+		scheme:         "http",
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.optErr != nil {
+		return nil, c.optErr
+	}
+	if tr, ok := c.http.Transport.(*http.Transport); ok && c.tls != nil {
+		tr.TLSClientConfig = c.tls
 	}
 	if c.managers.resolver == nil {
 		return nil, errors.New("quorumq: no managers: use WithManagers or WithResolver")
 	}
 	return c, nil
+}
+
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 }
 
 // Close releases idle connections.
@@ -317,7 +345,7 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 		ctx, cancel = context.WithTimeout(ctx, c.requestTimeout)
 		defer cancel()
 	}
-	u := url.URL{Scheme: "http", Host: addr, Path: cl.path, RawQuery: cl.query.Encode()}
+	u := url.URL{Scheme: c.scheme, Host: addr, Path: cl.path, RawQuery: cl.query.Encode()}
 	if strings.Contains(addr, "://") { // a full base URL, as httptest gives
 		base, err := url.Parse(addr)
 		if err != nil {
@@ -337,6 +365,7 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err

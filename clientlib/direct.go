@@ -313,11 +313,12 @@ func (c *Client) brokerProduce(ctx context.Context, addr, path string, body []by
 		ctx, cancel = context.WithTimeout(ctx, c.requestTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+"://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return brokerProduceReply{}, err
 	}
 	req.Header.Set("Content-Type", mimeBatch)
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return brokerProduceReply{}, err

@@ -177,6 +177,9 @@ func httpCheck(consulID string, r discovery.Registration) *api.AgentServiceCheck
 		Method:   http.MethodGet,
 		Interval: interval.String(),
 		Timeout:  timeout.String(),
+		// A secured process serves /healthz over TLS with a certificate of the cluster
+		// CA, which the agent does not hold; the check only reads health.
+		TLSSkipVerify: strings.HasPrefix(r.HealthURL, "https://"),
 	}
 	if r.DeregisterAfter > 0 {
 		// Consul enforces a one-minute minimum and reaps every 30 s.

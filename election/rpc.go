@@ -221,6 +221,10 @@ func (n *Node) registerHandlers() {
 		if err := json.Unmarshal(req, &p); err != nil {
 			return nil, err
 		}
+		// A member joins itself: its certificate, not the request, says who it is.
+		if id := transport.PeerID(ctx); id != "" && id != p.ID {
+			return nil, fmt.Errorf("election: %q may not join as %q", id, p.ID)
+		}
 		return encodeReply(n.admit(ctx, p)), nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -29,21 +30,27 @@ func (m *Manager) newApp() *fiber.App {
 		JSONEncoder:           broker.JSONLine,
 		ReadTimeout:           30 * time.Second,
 	})
-	m.mountMetrics(app)
+	// Tokens: admin changes topics and brokers, produce and consume what they say (per
+	// topic when the token names topics), any token reads the cluster's layout.
+	auth := m.cfg.Security.Auth(false)
+	admin, anyRole := auth.Require(secure.RoleAdmin, nil), auth.Require("", nil)
+	produce := func(t secure.TopicOf) fiber.Handler { return auth.Require(secure.RoleProduce, t) }
+	consume := func(t secure.TopicOf) fiber.Handler { return auth.Require(secure.RoleConsume, t) }
+	m.mountMetrics(app, anyRole)
 	app.Get("/healthz", m.healthz)
-	app.Post("/topics", m.createTopic)
-	app.Get("/topics", m.listTopics)
-	app.Get("/topics/:name", m.getTopic)
-	app.Post("/topics/:name/partitions", m.addPartitions)
-	app.Get("/topics/:name/partitions/:partition/messages", m.router.readAt)
-	app.Post("/producer/register", m.registerProducer)
-	app.Post("/consumer/register", m.registerConsumer)
-	app.Post("/producer/produce", m.router.produce)
-	app.Get("/consumer/consume", m.router.consume)
-	app.Get("/size", m.router.size)
-	app.Get("/brokers", m.listBrokers)
-	app.Delete("/brokers/:id", m.decommission)
-	app.Get("/managers", m.listManagers)
+	app.Post("/topics", admin, m.createTopic)
+	app.Get("/topics", anyRole, m.listTopics)
+	app.Get("/topics/:name", anyRole, m.getTopic)
+	app.Post("/topics/:name/partitions", admin, m.addPartitions)
+	app.Get("/topics/:name/partitions/:partition/messages", consume(secure.TopicParam("name")), m.router.readAt)
+	app.Post("/producer/register", produce(secure.TopicBody), m.registerProducer)
+	app.Post("/consumer/register", consume(secure.TopicBody), m.registerConsumer)
+	app.Post("/producer/produce", produce(secure.TopicBody), m.router.produce)
+	app.Get("/consumer/consume", consume(secure.TopicQuery), m.router.consume)
+	app.Get("/size", consume(secure.TopicQuery), m.router.size)
+	app.Get("/brokers", anyRole, m.listBrokers)
+	app.Delete("/brokers/:id", admin, m.decommission)
+	app.Get("/managers", anyRole, m.listManagers)
 	app.Use(func(c *fiber.Ctx) error {
 		return fail(http.StatusNotFound, CodeNotFound, "no such endpoint: %s %s", c.Method(), c.Path())
 	})

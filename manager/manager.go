@@ -20,6 +20,7 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager/meta"
 	"github.com/quorumq/quorumq/manager/pgstore"
 )
@@ -50,6 +51,9 @@ type Config struct {
 	// transport.DefaultMaxConns).
 	RaftMaxConns int
 	Logger       *slog.Logger
+	// Security is mutual TLS on the Raft port and to the brokers, TLS on the REST API
+	// and the tokens it requires; nil runs insecure.
+	Security *secure.Config
 }
 
 func (c *Config) setDefaults() error {
@@ -104,6 +108,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger.With("manager", cfg.ID), kick: make(chan struct{}, 1)}
 	m.brokers = newBrokerClient(m.noteLeader)
+	m.brokers.http.Secure(cfg.Security.BrokerClient(), "")
 	m.router = newRouter(m)
 	freshRaft := !fileExists(filepath.Join(cfg.DataDir, "raft", "raft.db"))
 	store, err := pgstore.Open(ctx, cfg.PostgresDSN, m.log)
@@ -120,7 +125,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 			return nil, err
 		}
 	}
-	m.mux, err = transport.New(transport.Config{BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.AdvertiseRaft, Logger: m.log, MaxConns: cfg.RaftMaxConns})
+	tcfg := transport.Config{BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.AdvertiseRaft, Logger: m.log, MaxConns: cfg.RaftMaxConns}
+	tcfg.ServerTLS, tcfg.ClientTLS, tcfg.PeerID = cfg.Security.Raft()
+	m.mux, err = transport.New(tcfg)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -131,6 +138,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		store.Close()
 		return nil, fmt.Errorf("manager: listen http: %w", err)
 	}
+	m.httpLn = cfg.Security.ListenPublic(m.httpLn)
 	m.httpAddr = cfg.AdvertiseHTTP
 	if m.httpAddr == "" {
 		m.httpAddr = m.httpLn.Addr().String()
@@ -162,7 +170,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		Service: discovery.ServiceManager, ID: m.cfg.ID, Addr: m.httpAddr,
 		Meta: map[string]string{discovery.MetaRaftAddr: string(m.mux.Addr()), discovery.MetaHTTPAddr: m.httpAddr},
 	}
-	reg := discovery.Registration{Instance: inst, HealthURL: "http://" + m.httpAddr + "/healthz",
+	reg := discovery.Registration{Instance: inst, HealthURL: m.cfg.Security.Scheme() + "://" + m.httpAddr + "/healthz",
 		CheckInterval: time.Second, DeregisterAfter: time.Minute}
 	if err := m.cfg.Discovery.Register(ctx, reg); err != nil {
 		return fmt.Errorf("manager: register in discovery: %w", err)

@@ -12,7 +12,7 @@ import (
 // names would make the label set unbounded) and serves /metrics: the manager's Raft
 // state (quorumq_manager_is_leader is 1 on the write manager), the metadata's sizes and
 // the brokers' states. Call it before any other route is added.
-func (m *Manager) mountMetrics(app *fiber.App) {
+func (m *Manager) mountMetrics(app *fiber.App, guard fiber.Handler) {
 	mt := raftmetrics.New(raftmetrics.Config{
 		Prefix: "quorumq_manager",
 		Members: raftmetrics.One(func() raftmetrics.Member {
@@ -26,7 +26,7 @@ func (m *Manager) mountMetrics(app *fiber.App) {
 		Op:      raftmetrics.RoutePattern,
 	})
 	mt.MustRegister(stateCollector{m})
-	mt.Mount(app)
+	mt.Mount(app, guard)
 }
 
 // stateCollector reports the metadata's sizes and broker states when scraped.

@@ -7,6 +7,7 @@ package brokerclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,9 @@ type Client struct {
 	HTTP    *http.Client
 	Brokers []string // host:port of every broker's HTTP API
 
+	scheme string // "http", or "https" once Secure gave a TLS config
+	token  string // bearer token, when Secure gave one
+
 	mu      sync.Mutex
 	leaders map[string]string // "topic/partition" → leader's HTTP address
 }
@@ -36,7 +40,18 @@ func New(brokers ...string) *Client {
 	// 100 1 KiB messages took 25 writes.
 	tr := &http.Transport{MaxIdleConnsPerHost: 1024, WriteBufferSize: 256 << 10}
 	return &Client{HTTP: &http.Client{Transport: tr, Timeout: 15 * time.Second},
-		Brokers: brokers, leaders: map[string]string{}}
+		Brokers: brokers, leaders: map[string]string{}, scheme: "http"}
+}
+
+// Secure makes the client speak TLS with tlsCfg (a cluster member's client
+// configuration, or one with the CA for a token holder) and, when token is not empty,
+// send it as the bearer token. Call it before the first request.
+func (c *Client) Secure(tlsCfg *tls.Config, token string) {
+	if tlsCfg != nil {
+		c.HTTP.Transport.(*http.Transport).TLSClientConfig = tlsCfg
+		c.scheme = "https"
+	}
+	c.token = token
 }
 
 // Error is a failure reply.
@@ -67,9 +82,12 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+addr+path, rd)
 	if err != nil {
 		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	req.Header.Set("Content-Type", contentType)
 	resp, err := c.HTTP.Do(req)

@@ -9,6 +9,7 @@ import (
 	"github.com/quorumq/quorumq/atm"
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 func init() { subcommands = append(subcommands, newATMCmd) }
@@ -21,6 +22,7 @@ func newATMCmd() *cobra.Command {
 		terminal  bool
 		logLevel  string
 		dataDirIn string
+		sec       securityFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "atm",
@@ -43,6 +45,9 @@ plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTE
 			cfg.Logs = atm.NewLogWriter(os.Stderr)
 			var err error
 			if cfg.Logger, err = newLogger(cfg.Logs, logLevel); err != nil {
+				return err
+			}
+			if cfg.Security, err = sec.config(secure.RoleATM, cfg.ID, true, cfg.Logger); err != nil {
 				return err
 			}
 			cfg.DataDir = dataDirFor(dataDirIn, cfg.ID)
@@ -72,6 +77,7 @@ plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTE
 	f.IntVar(&cfg.Lanes, "lanes", 0, "group commit: Raft entries in flight from this ATM (default 4)")
 	f.IntVar(&cfg.MaxBatch, "max-batch", 0, "group commit: operations per Raft entry (default 256)")
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
+	sec.register(f, true)
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
 }

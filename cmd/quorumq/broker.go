@@ -9,6 +9,7 @@ import (
 
 	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 func init() { subcommands = append(subcommands, newBrokerCmd) }
@@ -19,6 +20,7 @@ func newBrokerCmd() *cobra.Command {
 		consulAt string
 		logLevel string
 		pprofAt  string
+		sec      securityFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -34,6 +36,9 @@ reopens every replica it held.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if cfg.Logger, err = newLogger(os.Stderr, logLevel); err != nil {
+				return err
+			}
+			if cfg.Security, err = sec.config(secure.RoleBroker, cfg.ID, false, cfg.Logger); err != nil {
 				return err
 			}
 			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)
@@ -58,6 +63,7 @@ reopens every replica it held.`,
 	f.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", broker.DefaultHTTPReadTimeout, "close an HTTP connection that takes longer to send a request (or stays idle)")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	f.StringVar(&pprofAt, "pprof", "", "serve Go profiles (net/http/pprof) on this host:port")
+	sec.register(f, false)
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager"
 )
 
@@ -20,6 +21,7 @@ func newManagerCmd() *cobra.Command {
 		consulAt string
 		peers    []string
 		logLevel string
+		sec      securityFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -38,6 +40,9 @@ API; writes on a read manager are forwarded to the write manager.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if cfg.Logger, err = newLogger(os.Stderr, logLevel); err != nil {
+				return err
+			}
+			if cfg.Security, err = sec.config(secure.RoleManager, cfg.ID, true, cfg.Logger); err != nil {
 				return err
 			}
 			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)
@@ -65,6 +70,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 	f.IntVar(&cfg.Partitions, "partitions", 1, "partitions of a new topic when the request gives none")
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	sec.register(f, true)
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("postgres")
 	return cmd

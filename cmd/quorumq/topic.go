@@ -24,12 +24,14 @@ type clientFlags struct {
 	managers []string
 	consul   string
 	timeout  time.Duration
+	creds    clientCredentials
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.managers, "managers", nil, "manager HTTP addresses host:port,... (default: found through --consul)")
 	fs.StringVar(&f.consul, "consul", "127.0.0.1:8500", "Consul HTTP address to find the managers through, when --managers is not set")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long one call keeps retrying while the managers fail over")
+	f.creds.register(fs)
 }
 
 // client builds the SDK client. A call that keeps failing for a second says on stderr
@@ -37,7 +39,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 // the end of --timeout.
 func (f *clientFlags) client(stderr io.Writer) (*clientlib.Client, error) {
 	target := "the managers at " + strings.Join(f.managers, ",")
-	opts := []clientlib.Option{clientlib.WithRetryTimeout(f.timeout)}
+	opts := []clientlib.Option{clientlib.WithRetryTimeout(f.timeout), f.creds.option()}
 	if len(f.managers) > 0 {
 		opts = append(opts, clientlib.WithManagers(f.managers...))
 	} else {

@@ -81,11 +81,12 @@ func New(cfg Config) *Metrics {
 // MustRegister adds the service's own collectors.
 func (m *Metrics) MustRegister(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
 
-// Mount counts every request of app and serves GET /metrics on it. Call it before any
-// other route is added, so that the counting runs first.
-func (m *Metrics) Mount(app *fiber.App) {
+// Mount counts every request of app and serves GET /metrics on it, behind guard (the
+// process's authorization). Call it before any other route is added, so that the
+// counting runs first.
+func (m *Metrics) Mount(app *fiber.App, guard fiber.Handler) {
 	app.Use(m.count)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})))
+	app.Get("/metrics", guard, adaptor.HTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})))
 }
 
 func (m *Metrics) count(c *fiber.Ctx) error {

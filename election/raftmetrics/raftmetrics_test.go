@@ -20,7 +20,7 @@ import (
 func serve(t *testing.T, m *raftmetrics.Metrics) string {
 	t.Helper()
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	m.Mount(app)
+	m.Mount(app, func(c *fiber.Ctx) error { return c.Next() })
 	app.All("/things/:name", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/broken", func(c *fiber.Ctx) error { return fiber.NewError(fiber.StatusTeapot, "no") })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -17,6 +17,15 @@ func (e *RemoteError) Error() string { return e.Msg }
 // deadline passes, the connection drops or the Mux closes.
 type Handler func(ctx context.Context, req []byte) ([]byte, error)
 
+type peerKey struct{}
+
+// PeerID is, inside a Handler over TLS, the raft server ID the caller's certificate
+// names; "" without TLS.
+func PeerID(ctx context.Context) string {
+	id, _ := ctx.Value(peerKey{}).(string)
+	return id
+}
+
 // Handle serves method of group for Call from other processes; a nil h removes it.
 func (m *Mux) Handle(group, method string, h Handler) {
 	m.mu.Lock()
@@ -86,10 +95,14 @@ func ctxErr(ctx context.Context) error {
 func (c *conn) startCall(f frame) {
 	var ctx context.Context
 	var cancel context.CancelFunc
+	base := c.ctx
+	if c.peerID != "" {
+		base = context.WithValue(base, peerKey{}, c.peerID)
+	}
 	if f.timeout > 0 {
-		ctx, cancel = context.WithTimeout(c.ctx, time.Duration(f.timeout)*time.Millisecond)
+		ctx, cancel = context.WithTimeout(base, time.Duration(f.timeout)*time.Millisecond)
 	} else {
-		ctx, cancel = context.WithCancel(c.ctx)
+		ctx, cancel = context.WithCancel(base)
 	}
 	c.mu.Lock()
 	if c.calls == nil {

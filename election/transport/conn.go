@@ -30,6 +30,7 @@ type conn struct {
 	m        *Mux
 	nc       net.Conn
 	outgoing bool
+	peerID   string // incoming over TLS: the raft server ID the peer's certificate names
 
 	mu      sync.Mutex
 	queue   [][]byte

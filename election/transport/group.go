@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -192,8 +193,11 @@ func (g *GroupTransport) drain() {
 // body is the snapshot stream for InstallSnapshot.
 func (g *GroupTransport) serve(c *conn, f frame, body io.Reader) {
 	cmd, err := decodeCommand(f)
+	if err == nil {
+		err = c.checkSender(cmd.(raft.WithRPCHeader))
+	}
 	if err != nil {
-		c.close(err) // a peer that sends undecodable requests is not trusted further
+		c.close(err) // a peer that sends undecodable or forged requests is not trusted further
 		return
 	}
 	if resp, ok := g.refuseElection(cmd); ok {
@@ -244,6 +248,10 @@ func (g *GroupTransport) serveHeartbeat(c *conn, f frame, req *raft.AppendEntrie
 		c.close(fmt.Errorf("%w: heartbeat: %v", errBadFrame, err))
 		return
 	}
+	if err := c.checkSender(req); err != nil {
+		c.close(err)
+		return
+	}
 	if !isHeartbeat(req) {
 		f.rpc = rpcAppendEntries
 		g.enqueue(inbound{c: c, f: f})
@@ -269,6 +277,21 @@ func (g *GroupTransport) reply(c *conn, id uint64, resp raft.RPCResponse, mode s
 		b = errorFrame(id, codeRaft, err.Error())
 	}
 	c.push(b, mode, nil)
+}
+
+// errForged: a raft request names a sender other than the one its connection's
+// certificate names.
+var errForged = errors.New("transport: raft request sent under another server's ID")
+
+// checkSender holds a raft request's claimed sender to the peer's certificate.
+func (c *conn) checkSender(req raft.WithRPCHeader) error {
+	if c.peerID == "" {
+		return nil
+	}
+	if id := string(req.GetRPCHeader().ID); id != c.peerID {
+		return fmt.Errorf("%w: %q over a connection of %q", errForged, id, c.peerID)
+	}
+	return nil
 }
 
 func decodeCommand(f frame) (any, error) {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -92,7 +93,7 @@ func (m *Mux) connect(p *peer, addr raft.ServerAddress) {
 	p.mu.Unlock()
 }
 
-// dialRaw opens a TCP connection and sends the preamble.
+// dialRaw opens a TCP connection (a TLS one when configured) and sends the preamble.
 func (m *Mux) dialRaw(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
@@ -105,6 +106,14 @@ func (m *Mux) dialRaw(ctx context.Context, addr raft.ServerAddress) (net.Conn, e
 			return nil, ErrClosed
 		}
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	if m.clientTLS != nil {
+		tc := tls.Client(nc, m.clientTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("transport: dial %s: TLS handshake: %w", addr, err)
+		}
+		nc = tc
 	}
 	nc.SetWriteDeadline(time.Now().Add(m.timeout))
 	if _, err := io.WriteString(nc, preamble); err != nil {

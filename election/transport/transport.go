@@ -9,6 +9,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,14 @@ type Config struct {
 	// their dialer first, so a request is never cut by the peer's deadline.
 	// Default DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// ServerTLS and ClientTLS, when set, make every connection mutual TLS: accepted
+	// connections complete a handshake with ServerTLS before anything is read, dialed
+	// ones with ClientTLS.
+	ServerTLS, ClientTLS *tls.Config
+	// PeerID maps the verified peer of an accepted TLS connection to the raft server ID
+	// it may send requests as (any other ID drops the connection); an error refuses the
+	// connection. Required with ServerTLS.
+	PeerID func(tls.ConnectionState) (string, error)
 }
 
 // Defaults of Config.MaxConns and Config.IdleTimeout.
@@ -74,6 +83,9 @@ type Mux struct {
 	maxConns    int64
 	incoming    atomic.Int64 // accepted connections not yet closed
 	refusing    atomic.Bool  // at maxConns: logged once per episode
+	serverTLS   *tls.Config
+	clientTLS   *tls.Config
+	peerID      func(tls.ConnectionState) (string, error)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -107,6 +119,9 @@ func New(cfg Config) (*Mux, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.ServerTLS != nil && cfg.PeerID == nil {
+		return nil, errors.New("transport: ServerTLS needs PeerID")
+	}
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.BindAddr, err)
@@ -129,6 +144,9 @@ func New(cfg Config) (*Mux, error) {
 		coalesce:    cfg.CoalesceDelay,
 		idle:        cfg.IdleTimeout,
 		maxConns:    int64(cfg.MaxConns),
+		serverTLS:   cfg.ServerTLS,
+		clientTLS:   cfg.ClientTLS,
+		peerID:      cfg.PeerID,
 		ctx:         ctx,
 		cancel:      cancel,
 		groups:      make(map[string]*GroupTransport),
@@ -308,14 +326,21 @@ func (m *Mux) reapLoop() {
 	}
 }
 
-// serveConn checks the preamble of an incoming connection and then serves
-// it. Until its first frame the conn has a small read buffer: a thousand
+// serveConn checks the peer's certificate (with TLS) and the preamble of an
+// incoming connection and then serves it. Until its first frame the conn has a small read buffer: a thousand
 // connections that never get that far cost little.
 func (m *Mux) serveConn(nc net.Conn) {
 	defer m.wg.Done()
 	defer m.incoming.Add(-1)
+	nc.SetDeadline(time.Now().Add(m.timeout))
+	peerID, nc, err := m.handshake(nc)
+	if err != nil {
+		m.log.Warn("raft transport: rejecting connection", "peer", nc.RemoteAddr().String(), "error", err)
+		nc.Close()
+		return
+	}
+	nc.SetWriteDeadline(time.Time{})
 	r := bufio.NewReaderSize(nc, firstChunk)
-	nc.SetReadDeadline(time.Now().Add(m.timeout))
 	var got [len(preamble)]byte
 	if _, err := io.ReadFull(r, got[:]); err != nil || string(got[:]) != preamble {
 		m.log.Warn("raft transport: rejecting connection without a valid preamble", "peer", nc.RemoteAddr().String(), "error", err)
@@ -323,11 +348,26 @@ func (m *Mux) serveConn(nc net.Conn) {
 		return
 	}
 	c := newConn(m, nc, false) // its reader sets the next deadline
+	c.peerID = peerID
 	if !m.track(c) {
 		nc.Close()
 		return
 	}
 	c.readLoop(r, m.serve)
+}
+
+// handshake completes the server side of TLS, when configured, and returns the raft
+// server ID the peer's certificate lets it speak as.
+func (m *Mux) handshake(nc net.Conn) (string, net.Conn, error) {
+	if m.serverTLS == nil {
+		return "", nc, nil
+	}
+	tc := tls.Server(nc, m.serverTLS)
+	if err := tc.HandshakeContext(m.ctx); err != nil {
+		return "", tc, fmt.Errorf("TLS handshake: %w", err)
+	}
+	id, err := m.peerID(tc.ConnectionState())
+	return id, tc, err
 }
 
 // serve dispatches one request read from an incoming connection. It must not

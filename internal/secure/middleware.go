@@ -32,6 +32,15 @@ var (
 	}
 )
 
+// TopicQueryOrBody is the query's topic, else the JSON body's: the brokers' produce
+// takes either (binary batches name the topic in the query).
+var TopicQueryOrBody TopicOf = func(c *fiber.Ctx) string {
+	if t := c.Query("topic"); t != "" {
+		return t
+	}
+	return TopicBody(c)
+}
+
 // TopicParam is the topic in route parameter name.
 func TopicParam(name string) TopicOf { return func(c *fiber.Ctx) string { return c.Params(name) } }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 )
 
 // Node is a process's cluster credentials: its certificate and the CA that signed every
@@ -64,10 +65,10 @@ func (n *Node) ServerConfig(auth tls.ClientAuthType) *tls.Config {
 }
 
 // ClientConfig presents the node's certificate and accepts a server whose certificate
-// the CA signed. Host names are not checked: peers are dialed at whatever address
-// discovery gave (an IP, a container name), and what identifies a peer is the role/id
-// the CA signed, which callers check with PeerIdentity.
-func (n *Node) ClientConfig() *tls.Config {
+// the CA signed for one of roles (any role when none are given). Host names are not
+// checked: peers are dialed at whatever address discovery gave (an IP, a container
+// name), and what identifies a peer is the role/id the CA signed.
+func (n *Node) ClientConfig(roles ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{n.cert},
@@ -75,7 +76,13 @@ func (n *Node) ClientConfig() *tls.Config {
 		// Verification happens in VerifyConnection, without the host name.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyChain(n.pool, cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+			if err := verifyChain(n.pool, cs.PeerCertificates, x509.ExtKeyUsageServerAuth); err != nil {
+				return err
+			}
+			if id, ok := PeerIdentity(cs); len(roles) > 0 && (!ok || !slices.Contains(roles, id.Role)) {
+				return fmt.Errorf("secure: server certificate names %q, want a %v", cs.PeerCertificates[0].Subject.CommonName, roles)
+			}
+			return nil
 		},
 	}
 }
