@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 30m
 # Extra flags for `make dev`, e.g. DEV_FLAGS='--postgres-port 5433'.
 DEV_FLAGS ?=
 
-.PHONY: all build consul postgres deps dev test test-short atm clean bench
+.PHONY: all build consul postgres deps dev test test-short atm clean bench nemesis
 
 all: build
 
@@ -48,6 +48,13 @@ atm: build
 bench: build
 	bash broker/brokerbench/jsbench/install.sh
 	$(GO) run ./broker/brokerbench/jsbench -quorumq $(QUORUMQ) -nats-bin $(BIN) $(BENCH_FLAGS)
+
+# The fault suite on real processes (README "The fault suite"), e.g.
+# NEMESIS_FLAGS='--duration 10m --faults partition,kill,pause'. `make test` runs its
+# short default.
+NEMESIS_FLAGS ?=
+nemesis: deps
+	$(GO) test -count=1 -timeout 0 -run 'TestNemesis$$' -v ./cmd/quorumq/nemesis -args $(NEMESIS_FLAGS)
 
 test-short:
 	$(GO) test -short ./...

@@ -34,6 +34,7 @@ type Cluster struct {
 	peers  []election.Peer
 	dead   []bool
 	newFSM func(id string) raft.FSM
+	links  map[link]transport.LinkFault // network faults (faults.go)
 }
 
 // Logger is what harness nodes log to: nothing, unless QUORUMQ_TEST_LOG=1.
@@ -220,6 +221,7 @@ func (c *Cluster) restart(t testing.TB, i int, addr string) *election.Node {
 	c.Muxes[i] = newMux(t, addr, c.opts.NoPipeline)
 	c.mu.Lock()
 	c.peers[i].Addr = string(c.Muxes[i].Addr())
+	c.applyFaults() // the new Mux, and the others if the address moved
 	c.mu.Unlock()
 	if err := c.open(i); err != nil {
 		t.Fatalf("electiontest: restart node %d: %v", i, err)

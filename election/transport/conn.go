@@ -54,6 +54,8 @@ type conn struct {
 
 	hb    []inbound                     // heartbeats read but not yet dispatched; reader only
 	calls map[uint64]context.CancelFunc // incoming Calls being served, by id
+
+	faultState // tests' link faults (faults.go)
 }
 
 type sendMode uint8
@@ -107,6 +109,13 @@ func (c *conn) send(b []byte) error { return c.push(b, sendNow, nil) }
 // push queues a frame and, per mode and unless another sender is already
 // writing, writes the queue out itself. from names the sender of lazy frames.
 func (c *conn) push(b []byte, mode sendMode, from *GroupTransport) error {
+	if c.faultOut(b) {
+		return nil
+	}
+	return c.enqueue(b, mode, from)
+}
+
+func (c *conn) enqueue(b []byte, mode sendMode, from *GroupTransport) error {
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -392,6 +401,9 @@ func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader)
 	defer c.m.wg.Done()
 	for {
 		f, err := c.readFrame(r)
+		if err == nil && c.outgoing && c.faultIn(f, c.received) {
+			continue
+		}
 		if err == nil {
 			c.lastRead.Store(time.Now().UnixNano())
 			switch {
@@ -463,6 +475,14 @@ func (c *conn) readFrame(r *bufio.Reader) (frame, error) {
 		return frame{}, err
 	}
 	return parseFrame(body)
+}
+
+// received is a frame read on an outgoing conn, delivered late by a delay fault.
+func (c *conn) received(f frame) {
+	c.lastRead.Store(time.Now().UnixNano())
+	if f.kind == kindResponse || f.kind == kindError {
+		c.complete(f)
+	}
 }
 
 func isEOF(err error) bool {

@@ -79,6 +79,7 @@ func (m *Mux) connect(p *peer, addr raft.ServerAddress) {
 	nc, err := m.dialRaw(m.ctx, addr)
 	if err == nil {
 		c = newConn(m, nc, true)
+		c.peer = addr
 		if m.track(c) {
 			go c.readLoop(bufio.NewReaderSize(nc, readBufSize), nil)
 		} else {

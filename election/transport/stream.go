@@ -32,6 +32,9 @@ func (g *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 		return err
 	}
 	setID(b, 1)
+	if err := g.m.linkCut(target); err != nil {
+		return err
+	}
 	nc, err := g.m.dialRaw(ctx, target)
 	if err != nil {
 		return err
@@ -90,7 +93,10 @@ func serveSnapshot(g *GroupTransport, c *conn, f frame, r *bufio.Reader) error {
 	return err
 }
 
-var errPipelineClosed = errors.New("transport: append pipeline closed")
+var (
+	errPipelineClosed = errors.New("transport: append pipeline closed")
+	errPipelineEnded  = errors.New("transport: append pipeline ended by a failed append")
+)
 
 // AppendEntriesPipeline implements raft.Transport: requests go out on the
 // shared connection without waiting, and their responses are handed back to
@@ -110,6 +116,7 @@ func (g *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 		inflight: make(chan *appendFuture, g.m.maxInFlight-2),
 		doneCh:   make(chan raft.AppendFuture, g.m.maxInFlight-2),
 		closed:   make(chan struct{}),
+		ended:    make(chan struct{}),
 	}
 	go p.decodeLoop()
 	return p, nil
@@ -122,6 +129,11 @@ type pipeline struct {
 	doneCh   chan raft.AppendFuture
 	once     sync.Once
 	closed   chan struct{}
+	// ended is closed once the decoder met an append that makes raft stop reading
+	// Consumer (an error, a refusal, a newer term). raft may still send before it
+	// notices, and on a new connection (dial redials a dropped one) that append would
+	// wait forever to be handed to a decoder stuck delivering to nobody.
+	ended chan struct{}
 }
 
 type appendFuture struct {
@@ -154,14 +166,17 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		return nil, err
 	}
 	fut := &appendFuture{start: cl.started, args: args, resp: resp, c: c, cl: cl, id: id}
+	err = errPipelineClosed
 	select {
 	case p.inflight <- fut:
 		return fut, nil
+	case <-p.ended:
+		err = errPipelineEnded
 	case <-p.closed:
 	case <-p.g.ctx.Done():
 	}
 	c.forget(id)
-	return nil, errPipelineClosed
+	return nil, err
 }
 
 // Consumer implements raft.AppendPipeline.
@@ -184,6 +199,16 @@ func (p *pipeline) decodeLoop() {
 			return
 		}
 		if !p.wait(fut) {
+			return
+		}
+		// raft's pipelineDecode returns after such an answer.
+		if fut.err != nil || !fut.resp.Success || fut.resp.Term > fut.args.Term {
+			close(p.ended)
+			select {
+			case p.doneCh <- fut:
+			case <-p.closed:
+			case <-p.g.ctx.Done():
+			}
 			return
 		}
 		select {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,8 @@ type Mux struct {
 	peers    map[raft.ServerAddress]*peer
 	conns    map[*conn]struct{}
 	closed   bool
+
+	faults atomic.Pointer[Faults] // tests' link faults; nil: none (faults.go)
 }
 
 // New listens on cfg.BindAddr immediately.
@@ -157,6 +160,10 @@ func New(cfg Config) (*Mux, error) {
 	m.wg.Add(2)
 	go m.acceptLoop()
 	go m.reapLoop()
+	if path := os.Getenv(FaultFileEnv); path != "" {
+		m.wg.Add(1)
+		go m.watchFaultFile(path)
+	}
 	return m, nil
 }
 

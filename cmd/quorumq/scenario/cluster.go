@@ -24,14 +24,16 @@ import (
 type Node struct {
 	ID   string
 	HTTP string // host:port of its HTTP API
+	Raft string // host:port of its raft transport
 	args []string
+	env  []string
 	proc *proctest.Proc
 	runs int
 }
 
 func (n *Node) start(t testing.TB) {
 	n.runs++
-	n.proc = proctest.Start(t, fmt.Sprintf("%s#%d", n.ID, n.runs), n.args...)
+	n.proc = proctest.StartOpts(t, proctest.Opts{Name: fmt.Sprintf("%s#%d", n.ID, n.runs), Args: n.args, Env: n.env})
 }
 
 // Kill ends the process with SIGKILL and waits until it is gone.
@@ -50,6 +52,8 @@ type Options struct {
 	// BrokerGrace is how long a broker may be critical before the managers declare it
 	// dead and move its replicas (default 2s, short so tests see re-replication).
 	BrokerGrace time.Duration
+	// Env, if set, gives each process (by ID) extra environment variables.
+	Env func(id string) []string
 }
 
 // Cluster is Consul, PostgreSQL (one database per manager), and brokers and managers
@@ -82,22 +86,31 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	c := &Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: disc}
 	for i := 1; i <= o.Brokers; i++ {
-		n := &Node{ID: fmt.Sprintf("b%d", i), HTTP: proctest.FreeAddr(t)}
+		n := o.node(t, fmt.Sprintf("b%d", i))
 		n.args = []string{"broker", "--id", n.ID, "--data-dir", t.TempDir(),
-			"--raft", proctest.FreeAddr(t), "--http", n.HTTP, "--consul", c.ConsulAddr}
+			"--raft", n.Raft, "--http", n.HTTP, "--consul", c.ConsulAddr}
 		n.start(t)
 		c.Brokers = append(c.Brokers, n)
 	}
 	for i := 1; i <= o.Managers; i++ {
-		n := &Node{ID: fmt.Sprintf("m%d", i), HTTP: proctest.FreeAddr(t)}
+		n := o.node(t, fmt.Sprintf("m%d", i))
 		n.args = []string{"manager", "--id", n.ID, "--data-dir", t.TempDir(),
-			"--raft", proctest.FreeAddr(t), "--http", n.HTTP,
+			"--raft", n.Raft, "--http", n.HTTP,
 			"--bootstrap-expect", fmt.Sprint(o.Managers), "--postgres", pg.DSN("quorumq_" + n.ID),
 			"--consul", c.ConsulAddr, "--broker-grace", o.BrokerGrace.String()}
 		n.start(t)
 		c.Managers = append(c.Managers, n)
 	}
 	return c
+}
+
+// node is a process on free ports, not started yet.
+func (o Options) node(t testing.TB, id string) *Node {
+	n := &Node{ID: id, HTTP: proctest.FreeAddr(t), Raft: proctest.FreeAddr(t)}
+	if o.Env != nil {
+		n.env = o.Env(id)
+	}
+	return n
 }
 
 // Broker is the broker with that id, nil if none.
