@@ -124,6 +124,9 @@ type HealthReply struct {
 	HTTPAddr  string `json:"http_addr"`
 	Replicas  int    `json:"replicas"`
 	Reopening int    `json:"reopening"` // replicas still to reopen after a restart
+	// Storage faults found and not repaired yet, and replicas recovering from one (the
+	// output of the broker's Consul check shows them).
+	StorageFaults []string `json:"storage_faults,omitempty"`
 }
 
 // Failure is the body of every error reply.

@@ -45,7 +45,10 @@ type Config struct {
 	HTTPReadTimeout time.Duration
 	// Timing of every partition's Raft group; zero means PartitionTiming().
 	Timing election.Timing
-	Logger *slog.Logger
+	// ScrubRate is how many bytes per second the background verifier reads back (message
+	// bodies and Raft log records at rest); 0 disables it.
+	ScrubRate int
+	Logger    *slog.Logger
 	// Security is mutual TLS on the Raft port and the HTTP API, and the tokens the
 	// HTTP API accepts from clients without a cluster certificate; nil runs insecure.
 	Security *secure.Config
@@ -53,6 +56,13 @@ type Config struct {
 	// http=... raft=..."), whatever the log level, for scripts and tests to wait on.
 	Out io.Writer
 }
+
+// DefaultScrubRate is the default Config.ScrubRate: a full pass over 10 GB takes about
+// 20 minutes, a small part of the disk's bandwidth.
+const DefaultScrubRate = 8 << 20
+
+// scrubPause is the rest between two passes of the scrubber.
+const scrubPause = time.Minute
 
 // DefaultMaxMessageBytes is the default limit on one message.
 const DefaultMaxMessageBytes = 1 << 20
@@ -95,6 +105,7 @@ type Broker struct {
 	opening  map[string]chan struct{} // groups being opened, closed when done
 	pending  int                      // replicas still to reopen after a restart
 	cleared  clearedGroups            // nudge.go
+	faults   *faults                  // repair.go
 }
 
 // New opens the broker's store and Raft listener and its HTTP listener.
@@ -117,11 +128,14 @@ func New(cfg Config) (*Broker, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger.With("broker", cfg.ID), replicas: map[string]*replica{}, opening: map[string]chan struct{}{}}
+	b := &Broker{cfg: cfg, log: cfg.Logger.With("broker", cfg.ID), replicas: map[string]*replica{}, opening: map[string]chan struct{}{},
+		faults: newFaults()}
 	var err error
 	if b.db, err = store.Open(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	b.db.OnFault(b.faultFound)
+	b.db.WAL().OnDamage(b.walDamage)
 	tcfg := transport.Config{BindAddr: cfg.RaftAddr, Logger: b.log, CoalesceDelay: coalesceDelay(cfg.Timing), MaxConns: cfg.RaftMaxConns}
 	tcfg.ServerTLS, tcfg.ClientTLS, tcfg.PeerID = cfg.Security.Raft()
 	if b.mux, err = transport.New(tcfg); err != nil {
@@ -174,6 +188,10 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	go b.reopen(ctx, descs)
 	go b.watchPeers(ctx)
+	go b.repairLoop(ctx)
+	if b.cfg.ScrubRate > 0 {
+		go b.db.Scrub(ctx, b.cfg.ScrubRate, scrubPause)
+	}
 
 	if d := b.cfg.Discovery; d != nil {
 		if err := d.Register(ctx, b.registration()); err != nil {

@@ -189,7 +189,8 @@ func (b *Broker) healthz(c *fiber.Ctx) error {
 	b.mu.RLock()
 	n, pending := len(b.replicas), b.pending
 	b.mu.RUnlock()
-	return success(c, HealthReply{ID: b.cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr(), Replicas: n, Reopening: pending})
+	return success(c, HealthReply{ID: b.cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr(), Replicas: n, Reopening: pending,
+		StorageFaults: b.faultNotes()})
 }
 
 func (b *Broker) createReplica(c *fiber.Ctx) error {

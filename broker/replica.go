@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumq/quorumq/broker/partition"
+	"github.com/quorumq/quorumq/broker/store"
 	"github.com/quorumq/quorumq/election"
 )
 
@@ -34,6 +35,7 @@ type replica struct {
 	node  *election.Node
 	fsm   *partition.FSM
 	log   raft.LogStore
+	store *store.Partition // for repairs (repair.go)
 
 	mu    sync.Mutex
 	peers map[string]Peer // by id, for the HTTP address of whoever leads
@@ -98,7 +100,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{topic: d.Topic, part: d.Partition, group: group, fsm: fsm, log: g.LogStore(), peers: map[string]Peer{},
+	r := &replica{topic: d.Topic, part: d.Partition, group: group, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]Peer{},
 		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var peers []election.Peer

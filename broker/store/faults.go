@@ -143,24 +143,21 @@ func (p *Partition) Repair(from uint64, msgs [][]byte) (int, error) {
 	return n, err
 }
 
-// Scrub reads every message of every group at no more than rate bytes per second,
-// checking each body (reads report what is damaged, see OnFault), until ctx is done,
-// and then starts over after pause. It returns when ctx is done.
+// Scrub reads every message of every group and every live WAL record back from disk
+// at no more than rate bytes per second, checking each one (damage is reported through
+// OnFault and the WAL's OnDamage), then starts over after pause, until ctx is done.
 func (d *DB) Scrub(ctx context.Context, rate int, pause time.Duration) {
+	p := &pacer{ctx: ctx, rate: rate}
 	for {
+		d.wal.Verify(p.wait)
 		for _, group := range d.groupNames() {
 			g := &Group{db: d, name: []byte(group)}
 			for off := uint64(0); ; {
 				n, size, err := g.scrubChunk(off)
-				if err != nil && !errors.As(err, new(*CorruptError)) || n == 0 {
+				if err != nil && !errors.As(err, new(*CorruptError)) || n == 0 || !p.wait(int(size)) {
 					break
 				}
 				off += n
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Duration(float64(size) / float64(rate) * float64(time.Second))):
-				}
 			}
 		}
 		select {
@@ -169,6 +166,29 @@ func (d *DB) Scrub(ctx context.Context, rate int, pause time.Duration) {
 		case <-time.After(pause):
 		}
 	}
+}
+
+// pacer holds a reader to rate bytes per second, sleeping once per pacerBytes.
+type pacer struct {
+	ctx  context.Context
+	rate int
+	owed int
+}
+
+const pacerBytes = 256 << 10
+
+// wait accounts for n bytes read and reports whether to go on.
+func (p *pacer) wait(n int) bool {
+	if p.owed += n; p.owed >= pacerBytes {
+		t := time.NewTimer(time.Duration(float64(p.owed) / float64(p.rate) * float64(time.Second)))
+		defer t.Stop()
+		p.owed = 0
+		select {
+		case <-p.ctx.Done():
+		case <-t.C:
+		}
+	}
+	return p.ctx.Err() == nil
 }
 
 // scrubChunk checks up to a chunk of messages from off and returns how many it went

@@ -1,0 +1,224 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/quorumq/quorumq/broker/store"
+	"github.com/quorumq/quorumq/election"
+)
+
+// Repair of damaged message bodies (broker/store faults.go): every replica of a
+// partition holds the same bytes at the same offsets, so a damaged body is read again
+// by offset from another replica (GET /replicas/{topic}/{partition}/messages, which
+// checks its own crcs before it answers), checked against this replica's crc and
+// written back in place. Until then the damage is logged, counted, and named in
+// /healthz (the output of the broker's Consul check), and the message is never served.
+
+// repairEvery is how often unrepaired damage is tried again (no peer answered, or
+// the replica was not open yet).
+const repairEvery = 2 * time.Second
+
+// faults is the damage found and not yet repaired, by group.
+type faults struct {
+	mu      sync.Mutex
+	pending map[string][]store.Fault
+	kick    chan struct{}
+}
+
+func newFaults() *faults {
+	return &faults{pending: map[string][]store.Fault{}, kick: make(chan struct{}, 1)}
+}
+
+// add records f (merged with what is pending) and wakes the repairer; it reports
+// whether f was new.
+func (fs *faults) add(f store.Fault) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for i, o := range fs.pending[f.Group] {
+		if o.From <= f.From && f.To <= o.To {
+			return false
+		}
+		if f.From <= o.To && o.From <= f.To {
+			fs.pending[f.Group][i].From, fs.pending[f.Group][i].To = min(o.From, f.From), max(o.To, f.To)
+			return true
+		}
+	}
+	fs.pending[f.Group] = append(fs.pending[f.Group], f)
+	select {
+	case fs.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// done removes [from, to) of group from what is pending.
+func (fs *faults) done(group string, from, to uint64) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var keep []store.Fault
+	for _, f := range fs.pending[group] {
+		if f.From >= from && f.To <= to {
+			continue
+		}
+		if f.From >= from && f.From < to {
+			f.From = to
+		}
+		keep = append(keep, f)
+	}
+	if len(keep) == 0 {
+		delete(fs.pending, group)
+	} else {
+		fs.pending[group] = keep
+	}
+}
+
+func (fs *faults) list() []store.Fault {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []store.Fault
+	for _, l := range fs.pending {
+		out = append(out, l...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Group < out[j].Group || out[i].Group == out[j].Group && out[i].From < out[j].From
+	})
+	return out
+}
+
+// faultFound is the store's OnFault.
+func (b *Broker) faultFound(f store.Fault) {
+	if b.faults.add(f) {
+		election.StorageFaults.WithLabelValues(election.FaultDataChecksum).Inc()
+		b.log.Error("storage fault: damaged message bodies, not served until repaired from another replica", "fault", f.String())
+	}
+}
+
+// walDamage is the WAL's OnDamage: a Raft log record of group that no longer checks out.
+func (b *Broker) walDamage(group string, err error) {
+	b.log.Error("storage fault: damaged raft log record, not used", "group", group, "error", err)
+	b.mu.RLock()
+	r := b.replicas[group]
+	b.mu.RUnlock()
+	if r != nil {
+		r.node.ReportDamage(election.FaultWALChecksum, err) // counts it too
+	} else {
+		election.StorageFaults.WithLabelValues(election.FaultWALChecksum).Inc()
+	}
+}
+
+// repairLoop repairs what faults holds until ctx is done.
+func (b *Broker) repairLoop(ctx context.Context) {
+	t := time.NewTicker(repairEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.faults.kick:
+		case <-t.C:
+		}
+		for _, f := range b.faults.list() {
+			if err := b.repair(ctx, f); err != nil {
+				b.log.Warn("storage fault not repaired yet", "fault", f.String(), "error", err)
+			}
+		}
+	}
+}
+
+// repair fetches the bodies of f from the other replicas, a read's worth at a time.
+func (b *Broker) repair(ctx context.Context, f store.Fault) error {
+	b.mu.RLock()
+	r := b.replicas[f.Group]
+	b.mu.RUnlock()
+	if r == nil {
+		return errors.New("the replica is not open")
+	}
+	var errs []error
+	for from := f.From; from < f.To; {
+		msgs, err := b.fetch(ctx, r, from, min(f.To-from, MaxReadAt))
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		n, err := r.store.Repair(from, msgs)
+		if err != nil {
+			return err
+		}
+		b.faults.done(f.Group, from, from+uint64(len(msgs)))
+		b.log.Warn("storage fault repaired from another replica", "group", f.Group, "from", from, "messages", len(msgs), "rewritten", n)
+		from += uint64(len(msgs))
+	}
+	return nil
+}
+
+// fetch reads up to n messages from offset from on any other replica that has them.
+func (b *Broker) fetch(ctx context.Context, r *replica, from, n uint64) ([][]byte, error) {
+	var errs []error
+	for _, p := range r.desc().Peers {
+		if p.ID == b.cfg.ID || p.HTTPAddr == "" {
+			continue
+		}
+		msgs, err := readAtPeer(ctx, p.HTTPAddr, r.topic, r.part, from, n)
+		if err == nil && len(msgs) > 0 {
+			return msgs, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("broker %s has not got message %d yet", p.ID, from)
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no other replica's HTTP address is known")
+	}
+	return nil, errors.Join(errs...)
+}
+
+var repairClient = &http.Client{Timeout: 10 * time.Second}
+
+func readAtPeer(ctx context.Context, addr, topic string, part int, from, n uint64) ([][]byte, error) {
+	u := fmt.Sprintf("http://%s/replicas/%s/%d/messages?offset=%d&max=%d", addr, url.PathEscape(topic), part, from, n)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := repairClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var f Failure
+		json.NewDecoder(resp.Body).Decode(&f)
+		return nil, fmt.Errorf("%s: %d: %s", addr, resp.StatusCode, f.Message)
+	}
+	var reply ReadAtReply
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	out := make([][]byte, len(reply.Messages))
+	for i, m := range reply.Messages {
+		out[i] = []byte(m)
+	}
+	return out, nil
+}
+
+// faultNotes describes the unrepaired damage, for /healthz.
+func (b *Broker) faultNotes() []string {
+	var out []string
+	for _, f := range b.faults.list() {
+		out = append(out, "unrepaired storage fault: "+f.String())
+	}
+	for _, r := range b.allReplicas() {
+		if ok, why := r.node.Recovering(); ok {
+			out = append(out, r.group+": "+why)
+		}
+	}
+	return out
+}
