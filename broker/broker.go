@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sort"
 	"sync"
@@ -106,6 +107,8 @@ type Broker struct {
 	pending  int                      // replicas still to reopen after a restart
 	cleared  clearedGroups            // nudge.go
 	faults   *faults                  // repair.go
+	peerOnce sync.Once
+	peerHTTP *http.Client // to other brokers' HTTP API (repair.go)
 }
 
 // New opens the broker's store and Raft listener and its HTTP listener.

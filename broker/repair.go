@@ -165,7 +165,7 @@ func (b *Broker) fetch(ctx context.Context, r *replica, from, n uint64) ([][]byt
 		if p.ID == b.cfg.ID || p.HTTPAddr == "" {
 			continue
 		}
-		msgs, err := readAtPeer(ctx, p.HTTPAddr, r.topic, r.part, from, n)
+		msgs, err := b.readAtPeer(ctx, p.HTTPAddr, r.topic, r.part, from, n)
 		if err == nil && len(msgs) > 0 {
 			return msgs, nil
 		}
@@ -180,15 +180,16 @@ func (b *Broker) fetch(ctx context.Context, r *replica, from, n uint64) ([][]byt
 	return nil, errors.Join(errs...)
 }
 
-var repairClient = &http.Client{Timeout: 10 * time.Second}
-
-func readAtPeer(ctx context.Context, addr, topic string, part int, from, n uint64) ([][]byte, error) {
-	u := fmt.Sprintf("http://%s/replicas/%s/%d/messages?offset=%d&max=%d", addr, url.PathEscape(topic), part, from, n)
+func (b *Broker) readAtPeer(ctx context.Context, addr, topic string, part int, from, n uint64) ([][]byte, error) {
+	b.peerOnce.Do(func() {
+		b.peerHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: b.cfg.Security.BrokerClient()}}
+	})
+	u := fmt.Sprintf("%s://%s/replicas/%s/%d/messages?offset=%d&max=%d", b.cfg.Security.Scheme(), addr, url.PathEscape(topic), part, from, n)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := repairClient.Do(req)
+	resp, err := b.peerHTTP.Do(req)
 	if err != nil {
 		return nil, err
 	}
