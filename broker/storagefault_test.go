@@ -1,0 +1,293 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+)
+
+// The storage-fault tests damage one replica's files themselves, as a bad disk would,
+// and check that no acknowledged message is lost and no wrong body is ever served, by
+// consume or by read-by-offset. Every body says what it must be: its sequence number
+// and the crc of the rest.
+
+const faultTopic = "faults"
+
+func checkedBody(seq int) string {
+	head := fmt.Sprintf("seq=%06d %s", seq, strings.Repeat(string(rune('a'+seq%26)), 1000))
+	return fmt.Sprintf("%s crc=%08x", head, crc32.ChecksumIEEE([]byte(head)))
+}
+
+// bodyOK reports whether m is the body of message seq.
+func bodyOK(m string, seq int) bool { return m == checkedBody(seq) }
+
+// produceChecked produces messages [from, from+n) in batches of 10 through the
+// leader and returns how many bytes they hold.
+func produceChecked(t *testing.T, cl *brokerclient.Client, from, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for seq := from; seq < from+n; seq += 10 {
+		var msgs []string
+		for i := seq; i < seq+10 && i < from+n; i++ {
+			msgs = append(msgs, checkedBody(i))
+		}
+		for {
+			r, err := cl.Produce(ctx, faultTopic, 0, "checker", uint64(seq/10+1), msgs)
+			if err == nil {
+				if r.Offset != uint64(seq) {
+					t.Fatalf("batch of message %d acknowledged at offset %d", seq, r.Offset)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("produce %d: %v", seq, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// readAll reads messages [0, n) from the broker at addr by offset, retrying errors
+// (a damaged body is refused until it is repaired) until the deadline; every body it
+// gets must be right.
+func readAll(t *testing.T, cl *brokerclient.Client, addr string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var lastErr error
+	for off := 0; off < n; {
+		var r broker.ReadAtReply
+		err := cl.Do(ctx, http.MethodGet, addr, fmt.Sprintf("/replicas/%s/0/messages?offset=%d&max=100", faultTopic, off), nil, &r)
+		if err == nil && len(r.Messages) == 0 {
+			err = fmt.Errorf("no message at %d (end %d)", off, r.End)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("read-by-offset from %s stuck at %d: %v (before: %v)", addr, off, err, lastErr)
+			}
+			lastErr = err
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for i, m := range r.Messages {
+			if !bodyOK(m, off+i) {
+				t.Fatalf("read-by-offset from %s served a wrong body at offset %d: %.40q", addr, off+i, m)
+			}
+		}
+		off += len(r.Messages)
+	}
+}
+
+// consumeAll consumes every message as a new consumer, through the leader, retrying
+// refusals with the same offset.
+func consumeAll(t *testing.T, cl *brokerclient.Client, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	consumer := fmt.Sprintf("c%d", time.Now().UnixNano())
+	for {
+		if _, err := cl.Register(ctx, faultTopic, 0, consumer); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("register: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for off := 0; off < n; {
+		r, err := cl.Consume(ctx, faultTopic, 0, consumer, uint64(off), 100)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("consume stuck at %d: %v", off, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if len(r.Messages) == 0 {
+			t.Fatalf("consume: nothing at offset %d of %d", off, n)
+		}
+		for i, m := range r.Messages {
+			if !bodyOK(m, off+i) {
+				t.Fatalf("consume served a wrong body at offset %d: %.40q", off+i, m)
+			}
+		}
+		off += len(r.Messages)
+	}
+}
+
+// waitStored waits until every broker in idx has stored n messages, and a little more
+// for its data log commit.
+func waitStored(t *testing.T, c *cluster, cl *brokerclient.Client, n int, idx ...int) {
+	t.Helper()
+	for _, i := range idx {
+		waitFor(t, fmt.Sprintf("%s stores %d messages", c.peers[i].ID, n), func() bool {
+			st, err := cl.Status(context.Background(), c.peers[i].HTTPAddr, faultTopic, 0)
+			return err == nil && st.Next >= uint64(n)
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // data.db commits every 100 ms
+}
+
+func dataSegment(t *testing.T, c *cluster, i int) string {
+	t.Helper()
+	names, _ := filepath.Glob(filepath.Join(c.dataDir(i), "data", "data-*.seg"))
+	if len(names) != 1 {
+		t.Fatalf("data log segments of %s: %v", c.peers[i].ID, names)
+	}
+	return names[0]
+}
+
+func flipBytes(t *testing.T, path string, at int64, n int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] ^= 0x5a
+	}
+	if _, err := f.WriteAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// verifyOffline runs quorumq broker verify on a stopped broker's files.
+func verifyOffline(t *testing.T, dir string) (string, bool) {
+	t.Helper()
+	out, err := exec.Command(proctest.Binary(t), "broker", "verify", "--data-dir", dir).CombinedOutput()
+	if _, exit := err.(*exec.ExitError); err != nil && !exit {
+		t.Fatal(err)
+	}
+	return string(out), err == nil
+}
+
+// makeLeader kills leaders (restarting them) until broker i leads the partition.
+func makeLeader(t *testing.T, c *cluster, cl *brokerclient.Client, i int) {
+	t.Helper()
+	for range 10 {
+		l := c.index(waitLeader(t, cl, faultTopic, 0))
+		if l == i {
+			return
+		}
+		c.procs[l].Kill()
+		waitFor(t, "a new leader", func() bool {
+			for j, p := range c.peers {
+				if j == l {
+					continue
+				}
+				if st, err := cl.Status(context.Background(), p.HTTPAddr, faultTopic, 0); err == nil && st.IsLeader {
+					return true
+				}
+			}
+			return false
+		})
+		c.start(t, l)
+	}
+	t.Fatalf("%s never became the leader", c.peers[i].ID)
+}
+
+// setupFaults starts 3 brokers, a partition on all of them, and n acknowledged
+// messages stored everywhere; it returns the cluster and a follower's index.
+func setupFaults(t *testing.T, n int) (*cluster, *brokerclient.Client, int) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := startCluster(t, 3)
+	cl := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.CreatePartition(ctx, faultTopic, 0, c.peers); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.index(waitLeader(t, cl, faultTopic, 0))
+	produceChecked(t, cl, 0, n)
+	waitStored(t, c, cl, n, 0, 1, 2)
+	return c, cl, (leader + 1) % 3
+}
+
+// TestDataLogBitFlip (row 4): 4 bytes flipped in one replica's data log. The replica
+// never serves the damaged body, repairs it from another replica, and verify reports
+// the damage while the broker is stopped.
+func TestDataLogBitFlip(t *testing.T) {
+	const n = 400
+	c, cl, v := setupFaults(t, n)
+	c.procs[v].Kill()
+	seg := dataSegment(t, c, v)
+	flipBytes(t, seg, int64(n/2*len(checkedBody(0))+100), 4)
+	if out, ok := verifyOffline(t, c.dataDir(v)); ok || !strings.Contains(out, "DAMAGED data: p/faults/0: messages 200 to 200") {
+		t.Fatalf("verify after the flip (ok %v):\n%s", ok, out)
+	}
+	c.start(t, v)
+	readAll(t, cl, c.peers[v].HTTPAddr, n)
+	checkFaultSeen(t, c, v)
+	makeLeader(t, c, cl, v)
+	consumeAll(t, cl, n)
+	c.procs[v].Stop()
+	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
+		t.Fatalf("verify after the repair:\n%s", out)
+	}
+}
+
+// TestDataLogTruncated (row 3): the newest data log segment of one replica loses its
+// last 16 KiB (and is extended with zeros at the next start); the replica then leads.
+// No message is served as zeros, and all are repaired.
+func TestDataLogTruncated(t *testing.T) {
+	const n = 400
+	c, cl, v := setupFaults(t, n)
+	c.procs[v].Kill()
+	end := int64(n * len(checkedBody(0)))
+	if err := os.Truncate(dataSegment(t, c, v), end-16<<10); err != nil {
+		t.Fatal(err)
+	}
+	c.start(t, v)
+	makeLeader(t, c, cl, v)
+	consumeAll(t, cl, n)
+	readAll(t, cl, c.peers[v].HTTPAddr, n)
+	checkFaultSeen(t, c, v)
+	produceChecked(t, cl, n, 50) // and it goes on
+	readAll(t, cl, c.peers[v].HTTPAddr, n+50)
+}
+
+// checkFaultSeen checks that broker i logged, counted and repaired a damaged body.
+func checkFaultSeen(t *testing.T, c *cluster, i int) {
+	t.Helper()
+	out := c.procs[i].Output()
+	if !strings.Contains(out, "storage fault: damaged message bodies") || !strings.Contains(out, "storage fault repaired") {
+		t.Fatalf("%s did not log the damage and its repair", c.peers[i].ID)
+	}
+	resp, err := http.Get("http://" + c.peers[i].HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `quorumq_storage_faults_total{kind="data_checksum"}`) {
+		t.Fatalf("%s's metrics count no data_checksum fault", c.peers[i].ID)
+	}
+}
+
+func (c *cluster) dataDir(i int) string {
+	for j, a := range c.args[i] {
+		if a == "--data-dir" {
+			return c.args[i][j+1]
+		}
+	}
+	return ""
+}
