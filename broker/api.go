@@ -135,7 +135,18 @@ type Failure struct {
 	Message string `json:"message"`
 	Leader  *Peer  `json:"leader,omitempty"` // on 421: where writes for the partition go
 	Code    string `json:"code,omitempty"`   // machine-readable reason, e.g. CodeEmpty
+	// Outcome, on the failure of a request that changes state (POST, DELETE), says
+	// whether it was certainly not applied (OutcomeNotApplied) or may have been, now
+	// or later (OutcomeUnknown): a 503 "leadership lost" for a batch that may still
+	// commit is unknown. Never not_applied for anything the broker may still apply.
+	Outcome string `json:"outcome,omitempty"`
 }
+
+// The values of Failure.Outcome (the managers use the same words).
+const (
+	OutcomeNotApplied = "not_applied"
+	OutcomeUnknown    = "unknown"
+)
 
 // CodeEmpty marks the 404 of a consume that found no messages left (as opposed to an
 // unknown partition or consumer).

@@ -82,7 +82,28 @@ func errorHandler(c *fiber.Ctx, err error) error {
 		errors.Is(err, errClosing), errors.Is(err, errNotApplied), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable // retry (with the same seq / offset)
 	}
+	if c.Method() != fiber.MethodGet {
+		f.Outcome = outcome(err, code)
+	}
 	return c.Status(code).JSON(f)
+}
+
+// outcome says whether a failed write may have been applied. Only errors that prove
+// the command never went into the Raft log are not_applied: refusals before it (a bad
+// request, not the leader, no leader, a closing replica before queueing) and the state
+// machine's own refusals, all apiErrors but the 500 of a result nobody expected.
+func outcome(err error, code int) string {
+	var ae *apiError
+	var fe *fiber.Error
+	switch {
+	case errors.Is(err, election.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, errNotApplied): // errNotApplied: applied on the leader, not yet here
+		return OutcomeUnknown
+	case errors.Is(err, election.ErrNoLeader), errors.Is(err, errClosing),
+		errors.As(err, &fe) && code < 500, errors.As(err, &ae) && code != http.StatusInternalServerError:
+		return OutcomeNotApplied
+	}
+	return OutcomeUnknown
 }
 
 func success(c *fiber.Ctx, v any) error {

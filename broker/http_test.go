@@ -124,6 +124,9 @@ func expectFailure(t *testing.T, method, url, contentType, body string, code int
 		!strings.HasSuffix(string(got), "}\n") {
 		t.Fatalf("got %d %q, want %d and a JSON failure ending with a newline", resp.StatusCode, got, code)
 	}
+	if method != http.MethodGet && !strings.Contains(string(got), `"outcome":"not_applied"`) {
+		t.Fatalf("refused %s: %s, want outcome not_applied", method, got)
+	}
 }
 
 func TestProduceConsumeSingleBroker(t *testing.T) {

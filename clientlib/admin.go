@@ -75,7 +75,7 @@ func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
 func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int) error {
 	var retried bool
 	err := a.c.do(ctx, call{method: http.MethodPost, path: "/topics",
-		body: createTopicRequest{Name: name, Partitions: partitions}, retried: &retried})
+		body: createTopicRequest{Name: name, Partitions: partitions}, retried: &retried, write: true})
 	if retried && errors.Is(err, ErrTopicExists) {
 		// An earlier attempt may have created it and lost its reply (the write manager
 		// died answering): a topic of the asked shape is taken as that success.
@@ -127,5 +127,5 @@ func (a *Admin) describe(ctx context.Context, name string, q url.Values) (TopicI
 // AddPartitions grows a topic by count partitions.
 func (a *Admin) AddPartitions(ctx context.Context, topic string, count int) error {
 	return a.c.do(ctx, call{method: http.MethodPost, path: "/topics/" + url.PathEscape(topic) + "/partitions",
-		body: addPartitionsRequest{Count: count}})
+		body: addPartitionsRequest{Count: count}, write: true})
 }

@@ -54,6 +54,7 @@ type failureReply struct {
 	Status  string `json:"status"`
 	Message string `json:"message"`
 	Code    string `json:"code,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
 }
 
 type createTopicRequest struct {

@@ -107,8 +107,21 @@ func TestManagerCodesMapToErrors(t *testing.T) {
 	} {
 		var f failureReply
 		roundTrip(t, manager.Failure{Status: "failure", Message: "m", Code: code}, &f)
-		if err := newAPIError(404, f.Message, f.Code); err.Err != want || (want != nil && !errors.Is(err, want)) {
+		if err := newAPIError(404, f.Message, f.Code, ""); err.Err != want || (want != nil && !errors.Is(err, want)) {
 			t.Errorf("code %s maps to %v, want %v", code, err.Err, want)
 		}
+	}
+}
+
+func TestManagerOutcomesMatch(t *testing.T) {
+	for _, o := range []string{manager.OutcomeNotApplied, manager.OutcomeUnknown} {
+		var f failureReply
+		roundTrip(t, manager.Failure{Status: "failure", Message: "m", Outcome: o}, &f)
+		if f.Outcome != o {
+			t.Errorf("outcome %q read as %q", o, f.Outcome)
+		}
+	}
+	if manager.OutcomeNotApplied != outcomeNotApplied || manager.OutcomeUnknown != outcomeUnknown {
+		t.Fatal("the SDK's outcome words differ from the managers'")
 	}
 }

@@ -255,6 +255,9 @@ type call struct {
 	// retried, when set, is told whether an attempt was made after another that may
 	// have reached a manager.
 	retried *bool
+	// write marks a call that changes state: its failure says whether it may have
+	// been applied (ErrNotApplied, ErrOutcomeUnknown).
+	write bool
 }
 
 // do runs a call with retries until it succeeds, fails with an error a retry cannot
@@ -276,6 +279,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 	var last error
 	start, noticed := time.Now(), false
 	reached := false // an attempt may have reached a manager
+	unknown := false // an attempt may have been applied
 	for attempt := 1; ; attempt++ {
 		addr, err := c.managers.pick(ctx)
 		if err == nil {
@@ -288,8 +292,9 @@ func (c *Client) do(ctx context.Context, cl call) error {
 				c.managers.succeeded(addr)
 				return nil
 			}
+			unknown = unknown || mayHaveApplied(err)
 			if !retryable(err) {
-				return err
+				return cl.outcome(err, unknown)
 			}
 			c.managers.failed(addr)
 		}
@@ -298,7 +303,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		}
 		err = last
 		if ctx.Err() != nil {
-			return fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err)
+			return cl.outcome(fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err), unknown)
 		}
 		c.log.Debug("quorumq: retrying", "method", cl.method, "path", cl.path, "manager", addr, "attempt", attempt, "err", err)
 		if c.notice != nil && !noticed && time.Since(start) >= c.noticeAfter {
@@ -311,11 +316,45 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err)
+			return cl.outcome(fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err), unknown)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, c.maxBackoff)
 	}
+}
+
+// outcome makes the failure of a write say whether it may have been applied: unknown
+// when any attempt may have been (mayHaveApplied), else not applied.
+func (cl call) outcome(err error, unknown bool) error {
+	switch {
+	case !cl.write:
+		return err
+	case unknown:
+		return withOutcome{err, ErrOutcomeUnknown}
+	}
+	return withOutcome{err, ErrNotApplied}
+}
+
+// withOutcome adds an outcome sentinel to an error without changing its text.
+type withOutcome struct{ err, outcome error }
+
+func (w withOutcome) Error() string   { return w.err.Error() }
+func (w withOutcome) Unwrap() []error { return []error{w.err, w.outcome} }
+
+// mayHaveApplied reports whether a failed attempt may have changed something: it was
+// sent, and the server did not say it changed nothing. A server that does not say
+// (the seed's) is taken at its status: 4xx refusals changed nothing.
+func mayHaveApplied(err error) bool {
+	var ae *APIError
+	switch {
+	case notSent(err):
+		return false
+	case errors.As(err, &ae) && ae.Outcome != "":
+		return ae.Outcome != outcomeNotApplied
+	case errors.As(err, &ae):
+		return ae.Status >= 500
+	}
+	return true
 }
 
 // bound gives a context without a deadline the retry timeout.
@@ -383,7 +422,7 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 				f.Message = http.StatusText(resp.StatusCode)
 			}
 		}
-		return newAPIError(resp.StatusCode, f.Message, f.Code)
+		return newAPIError(resp.StatusCode, f.Message, f.Code, f.Outcome)
 	}
 	var f failureReply
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -391,7 +430,7 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 		return fmt.Errorf("quorumq: %s %s: undecodable reply %q: %w", cl.method, cl.path, truncate(data), err)
 	}
 	if f.Status == "failure" {
-		return newAPIError(resp.StatusCode, f.Message, f.Code)
+		return newAPIError(resp.StatusCode, f.Message, f.Code, f.Outcome)
 	}
 	if cl.out == nil {
 		return nil

@@ -172,7 +172,7 @@ func TestTypedErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%d %s", tc.status, tc.msg), func(t *testing.T) {
-			e := newAPIError(tc.status, tc.msg, tc.code)
+			e := newAPIError(tc.status, tc.msg, tc.code, "")
 			if e.Err != tc.want {
 				t.Fatalf("maps to %v, want %v", e.Err, tc.want)
 			}
@@ -276,5 +276,66 @@ func TestCreateTopicRetryAfterLostReply(t *testing.T) {
 	}
 	if err := c.Admin().CreateTopic(ctx, "orders", 3); !errors.Is(err, ErrTopicExists) {
 		t.Fatalf("CreateTopic of an existing topic = %v, want ErrTopicExists", err)
+	}
+}
+
+// TestWriteOutcomes: a failed write says whether it may have been applied: unknown as
+// soon as one attempt may have been (a lost reply, a 5xx that does not say), else not
+// applied.
+func TestWriteOutcomes(t *testing.T) {
+	answer := func(status int, outcome string) func(http.ResponseWriter, *http.Request, int) bool {
+		return func(w http.ResponseWriter, r *http.Request, n int) bool {
+			if r.Method != http.MethodPost {
+				return false
+			}
+			body := map[string]any{"status": "failure", "message": "refused"}
+			if outcome != "" {
+				body["outcome"] = outcome
+			}
+			reply(w, status, body)
+			return true
+		}
+	}
+	// The first two attempts get the answer under test, the others a 409 that ends the
+	// call (not applied): the outcome depends on the attempts before.
+	then409 := func(first func(http.ResponseWriter, *http.Request, int) bool) func(http.ResponseWriter, *http.Request, int) bool {
+		return func(w http.ResponseWriter, r *http.Request, n int) bool {
+			if n > 2 {
+				return answer(http.StatusConflict, "not_applied")(w, r, n)
+			}
+			return first != nil && first(w, r, n)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		fail    func(http.ResponseWriter, *http.Request, int) bool
+		drop    func(*http.Request, int) bool
+		dead    bool
+		unknown bool
+	}{
+		{name: "refused", fail: answer(http.StatusConflict, "not_applied")},
+		{name: "503 not applied", fail: then409(answer(http.StatusServiceUnavailable, "not_applied"))},
+		{name: "503 unknown", fail: then409(answer(http.StatusServiceUnavailable, "unknown")), unknown: true},
+		{name: "503 from a manager that does not say", fail: then409(answer(http.StatusServiceUnavailable, "")), unknown: true},
+		{name: "400 from a manager that does not say", fail: answer(http.StatusBadRequest, "")},
+		{name: "no manager reachable", dead: true},
+		{name: "reply lost", drop: func(r *http.Request, n int) bool { return n == 1 }, fail: then409(nil), unknown: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, srv := newFake(t)
+			addr := srv.URL
+			if tc.dead {
+				addr = deadAddr(t)
+			}
+			f.fail, f.drop = tc.fail, tc.drop
+			c := newTestClient(t, WithManagers(addr))
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			err := c.Admin().AddPartitions(ctx, "orders", 1)
+			if err == nil || errors.Is(err, ErrOutcomeUnknown) != tc.unknown || errors.Is(err, ErrNotApplied) == tc.unknown {
+				t.Fatalf("AddPartitions = %v; unknown %v, not applied %v; want unknown %v",
+					err, errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrNotApplied), tc.unknown)
+			}
+		})
 	}
 }

@@ -72,7 +72,7 @@ func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...Consumer
 	}
 	var r registerReply
 	if err := c.do(ctx, call{method: http.MethodPost, path: "/consumer/register",
-		body: registerRequest{Topic: topic, Partition: cs.fixed}, out: &r}); err != nil {
+		body: registerRequest{Topic: topic, Partition: cs.fixed}, out: &r, write: true}); err != nil {
 		return nil, err
 	}
 	cs.id, cs.fresh = r.ConsumerID, true
@@ -145,7 +145,7 @@ func (cs *Consumer) fetch(ctx context.Context, p, max int) ([]Message, error) {
 		q.Set("max", strconv.Itoa(max))
 	}
 	var r consumeReply
-	if err := cs.c.do(ctx, call{method: http.MethodGet, path: "/consumer/consume", query: q, out: &r}); err != nil {
+	if err := cs.c.do(ctx, call{method: http.MethodGet, path: "/consumer/consume", query: q, out: &r, write: true}); err != nil {
 		return nil, err
 	}
 	wire := r.Messages

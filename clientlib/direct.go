@@ -91,7 +91,7 @@ func (e *brokerError) clientFault() error {
 		e.status == http.StatusTooManyRequests || e.status < 400 || e.status >= 500 {
 		return nil
 	}
-	return newAPIError(e.status, "broker "+e.addr+": "+e.msg, "invalid")
+	return withOutcome{newAPIError(e.status, "broker "+e.addr+": "+e.msg, "invalid", outcomeNotApplied), ErrNotApplied}
 }
 
 // directRetry is how long a client that reached no broker at all sends through the

@@ -23,6 +23,20 @@ var (
 	ErrNoManagers = errors.New("quorumq: no manager found")
 	// ErrClosed is returned by a Producer after Close.
 	ErrClosed = errors.New("quorumq: producer closed")
+
+	// A failed write (create, grow, register, produce, consume) matches one of these:
+	// ErrNotApplied when it certainly changed nothing, ErrOutcomeUnknown when it may
+	// have taken effect (now or later): a reply was lost, or a manager or broker said
+	// so. The SDK's own retries are safe either way (same Idempotency-Key, seq or
+	// offset); a caller that tries again on its own should check first.
+	ErrNotApplied     = errors.New("quorumq: not applied")
+	ErrOutcomeUnknown = errors.New("quorumq: outcome unknown (it may have been applied)")
+)
+
+// The values of the failure replies' "outcome" (manager.Outcome*).
+const (
+	outcomeNotApplied = "not_applied"
+	outcomeUnknown    = "unknown"
 )
 
 // APIError is a failure reply of a manager: {"status":"failure","message":...}.
@@ -31,6 +45,9 @@ type APIError struct {
 	Message string // the manager's message
 	// Err is the sentinel this reply maps to (ErrUnknownTopic, ...), or nil.
 	Err error
+	// Outcome is the reply's "outcome" for a failed write: "not_applied", "unknown",
+	// or "" (a read, or a manager that does not say).
+	Outcome string
 }
 
 func (e *APIError) Error() string {
@@ -56,8 +73,8 @@ func (e *APIError) retryable() bool {
 
 // newAPIError maps a failure reply to its sentinel by its "code" (manager.Code*); a
 // reply without a code (the seed's API had none) is mapped by its words.
-func newAPIError(status int, message, code string) *APIError {
-	e := &APIError{Status: status, Message: message}
+func newAPIError(status int, message, code, outcome string) *APIError {
+	e := &APIError{Status: status, Message: message, Outcome: outcome}
 	switch code {
 	case "unknown_topic":
 		e.Err = ErrUnknownTopic

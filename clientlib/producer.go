@@ -103,7 +103,7 @@ func (c *Client) NewProducer(ctx context.Context, topic string, opts ...Producer
 	}
 	var r registerReply
 	if err := c.do(ctx, call{method: http.MethodPost, path: "/producer/register",
-		body: registerRequest{Topic: topic}, out: &r}); err != nil {
+		body: registerRequest{Topic: topic}, out: &r, write: true}); err != nil {
 		return nil, err
 	}
 	p.id = r.ProducerID
@@ -178,7 +178,7 @@ func (p *Producer) send(ctx context.Context, partition int, records []Record) ([
 		}
 	}
 	var r produceReply
-	if err := p.c.do(ctx, call{method: http.MethodPost, path: "/producer/produce", body: req, out: &r}); err != nil {
+	if err := p.c.do(ctx, call{method: http.MethodPost, path: "/producer/produce", body: req, out: &r, write: true}); err != nil {
 		return nil, err
 	}
 	pos := make([]Position, len(records))

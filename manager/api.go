@@ -1,6 +1,9 @@
 package manager
 
-import "github.com/quorumq/quorumq/manager/meta"
+import (
+	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/manager/meta"
+)
 
 // The wire types of the managers' public REST API (DESIGN.md, "The public REST API").
 // Every reply carries "status": "success" or, on failure, "status": "failure" with
@@ -18,7 +21,21 @@ type Failure struct {
 	Status  string `json:"status"`
 	Message string `json:"message"`
 	Code    string `json:"code,omitempty"`
+	// Outcome is on every failure of a write endpoint (POST /topics,
+	// /topics/{name}/partitions, /producer/register, /consumer/register,
+	// /producer/produce, DELETE /brokers/{id}, and GET /consumer/consume, which moves
+	// the consumer): OutcomeNotApplied when the request certainly changed nothing and
+	// never will, OutcomeUnknown when it may have taken effect, now or later (a 503
+	// after the command may have reached the Raft log is unknown). Retry an unknown
+	// outcome with the same Idempotency-Key (or seq), which answers the first outcome.
+	Outcome string `json:"outcome,omitempty"`
 }
+
+// The values of Failure.Outcome.
+const (
+	OutcomeNotApplied = broker.OutcomeNotApplied
+	OutcomeUnknown    = broker.OutcomeUnknown
+)
 
 // Failure codes, for clients that act on the kind of failure.
 const (

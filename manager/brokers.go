@@ -37,6 +37,7 @@ type brokerError struct {
 	code        string // broker.Failure.Code
 	leader      string // the partition leader the broker named, when it is not the leader
 	unreachable bool   // no connection: the request never reached the broker
+	outcome     string // broker.Failure.Outcome: whether a write may have been applied
 }
 
 func (e *brokerError) Error() string {
@@ -68,7 +69,7 @@ func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path st
 	}
 	var fe *brokerclient.Error
 	if errors.As(err, &fe) {
-		e := &brokerError{broker: b.ID, status: fe.Code, msg: fe.Message, code: fe.Reason}
+		e := &brokerError{broker: b.ID, status: fe.Code, msg: fe.Message, code: fe.Reason, outcome: fe.Outcome}
 		if e.msg == "" {
 			e.msg = http.StatusText(fe.Code)
 		}

@@ -85,6 +85,9 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		case errors.Is(err, election.ErrUnknownOutcome):
 			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
 		}
+		if c.Locals(localWrite) != nil {
+			f.Outcome = outcomeOf(err)
+		}
 		if status >= 500 && ae == nil {
 			logger.Warn("request failed", "method", c.Method(), "path", c.Path(), "status", status, "err", err)
 		}

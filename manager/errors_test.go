@@ -1,7 +1,9 @@
 package manager
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -11,6 +13,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/manager/meta"
 )
 
 // reply runs err through the error handler of a manager's app and returns the status
@@ -18,7 +22,8 @@ import (
 func reply(t *testing.T, method string, err error) (int, Failure) {
 	t.Helper()
 	app := fiber.New(fiber.Config{ErrorHandler: errorHandler(slog.New(slog.DiscardHandler)), JSONEncoder: broker.JSONLine})
-	app.All("/x", func(*fiber.Ctx) error { return err })
+	app.Post("/x", writeEndpoint, func(*fiber.Ctx) error { return err })
+	app.Get("/x", func(*fiber.Ctx) error { return err })
 	resp, terr := app.Test(httptest.NewRequest(method, "/x", nil))
 	if terr != nil {
 		t.Fatal(terr)
@@ -40,5 +45,38 @@ func TestBrokerRefusalPassedOnOnce(t *testing.T) {
 	}
 	if strings.Contains(f.Message, "HTTP") {
 		t.Fatalf("message names the status: %q", f.Message)
+	}
+}
+
+// TestOutcomes: a write's failure says not_applied only when nothing can have changed.
+func TestOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"bad request", badRequest("nope"), OutcomeNotApplied},
+		{"state machine refusal", &meta.Error{Code: meta.CodeTopicExists, Msg: "exists"}, OutcomeNotApplied},
+		{"no leader", fmt.Errorf("group: %w", election.ErrNoLeader), OutcomeNotApplied},
+		{"leader lost under the command", fmt.Errorf("%w: leadership lost", election.ErrUnknownOutcome), OutcomeUnknown},
+		{"no leader after an unknown outcome", fmt.Errorf("%w; %w", election.ErrNoLeader, election.ErrUnknownOutcome), OutcomeUnknown},
+		{"timeout", context.DeadlineExceeded, OutcomeUnknown},
+		{"closed", election.ErrClosed, OutcomeUnknown},
+		{"broker unreachable", &brokerError{status: 502, unreachable: true}, OutcomeNotApplied},
+		{"broker not leader", &brokerError{status: 421}, OutcomeNotApplied},
+		{"broker says unknown", &brokerError{status: 503, msg: "leadership lost", outcome: OutcomeUnknown}, OutcomeUnknown},
+		{"broker says not applied", &brokerError{status: 503, outcome: OutcomeNotApplied}, OutcomeNotApplied},
+		{"broker timeout", &brokerError{status: 502, msg: "context deadline exceeded"}, OutcomeUnknown},
+		{"failure before the command", beforeApply(context.DeadlineExceeded), OutcomeNotApplied},
+		{"failure after the command", afterApply(&brokerError{status: 502, unreachable: true}), OutcomeUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, f := reply(t, "POST", tc.err); f.Outcome != tc.want {
+				t.Fatalf("write: outcome %q, want %q (%+v)", f.Outcome, tc.want, f)
+			}
+			if _, f := reply(t, "GET", tc.err); f.Outcome != "" {
+				t.Fatalf("read: outcome %q, want none", f.Outcome)
+			}
+		})
 	}
 }

@@ -38,18 +38,19 @@ func (m *Manager) newApp() *fiber.App {
 	consume := func(t secure.TopicOf) fiber.Handler { return auth.Require(secure.RoleConsume, t) }
 	m.mountMetrics(app, anyRole)
 	app.Get("/healthz", m.healthz)
-	app.Post("/topics", admin, m.createTopic)
+	// writeEndpoint first: a write refused by any later handler says it was not applied.
+	app.Post("/topics", writeEndpoint, admin, m.createTopic)
 	app.Get("/topics", anyRole, m.listTopics)
 	app.Get("/topics/:name", anyRole, m.getTopic)
-	app.Post("/topics/:name/partitions", admin, m.addPartitions)
+	app.Post("/topics/:name/partitions", writeEndpoint, admin, m.addPartitions)
 	app.Get("/topics/:name/partitions/:partition/messages", consume(secure.TopicParam("name")), m.router.readAt)
-	app.Post("/producer/register", produce(secure.TopicBody), m.registerProducer)
-	app.Post("/consumer/register", consume(secure.TopicBody), m.registerConsumer)
-	app.Post("/producer/produce", produce(secure.TopicBody), m.router.produce)
-	app.Get("/consumer/consume", consume(secure.TopicQuery), m.router.consume)
+	app.Post("/producer/register", writeEndpoint, produce(secure.TopicBody), m.registerProducer)
+	app.Post("/consumer/register", writeEndpoint, consume(secure.TopicBody), m.registerConsumer)
+	app.Post("/producer/produce", writeEndpoint, produce(secure.TopicBody), m.router.produce)
+	app.Get("/consumer/consume", writeEndpoint, consume(secure.TopicQuery), m.router.consume)
 	app.Get("/size", consume(secure.TopicQuery), m.router.size)
 	app.Get("/brokers", anyRole, m.listBrokers)
-	app.Delete("/brokers/:id", admin, m.decommission)
+	app.Delete("/brokers/:id", writeEndpoint, admin, m.decommission)
 	app.Get("/managers", anyRole, m.listManagers)
 	app.Use(func(c *fiber.Ctx) error {
 		return fail(http.StatusNotFound, CodeNotFound, "no such endpoint: %s %s", c.Method(), c.Path())
@@ -102,12 +103,12 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 		return err
 	}
 	if err := m.createReplicas(ctx, res.Topic.Partitions); err != nil {
-		return err
+		return afterApply(err)
 	}
 	m.settleLeaders(ctx, res.Topic.Partitions)
 	t, err := m.topic(ctx, req.Name)
 	if err != nil {
-		return err
+		return afterApply(err)
 	}
 	return c.Status(http.StatusCreated).JSON(TopicReply{Reply: success, Topic: topicInfo(t),
 		Message: "topic " + strconv.Quote(req.Name) + " created"})
@@ -187,7 +188,7 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 	name := c.Params("name")
 	before, err := m.topic(ctx, name)
 	if err != nil {
-		return err
+		return beforeApply(err)
 	}
 	res, err := m.apply(ctx, meta.AddPartitions{Topic: name, Count: req.Count})
 	if err != nil {
@@ -197,12 +198,12 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 	// concurrent grow's partitions are created as well, which is harmless).
 	added := res.Topic.Partitions[len(before.Partitions):]
 	if err := m.createReplicas(ctx, added); err != nil {
-		return err
+		return afterApply(err)
 	}
 	m.settleLeaders(ctx, added)
 	t, err := m.topic(ctx, name)
 	if err != nil {
-		return err
+		return afterApply(err)
 	}
 	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(t)})
 }

@@ -201,6 +201,11 @@ func TestAPI(t *testing.T) {
 			if status != c.status || f.Status != "failure" || f.Code != c.code || f.Message == "" {
 				t.Fatalf("got %d %+v, want %d code %s", status, f, c.status, c.code)
 			}
+			// A refused write changed nothing, and says so.
+			write := c.method == "POST" || c.method == "DELETE" || strings.HasPrefix(c.path, "/consumer/consume")
+			if want := map[bool]string{true: OutcomeNotApplied}[write]; f.Outcome != want {
+				t.Fatalf("outcome %q, want %q", f.Outcome, want)
+			}
 		})
 	}
 
@@ -325,8 +330,8 @@ func TestMissingReplicaIsUnavailable(t *testing.T) {
 	m, fb, _ := startWithBrokers(t, "opening", "b1", "b2", "b3")
 	fb.setOpening(meta.GroupName("slow", 0), true)
 	var f Failure
-	if code := call(t, m, "POST", "/topics", `{"name":"slow"}`, &f); code != 503 || f.Code != CodeUnavailable {
-		t.Fatalf("create with replicas not opening: %d %+v, want 503", code, f)
+	if code := call(t, m, "POST", "/topics", `{"name":"slow"}`, &f); code != 503 || f.Code != CodeUnavailable || f.Outcome != OutcomeUnknown {
+		t.Fatalf("create with replicas not opening: %d %+v, want 503, outcome unknown (the topic is recorded)", code, f)
 	}
 	var pr ProducerReply
 	var cr ConsumerReply

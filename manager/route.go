@@ -74,7 +74,7 @@ func (r *router) produce(c *fiber.Ctx) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return beforeApply(err)
 	}
 	first, err := r.m.brokers.produce(ctx, view, p, producerName(req.ProducerID), req.Seq, msgs)
 	if err != nil {
@@ -264,7 +264,7 @@ func (r *router) consume(c *fiber.Ctx) error {
 	defer cancel()
 	rd, err := r.consumerRead(ctx, c)
 	if err != nil {
-		return err
+		return beforeApply(err)
 	}
 	q := rd.q
 	for _, p := range rd.parts {

@@ -60,6 +60,7 @@ type Error struct {
 	Message string
 	Leader  *broker.Peer
 	Reason  string // broker.Failure.Code
+	Outcome string // broker.Failure.Outcome
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
@@ -102,7 +103,7 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 	if resp.StatusCode != http.StatusOK {
 		var f broker.Failure
 		json.Unmarshal(data, &f)
-		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code}
+		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome}
 	}
 	if out == nil {
 		return nil

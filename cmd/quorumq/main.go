@@ -4,13 +4,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/quorumq/quorumq/clientlib"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -20,8 +24,19 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		reportError(os.Stderr, err)
 		os.Exit(1)
+	}
+}
+
+// reportError prints a command's failure and, for a write, whether it took effect.
+func reportError(w io.Writer, err error) {
+	fmt.Fprintln(w, "error:", err)
+	switch {
+	case errors.Is(err, clientlib.ErrOutcomeUnknown):
+		fmt.Fprintln(w, "outcome: unknown: it may have been applied (or still be); check before running it again")
+	case errors.Is(err, clientlib.ErrNotApplied):
+		fmt.Fprintln(w, "outcome: not applied")
 	}
 }
 

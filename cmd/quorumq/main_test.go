@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumq/quorumq/clientlib"
 )
 
 // run executes the quorumq command line in-process and returns its stdout, stderr and
@@ -166,5 +170,27 @@ func TestRefusedBatchesReportedOnce(t *testing.T) {
 	}
 	if msg := err.Error(); strings.Count(msg, "the limit is 1000") != 1 || strings.Count(msg, "(HTTP 413)") != 1 {
 		t.Fatalf("error printed as:\n%s", msg)
+	}
+}
+
+func TestReportErrorNamesOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"unknown", fmt.Errorf("create: %w", clientlib.ErrOutcomeUnknown), "outcome: unknown"},
+		{"not applied", fmt.Errorf("create: %w", clientlib.ErrNotApplied), "outcome: not applied"},
+		{"a read", errors.New("list: refused"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			reportError(&b, tc.err)
+			lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+			if !strings.HasPrefix(lines[0], "error: ") || (tc.want == "") != (len(lines) == 1) ||
+				(tc.want != "" && !strings.HasPrefix(lines[1], tc.want)) {
+				t.Fatalf("printed %q, want an error line then %q", b.String(), tc.want)
+			}
+		})
 	}
 }
