@@ -34,7 +34,7 @@ type Cluster struct {
 	peers  []election.Peer
 	dead   []bool
 	newFSM func(id string) raft.FSM
-	links  map[link]transport.LinkFault // network faults (faults.go)
+	links  map[transport.Link]transport.LinkFault // network faults (faults.go)
 }
 
 // Logger is what harness nodes log to: nothing, unless QUORUMQ_TEST_LOG=1.

@@ -4,13 +4,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/quorumq/quorumq/election/transport"
 )
-
-// link is one direction between two nodes, by index.
-type link struct{ from, to int }
 
 // Partition splits the network: two nodes still talk iff some group holds both, so
 // Partition([]int{0, 1}, []int{2, 3, 4}) is a minority and a majority, and
@@ -19,14 +14,14 @@ type link struct{ from, to int }
 func (c *Cluster) Partition(groups ...[]int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.links = map[link]transport.LinkFault{}
+	c.links = map[transport.Link]transport.LinkFault{}
 	for from := range c.Muxes {
 		for to := range c.Muxes {
 			connected := slices.ContainsFunc(groups, func(g []int) bool {
 				return slices.Contains(g, from) && slices.Contains(g, to)
 			})
 			if from != to && !connected {
-				c.links[link{from, to}] = transport.LinkFault{Drop: true}
+				c.links[transport.Link{From: from, To: to}] = transport.LinkFault{Drop: true}
 			}
 		}
 	}
@@ -47,12 +42,12 @@ func (c *Cluster) SetLink(from, to int, f transport.LinkFault) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.links == nil {
-		c.links = map[link]transport.LinkFault{}
+		c.links = map[transport.Link]transport.LinkFault{}
 	}
 	if f == (transport.LinkFault{}) {
-		delete(c.links, link{from, to})
+		delete(c.links, transport.Link{From: from, To: to})
 	} else {
-		c.links[link{from, to}] = f
+		c.links[transport.Link{From: from, To: to}] = f
 	}
 	c.applyFaults()
 }
@@ -65,22 +60,13 @@ func (c *Cluster) Heal() {
 	c.applyFaults()
 }
 
-// applyFaults hands each node's Mux its part of the link faults: the sender loses or
-// delays its requests, the receiver the answers it reads (see transport.Faults).
-// Called with c.mu held.
+// applyFaults hands each node's Mux its part of the link faults. Called with c.mu held.
 func (c *Cluster) applyFaults() {
-	per := make([]transport.Faults, len(c.Muxes))
-	add := func(t *map[raft.ServerAddress]transport.LinkFault, addr string, f transport.LinkFault) {
-		if *t == nil {
-			*t = map[raft.ServerAddress]transport.LinkFault{}
-		}
-		(*t)[raft.ServerAddress(addr)] = f
+	addrs := make([]string, len(c.peers))
+	for i, p := range c.peers {
+		addrs[i] = p.Addr
 	}
-	for l, f := range c.links {
-		add(&per[l.from].Out, c.peers[l.to].Addr, f)
-		add(&per[l.to].In, c.peers[l.from].Addr, f)
-	}
-	for i, m := range c.Muxes {
-		m.SetFaults(per[i])
+	for i, fs := range transport.FaultsOf(addrs, c.links) {
+		c.Muxes[i].SetFaults(fs)
 	}
 }

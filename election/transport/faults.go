@@ -49,6 +49,26 @@ type Faults struct {
 	In  map[raft.ServerAddress]LinkFault // frames the peer sends this process
 }
 
+// Link is one direction between two processes, by their index in a list of addresses.
+type Link struct{ From, To int }
+
+// FaultsOf splits link faults among the processes at addrs: the sender of a link
+// loses or delays its requests, the receiver the answers it reads.
+func FaultsOf(addrs []string, links map[Link]LinkFault) []Faults {
+	per := make([]Faults, len(addrs))
+	add := func(t *map[raft.ServerAddress]LinkFault, addr string, f LinkFault) {
+		if *t == nil {
+			*t = map[raft.ServerAddress]LinkFault{}
+		}
+		(*t)[raft.ServerAddress(addr)] = f
+	}
+	for l, f := range links {
+		add(&per[l.From].Out, addrs[l.To], f)
+		add(&per[l.To].In, addrs[l.From], f)
+	}
+	return per
+}
+
 func (fs Faults) empty() bool { return len(fs.Out) == 0 && len(fs.In) == 0 }
 
 // FaultFileEnv names the file a process polls for its link faults; unset (the

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/quorumq/quorumq/election/transport"
 )
 
@@ -57,7 +55,9 @@ type Nemesis struct {
 	print   func(string)
 	start   time.Time
 	// Hold and Gap bound how long a fault lasts and how long the network stays
-	// healthy between faults (uniform in [min, 2·min]).
+	// healthy between faults (uniform in [min, 2·min]); one fault in eight holds four
+	// times longer, long enough for groups with slow timers (brokers' partitions) to
+	// elect a new leader.
 	Hold, Gap time.Duration
 
 	active sync.Mutex // held while a fault is in place
@@ -75,7 +75,7 @@ func New(seed uint64, kinds []string, domains []*Domain, print func(string)) *Ne
 	}
 	return &Nemesis{
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), kinds: kinds, domains: domains,
-		print: print, start: time.Now(), Hold: time.Second, Gap: 400 * time.Millisecond,
+		print: print, start: time.Now(), Hold: 800 * time.Millisecond, Gap: 400 * time.Millisecond,
 		counts: map[string]int{},
 	}
 }
@@ -125,7 +125,11 @@ func (n *Nemesis) Run(ctx context.Context) {
 		n.mu.Lock()
 		n.counts[kind]++
 		n.mu.Unlock()
-		sleep(ctx, n.between(n.Hold))
+		hold := n.between(n.Hold)
+		if n.rng.IntN(8) == 0 {
+			hold *= 4
+		}
+		sleep(ctx, hold)
 		heal()
 		n.active.Unlock()
 		sleep(context.Background(), n.between(n.Gap)) // let the other side see the heal
@@ -248,22 +252,19 @@ func split(groups [][]int, n int) [][2]int {
 	return links
 }
 
-// applyLinks writes each process's fault file: the sender loses its requests over a
-// cut link, the receiver the answers (transport.Faults); nil links heal the domain.
+// applyLinks writes each process's fault file so that the links are cut; nil heals
+// the domain.
 func applyLinks(d *Domain, links [][2]int) {
-	per := make([]transport.Faults, len(d.Procs))
-	add := func(t *map[raft.ServerAddress]transport.LinkFault, addr string) {
-		if *t == nil {
-			*t = map[raft.ServerAddress]transport.LinkFault{}
-		}
-		(*t)[raft.ServerAddress(addr)] = transport.LinkFault{Drop: true}
-	}
-	for _, l := range links {
-		add(&per[l[0]].Out, d.Procs[l[1]].Raft)
-		add(&per[l[1]].In, d.Procs[l[0]].Raft)
-	}
+	addrs := make([]string, len(d.Procs))
 	for i, p := range d.Procs {
-		writeFaults(p, per[i])
+		addrs[i] = p.Raft
+	}
+	cut := map[transport.Link]transport.LinkFault{}
+	for _, l := range links {
+		cut[transport.Link{From: l[0], To: l[1]}] = transport.LinkFault{Drop: true}
+	}
+	for i, fs := range transport.FaultsOf(addrs, cut) {
+		writeFaults(d.Procs[i], fs)
 	}
 }
 
