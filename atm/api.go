@@ -66,9 +66,11 @@ type StatusResponse struct {
 
 // FailureResponse is every error reply. Reason is a stable machine-readable word
 // (insufficient_funds, unknown_account, invalid_amount, invalid_name, same_account,
-// overflow, bad_request, unavailable, ...); Message is for people.
+// overflow, idempotency_key_reused, bad_request, unavailable, ...); Message is for
+// people. Outcome, on failed writes only, is not_applied or unknown (OutcomeOf).
 type FailureResponse struct {
 	Status  string `json:"status"`
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
+	Outcome string `json:"outcome,omitempty"`
 }

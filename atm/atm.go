@@ -50,26 +50,31 @@ func (a *ATM) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, a.timeout)
 }
 
+// The writes below take the caller's idempotency key ("" for none): the first write
+// with a key is applied, and any later one with the same key (within
+// bank.KeyRetention) gets the first one's answer. A failed write's error matches
+// ErrOutcomeUnknown when the write may still be applied; otherwise it was not applied.
+
 // Deposit adds cents to name, opening the account if it is new, and returns the balance.
-func (a *ATM) Deposit(ctx context.Context, name string, cents int64) (int64, error) {
-	res, err := a.submit(ctx, bank.Op{Kind: bank.KindDeposit, Account: name, Amount: cents})
+func (a *ATM) Deposit(ctx context.Context, key, name string, cents int64) (int64, error) {
+	res, err := a.submit(ctx, bank.Op{Kind: bank.KindDeposit, Account: name, Amount: cents, Key: key})
 	return res.Balance, err
 }
 
 // Withdraw takes cents from name and returns the balance left.
-func (a *ATM) Withdraw(ctx context.Context, name string, cents int64) (int64, error) {
-	res, err := a.submit(ctx, bank.Op{Kind: bank.KindWithdraw, Account: name, Amount: cents})
+func (a *ATM) Withdraw(ctx context.Context, key, name string, cents int64) (int64, error) {
+	res, err := a.submit(ctx, bank.Op{Kind: bank.KindWithdraw, Account: name, Amount: cents, Key: key})
 	return res.Balance, err
 }
 
 // moneyOp is Deposit or Withdraw as a method expression, for the front ends (terminal,
 // HTTP) that serve both the same way.
-type moneyOp func(a *ATM, ctx context.Context, name string, cents int64) (int64, error)
+type moneyOp func(a *ATM, ctx context.Context, key, name string, cents int64) (int64, error)
 
 // Transfer moves cents from one account to another, opening the receiving account if it
 // is new, and returns both balances.
-func (a *ATM) Transfer(ctx context.Context, from, to string, cents int64) (int64, int64, error) {
-	res, err := a.submit(ctx, bank.Op{Kind: bank.KindTransferOpen, Account: from, To: to, Amount: cents})
+func (a *ATM) Transfer(ctx context.Context, key, from, to string, cents int64) (int64, int64, error) {
+	res, err := a.submit(ctx, bank.Op{Kind: bank.KindTransferOpen, Account: from, To: to, Amount: cents, Key: key})
 	return res.Balance, res.ToBalance, err
 }
 
@@ -102,6 +107,9 @@ func checkOp(op bank.Op) error {
 	}
 	if op.Amount <= 0 {
 		return bank.ErrInvalidAmount
+	}
+	if op.Key != "" {
+		return bank.ValidKey(op.Key)
 	}
 	return nil
 }

@@ -6,16 +6,33 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumq/quorumq/atm/bank"
+	"github.com/quorumq/quorumq/election"
 )
 
 // ErrUnavailable is what every operation returns when the group could not confirm it in
-// time: no leader, or no majority to commit.
+// time: no leader, or no majority to commit. Whether a write may still happen is told
+// apart by ErrOutcomeUnknown.
 var ErrUnavailable = errors.New("no quorum: the ATM network did not confirm in time (a majority of ATMs must be up)")
+
+// ErrOutcomeUnknown matches the error of a write that may still be applied: its entry may
+// have reached the Raft log (sent to a leader that did not answer, say) and may commit
+// later. Every other failure of a write means it was not applied and never will be.
+var ErrOutcomeUnknown = errors.New("outcome unknown: the operation may still be applied")
+
+type unknownOutcome struct{ err error }
+
+func (e *unknownOutcome) Error() string        { return e.err.Error() }
+func (e *unknownOutcome) Unwrap() error        { return e.err }
+func (e *unknownOutcome) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// outcomeUnknown marks err as the failure of a write that may still be applied.
+func outcomeUnknown(err error) error { return &unknownOutcome{err} }
 
 // applyFunc commits one Raft entry and returns the FSM's answer (election.Node.Apply).
 type applyFunc func(ctx context.Context, entry []byte) ([]byte, error)
@@ -37,10 +54,21 @@ type batcher struct {
 }
 
 type request struct {
-	ctx  context.Context
-	op   bank.Op
-	done chan reply // buffered: a lane never blocks on a caller that gave up
+	ctx context.Context
+	op  bank.Op
+	// state is decided once, by a compare-and-swap, between the lane taking the request
+	// into an entry and the caller giving up on it first: so a caller that gives up
+	// knows whether its operation can still happen.
+	state atomic.Int32
+	done  chan reply // buffered: a lane never blocks on a caller that gave up
 }
+
+// request states
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
 
 type reply struct {
 	res bank.Result
@@ -80,7 +108,13 @@ func (b *batcher) do(ctx context.Context, op bank.Op) (bank.Result, error) {
 	case rep := <-r.done:
 		return rep.res, rep.err
 	case <-ctx.Done():
-		return bank.Result{}, unavailable(ctx.Err())
+		if r.state.CompareAndSwap(queued, abandoned) {
+			return bank.Result{}, unavailable(ctx.Err()) // no lane will send it
+		}
+		// A lane is committing it, until the latest deadline of its batch (about this
+		// one): only the lane knows whether it may still be applied.
+		rep := <-r.done
+		return rep.res, rep.err
 	}
 }
 
@@ -114,10 +148,10 @@ func (b *batcher) runLane(ctx context.Context, session string, seq uint64) {
 			}
 		}
 		// Requests whose caller already gave up are dropped rather than applied, so a
-		// timed-out caller's operation does not happen behind its back.
+		// caller told "not applied" is right.
 		live := reqs[:0]
 		for _, r := range reqs {
-			if r.ctx.Err() == nil {
+			if r.ctx.Err() == nil && r.state.CompareAndSwap(queued, taken) {
 				live = append(live, r)
 			}
 		}
@@ -130,7 +164,8 @@ func (b *batcher) runLane(ctx context.Context, session string, seq uint64) {
 		for _, r := range live {
 			ops = append(ops, r.op)
 		}
-		br, err := b.commit(ctx, bank.Batch{Session: session, Seq: seq, Ops: ops}.Encode())
+		// Time only travels in entries with idempotency keys, where it expires old keys.
+		br, err := b.commit(ctx, b.deadline(live), bank.Batch{Session: session, Seq: seq, Time: time.Now().UnixNano(), Ops: ops}.Encode())
 		for i, r := range live {
 			switch {
 			case err != nil:
@@ -146,24 +181,62 @@ func (b *batcher) runLane(ctx context.Context, session string, seq uint64) {
 	}
 }
 
+// deadline is when a batch's commit gives up: when its last caller would (its callers
+// wait for the lane's answer), and at most the batcher's timeout from now.
+func (b *batcher) deadline(reqs []*request) time.Time {
+	limit := time.Now().Add(b.timeout)
+	var latest time.Time
+	for _, r := range reqs {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			return limit
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if latest.After(limit) {
+		return limit
+	}
+	return latest
+}
+
 // commit applies one entry, retrying the same bytes (same session and sequence number)
-// until it is answered or the timeout passes. Retrying is safe only because the FSM
-// remembers the last result of each session.
-func (b *batcher) commit(ctx context.Context, entry []byte) (bank.BatchResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+// until it is answered or the deadline passes. Retrying is safe only because the FSM
+// remembers the last result of each session. Once an attempt may have put the entry in
+// the Raft log, giving up means the outcome is unknown: the entry may still commit.
+func (b *batcher) commit(ctx context.Context, deadline time.Time, entry []byte) (bank.BatchResult, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	backoff := 20 * time.Millisecond
+	reached := false
 	for {
 		out, err := b.apply(ctx, entry)
 		if err == nil {
-			return bank.DecodeBatchResult(out)
+			br, err := bank.DecodeBatchResult(out)
+			if err != nil {
+				return br, outcomeUnknown(err) // applied, but the answer is unreadable
+			}
+			return br, nil
 		}
+		reached = reached || mayHaveReachedLog(err)
 		b.logger.Debug("batch apply failed; retrying", "err", err)
 		select {
 		case <-ctx.Done():
-			return bank.BatchResult{}, fmt.Errorf("%w (last error: %v)", unavailable(ctx.Err()), err)
+			err = fmt.Errorf("%w (last error: %v)", unavailable(ctx.Err()), err)
+			if reached {
+				return bank.BatchResult{}, outcomeUnknown(err)
+			}
+			return bank.BatchResult{}, err
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
+}
+
+// mayHaveReachedLog reports whether a failed Apply may have put its entry in the Raft
+// log. Only "no leader took it" (the leader unknown or unreachable until the deadline)
+// is certain not to have.
+func mayHaveReachedLog(err error) bool {
+	return errors.Is(err, election.ErrUnknownOutcome) || !errors.Is(err, election.ErrNoLeader)
 }

@@ -14,6 +14,7 @@ import (
 type Client struct {
 	base string
 	http *http.Client
+	key  string // Idempotency-Key sent with writes, if set
 }
 
 // NewClient returns a client for the ATM serving HTTP on addr (host:port).
@@ -24,12 +25,22 @@ func NewClient(addr string, hc *http.Client) *Client {
 	return &Client{base: "http://" + addr, http: hc}
 }
 
-// APIError is a failure reply from the ATM. A refusal (4xx) means the operation did not
-// happen; unavailable (503) means its outcome is unknown.
+// WithKey returns a client that sends key as the Idempotency-Key of its writes: a write
+// retried with the same key (on any ATM, within bank.KeyRetention) is applied once and
+// answered as the first time.
+func (c *Client) WithKey(key string) *Client {
+	k := *c
+	k.key = key
+	return &k
+}
+
+// APIError is a failure reply from the ATM. Outcome (writes only) says whether the
+// operation certainly did not happen (OutcomeNotApplied) or may still (OutcomeUnknown).
 type APIError struct {
 	HTTPStatus int
 	Reason     string
 	Message    string
+	Outcome    string
 }
 
 func (e *APIError) Error() string {
@@ -53,6 +64,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.key != "" && method == http.MethodPost {
+		req.Header.Set(IdempotencyKey, c.key)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -67,7 +81,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if json.Unmarshal(data, &f) != nil || f.Message == "" {
 			f.Message = string(data)
 		}
-		return &APIError{HTTPStatus: resp.StatusCode, Reason: f.Reason, Message: f.Message}
+		return &APIError{HTTPStatus: resp.StatusCode, Reason: f.Reason, Message: f.Message, Outcome: f.Outcome}
 	}
 	return json.Unmarshal(data, out)
 }

@@ -43,9 +43,34 @@ var failures = []struct {
 	{bank.ErrSameAccount, fiber.StatusBadRequest, "same_account"},
 	{bank.ErrOverflow, fiber.StatusUnprocessableEntity, "overflow"},
 	{bank.ErrStale, fiber.StatusConflict, "stale"},
+	{bank.ErrKeyReused, fiber.StatusUnprocessableEntity, "idempotency_key_reused"},
+	{bank.ErrInvalidKey, fiber.StatusBadRequest, "invalid_idempotency_key"},
+	{bank.ErrMalformed, fiber.StatusInternalServerError, "malformed"},
 	{errBadRequest, fiber.StatusBadRequest, "bad_request"},
 	{ErrUnavailable, fiber.StatusServiceUnavailable, "unavailable"},
 	{errStarting, fiber.StatusServiceUnavailable, "starting"},
+}
+
+// Outcomes of a failed write, in the JSON body of every failure of POST /deposit,
+// /withdraw and /transfer.
+const (
+	OutcomeNotApplied = "not_applied" // certainly not applied, and never will be
+	OutcomeUnknown    = "unknown"     // may still be applied: retry with the same Idempotency-Key
+)
+
+// OutcomeOf tells a failed write's outcome. Only the failures this package decides
+// (validation, refusals by the bank, no leader to take it) are known not applied;
+// anything else might have reached the Raft log.
+func OutcomeOf(err error) string {
+	if errors.Is(err, ErrOutcomeUnknown) {
+		return OutcomeUnknown
+	}
+	for _, f := range failures {
+		if errors.Is(err, f.err) {
+			return OutcomeNotApplied
+		}
+	}
+	return OutcomeUnknown
 }
 
 func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
@@ -64,7 +89,15 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		if code >= 500 && reason != "unavailable" && reason != "starting" {
 			logger.Error("http request failed", "path", c.Path(), "err", err)
 		}
-		return c.Status(code).JSON(FailureResponse{Status: "failure", Reason: reason, Message: err.Error()})
+		resp := FailureResponse{Status: "failure", Reason: reason, Message: err.Error()}
+		switch {
+		case c.Method() != fiber.MethodPost:
+		case fe != nil:
+			resp.Outcome = OutcomeNotApplied // refused by the HTTP layer, before any handler
+		default:
+			resp.Outcome = OutcomeOf(err)
+		}
+		return c.Status(code).JSON(resp)
 	}
 }
 
@@ -138,6 +171,18 @@ func balanceJSON(name string, cents int64) BalanceResponse {
 	return BalanceResponse{Status: "success", Name: name, Balance: bank.FormatAmount(cents), Cents: cents}
 }
 
+// IdempotencyKey is the request header whose value makes a write apply at most once.
+const IdempotencyKey = "Idempotency-Key"
+
+// idempotencyKey returns the request's key, "" if it has none.
+func idempotencyKey(c *fiber.Ctx) (string, error) {
+	key := string(c.Request().Header.Peek(IdempotencyKey)) // a copy: Fiber reuses its buffers
+	if key == "" {
+		return "", nil
+	}
+	return key, bank.ValidKey(key)
+}
+
 // money serves deposit and withdraw, which differ only in the ATM operation.
 func (s *server) money(op moneyOp) fiber.Handler {
 	return func(c *fiber.Ctx) error {
@@ -146,7 +191,11 @@ func (s *server) money(op moneyOp) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		bal, err := op(s.atm, c.UserContext(), req.Name, cents)
+		key, err := idempotencyKey(c)
+		if err != nil {
+			return err
+		}
+		bal, err := op(s.atm, c.UserContext(), key, req.Name, cents)
 		if err != nil {
 			return err
 		}
@@ -160,7 +209,11 @@ func (s *server) transfer(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	from, to, err := s.atm.Transfer(c.UserContext(), req.From, req.To, cents)
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	from, to, err := s.atm.Transfer(c.UserContext(), key, req.From, req.To, cents)
 	if err != nil {
 		return err
 	}

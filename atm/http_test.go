@@ -39,8 +39,11 @@ func TestHTTPAPI(t *testing.T) {
 	a, _ := newLocalATM(t, 5*time.Second)
 	c := startHTTP(t, a)
 	ctx := context.Background()
-	if r, err := c.Deposit(ctx, "alice", "12.5"); err != nil || r.Balance != "12.50" || r.Cents != 1250 {
-		t.Fatalf("deposit: %+v %v", r, err)
+	// A deposit sent twice under one Idempotency-Key is applied once, answered twice.
+	for range 2 {
+		if r, err := c.WithKey("k-alice").Deposit(ctx, "alice", "12.5"); err != nil || r.Balance != "12.50" || r.Cents != 1250 {
+			t.Fatalf("deposit: %+v %v", r, err)
+		}
 	}
 	if _, err := c.Deposit(ctx, "bob", "1"); err != nil {
 		t.Fatal(err)
@@ -83,12 +86,18 @@ func TestHTTPAPI(t *testing.T) {
 		{"overflow", func() error { _, err := c.Deposit(ctx, "bob", "92233720368547758.07"); return err }, 422, "overflow"},
 		{"bad name", func() error { _, err := c.Deposit(ctx, "", "1"); return err }, 400, "invalid_name"},
 		{"same account", func() error { _, err := c.Transfer(ctx, "bob", "bob", "1"); return err }, 400, "same_account"},
+		{"bad key", func() error { _, err := c.WithKey("two words").Deposit(ctx, "bob", "1"); return err }, 400, "invalid_idempotency_key"},
+		{"key reused", func() error { _, err := c.WithKey("k-alice").Deposit(ctx, "bob", "1"); return err }, 422, "idempotency_key_reused"},
 	}
 	for _, r := range refusals {
 		err := r.do()
 		var ae *APIError
 		if !errors.As(err, &ae) || ae.HTTPStatus != r.code || ae.Reason != r.reason || !ae.Refused() {
 			t.Errorf("%s: %v, want %d %s", r.name, err, r.code, r.reason)
+		}
+		// Every failed write says it was not applied; reads say nothing of outcomes.
+		if want := map[bool]string{true: OutcomeNotApplied}[r.name != "unknown balance"]; ae != nil && ae.Outcome != want {
+			t.Errorf("%s: outcome %q, want %q", r.name, ae.Outcome, want)
 		}
 	}
 	// Amount as a JSON number goes through the same decimal parser; a body that is not

@@ -2,6 +2,7 @@ package atm
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -16,23 +17,34 @@ import (
 
 // localNode stands in for election.Node: Apply goes straight to the bank, as a
 // one-member group would. loseReplies makes the next n applies take effect but report
-// an error, as a leader change after commit does; down makes every call fail.
+// an error, as a leader change after commit does; down makes every call fail with no
+// leader; stall keeps each entry in the "log" unanswered until the caller gives up, and
+// commits the kept entries at resume, as a leader cut off from its followers does.
 type localNode struct {
 	bank *bank.Bank
 	mu   sync.Mutex
 
 	loseReplies int
 	down        bool
+	stall       bool
+	stalled     [][]byte
 	entries     []int // ops per applied entry
 	delay       time.Duration
 }
 
 func (n *localNode) Apply(ctx context.Context, cmd []byte) ([]byte, error) {
 	n.mu.Lock()
-	down, delay := n.down, n.delay
+	down, delay, stall := n.down, n.delay, n.stall
+	if stall {
+		n.stalled = append(n.stalled, cmd)
+	}
 	n.mu.Unlock()
 	if down {
 		return nil, election.ErrNoLeader
+	}
+	if stall {
+		<-ctx.Done()
+		return nil, fmt.Errorf("%w: %w", election.ErrUnknownOutcome, ctx.Err())
 	}
 	time.Sleep(delay)
 	out := n.bank.Apply(&raft.Log{Data: cmd}).([]byte)
@@ -66,6 +78,17 @@ func (n *localNode) AppliedIndex() uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return uint64(len(n.entries))
+}
+
+// resume ends a stall: the kept entries commit, in order.
+func (n *localNode) resume() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.stall = false
+	for _, cmd := range n.stalled {
+		n.bank.Apply(&raft.Log{Data: cmd})
+	}
+	n.stalled = nil
 }
 
 func (n *localNode) set(f func(n *localNode)) {

@@ -150,11 +150,16 @@ func leaderOf(t *testing.T, procs []*atmProc) *atmProc {
 // waitNewLeader waits until a live ATM other than old reports leading.
 func waitNewLeader(t *testing.T, procs []*atmProc, old *atmProc) *atmProc {
 	t.Helper()
-	var live []*atmProc
+	return leaderOf(t, without(procs, old))
+}
+
+// without returns procs but x.
+func without(procs []*atmProc, x *atmProc) []*atmProc {
+	var out []*atmProc
 	for _, a := range procs {
-		if a != old {
-			live = append(live, a)
+		if a != x {
+			out = append(out, a)
 		}
 	}
-	return leaderOf(t, live)
+	return out
 }

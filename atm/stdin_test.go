@@ -34,12 +34,7 @@ func TestThreeATMsThroughStdin(t *testing.T) {
 	leader.p.Kill()
 	newLeader := waitNewLeader(t, atms, leader)
 	t.Logf("new leader %s", newLeader.id)
-	var live []*atmProc
-	for _, a := range atms {
-		if a != leader {
-			live = append(live, a)
-		}
-	}
+	live := without(atms, leader)
 	live[0].expect(t, "deposit carol 10", "carol 10.00")
 	live[1].expect(t, "transfer bob alice 5", "bob 70.75 alice 79.75")
 	live[0].expect(t, "withdraw alice 4.75", "alice 75.00")

@@ -3,6 +3,8 @@ package atm
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,23 +16,25 @@ import (
 )
 
 // command is one terminal command: its argument names (asked for when missing on a
-// terminal) and what it does. run returns the answer lines.
+// terminal) and what it does. run returns the answer lines; key is the idempotency key
+// of a write (write is set), which the reads ignore.
 type command struct {
-	name string
-	args []string
-	help string
-	run  func(ctx context.Context, a *ATM, args []string) ([]string, error)
+	name  string
+	args  []string
+	help  string
+	write bool
+	run   func(ctx context.Context, a *ATM, key string, args []string) ([]string, error)
 }
 
 var commands = []command{
-	{"deposit", []string{"NAME", "AMOUNT"}, "add money to an account (a new name opens it)", runMoney((*ATM).Deposit)},
-	{"withdraw", []string{"NAME", "AMOUNT"}, "take money out of an account", runMoney((*ATM).Withdraw)},
-	{"balance", []string{"NAME"}, "show an account's balance", runBalance},
-	{"transfer", []string{"FROM", "TO", "AMOUNT"}, "move money between two accounts (a new TO opens it)", runTransfer},
-	{"accounts", nil, "list every account and the total", runAccounts},
-	{"status", nil, "show this ATM's view of the group (leader, members)", runStatus},
-	{"help", nil, "show this help", nil},
-	{"quit", nil, "stop this ATM (so does Ctrl-D on a terminal)", nil},
+	{"deposit", []string{"NAME", "AMOUNT"}, "add money to an account (a new name opens it)", true, runMoney((*ATM).Deposit)},
+	{"withdraw", []string{"NAME", "AMOUNT"}, "take money out of an account", true, runMoney((*ATM).Withdraw)},
+	{"balance", []string{"NAME"}, "show an account's balance", false, runBalance},
+	{"transfer", []string{"FROM", "TO", "AMOUNT"}, "move money between two accounts (a new TO opens it)", true, runTransfer},
+	{"accounts", nil, "list every account and the total", false, runAccounts},
+	{"status", nil, "show this ATM's view of the group (leader, members)", false, runStatus},
+	{"help", nil, "show this help", false, nil},
+	{"quit", nil, "stop this ATM (so does Ctrl-D on a terminal)", false, nil},
 }
 
 func lookup(name string) (command, bool) {
@@ -57,13 +61,13 @@ func helpLines() []string {
 func line(name string, cents int64) string { return name + " " + bank.FormatAmount(cents) }
 
 // runMoney runs deposit or withdraw, which differ only in the ATM operation.
-func runMoney(op moneyOp) func(ctx context.Context, a *ATM, args []string) ([]string, error) {
-	return func(ctx context.Context, a *ATM, args []string) ([]string, error) {
+func runMoney(op moneyOp) func(ctx context.Context, a *ATM, key string, args []string) ([]string, error) {
+	return func(ctx context.Context, a *ATM, key string, args []string) ([]string, error) {
 		cents, err := bank.ParseAmount(args[1])
 		if err != nil {
 			return nil, err
 		}
-		bal, err := op(a, ctx, args[0], cents)
+		bal, err := op(a, ctx, key, args[0], cents)
 		if err != nil {
 			return nil, err
 		}
@@ -71,7 +75,7 @@ func runMoney(op moneyOp) func(ctx context.Context, a *ATM, args []string) ([]st
 	}
 }
 
-func runBalance(ctx context.Context, a *ATM, args []string) ([]string, error) {
+func runBalance(ctx context.Context, a *ATM, _ string, args []string) ([]string, error) {
 	bal, err := a.Balance(ctx, args[0])
 	if err != nil {
 		return nil, err
@@ -79,19 +83,19 @@ func runBalance(ctx context.Context, a *ATM, args []string) ([]string, error) {
 	return []string{line(args[0], bal)}, nil
 }
 
-func runTransfer(ctx context.Context, a *ATM, args []string) ([]string, error) {
+func runTransfer(ctx context.Context, a *ATM, key string, args []string) ([]string, error) {
 	cents, err := bank.ParseAmount(args[2])
 	if err != nil {
 		return nil, err
 	}
-	from, to, err := a.Transfer(ctx, args[0], args[1], cents)
+	from, to, err := a.Transfer(ctx, key, args[0], args[1], cents)
 	if err != nil {
 		return nil, err
 	}
 	return []string{line(args[0], from) + " " + line(args[1], to)}, nil
 }
 
-func runAccounts(ctx context.Context, a *ATM, _ []string) ([]string, error) {
+func runAccounts(ctx context.Context, a *ATM, _ string, _ []string) ([]string, error) {
 	accounts, err := a.Accounts(ctx)
 	if err != nil {
 		return nil, err
@@ -105,7 +109,7 @@ func runAccounts(ctx context.Context, a *ATM, _ []string) ([]string, error) {
 	return append(out, fmt.Sprintf("accounts=%d total=%s", len(accounts), bank.FormatAmount(total))), nil
 }
 
-func runStatus(ctx context.Context, a *ATM, _ []string) ([]string, error) {
+func runStatus(ctx context.Context, a *ATM, _ string, _ []string) ([]string, error) {
 	return []string{a.Status(ctx).String()}, nil
 }
 
@@ -132,9 +136,30 @@ var (
 
 // Terminal reads commands line by line and writes one answer (or `error: ...`) each.
 type Terminal struct {
-	atm *ATM
-	in  lineSource
-	out io.Writer
+	atm     *ATM
+	in      lineSource
+	out     io.Writer
+	keyBase string // this terminal's idempotency keys are keyBase.1, keyBase.2, ...
+	keys    int
+}
+
+// newKey returns the idempotency key of one write command, unique to this run.
+func (t *Terminal) newKey() string {
+	if t.keyBase == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux
+		t.keyBase = "term-" + hex.EncodeToString(b[:])
+	}
+	t.keys++
+	return fmt.Sprintf("%s.%d", t.keyBase, t.keys)
+}
+
+// withOutcome adds to a failed write's error whether it was applied.
+func withOutcome(err error) error {
+	if OutcomeOf(err) == OutcomeUnknown {
+		return fmt.Errorf("%w (outcome unknown: it may still be applied)", err)
+	}
+	return fmt.Errorf("%w (not applied)", err)
 }
 
 // plainSource reads newline-separated commands from r (a pipe or file).
@@ -249,7 +274,18 @@ func (t *Terminal) exec(ctx context.Context, text string) (lines []string, quit 
 	case "quit":
 		return nil, true, nil
 	}
-	lines, err = cmd.run(ctx, t.atm, args)
+	var key string
+	if cmd.write {
+		key = t.newKey()
+	}
+	lines, err = cmd.run(ctx, t.atm, key, args)
+	if cmd.write && errors.Is(err, ErrOutcomeUnknown) {
+		// Once more under the same key: applied once, whether or not the first try was.
+		lines, err = cmd.run(ctx, t.atm, key, args)
+	}
+	if cmd.write && err != nil {
+		err = withOutcome(err)
+	}
 	return lines, false, err
 }
 

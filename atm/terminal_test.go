@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/quorumq/quorumq/atm/bank"
 )
 
 func runScript(t *testing.T, a *ATM, script string) []string {
@@ -166,5 +168,35 @@ func TestTerminalPastedLinesDoNotPrompt(t *testing.T) {
 	want := []string{"alice 5.00", "error: withdraw needs NAME AMOUNT; usage: withdraw NAME AMOUNT", "alice 5.00", "alice 3.00"}
 	if strings.Join(answers, "|") != strings.Join(want, "|") {
 		t.Fatalf("answers %q, want %q; raw output %q", answers, want, out.String())
+	}
+}
+
+// TestTerminalSaysOutcome: a failed write tells whether it happened; one whose outcome
+// is unknown is retried once under the same idempotency key, so when the group comes
+// back it has been applied once, not once per attempt.
+func TestTerminalSaysOutcome(t *testing.T) {
+	a, node := newLocalATM(t, 300*time.Millisecond)
+	if got := runScript(t, a, "withdraw nobody 1\n"); len(got) != 1 || got[0] != "error: unknown account: nobody (not applied)" {
+		t.Fatalf("refusal printed %q", got)
+	}
+	node.set(func(n *localNode) { n.stall = true })
+	got := runScript(t, a, "deposit alice 5\n")
+	if len(got) != 1 || !strings.HasPrefix(got[0], "error: no quorum") || !strings.HasSuffix(got[0], "(outcome unknown: it may still be applied)") {
+		t.Fatalf("deposit without commit printed %q", got)
+	}
+	batches := map[string]bool{} // the terminal's two attempts are two batches
+	for _, cmd := range node.stalled {
+		b, err := bank.DecodeBatch(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches[fmt.Sprint(b.Session, b.Seq)] = true
+	}
+	if len(batches) != 2 {
+		t.Fatalf("%d batches stalled, want 2 (the deposit and its retry)", len(batches))
+	}
+	node.resume()
+	if bal, _ := a.bank.Balance("alice"); bal != 500 {
+		t.Fatalf("alice=%d after the stalled attempts committed, want 500 (once)", bal)
 	}
 }

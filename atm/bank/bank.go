@@ -12,8 +12,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
+)
+
+// Idempotency keys are remembered for KeyRetention of the time the keyed batches carry,
+// and at most MaxKeys of them (the oldest are forgotten first).
+const (
+	KeyRetention = 15 * time.Minute
+	MaxKeys      = 100_000
 )
 
 // Bank implements raft.FSM. Reads (Balance, Accounts) may run concurrently with Apply.
@@ -21,6 +29,17 @@ type Bank struct {
 	mu       sync.RWMutex
 	accounts map[string]int64
 	sessions map[string]session
+	keys     map[string]*keyEntry
+	order    []*keyEntry // keys oldest first from head; the expiry queue
+	head     int
+	now      int64 // the latest Time of a keyed batch: the bank's clock
+}
+
+// keyEntry is the first op applied under an idempotency key and what it answered.
+type keyEntry struct {
+	Op     Op     `json:"op"`
+	Result Result `json:"result"`
+	At     int64  `json:"at"` // the bank's clock when it was applied
 }
 
 // session is the exactly-once table entry of one ATM lane: the last batch applied and
@@ -38,7 +57,7 @@ type Account struct {
 
 // New returns an empty bank.
 func New() *Bank {
-	return &Bank{accounts: map[string]int64{}, sessions: map[string]session{}}
+	return &Bank{accounts: map[string]int64{}, sessions: map[string]session{}, keys: map[string]*keyEntry{}}
 }
 
 // Apply applies one entry and returns its encoded BatchResult ([]byte, as the election
@@ -63,13 +82,58 @@ func (b *Bank) apply(data []byte) []byte {
 	case seen && batch.Seq < last.Seq:
 		return BatchResult{Code: CodeStale}.Encode()
 	}
+	if batch.keyed() {
+		b.tick(batch.Time)
+	}
 	res := BatchResult{Results: make([]Result, len(batch.Ops))}
 	for i, op := range batch.Ops {
-		res.Results[i] = b.applyOp(op)
+		res.Results[i] = b.applyKeyed(op)
 	}
 	enc := res.Encode()
 	b.sessions[batch.Session] = session{Seq: batch.Seq, Result: enc}
 	return enc
+}
+
+// applyKeyed applies op once per idempotency key: a later op with the same key gets the
+// first one's result, or CodeKeyReused if it asks for something else.
+func (b *Bank) applyKeyed(op Op) Result {
+	if op.Key == "" {
+		return b.applyOp(op)
+	}
+	if e, ok := b.keys[op.Key]; ok {
+		if e.Op != op {
+			return Result{Code: CodeKeyReused}
+		}
+		return e.Result
+	}
+	res := b.applyOp(op)
+	e := &keyEntry{Op: op, Result: res, At: b.now}
+	b.keys[op.Key] = e
+	b.order = append(b.order, e)
+	if len(b.keys) > MaxKeys {
+		b.forgetOldest()
+	}
+	return res
+}
+
+// tick moves the bank's clock to t (never back, so a slow ATM clock expires nothing)
+// and forgets the keys older than KeyRetention.
+func (b *Bank) tick(t int64) {
+	b.now = max(b.now, t)
+	for b.head < len(b.order) && b.order[b.head].At < b.now-int64(KeyRetention) {
+		b.forgetOldest()
+	}
+}
+
+func (b *Bank) forgetOldest() {
+	delete(b.keys, b.order[b.head].Op.Key)
+	b.order[b.head] = nil
+	b.head++
+	// Reclaim the queue's dead front once it is most of the slice.
+	if b.head > len(b.order)/2 && b.head > 1024 {
+		b.order = append([]*keyEntry(nil), b.order[b.head:]...)
+		b.head = 0
+	}
 }
 
 func (b *Bank) applyOp(op Op) Result {
@@ -140,23 +204,31 @@ func (b *Bank) Accounts() []Account {
 	return out
 }
 
-// snapshotV1 is the persisted form; Version lets a later layout be told apart.
-type snapshotV1 struct {
+// snapshot is the persisted form; Version tells the layouts apart. Version 1 has
+// accounts and sessions; version 2 adds the idempotency keys (oldest first) and the
+// bank's clock.
+type snapshot struct {
 	Version  int                `json:"version"`
 	Accounts map[string]int64   `json:"accounts"`
 	Sessions map[string]session `json:"sessions"`
+	Keys     []keyEntry         `json:"keys,omitempty"`
+	Now      int64              `json:"now,omitempty"`
 }
 
 // Snapshot captures the state (a copy, so Apply can go on while it is persisted).
 func (b *Bank) Snapshot() (raft.FSMSnapshot, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	keys := make([]keyEntry, 0, len(b.keys))
+	for _, e := range b.order[b.head:] {
+		keys = append(keys, *e)
+	}
 	// Result slices are never mutated after Apply, so the sessions' copy may share them.
-	return &snapshotV1{Version: 1, Accounts: maps.Clone(b.accounts), Sessions: maps.Clone(b.sessions)}, nil
+	return &snapshot{Version: 2, Accounts: maps.Clone(b.accounts), Sessions: maps.Clone(b.sessions), Keys: keys, Now: b.now}, nil
 }
 
 // Persist writes the snapshot as JSON.
-func (s *snapshotV1) Persist(sink raft.SnapshotSink) error {
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	if err := json.NewEncoder(sink).Encode(s); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("bank snapshot: %w", err)
@@ -165,16 +237,16 @@ func (s *snapshotV1) Persist(sink raft.SnapshotSink) error {
 }
 
 // Release is a no-op: the snapshot holds only its own copy.
-func (s *snapshotV1) Release() {}
+func (s *snapshot) Release() {}
 
 // Restore replaces all state with a snapshot's.
 func (b *Bank) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var s snapshotV1
+	var s snapshot
 	if err := json.NewDecoder(rc).Decode(&s); err != nil {
 		return fmt.Errorf("bank restore: %w", err)
 	}
-	if s.Version != 1 {
+	if s.Version != 1 && s.Version != 2 {
 		return fmt.Errorf("bank restore: unknown snapshot version %d", s.Version)
 	}
 	if s.Accounts == nil {
@@ -183,8 +255,15 @@ func (b *Bank) Restore(rc io.ReadCloser) error {
 	if s.Sessions == nil {
 		s.Sessions = map[string]session{}
 	}
+	keys := make(map[string]*keyEntry, len(s.Keys))
+	order := make([]*keyEntry, len(s.Keys))
+	for i := range s.Keys {
+		order[i] = &s.Keys[i]
+		keys[s.Keys[i].Op.Key] = order[i]
+	}
 	b.mu.Lock()
 	b.accounts, b.sessions = s.Accounts, s.Sessions
+	b.keys, b.order, b.head, b.now = keys, order, 0, s.Now
 	b.mu.Unlock()
 	return nil
 }

@@ -268,7 +268,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if bal, _ := r.Balance("alice"); bal != 100 {
 		t.Fatalf("retry re-applied: alice=%d", bal)
 	}
-	if err := r.Restore(io.NopCloser(bytes.NewBufferString(`{"version":2}`))); err == nil {
+	if err := r.Restore(io.NopCloser(bytes.NewBufferString(`{"version":3}`))); err == nil {
 		t.Fatal("restore of unknown snapshot version succeeded")
 	}
 }

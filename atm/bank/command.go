@@ -41,6 +41,9 @@ type Op struct {
 	Account string // the account deposited to, withdrawn from, or transferred from
 	To      string // transfers only
 	Amount  int64
+	// Key, if set, is the client's idempotency key: the bank applies the first op with a
+	// key and answers any later one with the same key from its key table.
+	Key string
 }
 
 // Batch is one Raft entry: the operations an ATM coalesced (group commit), stamped with
@@ -50,19 +53,30 @@ type Op struct {
 type Batch struct {
 	Session string
 	Seq     uint64
-	Ops     []Op
+	// Time is the submitting ATM's clock (Unix nanoseconds) when a batch carries keys:
+	// the bank's only notion of time, which expires old keys the same way on every
+	// replica.
+	Time int64
+	Ops  []Op
 }
 
 // Entry framing: a format version byte, then an entry type byte, then the payload.
-// A new payload layout gets a new version; an unknown version or type is refused
-// deterministically (CodeMalformed) rather than guessed at.
+// A new payload layout gets a new version or type; an unknown version or type is
+// refused deterministically (CodeMalformed) rather than guessed at. A batch without
+// keys is still written as entryBatch, so replicas that know only that type agree.
 const (
-	formatV1   byte = 1
+	formatV1 byte = 1
+	// entryBatch: session, seq, ops (kind, account, to, amount).
 	entryBatch byte = 1
+	// entryKeyedBatch: session, seq, time, ops (kind, account, to, amount, key).
+	entryKeyedBatch byte = 2
 )
 
 // MaxNameLen bounds account names so one entry cannot carry unbounded keys.
 const MaxNameLen = 64
+
+// MaxKeyLen bounds idempotency keys (a UUID is 36 characters).
+const MaxKeyLen = 128
 
 // Code is the outcome of one operation (or of a whole batch).
 type Code byte
@@ -77,6 +91,8 @@ const (
 	CodeSameAccount
 	CodeStale
 	CodeMalformed
+	// CodeKeyReused refuses an op whose idempotency key was used for a different op.
+	CodeKeyReused
 )
 
 // Refusal errors, one per Code, so callers can errors.Is them (and HTTP can map them).
@@ -89,6 +105,8 @@ var (
 	ErrSameAccount       = errors.New("cannot transfer to the same account")
 	ErrStale             = errors.New("stale request (a newer one from this ATM was applied)")
 	ErrMalformed         = errors.New("malformed command")
+	ErrKeyReused         = errors.New("idempotency key already used for a different operation")
+	ErrInvalidKey        = fmt.Errorf("invalid idempotency key: want 1-%d printable ASCII characters", MaxKeyLen)
 )
 
 var codeErrs = map[Code]error{
@@ -100,6 +118,7 @@ var codeErrs = map[Code]error{
 	CodeSameAccount:       ErrSameAccount,
 	CodeStale:             ErrStale,
 	CodeMalformed:         ErrMalformed,
+	CodeKeyReused:         ErrKeyReused,
 }
 
 // Err is nil for OK and the refusal error otherwise.
@@ -141,17 +160,51 @@ func ValidName(name string) error {
 	return nil
 }
 
-// Encode frames the batch as one Raft entry.
+// ValidKey reports why key cannot be an idempotency key, or nil.
+func ValidKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return ErrInvalidKey
+	}
+	for i := range len(key) {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return ErrInvalidKey
+		}
+	}
+	return nil
+}
+
+// keyed reports whether any op carries an idempotency key.
+func (b Batch) keyed() bool {
+	for _, op := range b.Ops {
+		if op.Key != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Encode frames the batch as one Raft entry: entryKeyedBatch if any op has a key,
+// else entryBatch.
 func (b Batch) Encode() []byte {
+	keyed := b.keyed()
 	buf := []byte{formatV1, entryBatch}
+	if keyed {
+		buf[1] = entryKeyedBatch
+	}
 	buf = appendString(buf, b.Session)
 	buf = binary.AppendUvarint(buf, b.Seq)
+	if keyed {
+		buf = binary.AppendVarint(buf, b.Time)
+	}
 	buf = binary.AppendUvarint(buf, uint64(len(b.Ops)))
 	for _, op := range b.Ops {
 		buf = append(buf, byte(op.Kind))
 		buf = appendString(buf, op.Account)
 		buf = appendString(buf, op.To)
 		buf = binary.AppendVarint(buf, op.Amount)
+		if keyed {
+			buf = appendString(buf, op.Key)
+		}
 	}
 	return buf
 }
@@ -162,12 +215,17 @@ func DecodeBatch(data []byte) (Batch, error) {
 	if v := r.byte(); v != formatV1 {
 		return Batch{}, fmt.Errorf("%w: unknown format version %d", ErrMalformed, v)
 	}
-	if t := r.byte(); t != entryBatch {
+	t := r.byte()
+	if t != entryBatch && t != entryKeyedBatch {
 		return Batch{}, fmt.Errorf("%w: unknown entry type %d", ErrMalformed, t)
 	}
+	keyed := t == entryKeyedBatch
 	var b Batch
 	b.Session = r.string()
 	b.Seq = r.uvarint()
+	if keyed {
+		b.Time = r.varint()
+	}
 	n := r.uvarint()
 	// Each op takes at least 4 bytes, which bounds n before allocating.
 	if n > uint64(len(data)) {
@@ -179,6 +237,12 @@ func DecodeBatch(data []byte) (Batch, error) {
 		op.Account = r.string()
 		op.To = r.string()
 		op.Amount = r.varint()
+		if keyed {
+			// An empty key is an op of the batch without one; a bad one spoils the entry.
+			if op.Key = r.string(); op.Key != "" && ValidKey(op.Key) != nil {
+				return Batch{}, fmt.Errorf("%w: %w", ErrMalformed, ErrInvalidKey)
+			}
+		}
 		b.Ops = append(b.Ops, op)
 	}
 	if err := r.finish(); err != nil {
