@@ -51,6 +51,7 @@ func (m *Manager) newApp() *fiber.App {
 	app.Get("/size", consume(secure.TopicQuery), m.router.size)
 	app.Get("/brokers", anyRole, m.listBrokers)
 	app.Delete("/brokers/:id", writeEndpoint, admin, m.decommission)
+	app.Post("/brokers/:id/cancel-decommission", writeEndpoint, admin, m.cancelDecommission)
 	app.Get("/managers", anyRole, m.listManagers)
 	app.Use(func(c *fiber.Ctx) error {
 		return fail(http.StatusNotFound, CodeNotFound, "no such endpoint: %s %s", c.Method(), c.Path())
@@ -93,11 +94,13 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	if req.Partitions == 0 {
 		req.Partitions = m.cfg.Partitions
 	}
-	if req.Replication == 0 {
-		req.Replication = m.cfg.Replication
-	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()
+	if req.Replication == 0 {
+		req.Replication = m.cfg.Replication
+	} else if err := m.checkReplication(ctx, req.Name, req.Replication); err != nil {
+		return beforeApply(err)
+	}
 	res, err := m.apply(ctx, meta.CreateTopic{Name: req.Name, Partitions: req.Partitions, Replication: req.Replication})
 	if err != nil {
 		return err
@@ -188,6 +191,9 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 	name := c.Params("name")
 	before, err := m.topic(ctx, name)
 	if err != nil {
+		return beforeApply(err)
+	}
+	if err := m.checkReplication(ctx, name, before.Replication); err != nil {
 		return beforeApply(err)
 	}
 	res, err := m.apply(ctx, meta.AddPartitions{Topic: name, Count: req.Count})

@@ -60,6 +60,8 @@ func (s *State) Apply(cmd []byte) (Result, Changes) {
 		return s.releaseBroker(c)
 	case *AddReplica:
 		return s.addReplica(c)
+	case *CancelDecommission:
+		return s.cancelDecommission(c)
 	}
 	return Result{Err: errf(CodeInvalid, "meta: command %T has no handler", c)}, Changes{}
 }
@@ -240,13 +242,30 @@ func (s *State) decommission(c *Decommission) (Result, Changes) {
 }
 
 func (s *State) releaseBroker(c *ReleaseBroker) (Result, Changes) {
-	if _, ok := s.Brokers[c.ID]; !ok {
+	b, ok := s.Brokers[c.ID]
+	if !ok {
 		return fail(unknownBroker(c.ID))
+	}
+	if b.State != BrokerDecommissioning {
+		// A decommission cancelled while the health loop saw it empty.
+		return fail(errf(CodeConflict, "broker %q is %s, not decommissioning", c.ID, b.State))
 	}
 	if n := len(s.PartitionsOf(c.ID)); n > 0 {
 		return fail(errf(CodeConflict, "broker %q still holds %d replicas", c.ID, n))
 	}
 	s.Brokers[c.ID].State = BrokerReleased
+	return Result{}, Changes{Brokers: []string{c.ID}}
+}
+
+func (s *State) cancelDecommission(c *CancelDecommission) (Result, Changes) {
+	b, ok := s.Brokers[c.ID]
+	if !ok {
+		return fail(unknownBroker(c.ID))
+	}
+	if b.State != BrokerDecommissioning {
+		return fail(errf(CodeConflict, "broker %q is %s, not decommissioning: nothing to cancel", c.ID, b.State))
+	}
+	b.State = BrokerAlive
 	return Result{}, Changes{Brokers: []string{c.ID}}
 }
 

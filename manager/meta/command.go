@@ -11,17 +11,18 @@ type CmdType byte
 
 // Command types. Never renumber: they are in every manager's Raft log.
 const (
-	TypeCreateTopic      CmdType = 1
-	TypeAddPartitions    CmdType = 2
-	TypeRegisterProducer CmdType = 3
-	TypeRegisterConsumer CmdType = 4
-	TypeBrokerUp         CmdType = 5
-	TypeBrokerDown       CmdType = 6
-	TypeMoveReplica      CmdType = 7
-	TypeSetLeader        CmdType = 8
-	TypeDecommission     CmdType = 9
-	TypeReleaseBroker    CmdType = 10
-	TypeAddReplica       CmdType = 11
+	TypeCreateTopic        CmdType = 1
+	TypeAddPartitions      CmdType = 2
+	TypeRegisterProducer   CmdType = 3
+	TypeRegisterConsumer   CmdType = 4
+	TypeBrokerUp           CmdType = 5
+	TypeBrokerDown         CmdType = 6
+	TypeMoveReplica        CmdType = 7
+	TypeSetLeader          CmdType = 8
+	TypeDecommission       CmdType = 9
+	TypeReleaseBroker      CmdType = 10
+	TypeAddReplica         CmdType = 11
+	TypeCancelDecommission CmdType = 12
 )
 
 // Version is the payload version written after the type byte. A manager refuses (as a
@@ -90,22 +91,29 @@ type AddReplica struct {
 	Broker    string `json:"broker"`
 }
 
-// ReleaseBroker retires a broker that holds no replicas.
+// ReleaseBroker retires a decommissioning broker that holds no replicas.
 type ReleaseBroker struct {
 	ID string `json:"id"`
 }
 
-func (CreateTopic) Type() CmdType      { return TypeCreateTopic }
-func (AddPartitions) Type() CmdType    { return TypeAddPartitions }
-func (RegisterProducer) Type() CmdType { return TypeRegisterProducer }
-func (RegisterConsumer) Type() CmdType { return TypeRegisterConsumer }
-func (BrokerUp) Type() CmdType         { return TypeBrokerUp }
-func (BrokerDown) Type() CmdType       { return TypeBrokerDown }
-func (MoveReplica) Type() CmdType      { return TypeMoveReplica }
-func (SetLeader) Type() CmdType        { return TypeSetLeader }
-func (Decommission) Type() CmdType     { return TypeDecommission }
-func (ReleaseBroker) Type() CmdType    { return TypeReleaseBroker }
-func (AddReplica) Type() CmdType       { return TypeAddReplica }
+// CancelDecommission takes a decommissioning broker back: it is alive again
+// and keeps the replicas it still holds.
+type CancelDecommission struct {
+	ID string `json:"id"`
+}
+
+func (CreateTopic) Type() CmdType        { return TypeCreateTopic }
+func (AddPartitions) Type() CmdType      { return TypeAddPartitions }
+func (RegisterProducer) Type() CmdType   { return TypeRegisterProducer }
+func (RegisterConsumer) Type() CmdType   { return TypeRegisterConsumer }
+func (BrokerUp) Type() CmdType           { return TypeBrokerUp }
+func (BrokerDown) Type() CmdType         { return TypeBrokerDown }
+func (MoveReplica) Type() CmdType        { return TypeMoveReplica }
+func (SetLeader) Type() CmdType          { return TypeSetLeader }
+func (Decommission) Type() CmdType       { return TypeDecommission }
+func (ReleaseBroker) Type() CmdType      { return TypeReleaseBroker }
+func (AddReplica) Type() CmdType         { return TypeAddReplica }
+func (CancelDecommission) Type() CmdType { return TypeCancelDecommission }
 
 // Encode writes a command as type byte, version byte, JSON payload.
 func Encode(c Command) []byte {
@@ -117,17 +125,18 @@ func Encode(c Command) []byte {
 }
 
 var newCommand = map[CmdType]func() Command{
-	TypeCreateTopic:      func() Command { return &CreateTopic{} },
-	TypeAddPartitions:    func() Command { return &AddPartitions{} },
-	TypeRegisterProducer: func() Command { return &RegisterProducer{} },
-	TypeRegisterConsumer: func() Command { return &RegisterConsumer{} },
-	TypeBrokerUp:         func() Command { return &BrokerUp{} },
-	TypeBrokerDown:       func() Command { return &BrokerDown{} },
-	TypeMoveReplica:      func() Command { return &MoveReplica{} },
-	TypeSetLeader:        func() Command { return &SetLeader{} },
-	TypeDecommission:     func() Command { return &Decommission{} },
-	TypeReleaseBroker:    func() Command { return &ReleaseBroker{} },
-	TypeAddReplica:       func() Command { return &AddReplica{} },
+	TypeCreateTopic:        func() Command { return &CreateTopic{} },
+	TypeAddPartitions:      func() Command { return &AddPartitions{} },
+	TypeRegisterProducer:   func() Command { return &RegisterProducer{} },
+	TypeRegisterConsumer:   func() Command { return &RegisterConsumer{} },
+	TypeBrokerUp:           func() Command { return &BrokerUp{} },
+	TypeBrokerDown:         func() Command { return &BrokerDown{} },
+	TypeMoveReplica:        func() Command { return &MoveReplica{} },
+	TypeSetLeader:          func() Command { return &SetLeader{} },
+	TypeDecommission:       func() Command { return &Decommission{} },
+	TypeReleaseBroker:      func() Command { return &ReleaseBroker{} },
+	TypeAddReplica:         func() Command { return &AddReplica{} },
+	TypeCancelDecommission: func() Command { return &CancelDecommission{} },
 }
 
 // Decode reads an encoded command; the result is a pointer to the concrete type.

@@ -61,6 +61,9 @@ func TestApplyRefusals(t *testing.T) {
 		{"move to holder", Encode(MoveReplica{Topic: "orders", From: "b1", To: "b2"}), CodeConflict},
 		{"leader not replica", Encode(SetLeader{Topic: "orders", Leader: "b9"}), CodeConflict},
 		{"release holder", Encode(ReleaseBroker{ID: "b1"}), CodeConflict},
+		{"release alive", Encode(ReleaseBroker{ID: "b2"}), CodeConflict},
+		{"cancel alive", Encode(CancelDecommission{ID: "b1"}), CodeConflict},
+		{"cancel unknown", Encode(CancelDecommission{ID: "b9"}), CodeUnknownBroker},
 		{"release unknown", Encode(ReleaseBroker{ID: "b9"}), CodeUnknownBroker},
 		{"add replica full", Encode(AddReplica{Topic: "orders", Broker: "b3"}), CodeConflict},
 		{"add replica holder", Encode(AddReplica{Topic: "orders", Broker: "b1"}), CodeConflict},
@@ -182,6 +185,11 @@ func TestLifecycle(t *testing.T) {
 	mustApply(t, s, BrokerUp{ID: "b2", Addr: "new:80"})
 	if b := s.Brokers["b2"]; b.State != BrokerAlive || b.Addr != "new:80" {
 		t.Fatalf("b2 back: %+v", b)
+	}
+	mustApply(t, s, Decommission{ID: "b2"})
+	mustApply(t, s, CancelDecommission{ID: "b2"})
+	if s.Brokers["b2"].State != BrokerAlive {
+		t.Fatalf("cancelled decommission left b2 %s", s.Brokers["b2"].State)
 	}
 	mustApply(t, s, Decommission{ID: "b2"})
 	mustApply(t, s, BrokerUp{ID: "b2"})
