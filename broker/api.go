@@ -59,15 +59,16 @@ type ListReplicasReply struct {
 }
 
 // ProduceRequest appends Message, or the batch Messages, to a partition. With a
-// ProducerID, Seq numbers the producer's batches on this partition: a retry with the same
-// Seq is acknowledged with the offsets of the first attempt and not stored again; a Seq
-// lower than the last one is refused. A producer must wait for each batch's reply before
-// sending the next one (or use several producer ids).
+// ProducerID, Seq (required then) numbers the producer's batches on this partition: a
+// retry with the same Seq is acknowledged with the offsets of the first attempt and not
+// stored again; a Seq lower than the last one is refused, and so is one more than
+// MaxSeqAhead past it. A producer must wait for each batch's reply before sending the
+// next one (or use several producer ids).
 type ProduceRequest struct {
 	Topic      string   `json:"topic"`
 	Partition  *int     `json:"partition"`
 	ProducerID string   `json:"producer_id,omitempty"`
-	Seq        uint64   `json:"seq,omitempty"`
+	Seq        *uint64  `json:"seq,omitempty"`
 	Message    *string  `json:"message,omitempty"`
 	Messages   []string `json:"messages,omitempty"`
 }

@@ -222,13 +222,8 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 	if err := checkTopic(req.Topic, req.Partition); err != nil {
 		return err
 	}
-	if len(req.Peers) == 0 {
-		return failf(http.StatusBadRequest, "peers are required (every broker holding the partition, with raft_addr)")
-	}
-	for _, p := range req.Peers {
-		if p.ID == "" || p.RaftAddr == "" {
-			return failf(http.StatusBadRequest, "every peer needs id and raft_addr")
-		}
+	if err := checkPeers(req.Peers); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
 	defer cancel()
@@ -282,8 +277,8 @@ func (b *Broker) addMember(c *fiber.Ctx) error {
 	if err := parseBody(c, &p); err != nil {
 		return err
 	}
-	if p.ID == "" || p.RaftAddr == "" {
-		return failf(http.StatusBadRequest, "id and raft_addr are required")
+	if err := checkPeer(p); err != nil {
+		return failf(http.StatusBadRequest, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
 	defer cancel()

@@ -151,7 +151,7 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	part := 0
 	var jr broker.ProduceReply
 	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part,
-		ProducerID: "p", Seq: 1, Messages: []string{"a", "b", "c"}}, &jr)
+		ProducerID: "p", Seq: &[]uint64{1}[0], Messages: []string{"a", "b", "c"}}, &jr)
 	if err != nil || !jr.Duplicate || jr.Offset != 0 || jr.Count != 3 {
 		t.Fatalf("retried produce as JSON: %+v %v", jr, err)
 	}
@@ -174,7 +174,7 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	}
 	jr = broker.ProduceReply{}
 	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part,
-		ProducerID: "p", Seq: 2, Message: &[]string{"d"}[0]}, &jr)
+		ProducerID: "p", Seq: &[]uint64{2}[0], Message: &[]string{"d"}[0]}, &jr)
 	if err != nil || jr.Duplicate || jr.Offset != 3 || jr.Count != 1 {
 		t.Fatalf("produce as JSON: %+v %v", jr, err)
 	}

@@ -48,6 +48,9 @@ func (b *Broker) produce(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := checkSeq(r.fsm, batch); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
 	defer cancel()
 	res, err := r.produce(ctx, batch)
@@ -78,7 +81,10 @@ func (b *Broker) parseJSONProduce(c *fiber.Ctx) (string, *int, partition.Batch, 
 	if len(msgs) == 0 {
 		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "message or messages is required")
 	}
-	batch := partition.Batch{Producer: req.ProducerID, Seq: req.Seq, Msgs: make([][]byte, len(msgs))}
+	batch := partition.Batch{Producer: req.ProducerID, Msgs: make([][]byte, len(msgs))}
+	if err := setSeq(&batch, req.Seq); err != nil {
+		return "", nil, partition.Batch{}, err
+	}
 	for i, m := range msgs {
 		if err := b.checkSize(i, len(m)); err != nil {
 			return "", nil, partition.Batch{}, err
@@ -105,12 +111,16 @@ func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch
 		return "", nil, partition.Batch{}, err
 	}
 	batch := partition.Batch{Producer: strings.Clone(c.Query("producer_id"))}
+	var seq *uint64
 	if s := c.Query("seq"); s != "" {
-		seq, err := strconv.ParseUint(s, 10, 64)
+		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "seq %q is not a number", s)
 		}
-		batch.Seq = seq
+		seq = &n
+	}
+	if err := setSeq(&batch, seq); err != nil {
+		return "", nil, partition.Batch{}, err
 	}
 	body := c.Body()
 	n := 0
@@ -133,6 +143,41 @@ func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch
 		batch.Msgs[i], body = body[k:k+int(l):k+int(l)], body[k+int(l):]
 	}
 	return topic, part, batch, nil
+}
+
+// MaxSeqAhead is how far a producer's seq may run ahead of the last one its
+// partition stored (or of 0 for a producer new to the partition). Clients
+// number batches 0, 1, 2, ... and skip one per batch that failed for good, so
+// only an absurd seq goes further; stored, it would make every later batch of
+// the producer stale (seq 2^64-1 made producer 5 answer 409 for good).
+const MaxSeqAhead = 1 << 32
+
+// setSeq gives the batch of a producer its seq, which it must have: without
+// one, the producer's second batch was taken for a retry of its first and
+// dropped. A seq without a producer_id means nothing and is ignored.
+func setSeq(batch *partition.Batch, seq *uint64) error {
+	if batch.Producer == "" {
+		return nil
+	}
+	if seq == nil {
+		return failf(http.StatusBadRequest, "producer_id %s needs seq, its batch's number (0, 1, 2, ...): without one a second batch would be taken for a retry of the first", batch.Producer)
+	}
+	batch.Seq = *seq
+	return nil
+}
+
+// checkSeq refuses a seq more than MaxSeqAhead past the producer's last one.
+// It runs on the leader before the batch is proposed, so the state machine
+// (and the entries already in logs) stay as they are.
+func checkSeq(fsm *partition.FSM, batch partition.Batch) error {
+	if batch.Producer == "" {
+		return nil
+	}
+	last, _ := fsm.Producer(batch.Producer)
+	if batch.Seq > last.Seq && batch.Seq-last.Seq > MaxSeqAhead {
+		return failf(http.StatusBadRequest, "seq %d of producer %s is more than %d past its last one (%d)", batch.Seq, batch.Producer, uint64(MaxSeqAhead), last.Seq)
+	}
+	return nil
 }
 
 func (b *Broker) checkSize(i, n int) error {

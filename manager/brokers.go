@@ -182,7 +182,7 @@ func (bc *brokerClient) produce(ctx context.Context, view map[string]meta.Broker
 	producer string, seq *uint64, msgs []string) (uint64, error) {
 	req := broker.ProduceRequest{Topic: p.Topic, Partition: &p.Index, Messages: msgs}
 	if seq != nil {
-		req.ProducerID, req.Seq = producer, *seq
+		req.ProducerID, req.Seq = producer, seq
 	}
 	var reply broker.ProduceReply
 	err := bc.onLeader(ctx, view, p, func(b meta.Broker) error {

@@ -275,6 +275,14 @@ func (f *FSM) Info() (applied, next, bytes uint64, consumers int) {
 	return f.st.Applied, f.st.Next, f.st.Bytes, len(f.st.Consumers)
 }
 
+// Producer returns the last batch stored for a producer.
+func (f *FSM) Producer(id string) (Producer, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p, ok := f.st.Producers[id]
+	return p, ok
+}
+
 // Left returns how many messages are left for a consumer.
 func (f *FSM) Left(consumer string) (uint64, bool) {
 	f.mu.RLock()
