@@ -45,6 +45,9 @@ type Process struct {
 	Addresses map[string]string `json:"addresses"`
 	Pid       int               `json:"pid,omitempty"` // dropped once stopped
 	Log       string            `json:"log,omitempty"`
+	// Cmd is the command line that started it: a process that died (or was killed) can be
+	// started again by hand with it, outside the supervisor, while `quorumq dev` runs on.
+	Cmd []string `json:"cmd,omitempty"`
 
 	stop func() error
 	done <-chan struct{} // closed when the process has exited (nil: not watched)
@@ -117,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
-	c.add(&Process{Name: "consul", Kind: "consul", Pid: c.agent.Pid(),
+	c.add(&Process{Name: "consul", Kind: "consul", Pid: c.agent.Pid(), Cmd: cmdline(c.agent.Pid()),
 		Addresses: map[string]string{"http": c.agent.HTTPAddr()}, Log: c.agent.LogPath(), stop: c.agent.Stop})
 
 	c.pg, err = pgserver.Start(ctx, pgserver.Config{
@@ -128,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c.add(&Process{Name: "postgres", Kind: "postgres", Pid: c.pg.Pid(),
+	c.add(&Process{Name: "postgres", Kind: "postgres", Pid: c.pg.Pid(), Cmd: cmdline(c.pg.Pid()),
 		Addresses: map[string]string{"sql": c.pg.Addr()},
 		Log:       filepath.Join(c.pg.DataDir(), "postgres.log"), stop: c.pg.Stop, done: c.pg.Done()})
 	return c, c.WriteState()
@@ -251,6 +254,16 @@ func (c *Cluster) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cmdline is the command line of a running process that another package started; nil
+// when /proc cannot tell.
+func cmdline(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 }
 
 func portFree(addr string) error {

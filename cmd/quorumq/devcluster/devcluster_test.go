@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/devcluster"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/manager"
+	"github.com/quorumq/quorumq/manager/meta"
 )
 
 // startDev runs `quorumq dev` with the given numbers of managers and brokers on free
@@ -269,6 +272,74 @@ func TestDevChildrenDieWithIt(t *testing.T) {
 	if err := again.Stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDevKilledProcessStartsAgainFromCmd: cluster.json gives every process's command line,
+// and a SIGKILLed broker started again by hand with it (the README's way back while
+// `quorumq dev` runs on) rejoins the cluster.
+func TestDevKilledProcessStartsAgainFromCmd(t *testing.T) {
+	_, dir, _ := startDev(t, 1, 1)
+	procs := map[string]devcluster.Process{}
+	for _, proc := range readState(t, dir).Processes {
+		procs[proc.Name] = proc
+	}
+	for name, bin := range map[string]string{"consul": "consul", "postgres": "postgres", "m1": "quorumq", "b1": "quorumq"} {
+		if cmd := procs[name].Cmd; len(cmd) < 2 || filepath.Base(cmd[0]) != bin {
+			t.Errorf("%s: cmd %q, want %s with its arguments", name, cmd, bin)
+		}
+	}
+	b1 := procs["b1"]
+	if err := syscall.Kill(b1.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, "b1", b1.Pid)
+
+	logf, err := os.OpenFile(b1.Log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	again := exec.Command(b1.Cmd[0], b1.Cmd[1:]...)
+	again.Stdout, again.Stderr = logf, logf
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Outside the supervisor: stop it before the cluster it uses goes.
+	t.Cleanup(func() {
+		_ = again.Process.Signal(syscall.SIGTERM)
+		_ = again.Wait()
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for aliveBrokers(t, procs["m1"]) != 1 || !healthy(b1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b1 started again from its cmd is not back; its log: %s", b1.Log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// aliveBrokers counts the brokers that manager m lists as alive.
+func aliveBrokers(t *testing.T, m devcluster.Process) int {
+	var r manager.BrokersReply
+	if rest(t, m, "GET", "/brokers", "", &r) != http.StatusOK {
+		return 0
+	}
+	n := 0
+	for _, b := range r.Brokers {
+		if b.State == meta.BrokerAlive {
+			n++
+		}
+	}
+	return n
+}
+
+func healthy(p devcluster.Process) bool {
+	resp, err := http.Get("http://" + p.Addresses["http"] + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func TestDevRefusesTakenPort(t *testing.T) {

@@ -76,7 +76,7 @@ func (c *Cluster) AddProcess(name, kind string, args []string, addresses map[str
 		logf.Close()
 		close(done)
 	}()
-	p := &Process{Name: name, Kind: kind, Addresses: addresses, Pid: cmd.Process.Pid, Log: logPath,
+	p := &Process{Name: name, Kind: kind, Addresses: addresses, Pid: cmd.Process.Pid, Log: logPath, Cmd: cmd.Args,
 		stop: func() error { return stopChild(cmd, done) }, done: done}
 	c.add(p)
 	return p, c.WriteState()
