@@ -158,3 +158,24 @@ func TestHistoryRoundTrip(t *testing.T) {
 		t.Fatalf("history changed through save and load: %+v", back)
 	}
 }
+
+// TestReplayOfAFailingHistory: a saved history with a violation fails the verdict
+// that --replay prints, and a clean one passes it.
+func TestReplayOfAFailingHistory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h.json")
+	bad := goodQueue()
+	bad.Log[1] = bad.Log[1][:1] // an acknowledged record lost
+	if err := (&History{Queue: bad}).Save(path); err != nil {
+		t.Fatal(err)
+	}
+	h, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verdict(t, h, nil, nil) {
+		t.Fatal("a history with a lost record passed")
+	}
+	if !verdict(t, &History{Queue: goodQueue()}, nil, nil) {
+		t.Fatal("a clean history failed")
+	}
+}

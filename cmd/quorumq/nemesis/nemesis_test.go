@@ -16,7 +16,7 @@ import (
 // The suite's flags: `make nemesis NEMESIS_FLAGS='--duration 10m --faults partition,kill,pause'`
 // passes them through `go test -args`. The defaults are the short seeded run of `make test`.
 var (
-	flagDuration  = flag.Duration("duration", 2*time.Minute, "how long clients run under faults")
+	flagDuration  = flag.Duration("duration", 2*time.Minute, "how long clients run under faults (longer, by up to half, until every kind reached --min-faults)")
 	flagFaults    = flag.String("faults", strings.Join(Kinds, ","), "fault kinds to inject: "+strings.Join(Kinds, ","))
 	flagSeed      = flag.Uint64("seed", 1, "seed of the fault schedule and of the clients")
 	flagWorkloads = flag.String("workloads", "queue,bank", "what runs under faults: queue, bank")
@@ -40,7 +40,7 @@ func TestNemesis(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !verdict(t, h, nil) {
+		if !verdict(t, h, nil, nil) {
 			t.Fatalf("%s: violations found", *flagReplay)
 		}
 		return
@@ -74,8 +74,9 @@ func TestNemesis(t *testing.T) {
 		t.Fatalf("--workloads %q names neither queue nor bank", *flagWorkloads)
 	}
 	say(fmt.Sprintf("nemesis: seed %d, %v of %s, workloads %s", *flagSeed, *flagDuration, *flagFaults, *flagWorkloads))
-	ctx, cancel := context.WithTimeout(context.Background(), *flagDuration)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go stopAfter(cancel, nemeses, kinds)
 	var wg sync.WaitGroup
 	for _, r := range run {
 		wg.Go(func() { r(ctx) })
@@ -87,13 +88,8 @@ func TestNemesis(t *testing.T) {
 	for _, n := range nemeses {
 		h.Faults = append(h.Faults, n.Log()...)
 	}
-	counts := map[string]int{}
-	for _, n := range nemeses {
-		for k, v := range n.Counts() {
-			counts[k] += v
-		}
-	}
-	if !verdict(t, h, counts) {
+	counts := total(nemeses)
+	if !verdict(t, h, counts, kinds) {
 		path := *flagHistory
 		if path == "" {
 			path = filepath.Join(os.TempDir(), fmt.Sprintf("quorumq-nemesis-%d-%s.json", *flagSeed, time.Now().UTC().Format("20060102T150405")))
@@ -103,11 +99,27 @@ func TestNemesis(t *testing.T) {
 		}
 		t.Fatalf("violations found; history saved to %s (replay: go test ./cmd/quorumq/nemesis -run 'TestNemesis$' -args --replay %s)", path, path)
 	}
-	for _, k := range kinds {
-		if counts[k] < *flagMinFaults {
-			t.Errorf("only %d faults of kind %s, want at least %d", counts[k], k, *flagMinFaults)
+}
+
+// stopAfter ends the run once --duration has passed and every kind has been injected
+// --min-faults times, or at the latest half a duration later.
+func stopAfter(stop func(), nemeses []*Nemesis, kinds []string) {
+	time.Sleep(*flagDuration)
+	deadline := time.Now().Add(*flagDuration / 2)
+	for time.Now().Before(deadline) && slices.ContainsFunc(kinds, func(k string) bool { return total(nemeses)[k] < *flagMinFaults }) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop()
+}
+
+func total(nemeses []*Nemesis) map[string]int {
+	counts := map[string]int{}
+	for _, n := range nemeses {
+		for k, v := range n.Counts() {
+			counts[k] += v
 		}
 	}
+	return counts
 }
 
 // runQueue produces and consumes under faults until ctx ends, then heals, drains and
@@ -169,8 +181,9 @@ func runBank(t *testing.T, ctx context.Context, b *Bank, n *Nemesis, h *History)
 	}
 }
 
-// verdict checks h, prints the verdict line and returns whether it passed.
-func verdict(t *testing.T, h *History, counts map[string]int) bool {
+// verdict checks h and the fault counts of kinds, prints the verdict line and returns
+// whether it passed.
+func verdict(t *testing.T, h *History, counts map[string]int, kinds []string) bool {
 	var q QueueResult
 	if h.Queue != nil {
 		q = CheckQueue(h.Queue)
@@ -184,12 +197,18 @@ func verdict(t *testing.T, h *History, counts map[string]int) bool {
 		fmt.Println("nemesis: violation: no record was acknowledged: the queue made no progress")
 		ok = false
 	}
+	for _, k := range kinds {
+		if counts[k] < *flagMinFaults {
+			fmt.Printf("nemesis: violation: only %d faults of kind %s, want at least %d (--min-faults)\n", counts[k], k, *flagMinFaults)
+			ok = false
+		}
+	}
 	total := 0
-	var kinds []string
+	var perKind []string
 	for _, k := range Kinds {
 		if c, ran := counts[k]; ran {
 			total += c
-			kinds = append(kinds, fmt.Sprintf("%s=%d", k, c))
+			perKind = append(perKind, fmt.Sprintf("%s=%d", k, c))
 		}
 	}
 	if counts == nil {
@@ -200,7 +219,7 @@ func verdict(t *testing.T, h *History, counts map[string]int) bool {
 		word = "FAIL"
 	}
 	line := fmt.Sprintf("nemesis: %s faults=%d (%s) lost=%d duplicated=%d reordered=%d invented=%d nonlinearizable=%d undecided=%d not_conserved=%d negative=%d | queue: acked=%d unknown=%d stored=%d delivered=%d | bank: rounds=%d ops=%d unknown=%d refused=%d",
-		word, total, strings.Join(kinds, " "), q.Lost, q.Duplicated, q.Reordered, q.Invented,
+		word, total, strings.Join(perKind, " "), q.Lost, q.Duplicated, q.Reordered, q.Invented,
 		b.Nonlinearizable, b.Undecided, b.NotConserved, b.Negative,
 		q.Acked, q.Unknown, q.Stored, q.Delivered, b.Rounds, b.Ops, b.Unknown, b.Refused)
 	fmt.Println(line)
