@@ -367,6 +367,7 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 	if len(msgs) == 0 {
 		return &apiError{code: http.StatusNotFound, reason: CodeEmpty, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
 	}
+	countOut(r.topic, msgs)
 	end := res.From + uint64(res.Count)
 	out := ConsumeReply{Offset: res.From, Messages: make([]string, len(msgs)), Next: end, Left: res.Next - end}
 	for i, m := range msgs {

@@ -57,6 +57,9 @@ func (b *Broker) produce(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if res.Status == partition.StatusOK {
+		countIn(r.topic, batch.Msgs)
+	}
 	switch res.Status {
 	case partition.StatusOK, partition.StatusDuplicate:
 		return success(c, ProduceReply{Offset: res.First, Count: int(res.Count), Duplicate: res.Status == partition.StatusDuplicate})

@@ -74,6 +74,7 @@ func (b *Broker) readAt(c *fiber.Ctx) error {
 	out := ReadAtReply{Offset: offset, Messages: []string{}, Next: offset, End: end}
 	maxBytes := max(maxConsumeBytes, b.cfg.MaxMessageBytes)
 	size := 0
+fill:
 	for out.Next < end && uint64(len(out.Messages)) < limit && size < maxBytes {
 		n := min(end-out.Next, limit-uint64(len(out.Messages)), readChunk)
 		msgs, err := r.fsm.Messages(out.Next, uint32(n))
@@ -82,12 +83,13 @@ func (b *Broker) readAt(c *fiber.Ctx) error {
 		}
 		for _, m := range msgs {
 			if len(out.Messages) > 0 && size+len(m) > maxBytes {
-				return success(c, out)
+				break fill
 			}
 			out.Messages = append(out.Messages, string(m))
 			size += len(m)
 			out.Next++
 		}
 	}
+	countOut(r.topic, out.Messages)
 	return success(c, out)
 }

@@ -199,7 +199,11 @@ func (r *replica) apply(reqs []*produceReq) {
 	cmd, err := partition.MergeProduce(cmds)
 	var out []byte
 	if err == nil {
+		start := time.Now()
 		out, err = r.node.Apply(ctx, cmd)
+		if err == nil {
+			commitSeconds.Observe(time.Since(start).Seconds())
+		}
 	}
 	var rs []partition.ProduceResult
 	if err == nil {

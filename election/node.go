@@ -230,6 +230,7 @@ func (n *Node) fanOut(r *raft.Raft) {
 	for {
 		select {
 		case v := <-r.LeaderCh():
+			countLeadership(v)
 			n.mu.Lock()
 			n.isLeader = v
 			for _, c := range n.subs {

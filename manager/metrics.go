@@ -25,8 +25,22 @@ func (m *Manager) mountMetrics(app *fiber.App, guard fiber.Handler) {
 		OpLabel: "route",
 		Op:      raftmetrics.RoutePattern,
 	})
-	mt.MustRegister(stateCollector{m})
+	mt.MustRegister(stateCollector{m}, movesInFlight, movesTotal)
 	mt.Mount(app, guard)
+}
+
+// movesInFlight is process-wide: only the write manager moves replicas.
+var movesInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "quorumq_manager_moves_in_flight", Help: "Replica moves (re-replication, decommission) the write manager is carrying out now.",
+})
+
+var movesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "quorumq_manager_moves_total", Help: "Replica moves the write manager finished, by result (done, failed).",
+}, []string{"result"})
+
+func init() {
+	movesTotal.WithLabelValues("done")
+	movesTotal.WithLabelValues("failed")
 }
 
 // stateCollector reports the metadata's sizes and broker states when scraped.

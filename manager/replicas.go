@@ -139,7 +139,16 @@ func (m *Manager) ensureReplicas(ctx context.Context) {
 // moveReplica re-creates the replica of mv.From on mv.To and records the move. A dead
 // source leaves the group first, so the group's quorum never counts it; a live one
 // (decommission) stays until the new replica is a member.
-func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) error {
+func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) (err error) {
+	movesInFlight.Inc()
+	defer func() {
+		movesInFlight.Dec()
+		result := "done"
+		if err != nil {
+			result = "failed"
+		}
+		movesTotal.WithLabelValues(result).Inc()
+	}()
 	view := m.brokerView()
 	var p meta.Partition
 	var ok bool
@@ -174,7 +183,7 @@ func (m *Manager) moveReplica(ctx context.Context, mv meta.Move, fromDead bool) 
 			m.log.Warn("drop moved replica", "group", p.GroupName(), "broker", mv.From, "err", err)
 		}
 	}
-	_, err := m.apply(ctx, meta.MoveReplica(mv))
+	_, err = m.apply(ctx, meta.MoveReplica(mv))
 	return err
 }
 

@@ -294,6 +294,17 @@ func (f *FSM) Left(consumer string) (uint64, bool) {
 	return f.st.Next - off, true
 }
 
+// Lags returns how many messages are left for each consumer.
+func (f *FSM) Lags() map[string]uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]uint64, len(f.st.Consumers))
+	for c, off := range f.st.Consumers {
+		out[c] = f.st.Next - off
+	}
+	return out
+}
+
 // Snapshot implements raft.FSM. It captures only the small state: the messages are
 // immutable in the store, so the snapshot store adds them when a follower needs them.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {

@@ -280,7 +280,7 @@ func (l *dataLog) finish(tx *bolt.Tx) error {
 			return fmt.Errorf("store: data log: %w", err)
 		}
 		clear(l.bodies) // written: let the entries go before the next commit
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		if err := wal.Fdatasync(f, "data"); err != nil {
 			return fmt.Errorf("store: data log: %w", err)
 		}
 		end := binary.BigEndian.AppendUint32(make([]byte, 0, 12), l.pend.seg)

@@ -40,7 +40,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -504,7 +503,7 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 	if _, err := active.f.WriteAt(buf, active.size); err != nil {
 		return fmt.Errorf("wal: write: %w", err)
 	}
-	if err := syscall.Fdatasync(int(active.f.Fd())); err != nil {
+	if err := Fdatasync(active.f, "wal"); err != nil {
 		return fmt.Errorf("wal: sync: %w", err)
 	}
 	w.syncs.Add(1)

@@ -2,7 +2,8 @@
 // of one Raft group (an ATM, a manager) or of many (a broker, one group per partition),
 // behind a Fiber API: a registry of its own (tests run several members in one process),
 // each member's Raft state labelled by group, the API's requests by method, operation
-// and status code and their latency, all served on GET /metrics.
+// and status code and their latency, storage faults, leadership changes, and the Go
+// runtime's and the process's own series (go_*, process_*), all served on GET /metrics.
 package raftmetrics
 
 import (
@@ -14,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quorumq/quorumq/election"
@@ -74,7 +76,8 @@ func New(cfg Config) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 100 µs .. 13 s
 		}, []string{"method", cfg.OpLabel}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, newRaftCollector(cfg.Prefix, cfg.Members), election.StorageFaults)
+	m.reg.MustRegister(m.requests, m.latency, newRaftCollector(cfg.Prefix, cfg.Members), election.StorageFaults,
+		election.LeadershipChanges, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -202,6 +202,7 @@ func TestSeedScenario(t *testing.T) {
 		t.Logf("consumer %s: all %d acknowledged messages exactly once, in order (%d received)", name, r.Acked, r.Received)
 	}
 	waitAllHealthy(ctx, t, c)
+	checkDashboard(t, c)
 	t.Logf("%v: scenario done", elapsed())
 	t.Run("bench-cluster", func(t *testing.T) { testBenchCluster(t, c) })
 }
