@@ -21,10 +21,14 @@ const (
 	KindPartition = "partition" // majority/minority, leader isolated, bridge, one-way
 	KindKill      = "kill"      // SIGKILL, restarted after the hold
 	KindPause     = "pause"     // SIGSTOP, SIGCONT after the hold
+	KindDelay     = "delay"     // one process's links slowed, both ways
 )
 
-// Kinds are every fault kind.
-var Kinds = []string{KindPartition, KindKill, KindPause}
+// Kinds are every fault kind; DefaultKinds the ones a run injects unless told otherwise.
+var (
+	Kinds        = []string{KindPartition, KindKill, KindPause, KindDelay}
+	DefaultKinds = []string{KindPartition, KindKill, KindPause}
+)
 
 // Proc is one process a Nemesis can fault. Its link faults are written to FaultFile,
 // which the process polls (transport.FaultFileEnv).
@@ -160,27 +164,75 @@ func (n *Nemesis) target(ctx context.Context, d *Domain) (int, string) {
 	return n.rng.IntN(len(d.Procs)), ""
 }
 
+// targets picks the processes a kill or a pause hits: one (see target), or one time
+// in six a majority of the domain.
+func (n *Nemesis) targets(ctx context.Context, d *Domain) ([]*Proc, string) {
+	if n.rng.IntN(6) == 0 {
+		idx := n.rng.Perm(len(d.Procs))[:len(d.Procs)/2+1]
+		var ps []*Proc
+		for _, i := range idx {
+			ps = append(ps, d.Procs[i])
+		}
+		return ps, "majority "
+	}
+	i, role := n.target(ctx, d)
+	return []*Proc{d.Procs[i]}, role
+}
+
+func procNames(ps []*Proc) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ",")
+}
+
 // inject puts one fault of kind in place in d and returns what heals it.
 func (n *Nemesis) inject(ctx context.Context, kind string, d *Domain) func() {
 	switch kind {
 	case KindKill:
-		i, role := n.target(ctx, d)
-		p := d.Procs[i]
-		n.say("kill %s%s (SIGKILL)", role, p.Name)
-		p.Kill()
+		ps, role := n.targets(ctx, d)
+		n.say("kill %s%s (SIGKILL)", role, procNames(ps))
+		for _, p := range ps {
+			p.Kill()
+		}
 		return func() {
-			n.say("restart %s", p.Name)
-			p.Restart()
+			n.say("restart %s", procNames(ps))
+			for _, p := range ps {
+				p.Restart()
+			}
 		}
 	case KindPause:
-		i, role := n.target(ctx, d)
-		p := d.Procs[i]
-		pid := p.Pid()
-		n.say("pause %s%s (SIGSTOP)", role, p.Name)
-		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		ps, role := n.targets(ctx, d)
+		pids := make([]int, len(ps))
+		for i, p := range ps {
+			pids[i] = p.Pid()
+		}
+		n.say("pause %s%s (SIGSTOP)", role, procNames(ps))
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGSTOP)
+		}
 		return func() {
-			n.say("resume %s (SIGCONT)", p.Name)
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+			n.say("resume %s (SIGCONT)", procNames(ps))
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+	case KindDelay:
+		i, role := n.target(ctx, d)
+		delay := time.Duration(20+n.rng.IntN(280)) * time.Millisecond
+		slow := map[transport.Link]transport.LinkFault{}
+		for j := range d.Procs {
+			if j != i {
+				slow[transport.Link{From: i, To: j}] = transport.LinkFault{Delay: delay}
+				slow[transport.Link{From: j, To: i}] = transport.LinkFault{Delay: delay}
+			}
+		}
+		n.say("delay %s%s's links by %v each way", role, d.Procs[i].Name, delay)
+		applyFaults(d, slow)
+		return func() {
+			n.say("heal %s", d.Name)
+			applyFaults(d, nil)
 		}
 	}
 	links, desc := n.partition(ctx, d)
@@ -255,15 +307,20 @@ func split(groups [][]int, n int) [][2]int {
 // applyLinks writes each process's fault file so that the links are cut; nil heals
 // the domain.
 func applyLinks(d *Domain, links [][2]int) {
-	addrs := make([]string, len(d.Procs))
-	for i, p := range d.Procs {
-		addrs[i] = p.Raft
-	}
 	cut := map[transport.Link]transport.LinkFault{}
 	for _, l := range links {
 		cut[transport.Link{From: l[0], To: l[1]}] = transport.LinkFault{Drop: true}
 	}
-	for i, fs := range transport.FaultsOf(addrs, cut) {
+	applyFaults(d, cut)
+}
+
+// applyFaults writes each process's fault file for the given link faults.
+func applyFaults(d *Domain, links map[transport.Link]transport.LinkFault) {
+	addrs := make([]string, len(d.Procs))
+	for i, p := range d.Procs {
+		addrs[i] = p.Raft
+	}
+	for i, fs := range transport.FaultsOf(addrs, links) {
 		writeFaults(d.Procs[i], fs)
 	}
 }

@@ -17,7 +17,7 @@ import (
 // passes them through `go test -args`. The defaults are the short seeded run of `make test`.
 var (
 	flagDuration  = flag.Duration("duration", 2*time.Minute, "how long clients run under faults (longer, by up to half, until every kind reached --min-faults)")
-	flagFaults    = flag.String("faults", strings.Join(Kinds, ","), "fault kinds to inject: "+strings.Join(Kinds, ","))
+	flagFaults    = flag.String("faults", strings.Join(DefaultKinds, ","), "fault kinds to inject, of "+strings.Join(Kinds, ","))
 	flagSeed      = flag.Uint64("seed", 1, "seed of the fault schedule and of the clients")
 	flagWorkloads = flag.String("workloads", "queue,bank", "what runs under faults: queue, bank")
 	flagMinFaults = flag.Int("min-faults", 30, "fail unless at least this many faults of each kind were injected")
