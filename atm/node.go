@@ -212,8 +212,20 @@ func openTerminal(cfg Config) (io.Writer, func(), *lineSource, error) {
 		src := plainSource(cfg.In)
 		return cfg.Out, func() {}, &src, nil
 	}
+	// A person's terminal shows the bank; the consensus log goes to a file.
+	logPath := filepath.Join(cfg.DataDir, "atm.log")
+	closeLogs := func() {}
+	if cfg.Logs != nil {
+		lf, err := openLogFile(logPath)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cfg.Logs.Set(lf)
+		closeLogs = func() { cfg.Logs.Set(os.Stderr); _ = lf.Close() }
+	}
 	old, err := term.MakeRaw(int(f.Fd()))
 	if err != nil {
+		closeLogs()
 		return nil, nil, nil, fmt.Errorf("atm: terminal: %w", err)
 	}
 	prompt := cfg.ID + "> "
@@ -223,21 +235,12 @@ func openTerminal(cfg Config) (io.Writer, func(), *lineSource, error) {
 	}{cfg.In, cfg.Out}, prompt)
 	src := ttySource(t, prompt)
 	fmt.Fprintln(t, "ATM", cfg.ID, "- type help for commands; quit or Ctrl-D stops it")
-	closeLogs := func() {}
 	if cfg.Logs != nil {
-		// A person's terminal shows the bank; the consensus log goes to a file.
-		path := filepath.Join(cfg.DataDir, "atm.log")
-		lf, err := openLogFile(path)
-		if err != nil {
-			_ = term.Restore(int(f.Fd()), old)
-			return nil, nil, nil, err
-		}
-		cfg.Logs.Set(lf)
-		closeLogs = func() { cfg.Logs.Set(os.Stderr); _ = lf.Close() }
-		fmt.Fprintln(t, "logs:", path)
+		fmt.Fprintln(t, "logs:", logPath)
 	}
 	restore := func() {
 		closeLogs()
+		t.SetBracketedPasteMode(false) // ttySource turned it on; the shell may not want it
 		_ = term.Restore(int(f.Fd()), old)
 	}
 	return t, restore, &src, nil
