@@ -74,11 +74,13 @@ func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
 // default). It fails with ErrTopicExists when the name is taken.
 func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int) error {
 	var retried bool
-	err := a.c.do(ctx, call{method: http.MethodPost, path: "/topics",
-		body: createTopicRequest{Name: name, Partitions: partitions}, retried: &retried, write: true})
+	cl := metadataWrite(http.MethodPost, "/topics", createTopicRequest{Name: name, Partitions: partitions}, nil)
+	cl.retried = &retried
+	err := a.c.do(ctx, cl)
 	if retried && errors.Is(err, ErrTopicExists) {
 		// An earlier attempt may have created it and lost its reply (the write manager
-		// died answering): a topic of the asked shape is taken as that success.
+		// died answering), and a manager without Idempotency-Key (the seed's) does not
+		// recognise the retry: a topic of the asked shape is taken as that success.
 		if info, derr := a.DescribeTopic(ctx, name); derr == nil && (partitions == 0 || len(info.Partitions) == partitions) {
 			return nil
 		}
@@ -126,6 +128,6 @@ func (a *Admin) describe(ctx context.Context, name string, q url.Values) (TopicI
 
 // AddPartitions grows a topic by count partitions.
 func (a *Admin) AddPartitions(ctx context.Context, topic string, count int) error {
-	return a.c.do(ctx, call{method: http.MethodPost, path: "/topics/" + url.PathEscape(topic) + "/partitions",
-		body: addPartitionsRequest{Count: count}, write: true})
+	return a.c.do(ctx, metadataWrite(http.MethodPost, "/topics/"+url.PathEscape(topic)+"/partitions",
+		addPartitionsRequest{Count: count}, nil))
 }

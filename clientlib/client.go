@@ -3,19 +3,22 @@ package clientlib
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
@@ -258,6 +261,15 @@ type call struct {
 	// write marks a call that changes state: its failure says whether it may have
 	// been applied (ErrNotApplied, ErrOutcomeUnknown).
 	write bool
+	// key, when set, goes with every attempt as the Idempotency-Key: the managers run
+	// a metadata write once per key and answer a retry with the first outcome.
+	key string
+}
+
+// metadataWrite is a call that changes the managers' metadata, under a fresh
+// Idempotency-Key that all its attempts share.
+func metadataWrite(method, path string, body, out any) call {
+	return call{method: method, path: path, body: body, out: out, write: true, key: rand.Text()}
 }
 
 // do runs a call with retries until it succeeds, fails with an error a retry cannot
@@ -311,7 +323,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			dl, _ := ctx.Deadline()
 			c.notice(err, time.Until(dl))
 		}
-		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2 // jitter spreads clients after a failover
+		wait := time.Duration(mrand.Int64N(int64(backoff))) + backoff/2 // jitter spreads clients after a failover
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -404,9 +416,17 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if cl.key != "" {
+		req.Header.Set("Idempotency-Key", cl.key)
+	}
 	c.authorize(req)
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if !wrote.Load() {
+			return unsent{err}
+		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -442,11 +462,16 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 	return nil
 }
 
-// notSent reports whether err shows that the request never reached a server: the
-// connection could not be made.
+// unsent is the failure of an attempt that wrote nothing to the server.
+type unsent struct{ error }
+
+func (u unsent) Unwrap() error { return u.error }
+
+// notSent reports whether err shows that the request never reached a server: nothing
+// was written, or the connection could not be made.
 func notSent(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, new(unsent)) || errors.As(err, &op) && op.Op == "dial"
 }
 
 // permanent marks an error no retry can fix.

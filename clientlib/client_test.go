@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -337,5 +338,64 @@ func TestWriteOutcomes(t *testing.T) {
 					err, errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrNotApplied), tc.unknown)
 			}
 		})
+	}
+}
+
+// TestMetadataWritesSendOneKey: every attempt of a metadata write carries the same
+// Idempotency-Key, and another write another key.
+func TestMetadataWritesSendOneKey(t *testing.T) {
+	f, srv := newFake(t)
+	var mu sync.Mutex
+	keys := map[string][]string{} // path → keys seen
+	f.fail = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.Method != http.MethodPost {
+			return false
+		}
+		mu.Lock()
+		keys[r.URL.Path] = append(keys[r.URL.Path], r.Header.Get("Idempotency-Key"))
+		mu.Unlock()
+		switch {
+		case n%3 != 0: // two failures, then the fake answers
+			failure(w, http.StatusServiceUnavailable, "no quorum yet")
+			return true
+		case strings.HasSuffix(r.URL.Path, "/partitions"): // a route the fake lacks
+			reply(w, http.StatusOK, nil)
+			return true
+		}
+		return false
+	}
+	c := newTestClient(t, WithManagers(srv.URL))
+	ctx := testCtx(t)
+	if err := c.Admin().CreateTopic(ctx, "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Admin().AddPartitions(ctx, "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := c.NewProducer(ctx, "orders"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.NewConsumer(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	seen := map[string]bool{}
+	for path, ks := range keys {
+		for i := 0; i < len(ks); i += 3 {
+			call := ks[i:min(i+3, len(ks))]
+			if call[0] == "" || len(call) != 3 || call[1] != call[0] || call[2] != call[0] {
+				t.Fatalf("%s: keys of one call %q, want one key three times", path, call)
+			}
+			if seen[call[0]] {
+				t.Fatalf("%s: key %s used by two calls", path, call[0])
+			}
+			seen[call[0]] = true
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("%d keys for 5 writes: %v", len(seen), keys)
 	}
 }

@@ -71,8 +71,8 @@ func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...Consumer
 		return cs, nil
 	}
 	var r registerReply
-	if err := c.do(ctx, call{method: http.MethodPost, path: "/consumer/register",
-		body: registerRequest{Topic: topic, Partition: cs.fixed}, out: &r, write: true}); err != nil {
+	if err := c.do(ctx, metadataWrite(http.MethodPost, "/consumer/register",
+		registerRequest{Topic: topic, Partition: cs.fixed}, &r)); err != nil {
 		return nil, err
 	}
 	cs.id, cs.fresh = r.ConsumerID, true

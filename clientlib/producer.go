@@ -102,8 +102,7 @@ func (c *Client) NewProducer(ctx context.Context, topic string, opts ...Producer
 		}
 	}
 	var r registerReply
-	if err := c.do(ctx, call{method: http.MethodPost, path: "/producer/register",
-		body: registerRequest{Topic: topic}, out: &r, write: true}); err != nil {
+	if err := c.do(ctx, metadataWrite(http.MethodPost, "/producer/register", registerRequest{Topic: topic}, &r)); err != nil {
 		return nil, err
 	}
 	p.id = r.ProducerID

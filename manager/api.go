@@ -49,6 +49,7 @@ const (
 	CodeNoMessage       = "no_message"
 	CodeUnavailable     = "unavailable"
 	CodeNotFound        = "not_found"
+	CodeKeyReused       = "key_reused" // an Idempotency-Key sent again with another request
 )
 
 // CreateTopicRequest is the body of POST /topics; zero counts take the managers' defaults.

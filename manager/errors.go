@@ -45,6 +45,7 @@ var metaStatus = map[meta.Code]struct {
 	meta.CodeTopicExists:      {http.StatusConflict, CodeTopicExists},
 	meta.CodeConflict:         {http.StatusConflict, CodeConflict},
 	meta.CodeUnavailable:      {http.StatusServiceUnavailable, CodeUnavailable},
+	meta.CodeKeyReused:        {http.StatusUnprocessableEntity, CodeKeyReused},
 }
 
 // errorHandler is the one place errors become HTTP replies.

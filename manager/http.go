@@ -101,19 +101,17 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	} else if err := m.checkReplication(ctx, req.Name, req.Replication); err != nil {
 		return beforeApply(err)
 	}
-	res, err := m.apply(ctx, meta.CreateTopic{Name: req.Name, Partitions: req.Partitions, Replication: req.Replication})
+	res, err := m.applyWrite(c, ctx, meta.CreateTopic{Name: req.Name, Partitions: req.Partitions, Replication: req.Replication})
 	if err != nil {
 		return err
 	}
+	// Creating replicas again on a replay is harmless, and finishes what a first
+	// attempt that failed here left undone.
 	if err := m.createReplicas(ctx, res.Topic.Partitions); err != nil {
 		return afterApply(err)
 	}
 	m.settleLeaders(ctx, res.Topic.Partitions)
-	t, err := m.topic(ctx, req.Name)
-	if err != nil {
-		return afterApply(err)
-	}
-	return c.Status(http.StatusCreated).JSON(TopicReply{Reply: success, Topic: topicInfo(t),
+	return c.Status(http.StatusCreated).JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic),
 		Message: "topic " + strconv.Quote(req.Name) + " created"})
 }
 
@@ -196,22 +194,17 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 	if err := m.checkReplication(ctx, name, before.Replication); err != nil {
 		return beforeApply(err)
 	}
-	res, err := m.apply(ctx, meta.AddPartitions{Topic: name, Count: req.Count})
+	res, err := m.applyWrite(c, ctx, meta.AddPartitions{Topic: name, Count: req.Count})
 	if err != nil {
 		return err
 	}
-	// Partitions are only ever appended: the new ones follow those seen before (a
-	// concurrent grow's partitions are created as well, which is harmless).
-	added := res.Topic.Partitions[len(before.Partitions):]
+	// Partitions are only ever appended: the new ones end the topic as it was then.
+	added := res.Topic.Partitions[len(res.Topic.Partitions)-req.Count:]
 	if err := m.createReplicas(ctx, added); err != nil {
 		return afterApply(err)
 	}
 	m.settleLeaders(ctx, added)
-	t, err := m.topic(ctx, name)
-	if err != nil {
-		return afterApply(err)
-	}
-	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(t)})
+	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic)})
 }
 
 func (m *Manager) registerProducer(c *fiber.Ctx) error {
@@ -221,7 +214,7 @@ func (m *Manager) registerProducer(c *fiber.Ctx) error {
 	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	res, err := m.apply(ctx, meta.RegisterProducer{Topic: req.Topic})
+	res, err := m.applyWrite(c, ctx, meta.RegisterProducer{Topic: req.Topic})
 	if err != nil {
 		return err
 	}
@@ -235,7 +228,7 @@ func (m *Manager) registerConsumer(c *fiber.Ctx) error {
 	}
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	res, err := m.apply(ctx, meta.RegisterConsumer{Topic: req.Topic, Partition: req.Partition})
+	res, err := m.applyWrite(c, ctx, meta.RegisterConsumer{Topic: req.Topic, Partition: req.Partition})
 	if err != nil {
 		return err
 	}
@@ -261,7 +254,7 @@ func (m *Manager) decommission(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
 	id := c.Params("id")
-	if _, err := m.apply(ctx, meta.Decommission{ID: id}); err != nil {
+	if _, err := m.applyWrite(c, ctx, meta.Decommission{ID: id}); err != nil {
 		return err
 	}
 	m.kickHealth()

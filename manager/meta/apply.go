@@ -20,13 +20,14 @@ type Changes struct {
 	Brokers   []string
 	Producers []uint64
 	Consumers []uint64
-	Counters  bool // NextProducer / NextConsumer moved
+	Counters  bool     // NextProducer / NextConsumer moved
+	Keys      []string // idempotency keys added, or removed when absent from the state
 }
 
 // Empty reports whether nothing changed.
 func (c Changes) Empty() bool {
 	return len(c.Topics) == 0 && len(c.Brokers) == 0 && len(c.Producers) == 0 &&
-		len(c.Consumers) == 0 && !c.Counters
+		len(c.Consumers) == 0 && !c.Counters && len(c.Keys) == 0
 }
 
 // Apply runs one encoded command against the state. It never fails as a call: a command
@@ -62,6 +63,8 @@ func (s *State) Apply(cmd []byte) (Result, Changes) {
 		return s.addReplica(c)
 	case *CancelDecommission:
 		return s.cancelDecommission(c)
+	case *Keyed:
+		return s.keyed(c)
 	}
 	return Result{Err: errf(CodeInvalid, "meta: command %T has no handler", c)}, Changes{}
 }

@@ -23,6 +23,7 @@ const (
 	TypeReleaseBroker      CmdType = 10
 	TypeAddReplica         CmdType = 11
 	TypeCancelDecommission CmdType = 12
+	TypeKeyed              CmdType = 13
 )
 
 // Version is the payload version written after the type byte. A manager refuses (as a
@@ -91,6 +92,15 @@ type AddReplica struct {
 	Broker    string `json:"broker"`
 }
 
+// Keyed is a client's write under its Idempotency-Key (keys.go): Cmd, an encoded
+// command, runs once per key. At is the clock of the manager that built it (Unix ms),
+// which ages the key table without Apply reading a clock.
+type Keyed struct {
+	Key string `json:"key"`
+	At  int64  `json:"at"`
+	Cmd []byte `json:"cmd"`
+}
+
 // ReleaseBroker retires a decommissioning broker that holds no replicas.
 type ReleaseBroker struct {
 	ID string `json:"id"`
@@ -114,6 +124,7 @@ func (Decommission) Type() CmdType       { return TypeDecommission }
 func (ReleaseBroker) Type() CmdType      { return TypeReleaseBroker }
 func (AddReplica) Type() CmdType         { return TypeAddReplica }
 func (CancelDecommission) Type() CmdType { return TypeCancelDecommission }
+func (Keyed) Type() CmdType              { return TypeKeyed }
 
 // Encode writes a command as type byte, version byte, JSON payload.
 func Encode(c Command) []byte {
@@ -137,6 +148,7 @@ var newCommand = map[CmdType]func() Command{
 	TypeReleaseBroker:      func() Command { return &ReleaseBroker{} },
 	TypeAddReplica:         func() Command { return &AddReplica{} },
 	TypeCancelDecommission: func() Command { return &CancelDecommission{} },
+	TypeKeyed:              func() Command { return &Keyed{} },
 }
 
 // Decode reads an encoded command; the result is a pointer to the concrete type.
@@ -169,6 +181,7 @@ const (
 	CodeTopicExists      Code = "topic_exists"
 	CodeConflict         Code = "conflict"    // it contradicts the current placement
 	CodeUnavailable      Code = "unavailable" // not enough brokers right now
+	CodeKeyReused        Code = "key_reused"  // an Idempotency-Key sent again with another request
 )
 
 // Error is a command the state machine refused. It travels inside the Result, so every
@@ -189,6 +202,8 @@ type Result struct {
 	Err   *Error `json:"err,omitempty"`
 	Topic *Topic `json:"topic,omitempty"` // CreateTopic, AddPartitions
 	ID    uint64 `json:"id,omitempty"`    // RegisterProducer, RegisterConsumer
+	// Replayed marks the first result of a Keyed command, answered again.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // EncodeResult is the []byte form Apply hands back through Raft.

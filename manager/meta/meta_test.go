@@ -216,6 +216,9 @@ func TestDeterministicAndSnapshot(t *testing.T) {
 		CreateTopic{Name: "b", Partitions: 3, Replication: 3},
 		RegisterProducer{Topic: "a"}, RegisterConsumer{Topic: "b"},
 		BrokerDown{ID: "b1"}, AddPartitions{Topic: "b", Count: 2},
+		Keyed{Key: "k1", At: 1000, Cmd: Encode(CreateTopic{Name: "c", Partitions: 1, Replication: 2})},
+		Keyed{Key: "k1", At: 2000, Cmd: Encode(CreateTopic{Name: "c", Partitions: 1, Replication: 2})},
+		Keyed{Key: "k2", At: 3000, Cmd: Encode(RegisterConsumer{Topic: "c", Partition: intp(0)})},
 	}
 	a, b := NewState(), NewState()
 	for _, c := range cmds {

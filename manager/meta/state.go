@@ -75,6 +75,7 @@ type State struct {
 	Consumers    map[uint64]Consumer `json:"consumers"`
 	NextProducer uint64              `json:"next_producer"`
 	NextConsumer uint64              `json:"next_consumer"`
+	Keys         map[string]KeyEntry `json:"keys,omitempty"` // idempotency keys (keys.go)
 }
 
 // NewState returns an empty metadata state.
@@ -86,6 +87,7 @@ func NewState() *State {
 		Consumers:    map[uint64]Consumer{},
 		NextProducer: 1,
 		NextConsumer: 1,
+		Keys:         map[string]KeyEntry{},
 	}
 }
 
@@ -98,6 +100,8 @@ func (s *State) Clone() *State {
 		Consumers:    make(map[uint64]Consumer, len(s.Consumers)),
 		NextProducer: s.NextProducer,
 		NextConsumer: s.NextConsumer,
+		// Entries are never changed in place, and a result's topic is a copy.
+		Keys: maps.Clone(s.Keys),
 	}
 	for name, t := range s.Topics {
 		c.Topics[name] = t.clone()

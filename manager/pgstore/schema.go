@@ -2,9 +2,11 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/uptrace/bun"
 
@@ -55,6 +57,19 @@ type consumerRow struct {
 	Partition     *int   `bun:"partition"` // NULL: the whole topic
 }
 
+// keyRow is an idempotency key and the first result of its command (meta.KeyEntry).
+type keyRow struct {
+	bun.BaseModel `bun:"table:idempotency_keys"`
+	Key           string `bun:"key,pk"`
+	At            int64  `bun:"at_ms,notnull"`
+	Sum           string `bun:"sum,notnull"`
+	Result        string `bun:"result,notnull"` // meta.Result as JSON
+}
+
+func keyRowOf(k string, e meta.KeyEntry) keyRow {
+	return keyRow{Key: k, At: e.At, Sum: e.Sum, Result: string(meta.EncodeResult(e.Result))}
+}
+
 // raftStateRow is the single row saying how far this database has applied the log.
 type raftStateRow struct {
 	bun.BaseModel `bun:"table:raft_state"`
@@ -67,7 +82,7 @@ type raftStateRow struct {
 func models() []any {
 	return []any{
 		(*topicRow)(nil), (*partitionRow)(nil), (*replicaRow)(nil), (*brokerRow)(nil),
-		(*producerRow)(nil), (*consumerRow)(nil), (*raftStateRow)(nil),
+		(*producerRow)(nil), (*consumerRow)(nil), (*raftStateRow)(nil), (*keyRow)(nil),
 	}
 }
 
@@ -90,6 +105,7 @@ type rows struct {
 	brokers    []brokerRow
 	producers  []producerRow
 	consumers  []consumerRow
+	keys       []keyRow
 	raft       raftStateRow
 }
 
@@ -135,6 +151,10 @@ func toRows(s *meta.State, applied uint64) rows {
 	for _, c := range s.Consumers {
 		r.consumers = append(r.consumers, consumerRowOf(c))
 	}
+	for k, e := range s.Keys {
+		r.keys = append(r.keys, keyRowOf(k, e))
+	}
+	slices.SortFunc(r.keys, func(a, b keyRow) int { return strings.Compare(a.Key, b.Key) })
 	slices.SortFunc(r.producers, func(a, b producerRow) int { return int(a.ID - b.ID) })
 	slices.SortFunc(r.consumers, func(a, b consumerRow) int { return int(a.ID - b.ID) })
 	return r
@@ -172,6 +192,12 @@ func fromRows(r rows) (*meta.State, uint64) {
 	for _, c := range r.consumers {
 		s.Consumers[uint64(c.ID)] = meta.Consumer{ID: uint64(c.ID), Topic: c.Topic, Partition: c.Partition}
 	}
+	for _, k := range r.keys {
+		var res meta.Result
+		// Written by EncodeResult: it decodes (a refusal comes back as an error too).
+		_ = json.Unmarshal([]byte(k.Result), &res)
+		s.Keys[k.Key] = meta.KeyEntry{At: k.At, Sum: k.Sum, Result: res}
+	}
 	return s, uint64(r.raft.AppliedIndex)
 }
 
@@ -188,6 +214,7 @@ func readRows(ctx context.Context, db bun.IDB) (rows, error) {
 		{&r.brokers, "id"},
 		{&r.producers, "id"},
 		{&r.consumers, "id"},
+		{&r.keys, "key"},
 	}
 	for _, q := range queries {
 		if err := db.NewSelect().Model(q.dest).OrderExpr(q.order).Scan(ctx); err != nil {

@@ -198,9 +198,30 @@ func writeChanges(ctx context.Context, tx bun.Tx, st *meta.State, ch meta.Change
 	if err := insertAll(ctx, tx, &ps, &cs); err != nil {
 		return err
 	}
+	if err := writeKeys(ctx, tx, st, ch.Keys); err != nil {
+		return err
+	}
 	row := raftRow(st, applied)
 	_, err := tx.NewUpdate().Model(&row).WherePK().Exec(ctx)
 	return err
+}
+
+// writeKeys rewrites the rows of the idempotency keys a command touched: removed when
+// the state no longer has them.
+func writeKeys(ctx context.Context, tx bun.Tx, st *meta.State, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := tx.NewDelete().Model((*keyRow)(nil)).Where("key IN (?)", bun.In(keys)).Exec(ctx); err != nil {
+		return err
+	}
+	var rows []keyRow
+	for _, k := range keys {
+		if e, ok := st.Keys[k]; ok {
+			rows = append(rows, keyRowOf(k, e))
+		}
+	}
+	return insertAll(ctx, tx, &rows)
 }
 
 // snapshot is the payload of a Raft snapshot: the state and the index it reflects.
@@ -281,7 +302,7 @@ func replaceAll(ctx context.Context, db *bun.DB, st *meta.State, applied uint64)
 			}
 		}
 		return insertAll(ctx, tx, &r.topics, &r.partitions, &r.replicas, &r.brokers,
-			&r.producers, &r.consumers, &[]raftStateRow{r.raft})
+			&r.producers, &r.consumers, &r.keys, &[]raftStateRow{r.raft})
 	})
 }
 

@@ -46,6 +46,10 @@ var history = []meta.Command{
 	meta.RegisterConsumer{Topic: "orders"},
 	meta.BrokerDown{ID: "b2"},
 	meta.AddPartitions{Topic: "orders", Count: 1},
+	// Idempotency keys are materialised too: a first run, its replay, a refusal.
+	meta.Keyed{Key: "k1", At: 1000, Cmd: meta.Encode(meta.RegisterProducer{Topic: "orders"})},
+	meta.Keyed{Key: "k1", At: 2000, Cmd: meta.Encode(meta.RegisterProducer{Topic: "orders"})},
+	meta.Keyed{Key: "k2", At: 3000, Cmd: meta.Encode(meta.CreateTopic{Name: "orders", Partitions: 1, Replication: 1})},
 }
 
 func applyHistory(t *testing.T, s *Store) {
@@ -106,8 +110,15 @@ func TestApplyRestartSkipsApplied(t *testing.T) {
 	if got := memory(t, s2); got != before {
 		t.Fatal("replayed entries were applied twice")
 	}
-	if id := apply(t, s2, uint64(len(history)+1), meta.RegisterProducer{Topic: "orders"}).ID; id != 2 {
-		t.Fatalf("next producer id %d, want 2", id)
+	if id := apply(t, s2, uint64(len(history)+1), meta.RegisterProducer{Topic: "orders"}).ID; id != 3 {
+		t.Fatalf("next producer id %d, want 3", id)
+	}
+	// A key outlives the restart: its repeat answers the first producer id again.
+	if r := apply(t, s2, uint64(len(history)+2), history[len(history)-2]); !r.Replayed || r.ID != 2 {
+		t.Fatalf("keyed register after a restart: %+v, want producer 2 replayed", r)
+	}
+	if n, err := s2.DB().NewSelect().Model((*keyRow)(nil)).Count(ctx); err != nil || n != 2 {
+		t.Fatalf("idempotency_keys rows = %d, %v; want 2", n, err)
 	}
 	if got, want := dump(t, s2), memory(t, s2); got != want {
 		t.Fatal("tables differ from memory after restart")
