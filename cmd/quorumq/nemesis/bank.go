@@ -109,7 +109,8 @@ func (b *Bank) leader(ctx context.Context) string {
 }
 
 // Round runs clients against the ATMs until ctx ends and returns what they saw.
-func (b *Bank) Round(ctx context.Context, seed uint64, clients int) []BankOp {
+// round makes the clients' Idempotency-Keys unique across rounds.
+func (b *Bank) Round(ctx context.Context, seed uint64, round, clients int) []BankOp {
 	var (
 		mu  sync.Mutex
 		ops []BankOp
@@ -117,19 +118,15 @@ func (b *Bank) Round(ctx context.Context, seed uint64, clients int) []BankOp {
 	)
 	for c := range clients {
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(seed, uint64(c)))
-			node := c % len(b.atms)
+			cl := &bankClient{b: b, rng: rand.New(rand.NewPCG(seed, uint64(round)<<32|uint64(c))), id: c, node: c % len(b.atms),
+				keyPrefix: fmt.Sprintf("nemesis-%d-%d-%d-", seed, round, c)}
 			for ctx.Err() == nil {
-				op, ok := b.do(rng, c, b.atms[node].client())
-				if !ok || op.Outcome == OutcomeUnknown {
-					node = (node + 1) % len(b.atms) // try another ATM
-				}
-				if ok {
+				if op, ok := cl.do(); ok {
 					mu.Lock()
 					ops = append(ops, op)
 					mu.Unlock()
 				}
-				time.Sleep(time.Duration(10+rng.IntN(30)) * time.Millisecond)
+				time.Sleep(time.Duration(10+cl.rng.IntN(30)) * time.Millisecond)
 			}
 		})
 	}
@@ -139,26 +136,77 @@ func (b *Bank) Round(ctx context.Context, seed uint64, clients int) []BankOp {
 
 func (b *Bank) now() int64 { return time.Since(b.start).Nanoseconds() }
 
+// bankClient is one client: its requests never overlap, and it moves to another ATM
+// when one does not answer.
+type bankClient struct {
+	b         *Bank
+	rng       *rand.Rand
+	id, node  int
+	keyPrefix string
+	n         int // writes sent, for their keys
+}
+
+// retryFor bounds how long a client retries a write whose outcome is unknown.
+const retryFor = 10 * time.Second
+
 // do sends one random request; false when it was a read that failed (no effect, so
-// not part of the history).
-func (b *Bank) do(rng *rand.Rand, client int, cl *atm.Client) (BankOp, bool) {
-	op := BankOp{Client: client, Acct: rng.IntN(bankAccounts), Amount: 1 + rng.Int64N(500)}
-	switch k := rng.IntN(20); {
+// not part of the history). A write carries an Idempotency-Key and, while its outcome
+// is unknown, is retried under the same key on the next ATM: it must take effect
+// once, answered as the first time.
+func (c *bankClient) do() (BankOp, bool) {
+	op := BankOp{Client: c.id, Acct: c.rng.IntN(bankAccounts), Amount: 1 + c.rng.Int64N(500)}
+	switch k := c.rng.IntN(20); {
 	case k < 4:
 		op.Kind = "deposit"
 	case k < 8:
 		op.Kind = "withdraw"
 	case k < 15:
 		op.Kind = "transfer"
-		op.To = (op.Acct + 1 + rng.IntN(bankAccounts-1)) % bankAccounts
+		op.To = (op.Acct + 1 + c.rng.IntN(bankAccounts-1)) % bankAccounts
 	case k < 17:
 		op.Kind, op.Amount = "balance", 0
 	default:
 		op.Kind, op.Amount, op.Acct = "accounts", 0, 0
 	}
+	read := op.Kind == "balance" || op.Kind == "accounts"
+	c.n++
+	key := fmt.Sprintf("%s%d", c.keyPrefix, c.n)
+	op.Call = c.b.now()
+	for giveUp := time.Now().Add(retryFor); ; {
+		op.Attempts++
+		err := c.send(&op, c.b.atms[c.node].client().WithKey(key))
+		op.Return = c.b.now()
+		var apiErr *atm.APIError
+		switch {
+		case err == nil:
+			op.Outcome = OutcomeOK
+			return op, true
+		case errors.As(err, &apiErr) && apiErr.Reason == "insufficient_funds":
+			op.Outcome = OutcomeRefused
+			return op, true
+		case errors.As(err, &apiErr) && (apiErr.Refused() || apiErr.Outcome == atm.OutcomeNotApplied):
+			if read {
+				return op, false
+			}
+			op.Outcome = OutcomeNotApplied
+			return op, true
+		}
+		c.node = (c.node + 1) % len(c.b.atms) // try another ATM
+		if read {
+			return op, false
+		}
+		if time.Now().After(giveUp) {
+			op.Outcome, op.Return = OutcomeUnknown, 0
+			return op, true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// send makes op's request once and fills in its answer.
+func (c *bankClient) send(op *BankOp, cl *atm.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	op.Call = b.now()
 	var err error
 	switch op.Kind {
 	case "deposit", "withdraw":
@@ -182,22 +230,7 @@ func (b *Bank) do(rng *rand.Rand, client int, cl *atm.Client) (BankOp, bool) {
 		r, err = cl.Accounts(ctx)
 		op.Balances = balances(r)
 	}
-	op.Return = b.now()
-	var apiErr *atm.APIError
-	read := op.Kind == "balance" || op.Kind == "accounts"
-	switch {
-	case err == nil:
-		op.Outcome = OutcomeOK
-	case read:
-		return op, false
-	case errors.As(err, &apiErr) && apiErr.Reason == "insufficient_funds":
-		op.Outcome = OutcomeRefused
-	case errors.As(err, &apiErr) && apiErr.Refused():
-		op.Outcome = OutcomeNotApplied
-	default:
-		op.Outcome, op.Return = OutcomeUnknown, 0
-	}
-	return op, true
+	return err
 }
 
 func balances(r atm.AccountsResponse) []int64 {

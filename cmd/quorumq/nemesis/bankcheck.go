@@ -75,8 +75,8 @@ type BankResult struct {
 	NotConserved    int // rounds ending with money the answered requests do not explain, or ATMs disagreeing
 	Negative        int // balances below zero, as read or at a round's end
 
-	Rounds, Ops, Unknown, Refused int
-	Problems                      []string
+	Rounds, Ops, Unknown, Refused, Retried int
+	Problems                               []string
 }
 
 // OK reports whether no violation was found and every round was decided.
@@ -119,6 +119,9 @@ func checkRound(r *BankResult, i int, round BankRound, timeout time.Duration) {
 	ops := make([]porcupine.Operation, 0, len(round.Ops)+1)
 	for _, op := range round.Ops {
 		r.Ops++
+		if op.Attempts > 1 {
+			r.Retried++
+		}
 		ret := op.Return
 		switch op.Outcome {
 		case OutcomeUnknown:

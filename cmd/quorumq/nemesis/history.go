@@ -57,6 +57,7 @@ type BankOp struct {
 	Return int64  `json:"return"`           // ns, when the answer came; unknown: never
 	// Outcome: one of the Outcome constants.
 	Outcome  string  `json:"outcome"`
+	Attempts int     `json:"attempts"`           // requests sent: a write with an unknown outcome is retried under its Idempotency-Key
 	Balance  int64   `json:"balance,omitempty"`  // deposit, withdraw, balance: the account after
 	ToBal    int64   `json:"to_bal,omitempty"`   // transfer: the destination after
 	Balances []int64 `json:"balances,omitempty"` // accounts
@@ -66,8 +67,8 @@ type BankOp struct {
 const (
 	OutcomeOK         = "ok"
 	OutcomeRefused    = "refused"     // insufficient funds
-	OutcomeNotApplied = "not_applied" // any other refusal (4xx): certainly no effect
-	OutcomeUnknown    = "unknown"     // no answer, or a 5xx: it may take effect later
+	OutcomeNotApplied = "not_applied" // any other refusal, or a failure saying not_applied: certainly no effect
+	OutcomeUnknown    = "unknown"     // still no answer, or outcome unknown, after the retries: it may take effect later
 )
 
 // BankRound is one stretch of the bank's history: it starts from the balances Start

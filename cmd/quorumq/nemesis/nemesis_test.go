@@ -161,7 +161,7 @@ func runBank(t *testing.T, ctx context.Context, b *Bank, n *Nemesis, h *History)
 	})
 	for round := 0; start != nil && ctx.Err() == nil; round++ {
 		rctx, cancel := context.WithTimeout(ctx, *flagRound)
-		ops := b.Round(rctx, *flagSeed+uint64(round), 4)
+		ops := b.Round(rctx, *flagSeed, round, 4)
 		cancel()
 		var end [][]int64
 		n.Quiet(func() {
@@ -218,10 +218,10 @@ func verdict(t *testing.T, h *History, counts map[string]int, kinds []string) bo
 	if !ok {
 		word = "FAIL"
 	}
-	line := fmt.Sprintf("nemesis: %s faults=%d (%s) lost=%d duplicated=%d reordered=%d invented=%d nonlinearizable=%d undecided=%d not_conserved=%d negative=%d | queue: acked=%d unknown=%d stored=%d delivered=%d | bank: rounds=%d ops=%d unknown=%d refused=%d",
+	line := fmt.Sprintf("nemesis: %s faults=%d (%s) lost=%d duplicated=%d reordered=%d invented=%d nonlinearizable=%d undecided=%d not_conserved=%d negative=%d | queue: acked=%d unknown=%d stored=%d delivered=%d | bank: rounds=%d ops=%d retried=%d unknown=%d refused=%d",
 		word, total, strings.Join(perKind, " "), q.Lost, q.Duplicated, q.Reordered, q.Invented,
 		b.Nonlinearizable, b.Undecided, b.NotConserved, b.Negative,
-		q.Acked, q.Unknown, q.Stored, q.Delivered, b.Rounds, b.Ops, b.Unknown, b.Refused)
+		q.Acked, q.Unknown, q.Stored, q.Delivered, b.Rounds, b.Ops, b.Retried, b.Unknown, b.Refused)
 	fmt.Println(line)
 	t.Log(line)
 	return ok
