@@ -21,6 +21,7 @@ func newDevCmd() *cobra.Command {
 			return devcluster.Run(cmd.Context(), cfg, cmd.OutOrStdout())
 		},
 	}
+	cmd.AddCommand(newDevControlCmds()...)
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "./.quorumq", "directory for all state, logs and cluster.json (kept between runs)")
 	f.StringVar(&cfg.ConsulHTTP, "consul-http", "127.0.0.1:8500", "Consul HTTP API and UI address")

@@ -1,7 +1,9 @@
 // Package devcluster is the supervisor behind `quorumq dev`: it starts a Consul dev agent
 // and a private PostgreSQL, then whatever `quorumq <subcommand>` children later issues add,
 // prints what runs where, records it in <data-dir>/cluster.json and stops it all in
-// reverse order. It restarts nothing: a child that dies is reported and stays dead.
+// reverse order. Once the cluster is ready it restarts a manager, broker or ATM that dies
+// (with backoff), unless `quorumq dev kill NAME` holds it down; Consul and PostgreSQL are
+// reported when they die, not restarted.
 package devcluster
 
 import (
@@ -14,12 +16,14 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/manager/pgserver"
@@ -49,8 +53,10 @@ type Process struct {
 	// started again by hand with it, outside the supervisor, while `quorumq dev` runs on.
 	Cmd []string `json:"cmd,omitempty"`
 
-	stop func() error
-	done <-chan struct{} // closed when the process has exited (nil: not watched)
+	stop    func() error
+	done    <-chan struct{} // closed when the current run has exited (nil: not watched)
+	run     *exec.Cmd       // the current run of a supervised child
+	started time.Time
 }
 
 // State is the content of cluster.json.
@@ -73,6 +79,8 @@ type Cluster struct {
 	procs    []*Process
 	notes    []string // extra lines for Print
 	stopping bool
+	ready    bool          // printed ready: from then on children are restarted
+	quit     chan struct{} // closed by Close: supervisors stop restarting
 }
 
 // StatePath is where the cluster description is written.
@@ -90,8 +98,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, self: self, logDir: filepath.Join(cfg.DataDir, "logs")}
+	c := &Cluster{cfg: cfg, self: self, logDir: filepath.Join(cfg.DataDir, "logs"), quit: make(chan struct{})}
 	if err := os.MkdirAll(c.logDir, 0o755); err != nil {
+		return nil, err
+	}
+	// A new run starts everything: what `quorumq dev kill` held down in an earlier one too.
+	if err := os.RemoveAll(filepath.Join(cfg.DataDir, "hold")); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -156,14 +168,21 @@ func (c *Cluster) AddNote(line string) {
 	c.notes = append(c.notes, line)
 }
 
-// add records p and, when its exit can be watched, reports it.
+// add records p and, when its exit can be watched and nothing restarts it, reports it.
 func (c *Cluster) add(p *Process) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.procs = append(c.procs, p)
-	if p.done != nil {
+	if p.done != nil && p.run == nil {
 		go c.reportExit(p)
 	}
+}
+
+// markReady turns on restarting children that die.
+func (c *Cluster) markReady() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ready = true
 }
 
 // reportExit logs a process that dies while the cluster is meant to be running.
@@ -235,6 +254,9 @@ func (c *Cluster) Print(w io.Writer) {
 // use), keeps all data and rewrites cluster.json without pids.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
+	if !c.stopping {
+		close(c.quit)
+	}
 	c.stopping = true
 	procs := append([]*Process(nil), c.procs...)
 	c.mu.Unlock()
@@ -272,4 +294,17 @@ func portFree(addr string) error {
 		return err
 	}
 	return l.Close()
+}
+
+// ReadState reads the cluster.json that `quorumq dev` keeps in dataDir.
+func ReadState(dataDir string) (State, error) {
+	var st State
+	b, err := os.ReadFile(StatePath(dataDir))
+	if err != nil {
+		return st, fmt.Errorf("%w (is `quorumq dev --data-dir %s` running?)", err, dataDir)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s: %w", StatePath(dataDir), err)
+	}
+	return st, nil
 }

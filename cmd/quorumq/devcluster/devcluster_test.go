@@ -274,11 +274,12 @@ func TestDevChildrenDieWithIt(t *testing.T) {
 	}
 }
 
-// TestDevKilledProcessStartsAgainFromCmd: cluster.json gives every process's command line,
-// and a SIGKILLed broker started again by hand with it (the README's way back while
-// `quorumq dev` runs on) rejoins the cluster.
-func TestDevKilledProcessStartsAgainFromCmd(t *testing.T) {
-	_, dir, _ := startDev(t, 1, 1)
+// TestDevSupervises: cluster.json gives every process's command line; a SIGKILLed
+// broker is started again by the supervisor (cluster.json shows its new pid) and rejoins;
+// `quorumq dev kill` keeps it down until `quorumq dev restart`; SIGINT then stops the
+// restarted process with the rest.
+func TestDevSupervises(t *testing.T) {
+	dev, dir, _ := startDev(t, 1, 1)
 	procs := map[string]devcluster.Process{}
 	for _, proc := range readState(t, dir).Processes {
 		procs[proc.Name] = proc
@@ -293,26 +294,61 @@ func TestDevKilledProcessStartsAgainFromCmd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, "b1", b1.Pid)
+	b1 = waitBack(t, dir, procs["m1"], b1)
 
-	logf, err := os.OpenFile(b1.Log, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
+	run := func(args ...string) string {
+		out, err := exec.Command(proctest.Binary(t), append(args, "--data-dir", dir)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("quorumq %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := run("dev", "kill", "b1"); !strings.Contains(out, "held down") {
+		t.Fatalf("dev kill b1 printed %q", out)
+	}
+	waitGone(t, "b1", b1.Pid)
+	// Held: not restarted (the supervisor's first retry would come after a second).
+	time.Sleep(3 * time.Second)
+	if pid := stateOf(t, dir, "b1").Pid; pid != 0 {
+		t.Fatalf("held b1 restarted (pid %d)", pid)
+	}
+	if out := run("dev", "restart", "b1"); !strings.Contains(out, "b1 restarted (pid") {
+		t.Fatalf("dev restart b1 printed %q", out)
+	}
+	b1 = waitBack(t, dir, procs["m1"], b1)
+
+	if err := dev.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
-	again := exec.Command(b1.Cmd[0], b1.Cmd[1:]...)
-	again.Stdout, again.Stderr = logf, logf
-	if err := again.Start(); err != nil {
-		t.Fatal(err)
+	if err := dev.Wait(); err != nil {
+		t.Fatalf("dev after SIGINT: %v", err)
 	}
-	// Outside the supervisor: stop it before the cluster it uses goes.
-	t.Cleanup(func() {
-		_ = again.Process.Signal(syscall.SIGTERM)
-		_ = again.Wait()
-	})
+	waitGone(t, "restarted b1", b1.Pid)
+}
+
+func stateOf(t *testing.T, dir, name string) devcluster.Process {
+	t.Helper()
+	for _, p := range readState(t, dir).Processes {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no %s in cluster.json", name)
+	return devcluster.Process{}
+}
+
+// waitBack waits until cluster.json shows broker b with a new pid that is alive and
+// healthy, and manager m lists it alive; it returns b as it is now.
+func waitBack(t *testing.T, dir string, m, b devcluster.Process) devcluster.Process {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for aliveBrokers(t, procs["m1"]) != 1 || !healthy(b1) {
+	for {
+		now := stateOf(t, dir, b.Name)
+		if now.Pid != 0 && now.Pid != b.Pid && alive(now.Pid) && healthy(now) && aliveBrokers(t, m) == 1 {
+			return now
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("b1 started again from its cmd is not back; its log: %s", b1.Log)
+			t.Fatalf("%s not back (cluster.json pid %d, was %d); its log: %s", b.Name, now.Pid, b.Pid, b.Log)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -43,6 +40,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 			return err
 		}
 	}
+	c.markReady()
 	c.Print(out)
 	fmt.Fprintf(out, "\n%s (Ctrl-C stops everything; data stays in %s)\n", ReadyLine, c.cfg.DataDir)
 	<-ctx.Done()
@@ -54,44 +52,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 const stopGrace = 15 * time.Second
 
 // AddProcess starts `quorumq args...` (this same binary) as a child called name, logging
-// to <data-dir>/logs/<name>.log, and records it with its addresses (e.g. "http", "raft").
-// The child gets SIGTERM if the supervisor dies, and its own process group, so that a
-// terminal's Ctrl-C reaches only the supervisor, which stops children in order.
+// to <data-dir>/logs/<name>.log, records it with its addresses (e.g. "http", "raft"), and
+// restarts it whenever it dies once the cluster is ready (see supervise).
 func (c *Cluster) AddProcess(name, kind string, args []string, addresses map[string]string) (*Process, error) {
-	logPath := filepath.Join(c.logDir, name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p := &Process{Name: name, Kind: kind, Addresses: addresses, Log: filepath.Join(c.logDir, name+".log"),
+		Cmd: append([]string{c.self}, args...)}
+	p.stop = func() error { return c.stopSupervised(p) }
+	c.mu.Lock()
+	err := c.spawn(p)
+	c.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(c.self, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
-	p := &Process{Name: name, Kind: kind, Addresses: addresses, Pid: cmd.Process.Pid, Log: logPath, Cmd: cmd.Args,
-		stop: func() error { return stopChild(cmd, done) }, done: done}
 	c.add(p)
+	go c.supervise(p)
 	return p, c.WriteState()
-}
-
-func stopChild(cmd *exec.Cmd, done <-chan struct{}) error {
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(stopGrace):
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("no exit within %v of SIGTERM; killed", stopGrace)
-	}
 }
