@@ -62,6 +62,9 @@ type StatusResponse struct {
 	Applied uint64   `json:"applied"`
 	Members []string `json:"members"`
 	Stale   bool     `json:"stale_reads"`
+	// Recovering is set while the member recovers from a storage fault: what was found
+	// and what it waits for.
+	Recovering string `json:"recovering,omitempty"`
 }
 
 // FailureResponse is every error reply. Reason is a stable machine-readable word

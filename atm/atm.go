@@ -23,6 +23,7 @@ type raftNode interface {
 	IsLeader() bool
 	Members(ctx context.Context) ([]election.Peer, error)
 	AppliedIndex() uint64
+	Recovering() (bool, string)
 }
 
 // ATM offers the bank operations to the terminal and the HTTP API. Writes go through the
@@ -44,6 +45,9 @@ type Status struct {
 	Applied uint64
 	Members []string
 	Stale   bool
+	// Recovering says why the member sits out elections and serves no reads after a
+	// storage fault; "" when it is healthy.
+	Recovering string
 }
 
 func (a *ATM) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -185,6 +189,9 @@ func (a *ATM) Status(ctx context.Context) Status {
 	if st.Leader == "" {
 		st.Leader = "none"
 	}
+	if rec, why := a.node.Recovering(); rec {
+		st.Recovering = why
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if members, err := a.node.Members(ctx); err == nil {
@@ -201,6 +208,9 @@ func (s Status) String() string {
 	line := fmt.Sprintf("id=%s state=%s leader=%s applied=%d members=%s", s.ID, s.State, s.Leader, s.Applied, strings.Join(s.Members, ","))
 	if s.Stale {
 		line += " reads=stale"
+	}
+	if s.Recovering != "" {
+		line += fmt.Sprintf(" recovering=%q", s.Recovering)
 	}
 	return line
 }

@@ -74,6 +74,8 @@ func (n *localNode) IsLeader() bool        { return true }
 func (n *localNode) Members(context.Context) ([]election.Peer, error) {
 	return []election.Peer{{ID: "atm1"}}, nil
 }
+func (n *localNode) Recovering() (bool, string) { return false, "" }
+
 func (n *localNode) AppliedIndex() uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -3,9 +3,11 @@ package election
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -86,7 +88,7 @@ func (n *Node) enterRecovery(reason string) {
 	first := n.rec.reason == ""
 	if first {
 		n.rec.reason, n.rec.since, n.rec.wait = reason, time.Now(), "starting"
-	} else {
+	} else if !strings.Contains(n.rec.reason, reason) {
 		n.rec.reason += "; " + reason
 	}
 	n.rec.mu.Unlock()
@@ -95,4 +97,77 @@ func (n *Node) enterRecovery(reason string) {
 	case n.rec.kick <- struct{}{}:
 	default:
 	}
+}
+
+// checkStores looks for damage before raft starts: a store that checks itself says what
+// it found; otherwise the log must reach what the member acknowledged, and a bolt log
+// the node opened is read through once (see checkedLogs.check).
+func (n *Node) checkStores() error {
+	var snapIndex uint64
+	if metas, err := n.snaps.List(); err == nil && len(metas) > 0 {
+		snapIndex = metas[0].Index
+	}
+	if cs, ok := n.stable.(*checkedStable); ok {
+		if err := cs.check(); err != nil {
+			return fmt.Errorf("election: seal the stable store: %w", err)
+		}
+	}
+	if dr, ok := n.logs.(DamageReporter); ok {
+		if err := dr.Damage(); err != nil {
+			n.ReportDamage(FaultLogStore, err)
+		}
+		return nil
+	}
+	if err := n.checkWatermark(snapIndex); err != nil {
+		n.ReportDamage(FaultRaftLogShort, err)
+	}
+	if cl, ok := n.logs.(*checkedLogs); ok {
+		cut, err := cl.check(n.rawStable, snapIndex, n.log)
+		if err != nil {
+			return fmt.Errorf("election: check the raft log: %w", err)
+		}
+		if cut != nil {
+			n.ReportDamage(FaultRaftLogChecksum, cut)
+		}
+	}
+	return nil
+}
+
+// logDamage handles an entry of the node's own bolt log that failed its checksum while
+// raft ran. An entry already applied is committed and in the FSM: a snapshot covers it,
+// after which the log up to it can go (a follower that needs it gets the snapshot), and
+// nothing this member acknowledged is lost. Any later entry makes the member recover.
+func (n *Node) logDamage(idx uint64, err error) {
+	if n.badEntry.Swap(idx) == idx {
+		return // raft retries what needed it; handled already
+	}
+	r := n.Raft()
+	if r == nil || idx > r.AppliedIndex() {
+		n.ReportDamage(FaultRaftLogChecksum, err)
+		return
+	}
+	StorageFaults.WithLabelValues(FaultRaftLogChecksum).Inc()
+	go func() {
+		if serr := n.dropThrough(r, idx); serr != nil {
+			n.ReportDamage(FaultRaftLogChecksum, fmt.Errorf("%w (and the log could not be cut up to it: %v)", err, serr))
+			return
+		}
+		n.log.Warn("storage fault: a damaged raft log entry was already applied; snapshotted and dropped the log up to it", "error", err)
+	}()
+}
+
+// dropThrough snapshots the FSM past idx and deletes the log up to idx.
+func (n *Node) dropThrough(r *raft.Raft, idx uint64) error {
+	if err := r.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return err
+	}
+	metas, err := n.snaps.List()
+	if err != nil || len(metas) == 0 || metas[0].Index < idx {
+		return fmt.Errorf("no snapshot covers index %d (%v)", idx, err)
+	}
+	first, err := n.logs.FirstIndex()
+	if err != nil {
+		return err
+	}
+	return n.logs.DeleteRange(first, idx)
 }

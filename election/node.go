@@ -23,10 +23,12 @@ type Node struct {
 	log    *slog.Logger
 	logs   raft.LogStore
 	stable raft.StableStore
-	snaps  *trackedSnapshots
-	fsm    *trackedFSM
-	trans  *transport.GroupTransport
-	closer func() error // closes the stores this node opened
+	// rawStable is the bolt store behind checked stores the node opened itself.
+	rawStable raft.StableStore
+	snaps     *trackedSnapshots
+	fsm       *trackedFSM
+	trans     *transport.GroupTransport
+	closer    func() error // closes the stores this node opened
 
 	// raft is set once raft runs; RPC handlers registered before that answer "pending".
 	raft atomic.Pointer[raft.Raft]
@@ -34,6 +36,8 @@ type Node struct {
 	// term committed; until then its commit index may trail what earlier leaders committed.
 	readyTerm atomic.Uint64
 	rec       recovery
+	badEntry  atomic.Uint64  // the last damaged log entry logDamage handled
+	bg        sync.WaitGroup // keepWatermark, which uses the stores
 
 	ctx    context.Context // ends at Close, for background work
 	cancel context.CancelFunc
@@ -77,7 +81,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.trans.SetElectionGate(n.refuseElection)
 	n.registerHandlers()
-	if err := n.start(ctx); err != nil {
+	err = n.checkStores()
+	if err == nil {
+		err = n.start(ctx)
+	}
+	if err != nil {
 		n.cancel()
 		n.unregisterHandlers()
 		n.trans.Close()
@@ -105,12 +113,15 @@ func (n *Node) openStores() error {
 			return fmt.Errorf("election: open %s: %w", filepath.Join(c.DataDir, "raft.db"), err)
 		}
 		n.closer = bolt.Close
+		_, err = bolt.Get(keySealed)
+		sealed := err == nil
 		if n.logs == nil {
-			n.logs = bolt
+			n.logs = &checkedLogs{LogStore: bolt, strict: sealed, damaged: n.logDamage}
 		}
 		if n.stable == nil {
-			n.stable = bolt
+			n.stable = &checkedStable{StableStore: bolt, strict: sealed, damaged: n.ReportDamage}
 		}
+		n.rawStable = bolt
 	}
 	if snaps == nil {
 		fs, err := raft.NewFileSnapshotStoreWithLogger(c.DataDir, 2, newHCLog(n.log))
@@ -188,6 +199,10 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.raft.Store(r)
 	go n.fanOut(r)
+	if _, ok := n.logs.(DamageReporter); !ok {
+		n.bg.Add(1)
+		go n.keepWatermark(r)
+	}
 	if has {
 		go n.announceAddress()
 	}
@@ -361,6 +376,7 @@ func (n *Node) Close() error {
 			errs = append(errs, r.Shutdown().Error())
 			<-n.fanned
 		}
+		n.bg.Wait()
 		n.unregisterHandlers()
 		errs = append(errs, n.trans.Close(), n.closer())
 		n.mu.Lock()

@@ -1,9 +1,15 @@
 package election_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/election/electiontest"
@@ -23,12 +29,198 @@ func TestReportDamageOnLeader(t *testing.T) {
 		rec, _ := old.Recovering()
 		return !rec
 	})
-	leader := c.Leader(t)
-	if leader == old {
+	if c.Leader(t) == old {
 		t.Fatal("the damaged leader kept the leadership")
 	}
 	apply(t, old, "b")
 	if err := old.ReadBarrier(ctxWait(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// history writes commands through a node and remembers them, to check at the end that
+// every node holds exactly what was acknowledged.
+type history struct {
+	t    *testing.T
+	want []string
+}
+
+func (h *history) write(n *election.Node, prefix string, count int) {
+	for i := range count {
+		cmd := fmt.Sprintf("%s%d", prefix, i)
+		apply(h.t, n, cmd)
+		h.want = append(h.want, cmd)
+	}
+}
+
+// holdsAll waits until every live node has applied exactly the acknowledged commands.
+func (h *history) holdsAll(c *electiontest.Cluster) {
+	h.t.Helper()
+	for i := range c.Nodes {
+		if !c.Alive(i) {
+			continue
+		}
+		deadline := time.Now().Add(electiontest.Wait)
+		for !slices.Equal(recorder(c, i).Entries(), h.want) {
+			if time.Now().After(deadline) {
+				h.t.Fatalf("node %d holds %v; acknowledged: %v", i, recorder(c, i).Entries(), h.want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func followersOf(c *electiontest.Cluster, leader *election.Node) (int, int) {
+	var o []int
+	for i, n := range c.Nodes {
+		if n != leader {
+			o = append(o, i)
+		}
+	}
+	return o[0], o[1]
+}
+
+// neverLeads checks for a while that none of nodes becomes leader.
+func neverLeads(t *testing.T, why string, nodes ...*election.Node) {
+	t.Helper()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for _, n := range nodes {
+			if n.IsLeader() {
+				t.Fatalf("%s became leader: %s", n.ID(), why)
+			}
+		}
+	}
+}
+
+func recoveringBecause(t *testing.T, n *election.Node, want string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s to be recovering with %q", n.ID(), want), func() bool {
+		rec, why := n.Recovering()
+		return rec && strings.Contains(why, want)
+	})
+}
+
+func faults(kind string) float64 {
+	var m dto.Metric
+	if err := election.StorageFaults.WithLabelValues(kind).Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// The first row: follower W misses entries that the leader L and V commit; V's
+// log then loses its newest entries (which it had acknowledged) and L dies. Plain Raft
+// elects V (or W) and loses the entries; V must sit out and W cannot win alone, until L
+// is back. Then everything acknowledged is on every node and V votes again.
+func TestShortenedLogNeverElected(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	l := c.Leader(t)
+	li := index(c, l)
+	vi, wi := followersOf(c, l)
+	h := &history{t: t}
+	h.write(l, "a", 5)
+	h.holdsAll(c)
+	c.Kill(wi)
+	h.write(l, "b", 20)
+	c.Kill(vi)
+	electiontest.CutLog(t, c.Dir(vi), 10)
+	c.Kill(li)
+	before := faults(election.FaultRaftLogShort)
+	v, w := c.Restart(t, vi), c.Restart(t, wi)
+	recoveringBecause(t, v, "had acknowledged up to index")
+	if got := faults(election.FaultRaftLogShort); got != before+1 {
+		t.Fatalf("%s faults counted: %v, want %v", election.FaultRaftLogShort, got, before+1)
+	}
+	neverLeads(t, "W lacks committed entries and V lost some", v, w)
+	recoveringBecause(t, v, "waiting for a healthy leader")
+
+	c.Restart(t, li)
+	h.write(c.Leader(t), "c", 1)
+	h.holdsAll(c)
+	eventually(t, "V to catch up", func() bool { rec, _ := v.Recovering(); return !rec })
+
+	// V votes again: without L, V and W elect one of them.
+	c.Kill(index(c, c.Leader(t)))
+	h.write(c.Leader(t), "d", 1)
+	h.holdsAll(c)
+}
+
+// A flipped bit in a stopped follower's bolt log is found when it opens: the log is cut
+// there and the follower recovers the rest from the leader.
+func TestFlippedEntryFoundAtOpen(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	l := c.Leader(t)
+	vi, _ := followersOf(c, l)
+	h := &history{t: t}
+	h.write(l, "a", 10)
+	h.write(l, "flip-me-0123456789-", 1)
+	h.write(l, "b", 10)
+	h.holdsAll(c)
+	c.Kill(vi)
+	electiontest.FlipBits(t, c.Dir(vi), []byte("flip-me-0123456789-"))
+	before := faults(election.FaultRaftLogChecksum)
+	v := c.Restart(t, vi)
+	if got := faults(election.FaultRaftLogChecksum); got != before+1 {
+		t.Fatalf("%s faults counted: %v, want %v", election.FaultRaftLogChecksum, got, before+1)
+	}
+	h.write(l, "c", 1)
+	h.holdsAll(c)
+	eventually(t, "V to catch up", func() bool { rec, _ := v.Recovering(); return !rec })
+}
+
+// A flipped bit in the running leader's log is found when the leader reads the entry to
+// send it to a follower that was away: the damaged entry is never sent; it was applied,
+// so the leader snapshots, drops its log up to it, and the follower gets the snapshot.
+func TestFlippedEntryFoundByRunningLeader(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	l := c.Leader(t)
+	li := index(c, l)
+	_, wi := followersOf(c, l)
+	h := &history{t: t}
+	h.write(l, "a", 3)
+	h.holdsAll(c)
+	c.Kill(wi)
+	h.write(l, "flip-me-0123456789-", 1)
+	h.write(l, "b", 10)
+	before := faults(election.FaultRaftLogChecksum)
+	electiontest.FlipBits(t, c.Dir(li), []byte("flip-me-0123456789-"))
+	c.Restart(t, wi)
+	h.holdsAll(c)
+	if got := faults(election.FaultRaftLogChecksum); got != before+1 {
+		t.Fatalf("%s faults counted: %v, want %v", election.FaultRaftLogChecksum, got, before+1)
+	}
+	h.write(c.Leader(t), "c", 1)
+	h.holdsAll(c)
+}
+
+// With two of three logs short of what they acknowledged there is no healthy majority:
+// the group elects nobody, and the damaged members say why.
+func TestNoHealthyMajorityStaysUnavailable(t *testing.T) {
+	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	l := c.Leader(t)
+	li := index(c, l)
+	vi, wi := followersOf(c, l)
+	h := &history{t: t}
+	h.write(l, "a", 20)
+	h.holdsAll(c)
+	for i := range c.Nodes {
+		c.Kill(i)
+	}
+	electiontest.CutLog(t, c.Dir(vi), 5)
+	electiontest.CutLog(t, c.Dir(wi), 5)
+	for _, i := range []int{li, vi, wi} {
+		c.Restart(t, i)
+	}
+	neverLeads(t, "two of three members are damaged", c.Nodes...)
+	for _, i := range []int{vi, wi} {
+		recoveringBecause(t, c.Nodes[i], "waiting for a healthy leader")
+	}
+	if rec, why := c.Nodes[li].Recovering(); rec {
+		t.Fatalf("the healthy member says it is recovering: %s", why)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.Nodes[li].Apply(ctx, []byte("x")); !errors.Is(err, election.ErrNoLeader) {
+		t.Fatalf("Apply without a healthy majority: %v, want ErrNoLeader", err)
 	}
 }

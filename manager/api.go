@@ -195,4 +195,7 @@ type HealthReply struct {
 	ID           string `json:"id"`
 	Leader       bool   `json:"leader"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// Recovering is set while this manager recovers from a storage fault: what was found
+	// and what it waits for (Consul keeps it as the check's output).
+	Recovering string `json:"recovering,omitempty"`
 }

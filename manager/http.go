@@ -79,6 +79,9 @@ func (m *Manager) healthz(c *fiber.Ctx) error {
 	r := HealthReply{Reply: success, ID: m.cfg.ID, AppliedIndex: m.store.AppliedIndex()}
 	if n := m.Node(); n != nil {
 		r.Leader = n.IsLeader()
+		if rec, why := n.Recovering(); rec {
+			r.Recovering = why
+		}
 	}
 	return c.JSON(r)
 }
