@@ -67,8 +67,12 @@ var peerFailures = map[string]string{
 	"failed to contact":                       "server-id",
 }
 
-// peerAnswers is raft's message (at Info) when replication to a peer works again.
-const peerAnswers = "pipelining replication"
+// peerAnswers are raft's messages (at Info) showing a peer answers, with the argument
+// naming it: replication to it works again, or this node follows it as its leader.
+var peerAnswers = map[string]string{
+	"pipelining replication":  "peer",
+	"entering follower state": "leader-address",
+}
 
 var peers = newPeerStates(30 * time.Second)
 
@@ -135,11 +139,12 @@ func (p *peerStates) failed(key string, args []any, now time.Time) (first, track
 	return false, true
 }
 
-// answered records that a peer answers, returning the outage it ends (nil if none).
-func (p *peerStates) answered(args []any) (string, *outage) {
+// answered records that the peer args name under key answers, returning the outage it
+// ends (nil if none).
+func (p *peerStates) answered(key string, args []any) (string, *outage) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	name := p.peer("peer", args)
+	name := p.peer(key, args)
 	o := p.down[name]
 	delete(p.down, name)
 	return name, o
@@ -169,9 +174,9 @@ func (h *slogHCLog) enabled(level hclog.Level) bool {
 }
 
 func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
-	if msg == peerAnswers {
+	if key, ok := peerAnswers[msg]; ok {
 		// Seen at any level: it ends an outage that was reported at Warn or Error.
-		if name, o := peers.answered(args); o != nil {
+		if name, o := peers.answered(key, args); o != nil {
 			h.l.Warn("peer answers again", "peer", name, "down_for", time.Since(o.since).Round(time.Millisecond), "failures_not_logged", o.failures)
 		}
 	}

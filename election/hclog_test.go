@@ -53,6 +53,8 @@ func TestPeerDownLoggedPerStateChange(t *testing.T) {
 	h.Error("failed to heartbeat to", "peer", raft.ServerAddress("127.0.0.1:7003"), "error", "connection refused")
 	h.Info("pipelining replication", "peer", n2)
 	h.Error("failed to heartbeat to", "peer", n2.Address, "error", "connection refused")
+	h.Info("entering follower state", "leader-address", raft.ServerAddress(""), "leader-id", raft.ServerID(""))
+	h.Info("entering follower state", "leader-address", raft.ServerAddress("127.0.0.1:7003"), "leader-id", raft.ServerID("n3"))
 
 	var got []string
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -63,6 +65,7 @@ func TestPeerDownLoggedPerStateChange(t *testing.T) {
 		`msg="raft: failed to heartbeat to" peer=127.0.0.1:7003`,
 		`msg="peer answers again" peer=127.0.0.1:7002 down_for=`,
 		`msg="raft: failed to heartbeat to" peer=127.0.0.1:7002`,
+		`msg="peer answers again" peer=127.0.0.1:7003 down_for=`, // now this node's leader
 	}
 	if len(got) != len(want) {
 		t.Fatalf("logged %d lines, want %d:\n%s", len(got), len(want), buf.String())
