@@ -136,16 +136,19 @@ func (b *Broker) repairLoop(ctx context.Context) {
 // repair fetches the bodies of f from the other replicas, a read's worth at a time.
 func (b *Broker) repair(ctx context.Context, f store.Fault) error {
 	b.mu.RLock()
-	r := b.replicas[f.Group]
+	r, reopening := b.replicas[f.Group], b.pending > 0
 	b.mu.RUnlock()
-	if r == nil {
-		return errors.New("the replica is not open")
+	if r == nil && !reopening {
+		b.faults.done(f.Group, f.From, f.To) // the replica was deleted
+		return nil
 	}
-	var errs []error
+	if r == nil {
+		return errors.New("the replica is not open yet")
+	}
 	for from := f.From; from < f.To; {
 		msgs, err := b.fetch(ctx, r, from, min(f.To-from, MaxReadAt))
 		if err != nil {
-			return errors.Join(append(errs, err)...)
+			return err
 		}
 		n, err := r.store.Repair(from, msgs)
 		if err != nil {
