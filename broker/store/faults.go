@@ -200,13 +200,14 @@ func (g *Group) scrubChunk(off uint64) (n, size uint64, err error) {
 			for sz := uint64(0); i+k < r.count() && sz < chunkBytes; k++ {
 				sz += r.size(i + k)
 			}
-			for j := i; j < i+k; j++ {
-				_, err := r.read(g.db.data.dlog, j, 1)
-				n, size = n+1, size+r.size(j)
-				if err != nil {
-					g.corrupt(err)
+			if _, err := r.read(g.db.data.dlog, i, k); err != nil {
+				for j := i; j < i+k; j++ { // one at a time, to find every damaged one
+					if _, err := r.read(g.db.data.dlog, j, 1); err != nil {
+						g.corrupt(err)
+					}
 				}
 			}
+			n, size = n+uint64(k), size+r.end(i+k-1)-r.end(i-1)
 			return k, size < chunkBytes, nil
 		})
 		return err

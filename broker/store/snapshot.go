@@ -200,10 +200,14 @@ func decodeSnapshot(id string, v []byte) (*raft.SnapshotMeta, partition.State, [
 	if len(v) < 29+n {
 		return nil, partition.State{}, nil, fmt.Errorf("store: snapshot %s: configuration cut short", id)
 	}
+	conf, err := decodeConfiguration(v[29 : 29+n])
+	if err != nil {
+		return nil, partition.State{}, nil, fmt.Errorf("store: snapshot %s: %w", id, err)
+	}
 	m := &raft.SnapshotMeta{
 		ID: id, Index: binary.BigEndian.Uint64(v), Term: binary.BigEndian.Uint64(v[8:]),
 		ConfigurationIndex: binary.BigEndian.Uint64(v[16:]), Version: raft.SnapshotVersion(v[24]),
-		Configuration: raft.DecodeConfiguration(append([]byte(nil), v[29:29+n]...)),
+		Configuration: conf,
 	}
 	enc := append([]byte(nil), v[29+n:]...)
 	st, err := partition.DecodeState(enc)
@@ -213,6 +217,17 @@ func decodeSnapshot(id string, v []byte) (*raft.SnapshotMeta, partition.State, [
 	// The size of the stream Open produces: raft sends exactly this many bytes.
 	m.Size = partition.SnapshotPrefixLen(len(enc)) + 8*int64(st.Next) + int64(st.Bytes)
 	return m, st, enc, nil
+}
+
+// decodeConfiguration is raft.DecodeConfiguration, which panics on bytes it cannot
+// decode: a damaged stored snapshot is an error, not a crash.
+func decodeConfiguration(b []byte) (conf raft.Configuration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("configuration: %v", r)
+		}
+	}()
+	return raft.DecodeConfiguration(append([]byte(nil), b...)), nil
 }
 
 func listSnapshots(b *bolt.Bucket) ([]*raft.SnapshotMeta, error) {

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -195,10 +196,10 @@ func TestGetLogChecksDisk(t *testing.T) {
 
 // TestWatermarkEncoding: a watermark decodes to what was encoded; any change is refused.
 func TestWatermarkEncoding(t *testing.T) {
-	m := &watermark{seg: 7, off: 1234, groups: map[string]wmGroup{"p/a/0": {1, 9, 0}, "p/b/1": {3, 4, 12}}}
+	m := &watermark{seq: 5, seg: 7, off: 1234, groups: map[string]wmGroup{"p/a/0": {1, 9, 0}, "p/b/1": {3, 4, 12}}}
 	enc := m.encode()
 	got, err := decodeWatermark(enc)
-	if err != nil || got.seg != 7 || got.off != 1234 || len(got.groups) != 2 || got.groups["p/b/1"] != (wmGroup{3, 4, 12}) {
+	if err != nil || got.seq != 5 || got.seg != 7 || got.off != 1234 || len(got.groups) != 2 || got.groups["p/b/1"] != (wmGroup{3, 4, 12}) {
 		t.Fatalf("decoded %+v, %v", got, err)
 	}
 	for i := range enc {
@@ -207,6 +208,10 @@ func TestWatermarkEncoding(t *testing.T) {
 		if _, err := decodeWatermark(bad); err == nil {
 			t.Fatalf("a flip at byte %d was accepted", i)
 		}
+	}
+	// Left over from a longer watermark before: ignored.
+	if _, err := decodeWatermark(append(append([]byte(nil), enc...), 1, 2, 3)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -243,4 +248,26 @@ func FuzzReplay(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWatermarkSlots: the watermark alternates between two files; a torn newer one
+// leaves the older one in force.
+func TestWatermarkSlots(t *testing.T) {
+	noWatermarks(t)
+	dir := t.TempDir()
+	w := open(t, dir)
+	defer w.Close()
+	a := logOf(t, w, "a")
+	a.StoreLogs(entries(1, 3, 1))
+	w.saveWatermark()
+	a.StoreLogs(entries(4, 5, 1))
+	w.saveWatermark()
+	m, _ := loadWatermark(dir)
+	if m == nil || m.groups["a"].last != 5 {
+		t.Fatalf("newest watermark: %+v", m)
+	}
+	flip(t, filepath.Join(dir, watermarkNames[m.seq%2]), 10)
+	if m, _ = loadWatermark(dir); m == nil || m.groups["a"].last != 3 {
+		t.Fatalf("after the newer one was torn: %+v", m)
+	}
 }

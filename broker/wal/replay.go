@@ -53,6 +53,7 @@ func (w *WAL) replay() error {
 	}
 	rs := &replayState{wm: wm}
 	if wm != nil {
+		w.wmSeq = wm.seq
 		for name, g := range wm.groups {
 			if g.need > 0 {
 				w.markDamaged(name, "damaged before the last restart, not yet caught up", g.need)

@@ -79,6 +79,8 @@ type WAL struct {
 	readOnly  bool                          // Check: replay only
 	onDamage  func(group string, err error) // see OnDamage
 	wmStopped chan struct{}
+	wmSeq     uint64      // of the last watermark written (watermark.go)
+	wmFiles   [2]*os.File // the two watermark files, once opened
 
 	pmu      sync.Mutex
 	prep     prepState // of the next segment (see rotate)
@@ -321,6 +323,11 @@ func (w *WAL) Close() error {
 	w.stopWriter()
 	<-w.wmStopped
 	wmErr := w.saveWatermark()
+	for _, f := range w.wmFiles {
+		if f != nil {
+			wmErr = errors.Join(wmErr, f.Close())
+		}
+	}
 	w.pmu.Lock()
 	done := w.prepDone
 	w.pmu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -16,23 +17,27 @@ import (
 // tail looks like a crash whether or not its records were acknowledged, and a
 // segment cut at a record boundary looks complete; the watermark tells them apart.
 //
-// It is written off the append path, at most every watermarkEvery, to a side file
-// (written whole, synced, renamed over the last one), and once more at Close. So it
+// It is written off the append path, at most every watermarkEvery, and once more at
+// Close, alternately into two files overwritten in place (one fdatasync each, no
+// rename or directory sync: those commit the file system's journal, which held up the
+// WAL's own syncs), so one of them is always whole; the newer whole one counts. So it
 // lags the log by up to that much: records acknowledged since the last watermark and
 // then lost without a trace (a clean cut of the newest segment) look like a crash.
 //
-// File: version u8, segment u32, offset u64, count u32, then per group len(name) u16,
-// name, first u64, last u64, need u64; crc32c of all of it last.
-const (
-	watermarkName    = "wal-synced"
-	watermarkVersion = 1
-)
+// File: length u32 of what follows, then version u8, sequence u64, segment u32, offset
+// u64, count u32, then per group len(name) u16, name, first u64, last u64, need u64;
+// crc32c of all of it from the version on last. Bytes after that are left from a
+// longer watermark before.
+const watermarkVersion = 1
+
+var watermarkNames = [2]string{"wal-synced-a", "wal-synced-b"}
 
 // watermarkEvery is how often the watermark is written while the log changes (a
 // variable for tests).
 var watermarkEvery = 200 * time.Millisecond
 
 type watermark struct {
+	seq    uint64
 	seg    uint32
 	off    uint64
 	groups map[string]wmGroup
@@ -42,6 +47,7 @@ type wmGroup struct{ first, last, need uint64 }
 
 func (m *watermark) encode() []byte {
 	buf := []byte{watermarkVersion}
+	buf = binary.BigEndian.AppendUint64(buf, m.seq)
 	buf = binary.BigEndian.AppendUint32(buf, m.seg)
 	buf = binary.BigEndian.AppendUint64(buf, m.off)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(m.groups)))
@@ -52,18 +58,24 @@ func (m *watermark) encode() []byte {
 		buf = binary.BigEndian.AppendUint64(buf, g.last)
 		buf = binary.BigEndian.AppendUint64(buf, g.need)
 	}
-	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
+	return append(binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(buf)), uint32(len(buf))), buf...)
 }
 
 var errBadWatermark = errors.New("wal: the watermark file is damaged")
 
 func decodeWatermark(b []byte) (*watermark, error) {
-	if len(b) < 21 || crc32.Checksum(b[:len(b)-4], crcTable) != binary.BigEndian.Uint32(b[len(b)-4:]) || b[0] != watermarkVersion {
+	if len(b) < 4 || uint64(len(b)-4) < uint64(binary.BigEndian.Uint32(b)) {
 		return nil, errBadWatermark
 	}
-	m := &watermark{seg: binary.BigEndian.Uint32(b[1:]), off: binary.BigEndian.Uint64(b[5:]), groups: map[string]wmGroup{}}
-	n := binary.BigEndian.Uint32(b[13:])
-	rest := b[17 : len(b)-4]
+	b = b[4 : 4+binary.BigEndian.Uint32(b)]
+	if len(b) < 29 || crc32.Checksum(b[:len(b)-4], crcTable) != binary.BigEndian.Uint32(b[len(b)-4:]) || b[0] != watermarkVersion {
+		return nil, errBadWatermark
+	}
+	m := &watermark{seq: binary.BigEndian.Uint64(b[1:]), seg: binary.BigEndian.Uint32(b[9:]), off: binary.BigEndian.Uint64(b[13:]),
+		groups: map[string]wmGroup{}}
+	n := binary.BigEndian.Uint32(b[21:])
+	rest := b[25 : len(b)-4]
 	for range n {
 		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest))+24 {
 			return nil, errBadWatermark
@@ -79,21 +91,21 @@ func decodeWatermark(b []byte) (*watermark, error) {
 	return m, nil
 }
 
-// loadWatermark reads the watermark, nil if there is none. A damaged one is treated as
-// none: it only ever makes damage visible, and the segments' crcs still hold.
+// loadWatermark reads the newer whole watermark, nil if there is none. A damaged one
+// is treated as none: it only ever makes damage visible, and the segments' crcs still
+// hold.
 func loadWatermark(dir string) (*watermark, error) {
-	b, err := os.ReadFile(filepath.Join(dir, watermarkName))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	var newest *watermark
+	for _, name := range watermarkNames {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("wal: %w", err)
+		}
+		if m, err := decodeWatermark(b); err == nil && (newest == nil || m.seq > newest.seq) {
+			newest = m
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("wal: %w", err)
-	}
-	m, err := decodeWatermark(b)
-	if err != nil {
-		return nil, nil
-	}
-	return m, nil
+	return newest, nil
 }
 
 // captureWatermark returns the synced state (what commitBatch indexed, after its sync).
@@ -118,30 +130,34 @@ func (w *WAL) captureWatermark() *watermark {
 	return m
 }
 
-// saveWatermark writes the current watermark (never two at once: Close waits for the
-// background writer first).
+// saveWatermark writes the current watermark over the older of the two files (never
+// two at once: Close waits for the background writer first).
 func (w *WAL) saveWatermark() error {
 	m := w.captureWatermark()
 	if m == nil {
 		return nil
 	}
-	tmp := filepath.Join(w.dir, watermarkName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
+	w.wmSeq++
+	m.seq = w.wmSeq
+	f := w.wmFiles[m.seq%2]
+	if f == nil {
+		var err error
+		if f, err = os.OpenFile(filepath.Join(w.dir, watermarkNames[m.seq%2]), os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
+			return fmt.Errorf("wal: %w", err)
+		}
+		if err := SyncDir(w.dir); err != nil {
+			f.Close()
+			return err
+		}
+		w.wmFiles[m.seq%2] = f
+	}
+	if _, err := f.WriteAt(m.encode(), 0); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
-	_, err = f.Write(m.encode())
-	if err == nil {
-		err = f.Sync()
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("wal: %w", err)
 	}
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(w.dir, watermarkName))
-	}
-	if err == nil {
-		err = SyncDir(w.dir)
-	}
-	return err
+	return nil
 }
 
 // watermarks writes the watermark every watermarkEvery while the log changes.
