@@ -63,7 +63,7 @@ func (m *Mux) Call(ctx context.Context, addr raft.ServerAddress, group, method s
 	if err != nil {
 		return nil, err
 	}
-	f, err := m.roundTrip(ctx, addr, b, sendNow, nil)
+	f, err := m.roundTrip(ctx, addr, controlLane, b, sendNow, nil)
 	if err != nil {
 		return nil, err
 	}

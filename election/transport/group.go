@@ -139,7 +139,11 @@ func (g *GroupTransport) callMode(target raft.ServerAddress, rpc byte, mode send
 	if err != nil {
 		return err
 	}
-	f, err := g.m.roundTrip(g.ctx, target, req, mode, g) // the reaper bounds the wait
+	ln := controlLane
+	if rpc == rpcAppendEntries {
+		ln = dataLane
+	}
+	f, err := g.m.roundTrip(g.ctx, target, ln, req, mode, g) // the reaper bounds the wait
 	if err != nil {
 		if g.ctx.Err() != nil {
 			return raft.ErrTransportShutdown

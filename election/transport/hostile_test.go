@@ -147,12 +147,17 @@ func closedByPeer(nc net.Conn) error {
 // after it, or stops inside a frame is closed after the deadlines, while a
 // peer's traffic goes on.
 func TestQuietConnectionsAreClosed(t *testing.T) {
-	a := newMux(t)
-	b, err := New(Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 300 * time.Millisecond, IdleTimeout: 600 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	cfg := Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 300 * time.Millisecond, IdleTimeout: 600 * time.Millisecond}
+	var muxes [2]*Mux
+	for i := range muxes {
+		m, err := New(cfg) // peers share the idle timeout: a dialer drops its idle conns first
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		muxes[i] = m
 	}
-	defer b.Close()
+	a, b := muxes[0], muxes[1]
 	answer(t, openGroup(t, b, "g"))
 	ga := openGroup(t, a, "g")
 	tests := []struct {

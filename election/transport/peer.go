@@ -19,7 +19,25 @@ import (
 // group wait out its own connect timeout in turn.
 const redialBackoff = 250 * time.Millisecond
 
-// peer holds the one outgoing connection to a peer process.
+// lane picks one of the two connections to a peer process. AppendEntries
+// (the bulk data, which must stay in order) travel on their own, so that a
+// big batch never holds up the heartbeats, votes and calls of every group
+// behind it: a 40 MiB append on the one shared connection used to cost other
+// partitions their leaders (their heartbeats waited while it was written and
+// read).
+type lane uint8
+
+const (
+	controlLane lane = iota
+	dataLane
+)
+
+type laneKey struct {
+	addr raft.ServerAddress
+	lane lane
+}
+
+// peer holds the outgoing connection of one lane to a peer process.
 type peer struct {
 	mu      sync.Mutex
 	c       *conn
@@ -28,20 +46,21 @@ type peer struct {
 	errAt   time.Time
 }
 
-// dial returns the shared connection to addr, dialing it if needed. Callers
-// arriving during a dial wait for that dial (or their ctx).
-func (m *Mux) dial(ctx context.Context, addr raft.ServerAddress) (*conn, error) {
+// dial returns the shared connection of a lane to addr, dialing it if needed.
+// Callers arriving during a dial wait for that dial (or their ctx).
+func (m *Mux) dial(ctx context.Context, addr raft.ServerAddress, ln lane) (*conn, error) {
+	key := laneKey{addr, ln}
 	m.mu.RLock() // every RPC passes here: share the lock in the common case
-	p, closed := m.peers[addr], m.closed
+	p, closed := m.peers[key], m.closed
 	m.mu.RUnlock()
 	if closed {
 		return nil, ErrClosed
 	}
 	if p == nil {
 		m.mu.Lock()
-		if p = m.peers[addr]; p == nil {
+		if p = m.peers[key]; p == nil {
 			p = &peer{}
-			m.peers[addr] = p
+			m.peers[key] = p
 		}
 		m.mu.Unlock()
 	}

@@ -105,7 +105,7 @@ func (g *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 	if g.m.maxInFlight < 2 {
 		return nil, raft.ErrPipelineReplicationNotSupported
 	}
-	if _, err := g.m.dial(g.ctx, target); err != nil {
+	if _, err := g.m.dial(g.ctx, target, dataLane); err != nil {
 		return nil, err
 	}
 	// As in NetworkTransport, the channels hold maxInFlight-2: one request
@@ -161,7 +161,7 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if len(args.Entries) == 0 {
 		mode = sendLazy // a CommitTimeout tick: only tells the follower the commit index
 	}
-	c, cl, id, err := p.g.m.begin(p.g.ctx, p.target, b, mode, p.g)
+	c, cl, id, err := p.g.m.begin(p.g.ctx, p.target, dataLane, b, mode, p.g)
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ type Mux struct {
 	mu       sync.RWMutex
 	groups   map[string]*GroupTransport
 	handlers map[string]map[string]Handler // group -> method -> handler
-	peers    map[raft.ServerAddress]*peer
+	peers    map[laneKey]*peer
 	conns    map[*conn]struct{}
 	closed   bool
 
@@ -154,7 +154,7 @@ func New(cfg Config) (*Mux, error) {
 		cancel:      cancel,
 		groups:      make(map[string]*GroupTransport),
 		handlers:    make(map[string]map[string]Handler),
-		peers:       make(map[raft.ServerAddress]*peer),
+		peers:       make(map[laneKey]*peer),
 		conns:       make(map[*conn]struct{}),
 	}
 	m.wg.Add(2)
@@ -190,8 +190,8 @@ func (m *Mux) Transport(group string) (*GroupTransport, error) {
 
 // roundTrip sends one request to addr and waits for its response or error
 // frame. from is the raft group sending, nil for Call (see conn.start).
-func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte, mode sendMode, from *GroupTransport) (frame, error) {
-	c, cl, id, err := m.begin(ctx, addr, req, mode, from)
+func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, ln lane, req []byte, mode sendMode, from *GroupTransport) (frame, error) {
+	c, cl, id, err := m.begin(ctx, addr, ln, req, mode, from)
 	if err != nil {
 		return frame{}, err
 	}
@@ -218,9 +218,9 @@ func (m *Mux) roundTrip(ctx context.Context, addr raft.ServerAddress, req []byte
 
 // begin starts a call on the shared connection to addr, on a new one if the
 // reaper just closed that one as idle.
-func (m *Mux) begin(ctx context.Context, addr raft.ServerAddress, req []byte, mode sendMode, from *GroupTransport) (*conn, *call, uint64, error) {
+func (m *Mux) begin(ctx context.Context, addr raft.ServerAddress, ln lane, req []byte, mode sendMode, from *GroupTransport) (*conn, *call, uint64, error) {
 	for {
-		c, err := m.dial(ctx, addr)
+		c, err := m.dial(ctx, addr, ln)
 		if err != nil {
 			return nil, nil, 0, err
 		}
