@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -402,5 +403,66 @@ func TestWALBitFlip(t *testing.T) {
 	c.procs[v].Stop()
 	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
 		t.Fatalf("verify once caught up:\n%s", out)
+	}
+}
+
+// TestShortenedWALDoesNotLead (row 1): follower W is paused; 400 messages are
+// acknowledged by the leader L and follower V; V is killed and loses the last 64 KiB
+// of its newest WAL segment's records (or has a bit flipped 64 KiB before their end);
+// V restarts; L is killed; W resumes. V must not win an election with its shortened
+// log (W would vote for it): the partition waits for L, and nothing acknowledged is
+// lost.
+func TestShortenedWALDoesNotLead(t *testing.T) {
+	for _, damage := range []string{"cut", "flip"} {
+		t.Run(damage, func(t *testing.T) {
+			const n = 400
+			c, cl, _ := setupFaults(t, 100)
+			l := c.index(waitLeader(t, cl, faultTopic, 0))
+			v, w := (l+1)%3, (l+2)%3
+			if err := c.procs[w].Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			produceChecked(t, cl, 100, n)
+			time.Sleep(time.Second) // the WAL's watermark of synced entries lags by up to 200 ms
+			c.procs[v].Kill()
+			path, end := newestWAL(t, c, v)
+			if end < 64<<10 {
+				t.Fatalf("only %d bytes of records in %s", end, path)
+			}
+			if damage == "cut" {
+				if err := os.Truncate(path, end-64<<10); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				flipBytes(t, path, end-64<<10, 1)
+			}
+			if out, ok := verifyOffline(t, c.dataDir(v)); ok || !strings.Contains(out, "DAMAGED wal: p/faults/0") {
+				t.Fatalf("verify after the damage (ok %v):\n%s", ok, out)
+			}
+			c.start(t, v)
+			c.procs[l].Kill()
+			if err := c.procs[w].Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			// Give V and W time to elect one of them, which must not happen.
+			deadline := time.Now().Add(8 * time.Second)
+			for time.Now().Before(deadline) {
+				for _, i := range []int{v, w} {
+					if st, err := cl.Status(context.Background(), c.peers[i].HTTPAddr, faultTopic, 0); err == nil && st.IsLeader {
+						t.Fatalf("%s was elected without the old leader (%s has a shortened log)", c.peers[i].ID, c.peers[v].ID)
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			c.start(t, l)
+			waitLeader(t, cl, faultTopic, 0)
+			produceChecked(t, cl, 100+n, 400)
+			total := 100 + n + 400
+			waitStored(t, c, cl, total, 0, 1, 2)
+			for i := range c.peers {
+				readAll(t, cl, c.peers[i].HTTPAddr, total)
+			}
+			consumeAll(t, cl, total)
+		})
 	}
 }
