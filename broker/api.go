@@ -141,6 +141,9 @@ type Failure struct {
 	// or later (OutcomeUnknown): a 503 "leadership lost" for a batch that may still
 	// commit is unknown. Never not_applied for anything the broker may still apply.
 	Outcome string `json:"outcome,omitempty"`
+	// Offset, on the 409 of a consume whose offset is ahead of the consumer, is where
+	// the consumer is: the managers learn it so without moving it.
+	Offset *uint64 `json:"offset,omitempty"`
 }
 
 // The values of Failure.Outcome (the managers use the same words).

@@ -22,7 +22,8 @@ type apiError struct {
 	code   int
 	msg    string
 	leader *Peer
-	reason string // Failure.Code
+	reason string  // Failure.Code
+	offset *uint64 // Failure.Offset
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -75,7 +76,7 @@ func errorHandler(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	switch {
 	case errors.As(err, &ae):
-		code, f.Leader, f.Code = ae.code, ae.leader, ae.reason
+		code, f.Leader, f.Code, f.Offset = ae.code, ae.leader, ae.reason, ae.offset
 	case errors.As(err, &fe):
 		code = fe.Code
 	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrUnknownOutcome),
@@ -360,7 +361,8 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 	case partition.StatusUnknownConsumer:
 		return failf(http.StatusNotFound, "consumer %s is not registered on %s/%d", req.ConsumerID, req.Topic, *req.Partition)
 	case partition.StatusOffsetAhead:
-		return failf(http.StatusConflict, "offset %d is ahead of consumer %s (at %d)", *req.Offset, req.ConsumerID, res.From)
+		return &apiError{code: http.StatusConflict, offset: &res.From,
+			msg: fmt.Sprintf("offset %d is ahead of consumer %s (at %d)", *req.Offset, req.ConsumerID, res.From)}
 	default:
 		return failf(http.StatusInternalServerError, "consume: %s", res.Status)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -34,10 +35,11 @@ type brokerError struct {
 	broker      string
 	status      int
 	msg         string
-	code        string // broker.Failure.Code
-	leader      string // the partition leader the broker named, when it is not the leader
-	unreachable bool   // no connection: the request never reached the broker
-	outcome     string // broker.Failure.Outcome: whether a write may have been applied
+	code        string  // broker.Failure.Code
+	leader      string  // the partition leader the broker named, when it is not the leader
+	unreachable bool    // no connection: the request never reached the broker
+	outcome     string  // broker.Failure.Outcome: whether a write may have been applied
+	offset      *uint64 // broker.Failure.Offset: where the consumer stands
 }
 
 func (e *brokerError) Error() string {
@@ -69,7 +71,7 @@ func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path st
 	}
 	var fe *brokerclient.Error
 	if errors.As(err, &fe) {
-		e := &brokerError{broker: b.ID, status: fe.Code, msg: fe.Message, code: fe.Reason, outcome: fe.Outcome}
+		e := &brokerError{broker: b.ID, status: fe.Code, msg: fe.Message, code: fe.Reason, outcome: fe.Outcome, offset: fe.Offset}
 		if e.msg == "" {
 			e.msg = http.StatusText(fe.Code)
 		}
@@ -237,6 +239,21 @@ func (bc *brokerClient) consume(ctx context.Context, view map[string]meta.Broker
 		return broker.ConsumeReply{}, nil
 	}
 	return reply, err
+}
+
+// position asks p where consumer stands, without moving it: the partition refuses a
+// consume from an offset past any message, naming the consumer's offset.
+func (bc *brokerClient) position(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string) (uint64, error) {
+	beyond := uint64(math.MaxInt64)
+	_, err := bc.consume(ctx, view, p, consumer, &beyond, 1)
+	var be *brokerError
+	switch {
+	case errors.As(err, &be) && be.status == http.StatusConflict && be.offset != nil:
+		return *be.offset, nil
+	case err == nil:
+		return 0, fmt.Errorf("partition %s did not refuse a consume from offset %d", p.GroupName(), beyond)
+	}
+	return 0, err
 }
 
 // size asks the partition's leader, then the other replicas. Any replica could answer

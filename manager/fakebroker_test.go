@@ -229,15 +229,20 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 	case !registered:
 		failure(http.StatusNotFound, "consumer "+body.ConsumerID+" is not registered")
 	case parts[0] == "consume":
-		if body.Offset != nil {
+		cur := off
+		if body.Offset != nil { // the partition's rule: behind is a retry, ahead is refused
+			if *body.Offset > cur {
+				reply(http.StatusConflict, broker.Failure{Status: "failure", Message: "offset ahead", Offset: &cur})
+				return
+			}
 			off = *body.Offset
 		}
 		end := min(off+uint64(max(body.Max, 1)), uint64(len(f.logs[g])))
-		if end == off {
+		if end <= off {
 			reply(http.StatusNotFound, broker.Failure{Status: "failure", Message: "no messages left for consumer", Code: broker.CodeEmpty})
 			return
 		}
-		offsets[body.ConsumerID] = end
+		offsets[body.ConsumerID] = max(end, cur)
 		reply(200, broker.ConsumeReply{Offset: off, Messages: f.logs[g][off:end], Next: end})
 	case parts[0] == "size":
 		reply(200, broker.SizeReply{Size: uint64(len(f.logs[g])) - off})

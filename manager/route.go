@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -127,6 +128,7 @@ type consumerQuery struct {
 	id        uint64
 	partition *int
 	offset    *uint64
+	seq       *uint64 // consume by seq (consumeseq.go)
 	max       int
 }
 
@@ -177,6 +179,16 @@ func parseConsumerQuery(c *fiber.Ctx) (consumerQuery, error) {
 			return q, badRequest("query parameter offset must be a non-negative number, got %q", v)
 		}
 		q.offset = &o
+	}
+	if v := param("seq"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			return q, badRequest("query parameter seq must be a positive number, got %q", v)
+		}
+		if q.offset != nil {
+			return q, badRequest("give offset or seq, not both")
+		}
+		q.seq = &n
 	}
 	if v := param("max"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -267,6 +279,9 @@ func (r *router) consume(c *fiber.Ctx) error {
 		return beforeApply(err)
 	}
 	q := rd.q
+	if q.seq != nil {
+		return r.consumeSeq(ctx, c, rd)
+	}
 	for _, p := range rd.parts {
 		got, err := r.m.brokers.consume(ctx, rd.view, p, consumerName(q.id), q.offset, q.max)
 		if err != nil {
@@ -275,17 +290,26 @@ func (r *router) consume(c *fiber.Ctx) error {
 		if len(got.Messages) == 0 {
 			continue
 		}
-		r.mu.Lock()
-		r.cursors[q.id] = p.Index + 1 // the next call starts after this one: no partition starves
-		r.mu.Unlock()
-		reply := ConsumeReply{Reply: success, Partition: p.Index, Offset: got.Offset, NextOffset: got.Next}
-		if q.max == 1 {
-			reply.Message = &got.Messages[0]
-		} else {
-			reply.Messages = got.Messages
-		}
-		return c.JSON(reply)
+		return r.reply(c, q, p, got)
 	}
+	return noMessage(q)
+}
+
+// reply answers a consume with what partition p handed out.
+func (r *router) reply(c *fiber.Ctx, q consumerQuery, p meta.Partition, got broker.ConsumeReply) error {
+	r.mu.Lock()
+	r.cursors[q.id] = p.Index + 1 // the next call starts after this one: no partition starves
+	r.mu.Unlock()
+	reply := ConsumeReply{Reply: success, Partition: p.Index, Offset: got.Offset, NextOffset: got.Next}
+	if q.max == 1 && len(got.Messages) == 1 {
+		reply.Message = &got.Messages[0]
+	} else {
+		reply.Messages = got.Messages
+	}
+	return c.JSON(reply)
+}
+
+func noMessage(q consumerQuery) error {
 	return fail(http.StatusNotFound, CodeNoMessage, "no new message for consumer %d on topic %q", q.id, q.topic)
 }
 

@@ -59,8 +59,9 @@ type Error struct {
 	Code    int
 	Message string
 	Leader  *broker.Peer
-	Reason  string // broker.Failure.Code
-	Outcome string // broker.Failure.Outcome
+	Reason  string  // broker.Failure.Code
+	Outcome string  // broker.Failure.Outcome
+	Offset  *uint64 // broker.Failure.Offset
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
@@ -103,7 +104,7 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 	if resp.StatusCode != http.StatusOK {
 		var f broker.Failure
 		json.Unmarshal(data, &f)
-		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome}
+		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome, Offset: f.Offset}
 	}
 	if out == nil {
 		return nil

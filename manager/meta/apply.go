@@ -22,12 +22,13 @@ type Changes struct {
 	Consumers []uint64
 	Counters  bool     // NextProducer / NextConsumer moved
 	Keys      []string // idempotency keys added, or removed when absent from the state
+	Positions []uint64 // consumers whose positions by seq (Last, Next) moved
 }
 
 // Empty reports whether nothing changed.
 func (c Changes) Empty() bool {
 	return len(c.Topics) == 0 && len(c.Brokers) == 0 && len(c.Producers) == 0 &&
-		len(c.Consumers) == 0 && !c.Counters && len(c.Keys) == 0
+		len(c.Consumers) == 0 && !c.Counters && len(c.Keys) == 0 && len(c.Positions) == 0
 }
 
 // Apply runs one encoded command against the state. It never fails as a call: a command
@@ -65,6 +66,8 @@ func (s *State) Apply(cmd []byte) (Result, Changes) {
 		return s.cancelDecommission(c)
 	case *Keyed:
 		return s.keyed(c)
+	case *Consumed:
+		return s.consumed(c)
 	}
 	return Result{Err: errf(CodeInvalid, "meta: command %T has no handler", c)}, Changes{}
 }

@@ -24,6 +24,7 @@ const (
 	TypeAddReplica         CmdType = 11
 	TypeCancelDecommission CmdType = 12
 	TypeKeyed              CmdType = 13
+	TypeConsumed           CmdType = 14
 )
 
 // Version is the payload version written after the type byte. A manager refuses (as a
@@ -125,6 +126,7 @@ func (ReleaseBroker) Type() CmdType      { return TypeReleaseBroker }
 func (AddReplica) Type() CmdType         { return TypeAddReplica }
 func (CancelDecommission) Type() CmdType { return TypeCancelDecommission }
 func (Keyed) Type() CmdType              { return TypeKeyed }
+func (Consumed) Type() CmdType           { return TypeConsumed }
 
 // Encode writes a command as type byte, version byte, JSON payload.
 func Encode(c Command) []byte {
@@ -149,6 +151,7 @@ var newCommand = map[CmdType]func() Command{
 	TypeAddReplica:         func() Command { return &AddReplica{} },
 	TypeCancelDecommission: func() Command { return &CancelDecommission{} },
 	TypeKeyed:              func() Command { return &Keyed{} },
+	TypeConsumed:           func() Command { return &Consumed{} },
 }
 
 // Decode reads an encoded command; the result is a pointer to the concrete type.

@@ -65,6 +65,10 @@ type Consumer struct {
 	ID        uint64 `json:"id"`
 	Topic     string `json:"topic"`
 	Partition *int   `json:"partition,omitempty"`
+	// Last and Next are where its consumes by seq left it (consumeseq.go); they are
+	// replaced, never changed in place.
+	Last *SeqReply      `json:"last,omitempty"`
+	Next map[int]uint64 `json:"next,omitempty"`
 }
 
 // State is the whole metadata. The zero value is not usable; call NewState.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -57,6 +58,38 @@ type consumerRow struct {
 	Partition     *int   `bun:"partition"` // NULL: the whole topic
 }
 
+// consumerNextRow is where a consumer's consumes by seq stand in a partition.
+type consumerNextRow struct {
+	bun.BaseModel `bun:"table:consumer_next"`
+	Consumer      int64 `bun:"consumer_id,pk,autoincrement:false"`
+	Partition     int   `bun:"partition,pk"`
+	Next          int64 `bun:"next_offset,notnull"`
+}
+
+// consumerLastRow is the reply to a consumer's last consume by seq.
+type consumerLastRow struct {
+	bun.BaseModel `bun:"table:consumer_last"`
+	Consumer      int64 `bun:"consumer_id,pk,autoincrement:false"`
+	Seq           int64 `bun:"seq,notnull"`
+	Partition     int   `bun:"partition,notnull"`
+	From          int64 `bun:"first_offset,notnull"`
+	Count         int   `bun:"count,notnull"`
+}
+
+// positionRows are the rows of a consumer's positions by seq.
+func positionRows(c meta.Consumer) ([]consumerNextRow, []consumerLastRow) {
+	var next []consumerNextRow
+	for p, o := range c.Next {
+		next = append(next, consumerNextRow{Consumer: int64(c.ID), Partition: p, Next: int64(o)})
+	}
+	slices.SortFunc(next, func(a, b consumerNextRow) int { return a.Partition - b.Partition })
+	var last []consumerLastRow
+	if l := c.Last; l != nil {
+		last = append(last, consumerLastRow{Consumer: int64(c.ID), Seq: int64(l.Seq), Partition: l.Partition, From: int64(l.From), Count: l.Count})
+	}
+	return next, last
+}
+
 // keyRow is an idempotency key and the first result of its command (meta.KeyEntry).
 type keyRow struct {
 	bun.BaseModel `bun:"table:idempotency_keys"`
@@ -83,6 +116,7 @@ func models() []any {
 	return []any{
 		(*topicRow)(nil), (*partitionRow)(nil), (*replicaRow)(nil), (*brokerRow)(nil),
 		(*producerRow)(nil), (*consumerRow)(nil), (*raftStateRow)(nil), (*keyRow)(nil),
+		(*consumerNextRow)(nil), (*consumerLastRow)(nil),
 	}
 }
 
@@ -106,6 +140,8 @@ type rows struct {
 	producers  []producerRow
 	consumers  []consumerRow
 	keys       []keyRow
+	next       []consumerNextRow
+	last       []consumerLastRow
 	raft       raftStateRow
 }
 
@@ -151,6 +187,10 @@ func toRows(s *meta.State, applied uint64) rows {
 	for _, c := range s.Consumers {
 		r.consumers = append(r.consumers, consumerRowOf(c))
 	}
+	for _, id := range slices.Sorted(maps.Keys(s.Consumers)) {
+		next, last := positionRows(s.Consumers[id])
+		r.next, r.last = append(r.next, next...), append(r.last, last...)
+	}
 	for k, e := range s.Keys {
 		r.keys = append(r.keys, keyRowOf(k, e))
 	}
@@ -192,6 +232,21 @@ func fromRows(r rows) (*meta.State, uint64) {
 	for _, c := range r.consumers {
 		s.Consumers[uint64(c.ID)] = meta.Consumer{ID: uint64(c.ID), Topic: c.Topic, Partition: c.Partition}
 	}
+	for _, n := range r.next {
+		if c, ok := s.Consumers[uint64(n.Consumer)]; ok {
+			if c.Next == nil {
+				c.Next = map[int]uint64{}
+			}
+			c.Next[n.Partition] = uint64(n.Next)
+			s.Consumers[c.ID] = c
+		}
+	}
+	for _, l := range r.last {
+		if c, ok := s.Consumers[uint64(l.Consumer)]; ok {
+			c.Last = &meta.SeqReply{Seq: uint64(l.Seq), Partition: l.Partition, From: uint64(l.From), Count: l.Count}
+			s.Consumers[c.ID] = c
+		}
+	}
 	for _, k := range r.keys {
 		var res meta.Result
 		// Written by EncodeResult: it decodes (a refusal comes back as an error too).
@@ -215,6 +270,8 @@ func readRows(ctx context.Context, db bun.IDB) (rows, error) {
 		{&r.producers, "id"},
 		{&r.consumers, "id"},
 		{&r.keys, "key"},
+		{&r.next, "consumer_id, partition"},
+		{&r.last, "consumer_id"},
 	}
 	for _, q := range queries {
 		if err := db.NewSelect().Model(q.dest).OrderExpr(q.order).Scan(ctx); err != nil {

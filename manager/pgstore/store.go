@@ -201,6 +201,9 @@ func writeChanges(ctx context.Context, tx bun.Tx, st *meta.State, ch meta.Change
 	if err := writeKeys(ctx, tx, st, ch.Keys); err != nil {
 		return err
 	}
+	if err := writePositions(ctx, tx, st, ch.Positions); err != nil {
+		return err
+	}
 	row := raftRow(st, applied)
 	_, err := tx.NewUpdate().Model(&row).WherePK().Exec(ctx)
 	return err
@@ -222,6 +225,22 @@ func writeKeys(ctx context.Context, tx bun.Tx, st *meta.State, keys []string) er
 		}
 	}
 	return insertAll(ctx, tx, &rows)
+}
+
+// writePositions rewrites the positions by seq of the consumers a command moved.
+func writePositions(ctx context.Context, tx bun.Tx, st *meta.State, ids []uint64) error {
+	for _, id := range ids {
+		for _, m := range []any{(*consumerNextRow)(nil), (*consumerLastRow)(nil)} {
+			if _, err := tx.NewDelete().Model(m).Where("consumer_id = ?", int64(id)).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		next, last := positionRows(st.Consumers[id])
+		if err := insertAll(ctx, tx, &next, &last); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // snapshot is the payload of a Raft snapshot: the state and the index it reflects.
@@ -302,7 +321,7 @@ func replaceAll(ctx context.Context, db *bun.DB, st *meta.State, applied uint64)
 			}
 		}
 		return insertAll(ctx, tx, &r.topics, &r.partitions, &r.replicas, &r.brokers,
-			&r.producers, &r.consumers, &r.keys, &[]raftStateRow{r.raft})
+			&r.producers, &r.consumers, &r.keys, &r.next, &r.last, &[]raftStateRow{r.raft})
 	})
 }
 

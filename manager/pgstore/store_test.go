@@ -46,6 +46,9 @@ var history = []meta.Command{
 	meta.RegisterConsumer{Topic: "orders"},
 	meta.BrokerDown{ID: "b2"},
 	meta.AddPartitions{Topic: "orders", Count: 1},
+	// Positions of consumes by seq: where a partition stood, then a reply recorded.
+	meta.Consumed{Consumer: 2, Partition: 1, From: 5},
+	meta.Consumed{Consumer: 2, Seq: 7, Partition: 1, From: 5, Count: 3},
 	// Idempotency keys are materialised too: a first run, its replay, a refusal.
 	meta.Keyed{Key: "k1", At: 1000, Cmd: meta.Encode(meta.RegisterProducer{Topic: "orders"})},
 	meta.Keyed{Key: "k1", At: 2000, Cmd: meta.Encode(meta.RegisterProducer{Topic: "orders"})},
