@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -30,8 +32,9 @@ import (
 //
 // A process outside tests never has faults: they are set through Mux.SetFaults
 // (in-process tests) or, for real processes, through the file named by
-// QUORUMQ_FAULT_FILE, which only whoever starts the process can set (see
-// watchFaultFile). No network request can change them.
+// QUORUMQ_FAULT_FILE, which only whoever starts the process can set, and which is
+// read only if it is this process's user's alone (see readFaultFile). No network
+// request can change them.
 
 // LinkFault is what happens to the frames of one direction of one link.
 type LinkFault struct {
@@ -221,9 +224,9 @@ func (m *Mux) watchFaultFile(path string) {
 	t := time.NewTicker(faultPoll)
 	defer t.Stop()
 	for {
-		b, err := os.ReadFile(path)
+		b, err := readFaultFile(path)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			m.log.Error("raft transport: read fault file", "error", err)
+			m.log.Error("raft transport: fault file ignored", "error", err)
 		} else if last == nil || !bytes.Equal(b, last) {
 			last = append([]byte{}, b...)
 			if fs, err := ParseFaults(string(b)); err != nil {
@@ -239,6 +242,28 @@ func (m *Mux) watchFaultFile(path string) {
 		case <-t.C:
 		}
 	}
+}
+
+// readFaultFile reads the fault file unless someone other than this process's user
+// could have written it: in a shared directory such as /tmp, another local user
+// must not be able to cut this process off.
+func readFaultFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return nil, fmt.Errorf("%s is owned by uid %d, not by this process's user", path, st.Uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("%s is writable by others (mode %v)", path, fi.Mode().Perm())
+	}
+	return io.ReadAll(f)
 }
 
 // ParseFaults reads the fault file format of watchFaultFile.

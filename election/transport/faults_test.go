@@ -178,4 +178,20 @@ func TestFaultFile(t *testing.T) {
 	}
 	write("")
 	waitFor("the heal", func() bool { return ping(a, b, 2*time.Second) == nil })
+	// A file others may write is ignored: no cut. It is made so before it takes the
+	// file's name, or the poller could obey it in between.
+	open := path + ".tmp"
+	if err := os.WriteFile(open, []byte("out "+string(b.Addr())+" drop\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(open, path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * faultPoll)
+	if err := ping(a, b, 2*time.Second); err != nil {
+		t.Fatalf("a world-writable fault file was obeyed: %v", err)
+	}
 }
