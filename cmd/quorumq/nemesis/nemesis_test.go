@@ -131,14 +131,19 @@ func runQueue(t *testing.T, ctx context.Context, q *Queue, n *Nemesis, h *Histor
 		wg.Go(func() { q.Produce(ctx, id) })
 	}
 	c, err := q.NewConsumer(ctx, 0)
+	var sc *Consumer
+	if err == nil {
+		sc, err = q.NewSeqConsumer(ctx)
+	}
 	if err != nil {
 		t.Error(err)
 		wg.Wait()
 		return
 	}
 	wg.Go(func() { c.Consume(ctx) })
+	wg.Go(func() { sc.Consume(ctx) })
 	wg.Wait()
-	qh, err := q.Finish(context.Background(), []*Consumer{c})
+	qh, err := q.Finish(context.Background(), []*Consumer{c, sc})
 	if err != nil {
 		t.Errorf("queue: read the partitions after the faults: %v", err)
 		return

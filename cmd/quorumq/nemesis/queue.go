@@ -106,17 +106,27 @@ func retryCtx(ctx context.Context) context.Context {
 
 // Consumer is one consumer of the topic and what it received.
 type Consumer struct {
-	q  *Queue
-	id int
-	cs *clientlib.Consumer
+	q     *Queue
+	id    int
+	fetch func(ctx context.Context) ([]Delivery, error)
 }
 
-// NewConsumer registers a consumer, retrying while the cluster is faulted.
+// NewConsumer registers a consumer that reads through the SDK (which names the
+// offsets it expects), retrying while the cluster is faulted.
 func (q *Queue) NewConsumer(ctx context.Context, id int) (*Consumer, error) {
 	for {
 		cs, err := q.cl.NewConsumer(retryCtx(ctx), q.topic)
 		if err == nil {
-			return &Consumer{q: q, id: id, cs: cs}, nil
+			return &Consumer{q: q, id: id, fetch: func(ctx context.Context) ([]Delivery, error) {
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				msgs, err := cs.Poll(pctx, 100)
+				out := make([]Delivery, len(msgs))
+				for i, m := range msgs {
+					out[i] = Delivery{Consumer: id, Partition: m.Partition, Offset: m.Offset, Value: m.Value}
+				}
+				return out, err
+			}}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("register consumer: %w", err)
@@ -125,18 +135,24 @@ func (q *Queue) NewConsumer(ctx context.Context, id int) (*Consumer, error) {
 	}
 }
 
+// NewSeqConsumer registers a consumer that reads with the seed's calls, numbered
+// (seqConsumer).
+func (q *Queue) NewSeqConsumer(ctx context.Context) (*Consumer, error) {
+	sc, err := q.newSeqConsumer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{q: q, id: seqConsumerID, fetch: sc.next}, nil
+}
+
 // poll reads one batch and records it; false when there was nothing to read.
 func (c *Consumer) poll(ctx context.Context) bool {
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	msgs, err := c.cs.Poll(pctx, 100)
-	cancel()
-	if err != nil || len(msgs) == 0 {
+	got, err := c.fetch(ctx)
+	if err != nil || len(got) == 0 {
 		return false
 	}
 	c.q.mu.Lock()
-	for _, m := range msgs {
-		c.q.h.Deliveries = append(c.q.h.Deliveries, Delivery{Consumer: c.id, Partition: m.Partition, Offset: m.Offset, Value: m.Value})
-	}
+	c.q.h.Deliveries = append(c.q.h.Deliveries, got...)
 	c.q.mu.Unlock()
 	return true
 }
