@@ -35,6 +35,10 @@ type Consumer struct {
 	offsets map[int]int64 // next offset per partition, where known
 	fresh   bool          // registered by us: partitions we have not read start at 0
 	cursor  int           // partition to look at first, so no partition starves
+	// seq numbers the calls of a resumed consumer (GET /consumer/consume?seq=): the
+	// managers keep its position and answer a repeated number with the same messages.
+	// It starts at the clock, so that it goes on growing across processes.
+	seq uint64
 }
 
 // ConsumerOption configures a Consumer.
@@ -44,8 +48,9 @@ type ConsumerOption func(*Consumer)
 func FromPartition(p int) ConsumerOption { return func(c *Consumer) { c.fixed = &p } }
 
 // WithConsumerID resumes an existing consumer instead of registering a new one. Its
-// positions are the managers'; until a partition has answered once, a lost reply on
-// that partition cannot be told apart from progress.
+// positions are the managers': each call carries a sequence number, and a call retried
+// after a lost reply gets the same messages again instead of skipping them. A consumer
+// should be read by one process at a time.
 func WithConsumerID(id string) ConsumerOption {
 	return func(c *Consumer) { c.id = parseID(id) }
 }
@@ -68,6 +73,7 @@ func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...Consumer
 		o(cs)
 	}
 	if !cs.id.IsZero() {
+		cs.seq = uint64(time.Now().UnixNano())
 		return cs, nil
 	}
 	var r registerReply
@@ -138,7 +144,14 @@ func (cs *Consumer) fetch(ctx context.Context, p, max int) ([]Message, error) {
 	if !known && cs.fresh {
 		from, known = 0, true
 	}
-	if known {
+	switch {
+	case cs.seq > 0:
+		// Always by seq, even where the offset is known: the managers' position
+		// must follow every read, or the next process resuming would start behind.
+		cs.seq++
+		q.Set("seq", strconv.FormatUint(cs.seq, 10))
+		known = false
+	case known:
 		q.Set("offset", strconv.FormatInt(from, 10))
 	}
 	if max > 1 {

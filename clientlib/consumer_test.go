@@ -110,3 +110,50 @@ func TestConsumerReadsEveryPartition(t *testing.T) {
 		t.Fatalf("Size after reading all = %d", size)
 	}
 }
+
+// A resumed consumer numbers its calls: the retry of a call whose reply was lost
+// carries the same seq and gets the same messages, so nothing is skipped.
+func TestResumedConsumerLostReply(t *testing.T) {
+	f, srv := newFake(t)
+	c := newTestClient(t, WithManagers(srv.URL))
+	ctx := testCtx(t)
+	if err := c.Admin().CreateTopic(ctx, "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, c, "t", 4)
+	first, err := c.NewConsumer(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := c.NewConsumer(ctx, "t", WithConsumerID(first.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []string
+	f.drop = func(r *http.Request, n int) bool {
+		if r.URL.Path != "/consumer/consume" {
+			return false
+		}
+		seqs = append(seqs, r.URL.Query().Get("seq"))
+		return n == 1 // the first call's reply is lost: its partition's offset is not known yet
+	}
+	var got []string
+	for {
+		msgs, err := cs.Poll(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			got = append(got, m.Value)
+		}
+	}
+	if fmt.Sprint(got) != "[0 1 2 3]" {
+		t.Fatalf("consumed %v, want [0 1 2 3]", got)
+	}
+	if len(seqs) < 3 || seqs[0] == "" || seqs[0] != seqs[1] || seqs[1] == seqs[2] {
+		t.Fatalf("seqs sent %v: want one per call, the lost one twice", seqs)
+	}
+}

@@ -41,6 +41,9 @@ type fakeBatch struct{ seq, first uint64 }
 type fakeConsumer struct {
 	topic   string
 	offsets map[int]int
+	// the last consume by seq and what it answered
+	lastSeq                   string
+	lastPart, lastFrom, lastN int
 }
 
 func newFake(t *testing.T) (*fakeManager, *httptest.Server) {
@@ -177,7 +180,7 @@ func (f *fakeManager) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "POST" && r.URL.Path == "/producer/produce":
 		f.produce(w, body.Topic, strconv.Itoa(body.ProducerID), body.Partition, body.Seq, body.Message, body.Messages)
 	case r.Method == "GET" && r.URL.Path == "/consumer/consume":
-		f.consume(w, q.Get("topic"), q.Get("consumer_id"), q.Get("partition"), q.Get("offset"), q.Get("max"))
+		f.consume(w, q.Get("topic"), q.Get("consumer_id"), q.Get("partition"), q.Get("offset"), q.Get("seq"), q.Get("max"))
 	case r.Method == "GET" && r.URL.Path == "/size":
 		c, ok := f.consumers[q.Get("consumer_id")]
 		if !ok {
@@ -235,7 +238,7 @@ func (f *fakeManager) produce(w http.ResponseWriter, topic, pid string, partitio
 	reply(w, 200, map[string]any{"partition": p, "offset": off})
 }
 
-func (f *fakeManager) consume(w http.ResponseWriter, topic, cid, part, offset, maxs string) {
+func (f *fakeManager) consume(w http.ResponseWriter, topic, cid, part, offset, seq, maxs string) {
 	c, ok := f.consumers[cid]
 	if !ok || c.topic != topic {
 		failure(w, 404, "consumer not found")
@@ -250,13 +253,19 @@ func (f *fakeManager) consume(w http.ResponseWriter, topic, cid, part, offset, m
 	if maxs != "" {
 		n, _ = strconv.Atoi(maxs)
 	}
+	if seq != "" && seq == c.lastSeq { // the managers' rule: a repeated seq, the same messages
+		p, from, n = c.lastPart, c.lastFrom, c.lastN
+	}
 	log := f.topics[topic][p]
 	if from >= len(log) {
 		failure(w, 404, "no message")
 		return
 	}
 	end := min(from+n, len(log))
-	c.offsets[p] = end
+	c.offsets[p] = max(c.offsets[p], end)
+	if seq != "" {
+		c.lastSeq, c.lastPart, c.lastFrom, c.lastN = seq, p, from, end-from
+	}
 	if maxs == "" {
 		reply(w, 200, map[string]any{"message": log[from], "partition": p, "offset": from})
 		return
