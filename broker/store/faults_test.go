@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/quorumq/quorumq/broker/partition"
@@ -303,4 +305,32 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			t.Fatalf("size %d", m.Size)
 		}
 	})
+}
+
+// TestScrub: the background verifier finds a damaged body nobody reads.
+func TestScrub(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	g := group(t, db, "p/t/0")
+	if err := put(g, 0, msgs(0, 50, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p, at := bodyPos(t, g, 33)
+	db.Close()
+	flipByte(t, p, at)
+	db = openDB(t, dir)
+	defer db.Close()
+	found := make(chan Fault, 10)
+	db.OnFault(func(f Fault) { found <- f })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go db.Scrub(ctx, 1<<30, time.Hour)
+	select {
+	case f := <-found:
+		if f.Group != "p/t/0" || f.From != 33 || f.To != 34 {
+			t.Fatalf("found %v", f)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the scrubber found nothing")
+	}
 }
