@@ -342,22 +342,34 @@ func TestSnapshotOfDamagedBodies(t *testing.T) {
 		st, err := cl.Status(ctx, c.peers[v].HTTPAddr, faultTopic, 0)
 		return err == nil && st.SnapshotIndex > 0 && st.LogFirst > 1
 	})
-	// Replace a follower by a new broker.
-	w := (v + 1) % 3
-	if err := cl.Do(ctx, http.MethodDelete, c.peers[v].HTTPAddr, fmt.Sprintf("/replicas/%s/0/members/%s", faultTopic, c.peers[w].ID), nil, nil); err != nil {
-		t.Fatal(err)
+	// Replace a follower by a new broker, until the damaged replica was the leader
+	// that sent the snapshot (under load, leadership may move in between).
+	members := []int{v, 1, 2}
+	for attempt := 0; !strings.Contains(c.procs[v].Output(), "damaged message bodies"); attempt++ {
+		if attempt == 3 {
+			t.Fatalf("%s never sent a snapshot while leading", c.peers[v].ID)
+		}
+		makeLeader(t, c, cl, v)
+		w := members[1]
+		if err := cl.Do(ctx, http.MethodDelete, c.peers[v].HTTPAddr, fmt.Sprintf("/replicas/%s/0/members/%s", faultTopic, c.peers[w].ID), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.procs[w].Kill()
+		x := c.addBroker(t)
+		members = []int{v, members[2], x}
+		var peers []broker.Peer
+		for _, i := range members {
+			peers = append(peers, c.peers[i])
+		}
+		if err := cl.Do(ctx, http.MethodPost, c.peers[x].HTTPAddr, "/replicas",
+			broker.CreateReplicaRequest{Topic: faultTopic, Partition: new(int), Peers: peers}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Do(ctx, http.MethodPost, c.peers[v].HTTPAddr, fmt.Sprintf("/replicas/%s/0/members", faultTopic), c.peers[x], nil); err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, cl, c.peers[x].HTTPAddr, n)
 	}
-	c.procs[w].Kill()
-	x := c.addBroker(t)
-	members := []broker.Peer{c.peers[v], c.peers[(v+2)%3], c.peers[x]}
-	if err := cl.Do(ctx, http.MethodPost, c.peers[x].HTTPAddr, "/replicas",
-		broker.CreateReplicaRequest{Topic: faultTopic, Partition: new(int), Peers: members}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Do(ctx, http.MethodPost, c.peers[v].HTTPAddr, fmt.Sprintf("/replicas/%s/0/members", faultTopic), c.peers[x], nil); err != nil {
-		t.Fatal(err)
-	}
-	readAll(t, cl, c.peers[x].HTTPAddr, n)
 	checkFaultSeen(t, c, v)
 	readAll(t, cl, c.peers[v].HTTPAddr, n)
 }
