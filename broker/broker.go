@@ -68,6 +68,10 @@ const scrubPause = time.Minute
 // DefaultMaxMessageBytes is the default limit on one message.
 const DefaultMaxMessageBytes = 1 << 20
 
+// MaxMessageLimit is the largest MaxMessageBytes: one message with its batch's
+// framing fits in a Raft entry (maxEntryBytes).
+const MaxMessageLimit = maxEntryBytes - 64<<10
+
 // DefaultHTTPReadTimeout leaves a 64 MiB batch (the body limit) 30 s to
 // arrive: about 2 MB/s.
 const DefaultHTTPReadTimeout = 30 * time.Second
@@ -118,6 +122,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxMessageBytes > MaxMessageLimit {
+		return nil, fmt.Errorf("broker: MaxMessageBytes %d is over %d: a message must fit in one Raft entry", cfg.MaxMessageBytes, MaxMessageLimit)
 	}
 	if cfg.HTTPReadTimeout <= 0 {
 		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout

@@ -44,8 +44,9 @@ func (b *Broker) newApp() *fiber.App {
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler,
 		JSONEncoder:           JSONLine,
-		// A batch may carry many messages; each one is checked against MaxMessageBytes.
-		BodyLimit:   max(64<<20, 2*b.cfg.MaxMessageBytes),
+		// One request is at most one Raft entry (replica.produce answers 413
+		// past maxEntryBytes); JSON's quoting may double a batch's bytes.
+		BodyLimit:   2 * maxEntryBytes,
 		ReadTimeout: b.cfg.HTTPReadTimeout,
 	})
 	b.mountMetrics(app)

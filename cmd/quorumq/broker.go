@@ -60,7 +60,7 @@ reopens every replica it held.`,
 	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7201", "host:port of the Raft listener all partitions share")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8201", "host:port of the HTTP API")
 	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
-	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", broker.DefaultMaxMessageBytes, "largest message accepted")
+	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", broker.DefaultMaxMessageBytes, "largest message accepted (at most 4 MiB less 64 KiB: a message fits in one Raft entry)")
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", broker.DefaultHTTPReadTimeout, "close an HTTP connection that takes longer to send a request (or stays idle)")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")

@@ -55,10 +55,11 @@ const (
 
 const (
 	// maxFrame bounds one message. Raft batches up to MaxAppendEntries (64
-	// by default) entries per request, so this leaves room for multi-megabyte
-	// entries; a request over it would fail on every retry and stall the
-	// follower. Snapshots stream outside frames.
-	maxFrame = 256 << 20
+	// by default) entries per request: this holds 64 of a partition's
+	// largest entries (4 MiB, broker's maxEntryBytes) with their framing; a
+	// request over it would fail on every retry and stall the follower.
+	// Snapshots stream outside frames.
+	maxFrame = 260 << 20
 	// firstChunk is all a frame costs before its bytes arrive: the buffer
 	// starts there (or at what is already buffered) and doubles as the
 	// frame's bytes come in, so a peer that announces a big frame and sends
