@@ -1,6 +1,7 @@
 package clientlib
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,6 +18,24 @@ func produceN(t *testing.T, c *Client, topic string, n int) {
 	for i := range n {
 		if _, err := p.Send(testCtx(t), Record{Value: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// drain polls cs until it returns nothing and gives the values read.
+func drain(ctx context.Context, t *testing.T, cs *Consumer, batch int) []string {
+	t.Helper()
+	var got []string
+	for {
+		msgs, err := cs.Poll(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			return got
+		}
+		for _, m := range msgs {
+			got = append(got, m.Value)
 		}
 	}
 }
@@ -38,20 +57,7 @@ func TestLostConsumeReplyReturnsSameMessage(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.drop = func(r *http.Request, n int) bool { return r.URL.Path == "/consumer/consume" && n == 1 }
-			var got []string
-			for {
-				msgs, err := cs.Poll(ctx, batch)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(msgs) == 0 {
-					break
-				}
-				for _, m := range msgs {
-					got = append(got, m.Value)
-				}
-			}
-			if fmt.Sprint(got) != "[0 1 2 3]" {
+			if got := drain(ctx, t, cs, batch); fmt.Sprint(got) != "[0 1 2 3]" {
 				t.Fatalf("consumed %v, want [0 1 2 3]", got)
 			}
 			if _, err := cs.Next(ctx); !errors.Is(err, ErrNoMessage) {
@@ -137,20 +143,7 @@ func TestResumedConsumerLostReply(t *testing.T) {
 		seqs = append(seqs, r.URL.Query().Get("seq"))
 		return n == 1 // the first call's reply is lost: its partition's offset is not known yet
 	}
-	var got []string
-	for {
-		msgs, err := cs.Poll(ctx, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(msgs) == 0 {
-			break
-		}
-		for _, m := range msgs {
-			got = append(got, m.Value)
-		}
-	}
-	if fmt.Sprint(got) != "[0 1 2 3]" {
+	if got := drain(ctx, t, cs, 2); fmt.Sprint(got) != "[0 1 2 3]" {
 		t.Fatalf("consumed %v, want [0 1 2 3]", got)
 	}
 	if len(seqs) < 3 || seqs[0] == "" || seqs[0] != seqs[1] || seqs[1] == seqs[2] {
