@@ -58,6 +58,8 @@ func (a *ATM) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // with a key is applied, and any later one with the same key (within
 // bank.KeyRetention) gets the first one's answer. A failed write's error matches
 // ErrOutcomeUnknown when the write may still be applied; otherwise it was not applied.
+// With a key that covers every attempt under it, so only the bank's own refusals and
+// invalid requests are "not applied".
 
 // Deposit adds cents to name, opening the account if it is new, and returns the balance.
 func (a *ATM) Deposit(ctx context.Context, key, name string, cents int64) (int64, error) {
@@ -91,6 +93,11 @@ func (a *ATM) submit(ctx context.Context, op bank.Op) (bank.Result, error) {
 	ctx, cancel := a.opCtx(ctx)
 	defer cancel()
 	res, err := a.batch.do(ctx, op)
+	if err != nil && op.Key != "" && !errors.Is(err, ErrOutcomeUnknown) {
+		// This attempt was not applied, but an earlier one under the same key may still
+		// be: only the bank's own answer, which consults its key table, settles a key.
+		err = outcomeUnknown(err)
+	}
 	if err != nil {
 		return res, err
 	}

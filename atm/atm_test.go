@@ -128,20 +128,24 @@ func TestOutcomes(t *testing.T) {
 		// (the batcher's own timeout is 500ms).
 		fail          func(n *localNode)
 		callerTimeout time.Duration
+		key           string
 		want          string
 	}{
-		{"no leader", func(n *localNode) { n.down = true }, time.Second, OutcomeNotApplied},
-		{"entry in the log, no commit", func(n *localNode) { n.stall = true }, time.Second, OutcomeUnknown},
+		{"no leader", func(n *localNode) { n.down = true }, time.Second, "", OutcomeNotApplied},
+		// With a key, the answer covers every attempt under it, and an earlier attempt
+		// (to a leader that died, say) may still commit.
+		{"no leader, with a key", func(n *localNode) { n.down = true }, time.Second, "k1", OutcomeUnknown},
+		{"entry in the log, no commit", func(n *localNode) { n.stall = true }, time.Second, "k1", OutcomeUnknown},
 		// The caller gives up while the lane still commits its entry: the root cause of
 		// 503s applied later (the batcher's clock started after the caller's).
-		{"caller gives up during the commit", func(n *localNode) { n.stall = true }, 200 * time.Millisecond, OutcomeUnknown},
+		{"caller gives up during the commit", func(n *localNode) { n.stall = true }, 200 * time.Millisecond, "", OutcomeUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a, node := newLocalATM(t, 500*time.Millisecond)
 			node.set(tt.fail)
 			ctx, cancel := context.WithTimeout(context.Background(), tt.callerTimeout)
-			_, err := a.Deposit(ctx, "k1", "alice", 100)
+			_, err := a.Deposit(ctx, tt.key, "alice", 100)
 			cancel()
 			if got := OutcomeOf(err); err == nil || got != tt.want {
 				t.Fatalf("deposit: %v, outcome %s; want %s", err, got, tt.want)
@@ -152,9 +156,12 @@ func TestOutcomes(t *testing.T) {
 			if tt.want == OutcomeNotApplied && applied {
 				t.Fatalf("answered not_applied, then applied: alice=%d", bal)
 			}
+			if tt.key == "" {
+				return
+			}
 			// The client retries under the same key: applied once in all.
 			for range 2 {
-				if bal, err := a.Deposit(context.Background(), "k1", "alice", 100); err != nil || bal != 100 {
+				if bal, err := a.Deposit(context.Background(), tt.key, "alice", 100); err != nil || bal != 100 {
 					t.Fatalf("retry with the same key: %d, %v; want 100", bal, err)
 				}
 			}

@@ -48,38 +48,67 @@ func balanceEverywhere(t *testing.T, procs []*atmProc, name, want string) {
 
 // TestNoQuorumAnswerIsTrue stops both followers (SIGSTOP) under a deposit to the leader.
 // The leader cannot commit, so the answer is a 503; it must say unknown unless the
-// deposit can never be applied, which is checked after SIGCONT. A retry under the same
-// Idempotency-Key then applies each deposit exactly once.
+// deposit can never be applied, which is checked after SIGCONT. Odd trials send no key
+// (so the answer is about that request alone); even trials send an Idempotency-Key and
+// retry under it until answered, which applies each deposit exactly once.
 func TestNoQuorumAnswerIsTrue(t *testing.T) {
 	atms := startATMs(t, 3)
-	const trials = 3
+	const trials = 4
 	outcomes := map[string]int{}
+	var want int // alice's balance in cents
+	balance := func() int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r, err := atms[0].client().Balance(ctx, "alice")
+		var ae *atm.APIError
+		if errors.As(err, &ae) && ae.Reason == "unknown_account" {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(r.Cents)
+	}
 	for i := 1; i <= trials; i++ {
 		leader := leaderOf(t, atms)
 		followers := without(atms, leader)
+		keyed := i%2 == 0
+		cl, key := leader.client(), fmt.Sprintf("no-quorum-%d", i)
+		if keyed {
+			cl = cl.WithKey(key)
+		}
 		signalAll(t, followers, syscall.SIGSTOP)
-		key := fmt.Sprintf("no-quorum-%d", i)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := leader.client().WithKey(key).Deposit(ctx, "alice", "1")
+		_, err := cl.Deposit(ctx, "alice", "1")
 		cancel()
 		signalAll(t, followers, syscall.SIGCONT)
 		var ae *atm.APIError
 		if !errors.As(err, &ae) || ae.HTTPStatus != 503 || (ae.Outcome != atm.OutcomeUnknown && ae.Outcome != atm.OutcomeNotApplied) {
 			t.Fatalf("trial %d: deposit without quorum answered %v (%+v), want a 503 with an outcome", i, err, ae)
 		}
-		outcomes[ae.Outcome]++
 		// A write after the followers are back commits after anything left in the log.
 		retryUntilApplied(t, atms, fmt.Sprintf("probe-%d", i), "probe", "1")
-		if ae.Outcome == atm.OutcomeNotApplied {
-			balanceEverywhere(t, atms, "alice", fmt.Sprintf("%d.00", i-1))
-		} else if r, err := atms[0].client().Balance(context.Background(), "alice"); err == nil && r.Balance == fmt.Sprintf("%d.00", i) {
-			outcomes["unknown, then applied"]++ // what used to be a not-applied 503
+		got := balance()
+		applied := got == want+100
+		if got != want && !applied {
+			t.Fatalf("trial %d: alice has %d cents, want %d or %d", i, got, want, want+100)
 		}
-		if r := retryUntilApplied(t, atms, key, "alice", "1"); r.Balance != fmt.Sprintf("%d.00", i) {
-			t.Fatalf("trial %d: the retry under %s answered %+v, want alice %d.00", i, key, r, i)
+		if ae.Outcome == atm.OutcomeNotApplied && applied {
+			t.Fatalf("trial %d: answered not_applied, then applied", i)
+		}
+		outcomes[fmt.Sprintf("%s (applied: %v)", ae.Outcome, applied)]++
+		before := want
+		want = got
+		if keyed {
+			// Applied or not so far, the retry makes it applied exactly once.
+			want = before + 100
+			if r := retryUntilApplied(t, atms, key, "alice", "1"); int(r.Cents) != want {
+				t.Fatalf("trial %d: the retry under %s answered %+v, want alice at %d cents", i, key, r, want)
+			}
 		}
 	}
-	balanceEverywhere(t, atms, "alice", fmt.Sprintf("%d.00", trials))
+	balanceEverywhere(t, atms, "alice", fmt.Sprintf("%d.%02d", want/100, want%100))
 	t.Logf("outcomes without quorum: %v", outcomes)
 }
 

@@ -154,6 +154,9 @@ func (s *server) setATM(a *ATM) {
 
 func (s *server) whenReady(c *fiber.Ctx) error {
 	if s.joined() == nil {
+		if len(c.Request().Header.Peek(IdempotencyKey)) > 0 {
+			return outcomeUnknown(errStarting) // an earlier attempt under the key may be applied
+		}
 		return errStarting
 	}
 	return c.Next()
