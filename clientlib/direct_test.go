@@ -249,6 +249,9 @@ func TestDirectRefusalIsTyped(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Status != http.StatusRequestEntityTooLarge || b1.count() != 1 {
 		t.Fatalf("Send = %v after %d broker requests; want a 413 APIError after one", err, b1.count())
 	}
+	if !errors.Is(err, ErrNotApplied) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("Send = %v: a refusal must say it was not applied", err)
+	}
 	if n := strings.Count(err.Error(), "(HTTP 413)"); n != 1 {
 		t.Fatalf("Send = %q: the status appears %d times", err, n)
 	}

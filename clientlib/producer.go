@@ -164,7 +164,7 @@ func (p *Producer) send(ctx context.Context, partition int, records []Record) ([
 			return positions(partition, records, r.Offset), nil
 		}
 		if !errors.Is(err, errNoDirect) {
-			return nil, err
+			return nil, directOutcome(err)
 		}
 	}
 	req := produceRequest{Topic: p.topic, ProducerID: p.id, Partition: &partition, Seq: &seq}
@@ -191,6 +191,16 @@ func (p *Producer) send(ctx context.Context, partition int, records []Record) ([
 		}
 	}
 	return pos, nil
+}
+
+// directOutcome tags a failed send to a broker: not applied only where the broker
+// refused what was sent, else unknown (the batch may have been stored; a retry with
+// the same seq, which the SDK makes, is safe).
+func directOutcome(err error) error {
+	if errors.Is(err, ErrNotApplied) || errors.Is(err, ErrOutcomeUnknown) {
+		return err
+	}
+	return withOutcome{err, ErrOutcomeUnknown}
 }
 
 // positions are the places of records stored from offset first on.
