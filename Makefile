@@ -44,10 +44,14 @@ atm: build
 
 # quorumq's produce benchmark next to a 3-node NATS JetStream cluster (R3 file stream) on
 # this machine, in both JetStream durability modes; prints quorumq's ratio to each (~2-3 min).
-# Extra flags via BENCH_FLAGS, e.g. BENCH_FLAGS='-duration 20s -batch 100'.
+# Every workload runs three times (interleaved) and the table shows medians, with the CPU
+# seconds of all server processes per million messages beside each throughput.
+# Extra flags via BENCH_FLAGS, e.g. BENCH_FLAGS='-duration 20s -batch 100 -runs 5'.
+# PROFILE=1 writes the brokers' CPU profiles of the 4-producer run to $(PROFILE_DIR).
+PROFILE_DIR ?= bench-profiles
 bench: build
 	bash broker/brokerbench/jsbench/install.sh
-	$(GO) run ./broker/brokerbench/jsbench -quorumq $(QUORUMQ) -nats-bin $(BIN) $(BENCH_FLAGS)
+	$(GO) run ./broker/brokerbench/jsbench -quorumq $(QUORUMQ) -nats-bin $(BIN) $(if $(PROFILE),-profile $(PROFILE_DIR)) $(BENCH_FLAGS)
 
 # The fault suite on real processes (README "The fault suite"), e.g.
 # NEMESIS_FLAGS='--duration 10m --faults partition,kill,pause'. `make test` runs its

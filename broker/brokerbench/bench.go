@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ type Config struct {
 	Batch      int           // messages per produce request / max per consume request
 	Duration   time.Duration // how long producers run
 	Out        io.Writer     // report and progress
+	// ProfileDir, when set and the bench starts the brokers, receives each broker's CPU
+	// profile of the produce run (<id>.cpu.pprof, for `go tool pprof`).
+	ProfileDir string
 }
 
 // Result is what a produce or consume run measured.
@@ -37,6 +41,17 @@ type Result struct {
 	Msgs          int64
 	Elapsed       time.Duration
 	P50, P99, Max time.Duration // per request (ack latency)
+	// CPU is the CPU time all brokers used during the run, when the bench started them
+	// (0 otherwise): the figure that moves least with the machine's other load.
+	CPU time.Duration
+}
+
+// CPUPerMillion is CPU seconds per million messages (0 when CPU was not measured).
+func (r Result) CPUPerMillion() float64 {
+	if r.Msgs == 0 {
+		return 0
+	}
+	return r.CPU.Seconds() / float64(r.Msgs) * 1e6
 }
 
 func (r Result) rate() float64 { return float64(r.Msgs) / r.Elapsed.Seconds() }
@@ -62,7 +77,7 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 			return nil, err
 		}
 		fmt.Fprintf(cfg.Out, "starting 3 brokers (data and logs in %s)\n", e.dir)
-		if e.procs, err = startBrokers(ctx, cfg.Binary, e.dir, 3); err != nil {
+		if e.procs, err = startBrokers(ctx, cfg.Binary, e.dir, 3, cfg.ProfileDir != ""); err != nil {
 			return nil, err
 		}
 		for _, p := range e.procs {
@@ -182,13 +197,87 @@ func Produce(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer e.close()
 	e.rss("before")
+	profiled := e.profile(ctx)
+	cpu0 := e.cpu()
 	res, err := e.produce(ctx, true)
 	if err != nil {
 		return res, err
 	}
+	if len(e.procs) > 0 {
+		res.CPU = e.cpu() - cpu0
+	}
 	e.report("produce", res)
 	e.rss("after")
+	if err := profiled(); err != nil {
+		fmt.Fprintf(e.cfg.Out, "  profiles: %v\n", err)
+	}
 	return res, nil
+}
+
+// cpu sums the CPU time the bench's brokers have used so far.
+func (e *env) cpu() time.Duration {
+	var total time.Duration
+	for _, p := range e.procs {
+		if d, err := ProcessCPU(p.cmd.Process.Pid); err == nil {
+			total += d
+		}
+	}
+	return total
+}
+
+// profile starts fetching a CPU profile of each broker for the run's duration; the
+// returned wait blocks until they are written to cfg.ProfileDir.
+func (e *env) profile(ctx context.Context) (wait func() error) {
+	if e.cfg.ProfileDir == "" || len(e.procs) == 0 {
+		return func() error { return nil }
+	}
+	if err := os.MkdirAll(e.cfg.ProfileDir, 0o755); err != nil {
+		return func() error { return err }
+	}
+	secs := max(1, int(e.cfg.Duration.Seconds()))
+	errs := make(chan error, len(e.procs))
+	for _, p := range e.procs {
+		go func() {
+			path := filepath.Join(e.cfg.ProfileDir, p.peer.ID+".cpu.pprof")
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.pprof, secs)
+			errs <- fetchTo(ctx, url, path)
+		}()
+	}
+	return func() error {
+		var all []error
+		for range e.procs {
+			all = append(all, <-errs)
+		}
+		if err := errors.Join(all...); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.cfg.Out, "  CPU profiles of the brokers in %s\n", e.cfg.ProfileDir)
+		return nil
+	}
+}
+
+func fetchTo(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // produce runs the producers; each produces to partition (client mod Partitions).
@@ -296,6 +385,9 @@ func (e *env) report(what string, r Result) {
 		r.rate()*float64(e.cfg.Size)/1e6, r.Msgs, r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(e.cfg.Out, "  latency per request: p50 %v  p99 %v  max %v\n", r.P50.Round(time.Microsecond),
 		r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	if r.CPU > 0 {
+		fmt.Fprintf(e.cfg.Out, "  broker CPU: %.2f s in all, %.2f s per million messages\n", r.CPU.Seconds(), r.CPUPerMillion())
+	}
 }
 
 // Consume fills the partitions for Duration, then Clients consumers drain them in

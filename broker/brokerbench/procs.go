@@ -19,19 +19,25 @@ import (
 
 // proc is a broker process the bench started.
 type proc struct {
-	peer broker.Peer
-	args []string
-	log  string
-	cmd  *exec.Cmd
+	peer  broker.Peer
+	args  []string
+	log   string
+	cmd   *exec.Cmd
+	pprof string // host:port of its net/http/pprof server, "" when not profiled
 }
 
-// startBrokers starts n brokers of binary with data under dir.
-func startBrokers(ctx context.Context, binary, dir string, n int) ([]*proc, error) {
+// startBrokers starts n brokers of binary with data under dir, serving Go profiles when
+// pprof is set.
+func startBrokers(ctx context.Context, binary, dir string, n int, pprof bool) ([]*proc, error) {
 	var ps []*proc
 	for i := range n {
 		id := fmt.Sprintf("b%d", i+1)
 		p := &proc{peer: broker.Peer{ID: id, RaftAddr: freeAddr(), HTTPAddr: freeAddr()}, log: filepath.Join(dir, id+".log")}
 		p.args = []string{"broker", "--id", id, "--data-dir", filepath.Join(dir, id), "--raft", p.peer.RaftAddr, "--http", p.peer.HTTPAddr}
+		if pprof {
+			p.pprof = freeAddr()
+			p.args = append(p.args, "--pprof", p.pprof)
+		}
 		ps = append(ps, p)
 		if err := p.start(ctx, binary); err != nil {
 			stopAll(ps)
@@ -104,6 +110,12 @@ func freeAddr() string {
 type usage struct {
 	rss, anon int64
 	cpu       time.Duration
+}
+
+// ProcessCPU is the CPU time (user and system) process pid has used so far.
+func ProcessCPU(pid int) (time.Duration, error) {
+	u, err := readUsage(pid)
+	return u.cpu, err
 }
 
 func readUsage(pid int) (usage, error) {

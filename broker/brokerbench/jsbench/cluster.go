@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quorumq/quorumq/broker/brokerbench"
 	"github.com/quorumq/quorumq/internal/freeport"
 )
 
@@ -38,6 +39,17 @@ type natsServer struct {
 }
 
 func (s *natsServer) url() string { return "nats://" + s.clientAddr }
+
+// cpu sums the CPU time the cluster's servers have used so far.
+func (c *cluster) cpu() time.Duration {
+	var total time.Duration
+	for _, s := range c.servers {
+		if d, err := brokerbench.ProcessCPU(s.cmd.Process.Pid); err == nil {
+			total += d
+		}
+	}
+	return total
+}
 
 // cluster is three nats-server processes sharing a temp dir for stores and logs.
 type cluster struct {

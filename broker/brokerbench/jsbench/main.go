@@ -7,7 +7,9 @@
 // message at a time (msgs/s, p50/p99 ack latency) and from 4 and 64 concurrent
 // producers (msgs/s). quorumq's producers always have one request in flight; JetStream
 // is measured both that way (sync) and with its pipelined async publisher, the figure
-// the broker's targets were set against.
+// the broker's targets were set against. Every workload runs -runs times (3), interleaved,
+// and the table shows medians, with the CPU time of all server processes per million
+// messages beside each throughput (read from /proc).
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -70,6 +73,8 @@ type config struct {
 	duration time.Duration
 	scale    float64
 	batch    int
+	runs     int
+	profile  string
 }
 
 func main() {
@@ -79,6 +84,8 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each quorumq run produces")
 	flag.Float64Var(&cfg.scale, "scale", 1, "multiplies the message count of each JetStream run")
 	flag.IntVar(&cfg.batch, "batch", 0, "if > 1, also run quorumq's 4 and 64 producers with this many messages per request (against JetStream async)")
+	flag.IntVar(&cfg.runs, "runs", 3, "runs of every workload (interleaved); the table shows each figure's median")
+	flag.StringVar(&cfg.profile, "profile", "", "write the brokers' CPU profiles of the 4-producer batched run (or 4 × 1 without -batch) to this directory")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -101,24 +108,32 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 
+	if cfg.runs < 1 {
+		return fmt.Errorf("-runs must be at least 1")
+	}
 	rows := plan(cfg.batch)
-	q := map[qRun]brokerbench.Result{}
-	for _, r := range rows {
-		if _, done := q[r.q]; done {
-			continue
+	profiled := qRun{4, max(1, cfg.batch)}
+	q := map[qRun][]brokerbench.Result{}
+	for i := range cfg.runs {
+		for _, r := range rows {
+			if len(q[r.q]) > i {
+				continue
+			}
+			fmt.Fprintf(out, "\n== quorumq (run %d of %d): %d producer(s), %d msg(s) per request, 1 KiB, 1 partition (RF 3), %v\n",
+				i+1, cfg.runs, r.q.producers, r.q.batch, cfg.duration)
+			bc := brokerbench.Config{Binary: qbin, Partitions: 1, Clients: r.q.producers, Size: 1024, Batch: r.q.batch, Duration: cfg.duration, Out: out}
+			if r.q == profiled && i == 0 {
+				bc.ProfileDir = cfg.profile
+			}
+			res, err := brokerbench.Produce(ctx, bc)
+			if err != nil {
+				return fmt.Errorf("quorumq %+v: %w", r.q, err)
+			}
+			q[r.q] = append(q[r.q], res)
 		}
-		fmt.Fprintf(out, "\n== quorumq: %d producer(s), %d msg(s) per request, 1 KiB, 1 partition (RF 3), %v\n",
-			r.q.producers, r.q.batch, cfg.duration)
-		res, err := brokerbench.Produce(ctx, brokerbench.Config{
-			Binary: qbin, Partitions: 1, Clients: r.q.producers, Size: 1024, Batch: r.q.batch, Duration: cfg.duration, Out: out,
-		})
-		if err != nil {
-			return fmt.Errorf("quorumq %+v: %w", r.q, err)
-		}
-		q[r.q] = res
 	}
 
-	js := map[string]map[jsWorkload]jsResult{}
+	js := map[string]map[jsWorkload][]jsResult{}
 	for _, d := range durabilities {
 		res, err := runJetStream(ctx, cfg, nats, server, d, out)
 		if err != nil {
@@ -126,11 +141,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		js[d.name] = res
 	}
-	printTable(out, rows, q, js)
+	printTable(out, cfg.runs, rows, q, js)
 	return nil
 }
 
-func runJetStream(ctx context.Context, cfg config, nats natsCLI, server string, d durability, out io.Writer) (map[jsWorkload]jsResult, error) {
+func runJetStream(ctx context.Context, cfg config, nats natsCLI, server string, d durability, out io.Writer) (map[jsWorkload][]jsResult, error) {
 	fmt.Fprintf(out, "\n== JetStream, durability %s: 3 servers, R3 file stream, 1 KiB\n", d.name)
 	c, err := startCluster(ctx, server, d)
 	if err != nil {
@@ -142,35 +157,66 @@ func runJetStream(ctx context.Context, cfg config, nats natsCLI, server string, 
 		return nil, err
 	}
 	fmt.Fprintf(out, "  stream leader %s; clients connect to it\n", leader.name)
-	res := map[jsWorkload]jsResult{}
-	for _, w := range jsRuns {
-		scaled := w
-		scaled.msgs = max(w.clients, int(float64(w.msgs)*cfg.scale))
-		r, err := nats.bench(ctx, leader.url(), scaled)
-		if err != nil {
-			return nil, err
+	res := map[jsWorkload][]jsResult{}
+	for i := range cfg.runs {
+		for _, w := range jsRuns {
+			scaled := w
+			scaled.msgs = max(w.clients, int(float64(w.msgs)*cfg.scale))
+			cpu0 := c.cpu()
+			r, err := nats.bench(ctx, leader.url(), scaled)
+			if err != nil {
+				return nil, err
+			}
+			r.msgs, r.cpu = scaled.msgs, c.cpu()-cpu0
+			fmt.Fprintf(out, "  run %d: %-18s %8.0f msgs/s  p50 %-9v p99 %-9v CPU %.2f s/M msgs (%d msgs, %v)\n", i+1, w.String()+":", r.rate,
+				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.cpuPerMillion(), scaled.msgs, r.elapsed.Round(100*time.Millisecond))
+			res[w] = append(res[w], r)
 		}
-		fmt.Fprintf(out, "  %-18s %8.0f msgs/s  p50 %-9v p99 %-9v (%d msgs, %v)\n", w.String()+":", r.rate,
-			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), scaled.msgs, r.elapsed.Round(100*time.Millisecond))
-		res[w] = r
 	}
 	return res, nil
 }
 
-func printTable(out io.Writer, rows []row, q map[qRun]brokerbench.Result, js map[string]map[jsWorkload]jsResult) {
-	fmt.Fprintln(out, "\n== quorumq vs NATS JetStream (1 KiB, R3, 3 nodes on this machine; ratio = quorumq / JetStream, for latency lower is better)")
+// cpuMetric is the table's CPU row: CPU seconds of all server processes per million
+// messages, the figure that moves least with the machine and the day.
+const cpuMetric = "CPU s/M msgs"
+
+func printTable(out io.Writer, runs int, rows []row, q map[qRun][]brokerbench.Result, js map[string]map[jsWorkload][]jsResult) {
+	fmt.Fprintf(out, "\n== quorumq vs NATS JetStream (1 KiB, R3, 3 nodes on this machine; median of %d runs; ratio = quorumq / JetStream, for latency and CPU lower is better)\n", runs)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "workload\tmetric\tquorumq\tJetStream default\tratio\tJetStream always\tratio\t")
 	for _, r := range rows {
-		qv := metric(r.metric, q[r.q])
-		cells := []string{r.label, r.metric, format(r.metric, qv)}
-		for _, d := range durabilities {
-			jv := jsMetric(r.metric, js[d.name][r.js])
-			cells = append(cells, format(r.metric, jv), fmt.Sprintf("%.2f×", qv/jv))
+		metrics := []string{r.metric}
+		if r.metric == "msgs/s" {
+			metrics = append(metrics, cpuMetric)
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		for _, m := range metrics {
+			qv := median(q[r.q], func(res brokerbench.Result) float64 { return metric(m, res) })
+			cells := []string{r.label, m, format(m, qv)}
+			for _, d := range durabilities {
+				jv := median(js[d.name][r.js], func(res jsResult) float64 { return jsMetric(m, res) })
+				cells = append(cells, format(m, jv), fmt.Sprintf("%.2f×", qv/jv))
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		}
 	}
 	tw.Flush()
+}
+
+// median is the middle value of f over rs (the mean of the two middle ones for an even count).
+func median[T any](rs []T, f func(T) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	vs := make([]float64, len(rs))
+	for i, r := range rs {
+		vs[i] = f(r)
+	}
+	slices.Sort(vs)
+	mid := len(vs) / 2
+	if len(vs)%2 == 0 {
+		return (vs[mid-1] + vs[mid]) / 2
+	}
+	return vs[mid]
 }
 
 // metric returns a rate in msgs/s or a latency in milliseconds.
@@ -180,6 +226,8 @@ func metric(name string, r brokerbench.Result) float64 {
 		return ms(r.P50)
 	case "p99":
 		return ms(r.P99)
+	case cpuMetric:
+		return r.CPUPerMillion()
 	}
 	return float64(r.Msgs) / r.Elapsed.Seconds()
 }
@@ -190,15 +238,27 @@ func jsMetric(name string, r jsResult) float64 {
 		return ms(r.p50)
 	case "p99":
 		return ms(r.p99)
+	case cpuMetric:
+		return r.cpuPerMillion()
 	}
 	return r.rate
+}
+
+func (r jsResult) cpuPerMillion() float64 {
+	if r.msgs == 0 {
+		return 0
+	}
+	return r.cpu.Seconds() / float64(r.msgs) * 1e6
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func format(name string, v float64) string {
-	if name == "msgs/s" {
+	switch name {
+	case "msgs/s":
 		return fmt.Sprintf("%.0f", v)
+	case cpuMetric:
+		return fmt.Sprintf("%.2f", v)
 	}
 	return fmt.Sprintf("%.2f ms", v)
 }

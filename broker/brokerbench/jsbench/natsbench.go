@@ -42,6 +42,8 @@ type jsResult struct {
 	rate     float64 // msgs/s, all clients together
 	p50, p99 time.Duration
 	elapsed  time.Duration
+	msgs     int
+	cpu      time.Duration // the servers' CPU time during the run
 }
 
 type natsCLI struct {
