@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumq/quorumq/broker/brokerbench"
+)
+
+func TestMedian(t *testing.T) {
+	id := func(v float64) float64 { return v }
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{7}, 7},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 3, 2}, 2.5},
+		{[]float64{100, 1, 2}, 2}, // one outlier run does not move it
+	} {
+		if got := median(tc.in, id); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestTableShowsCPU: a throughput row is followed by its CPU row, medians of the runs,
+// with the ratio of the CPU figures.
+func TestTableShowsCPU(t *testing.T) {
+	w := jsWorkload{clients: 4, async: true, msgs: 1000}
+	qr := qRun{4, 100}
+	rows := []row{{"4 producers", qr, w, "msgs/s"}}
+	q := map[qRun][]brokerbench.Result{qr: {
+		{Msgs: 1_000_000, Elapsed: 10 * time.Second, CPU: 8 * time.Second},
+		{Msgs: 1_000_000, Elapsed: 10 * time.Second, CPU: 10 * time.Second},
+		{Msgs: 1_000_000, Elapsed: 5 * time.Second, CPU: 40 * time.Second},
+	}}
+	js := map[string]map[jsWorkload][]jsResult{}
+	for _, d := range durabilities {
+		js[d.name] = map[jsWorkload][]jsResult{w: {{rate: 50_000, msgs: 1_000_000, cpu: 20 * time.Second}}}
+	}
+	var out bytes.Buffer
+	printTable(&out, 3, rows, q, js)
+	lines := strings.Split(out.String(), "\n")
+	var cpu string
+	for _, l := range lines {
+		if strings.Contains(l, cpuMetric) {
+			cpu = l
+		}
+	}
+	// quorumq's median: 10 s per million; JetStream's 20: ratio 0.50.
+	if !strings.Contains(cpu, "10.00") || !strings.Contains(cpu, "20.00") || !strings.Contains(cpu, "0.50×") {
+		t.Fatalf("CPU row %q; table:\n%s", cpu, out.String())
+	}
+	if !strings.Contains(out.String(), "median of 3 runs") {
+		t.Fatalf("table does not say it shows medians:\n%s", out.String())
+	}
+}
