@@ -30,38 +30,30 @@ func TestProducerSequences(t *testing.T) {
 		}
 		return http.StatusOK
 	}
+	produce := func(producer string, seq uint64, msg string) func() error {
+		return func() error {
+			_, err := cl.Produce(ctx, "t", 0, producer, seq, []string{msg})
+			return err
+		}
+	}
+	produceJSON := func(producer string, seq *uint64, msg string) func() error {
+		return func() error {
+			req := broker.ProduceRequest{Topic: "t", Partition: &part, ProducerID: producer, Seq: seq, Messages: []string{msg}}
+			return cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", req, nil)
+		}
+	}
 	steps := []struct {
 		name string
 		send func() error
 		want int
 	}{
-		{"max seq", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "p5", math.MaxUint64, []string{"x"})
-			return err
-		}, 400},
-		{"producer not poisoned", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "p5", 0, []string{"a"})
-			return err
-		}, 200},
-		{"next seq", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "p5", 1, []string{"b"})
-			return err
-		}, 200},
-		{"furthest seq ahead", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "p5", 1+broker.MaxSeqAhead, []string{"c"})
-			return err
-		}, 200},
-		{"one past the furthest", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "p5", 2+2*broker.MaxSeqAhead, []string{"d"})
-			return err
-		}, 400},
-		{"first seq of a new producer too far", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "p6", broker.MaxSeqAhead+1, []string{"e"})
-			return err
-		}, 400},
-		{"JSON producer without seq", func() error {
-			return cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part, ProducerID: "p7", Messages: []string{"f"}}, nil)
-		}, 400},
+		{"max seq", produce("p5", math.MaxUint64, "x"), 400},
+		{"producer not poisoned", produce("p5", 0, "a"), 200},
+		{"next seq", produce("p5", 1, "b"), 200},
+		{"furthest seq ahead", produce("p5", 1+broker.MaxSeqAhead, "c"), 200},
+		{"one past the furthest", produce("p5", 2+2*broker.MaxSeqAhead, "d"), 400},
+		{"first seq of a new producer too far", produce("p6", broker.MaxSeqAhead+1, "e"), 400},
+		{"JSON producer without seq", produceJSON("p7", nil, "f"), 400},
 		{"binary producer without seq", func() error {
 			resp, err := http.Post("http://"+b.HTTPAddr()+"/produce?topic=t&partition=0&producer_id=p7", broker.MIMEBatch, strings.NewReader(string(broker.AppendBatch(nil, "g"))))
 			if err != nil {
@@ -70,20 +62,10 @@ func TestProducerSequences(t *testing.T) {
 			resp.Body.Close()
 			return &brokerclient.Error{Code: resp.StatusCode}
 		}, 400},
-		{"JSON seq 0", func() error {
-			return cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part, ProducerID: "p8", Seq: seq(0), Messages: []string{"h"}}, nil)
-		}, 200},
-		{"JSON seq 0 again is a retry", func() error {
-			return cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part, ProducerID: "p8", Seq: seq(0), Messages: []string{"h"}}, nil)
-		}, 200},
-		{"no producer", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "", 0, []string{"i"})
-			return err
-		}, 200},
-		{"no producer again", func() error {
-			_, err := cl.Produce(ctx, "t", 0, "", 0, []string{"j"})
-			return err
-		}, 200},
+		{"JSON seq 0", produceJSON("p8", seq(0), "h"), 200},
+		{"JSON seq 0 again is a retry", produceJSON("p8", seq(0), "h"), 200},
+		{"no producer", produce("", 0, "i"), 200},
+		{"no producer again", produce("", 0, "j"), 200},
 	}
 	for _, s := range steps {
 		if got := status(s.send()); got != s.want {

@@ -247,29 +247,36 @@ func (s *State) decommission(c *Decommission) (Result, Changes) {
 	return Result{}, Changes{Brokers: []string{c.ID}}
 }
 
-func (s *State) releaseBroker(c *ReleaseBroker) (Result, Changes) {
-	b, ok := s.Brokers[c.ID]
+// decommissioning is the broker id, which must be decommissioning: a release
+// or a cancel of anything else is refused (a release can meet a broker whose
+// decommission was cancelled while the health loop saw it empty).
+func (s *State) decommissioning(id string) (*Broker, *Error) {
+	b, ok := s.Brokers[id]
 	if !ok {
-		return fail(unknownBroker(c.ID))
+		return nil, unknownBroker(id)
 	}
 	if b.State != BrokerDecommissioning {
-		// A decommission cancelled while the health loop saw it empty.
-		return fail(errf(CodeConflict, "broker %q is %s, not decommissioning", c.ID, b.State))
+		return nil, errf(CodeConflict, "broker %q is %s, not decommissioning", id, b.State)
+	}
+	return b, nil
+}
+
+func (s *State) releaseBroker(c *ReleaseBroker) (Result, Changes) {
+	b, e := s.decommissioning(c.ID)
+	if e != nil {
+		return fail(e)
 	}
 	if n := len(s.PartitionsOf(c.ID)); n > 0 {
 		return fail(errf(CodeConflict, "broker %q still holds %d replicas", c.ID, n))
 	}
-	s.Brokers[c.ID].State = BrokerReleased
+	b.State = BrokerReleased
 	return Result{}, Changes{Brokers: []string{c.ID}}
 }
 
 func (s *State) cancelDecommission(c *CancelDecommission) (Result, Changes) {
-	b, ok := s.Brokers[c.ID]
-	if !ok {
-		return fail(unknownBroker(c.ID))
-	}
-	if b.State != BrokerDecommissioning {
-		return fail(errf(CodeConflict, "broker %q is %s, not decommissioning: nothing to cancel", c.ID, b.State))
+	b, e := s.decommissioning(c.ID)
+	if e != nil {
+		return fail(e)
 	}
 	b.State = BrokerAlive
 	return Result{}, Changes{Brokers: []string{c.ID}}
