@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -274,5 +275,24 @@ func TestWatermarkSlots(t *testing.T) {
 	flip(t, filepath.Join(dir, watermarkNames[m.seq%2]), 10)
 	if m, _ = loadWatermark(dir); m == nil || m.groups["a"].last != 3 {
 		t.Fatalf("after the newer one was torn: %+v", m)
+	}
+}
+
+// TestSegmentsGone: a WAL whose segment files are all gone, while its watermark says
+// what it had, reports every group with entries as damaged.
+func TestSegmentsGone(t *testing.T) {
+	noWatermarks(t)
+	dir := t.TempDir()
+	w := open(t, dir)
+	logOf(t, w, "a").StoreLogs(entries(1, 3, 1))
+	w.Close()
+	names, _ := filepath.Glob(filepath.Join(dir, "wal-*.seg"))
+	for _, n := range names {
+		os.Remove(n)
+	}
+	w = open(t, dir)
+	defer w.Close()
+	if err := logOf(t, w, "a").Damage(); err == nil {
+		t.Fatal("a lost all its entries and is not damaged")
 	}
 }

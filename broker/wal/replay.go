@@ -108,7 +108,7 @@ func (w *WAL) replay() error {
 		}
 		s.alloc = fi.Size()
 	}
-	if wm != nil && !rs.checked && len(w.segs) > 0 && wm.seg >= w.segs[0].id {
+	if wm != nil && !rs.checked && (len(w.segs) == 0 || wm.seg >= w.segs[0].id) {
 		rs.check(w, fmt.Sprintf("the WAL ends before what it had synced (segment %d, byte %d)", wm.seg, wm.off))
 	}
 	if rs.unknown && !rs.covered {
