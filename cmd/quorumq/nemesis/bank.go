@@ -184,18 +184,22 @@ func (c *bankClient) do() (BankOp, bool) {
 		case errors.As(err, &apiErr) && apiErr.Reason == "insufficient_funds":
 			op.Outcome = OutcomeRefused
 			return op, true
-		case errors.As(err, &apiErr) && (apiErr.Refused() || apiErr.Outcome == atm.OutcomeNotApplied):
+		case errors.As(err, &apiErr) && (apiErr.Refused() || apiErr.Outcome == atm.OutcomeNotApplied) && op.Attempts == 1:
+			// Certain only for a first attempt: after an unknown one, a retry turned
+			// away (no leader took it) says nothing of the first, which may land.
 			if read {
 				return op, false
 			}
 			op.Outcome = OutcomeNotApplied
 			return op, true
 		}
+		op.Err = err.Error()
 		c.node = (c.node + 1) % len(c.b.atms) // try another ATM
 		if read {
 			return op, false
 		}
 		if time.Now().After(giveUp) {
+			// Only the bank's answer for the key (ok, or refused for funds) is final.
 			op.Outcome, op.Return = OutcomeUnknown, 0
 			return op, true
 		}

@@ -79,7 +79,7 @@ func New(seed uint64, kinds []string, domains []*Domain, print func(string)) *Ne
 	}
 	return &Nemesis{
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), kinds: kinds, domains: domains,
-		print: print, start: time.Now(), Hold: 800 * time.Millisecond, Gap: 400 * time.Millisecond,
+		print: print, start: time.Now(), Hold: 600 * time.Millisecond, Gap: 300 * time.Millisecond,
 		counts: map[string]int{},
 	}
 }
@@ -154,7 +154,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // target picks the leader half of the time (when one is known), else any process.
 func (n *Nemesis) target(ctx context.Context, d *Domain) (int, string) {
 	if n.rng.IntN(2) == 0 && d.Leader != nil {
-		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		lctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		name := d.Leader(lctx)
 		cancel()
 		if i := slices.IndexFunc(d.Procs, func(p *Proc) bool { return p.Name == name }); i >= 0 {

@@ -58,6 +58,7 @@ type BankOp struct {
 	// Outcome: one of the Outcome constants.
 	Outcome  string  `json:"outcome"`
 	Attempts int     `json:"attempts"`           // requests sent: a write with an unknown outcome is retried under its Idempotency-Key
+	Err      string  `json:"err,omitempty"`      // the last failed attempt's error
 	Balance  int64   `json:"balance,omitempty"`  // deposit, withdraw, balance: the account after
 	ToBal    int64   `json:"to_bal,omitempty"`   // transfer: the destination after
 	Balances []int64 `json:"balances,omitempty"` // accounts
