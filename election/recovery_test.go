@@ -70,6 +70,15 @@ func (h *history) holdsAll(c *electiontest.Cluster) {
 	}
 }
 
+// threeNodes starts a group of three and returns it with the indexes of its leader and
+// of the two followers, and an empty history.
+func threeNodes(t *testing.T) (c *electiontest.Cluster, li, vi, wi int, h *history) {
+	c = electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
+	l := c.Leader(t)
+	vi, wi = followersOf(c, l)
+	return c, index(c, l), vi, wi, &history{t: t}
+}
+
 func followersOf(c *electiontest.Cluster, leader *election.Node) (int, int) {
 	var o []int
 	for i, n := range c.Nodes {
@@ -89,6 +98,14 @@ func neverLeads(t *testing.T, why string, nodes ...*election.Node) {
 				t.Fatalf("%s became leader: %s", n.ID(), why)
 			}
 		}
+	}
+}
+
+// countedOnce checks that one fault of kind was counted since the counter read before.
+func countedOnce(t *testing.T, kind string, before float64) {
+	t.Helper()
+	if got := faults(kind); got != before+1 {
+		t.Fatalf("%s faults counted: %v, want %v", kind, got, before+1)
 	}
 }
 
@@ -113,24 +130,18 @@ func faults(kind string) float64 {
 // elects V (or W) and loses the entries; V must sit out and W cannot win alone, until L
 // is back. Then everything acknowledged is on every node and V votes again.
 func TestShortenedLogNeverElected(t *testing.T) {
-	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
-	l := c.Leader(t)
-	li := index(c, l)
-	vi, wi := followersOf(c, l)
-	h := &history{t: t}
-	h.write(l, "a", 5)
+	c, li, vi, wi, h := threeNodes(t)
+	h.write(c.Nodes[li], "a", 5)
 	h.holdsAll(c)
 	c.Kill(wi)
-	h.write(l, "b", 20)
+	h.write(c.Nodes[li], "b", 20)
 	c.Kill(vi)
 	electiontest.CutLog(t, c.Dir(vi), 10)
 	c.Kill(li)
 	before := faults(election.FaultRaftLogShort)
 	v, w := c.Restart(t, vi), c.Restart(t, wi)
 	recoveringBecause(t, v, "had acknowledged up to index")
-	if got := faults(election.FaultRaftLogShort); got != before+1 {
-		t.Fatalf("%s faults counted: %v, want %v", election.FaultRaftLogShort, got, before+1)
-	}
+	countedOnce(t, election.FaultRaftLogShort, before)
 	neverLeads(t, "W lacks committed entries and V lost some", v, w)
 	recoveringBecause(t, v, "waiting for a healthy leader")
 
@@ -148,22 +159,17 @@ func TestShortenedLogNeverElected(t *testing.T) {
 // A flipped bit in a stopped follower's bolt log is found when it opens: the log is cut
 // there and the follower recovers the rest from the leader.
 func TestFlippedEntryFoundAtOpen(t *testing.T) {
-	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
-	l := c.Leader(t)
-	vi, _ := followersOf(c, l)
-	h := &history{t: t}
-	h.write(l, "a", 10)
-	h.write(l, "flip-me-0123456789-", 1)
-	h.write(l, "b", 10)
+	c, li, vi, _, h := threeNodes(t)
+	h.write(c.Nodes[li], "a", 10)
+	h.write(c.Nodes[li], "flip-me-0123456789-", 1)
+	h.write(c.Nodes[li], "b", 10)
 	h.holdsAll(c)
 	c.Kill(vi)
 	electiontest.FlipBits(t, c.Dir(vi), []byte("flip-me-0123456789-"))
 	before := faults(election.FaultRaftLogChecksum)
 	v := c.Restart(t, vi)
-	if got := faults(election.FaultRaftLogChecksum); got != before+1 {
-		t.Fatalf("%s faults counted: %v, want %v", election.FaultRaftLogChecksum, got, before+1)
-	}
-	h.write(l, "c", 1)
+	countedOnce(t, election.FaultRaftLogChecksum, before)
+	h.write(c.Nodes[li], "c", 1)
 	h.holdsAll(c)
 	eventually(t, "V to catch up", func() bool { rec, _ := v.Recovering(); return !rec })
 }
@@ -172,23 +178,17 @@ func TestFlippedEntryFoundAtOpen(t *testing.T) {
 // send it to a follower that was away: the damaged entry is never sent; it was applied,
 // so the leader snapshots, drops its log up to it, and the follower gets the snapshot.
 func TestFlippedEntryFoundByRunningLeader(t *testing.T) {
-	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
-	l := c.Leader(t)
-	li := index(c, l)
-	_, wi := followersOf(c, l)
-	h := &history{t: t}
-	h.write(l, "a", 3)
+	c, li, _, wi, h := threeNodes(t)
+	h.write(c.Nodes[li], "a", 3)
 	h.holdsAll(c)
 	c.Kill(wi)
-	h.write(l, "flip-me-0123456789-", 1)
-	h.write(l, "b", 10)
+	h.write(c.Nodes[li], "flip-me-0123456789-", 1)
+	h.write(c.Nodes[li], "b", 10)
 	before := faults(election.FaultRaftLogChecksum)
 	electiontest.FlipBits(t, c.Dir(li), []byte("flip-me-0123456789-"))
 	c.Restart(t, wi)
 	h.holdsAll(c)
-	if got := faults(election.FaultRaftLogChecksum); got != before+1 {
-		t.Fatalf("%s faults counted: %v, want %v", election.FaultRaftLogChecksum, got, before+1)
-	}
+	countedOnce(t, election.FaultRaftLogChecksum, before)
 	h.write(c.Leader(t), "c", 1)
 	h.holdsAll(c)
 }
@@ -196,12 +196,8 @@ func TestFlippedEntryFoundByRunningLeader(t *testing.T) {
 // With two of three logs short of what they acknowledged there is no healthy majority:
 // the group elects nobody, and the damaged members say why.
 func TestNoHealthyMajorityStaysUnavailable(t *testing.T) {
-	c := electiontest.NewCluster(t, 3, "g", electiontest.NewRecorder)
-	l := c.Leader(t)
-	li := index(c, l)
-	vi, wi := followersOf(c, l)
-	h := &history{t: t}
-	h.write(l, "a", 20)
+	c, li, vi, wi, h := threeNodes(t)
+	h.write(c.Nodes[li], "a", 20)
 	h.holdsAll(c)
 	for i := range c.Nodes {
 		c.Kill(i)

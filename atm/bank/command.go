@@ -228,7 +228,7 @@ func DecodeBatch(data []byte) (Batch, error) {
 	}
 	n := r.uvarint()
 	// Each op takes at least 4 bytes, which bounds n before allocating.
-	if n > uint64(len(data)) {
+	if n > uint64(len(r.buf))/4 {
 		return Batch{}, fmt.Errorf("%w: op count %d exceeds entry size", ErrMalformed, n)
 	}
 	b.Ops = make([]Op, 0, n)

@@ -159,15 +159,17 @@ func EncodeConsume(r ConsumeRequest) []byte {
 // alias buf (the Raft log entry), which lives until the entry is applied.
 func decodeProduce(buf []byte) ([]Batch, error) {
 	d := decoder{buf: buf}
+	// A batch takes at least 16 bytes and a message 4, which bounds the counts before
+	// allocating: garbage never costs more than a few times its own size.
 	n := d.u32()
-	if d.err == nil && int(n) > len(buf) {
+	if d.err == nil && int(n) > len(d.buf)/16 {
 		return nil, errShort
 	}
 	batches := make([]Batch, 0, n)
 	for i := uint32(0); i < n && d.err == nil; i++ {
 		b := Batch{Producer: string(d.bytes()), Seq: d.u64()}
 		cnt := d.u32()
-		if d.err == nil && int(cnt) > len(d.buf) {
+		if d.err == nil && int(cnt) > len(d.buf)/4 {
 			return nil, errShort
 		}
 		b.Msgs = make([][]byte, 0, cnt)
