@@ -34,19 +34,19 @@ func checkedBody(seq int) string {
 // bodyOK reports whether m is the body of message seq.
 func bodyOK(m string, seq int) bool { return m == checkedBody(seq) }
 
-// produceChecked produces messages [from, from+n) in batches of 10 through the
-// leader and returns how many bytes they hold.
-func produceChecked(t *testing.T, cl *brokerclient.Client, from, n int) {
+// produceChecked produces messages [from, from+n) through the leader in batches of
+// batch messages (one producer: a test always uses the same batch size).
+func produceChecked(t *testing.T, cl *brokerclient.Client, from, n, batch int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for seq := from; seq < from+n; seq += 10 {
+	for seq := from; seq < from+n; seq += batch {
 		var msgs []string
-		for i := seq; i < seq+10 && i < from+n; i++ {
+		for i := seq; i < seq+batch && i < from+n; i++ {
 			msgs = append(msgs, checkedBody(i))
 		}
 		for {
-			r, err := cl.Produce(ctx, faultTopic, 0, "checker", uint64(seq/10+1), msgs)
+			r, err := cl.Produce(ctx, faultTopic, 0, "checker", uint64(seq/batch+1), msgs)
 			if err == nil {
 				if r.Offset != uint64(seq) {
 					t.Fatalf("batch of message %d acknowledged at offset %d", seq, r.Offset)
@@ -205,8 +205,9 @@ func makeLeader(t *testing.T, c *cluster, cl *brokerclient.Client, i int) {
 }
 
 // setupFaults starts 3 brokers, a partition on all of them, and n acknowledged
-// messages stored everywhere; it returns the cluster and a follower's index.
-func setupFaults(t *testing.T, n int) (*cluster, *brokerclient.Client, int) {
+// messages (in batches of batch) stored everywhere; it returns the cluster and a
+// follower's index.
+func setupFaults(t *testing.T, n, batch int) (*cluster, *brokerclient.Client, int) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -218,7 +219,7 @@ func setupFaults(t *testing.T, n int) (*cluster, *brokerclient.Client, int) {
 		t.Fatal(err)
 	}
 	leader := c.index(waitLeader(t, cl, faultTopic, 0))
-	produceChecked(t, cl, 0, n)
+	produceChecked(t, cl, 0, n, batch)
 	waitStored(t, c, cl, n, 0, 1, 2)
 	return c, cl, (leader + 1) % 3
 }
@@ -228,7 +229,7 @@ func setupFaults(t *testing.T, n int) (*cluster, *brokerclient.Client, int) {
 // the damage while the broker is stopped.
 func TestDataLogBitFlip(t *testing.T) {
 	const n = 400
-	c, cl, v := setupFaults(t, n)
+	c, cl, v := setupFaults(t, n, 10)
 	c.procs[v].Kill()
 	seg := dataSegment(t, c, v)
 	flipBytes(t, seg, int64(n/2*len(checkedBody(0))+100), 4)
@@ -251,7 +252,7 @@ func TestDataLogBitFlip(t *testing.T) {
 // No message is served as zeros, and all are repaired.
 func TestDataLogTruncated(t *testing.T) {
 	const n = 400
-	c, cl, v := setupFaults(t, n)
+	c, cl, v := setupFaults(t, n, 10)
 	c.procs[v].Kill()
 	end := int64(n * len(checkedBody(0)))
 	if err := os.Truncate(dataSegment(t, c, v), end-16<<10); err != nil {
@@ -262,7 +263,7 @@ func TestDataLogTruncated(t *testing.T) {
 	consumeAll(t, cl, n)
 	readAll(t, cl, c.peers[v].HTTPAddr, n)
 	checkFaultSeen(t, c, v)
-	produceChecked(t, cl, n, 50) // and it goes on
+	produceChecked(t, cl, n, 50, 10) // and it goes on
 	readAll(t, cl, c.peers[v].HTTPAddr, n+50)
 }
 
@@ -312,23 +313,9 @@ func (c *cluster) addBroker(t *testing.T, extra ...string) int {
 // The snapshot never carries the damaged bodies: the new replica holds the right ones.
 func TestSnapshotOfDamagedBodies(t *testing.T) {
 	const n = 700 // one entry each: the leader's log is truncated, the new member needs a snapshot
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	c := startCluster(t, 3)
-	cl := c.client()
+	c, cl, _ := setupFaults(t, n, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := cl.CreatePartition(ctx, faultTopic, 0, c.peers); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, cl, faultTopic, 0)
-	for seq := range n {
-		if _, err := cl.Produce(ctx, faultTopic, 0, "checker", uint64(seq+1), []string{checkedBody(seq)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitStored(t, c, cl, n, 0, 1, 2)
 	v := 0
 	c.procs[v].Kill()
 	seg := dataSegment(t, c, v)
@@ -399,7 +386,7 @@ func newestWAL(t *testing.T, c *cluster, i int) (string, int64) {
 // catches up from the leader: nothing acknowledged is lost, no wrong body is served.
 func TestWALBitFlip(t *testing.T) {
 	const n = 400
-	c, cl, v := setupFaults(t, n)
+	c, cl, v := setupFaults(t, n, 10)
 	c.procs[v].Kill()
 	path, end := newestWAL(t, c, v)
 	flipBytes(t, path, end/2, 4)
@@ -407,7 +394,7 @@ func TestWALBitFlip(t *testing.T) {
 		t.Fatalf("verify after the flip (ok %v):\n%s", ok, out)
 	}
 	c.start(t, v)
-	produceChecked(t, cl, n, 100)
+	produceChecked(t, cl, n, 100, 10)
 	waitStored(t, c, cl, n+100, v)
 	readAll(t, cl, c.peers[v].HTTPAddr, n+100)
 	makeLeader(t, c, cl, v)
@@ -428,13 +415,13 @@ func TestShortenedWALDoesNotLead(t *testing.T) {
 	for _, damage := range []string{"cut", "flip"} {
 		t.Run(damage, func(t *testing.T) {
 			const n = 400
-			c, cl, _ := setupFaults(t, 100)
+			c, cl, _ := setupFaults(t, 100, 10)
 			l := c.index(waitLeader(t, cl, faultTopic, 0))
 			v, w := (l+1)%3, (l+2)%3
 			if err := c.procs[w].Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
-			produceChecked(t, cl, 100, n)
+			produceChecked(t, cl, 100, n, 10)
 			time.Sleep(time.Second) // the WAL's watermark of synced entries lags by up to 200 ms
 			c.procs[v].Kill()
 			path, end := newestWAL(t, c, v)
@@ -468,7 +455,7 @@ func TestShortenedWALDoesNotLead(t *testing.T) {
 			}
 			c.start(t, l)
 			waitLeader(t, cl, faultTopic, 0)
-			produceChecked(t, cl, 100+n, 400)
+			produceChecked(t, cl, 100+n, 400, 10)
 			total := 100 + n + 400
 			waitStored(t, c, cl, total, 0, 1, 2)
 			for i := range c.peers {
