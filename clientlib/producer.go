@@ -316,7 +316,7 @@ func (p *Producer) runSender(part int, kick chan struct{}) {
 		for {
 			p.amu.Lock()
 			q := p.pending[part]
-			n := min(len(q), p.batchSize)
+			n := batchLen(q, p.batchSize)
 			batch := q[:n:n]
 			p.pending[part] = q[n:]
 			p.amu.Unlock()
@@ -330,6 +330,27 @@ func (p *Producer) runSender(part int, kick chan struct{}) {
 			p.track.done(n, err)
 		}
 	}
+}
+
+// maxBatchBytes caps the message bytes of one asynchronous request: a broker takes at
+// most 4 MiB in one produce (one Raft entry) and answers 413 above that, so 500 records
+// of 16 KiB must go as several requests. Half the limit leaves room for the framing
+// and for JSON's quoting on the path through a manager.
+const maxBatchBytes = 2 << 20
+
+// batchLen is how many of q's first records one request carries: at most maxRecords and
+// maxBatchBytes of values, and always at least one (a record too big on its own gets the
+// broker's 413 for itself, not for its neighbours).
+func batchLen(q []Record, maxRecords int) int {
+	n, size := 0, 0
+	for n < len(q) && n < maxRecords {
+		size += len(q[n].Value)
+		if n > 0 && size > maxBatchBytes {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // Flush waits until every record queued by SendAsync so far has been sent or has
