@@ -220,3 +220,21 @@ func TestNoHealthyMajorityStaysUnavailable(t *testing.T) {
 		t.Fatalf("Apply without a healthy majority: %v, want ErrNoLeader", err)
 	}
 }
+
+// A group of one has nobody to recover from: a damaged member stays recovering, serves
+// no writes or reads, and says why.
+func TestDamagedSoleMemberStaysUnavailable(t *testing.T) {
+	c := electiontest.NewCluster(t, 1, "g", electiontest.NewRecorder)
+	n := c.Leader(t)
+	apply(t, n, "a")
+	n.ReportDamage(election.FaultRaftLogChecksum, errors.New("test damage"))
+	recoveringBecause(t, n, "cannot hand leadership to a healthy member")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := n.Apply(ctx, []byte("b")); err == nil {
+		t.Fatal("a damaged sole member applied a write")
+	}
+	if err := n.ReadBarrier(ctx); !errors.Is(err, election.ErrRecovering) {
+		t.Fatalf("ReadBarrier on a damaged sole member: %v, want ErrRecovering", err)
+	}
+}
