@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned Consul agent from the Go module proxy (no release downloads are
 # reachable here) into a cache outside the checkout, then links it into bin/consul.
-# A fresh clone pays the build (4-10 minutes on 2 cores) once per machine; later runs
-# reuse the cache. While it builds, a line on stderr every QUORUMQ_PROGRESS_INTERVAL
-# seconds (15) says so.
+# A fresh clone pays the build once per machine; later runs reuse the cache. While it
+# builds, a line on stderr every QUORUMQ_PROGRESS_INTERVAL seconds (15) says so.
 #
 # Never pipe a command's output into a reader that may stop early (`consul version |
 # head -1`, `| grep -q`): under pipefail the writer then dies of SIGPIPE and the pipeline
@@ -58,7 +57,7 @@ if system="$(command -v consul)" && [[ "$(realpath "$system")" != "$(realpath "$
 fi
 
 command -v go >/dev/null || { echo "consul: go is not on PATH; install Go (see README.md, Quick start)" >&2; exit 1; }
-echo "consul: building $CONSUL_VERSION from the Go module proxy (one time, 4-10 minutes)" >&2
+echo "consul: building $CONSUL_VERSION from the Go module proxy (one time: minutes with Go's caches filled, an hour or more from nothing on a busy machine)" >&2
 started=$SECONDS
 
 elapsed() { printf '%dm%02ds' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)); }

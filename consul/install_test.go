@@ -34,6 +34,9 @@ for ((i = 0; i < 2000; i++)); do echo "Protocol line $i"; done
 // ends.
 const fakeGo = `#!/usr/bin/env bash
 set -e
+# Ctrl-C ends it as it ends go. Without the trap bash would go on when the signal came
+# while its sleep was exiting anyway (it exits only if the child died of it too).
+trap 'exit 130' INT
 [[ "$FAKE_GO" != none ]] || { echo "fake go: go must not run here: $*" >&2; exit 3; }
 case "$1" in
 mod)

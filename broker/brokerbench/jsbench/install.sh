@@ -27,7 +27,7 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/nats.lock"
 flock 9
 if ! cached; then
-  echo "nats: building nats-server $NATS_SERVER_VERSION and natscli $NATSCLI_VERSION from the Go module proxy (one time, ~1-2 minutes)" >&2
+  echo "nats: building nats-server $NATS_SERVER_VERSION and natscli $NATSCLI_VERSION from the Go module proxy (one time: minutes, much longer on a busy machine)" >&2
   mkdir -p "$OUT"
   # Outside the checkout so quorumq's go.mod and GOFLAGS do not apply.
   cd "$CACHE"
