@@ -25,13 +25,12 @@ func TestReportDamageOnLeader(t *testing.T) {
 	if rec, why := old.Recovering(); !rec || !strings.Contains(why, "test damage") {
 		t.Fatalf("Recovering() = %v, %q right after ReportDamage", rec, why)
 	}
+	// It cannot leave recovery while it leads (catchUpLocal refuses a damaged leader), so
+	// catching up means it handed over; it may lead again later, healthy.
 	eventually(t, "the damaged leader to step down and catch up", func() bool {
 		rec, _ := old.Recovering()
 		return !rec
 	})
-	if c.Leader(t) == old {
-		t.Fatal("the damaged leader kept the leadership")
-	}
 	apply(t, old, "b")
 	if err := old.ReadBarrier(ctxWait(t)); err != nil {
 		t.Fatal(err)
