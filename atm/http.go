@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/quorumq/quorumq/atm/bank"
+	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/internal/secure"
 )
 
@@ -115,6 +116,7 @@ func newServer(logger *slog.Logger, auth *secure.Auth) *server {
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(logger),
+		JSONEncoder:           httpjson.Line,
 		ReadTimeout:           readTimeout, // and the idle keep-alive timeout: slow clients cannot pile up
 	})
 	// Tokens: produce moves money, consume reads it (admin does both).

@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-func startHTTP(t *testing.T, a *ATM) *Client {
+// startServer serves the HTTP API, without an ATM yet, on a free port.
+func startServer(t *testing.T) (*server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -21,7 +22,13 @@ func startHTTP(t *testing.T, a *ATM) *Client {
 	srv := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	go srv.serve(ln)
 	t.Cleanup(func() { _ = srv.shutdown(context.Background()) })
-	c := NewClient(ln.Addr().String(), nil)
+	return srv, ln.Addr().String()
+}
+
+func startHTTP(t *testing.T, a *ATM) *Client {
+	t.Helper()
+	srv, addr := startServer(t)
+	c := NewClient(addr, nil)
 	// Before the node exists only /healthz answers.
 	if _, err := c.Accounts(context.Background()); !isStatus(err, http.StatusServiceUnavailable) {
 		t.Fatalf("accounts before ready: %v, want 503", err)
@@ -114,5 +121,32 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	if r, _ := c.Accounts(ctx); r.Total != "15.75" {
 		t.Fatalf("refusals changed state: total %s, want 15.75", r.Total)
+	}
+}
+
+// TestRepliesEndWithNewline: replies printed one after another (the README's curl lines)
+// stay apart, successes and failures alike.
+func TestRepliesEndWithNewline(t *testing.T) {
+	a, _ := newLocalATM(t, 5*time.Second)
+	srv, addr := startServer(t)
+	srv.setATM(a)
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/deposit", `{"name":"alice","amount":"1"}`},
+		{"GET", "/balance/alice", ""},
+		{"GET", "/balance/nobody", ""},
+		{"POST", "/withdraw", `{`},
+		{"GET", "/accounts", ""},
+	} {
+		req, _ := http.NewRequest(r.method, "http://"+addr+r.path, strings.NewReader(r.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasSuffix(string(raw), "}\n") {
+			t.Errorf("%s %s: %q does not end with a newline", r.method, r.path, raw)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quorumq/quorumq/broker/partition"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/internal/secure"
 )
 
@@ -43,7 +44,7 @@ func (b *Broker) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler,
-		JSONEncoder:           JSONLine,
+		JSONEncoder:           httpjson.Line,
 		// One request is at most one Raft entry (replica.produce answers 413
 		// past maxEntryBytes); JSON's quoting may double a batch's bytes.
 		BodyLimit:   2 * maxEntryBytes,

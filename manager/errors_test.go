@@ -12,8 +12,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -21,7 +21,7 @@ import (
 // and the decoded failure.
 func reply(t *testing.T, method string, err error) (int, Failure) {
 	t.Helper()
-	app := fiber.New(fiber.Config{ErrorHandler: errorHandler(slog.New(slog.DiscardHandler)), JSONEncoder: broker.JSONLine})
+	app := fiber.New(fiber.Config{ErrorHandler: errorHandler(slog.New(slog.DiscardHandler)), JSONEncoder: httpjson.Line})
 	app.Post("/x", writeEndpoint, func(*fiber.Ctx) error { return err })
 	app.Get("/x", func(*fiber.Ctx) error { return err })
 	resp, terr := app.Test(httptest.NewRequest(method, "/x", nil))

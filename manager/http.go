@@ -9,8 +9,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -27,7 +27,7 @@ func (m *Manager) newApp() *fiber.App {
 		Immutable:             true,
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(m.log),
-		JSONEncoder:           broker.JSONLine,
+		JSONEncoder:           httpjson.Line,
 		ReadTimeout:           30 * time.Second,
 	})
 	// Tokens: admin changes topics and brokers, produce and consume what they say (per
