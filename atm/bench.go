@@ -2,12 +2,14 @@ package atm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,6 +20,9 @@ type BenchConfig struct {
 	Clients  int
 	Duration time.Duration
 	Accounts int
+	// Token and TLS reach secured ATMs (Addrs are then https:// URLs or host:port).
+	Token string
+	TLS   *tls.Config
 }
 
 // BenchResult is what a run measured.
@@ -39,10 +44,14 @@ func Bench(ctx context.Context, cfg BenchConfig, out io.Writer) (BenchResult, er
 	if len(cfg.Addrs) == 0 || cfg.Clients <= 0 || cfg.Accounts < 2 || cfg.Duration <= 0 {
 		return BenchResult{}, errors.New("bench atm: need --http, --clients > 0, --accounts >= 2 and --duration > 0")
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, TLSClientConfig: cfg.TLS}}
 	clients := make([]*Client, len(cfg.Addrs))
 	for i, a := range cfg.Addrs {
+		if cfg.TLS != nil && !strings.Contains(a, "://") {
+			a = "https://" + a
+		}
 		clients[i] = NewClient(a, hc)
+		clients[i].Token = cfg.Token
 	}
 	name := func(i int) string { return fmt.Sprintf("bench-%03d", i) }
 	for i := range cfg.Accounts {

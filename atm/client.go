@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // Client talks to one ATM's HTTP API (scripts, tests and `quorumq bench atm`).
@@ -15,14 +16,21 @@ type Client struct {
 	base string
 	http *http.Client
 	key  string // Idempotency-Key sent with writes, if set
+	// Token is sent as the bearer token: a secured ATM wants one with the produce role
+	// to move money and consume to read (admin does both).
+	Token string
 }
 
-// NewClient returns a client for the ATM serving HTTP on addr (host:port).
+// NewClient returns a client for the ATM serving HTTP at addr: host:port for plain
+// http, or a URL (https://host:port) with hc's TLS configuration trusting its CA.
 func NewClient(addr string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Client{base: "http://" + addr, http: hc}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{base: addr, http: hc}
 }
 
 // WithKey returns a client that sends key as the Idempotency-Key of its writes: a write
@@ -66,6 +74,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	req.Header.Set("Content-Type", "application/json")
 	if c.key != "" && method == http.MethodPost {
 		req.Header.Set(IdempotencyKey, c.key)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

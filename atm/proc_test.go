@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +19,8 @@ type atmProc struct {
 	id, raft, http string
 	args           []string
 	p              *proctest.Proc
-	answered       int // answer lines already consumed by say
+	answered       int          // answer lines already consumed by say
+	hc             *http.Client // TLS and the admin token of the secured ATMs
 }
 
 // startATMs starts n ATMs on free ports with a static peer list (no Consul), each with
@@ -44,7 +46,7 @@ func newATMs(t *testing.T, n, first int) []*atmProc {
 	procs := make([]*atmProc, n)
 	for i := range procs {
 		id := fmt.Sprintf("atm%d", first+i)
-		a := &atmProc{id: id, raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t)}
+		a := &atmProc{id: id, raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t), hc: proctest.HTTPClient(t)}
 		a.args = []string{"atm", "--id", id, "--data-dir", filepath.Join(dir, id), "--raft", a.raft, "--http", a.http}
 		procs[i] = a
 	}
@@ -121,7 +123,7 @@ func (a *atmProc) expect(t *testing.T, cmd, want string) {
 	}
 }
 
-func (a *atmProc) client() *atm.Client { return atm.NewClient(a.http, nil) }
+func (a *atmProc) client() *atm.Client { return atm.NewClient(proctest.URL(a.http, ""), a.hc) }
 
 // leaderOf asks the live ATMs who leads, until one names a live ATM.
 func leaderOf(t *testing.T, procs []*atmProc) *atmProc {

@@ -7,6 +7,7 @@
 # Env:   QUORUMQ_ATM_DATA   data dir root (default .quorumq/atm)
 #        QUORUMQ_ATM_CONSUL host:port of a Consul agent; without it a static peer list is used
 #        QUORUMQ_ATM_SESSION tmux session name (default quorumq-atm)
+#        QUORUMQ_ATM_INSECURE set: run the ATMs --insecure (no TLS, no tokens)
 set -euo pipefail
 
 bin=$(realpath "${1:-bin/quorumq}")
@@ -24,8 +25,28 @@ else
   find="--peers $peers"
 fi
 
+# Secured like `quorumq dev`: a CA, each ATM's certificate and an admin token under the
+# data dir, made on the first run; cluster.json says where clients find the token and CA
+# (quorumq bench atm --data-dir "$data"). QUORUMQ_ATM_INSECURE=1 runs without them.
+if [ -n "${QUORUMQ_ATM_INSECURE:-}" ]; then
+  sec() { echo "--insecure"; }
+else
+  [ -f "$data/ca.pem" ] || "$bin" cert create-ca --dir "$data" >/dev/null
+  for i in 1 2 3; do
+    [ -f "$data/certs/atm-atm$i/node.pem" ] ||
+      "$bin" cert create-node --ca-dir "$data" --name "atm/atm$i" --out "$data/certs/atm-atm$i" >/dev/null
+  done
+  if [ ! -f "$data/admin-token" ]; then
+    (umask 077; "$bin" token create --tokens "$data/tokens.json" --role admin --name admin >"$data/admin-token")
+  fi
+  printf '{\n  "admin_token": "%s",\n  "ca": "%s"\n}\n' "$(cat "$data/admin-token")" "$data/ca.pem" >"$data/cluster.json"
+  sec() {
+    echo "--ca $data/ca.pem --cert $data/certs/atm-atm$1/node.pem --key $data/certs/atm-atm$1/node-key.pem --tokens $data/tokens.json"
+  }
+fi
+
 atm_cmd() {
-  echo "$bin atm --id atm$1 --data-dir $data/atm$1 --raft 127.0.0.1:730$1 --http 127.0.0.1:830$1 $find --log-level warn"
+  echo "$bin atm --id atm$1 --data-dir $data/atm$1 --raft 127.0.0.1:730$1 --http 127.0.0.1:830$1 $find --log-level warn $(sec "$1")"
 }
 
 if ! tmux has-session -t "$session" 2>/dev/null; then

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -19,10 +20,11 @@ type cluster struct {
 	peers []broker.Peer
 	args  [][]string
 	procs []*proctest.Proc
+	tls   *tls.Config // a cluster member's, for the brokers' HTTP API
 }
 
 func startCluster(t *testing.T, n int) *cluster {
-	c := &cluster{}
+	c := &cluster{tls: proctest.ClientTLS(t)}
 	dir := t.TempDir()
 	for i := range n {
 		id := fmt.Sprintf("b%d", i+1)
@@ -46,7 +48,9 @@ func (c *cluster) client() *brokerclient.Client {
 	for _, p := range c.peers {
 		addrs = append(addrs, p.HTTPAddr)
 	}
-	return brokerclient.New(addrs...)
+	cl := brokerclient.New(addrs...)
+	cl.Secure(c.tls, "")
+	return cl
 }
 
 func (c *cluster) index(id string) int {

@@ -274,7 +274,8 @@ func checkFaultSeen(t *testing.T, c *cluster, i int) {
 	if !strings.Contains(out, "storage fault: damaged message bodies") || !strings.Contains(out, "storage fault repaired") {
 		t.Fatalf("%s did not log the damage and its repair", c.peers[i].ID)
 	}
-	resp, err := http.Get("http://" + c.peers[i].HTTPAddr + "/metrics")
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}}
+	resp, err := cl.Get("https://" + c.peers[i].HTTPAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,20 +55,26 @@ func WithCA(path string) Option {
 	}
 }
 
-// WithCredentials uses a secured cluster's token and CA, found the way the CLI finds
-// them: token and ca when given, else QUORUMQ_TOKEN and QUORUMQ_CA, else what `quorumq
-// dev` recorded in <dataDir>/cluster.json ("" is .quorumq). Finding none leaves the
-// client on plain http without a token.
+// ResolveCredentials finds a secured cluster's token and CA path the way the CLI
+// does: token and ca when given, else QUORUMQ_TOKEN and QUORUMQ_CA, else what `quorumq
+// dev` recorded in <dataDir>/cluster.json ("" is .quorumq). Empty when none is found.
+func ResolveCredentials(token, ca, dataDir string) (string, string, error) {
+	token, ca = cmp.Or(token, os.Getenv("QUORUMQ_TOKEN")), cmp.Or(ca, os.Getenv("QUORUMQ_CA"))
+	if token != "" && ca != "" {
+		return token, ca, nil
+	}
+	devToken, devCA, err := DevCredentials(dataDir)
+	return cmp.Or(token, devToken), cmp.Or(ca, devCA), err
+}
+
+// WithCredentials uses the token and CA that ResolveCredentials finds; none found
+// leaves the client on plain http without a token.
 func WithCredentials(token, ca, dataDir string) Option {
 	return func(c *Client) {
-		token, ca = cmp.Or(token, os.Getenv("QUORUMQ_TOKEN")), cmp.Or(ca, os.Getenv("QUORUMQ_CA"))
-		if token == "" || ca == "" {
-			devToken, devCA, err := DevCredentials(dataDir)
-			if err != nil {
-				c.optErr = errors.Join(c.optErr, err)
-				return
-			}
-			token, ca = cmp.Or(token, devToken), cmp.Or(ca, devCA)
+		token, ca, err := ResolveCredentials(token, ca, dataDir)
+		if err != nil {
+			c.optErr = errors.Join(c.optErr, err)
+			return
 		}
 		if token != "" {
 			WithToken(token)(c)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +47,10 @@ func newProcCluster(t *testing.T, grace string) *procCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	procClientOnce.Do(func() {
+		procClient = proctest.HTTPClient(t)
+		procClient.Timeout = 15 * time.Second
+	})
 	return &procCluster{consulAddr: agent.HTTPAddr(), disc: disc, grace: grace, pg: pgserver.StartT(t)}
 }
 
@@ -72,11 +77,17 @@ func getJSON(addr, path string, out any) int {
 	return sendJSON("GET", addr, path, "", out)
 }
 
+// procClient speaks to the secured processes (TLS, a cluster certificate, the admin
+// token); the same for every test of the binary.
+var (
+	procClientOnce sync.Once
+	procClient     *http.Client
+)
+
 func sendJSON(method, addr, path, body string, out any) int {
-	req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, proctest.URL(addr, path), strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	client := http.Client{Timeout: 15 * time.Second}
-	resp, err := client.Do(req)
+	resp, err := procClient.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -209,6 +220,7 @@ func topicsOf(t *testing.T, m *managerProc) map[string]TopicInfo {
 func TestManagerProcesses(t *testing.T) {
 	c := newProcCluster(t, "2s")
 	fb := newFakeBrokers()
+	fb.secured = true
 	for _, id := range []string{"b1", "b2", "b3"} {
 		fb.start(t, c.disc, id)
 	}

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -30,6 +33,9 @@ type fakeBrokers struct {
 	// leaders, when it has a group, is the broker every replica of it names as leader
 	// ("" none); without, each replica names itself and none says it leads.
 	leaders map[string]string
+	// secured serves TLS with broker certificates of proctest's CA, for secured
+	// manager processes.
+	secured bool
 }
 
 func newFakeBrokers() *fakeBrokers {
@@ -72,12 +78,20 @@ func (f *fakeBrokers) start(t *testing.T, d discovery.Registrar, id string) *htt
 	f.replicas[id] = map[string]bool{}
 	f.mu.Unlock()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.serve(id, w, r) })}
+	scheme := "http"
+	if f.secured {
+		node, err := proctest.Credentials(t).Node(secure.Identity{Role: secure.RoleBroker, ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, scheme = tls.NewListener(ln, node.ServerConfig(tls.VerifyClientCertIfGiven)), "https"
+	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	err = d.Register(t.Context(), discovery.Registration{Instance: discovery.Instance{
 		Service: discovery.ServiceBroker, ID: id, Addr: ln.Addr().String(),
 		Meta: map[string]string{discovery.MetaRaftAddr: "raft-" + id, discovery.MetaHTTPAddr: ln.Addr().String()},
-	}, HealthURL: "http://" + ln.Addr().String() + "/healthz", CheckInterval: 500 * time.Millisecond, DeregisterAfter: time.Minute})
+	}, HealthURL: scheme + "://" + ln.Addr().String() + "/healthz", CheckInterval: 500 * time.Millisecond, DeregisterAfter: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package brokerbench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,11 @@ type Config struct {
 	// ProfileDir, when set and the bench starts the brokers, receives each broker's CPU
 	// profile of the produce run (<id>.cpu.pprof, for `go tool pprof`).
 	ProfileDir string
+	// Insecure starts the brokers --insecure; otherwise they and the bench get
+	// certificates of a CA made in the bench's directory. TLS is the bench's client
+	// configuration for given Brokers (nil: plain http).
+	Insecure bool
+	TLS      *tls.Config
 }
 
 // Result is what a produce or consume run measured.
@@ -77,7 +83,7 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 			return nil, err
 		}
 		fmt.Fprintf(cfg.Out, "starting 3 brokers (data and logs in %s)\n", e.dir)
-		if e.procs, err = startBrokers(ctx, cfg.Binary, e.dir, 3, cfg.ProfileDir != ""); err != nil {
+		if e.procs, cfg.TLS, err = startBrokers(ctx, cfg.Binary, e.dir, 3, cfg.ProfileDir != "", cfg.Insecure); err != nil {
 			return nil, err
 		}
 		for _, p := range e.procs {
@@ -86,7 +92,8 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 		}
 	}
 	e.cl = brokerclient.New(cfg.Brokers...)
-	e.cl.HTTP = newDirectClient()
+	e.cl.HTTP = newDirectClient(cfg.TLS)
+	e.cl.Secure(cfg.TLS, "")
 	if e.peers == nil {
 		for _, addr := range cfg.Brokers {
 			var h broker.HealthReply

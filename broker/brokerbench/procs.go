@@ -2,8 +2,9 @@ package brokerbench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
-	"net/http"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/quorumq/quorumq/broker"
 
 	"github.com/quorumq/quorumq/internal/freeport"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 // proc is a broker process the bench started.
@@ -27,13 +29,37 @@ type proc struct {
 }
 
 // startBrokers starts n brokers of binary with data under dir, serving Go profiles when
-// pprof is set.
-func startBrokers(ctx context.Context, binary, dir string, n int, pprof bool) ([]*proc, error) {
+// pprof is set; secured with a CA made there unless insecure, in which case the
+// returned client TLS is nil.
+func startBrokers(ctx context.Context, binary, dir string, n int, pprof, insecure bool) ([]*proc, *tls.Config, error) {
+	var (
+		store     *secure.Store
+		clientTLS *tls.Config
+	)
+	if !insecure {
+		var err error
+		if store, err = secure.OpenStore(filepath.Join(dir, "credentials")); err != nil {
+			return nil, nil, err
+		}
+		node, err := store.Node(secure.Identity{Role: secure.RoleClient, ID: "bench"})
+		if err != nil {
+			return nil, nil, err
+		}
+		clientTLS = node.ClientConfig(secure.RoleBroker)
+	}
 	var ps []*proc
 	for i := range n {
 		id := fmt.Sprintf("b%d", i+1)
 		p := &proc{peer: broker.Peer{ID: id, RaftAddr: freeAddr(), HTTPAddr: freeAddr()}, log: filepath.Join(dir, id+".log")}
-		p.args = []string{"broker", "--id", id, "--data-dir", filepath.Join(dir, id), "--raft", p.peer.RaftAddr, "--http", p.peer.HTTPAddr}
+		p.args = []string{"broker", "--id", id, "--data-dir", filepath.Join(dir, id), "--raft", p.peer.RaftAddr, "--http", p.peer.HTTPAddr, "--insecure"}
+		if store != nil {
+			flags, err := store.ServerFlags(secure.Identity{Role: secure.RoleBroker, ID: id})
+			if err != nil {
+				stopAll(ps)
+				return nil, nil, err
+			}
+			p.args = append(p.args[:len(p.args)-1], flags...)
+		}
 		if pprof {
 			p.pprof = freeAddr()
 			p.args = append(p.args, "--pprof", p.pprof)
@@ -41,10 +67,10 @@ func startBrokers(ctx context.Context, binary, dir string, n int, pprof bool) ([
 		ps = append(ps, p)
 		if err := p.start(ctx, binary); err != nil {
 			stopAll(ps)
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return ps, nil
+	return ps, clientTLS, nil
 }
 
 func (p *proc) start(ctx context.Context, binary string) error {
@@ -60,10 +86,10 @@ func (p *proc) start(ctx context.Context, binary string) error {
 		return err
 	}
 	go p.cmd.Wait()
+	// Up once its HTTP port accepts (plain or TLS: either way the listener is open).
 	for ctx.Err() == nil {
-		resp, err := http.Get("http://" + p.peer.HTTPAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
+		if nc, err := net.Dial("tcp", p.peer.HTTPAddr); err == nil {
+			nc.Close()
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -39,7 +39,7 @@ func TestDirectTransport(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	defer close(release)
-	cl := newDirectClient()
+	cl := newDirectClient(nil)
 	post := func(ctx context.Context, path, body string) (string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+path, bytes.NewReader([]byte(body)))
 		if err != nil {

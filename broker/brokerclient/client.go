@@ -48,7 +48,10 @@ func New(brokers ...string) *Client {
 // send it as the bearer token. Call it before the first request.
 func (c *Client) Secure(tlsCfg *tls.Config, token string) {
 	if tlsCfg != nil {
-		c.HTTP.Transport.(*http.Transport).TLSClientConfig = tlsCfg
+		// A Transport of the caller's own (the bench's) brings its own TLS.
+		if tr, ok := c.HTTP.Transport.(*http.Transport); ok {
+			tr.TLSClientConfig = tlsCfg
+		}
 		c.scheme = "https"
 	}
 	c.token = token

@@ -1,15 +1,22 @@
 package main
 
 import (
+	"crypto/tls"
+
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/atm"
+	"github.com/quorumq/quorumq/clientlib"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 func init() { benchCmd.AddCommand(newBenchATMCmd()) }
 
 func newBenchATMCmd() *cobra.Command {
-	var cfg atm.BenchConfig
+	var (
+		cfg   atm.BenchConfig
+		creds clientCredentials
+	)
 	cmd := &cobra.Command{
 		Use:     "atm",
 		Short:   "Concurrent random transfers against a running ATM group; prints transfers/s and p50/p99",
@@ -19,7 +26,19 @@ func newBenchATMCmd() *cobra.Command {
 			return envFallback(cmd)
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := atm.Bench(cmd.Context(), cfg, cmd.OutOrStdout())
+			token, ca, err := clientlib.ResolveCredentials(creds.token, creds.ca, creds.dataDir)
+			if err != nil {
+				return err
+			}
+			cfg.Token = token
+			if ca != "" {
+				pool, err := secure.LoadPool(ca)
+				if err != nil {
+					return err
+				}
+				cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
+			}
+			_, err = atm.Bench(cmd.Context(), cfg, cmd.OutOrStdout())
 			return err
 		},
 	}
@@ -28,5 +47,6 @@ func newBenchATMCmd() *cobra.Command {
 	f.IntVar(&cfg.Clients, "clients", 64, "concurrent clients, each with one transfer in flight")
 	f.DurationVar(&cfg.Duration, "duration", 10e9, "how long to run")
 	f.IntVar(&cfg.Accounts, "accounts", 100, "accounts to transfer between (bench-NNN, funded at the start)")
+	creds.register(f)
 	return cmd
 }

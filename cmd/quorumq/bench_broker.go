@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/broker/brokerbench"
+	"github.com/quorumq/quorumq/internal/secure"
 )
 
 func init() {
@@ -21,10 +23,14 @@ func brokerBenchFlags(cmd *cobra.Command, cfg *brokerbench.Config) {
 	f.IntVar(&cfg.Size, "size", 1024, "message size in bytes")
 	f.IntVar(&cfg.Batch, "batch", 1, "messages per request")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long producers run")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "start the brokers without TLS (default: with a CA made in the bench's directory)")
 }
 
 func brokerBenchCmd(use, short, example string, run func(cmd *cobra.Command, cfg brokerbench.Config) error) *cobra.Command {
-	var cfg brokerbench.Config
+	var (
+		cfg brokerbench.Config
+		sec securityFlags
+	)
 	cmd := &cobra.Command{
 		Use: use, Short: short, Example: example, Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
@@ -34,10 +40,24 @@ func brokerBenchCmd(use, short, example string, run func(cmd *cobra.Command, cfg
 				return err
 			}
 			cfg.Binary, cfg.Out = bin, cmd.OutOrStdout()
+			if len(cfg.Brokers) > 0 && !cfg.Insecure {
+				// Running brokers are reached as a cluster member (a client/NAME certificate).
+				if sec.ca == "" {
+					return errors.New("--brokers: give --ca, --cert and --key of a client certificate (quorumq cert create-node --name client/bench), or --insecure")
+				}
+				node, err := secure.LoadNode(sec.ca, sec.cert, sec.key)
+				if err != nil {
+					return err
+				}
+				cfg.TLS = node.ClientConfig(secure.RoleBroker)
+			}
 			return run(cmd, cfg)
 		},
 	}
 	brokerBenchFlags(cmd, &cfg)
+	cmd.Flags().StringVar(&sec.ca, "ca", "", "with --brokers: the cluster CA certificate")
+	cmd.Flags().StringVar(&sec.cert, "cert", "", "with --brokers: a certificate of the CA (role client)")
+	cmd.Flags().StringVar(&sec.key, "key", "", "the key of --cert")
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -67,7 +68,56 @@ peers check. Managers, brokers and ATMs take them with --ca, --cert and --key.`,
 	f.StringSliceVar(&hosts, "host", nil, "host names or IPs the node is reached at (127.0.0.1 and localhost are always added)")
 	f.StringVar(&out, "out", "", "directory for node.pem and node-key.pem (default <ca-dir>/<id>)")
 	_ = createNode.MarkFlagRequired("name")
-	cmd.AddCommand(createCA, createNode)
+	cmd.AddCommand(createCA, createNode, newCertInitCmd())
+	return cmd
+}
+
+// newCertInitCmd is what docker-compose.yml's init service runs on every start.
+func newCertInitCmd() *cobra.Command {
+	var (
+		dir                 string
+		names, consulTokens []string
+		postgres            bool
+	)
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Make (once) a CA, node certificates, an admin token and the stack's other secrets in --dir",
+		Long: `Make what a containerised cluster needs in --dir, keeping what exists: a CA, the
+certificate of every --node (certs/<role>-<id>/), a tokens file with an admin token
+(admin-token), a Consul ACL token per --consul-token service (consul/<name>.token, and
+consul/acl.hcl for the Consul agent) and, with --postgres-password, a PostgreSQL
+password (postgres-password).`,
+		Example: "  quorumq cert init --dir /data --node manager/m1,broker/b1 --consul-token manager,broker --postgres-password",
+		Args:    cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("--dir is required")
+			}
+			var ids []secure.Identity
+			for _, n := range names {
+				id, err := secure.ParseIdentity(n)
+				if err != nil {
+					return fmt.Errorf("--node: %w", err)
+				}
+				ids = append(ids, id)
+			}
+			store, err := secure.OpenStore(dir)
+			if err != nil {
+				return err
+			}
+			if err := store.Bootstrap(ids, consulTokens, postgres); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "credentials in %s (admin token: %s)\n", store.Dir, filepath.Join(store.Dir, "admin-token"))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "directory of the credentials (required)")
+	f.StringSliceVar(&names, "node", nil, "role/id of each node to make a certificate for")
+	f.StringSliceVar(&consulTokens, "consul-token", nil, "services to make a Consul ACL token for")
+	f.BoolVar(&postgres, "postgres-password", false, "make a PostgreSQL password")
 	return cmd
 }
 

@@ -23,6 +23,7 @@ func newDevCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newDevControlCmds()...)
 	f := cmd.Flags()
+	f.BoolVar(&cfg.Insecure, "insecure", false, "run every process without TLS and tokens (default: a CA, certificates and an admin token in --data-dir)")
 	f.StringVar(&cfg.DataDir, "data-dir", "./.quorumq", "directory for all state, logs and cluster.json (kept between runs)")
 	f.StringVar(&cfg.ConsulHTTP, "consul-http", "127.0.0.1:8500", "Consul HTTP API and UI address")
 	f.IntVar(&cfg.PostgresPort, "postgres-port", 5432, "PostgreSQL port on 127.0.0.1")

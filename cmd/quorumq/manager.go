@@ -17,11 +17,12 @@ func init() { subcommands = append(subcommands, newManagerCmd) }
 
 func newManagerCmd() *cobra.Command {
 	var (
-		cfg      manager.Config
-		consulAt string
-		peers    []string
-		logLevel string
-		sec      securityFlags
+		cfg        manager.Config
+		consulAt   string
+		peers      []string
+		logLevel   string
+		sec        securityFlags
+		pgPassFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -43,6 +44,9 @@ API; writes on a read manager are forwarded to the write manager.`,
 				return err
 			}
 			if cfg.Security, err = sec.config(secure.RoleManager, cfg.ID, true, cfg.Logger); err != nil {
+				return err
+			}
+			if cfg.PostgresDSN, err = withPasswordFile(cfg.PostgresDSN, pgPassFile); err != nil {
 				return err
 			}
 			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)
@@ -70,6 +74,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 	f.IntVar(&cfg.Partitions, "partitions", 1, "partitions of a new topic when the request gives none")
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&pgPassFile, "postgres-password-file", "", "file holding the password of --postgres's user (instead of one in the DSN)")
 	sec.register(f, true)
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("postgres")

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -32,7 +35,8 @@ func (s *securityFlags) register(f *pflag.FlagSet, public bool) {
 	f.BoolVar(&s.insecure, "insecure", false, "no TLS and no tokens: anyone who reaches a port controls the cluster")
 }
 
-// config loads the security of the process role/id; nil with --insecure. Without
+// config loads the security of the process role/id; nil with --insecure, which must be
+// asked for: without certificates the process does not start. Without
 // tokens, only cluster certificates get through (enough for a broker, whose clients
 // are the managers; the SDK's direct produce then goes through the managers).
 func (s *securityFlags) config(role, id string, needTokens bool, log *slog.Logger) (*secure.Config, error) {
@@ -40,11 +44,9 @@ func (s *securityFlags) config(role, id string, needTokens bool, log *slog.Logge
 		log.Warn("running --insecure: plain TCP and HTTP, no authentication; anyone who reaches the ports controls the cluster")
 		return nil, nil
 	}
-	if s.ca == "" && s.cert == "" && s.key == "" {
-		return nil, nil
-	}
 	if s.ca == "" || s.cert == "" || s.key == "" {
-		return nil, errors.New("give --ca, --cert and --key together (quorumq cert create-ca, quorumq cert create-node), or --insecure")
+		// Secure by default: running open takes a decision (CockroachDB's rule).
+		return nil, errors.New("give --ca, --cert and --key (quorumq cert create-ca, quorumq cert create-node), or --insecure to run without TLS and tokens")
 	}
 	node, err := secure.LoadNode(s.ca, s.cert, s.key)
 	if err != nil {
@@ -86,4 +88,23 @@ func (c *clientCredentials) register(f *pflag.FlagSet) {
 
 func (c *clientCredentials) option() clientlib.Option {
 	return clientlib.WithCredentials(c.token, c.ca, c.dataDir)
+}
+
+// withPasswordFile puts the password in file (its first line) into dsn, so that the
+// password is in neither the command line nor the compose file.
+func withPasswordFile(dsn, file string) (string, error) {
+	if file == "" {
+		return dsn, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--postgres-password-file: %w", err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return "", fmt.Errorf("--postgres: %q is not a postgres://user@host/db URL", dsn)
+	}
+	pass, _, _ := strings.Cut(string(b), "\n")
+	u.User = url.UserPassword(u.User.Username(), strings.TrimSpace(pass))
+	return u.String(), nil
 }

@@ -2,6 +2,8 @@ package pgserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -144,4 +146,36 @@ func prepareDir(dir string, u *account, logger *slog.Logger) error {
 		return fmt.Errorf("pgserver: %w", err)
 	}
 	return nil
+}
+
+// passwordPath is the file next to the data directory that holds the postgres user's
+// password (initdb wants an empty directory).
+func passwordPath(dataDir string) string { return dataDir + ".password" }
+
+// writePassword makes a random password for a new cluster, readable only by its
+// owner (and the server user, which initdb runs as).
+func writePassword(dataDir string, u *account) (string, error) {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	path := passwordPath(dataDir)
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("pgserver: %w", err)
+	}
+	if u != nil {
+		if err := os.Chown(path, int(u.uid), int(u.gid)); err != nil {
+			return "", fmt.Errorf("pgserver: %w", err)
+		}
+	}
+	return path, nil
+}
+
+// readPassword is the password writePassword made, "" for a cluster from before it.
+func readPassword(dataDir string) string {
+	b, err := os.ReadFile(passwordPath(dataDir))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

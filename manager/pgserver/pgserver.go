@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +54,8 @@ type Server struct {
 	cmd    *exec.Cmd
 	logf   *os.File
 	exited chan struct{}
-	err    error // exit status, valid after exited is closed
+	err    error  // exit status, valid after exited is closed
+	pass   string // the postgres user's password; "" for a cluster made with trust auth
 
 	stopOnce sync.Once
 	stopErr  error
@@ -151,7 +153,7 @@ func start(ctx context.Context, cfg Config, owner *account) (*Server, error) {
 		logf.Close()
 		return nil, fmt.Errorf("pgserver: start postgres: %w", err)
 	}
-	s := &Server{cfg: cfg, port: port, cmd: cmd, logf: logf, exited: make(chan struct{})}
+	s := &Server{cfg: cfg, port: port, cmd: cmd, logf: logf, exited: make(chan struct{}), pass: readPassword(cfg.DataDir)}
 	go func() {
 		s.err = cmd.Wait()
 		logf.Close()
@@ -196,8 +198,16 @@ func (s *Server) open(db string) *sql.DB {
 
 // DSN is the pgdriver connection string for database db.
 func (s *Server) DSN(db string) string {
-	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", s.Addr(), db)
+	u := url.URL{Scheme: "postgres", User: url.User("postgres"), Host: s.Addr(), Path: "/" + db, RawQuery: "sslmode=disable"}
+	if s.pass != "" {
+		u.User = url.UserPassword("postgres", s.pass)
+	}
+	return u.String()
 }
+
+// PasswordFile holds the password of the postgres user (the DSN has it too), for a
+// process that takes it from a file (quorumq manager --postgres-password-file).
+func (s *Server) PasswordFile() string { return passwordPath(s.cfg.DataDir) }
 
 // Addr is the server's TCP address.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -276,8 +286,15 @@ func initdb(ctx context.Context, cfg Config, owner *account) error {
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "PG_VERSION")); err == nil {
 		return nil // an existing cluster: reuse it
 	}
+	// Password authentication (scram-sha-256) even on loopback: another local user must
+	// not reach the managers' metadata. The password is made here, once.
+	pwfile, err := writePassword(cfg.DataDir, owner)
+	if err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, "initdb"),
-		"-D", cfg.DataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-instructions")
+		"-D", cfg.DataDir, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", pwfile,
+		"-E", "UTF8", "--locale=C", "--no-instructions")
 	if cfg.NoFsync {
 		cmd.Args = append(cmd.Args, "--no-sync")
 	}

@@ -39,8 +39,9 @@ func TestComposeFile(t *testing.T) {
 	if !ok {
 		t.Fatal("no postgres service")
 	}
-	if !strings.HasPrefix(pg.Image, "postgres:") || pg.Environment["POSTGRES_PASSWORD"] == "" || pg.Healthcheck == nil {
-		t.Errorf("postgres: want image postgres:N, POSTGRES_PASSWORD and a healthcheck, got %+v", pg)
+	if !strings.HasPrefix(pg.Image, "postgres:") || pg.Environment["POSTGRES_PASSWORD"] != "" ||
+		pg.Environment["POSTGRES_PASSWORD_FILE"] == "" || pg.Environment["POSTGRES_HOST_AUTH_METHOD"] != "scram-sha-256" || pg.Healthcheck == nil {
+		t.Errorf("postgres: want image postgres:N, scram-sha-256, the password from a file (not in compose) and a healthcheck, got %+v", pg)
 	}
 
 	by := cf.quorumqServices()
@@ -53,6 +54,9 @@ func TestComposeFile(t *testing.T) {
 	ids := map[string]string{}
 	databases := map[string]string{}
 	for sub, names := range by {
+		if sub != "manager" && sub != "broker" {
+			continue // the init service: checkSecrets
+		}
 		for _, name := range names {
 			s := cf.Services[name]
 			t.Run(name, func(t *testing.T) {
@@ -77,6 +81,7 @@ func TestComposeFile(t *testing.T) {
 			})
 		}
 	}
+	checkSecrets(t, cf, img, bin)
 }
 
 func checkConsulService(t *testing.T, root string, cs service) {
@@ -90,11 +95,11 @@ func checkConsulService(t *testing.T, root string, cs service) {
 		t.Errorf("consul image %s: want the version consul/install.sh pins for the tests", cs.Image)
 	}
 	if cs.Healthcheck == nil || !hasPort(cs.Ports, "8500", "8500") {
-		t.Errorf("consul: want a healthcheck and the UI/API published on 8500:8500")
+		t.Errorf("consul: want a healthcheck and the UI/API published on %s8500:8500", publish)
 	}
 	var config string
 	for i, a := range cs.Command {
-		if a == "-config-file" && i+1 < len(cs.Command) {
+		if a == "-config-file" && i+1 < len(cs.Command) && config == "" {
 			config = cs.Command[i+1]
 		}
 	}
@@ -110,6 +115,9 @@ func checkConsulService(t *testing.T, root string, cs service) {
 	if !regexp.MustCompile(`ui_config\s*\{[^}]*enabled\s*=\s*true`).Match(hcl) {
 		t.Errorf("%s does not enable the UI (ui_config { enabled = true })", src)
 	}
+	if !regexp.MustCompile(`acl\s*\{[^}]*enabled\s*=\s*true[^}]*default_policy\s*=\s*"deny"`).Match(hcl) {
+		t.Errorf("%s does not enable ACLs with default_policy deny", src)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	consulBin, err := consul.EnsureBin(ctx)
@@ -121,9 +129,12 @@ func checkConsulService(t *testing.T, root string, cs service) {
 	}
 }
 
+// publish is how every published port starts: loopback unless the user opts in.
+const publish = "${QUORUMQ_PUBLISH:-127.0.0.1}:"
+
 func hasPort(ports []string, host, container string) bool {
 	for _, p := range ports {
-		if p == host+":"+container {
+		if p == publish+host+":"+container {
 			return true
 		}
 	}
@@ -166,6 +177,9 @@ func checkQuorumqService(t *testing.T, cf composeFile, name string, s service) {
 		if !listens[parts[len(parts)-1]] {
 			t.Errorf("port %s publishes a port the service does not listen on", p)
 		}
+		if !strings.HasPrefix(p, publish) {
+			t.Errorf("port %s: want it published on %s (loopback unless QUORUMQ_PUBLISH says otherwise)", p, publish)
+		}
 	}
 	// The image's /data is owned by nonroot; only a named volume starts as a copy of it.
 	dir, _ := s.flag("data-dir")
@@ -178,13 +192,14 @@ func checkQuorumqService(t *testing.T, cf composeFile, name string, s service) {
 	if cs, ok := cf.Services[host]; err != nil || !ok || !strings.HasPrefix(cs.Image, "hashicorp/consul:") || port != "8500" {
 		t.Errorf("--consul %q: want the consul service's API, consul:8500", at)
 	}
-	need := []string{"consul"}
+	// consul-acl has made the service's Consul token (after Consul was healthy).
+	need := map[string]string{"consul-acl": "service_completed_successfully"}
 	if s.subcommand() == "manager" {
-		need = append(need, "postgres")
+		need["postgres"] = "service_healthy"
 	}
-	for _, d := range need {
-		if s.DependsOn[d].Condition != "service_healthy" {
-			t.Errorf("depends_on: want %s with condition service_healthy, got %+v", d, s.DependsOn)
+	for d, cond := range need {
+		if s.DependsOn[d].Condition != cond {
+			t.Errorf("depends_on: want %s with condition %s, got %+v", d, cond, s.DependsOn)
 		}
 	}
 }
@@ -204,10 +219,13 @@ func checkDSN(t *testing.T, cf composeFile, s service) string {
 	if user == "" {
 		user = "postgres"
 	}
-	pass, _ := u.User.Password()
-	if !strings.HasPrefix(pg.Image, "postgres:") || u.Port() != "5432" || u.User.Username() != user ||
-		pass != pg.Environment["POSTGRES_PASSWORD"] {
-		t.Errorf("--postgres %q: want postgres://%s:<POSTGRES_PASSWORD>@postgres:5432/DB", dsn, user)
+	_, hasPass := u.User.Password()
+	if !strings.HasPrefix(pg.Image, "postgres:") || u.Port() != "5432" || u.User.Username() != user || hasPass {
+		t.Errorf("--postgres %q: want postgres://%s@postgres:5432/DB (the password comes from a file)", dsn, user)
+	}
+	if s.Environment["QUORUMQ_POSTGRES_PASSWORD_FILE"] != pg.Environment["POSTGRES_PASSWORD_FILE"] {
+		t.Errorf("QUORUMQ_POSTGRES_PASSWORD_FILE %q: want postgres's POSTGRES_PASSWORD_FILE %q",
+			s.Environment["QUORUMQ_POSTGRES_PASSWORD_FILE"], pg.Environment["POSTGRES_PASSWORD_FILE"])
 	}
 	db := path.Base(u.Path)
 	if db == "" || db == "/" || db == "." {

@@ -184,8 +184,10 @@ func TestImageRunsAsNonroot(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raft, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
+			// Plain: this is about the user and the data dir, not TLS (the
+			// topology test runs the compose commands secured).
 			runAsNonroot(t, bin, volumeDir(t, img), httpAddr,
-				append(tc.args(t, raft), "--raft", raft, "--http", httpAddr))
+				append(tc.args(t, raft), "--raft", raft, "--http", httpAddr, "--insecure"))
 		})
 	}
 }

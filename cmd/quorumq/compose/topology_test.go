@@ -125,7 +125,13 @@ func TestComposeTopology(t *testing.T) {
 			mounts[strings.Split(v, ":")[1]] = t.TempDir()
 		}
 		args := hosts.command(name, s, mounts)
-		proctest.Start(t, name, args...)
+		// The secrets are proctest's (it adds the certificates, since the command names
+		// none) and the test server's password: checkSecrets checks the file's own.
+		var env []string
+		if s.subcommand() == "manager" {
+			env = []string{"QUORUMQ_POSTGRES_PASSWORD_FILE=" + pg.PasswordFile()}
+		}
+		proctest.StartOpts(t, proctest.Opts{Name: name, Args: args, Env: env})
 		id, _ := s.flag("id")
 		composeHTTP, _ := s.flag("http")
 		n := &scenario.Node{ID: id}

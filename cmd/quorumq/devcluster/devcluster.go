@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager/pgserver"
 )
 
@@ -40,6 +42,9 @@ type Config struct {
 	ManagerRaftPort, ManagerHTTPPort int
 	BrokerRaftPort, BrokerHTTPPort   int
 	Logger                           *slog.Logger
+	// Insecure runs every process --insecure; otherwise the data directory holds a CA,
+	// the processes' certificates, a tokens file and an admin token (made on first run).
+	Insecure bool
 }
 
 // Process is one supervised process as cluster.json shows it.
@@ -65,6 +70,10 @@ type State struct {
 	ConsulUI    string    `json:"consul_ui"`
 	ConsulHTTP  string    `json:"consul_http"`
 	PostgresDSN string    `json:"postgres_dsn"`
+	// AdminToken and CA are what clients need (the CLI and the SDK read them here);
+	// both empty when the cluster runs --insecure.
+	AdminToken string `json:"admin_token,omitempty"`
+	CA         string `json:"ca,omitempty"`
 }
 
 // Cluster is a running set of dev processes.
@@ -74,6 +83,8 @@ type Cluster struct {
 	pg     *pgserver.Server
 	self   string // this binary, for children
 	logDir string
+	creds  *secure.Store // nil: --insecure
+	client *http.Client  // to the processes' HTTP APIs, with creds' CA and token
 
 	mu       sync.Mutex
 	procs    []*Process
@@ -104,6 +115,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	// A new run starts everything: what `quorumq dev kill` held down in an earlier one too.
 	if err := os.RemoveAll(filepath.Join(cfg.DataDir, "hold")); err != nil {
+		return nil, err
+	}
+	if c.client, err = c.secure(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -210,6 +224,9 @@ func (c *Cluster) State() State {
 	}
 	if c.pg != nil {
 		st.PostgresDSN = c.pg.DSN("postgres")
+	}
+	if c.creds != nil {
+		st.AdminToken, st.CA = c.creds.AdminToken(), c.creds.CAPath()
 	}
 	return st
 }

@@ -2,6 +2,7 @@ package devcluster_test
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/quorumq/quorumq/cmd/quorumq/devcluster"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -146,7 +148,7 @@ func TestDevCluster(t *testing.T) {
 	}
 	db.Close()
 
-	useThroughREST(t, byKind["manager"])
+	useThroughREST(t, st, byKind["manager"])
 
 	if err := p.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -176,12 +178,12 @@ func TestDevCluster(t *testing.T) {
 
 // useThroughREST checks that every manager names the same write manager, then creates a
 // topic on one manager, produces through another and consumes through a third.
-func useThroughREST(t *testing.T, managers []devcluster.Process) {
+func useThroughREST(t *testing.T, st devcluster.State, managers []devcluster.Process) {
 	t.Helper()
 	writer := ""
 	for _, m := range managers {
 		var r manager.ManagersReply
-		if code := rest(t, m, "GET", "/managers", "", &r); code != 200 || r.WriteManager == "" || len(r.Managers) != len(managers) {
+		if code := rest(t, st, m, "GET", "/managers", "", &r); code != 200 || r.WriteManager == "" || len(r.Managers) != len(managers) {
 			t.Fatalf("GET /managers on %s: %d %+v", m.Name, code, r)
 		}
 		if writer != "" && r.WriteManager != writer {
@@ -191,13 +193,13 @@ func useThroughREST(t *testing.T, managers []devcluster.Process) {
 	}
 	at := func(i int) devcluster.Process { return managers[i%len(managers)] }
 	var tr manager.TopicReply
-	if code := rest(t, at(0), "POST", "/topics", `{"name":"orders","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions) != 2 {
+	if code := rest(t, st, at(0), "POST", "/topics", `{"name":"orders","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions) != 2 {
 		t.Fatalf("create topic: %d %+v", code, tr)
 	}
 	var pr manager.ProducerReply
 	var cr manager.ConsumerReply
-	if rest(t, at(1), "POST", "/producer/register", `{"topic":"orders"}`, &pr) != 200 ||
-		rest(t, at(2), "POST", "/consumer/register", `{"topic":"orders"}`, &cr) != 200 {
+	if rest(t, st, at(1), "POST", "/producer/register", `{"topic":"orders"}`, &pr) != 200 ||
+		rest(t, st, at(2), "POST", "/consumer/register", `{"topic":"orders"}`, &cr) != 200 {
 		t.Fatal("register producer or consumer failed")
 	}
 	want := map[string]bool{}
@@ -205,18 +207,18 @@ func useThroughREST(t *testing.T, managers []devcluster.Process) {
 		msg := "m" + strconv.Itoa(i)
 		want[msg] = true
 		body := `{"topic":"orders","producer_id":` + strconv.FormatUint(pr.ProducerID, 10) + `,"message":"` + msg + `"}`
-		if code := rest(t, at(1), "POST", "/producer/produce", body, nil); code != 200 {
+		if code := rest(t, st, at(1), "POST", "/producer/produce", body, nil); code != 200 {
 			t.Fatalf("produce %s: %d", msg, code)
 		}
 	}
 	q := "?topic=orders&consumer_id=" + strconv.FormatUint(cr.ConsumerID, 10)
 	var sz manager.SizeReply
-	if code := rest(t, at(2), "GET", "/size"+q, "", &sz); code != 200 || sz.Size != 4 {
+	if code := rest(t, st, at(2), "GET", "/size"+q, "", &sz); code != 200 || sz.Size != 4 {
 		t.Fatalf("size: %d %+v, want 4", code, sz)
 	}
 	for range 4 {
 		var c manager.ConsumeReply
-		if code := rest(t, at(2), "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil || !want[*c.Message] {
+		if code := rest(t, st, at(2), "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil || !want[*c.Message] {
 			t.Fatalf("consume: %d %+v (left to see: %v)", code, c, want)
 		}
 		delete(want, *c.Message)
@@ -224,14 +226,19 @@ func useThroughREST(t *testing.T, managers []devcluster.Process) {
 }
 
 // rest sends one request to a manager's REST API and decodes the reply into out.
-func rest(t *testing.T, m devcluster.Process, method, path, body string, out any) int {
+func rest(t *testing.T, st devcluster.State, m devcluster.Process, method, path, body string, out any) int {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+m.Addresses["http"]+path, strings.NewReader(body))
+	// As the README's curl lines do: the token and the CA from cluster.json.
+	if st.AdminToken == "" || st.CA == "" {
+		t.Fatalf("cluster.json has no admin_token or ca: %+v", st)
+	}
+	req, err := http.NewRequest(method, "https://"+m.Addresses["http"]+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+st.AdminToken)
+	resp, err := devClient(t, st).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s on %s: %v", method, path, m.Name, err)
 	}
@@ -257,7 +264,7 @@ func TestDevChildrenDieWithIt(t *testing.T) {
 			m1 = proc
 		}
 	}
-	if code := rest(t, m1, "POST", "/topics", `{"name":"kept"}`, nil); code != 201 {
+	if code := rest(t, st, m1, "POST", "/topics", `{"name":"kept"}`, nil); code != 201 {
 		t.Fatalf("create topic: %d", code)
 	}
 	p.Kill()
@@ -266,7 +273,7 @@ func TestDevChildrenDieWithIt(t *testing.T) {
 	}
 	again := proctest.Start(t, "dev-again", args...)
 	again.WaitOutput(t, devcluster.ReadyLine, 3*time.Minute)
-	if code := rest(t, m1, "GET", "/topics/kept", "", nil); code != 200 {
+	if code := rest(t, st, m1, "GET", "/topics/kept", "", nil); code != 200 {
 		t.Errorf("topic of the first run: %d", code)
 	}
 	if err := again.Stop(); err != nil {
@@ -344,7 +351,8 @@ func waitBack(t *testing.T, dir string, m, b devcluster.Process) devcluster.Proc
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		now := stateOf(t, dir, b.Name)
-		if now.Pid != 0 && now.Pid != b.Pid && alive(now.Pid) && healthy(now) && aliveBrokers(t, m) == 1 {
+		st := readState(t, dir)
+		if now.Pid != 0 && now.Pid != b.Pid && alive(now.Pid) && healthy(t, st, now) && aliveBrokers(t, st, m) == 1 {
 			return now
 		}
 		if time.Now().After(deadline) {
@@ -355,9 +363,9 @@ func waitBack(t *testing.T, dir string, m, b devcluster.Process) devcluster.Proc
 }
 
 // aliveBrokers counts the brokers that manager m lists as alive.
-func aliveBrokers(t *testing.T, m devcluster.Process) int {
+func aliveBrokers(t *testing.T, st devcluster.State, m devcluster.Process) int {
 	var r manager.BrokersReply
-	if rest(t, m, "GET", "/brokers", "", &r) != http.StatusOK {
+	if rest(t, st, m, "GET", "/brokers", "", &r) != http.StatusOK {
 		return 0
 	}
 	n := 0
@@ -369,8 +377,8 @@ func aliveBrokers(t *testing.T, m devcluster.Process) int {
 	return n
 }
 
-func healthy(p devcluster.Process) bool {
-	resp, err := http.Get("http://" + p.Addresses["http"] + "/healthz")
+func healthy(t *testing.T, st devcluster.State, p devcluster.Process) bool {
+	resp, err := devClient(t, st).Get("https://" + p.Addresses["http"] + "/healthz")
 	if err != nil {
 		return false
 	}
@@ -403,4 +411,14 @@ func TestDevRefusesTakenPort(t *testing.T) {
 			}
 		})
 	}
+}
+
+// devClient trusts the CA that cluster.json names.
+func devClient(t *testing.T, st devcluster.State) *http.Client {
+	t.Helper()
+	pool, err := secure.LoadPool(st.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }

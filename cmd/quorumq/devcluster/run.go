@@ -55,11 +55,15 @@ const stopGrace = 15 * time.Second
 // to <data-dir>/logs/<name>.log, records it with its addresses (e.g. "http", "raft"), and
 // restarts it whenever it dies once the cluster is ready (see supervise).
 func (c *Cluster) AddProcess(name, kind string, args []string, addresses map[string]string) (*Process, error) {
+	sec, err := c.serverFlags(kind, name)
+	if err != nil {
+		return nil, err
+	}
 	p := &Process{Name: name, Kind: kind, Addresses: addresses, Log: filepath.Join(c.logDir, name+".log"),
-		Cmd: append([]string{c.self}, args...)}
+		Cmd: append(append([]string{c.self}, args...), sec...)}
 	p.stop = func() error { return c.stopSupervised(p) }
 	c.mu.Lock()
-	err := c.spawn(p)
+	err = c.spawn(p)
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err

@@ -2,10 +2,8 @@ package devcluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -75,7 +73,7 @@ func startServices(ctx context.Context, c *Cluster) error {
 	defer cancel()
 	all := append(append([]*Process(nil), managerProcs...), brokerProcs...)
 	writer, err := waitFor(ctx, all, "the managers to elect a write manager", func(ctx context.Context) (string, bool) {
-		return agreedWriteManager(ctx, managers)
+		return agreedWriteManager(ctx, c, managers)
 	})
 	if err != nil {
 		return err
@@ -94,11 +92,11 @@ func startServices(ctx context.Context, c *Cluster) error {
 	if _, err := waitFor(ctx, all, fmt.Sprintf("%d brokers healthy in Consul and alive for the write manager", len(brokers)),
 		func(ctx context.Context) (string, bool) {
 			healthy, err := reg.Healthy(ctx, discovery.ServiceBroker)
-			return "", err == nil && len(healthy) >= len(brokers) && aliveBrokers(ctx, writerHTTP) >= len(brokers)
+			return "", err == nil && len(healthy) >= len(brokers) && aliveBrokers(ctx, c, writerHTTP) >= len(brokers)
 		}); err != nil {
 		return err
 	}
-	c.AddNote(fmt.Sprintf("REST API:    http://%s (any manager; the write manager is %s)", managers[0].http, writer))
+	c.AddNote(fmt.Sprintf("REST API:    %s (any manager; the write manager is %s)", c.URL(managers[0].http, ""), writer))
 	return nil
 }
 
@@ -167,11 +165,11 @@ func waitFor(ctx context.Context, procs []*Process, what string, ready func(cont
 }
 
 // agreedWriteManager is the write manager when every manager names the same one.
-func agreedWriteManager(ctx context.Context, managers []service) (string, bool) {
+func agreedWriteManager(ctx context.Context, c *Cluster, managers []service) (string, bool) {
 	writer := ""
 	for _, s := range managers {
 		var r manager.ManagersReply
-		if !getJSON(ctx, s.http, "/managers", &r) || r.WriteManager == "" || (writer != "" && r.WriteManager != writer) {
+		if !c.getJSON(ctx, s.http, "/managers", &r) || r.WriteManager == "" || (writer != "" && r.WriteManager != writer) {
 			return "", false
 		}
 		writer = r.WriteManager
@@ -179,9 +177,9 @@ func agreedWriteManager(ctx context.Context, managers []service) (string, bool) 
 	return writer, true
 }
 
-func aliveBrokers(ctx context.Context, managerHTTP string) int {
+func aliveBrokers(ctx context.Context, c *Cluster, managerHTTP string) int {
 	var r manager.BrokersReply
-	if !getJSON(ctx, managerHTTP, "/brokers", &r) {
+	if !c.getJSON(ctx, managerHTTP, "/brokers", &r) {
 		return 0
 	}
 	n := 0
@@ -191,20 +189,4 @@ func aliveBrokers(ctx context.Context, managerHTTP string) int {
 		}
 	}
 	return n
-}
-
-var pollClient = &http.Client{Timeout: 2 * time.Second}
-
-// getJSON reports whether GET http://addr+path answered 200 with JSON for out.
-func getJSON(ctx context.Context, addr, path string, out any) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := pollClient.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(out) == nil
 }

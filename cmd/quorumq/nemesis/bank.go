@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,6 +37,7 @@ type atmProc struct {
 	env            []string
 	mu             sync.Mutex
 	p              *proctest.Proc
+	hc             *http.Client // TLS and the admin token of the secured ATMs
 }
 
 func (a *atmProc) run(t testing.TB) {
@@ -51,7 +53,7 @@ func (a *atmProc) proc() *proctest.Proc {
 	return a.p
 }
 
-func (a *atmProc) client() *atm.Client { return atm.NewClient(a.http, nil) }
+func (a *atmProc) client() *atm.Client { return atm.NewClient(proctest.URL(a.http, ""), a.hc) }
 
 // StartBank starts three ATMs, funds the accounts, and returns the ATMs' domain.
 func StartBank(t testing.TB, dir string) (*Bank, *Domain) {
@@ -59,7 +61,7 @@ func StartBank(t testing.TB, dir string) (*Bank, *Domain) {
 	b := &Bank{t: t}
 	var peers []string
 	for i := 1; i <= 3; i++ {
-		a := &atmProc{id: fmt.Sprintf("atm%d", i), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t)}
+		a := &atmProc{id: fmt.Sprintf("atm%d", i), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t), hc: proctest.HTTPClient(t)}
 		a.env = []string{transport.FaultFileEnv + "=" + filepath.Join(dir, a.id+".faults")}
 		b.atms = append(b.atms, a)
 		peers = append(peers, a.id+"="+a.raft)

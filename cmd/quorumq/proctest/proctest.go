@@ -55,8 +55,9 @@ func Start(t testing.TB, name string, args ...string) *Proc {
 // group, so the cleanup also kills whatever it started (agents, servers) if it could not.
 func StartOpts(t testing.TB, opts Opts) *Proc {
 	t.Helper()
-	cmd := exec.Command(Binary(t), opts.Args...)
-	cmd.Env = append(os.Environ(), opts.Env...)
+	args, env := secureArgs(t, opts.Args)
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Env = append(append(os.Environ(), env...), opts.Env...)
 	cmd.Dir = opts.Dir
 	p := &Proc{Name: opts.Name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out

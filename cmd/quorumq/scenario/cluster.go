@@ -128,12 +128,14 @@ func find(nodes []*Node, id string) *Node {
 	return nil
 }
 
-// Client is an SDK client finding the managers through Consul, retrying for up to 90s
+// Client is an SDK client of the secured cluster (the harness's admin token and CA)
+// finding the managers through Consul, retrying for up to 90s
 // (long enough to ride out an election plus a dead broker's replacement on a busy CI box).
 func (c *Cluster) Client(t testing.TB, opts ...clientlib.Option) *clientlib.Client {
 	t.Helper()
 	cl, err := clientlib.New(append([]clientlib.Option{clientlib.WithResolver(c.Discovery),
-		clientlib.WithRetryTimeout(90 * time.Second)}, opts...)...)
+		clientlib.WithRetryTimeout(90 * time.Second),
+		clientlib.WithToken(proctest.Token(t)), clientlib.WithCA(proctest.Credentials(t).CAPath())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

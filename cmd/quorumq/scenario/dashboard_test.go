@@ -3,12 +3,14 @@ package scenario
 import (
 	"bufio"
 	"encoding/json"
-	"net/http"
+
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 )
 
 const dashboardPath = "../../../docs/grafana/quorumq.json"
@@ -66,9 +68,10 @@ func TestDashboardParses(t *testing.T) {
 func checkDashboard(t *testing.T, c *Cluster) {
 	t.Helper()
 	exported := map[string]bool{}
-	client := http.Client{Timeout: 10 * time.Second}
+	client := proctest.HTTPClient(t)
+	client.Timeout = 10 * time.Second
 	for _, n := range append(append([]*Node{}, c.Brokers...), c.Managers...) {
-		resp, err := client.Get("http://" + n.HTTP + "/metrics")
+		resp, err := client.Get(proctest.URL(n.HTTP, "/metrics"))
 		if err != nil {
 			t.Fatalf("metrics of %s: %v", n.ID, err)
 		}
