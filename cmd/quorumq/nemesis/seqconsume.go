@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/manager"
 )
 
@@ -23,11 +24,12 @@ type seqConsumer struct {
 	id   string
 	seq  uint64 // the last call answered
 	node int
+	hc   *http.Client // the secured managers' TLS and admin token
 }
 
 // newSeqConsumer registers a consumer of the queue's topic.
 func (q *Queue) newSeqConsumer(ctx context.Context) (*seqConsumer, error) {
-	c := &seqConsumer{q: q}
+	c := &seqConsumer{q: q, hc: proctest.HTTPClient(q.t)}
 	for {
 		var r struct {
 			ConsumerID json.Number `json:"consumer_id"`
@@ -90,12 +92,12 @@ func (c *seqConsumer) call(ctx context.Context, method, path string, body, out a
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.q.c.Managers[c.node].HTTP+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, proctest.URL(c.q.c.Managers[c.node].HTTP, path), rd)
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
