@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -233,9 +232,10 @@ func waitPassing(ctx context.Context, t *testing.T, disc *consul.Backend, servic
 func waitWriteManager(ctx context.Context, t *testing.T, n *scenario.Node, writeManager string, members int) {
 	t.Helper()
 	var last string
+	client := proctest.HTTPClient(t)
 	for {
 		var r manager.ManagersReply
-		resp, err := http.Get("http://" + n.HTTP + "/managers")
+		resp, err := client.Get(proctest.URL(n.HTTP, "/managers"))
 		if err == nil {
 			err = json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
