@@ -17,6 +17,15 @@ type Store struct {
 
 	mu    sync.Mutex
 	token string
+	hosts []string // AddHosts
+}
+
+// AddHosts names more hosts (SANs) in the certificates made from now on: a test that
+// runs processes on other loopback addresses than 127.0.0.1.
+func (s *Store) AddHosts(hosts ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hosts = append(s.hosts, hosts...)
 }
 
 const adminTokenFile = "admin-token"
@@ -70,7 +79,7 @@ func (s *Store) nodeDir(id Identity) (string, error) {
 	}
 	// The ID as a host name too: in compose each process is reached at its service
 	// name (b1:8080), and the SDK checks host names.
-	if err := CreateNode(s.Dir, id, []string{id.ID}, dir); err != nil {
+	if err := CreateNode(s.Dir, id, append([]string{id.ID}, s.hosts...), dir); err != nil {
 		return "", fmt.Errorf("secure: certificate of %s: %w", id, err)
 	}
 	return dir, nil

@@ -115,6 +115,11 @@ func TestComposeTopology(t *testing.T) {
 		"postgres:5432": pg.Addr(),
 	})
 
+	// The processes' certificates name the loopback addresses they run on here, as in
+	// compose they name the service (their host name), for clients that check it.
+	for _, ip := range hosts.ips {
+		proctest.Credentials(t).AddHosts(ip)
+	}
 	c := &scenario.Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: disc}
 	httpOf := map[string]string{} // --id → mapped --http
 	for _, name := range names {
