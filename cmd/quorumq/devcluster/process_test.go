@@ -11,7 +11,7 @@ import (
 // quorumq subcommands take, and checks Close stops it and clears its pid.
 func TestAddProcessStopsChildren(t *testing.T) {
 	dir := t.TempDir()
-	c := &Cluster{cfg: Config{DataDir: dir, Logger: slog.Default()}, self: "/bin/sleep", logDir: dir}
+	c := &Cluster{cfg: Config{DataDir: dir, Logger: slog.Default()}, self: "/bin/sleep", logDir: dir, quit: make(chan struct{})}
 	p, err := c.AddProcess("sleeper", "test", []string{"300"}, map[string]string{"http": "127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
