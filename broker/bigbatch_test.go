@@ -19,8 +19,10 @@ func (c *cluster) raftTerms(t *testing.T) (map[string]uint64, bool) {
 	t.Helper()
 	terms := map[string]uint64{}
 	seen := map[string][]uint64{}
+	// The brokers serve TLS; a cluster member's certificate reads /metrics.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 10 * time.Second}
 	for _, p := range c.peers {
-		resp, err := http.Get("http://" + p.HTTPAddr + "/metrics")
+		resp, err := hc.Get("https://" + p.HTTPAddr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
