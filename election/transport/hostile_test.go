@@ -114,7 +114,10 @@ func TestHostileConnectionsStayCheap(t *testing.T) {
 	}
 	during := measure(t)
 	t.Logf("before: %v; with %d hostile connections: %v", before, len(conns), during)
-	if during.grownBy(before) > bound {
+	// Under -race the detector's shadow memory (about 60 MB for these goroutines, never
+	// returned) swamps the bound; the memory bound holds in the plain build (21 MB with
+	// 1,000 connections, 12 MB after close), the attack's other checks run in both.
+	if !raceEnabled && during.grownBy(before) > bound {
 		t.Fatalf("%d hostile connections grew memory from %v to %v (bound %d MB)", len(conns), before, during, bound>>20)
 	}
 
@@ -125,7 +128,7 @@ func TestHostileConnectionsStayCheap(t *testing.T) {
 	eventually(t, "the hostile connections closed", func() bool { return b.incoming.Load() <= 1 })
 	after := measure(t)
 	t.Logf("after they closed: %v", after)
-	if after.grownBy(before) > bound/5 {
+	if !raceEnabled && after.grownBy(before) > bound/5 {
 		t.Fatalf("memory not returned after close: %v before, %v after", before, after)
 	}
 	if err := appendOne(ga, b.Addr()); err != nil {
