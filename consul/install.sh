@@ -4,9 +4,10 @@
 # A fresh clone pays the build once per machine; later runs reuse the cache. While it
 # builds, a line on stderr every QUORUMQ_PROGRESS_INTERVAL seconds (15) says so.
 #
-# Never pipe a command's output into a reader that may stop early (`consul version |
-# head -1`, `| grep -q`): under pipefail the writer then dies of SIGPIPE and the pipeline
-# fails with 141, or not, depending on timing. Capture the output, then look at it.
+# Never pipe a command's output into a reader that may stop early (one that keeps only
+# the first line, or a quiet match): under pipefail the writer then dies of SIGPIPE and
+# the pipeline fails with 141, or not, depending on timing. Capture the output, then
+# look at it.
 set -euo pipefail
 
 CONSUL_VERSION="${CONSUL_VERSION:-v1.20.1}"
