@@ -8,9 +8,13 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
-//	GET /replicas/{topic}/{partition}/messages?offset=N&max=M   → ReadAtReply
+//	GET /replicas/{topic}/{partition}/messages?offset=N&max=M[&encoding=base64]
+//	  → ReadAtReply (ReadAtRawReply with encoding=base64)
 //
 // reads messages by offset without moving any consumer (replay, peek), on any replica.
+// A JSON string cannot carry bytes that are not UTF-8 (they come out as U+FFFD), so a
+// reader that needs the exact bytes (another replica repairing a damaged body, see
+// repair.go) asks for base64.
 
 // MaxReadAt bounds the messages of one read by offset.
 const MaxReadAt = 1000
@@ -24,6 +28,14 @@ const readChunk = 32
 type ReadAtReply struct {
 	Offset   uint64   `json:"offset"`
 	Messages []string `json:"messages"`
+	Next     uint64   `json:"next_offset"`
+	End      uint64   `json:"end"`
+}
+
+// ReadAtRawReply is ReadAtReply with each message's exact bytes, base64 in the JSON.
+type ReadAtRawReply struct {
+	Offset   uint64   `json:"offset"`
+	Messages [][]byte `json:"messages"`
 	Next     uint64   `json:"next_offset"`
 	End      uint64   `json:"end"`
 }
@@ -70,8 +82,16 @@ func (b *Broker) readAt(c *fiber.Ctx) error {
 	if err != nil {
 		return failf(http.StatusBadRequest, "%v", err)
 	}
+	raw := false
+	switch enc := c.Query("encoding"); enc {
+	case "":
+	case "base64":
+		raw = true
+	default:
+		return failf(http.StatusBadRequest, "query parameter encoding must be base64 or absent, got %q", enc)
+	}
 	_, end, _, _ := r.fsm.Info()
-	out := ReadAtReply{Offset: offset, Messages: []string{}, Next: offset, End: end}
+	out := ReadAtRawReply{Offset: offset, Messages: [][]byte{}, Next: offset, End: end}
 	maxBytes := max(maxConsumeBytes, b.cfg.MaxMessageBytes)
 	size := 0
 fill:
@@ -85,11 +105,18 @@ fill:
 			if len(out.Messages) > 0 && size+len(m) > maxBytes {
 				break fill
 			}
-			out.Messages = append(out.Messages, string(m))
+			out.Messages = append(out.Messages, m)
 			size += len(m)
 			out.Next++
 		}
 	}
 	countOut(r.topic, out.Messages)
-	return success(c, out)
+	if raw {
+		return success(c, out)
+	}
+	text := ReadAtReply{Offset: out.Offset, Messages: make([]string, len(out.Messages)), Next: out.Next, End: out.End}
+	for i, m := range out.Messages {
+		text.Messages[i] = string(m)
+	}
+	return success(c, text)
 }

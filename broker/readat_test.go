@@ -45,9 +45,19 @@ func TestReadAtSingleBroker(t *testing.T) {
 			t.Fatalf("?%s: %+v %v; want %v from %d to %d", tt.query, r, err, tt.want, tt.offset, tt.end)
 		}
 	}
+	// Bodies that are not UTF-8 come back byte for byte in base64.
+	odd := []string{"\xff\xfe", "ok", "\xc3"}
+	if _, err := cl.Produce(ctx, "t", 0, "p", 2, odd); err != nil {
+		t.Fatal(err)
+	}
+	var raw broker.ReadAtRawReply
+	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/replicas/t/0/messages?offset=3&max=4&encoding=base64", nil, &raw); err != nil ||
+		len(raw.Messages) != 4 || string(raw.Messages[0]) != "d" || string(raw.Messages[1]) != odd[0] || string(raw.Messages[3]) != odd[2] || raw.Next != 7 {
+		t.Fatalf("base64 read: %q %+v %v", raw.Messages, raw, err)
+	}
 	// Reading moved no consumer.
 	var size broker.SizeReply
-	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/size?topic=t&partition=0&consumer_id=c", nil, &size); err != nil || size.Size != 4 {
+	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/size?topic=t&partition=0&consumer_id=c", nil, &size); err != nil || size.Size != 7 {
 		t.Fatalf("size after reads: %+v %v", size, err)
 	}
 
@@ -61,6 +71,7 @@ func TestReadAtSingleBroker(t *testing.T) {
 		{"/replicas/t/0/messages?max=0", 400},
 		{"/replicas/t/0/messages?max=1001", 400},
 		{"/replicas/t/0/messages?max=two", 400},
+		{"/replicas/t/0/messages?encoding=hex", 400},
 		{"/replicas/t/x/messages", 400},
 		{"/replicas/t/7/messages", 404},
 		{"/replicas/nope/0/messages", 404},

@@ -18,7 +18,8 @@ import (
 // Repair of damaged message bodies (broker/store faults.go): every replica of a
 // partition holds the same bytes at the same offsets, so a damaged body is read again
 // by offset from another replica (GET /replicas/{topic}/{partition}/messages, which
-// checks its own crcs before it answers), checked against this replica's crc and
+// checks its own crcs before it answers; base64, so that bodies that are not UTF-8
+// come back byte for byte), checked against this replica's crc and
 // written back in place. Until then the damage is logged, counted, and named in
 // /healthz (the output of the broker's Consul check), and the message is never served.
 
@@ -187,7 +188,7 @@ func (b *Broker) readAtPeer(ctx context.Context, addr, topic string, part int, f
 	b.peerOnce.Do(func() {
 		b.peerHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: b.cfg.Security.BrokerClient()}}
 	})
-	u := fmt.Sprintf("%s://%s/replicas/%s/%d/messages?offset=%d&max=%d", b.cfg.Security.Scheme(), addr, url.PathEscape(topic), part, from, n)
+	u := fmt.Sprintf("%s://%s/replicas/%s/%d/messages?offset=%d&max=%d&encoding=base64", b.cfg.Security.Scheme(), addr, url.PathEscape(topic), part, from, n)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -202,15 +203,11 @@ func (b *Broker) readAtPeer(ctx context.Context, addr, topic string, part int, f
 		json.NewDecoder(resp.Body).Decode(&f)
 		return nil, fmt.Errorf("%s: %d: %s", addr, resp.StatusCode, f.Message)
 	}
-	var reply ReadAtReply
+	var reply ReadAtRawReply
 	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
-	out := make([][]byte, len(reply.Messages))
-	for i, m := range reply.Messages {
-		out[i] = []byte(m)
-	}
-	return out, nil
+	return reply.Messages, nil
 }
 
 // faultNotes describes the unrepaired damage, for /healthz.

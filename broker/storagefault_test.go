@@ -31,6 +31,10 @@ func checkedBody(seq int) string {
 	return fmt.Sprintf("%s crc=%08x", head, crc32.ChecksumIEEE([]byte(head)))
 }
 
+// binaryBody is checkedBody behind bytes that are not UTF-8 (which a JSON string
+// cannot carry).
+func binaryBody(seq int) string { return "\xff\xfe" + checkedBody(seq) }
+
 // bodyOK reports whether m is the body of message seq.
 func bodyOK(m string, seq int) bool { return m == checkedBody(seq) }
 
@@ -38,12 +42,18 @@ func bodyOK(m string, seq int) bool { return m == checkedBody(seq) }
 // batch messages (one producer: a test always uses the same batch size).
 func produceChecked(t *testing.T, cl *brokerclient.Client, from, n, batch int) {
 	t.Helper()
+	produceBodies(t, cl, from, n, batch, checkedBody)
+}
+
+// produceBodies is produceChecked with the bodies body makes.
+func produceBodies(t *testing.T, cl *brokerclient.Client, from, n, batch int, body func(int) string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for seq := from; seq < from+n; seq += batch {
 		var msgs []string
 		for i := seq; i < seq+batch && i < from+n; i++ {
-			msgs = append(msgs, checkedBody(i))
+			msgs = append(msgs, body(i))
 		}
 		for {
 			r, err := cl.Produce(ctx, faultTopic, 0, "checker", uint64(seq/batch+1), msgs)
@@ -63,15 +73,21 @@ func produceChecked(t *testing.T, cl *brokerclient.Client, from, n, batch int) {
 
 // readAll reads messages [0, n) from the broker at addr by offset, retrying errors
 // (a damaged body is refused until it is repaired) until the deadline; every body it
-// gets must be right.
+// gets must be right, byte for byte.
 func readAll(t *testing.T, cl *brokerclient.Client, addr string, n int) {
+	t.Helper()
+	readBodies(t, cl, addr, n, checkedBody)
+}
+
+// readBodies is readAll for the bodies body makes.
+func readBodies(t *testing.T, cl *brokerclient.Client, addr string, n int, body func(int) string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var lastErr error
 	for off := 0; off < n; {
-		var r broker.ReadAtReply
-		err := cl.Do(ctx, http.MethodGet, addr, fmt.Sprintf("/replicas/%s/0/messages?offset=%d&max=100", faultTopic, off), nil, &r)
+		var r broker.ReadAtRawReply
+		err := cl.Do(ctx, http.MethodGet, addr, fmt.Sprintf("/replicas/%s/0/messages?offset=%d&max=100&encoding=base64", faultTopic, off), nil, &r)
 		if err == nil && len(r.Messages) == 0 {
 			err = fmt.Errorf("no message at %d (end %d)", off, r.End)
 		}
@@ -84,7 +100,7 @@ func readAll(t *testing.T, cl *brokerclient.Client, addr string, n int) {
 			continue
 		}
 		for i, m := range r.Messages {
-			if !bodyOK(m, off+i) {
+			if string(m) != body(off+i) {
 				t.Fatalf("read-by-offset from %s served a wrong body at offset %d: %.40q", addr, off+i, m)
 			}
 		}
@@ -208,6 +224,11 @@ func makeLeader(t *testing.T, c *cluster, cl *brokerclient.Client, i int) {
 // messages (in batches of batch) stored everywhere; it returns the cluster and a
 // follower's index.
 func setupFaults(t *testing.T, n, batch int) (*cluster, *brokerclient.Client, int) {
+	return setupBodies(t, n, batch, checkedBody)
+}
+
+// setupBodies is setupFaults with the bodies body makes.
+func setupBodies(t *testing.T, n, batch int, body func(int) string) (*cluster, *brokerclient.Client, int) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -219,7 +240,7 @@ func setupFaults(t *testing.T, n, batch int) (*cluster, *brokerclient.Client, in
 		t.Fatal(err)
 	}
 	leader := c.index(waitLeader(t, cl, faultTopic, 0))
-	produceChecked(t, cl, 0, n, batch)
+	produceBodies(t, cl, 0, n, batch, body)
 	waitStored(t, c, cl, n, 0, 1, 2)
 	return c, cl, (leader + 1) % 3
 }
@@ -241,6 +262,22 @@ func TestDataLogBitFlip(t *testing.T) {
 	checkFaultSeen(t, c, v)
 	makeLeader(t, c, cl, v)
 	consumeAll(t, cl, n)
+	c.procs[v].Stop()
+	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
+		t.Fatalf("verify after the repair:\n%s", out)
+	}
+}
+
+// TestDataLogBitFlipNotUTF8: as TestDataLogBitFlip, with bodies that are not UTF-8:
+// the repair fetches them from another replica byte for byte.
+func TestDataLogBitFlipNotUTF8(t *testing.T) {
+	const n = 200
+	c, cl, v := setupBodies(t, n, 10, binaryBody)
+	c.procs[v].Kill()
+	flipBytes(t, dataSegment(t, c, v), int64(n/2*len(binaryBody(0))+100), 4)
+	c.start(t, v)
+	readBodies(t, cl, c.peers[v].HTTPAddr, n, binaryBody)
+	checkFaultSeen(t, c, v)
 	c.procs[v].Stop()
 	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
 		t.Fatalf("verify after the repair:\n%s", out)
