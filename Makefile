@@ -27,7 +27,7 @@ consul:
 	bash consul/install.sh
 
 postgres:
-	bash manager/pgserver/install.sh
+	bash internal/devtools/pgserver/install.sh
 
 deps: consul postgres
 
@@ -50,8 +50,8 @@ atm: build
 # PROFILE=1 writes the brokers' CPU profiles of the 4-producer run to $(PROFILE_DIR).
 PROFILE_DIR ?= bench-profiles
 bench: build
-	bash broker/brokerbench/jsbench/install.sh
-	$(GO) run ./broker/brokerbench/jsbench -quorumq $(QUORUMQ) -nats-bin $(BIN) $(if $(PROFILE),-profile $(PROFILE_DIR)) $(BENCH_FLAGS)
+	bash internal/devtools/jsbench/install.sh
+	$(GO) run ./internal/devtools/jsbench -quorumq $(QUORUMQ) -nats-bin $(BIN) $(if $(PROFILE),-profile $(PROFILE_DIR)) $(BENCH_FLAGS)
 
 # The fault suite on real processes (README "The fault suite"), e.g.
 # NEMESIS_FLAGS='--duration 10m --faults partition,kill,pause'. `make test` runs its

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/quorumq/quorumq/consul/consultest"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
 // TestATMsFindEachOtherInConsul: three ATMs with only a Consul address form the group

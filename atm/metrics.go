@@ -7,7 +7,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/quorumq/quorumq/election/raftmetrics"
+	"github.com/quorumq/quorumq/internal/raftmetrics"
 )
 
 // mountMetrics counts every request of s and serves /metrics (the ATM's Raft state, its

@@ -17,8 +17,8 @@ import (
 	"github.com/quorumq/quorumq/atm/bank"
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
-	"github.com/quorumq/quorumq/election/transport"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // Group is the Raft group every ATM belongs to.

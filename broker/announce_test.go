@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // TestAnnounceKeepsHighestTerm: the broker records the write manager with the highest

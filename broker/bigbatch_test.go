@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // raftTerms scrapes every broker's /metrics: the highest term each group has,

@@ -1,7 +1,7 @@
 // Package broker runs partition replicas: each partition of a topic is a Raft group
 // (election.Node) over the brokers holding it, with the partition state machine of
 // broker/partition and every partition's data in the broker's one bolt file
-// (broker/store). It serves the HTTP API in api.go for the managers and the SDK.
+// (broker/internal/store). It serves the HTTP API in api.go for the managers and the SDK.
 package broker
 
 import (
@@ -20,11 +20,11 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/quorumq/quorumq/broker/store"
+	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
-	"github.com/quorumq/quorumq/election/transport"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // Config configures a broker process.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
 // TestRegistersWithConsul: `quorumq broker --consul` registers as quorumq-broker with

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // startBroker runs one broker in-process with a single-member partition t/0.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // TestBatchLimits: a produce is one Raft entry at most, so a batch too big for

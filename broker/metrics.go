@@ -10,8 +10,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/quorumq/quorumq/broker/wal"
-	"github.com/quorumq/quorumq/election/raftmetrics"
+	"github.com/quorumq/quorumq/broker/internal/wal"
+	"github.com/quorumq/quorumq/internal/raftmetrics"
 )
 
 // The traffic series are labelled by topic only: partitions and consumers are many, and

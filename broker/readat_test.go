@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 func readAt(t *testing.T, cl *brokerclient.Client, addr, query string) (broker.ReadAtReply, error) {

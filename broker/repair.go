@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/store"
+	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/election"
 )
 
-// Repair of damaged message bodies (broker/store faults.go): every replica of a
+// Repair of damaged message bodies (broker/internal/store faults.go): every replica of a
 // partition holds the same bytes at the same offsets, so a damaged body is read again
 // by offset from another replica (GET /replicas/{topic}/{partition}/messages, which
 // checks its own crcs before it answers; base64, so that bodies that are not UTF-8

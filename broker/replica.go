@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/broker/partition"
-	"github.com/quorumq/quorumq/broker/store"
 	"github.com/quorumq/quorumq/election"
 )
 
@@ -68,7 +68,7 @@ type replicaDesc struct {
 }
 
 // PartitionTiming is IdleTiming with frequent snapshots: a partition's snapshot is its
-// small state only (broker/store), so taking one is cheap and lets the Raft log, which
+// small state only (broker/internal/store), so taking one is cheap and lets the Raft log, which
 // holds a second copy of every message, be truncated early. Entries carry up to
 // maxEntryBytes, so the log is bounded in entries, not bytes: 256 + 256 entries of
 // 1 KiB messages is half a MiB, of full group commits up to 2 GiB (measured with 16

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // TestProducerSequences: a producer's batches need a seq, and an absurd one is

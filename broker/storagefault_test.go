@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // The storage-fault tests damage one replica's files themselves, as a bad disk would,

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
 // healthServer is an HTTP health endpoint whose status code the test flips.

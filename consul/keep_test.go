@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
 // TestKeepsRegistration: an agent that loses an instance (as one restarted without its

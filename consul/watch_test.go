@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
 // next reads lists from ch until one satisfies ok; the channel must stay open.

@@ -31,7 +31,7 @@ const (
 )
 
 // StorageFaults counts the storage faults found, by kind. It is process-wide; every
-// service's registry (election/raftmetrics) exports it as quorumq_storage_faults_total.
+// service's registry (internal/raftmetrics) exports it as quorumq_storage_faults_total.
 var StorageFaults = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "quorumq_storage_faults_total",
 	Help: "Storage faults found on this process's replicas (checksum failures, logs shorter than what they acknowledged), by kind.",

@@ -11,7 +11,7 @@ import (
 
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/election/electiontest"
-	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // startGroups runs groups Raft groups on nodes simulated processes (one Mux each), every

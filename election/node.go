@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
-	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // Node is one member of one Raft group.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // Methods this package serves on the Mux, per group.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 

@@ -18,10 +18,10 @@ import (
 
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/manager/meta"
-	"github.com/quorumq/quorumq/manager/pgserver"
 	"github.com/quorumq/quorumq/manager/pgstore"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
-	"github.com/quorumq/quorumq/manager/pgserver"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 )
 
 // keyedCall sends a request with an Idempotency-Key and returns the status, the body

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/manager/meta"
-	"github.com/quorumq/quorumq/manager/pgserver"
 )
 
 // TestDescribeLiveLeader: right after a partition's leader broker dies, the recorded

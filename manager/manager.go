@@ -19,8 +19,8 @@ import (
 
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/election"
-	"github.com/quorumq/quorumq/election/transport"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/internal/transport"
 	"github.com/quorumq/quorumq/manager/meta"
 	"github.com/quorumq/quorumq/manager/pgstore"
 )

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/manager/meta"
-	"github.com/quorumq/quorumq/manager/pgserver"
 )
 
 // startManager runs a single-member manager group in-process over d.

@@ -4,7 +4,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/quorumq/quorumq/election/raftmetrics"
+	"github.com/quorumq/quorumq/internal/raftmetrics"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 

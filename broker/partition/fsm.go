@@ -1,6 +1,6 @@
 // Package partition is the state machine of one partition: an append-only sequence of
 // messages plus each consumer's offset and each producer's last batch. It is plain Go
-// over a Store interface, so it is tested without disks or networks; broker/store
+// over a Store interface, so it is tested without disks or networks; broker/internal/store
 // keeps it on disk and election replicates its commands.
 package partition
 

@@ -111,7 +111,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // then (only when a snapshot travels to another replica) every message [0, Next) as
 // length-prefixed records. The FSM writes just the prefix: the message bodies are
 // already in the store and never change, so the snapshot store appends them only
-// when it streams the snapshot to a follower (see broker/store).
+// when it streams the snapshot to a follower (see broker/internal/store).
 const snapshotVersion byte = 1
 
 // WriteSnapshotPrefix writes the version and the state.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/quorumq/quorumq/atm"
 	"github.com/quorumq/quorumq/discovery"
-	"github.com/quorumq/quorumq/election/transport"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 func init() { subcommands = append(subcommands, newATMCmd) }

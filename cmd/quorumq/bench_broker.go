@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/quorumq/quorumq/broker/brokerbench"
+	"github.com/quorumq/quorumq/internal/brokerbench"
 	"github.com/quorumq/quorumq/internal/secure"
 )
 

@@ -9,9 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/store"
-	"github.com/quorumq/quorumq/election/transport"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 func init() { subcommands = append(subcommands, newBrokerCmd) }
@@ -86,7 +85,7 @@ same damage itself (see --scrub-rate).`,
 		Args:    cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := store.Verify(dataDir, cmd.OutOrStdout())
+			n, err := broker.Verify(dataDir, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}

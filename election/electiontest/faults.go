@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // Partition splits the network: two nodes still talk iff some group holds both, so

@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/manager/meta"
-	"github.com/quorumq/quorumq/manager/pgserver"
 )
 
 func open(t *testing.T, dsn string) *Store {

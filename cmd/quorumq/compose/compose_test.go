@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 )
 
 // The issue asks for exactly this topology.
@@ -120,7 +120,7 @@ func checkConsulService(t *testing.T, root string, cs service) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	consulBin, err := consul.EnsureBin(ctx)
+	consulBin, err := consulagent.EnsureBin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 )
 
 // nonroot is the uid and gid of distroless's "nonroot" user, which the image runs as.
@@ -61,7 +61,7 @@ func buildImage(t *testing.T) builtImage {
 // moduleRoot is the checkout: the Docker build context.
 func moduleRoot(t *testing.T) string {
 	t.Helper()
-	root, err := consul.ModuleRoot()
+	root, err := consulagent.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func readDockerfile(ctxDir string) (build, final stage, err error) {
 // result other tests share.
 func runBuild() (builtImage, error) {
 	began := time.Now()
-	ctxDir, err := consul.ModuleRoot()
+	ctxDir, err := consulagent.ModuleRoot()
 	if err != nil {
 		return builtImage{}, err
 	}

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
-	"github.com/quorumq/quorumq/manager/pgserver"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 )
 
 // TestDockerfileShape checks the Dockerfile's design without running it: the build stage

@@ -15,10 +15,10 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/cmd/quorumq/scenario"
 	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/manager"
-	"github.com/quorumq/quorumq/manager/pgserver"
 )
 
 // hostMap turns a compose service's command into one that runs on this machine: each

@@ -26,9 +26,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/internal/secure"
-	"github.com/quorumq/quorumq/manager/pgserver"
 )
 
 // Config is what `quorumq dev` passes in.
@@ -79,7 +79,7 @@ type State struct {
 // Cluster is a running set of dev processes.
 type Cluster struct {
 	cfg    Config
-	agent  *consul.Agent
+	agent  *consulagent.Agent
 	pg     *pgserver.Server
 	self   string // this binary, for children
 	logDir string
@@ -133,11 +133,11 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		}
 	}
 
-	bin, err := consul.BinPath()
+	bin, err := consulagent.BinPath()
 	if err != nil {
 		return nil, fmt.Errorf("consul binary: %w (run `make consul`)", err)
 	}
-	c.agent, err = consul.StartAgent(ctx, consul.AgentConfig{
+	c.agent, err = consulagent.StartAgent(ctx, consulagent.AgentConfig{
 		Bin:      bin,
 		DataDir:  filepath.Join(cfg.DataDir, "consul"),
 		HTTPAddr: cfg.ConsulHTTP,

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Fakes of what manager/pgserver/install.sh (run by `make dev` before the cluster starts)
+// Fakes of what internal/devtools/pgserver/install.sh (run by `make dev` before the cluster starts)
 // calls to install PostgreSQL; each appends what it was asked to $FAKE_LOG. sudo drops
 // DEBIAN_FRONTEND as the real one's env_reset does.
 var fakeInstallTools = map[string]string{
@@ -24,7 +24,7 @@ fi`,
 }
 
 func TestPostgresInstallScript(t *testing.T) {
-	script, err := filepath.Abs("../../../manager/pgserver/install.sh")
+	script, err := filepath.Abs("../../../internal/devtools/pgserver/install.sh")
 	if err != nil {
 		t.Fatal(err)
 	}

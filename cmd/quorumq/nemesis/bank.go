@@ -15,7 +15,7 @@ import (
 
 	"github.com/quorumq/quorumq/atm"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
-	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // bankAccounts are the accounts the bank's clients use; each starts with startCents.

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // Fault kinds, as named by --faults.

@@ -12,7 +12,7 @@ import (
 	"github.com/quorumq/quorumq/clientlib"
 	"github.com/quorumq/quorumq/cmd/quorumq/scenario"
 	"github.com/quorumq/quorumq/discovery"
-	"github.com/quorumq/quorumq/election/transport"
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // Queue is the queue under test: Consul, PostgreSQL, three managers and three

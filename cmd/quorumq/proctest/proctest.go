@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 
 	"github.com/quorumq/quorumq/internal/freeport"
 )
@@ -215,7 +215,7 @@ func Binary(t testing.TB) string {
 const dirPrefix = "quorumq-proctest-"
 
 func build() (string, error) {
-	root, err := consul.ModuleRoot()
+	root, err := consulagent.ModuleRoot()
 	if err != nil {
 		return "", err
 	}

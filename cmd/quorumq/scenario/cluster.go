@@ -14,9 +14,9 @@ import (
 	"github.com/quorumq/quorumq/clientlib"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
 	"github.com/quorumq/quorumq/discovery"
-	"github.com/quorumq/quorumq/manager/pgserver"
+	"github.com/quorumq/quorumq/internal/devtools/consultest"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 )
 
 // Node is one quorumq process of a Cluster; Restart runs it again on the same data

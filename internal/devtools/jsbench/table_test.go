@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/brokerbench"
+	"github.com/quorumq/quorumq/internal/brokerbench"
 )
 
 func TestMedian(t *testing.T) {

@@ -1,4 +1,4 @@
-package consul_test
+package consulagent_test
 
 import (
 	"context"
@@ -7,34 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/quorumq/quorumq/consul"
-	"github.com/quorumq/quorumq/consul/consultest"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 )
-
-func TestAgentsRunSideBySide(t *testing.T) {
-	a, b := consultest.Start(t), consultest.Start(t)
-	if a.HTTPAddr() == b.HTTPAddr() || a.Config().ServerPort == b.Config().ServerPort || a.Config().SerfLANPort == b.Config().SerfLANPort {
-		t.Fatalf("agents share ports: %+v and %+v", a.Config(), b.Config())
-	}
-	for _, ag := range []*consul.Agent{a, b} {
-		if _, err := newBackend(t, ag.HTTPAddr()).Healthy(testCtx(t), "x"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if a.Pid() != 0 {
-		t.Fatalf("pid %d after Stop", a.Pid())
-	}
-	if err := a.Stop(); err != nil {
-		t.Fatalf("second Stop: %v", err)
-	}
-	if _, err := newBackend(t, b.HTTPAddr()).Healthy(testCtx(t), "x"); err != nil {
-		t.Fatalf("stopping one agent affected the other: %v", err)
-	}
-}
 
 func TestStartAgentReportsFailure(t *testing.T) {
 	dir := t.TempDir()
@@ -42,14 +18,14 @@ func TestStartAgentReportsFailure(t *testing.T) {
 	if err := os.WriteFile(bogus, []byte("#!/bin/sh\necho 'no agent here' >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, err := consul.StartAgent(testCtx(t), consul.AgentConfig{Bin: bogus, DataDir: dir})
+	_, err := consulagent.StartAgent(testCtx(t), consulagent.AgentConfig{Bin: bogus, DataDir: dir})
 	if err == nil || !strings.Contains(err.Error(), "no agent here") {
 		t.Fatalf("err = %v, want the agent's output in it", err)
 	}
 }
 
 func TestBinPath(t *testing.T) {
-	bin, err := consul.BinPath()
+	bin, err := consulagent.BinPath()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +36,8 @@ func TestBinPath(t *testing.T) {
 		{"env names a missing file", filepath.Join(t.TempDir(), "nope"), "", "is not an executable file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			t.Setenv(consul.BinEnv, c.env)
-			got, err := consul.BinPath()
+			t.Setenv(consulagent.BinEnv, c.env)
+			got, err := consulagent.BinPath()
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("err = %v, want %q", err, c.wantErr)
@@ -105,17 +81,23 @@ chmod +x "$root/bin/consul"
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", pathDir)
-	t.Setenv(consul.BinEnv, "")
+	t.Setenv(consulagent.BinEnv, "")
 	t.Chdir(filepath.Join(root, "consul"))
 
-	if _, err := consul.BinPath(); err == nil {
+	if _, err := consulagent.BinPath(); err == nil {
 		t.Fatal("BinPath found a binary before the install ran")
 	}
-	got, err := consul.EnsureBin(context.Background())
+	got, err := consulagent.EnsureBin(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := filepath.Join(root, "bin", "consul"); got != want {
 		t.Fatalf("EnsureBin = %q, want %q", got, want)
 	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/quorumq/quorumq/broker/wal"
+	"github.com/quorumq/quorumq/broker/internal/wal"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -15,7 +15,7 @@ var errKeyNotFound = errors.New("not found")
 // StableStore is the group's raft.StableStore.
 type StableStore struct{ g *Group }
 
-// LogStore returns the group's Raft log (in the broker's write-ahead log, see broker/wal).
+// LogStore returns the group's Raft log (in the broker's write-ahead log, see broker/internal/wal).
 func (g *Group) LogStore() *wal.Log { return g.log }
 
 // StableStore returns the group's Raft term/vote store.

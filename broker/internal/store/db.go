@@ -1,5 +1,5 @@
 // Package store keeps all of a broker's partitions on disk in four shared places,
-// whatever the number of partitions: the write-ahead log of broker/wal (every
+// whatever the number of partitions: the write-ahead log of broker/internal/wal (every
 // partition's Raft log entries), raft.db (term/vote and snapshots), data.db (offsets,
 // and where each message is), both bbolt files, and the data log (message bodies).
 //
@@ -15,11 +15,11 @@
 // then follower); the message store is not (the FSM commits to it asynchronously, see
 // broker/partition). Together, a log append would queue behind the previous entry's
 // message commit; apart they proceed in parallel, and the log gets the cheaper format
-// (one sync per append instead of bolt's two, see broker/wal).
+// (one sync per append instead of bolt's two, see broker/internal/wal).
 //
 // Layout: in each file one top-level bucket per partition group ("p/orders/3"):
 //
-//	wal/     raft log entries (raft.LogStore), see broker/wal
+//	wal/     raft log entries (raft.LogStore), see broker/internal/wal
 //	raft.db  stable raft term/vote (raft.StableStore)
 //	         snap   raft snapshots: only the small partition state (see snapshot.go)
 //	data/    message bodies, appended to segments shared by all partitions (datalog.go)
@@ -43,7 +43,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/wal"
+	"github.com/quorumq/quorumq/broker/internal/wal"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumq/quorumq/election/electiontest"
-	"github.com/quorumq/quorumq/election/raftmetrics"
+	"github.com/quorumq/quorumq/internal/raftmetrics"
 )
 
 // serve mounts m on a Fiber app that reuses its buffers (not Immutable), with one route

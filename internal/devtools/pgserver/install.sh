@@ -8,7 +8,7 @@ set -euo pipefail
 
 LIB="${QUORUMQ_PG_LIB:-/usr/lib/postgresql}"
 
-# Both binaries that manager/pgserver runs; pg_ctl alone (the client package) is no server.
+# Both binaries that internal/devtools/pgserver runs; pg_ctl alone (the client package) is no server.
 has_server() { [[ -x "$1/initdb" && -x "$1/postgres" ]]; }
 
 installed() {

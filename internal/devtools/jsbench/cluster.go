@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/brokerbench"
+	"github.com/quorumq/quorumq/internal/brokerbench"
 	"github.com/quorumq/quorumq/internal/freeport"
 )
 

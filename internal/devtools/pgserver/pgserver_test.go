@@ -9,7 +9,7 @@ import (
 
 	"github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/quorumq/quorumq/manager/pgserver"
+	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 )
 
 func open(t *testing.T, dsn string) *sql.DB {

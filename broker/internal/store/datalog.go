@@ -13,7 +13,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/quorumq/quorumq/broker/wal"
+	"github.com/quorumq/quorumq/broker/internal/wal"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )

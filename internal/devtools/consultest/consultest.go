@@ -7,25 +7,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/consul"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 )
 
 // Start runs a dev agent on free loopback ports with its data in t.TempDir() and stops
 // it when the test ends. A missing consul binary is built (consul/install.sh) rather
 // than skipped: tests never skip for a missing dependency.
-func Start(t testing.TB) *consul.Agent {
+func Start(t testing.TB) *consulagent.Agent {
 	t.Helper()
 	// Generous: a fresh machine builds consul first (about 4 minutes).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin, err := consul.EnsureBin(ctx)
+	bin, err := consulagent.EnsureBin(ctx)
 	if err != nil {
 		t.Fatalf("consultest: %v", err)
 	}
-	var a *consul.Agent
+	var a *consulagent.Agent
 	// Free ports are picked before consul binds them; another process may win one.
 	for attempt := 1; attempt <= 3; attempt++ {
-		a, err = consul.StartAgent(ctx, consul.AgentConfig{Bin: bin, DataDir: t.TempDir()})
+		a, err = consulagent.StartAgent(ctx, consulagent.AgentConfig{Bin: bin, DataDir: t.TempDir()})
 		if err == nil {
 			break
 		}

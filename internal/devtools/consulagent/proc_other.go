@@ -1,6 +1,6 @@
 //go:build !linux
 
-package consul
+package consulagent
 
 import "syscall"
 

@@ -26,7 +26,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/brokerbench"
+	"github.com/quorumq/quorumq/internal/brokerbench"
 )
 
 var (

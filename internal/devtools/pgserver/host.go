@@ -30,7 +30,7 @@ func FindBinDir(ctx context.Context, logger *slog.Logger) (string, error) {
 	script := installScript()
 	if script == "" {
 		return "", errors.New("pgserver: PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin; " +
-			"install the postgresql package (manager/pgserver/install.sh) or set QUORUMQ_PG_BIN")
+			"install the postgresql package (internal/devtools/pgserver/install.sh) or set QUORUMQ_PG_BIN")
 	}
 	logger.Info("pgserver: PostgreSQL not installed; running " + script)
 	cmd := exec.CommandContext(ctx, "bash", script)
@@ -69,7 +69,7 @@ func isExec(path string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
-// installScript finds manager/pgserver/install.sh by walking up from the working
+// installScript finds internal/devtools/pgserver/install.sh by walking up from the working
 // directory to this module's go.mod (tests run inside the checkout).
 func installScript() string {
 	dir, err := os.Getwd()
@@ -79,7 +79,7 @@ func installScript() string {
 	for {
 		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
 			strings.Contains(string(b), "module github.com/quorumq/quorumq\n") {
-			script := filepath.Join(dir, "manager", "pgserver", "install.sh")
+			script := filepath.Join(dir, "internal", "devtools", "pgserver", "install.sh")
 			if _, err := os.Stat(script); err == nil {
 				return script
 			}

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/wal"
+	"github.com/quorumq/quorumq/broker/internal/wal"
 	bolt "go.etcd.io/bbolt"
 )
 

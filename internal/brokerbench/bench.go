@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/broker/brokerclient"
+	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // Config describes a run.
