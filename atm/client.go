@@ -2,6 +2,7 @@ package atm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/quorumq/quorumq/atm/atmapi"
 )
 
 // Client talks to one ATM's HTTP API (scripts, tests and `quorumq bench atm`).
@@ -88,11 +91,11 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var f FailureResponse
+		var f atmapi.Failure
 		if json.Unmarshal(data, &f) != nil || f.Message == "" {
 			f.Message = string(data)
 		}
-		return &APIError{HTTPStatus: resp.StatusCode, Reason: f.Reason, Message: f.Message, Outcome: f.Outcome}
+		return &APIError{HTTPStatus: resp.StatusCode, Reason: cmp.Or(f.Code, f.Reason), Message: f.Message, Outcome: f.Outcome}
 	}
 	return json.Unmarshal(data, out)
 }
@@ -103,45 +106,45 @@ func amountJSON(amount string) json.RawMessage {
 }
 
 // Deposit adds amount (a decimal like "12.50") to name.
-func (c *Client) Deposit(ctx context.Context, name, amount string) (BalanceResponse, error) {
+func (c *Client) Deposit(ctx context.Context, name, amount string) (atmapi.BalanceResponse, error) {
 	return c.money(ctx, "/deposit", name, amount)
 }
 
 // Withdraw takes amount from name.
-func (c *Client) Withdraw(ctx context.Context, name, amount string) (BalanceResponse, error) {
+func (c *Client) Withdraw(ctx context.Context, name, amount string) (atmapi.BalanceResponse, error) {
 	return c.money(ctx, "/withdraw", name, amount)
 }
 
-func (c *Client) money(ctx context.Context, path, name, amount string) (BalanceResponse, error) {
-	var out BalanceResponse
-	err := c.do(ctx, http.MethodPost, path, MoneyRequest{Name: name, Amount: amountJSON(amount)}, &out)
+func (c *Client) money(ctx context.Context, path, name, amount string) (atmapi.BalanceResponse, error) {
+	var out atmapi.BalanceResponse
+	err := c.do(ctx, http.MethodPost, path, atmapi.MoneyRequest{Name: name, Amount: amountJSON(amount)}, &out)
 	return out, err
 }
 
 // Transfer moves amount from one account to another.
-func (c *Client) Transfer(ctx context.Context, from, to, amount string) (TransferResponse, error) {
-	var out TransferResponse
-	err := c.do(ctx, http.MethodPost, "/transfer", TransferRequest{From: from, To: to, Amount: amountJSON(amount)}, &out)
+func (c *Client) Transfer(ctx context.Context, from, to, amount string) (atmapi.TransferResponse, error) {
+	var out atmapi.TransferResponse
+	err := c.do(ctx, http.MethodPost, "/transfer", atmapi.TransferRequest{From: from, To: to, Amount: amountJSON(amount)}, &out)
 	return out, err
 }
 
 // Balance reads one account.
-func (c *Client) Balance(ctx context.Context, name string) (BalanceResponse, error) {
-	var out BalanceResponse
+func (c *Client) Balance(ctx context.Context, name string) (atmapi.BalanceResponse, error) {
+	var out atmapi.BalanceResponse
 	err := c.do(ctx, http.MethodGet, "/balance/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
 
 // Accounts reads every account.
-func (c *Client) Accounts(ctx context.Context) (AccountsResponse, error) {
-	var out AccountsResponse
+func (c *Client) Accounts(ctx context.Context) (atmapi.AccountsResponse, error) {
+	var out atmapi.AccountsResponse
 	err := c.do(ctx, http.MethodGet, "/accounts", nil, &out)
 	return out, err
 }
 
 // Status reads the ATM's view of its group.
-func (c *Client) Status(ctx context.Context) (StatusResponse, error) {
-	var out StatusResponse
+func (c *Client) Status(ctx context.Context) (atmapi.StatusResponse, error) {
+	var out atmapi.StatusResponse
 	err := c.do(ctx, http.MethodGet, "/status", nil, &out)
 	return out, err
 }

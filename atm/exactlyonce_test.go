@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/atm"
+	"github.com/quorumq/quorumq/atm/atmapi"
 )
 
 // retryUntilApplied sends a deposit under key to the ATMs in turn until one answers it,
 // as an HTTP client that retries after errors and timeouts does.
-func retryUntilApplied(t *testing.T, procs []*atmProc, key, name, amount string) atm.BalanceResponse {
+func retryUntilApplied(t *testing.T, procs []*atmProc, key, name, amount string) atmapi.BalanceResponse {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -29,7 +30,7 @@ func retryUntilApplied(t *testing.T, procs []*atmProc, key, name, amount string)
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("deposit %s never answered", key)
-	return atm.BalanceResponse{}
+	return atmapi.BalanceResponse{}
 }
 
 // balanceEverywhere checks that every ATM in procs reports want for name (linearizable

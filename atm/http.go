@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/atm/atmapi"
 	"github.com/quorumq/quorumq/atm/bank"
 	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/internal/secure"
@@ -55,8 +56,8 @@ var failures = []struct {
 // Outcomes of a failed write, in the JSON body of every failure of POST /deposit,
 // /withdraw and /transfer.
 const (
-	OutcomeNotApplied = "not_applied" // certainly not applied, and never will be
-	OutcomeUnknown    = "unknown"     // may still be applied: retry with the same Idempotency-Key
+	OutcomeNotApplied = httpjson.OutcomeNotApplied // certainly not applied, and never will be
+	OutcomeUnknown    = httpjson.OutcomeUnknown    // may still be applied: retry with the same Idempotency-Key
 )
 
 // OutcomeOf tells a failed write's outcome. Only the failures this package decides
@@ -90,7 +91,7 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		if code >= 500 && reason != "unavailable" && reason != "starting" {
 			logger.Error("http request failed", "path", c.Path(), "err", err)
 		}
-		resp := FailureResponse{Status: "failure", Reason: reason, Message: err.Error()}
+		resp := atmapi.Failure{Status: "failure", Code: reason, Reason: reason, Message: err.Error()}
 		switch {
 		case c.Method() != fiber.MethodPost:
 		case fe != nil:
@@ -184,8 +185,8 @@ func decodeAmount(c *fiber.Ctx, req any, amount *json.RawMessage) (int64, error)
 	return parseAmount(*amount)
 }
 
-func balanceJSON(name string, cents int64) BalanceResponse {
-	return BalanceResponse{Status: "success", Name: name, Balance: bank.FormatAmount(cents), Cents: cents}
+func balanceJSON(name string, cents int64) atmapi.BalanceResponse {
+	return atmapi.BalanceResponse{Status: "success", Name: name, Balance: bank.FormatAmount(cents), Cents: cents}
 }
 
 // IdempotencyKey is the request header whose value makes a write apply at most once.
@@ -203,7 +204,7 @@ func idempotencyKey(c *fiber.Ctx) (string, error) {
 // money serves deposit and withdraw, which differ only in the ATM operation.
 func (s *server) money(op moneyOp) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		var req MoneyRequest
+		var req atmapi.MoneyRequest
 		cents, err := decodeAmount(c, &req, &req.Amount)
 		if err != nil {
 			return err
@@ -221,7 +222,7 @@ func (s *server) money(op moneyOp) fiber.Handler {
 }
 
 func (s *server) transfer(c *fiber.Ctx) error {
-	var req TransferRequest
+	var req atmapi.TransferRequest
 	cents, err := decodeAmount(c, &req, &req.Amount)
 	if err != nil {
 		return err
@@ -234,7 +235,7 @@ func (s *server) transfer(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(TransferResponse{Status: "success", From: req.From, To: req.To,
+	return c.JSON(atmapi.TransferResponse{Status: "success", From: req.From, To: req.To,
 		FromBalance: bank.FormatAmount(from), ToBalance: bank.FormatAmount(to), FromCents: from, ToCents: to})
 }
 
@@ -255,9 +256,9 @@ func (s *server) accounts(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	resp := AccountsResponse{Status: "success", Accounts: make([]AccountJSON, 0, len(accounts))}
+	resp := atmapi.AccountsResponse{Status: "success", Accounts: make([]atmapi.AccountJSON, 0, len(accounts))}
 	for _, a := range accounts {
-		resp.Accounts = append(resp.Accounts, AccountJSON{Name: a.Name, Balance: bank.FormatAmount(a.Cents), Cents: a.Cents})
+		resp.Accounts = append(resp.Accounts, atmapi.AccountJSON{Name: a.Name, Balance: bank.FormatAmount(a.Cents), Cents: a.Cents})
 		resp.TotalCents += a.Cents
 	}
 	resp.Total = bank.FormatAmount(resp.TotalCents)
@@ -266,6 +267,6 @@ func (s *server) accounts(c *fiber.Ctx) error {
 
 func (s *server) status(c *fiber.Ctx) error {
 	st := s.atm.Status(c.UserContext())
-	return c.JSON(StatusResponse{Status: "success", ID: st.ID, State: st.State, Leader: st.Leader,
+	return c.JSON(atmapi.StatusResponse{Status: "success", ID: st.ID, State: st.State, Leader: st.Leader,
 		Applied: st.Applied, Members: st.Members, Stale: st.Stale, Recovering: st.Recovering})
 }

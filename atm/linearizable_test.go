@@ -16,6 +16,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/quorumq/quorumq/atm"
+	"github.com/quorumq/quorumq/atm/atmapi"
 )
 
 const (
@@ -131,7 +132,7 @@ func TestConcurrentTransfersLinearizable(t *testing.T) {
 				var out txOut
 				var err error
 				if in.read {
-					var r atm.AccountsResponse
+					var r atmapi.AccountsResponse
 					if r, err = cl.Accounts(octx); err == nil {
 						if len(r.Accounts) != linAccounts {
 							t.Errorf("read %d accounts: %+v", len(r.Accounts), r)
@@ -141,7 +142,7 @@ func TestConcurrentTransfersLinearizable(t *testing.T) {
 						}
 					}
 				} else {
-					var r atm.TransferResponse
+					var r atmapi.TransferResponse
 					r, err = cl.Transfer(octx, acct(in.from), acct(in.to), fmt.Sprintf("%d.%02d", in.amount/100, in.amount%100))
 					out.ok, out.fromB, out.toB = err == nil, r.FromCents, r.ToCents
 				}

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/broker/brokerapi"
 )
 
 // The write manager announces itself to every broker when it takes over and when a
@@ -21,30 +23,16 @@ import (
 // slow network) cannot overwrite its successor. Within one term the first announcer
 // stays; its repeats may update its address.
 
-// ManagerAnnouncement names the write manager.
-type ManagerAnnouncement struct {
-	ID       string `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	Term     uint64 `json:"term"`
-}
-
-// AnnounceReply answers PUT /manager with the write manager the broker records now:
-// the announcement itself when Accepted, else the newer one that made it stale.
-type AnnounceReply struct {
-	Accepted bool                `json:"accepted"`
-	Manager  ManagerAnnouncement `json:"manager"`
-}
-
 // writeManager is the broker's record of the write manager.
 type writeManager struct {
 	log *slog.Logger
 
 	mu  sync.Mutex
-	cur ManagerAnnouncement // zero until the first announcement
+	cur brokerapi.ManagerAnnouncement // zero until the first announcement
 }
 
 // offer applies the term rule and returns the record afterwards and whether a was taken.
-func (w *writeManager) offer(a ManagerAnnouncement) (ManagerAnnouncement, bool) {
+func (w *writeManager) offer(a brokerapi.ManagerAnnouncement) (brokerapi.ManagerAnnouncement, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if a.Term < w.cur.Term || a.Term == w.cur.Term && a.ID != w.cur.ID {
@@ -57,7 +45,7 @@ func (w *writeManager) offer(a ManagerAnnouncement) (ManagerAnnouncement, bool) 
 	return a, true
 }
 
-func (w *writeManager) get() ManagerAnnouncement {
+func (w *writeManager) get() brokerapi.ManagerAnnouncement {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.cur
@@ -67,7 +55,7 @@ func (w *writeManager) get() ManagerAnnouncement {
 func (b *Broker) mountManager(app *fiber.App, admin, anyRole fiber.Handler) {
 	w := &writeManager{log: b.log}
 	app.Put("/manager", admin, func(c *fiber.Ctx) error {
-		var a ManagerAnnouncement
+		var a brokerapi.ManagerAnnouncement
 		if err := parseBody(c, &a); err != nil {
 			return err
 		}
@@ -75,7 +63,7 @@ func (b *Broker) mountManager(app *fiber.App, admin, anyRole fiber.Handler) {
 			return failf(http.StatusBadRequest, `an announcement needs "id", "http_addr" and "term" (the managers' Raft term, at least 1)`)
 		}
 		cur, ok := w.offer(a)
-		return success(c, AnnounceReply{Accepted: ok, Manager: cur})
+		return success(c, brokerapi.AnnounceReply{Accepted: ok, Manager: cur})
 	})
 	app.Get("/manager", anyRole, func(c *fiber.Ctx) error {
 		cur := w.get()

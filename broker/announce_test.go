@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
@@ -23,29 +23,29 @@ func TestAnnounceKeepsHighestTerm(t *testing.T) {
 	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/manager", nil, nil); !errors.As(err, &f) || f.Code != 404 {
 		t.Fatalf("GET /manager before any announcement: %v, want 404", err)
 	}
-	m2 := broker.ManagerAnnouncement{ID: "m2", HTTPAddr: "127.0.0.1:2", Term: 5}
+	m2 := brokerapi.ManagerAnnouncement{ID: "m2", HTTPAddr: "127.0.0.1:2", Term: 5}
 	steps := []struct {
 		name     string
-		in       broker.ManagerAnnouncement
+		in       brokerapi.ManagerAnnouncement
 		accepted bool
-		want     broker.ManagerAnnouncement
+		want     brokerapi.ManagerAnnouncement
 	}{
-		{"first", broker.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 3}, true,
-			broker.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 3}},
+		{"first", brokerapi.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 3}, true,
+			brokerapi.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 3}},
 		{"newer term", m2, true, m2},
-		{"late deposed leader", broker.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 4}, false, m2},
-		{"same term, other manager", broker.ManagerAnnouncement{ID: "m3", HTTPAddr: "127.0.0.1:3", Term: 5}, false, m2},
-		{"same term, same manager, new address", broker.ManagerAnnouncement{ID: "m2", HTTPAddr: "127.0.0.1:22", Term: 5}, true,
-			broker.ManagerAnnouncement{ID: "m2", HTTPAddr: "127.0.0.1:22", Term: 5}},
-		{"higher term, old manager", broker.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 6}, true,
-			broker.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 6}},
+		{"late deposed leader", brokerapi.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 4}, false, m2},
+		{"same term, other manager", brokerapi.ManagerAnnouncement{ID: "m3", HTTPAddr: "127.0.0.1:3", Term: 5}, false, m2},
+		{"same term, same manager, new address", brokerapi.ManagerAnnouncement{ID: "m2", HTTPAddr: "127.0.0.1:22", Term: 5}, true,
+			brokerapi.ManagerAnnouncement{ID: "m2", HTTPAddr: "127.0.0.1:22", Term: 5}},
+		{"higher term, old manager", brokerapi.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 6}, true,
+			brokerapi.ManagerAnnouncement{ID: "m1", HTTPAddr: "127.0.0.1:1", Term: 6}},
 	}
 	for _, s := range steps {
-		var r broker.AnnounceReply
+		var r brokerapi.AnnounceReply
 		if err := cl.Do(ctx, "PUT", b.HTTPAddr(), "/manager", s.in, &r); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		var got broker.ManagerAnnouncement
+		var got brokerapi.ManagerAnnouncement
 		if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/manager", nil, &got); err != nil {
 			t.Fatalf("%s: GET /manager: %v", s.name, err)
 		}
@@ -60,7 +60,7 @@ func TestAnnounceKeepsHighestTerm(t *testing.T) {
 			t.Fatalf("PUT /manager %s: %d %s, want 400 and a JSON failure", body, code, reply)
 		}
 	}
-	var got broker.ManagerAnnouncement
+	var got brokerapi.ManagerAnnouncement
 	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/manager", nil, &got); err != nil || got.ID != "m1" || got.Term != 6 {
 		t.Fatalf("after bad announcements: %+v %v", got, err)
 	}
@@ -82,6 +82,6 @@ func rawRequest(t *testing.T, method, addr, path, body string) (int, []byte) {
 
 // isFailure reports whether reply is the JSON failure body.
 func isFailure(reply []byte) bool {
-	var f broker.Failure
+	var f brokerapi.Failure
 	return json.Unmarshal(reply, &f) == nil && f.Status == "failure" && f.Message != ""
 }

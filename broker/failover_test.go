@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
 // cluster is three real broker processes.
 type cluster struct {
-	peers []broker.Peer
+	peers []brokerapi.Peer
 	args  [][]string
 	procs []*proctest.Proc
 	tls   *tls.Config // a cluster member's, for the brokers' HTTP API
@@ -28,7 +28,7 @@ func startCluster(t *testing.T, n int) *cluster {
 	dir := t.TempDir()
 	for i := range n {
 		id := fmt.Sprintf("b%d", i+1)
-		p := broker.Peer{ID: id, RaftAddr: proctest.FreeAddr(t), HTTPAddr: proctest.FreeAddr(t)}
+		p := brokerapi.Peer{ID: id, RaftAddr: proctest.FreeAddr(t), HTTPAddr: proctest.FreeAddr(t)}
 		c.peers = append(c.peers, p)
 		c.args = append(c.args, []string{"broker", "--id", id, "--data-dir", filepath.Join(dir, id),
 			"--raft", p.RaftAddr, "--http", p.HTTPAddr})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/broker/partition"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/internal/httpjson"
@@ -22,9 +23,9 @@ import (
 type apiError struct {
 	code   int
 	msg    string
-	leader *Peer
-	reason string  // Failure.Code
-	offset *uint64 // Failure.Offset
+	leader *brokerapi.Peer
+	reason string  // brokerapi.Failure.Code
+	offset *uint64 // brokerapi.Failure.Offset
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -72,7 +73,7 @@ func (b *Broker) newApp() *fiber.App {
 
 // errorHandler maps every error to the JSON failure body and a fitting code.
 func errorHandler(c *fiber.Ctx, err error) error {
-	f := Failure{Status: "failure", Message: err.Error()}
+	f := brokerapi.Failure{Failure: httpjson.Failure{Status: "failure", Message: err.Error()}}
 	code := http.StatusInternalServerError
 	var ae *apiError
 	var fe *fiber.Error
@@ -101,12 +102,12 @@ func outcome(err error, code int) string {
 	switch {
 	case errors.Is(err, election.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, errNotApplied): // errNotApplied: applied on the leader, not yet here
-		return OutcomeUnknown
+		return brokerapi.OutcomeUnknown
 	case errors.Is(err, election.ErrNoLeader), errors.Is(err, errClosing),
 		errors.As(err, &fe) && code < 500, errors.As(err, &ae) && code != http.StatusInternalServerError:
-		return OutcomeNotApplied
+		return brokerapi.OutcomeNotApplied
 	}
-	return OutcomeUnknown
+	return brokerapi.OutcomeUnknown
 }
 
 func success(c *fiber.Ctx, v any) error {
@@ -213,12 +214,12 @@ func (b *Broker) healthz(c *fiber.Ctx) error {
 	b.mu.RLock()
 	n, pending := len(b.replicas), b.pending
 	b.mu.RUnlock()
-	return success(c, HealthReply{ID: b.cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr(), Replicas: n, Reopening: pending,
+	return success(c, brokerapi.HealthReply{ID: b.cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr(), Replicas: n, Reopening: pending,
 		StorageFaults: b.faultNotes()})
 }
 
 func (b *Broker) createReplica(c *fiber.Ctx) error {
-	var req CreateReplicaRequest
+	var req brokerapi.CreateReplicaRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -245,7 +246,7 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 
 func (b *Broker) listReplicas(c *fiber.Ctx) error {
 	rs := b.allReplicas()
-	out := ListReplicasReply{Replicas: make([]ReplicaStatus, 0, len(rs))}
+	out := brokerapi.ListReplicasReply{Replicas: make([]brokerapi.ReplicaStatus, 0, len(rs))}
 	for _, r := range rs {
 		out.Replicas = append(out.Replicas, r.status(c.UserContext()))
 	}
@@ -276,7 +277,7 @@ func (b *Broker) addMember(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var p Peer
+	var p brokerapi.Peer
 	if err := parseBody(c, &p); err != nil {
 		return err
 	}
@@ -309,7 +310,7 @@ func (b *Broker) removeMember(c *fiber.Ctx) error {
 }
 
 func (b *Broker) registerConsumer(c *fiber.Ctx) error {
-	var req RegisterRequest
+	var req brokerapi.RegisterRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -326,11 +327,11 @@ func (b *Broker) registerConsumer(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return success(c, RegisterReply{Offset: res.Offset})
+	return success(c, brokerapi.RegisterReply{Offset: res.Offset})
 }
 
 func (b *Broker) consume(c *fiber.Ctx) error {
-	var req ConsumeRequest
+	var req brokerapi.ConsumeRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -369,11 +370,11 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 		return failf(http.StatusInternalServerError, "consume: %s", res.Status)
 	}
 	if len(msgs) == 0 {
-		return &apiError{code: http.StatusNotFound, reason: CodeEmpty, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
+		return &apiError{code: http.StatusNotFound, reason: brokerapi.CodeEmpty, msg: fmt.Sprintf("no messages left for consumer %s on %s/%d", req.ConsumerID, req.Topic, *req.Partition)}
 	}
 	countOut(r.topic, msgs)
 	end := res.From + uint64(res.Count)
-	out := ConsumeReply{Offset: res.From, Messages: make([]string, len(msgs)), Next: end, Left: res.Next - end}
+	out := brokerapi.ConsumeReply{Offset: res.From, Messages: make([]string, len(msgs)), Next: end, Left: res.Next - end}
 	for i, m := range msgs {
 		out.Messages[i] = string(m)
 	}
@@ -408,5 +409,5 @@ func (b *Broker) size(c *fiber.Ctx) error {
 	if !ok {
 		return failf(http.StatusNotFound, "consumer %s is not registered on %s/%d", consumer, topic, *part)
 	}
-	return success(c, SizeReply{Size: left})
+	return success(c, brokerapi.SizeReply{Size: left})
 }

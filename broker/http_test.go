@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
@@ -18,7 +19,7 @@ func startBroker(t *testing.T) (*broker.Broker, *brokerclient.Client) {
 	t.Helper()
 	b, self := runBroker(t, broker.Config{ID: "b1", MaxMessageBytes: 100})
 	cl := brokerclient.New(b.HTTPAddr())
-	if err := cl.CreatePartition(context.Background(), "t", 0, []broker.Peer{self}); err != nil {
+	if err := cl.CreatePartition(context.Background(), "t", 0, []brokerapi.Peer{self}); err != nil {
 		t.Fatal(err)
 	}
 	waitLeader(t, cl, "t", 0)
@@ -27,7 +28,7 @@ func startBroker(t *testing.T) (*broker.Broker, *brokerclient.Client) {
 
 // runBroker runs a broker in-process on loopback ports, in a temporary data dir, until
 // the test ends; cfg gives the ID and any other settings.
-func runBroker(t *testing.T, cfg broker.Config) (*broker.Broker, broker.Peer) {
+func runBroker(t *testing.T, cfg broker.Config) (*broker.Broker, brokerapi.Peer) {
 	t.Helper()
 	cfg.DataDir = filepath.Join(t.TempDir(), cfg.ID)
 	cfg.RaftAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -39,7 +40,7 @@ func runBroker(t *testing.T, cfg broker.Config) (*broker.Broker, broker.Peer) {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return b, broker.Peer{ID: cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
+	return b, brokerapi.Peer{ID: cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
 }
 
 func TestBadInput(t *testing.T) {
@@ -72,7 +73,7 @@ func TestBadInput(t *testing.T) {
 			expectFailure(t, tt.method, "http://"+b.HTTPAddr()+tt.path, "application/json", tt.body, tt.code)
 		})
 	}
-	batch := string(broker.AppendBatch(nil, "m"))
+	batch := string(brokerapi.AppendBatch(nil, "m"))
 	binaryTests := []struct {
 		name, query, body string
 		code              int
@@ -84,12 +85,12 @@ func TestBadInput(t *testing.T) {
 		{"binary: no message", "topic=t&partition=0", "", 400},
 		{"binary: message cut short", "topic=t&partition=0", batch + "\x05abc", 400},
 		{"binary: bad length", "topic=t&partition=0", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 400},
-		{"binary: oversize message", "topic=t&partition=0", batch + string(broker.AppendBatch(nil, big)), 413},
+		{"binary: oversize message", "topic=t&partition=0", batch + string(brokerapi.AppendBatch(nil, big)), 413},
 		{"binary: unknown partition", "topic=t&partition=7", batch, 404},
 	}
 	for _, tt := range binaryTests {
 		t.Run(tt.name, func(t *testing.T) {
-			expectFailure(t, "POST", "http://"+b.HTTPAddr()+"/produce?"+tt.query, broker.MIMEBatch, tt.body, tt.code)
+			expectFailure(t, "POST", "http://"+b.HTTPAddr()+"/produce?"+tt.query, brokerapi.MIMEBatch, tt.body, tt.code)
 		})
 	}
 	st, err := cl.Status(context.Background(), b.HTTPAddr(), "t", 0)
@@ -149,8 +150,8 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	}
 	// The JSON body is the same request: a retry in it is a duplicate too.
 	part := 0
-	var jr broker.ProduceReply
-	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part,
+	var jr brokerapi.ProduceReply
+	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", brokerapi.ProduceRequest{Topic: "t", Partition: &part,
 		ProducerID: "p", Seq: &[]uint64{1}[0], Messages: []string{"a", "b", "c"}}, &jr)
 	if err != nil || !jr.Duplicate || jr.Offset != 0 || jr.Count != 3 {
 		t.Fatalf("retried produce as JSON: %+v %v", jr, err)
@@ -163,7 +164,7 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	if strings.Join(again.Messages, ",") != "a,b" {
 		t.Fatalf("retried consume: %+v", again)
 	}
-	var size broker.SizeReply
+	var size brokerapi.SizeReply
 	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/size?topic=t&partition=0&consumer_id=c", nil, &size); err != nil || size.Size != 1 {
 		t.Fatalf("size: %+v %v", size, err)
 	}
@@ -172,8 +173,8 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	if strings.Join(rest.Messages, ",") != "c" || err != nil || len(empty.Messages) != 0 {
 		t.Fatalf("rest %+v, then %+v %v", rest, empty, err)
 	}
-	jr = broker.ProduceReply{}
-	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", broker.ProduceRequest{Topic: "t", Partition: &part,
+	jr = brokerapi.ProduceReply{}
+	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", brokerapi.ProduceRequest{Topic: "t", Partition: &part,
 		ProducerID: "p", Seq: &[]uint64{2}[0], Message: &[]string{"d"}[0]}, &jr)
 	if err != nil || jr.Duplicate || jr.Offset != 3 || jr.Count != 1 {
 		t.Fatalf("produce as JSON: %+v %v", jr, err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
@@ -19,7 +20,7 @@ func TestBatchLimits(t *testing.T) {
 	b, self := runBroker(t, broker.Config{ID: "b1"})
 	cl := brokerclient.New(b.HTTPAddr())
 	ctx := context.Background()
-	if err := cl.CreatePartition(ctx, "t", 0, []broker.Peer{self}); err != nil {
+	if err := cl.CreatePartition(ctx, "t", 0, []brokerapi.Peer{self}); err != nil {
 		t.Fatal(err)
 	}
 	waitLeader(t, cl, "t", 0)

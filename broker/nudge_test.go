@@ -1,20 +1,24 @@
 package broker
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/quorumq/quorumq/broker/brokerapi"
+)
 
 // TestHeir: every broker names the same heir for a partition, never the departed
 // leader, and the heirs of many partitions are spread over the survivors.
 func TestHeir(t *testing.T) {
-	peers := func(ids ...string) map[string]Peer {
-		m := map[string]Peer{}
+	peers := func(ids ...string) map[string]brokerapi.Peer {
+		m := map[string]brokerapi.Peer{}
 		for _, id := range ids {
-			m[id] = Peer{ID: id}
+			m[id] = brokerapi.Peer{ID: id}
 		}
 		return m
 	}
 	tests := []struct {
 		name     string
-		peers    map[string]Peer
+		peers    map[string]brokerapi.Peer
 		departed string
 		want     []string // possible heirs
 	}{

@@ -5,12 +5,14 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+
+	"github.com/quorumq/quorumq/broker/brokerapi"
 )
 
 // checkPeers refuses a member list a Raft group cannot run on: a peer without
 // an id, an address that is not host:port (`not-an-addr` started a group
 // that logged dial errors forever), or two peers with one id or one address.
-func checkPeers(peers []Peer) error {
+func checkPeers(peers []brokerapi.Peer) error {
 	if len(peers) == 0 {
 		return failf(http.StatusBadRequest, "peers are required (every broker holding the partition, with raft_addr)")
 	}
@@ -28,7 +30,7 @@ func checkPeers(peers []Peer) error {
 	return nil
 }
 
-func checkPeer(p Peer) error {
+func checkPeer(p brokerapi.Peer) error {
 	if p.ID == "" {
 		return fmt.Errorf("id is required")
 	}

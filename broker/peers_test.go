@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 )
 
 // TestPeersAreChecked: a replica is created, or a member added, only with
@@ -30,7 +30,7 @@ func TestPeersAreChecked(t *testing.T) {
 			expectFailure(t, "POST", "http://"+b.HTTPAddr()+tt.path, "application/json", tt.body, 400)
 		})
 	}
-	var list broker.ListReplicasReply
+	var list brokerapi.ListReplicasReply
 	if err := cl.Do(context.Background(), "GET", b.HTTPAddr(), "/replicas", nil, &list); err != nil || len(list.Replicas) != 1 || len(list.Replicas[0].Members) != 1 {
 		t.Fatalf("refused peers changed the replicas: %+v %v", list, err)
 	}

@@ -10,24 +10,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/broker/partition"
 )
-
-// MIMEBatch is the Content-Type of the binary produce body: topic, partition,
-// producer_id and seq go in the query string (POST /produce?topic=&partition=&...),
-// and the body is the messages, each as its length (uvarint) followed by its bytes.
-// It is the same request as the JSON ProduceRequest without JSON's cost: decoding a
-// batch of 100 1 KiB messages as JSON took a fifth of a partition leader's CPU.
-const MIMEBatch = "application/octet-stream"
-
-// AppendBatch appends msgs to buf in the binary produce body's format.
-func AppendBatch[M string | []byte](buf []byte, msgs ...M) []byte {
-	for _, m := range msgs {
-		buf = binary.AppendUvarint(buf, uint64(len(m)))
-		buf = append(buf, m...)
-	}
-	return buf
-}
 
 func (b *Broker) produce(c *fiber.Ctx) error {
 	var (
@@ -36,7 +21,7 @@ func (b *Broker) produce(c *fiber.Ctx) error {
 		batch partition.Batch
 		err   error
 	)
-	if bytes.HasPrefix(c.Request().Header.ContentType(), []byte(MIMEBatch)) {
+	if bytes.HasPrefix(c.Request().Header.ContentType(), []byte(brokerapi.MIMEBatch)) {
 		topic, part, batch, err = b.parseBinaryProduce(c)
 	} else {
 		topic, part, batch, err = b.parseJSONProduce(c)
@@ -62,7 +47,7 @@ func (b *Broker) produce(c *fiber.Ctx) error {
 	}
 	switch res.Status {
 	case partition.StatusOK, partition.StatusDuplicate:
-		return success(c, ProduceReply{Offset: res.First, Count: int(res.Count), Duplicate: res.Status == partition.StatusDuplicate})
+		return success(c, brokerapi.ProduceReply{Offset: res.First, Count: int(res.Count), Duplicate: res.Status == partition.StatusDuplicate})
 	case partition.StatusStaleSequence:
 		return failf(http.StatusConflict, "seq %d of producer %s is older than its last batch", batch.Seq, batch.Producer)
 	}
@@ -70,7 +55,7 @@ func (b *Broker) produce(c *fiber.Ctx) error {
 }
 
 func (b *Broker) parseJSONProduce(c *fiber.Ctx) (string, *int, partition.Batch, error) {
-	var req ProduceRequest
+	var req brokerapi.ProduceRequest
 	if err := parseBody(c, &req); err != nil {
 		return "", nil, partition.Batch{}, err
 	}
@@ -130,7 +115,7 @@ func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch
 	for rest := body; len(rest) > 0; n++ {
 		l, k := binary.Uvarint(rest)
 		if k <= 0 || l > uint64(len(rest)-k) {
-			return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "message %d of the %s body is cut short", n, MIMEBatch)
+			return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "message %d of the %s body is cut short", n, brokerapi.MIMEBatch)
 		}
 		if err := b.checkSize(n, int(l)); err != nil {
 			return "", nil, partition.Batch{}, err
@@ -138,7 +123,7 @@ func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch
 		rest = rest[k+int(l):]
 	}
 	if n == 0 {
-		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "the %s body holds no message", MIMEBatch)
+		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "the %s body holds no message", brokerapi.MIMEBatch)
 	}
 	batch.Msgs = make([][]byte, n)
 	for i := range batch.Msgs {

@@ -1,11 +1,11 @@
 package broker
 
 import (
-	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/quorumq/quorumq/broker/brokerapi"
 )
 
 //	GET /replicas/{topic}/{partition}/messages?offset=N&max=M[&encoding=base64]
@@ -16,56 +16,9 @@ import (
 // reader that needs the exact bytes (another replica repairing a damaged body, see
 // repair.go) asks for base64.
 
-// MaxReadAt bounds the messages of one read by offset.
-const MaxReadAt = 1000
-
 // readChunk is how many messages readAt takes from the store at a time, so that the
 // byte limit stops it after at most one chunk too many.
 const readChunk = 32
-
-// ReadAtReply holds the messages [Offset, Next). End is the offset this replica has
-// applied up to: a follower may be behind the leader, and End says how far it is.
-type ReadAtReply struct {
-	Offset   uint64   `json:"offset"`
-	Messages []string `json:"messages"`
-	Next     uint64   `json:"next_offset"`
-	End      uint64   `json:"end"`
-}
-
-// ReadAtRawReply is ReadAtReply with each message's exact bytes, base64 in the JSON.
-type ReadAtRawReply struct {
-	Offset   uint64   `json:"offset"`
-	Messages [][]byte `json:"messages"`
-	Next     uint64   `json:"next_offset"`
-	End      uint64   `json:"end"`
-}
-
-// ReadAtRange reads the offset (0 when absent) and max (1 when absent) query values of
-// a read by offset, from query (such as fiber.Ctx.Query); the error, for a 400, says
-// what is wrong with them. The brokers and the managers serve the same parameters.
-func ReadAtRange(query func(key string, def ...string) string) (offset, limit uint64, err error) {
-	count := func(name string, def uint64) (uint64, error) {
-		v := query(name)
-		if v == "" {
-			return def, nil
-		}
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("query parameter %s must be a non-negative number, got %q", name, v)
-		}
-		return n, nil
-	}
-	if offset, err = count("offset", 0); err != nil {
-		return 0, 0, err
-	}
-	if limit, err = count("max", 1); err != nil {
-		return 0, 0, err
-	}
-	if limit < 1 || limit > MaxReadAt {
-		return 0, 0, fmt.Errorf("query parameter max must be between 1 and %d, got %d", MaxReadAt, limit)
-	}
-	return offset, limit, nil
-}
 
 // readAt answers from this replica's store without a read barrier, follower or leader:
 // a replica applies only committed entries, and committed messages never change, so
@@ -78,7 +31,7 @@ func (b *Broker) readAt(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	offset, limit, err := ReadAtRange(c.Query)
+	offset, limit, err := brokerapi.ReadAtRange(c.Query)
 	if err != nil {
 		return failf(http.StatusBadRequest, "%v", err)
 	}
@@ -91,7 +44,7 @@ func (b *Broker) readAt(c *fiber.Ctx) error {
 		return failf(http.StatusBadRequest, "query parameter encoding must be base64 or absent, got %q", enc)
 	}
 	_, end, _, _ := r.fsm.Info()
-	out := ReadAtRawReply{Offset: offset, Messages: [][]byte{}, Next: offset, End: end}
+	out := brokerapi.ReadAtRawReply{Offset: offset, Messages: [][]byte{}, Next: offset, End: end}
 	maxBytes := max(maxConsumeBytes, b.cfg.MaxMessageBytes)
 	size := 0
 fill:
@@ -114,7 +67,7 @@ fill:
 	if raw {
 		return success(c, out)
 	}
-	text := ReadAtReply{Offset: out.Offset, Messages: make([]string, len(out.Messages)), Next: out.Next, End: out.End}
+	text := brokerapi.ReadAtReply{Offset: out.Offset, Messages: make([]string, len(out.Messages)), Next: out.Next, End: out.End}
 	for i, m := range out.Messages {
 		text.Messages[i] = string(m)
 	}

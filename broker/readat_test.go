@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
-func readAt(t *testing.T, cl *brokerclient.Client, addr, query string) (broker.ReadAtReply, error) {
+func readAt(t *testing.T, cl *brokerclient.Client, addr, query string) (brokerapi.ReadAtReply, error) {
 	t.Helper()
-	var r broker.ReadAtReply
+	var r brokerapi.ReadAtReply
 	err := cl.Do(context.Background(), "GET", addr, "/replicas/t/0/messages?"+query, nil, &r)
 	return r, err
 }
@@ -50,13 +51,13 @@ func TestReadAtSingleBroker(t *testing.T) {
 	if _, err := cl.Produce(ctx, "t", 0, "p", 2, odd); err != nil {
 		t.Fatal(err)
 	}
-	var raw broker.ReadAtRawReply
+	var raw brokerapi.ReadAtRawReply
 	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/replicas/t/0/messages?offset=3&max=4&encoding=base64", nil, &raw); err != nil ||
 		len(raw.Messages) != 4 || string(raw.Messages[0]) != "d" || string(raw.Messages[1]) != odd[0] || string(raw.Messages[3]) != odd[2] || raw.Next != 7 {
 		t.Fatalf("base64 read: %q %+v %v", raw.Messages, raw, err)
 	}
 	// Reading moved no consumer.
-	var size broker.SizeReply
+	var size brokerapi.SizeReply
 	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/size?topic=t&partition=0&consumer_id=c", nil, &size); err != nil || size.Size != 7 {
 		t.Fatalf("size after reads: %+v %v", size, err)
 	}
@@ -86,7 +87,7 @@ func TestReadAtSingleBroker(t *testing.T) {
 // TestReadAtFollowers: every replica, followers included, answers a read by offset
 // with the messages the leader acknowledged, byte for byte.
 func TestReadAtFollowers(t *testing.T) {
-	var peers []broker.Peer
+	var peers []brokerapi.Peer
 	for i := range 3 {
 		_, p := runBroker(t, broker.Config{ID: fmt.Sprintf("b%d", i+1)})
 		peers = append(peers, p)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/election"
 )
@@ -147,7 +148,7 @@ func (b *Broker) repair(ctx context.Context, f store.Fault) error {
 		return errors.New("the replica is not open yet")
 	}
 	for from := f.From; from < f.To; {
-		msgs, err := b.fetch(ctx, r, from, min(f.To-from, MaxReadAt))
+		msgs, err := b.fetch(ctx, r, from, min(f.To-from, brokerapi.MaxReadAt))
 		if err != nil {
 			return err
 		}
@@ -199,11 +200,11 @@ func (b *Broker) readAtPeer(ctx context.Context, addr, topic string, part int, f
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var f Failure
+		var f brokerapi.Failure
 		json.NewDecoder(resp.Body).Decode(&f)
 		return nil, fmt.Errorf("%s: %d: %s", addr, resp.StatusCode, f.Message)
 	}
-	var reply ReadAtRawReply
+	var reply brokerapi.ReadAtRawReply
 	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/broker/partition"
 	"github.com/quorumq/quorumq/election"
@@ -39,7 +40,7 @@ type replica struct {
 	store *store.Partition // for repairs (repair.go)
 
 	mu    sync.Mutex
-	peers map[string]Peer // by id, for the HTTP address of whoever leads
+	peers map[string]brokerapi.Peer // by id, for the HTTP address of whoever leads
 
 	queue  chan *produceReq
 	slots  chan struct{}
@@ -62,9 +63,9 @@ func groupName(topic string, part int) string { return fmt.Sprintf("p/%s/%d", to
 
 // replicaDesc is what the broker records about a replica to reopen it after a restart.
 type replicaDesc struct {
-	Topic     string `json:"topic"`
-	Partition int    `json:"partition"`
-	Peers     []Peer `json:"peers"`
+	Topic     string           `json:"topic"`
+	Partition int              `json:"partition"`
+	Peers     []brokerapi.Peer `json:"peers"`
 }
 
 // PartitionTiming is IdleTiming with frequent snapshots: a partition's snapshot is its
@@ -101,7 +102,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{topic: d.Topic, part: d.Partition, group: group, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]Peer{},
+	r := &replica{topic: d.Topic, part: d.Partition, group: group, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]brokerapi.Peer{},
 		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var peers []election.Peer
@@ -139,7 +140,7 @@ func (r *replica) desc() replicaDesc {
 	return d
 }
 
-func (r *replica) rememberPeer(p Peer) {
+func (r *replica) rememberPeer(p brokerapi.Peer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old, ok := r.peers[p.ID]; ok && p.HTTPAddr == "" {
@@ -148,7 +149,7 @@ func (r *replica) rememberPeer(p Peer) {
 	r.peers[p.ID] = p
 }
 
-func (r *replica) peer(id string) (Peer, bool) {
+func (r *replica) peer(id string) (brokerapi.Peer, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.peers[id]
@@ -284,9 +285,9 @@ func (r *replica) consume(ctx context.Context, req partition.ConsumeRequest) (pa
 
 var errNotApplied = errors.New("this replica has not applied the consume yet (leadership moved); retry with the same offset")
 
-func (r *replica) status(ctx context.Context) ReplicaStatus {
+func (r *replica) status(ctx context.Context) brokerapi.ReplicaStatus {
 	applied, next, bytes, consumers := r.fsm.Info()
-	st := ReplicaStatus{Topic: r.topic, Partition: r.part, IsLeader: r.node.IsLeader(),
+	st := brokerapi.ReplicaStatus{Topic: r.topic, Partition: r.part, IsLeader: r.node.IsLeader(),
 		Applied: applied, Next: next, Bytes: bytes, Consumers: consumers}
 	st.LogFirst, _ = r.log.FirstIndex()
 	st.LogLast, _ = r.log.LastIndex()
@@ -302,9 +303,9 @@ func (r *replica) status(ctx context.Context) ReplicaStatus {
 	return st
 }
 
-func (r *replica) fullPeer(p election.Peer) Peer {
+func (r *replica) fullPeer(p election.Peer) brokerapi.Peer {
 	if known, ok := r.peer(p.ID); ok && known.HTTPAddr != "" {
-		return Peer{ID: p.ID, RaftAddr: p.Addr, HTTPAddr: known.HTTPAddr}
+		return brokerapi.Peer{ID: p.ID, RaftAddr: p.Addr, HTTPAddr: known.HTTPAddr}
 	}
-	return Peer{ID: p.ID, RaftAddr: p.Addr}
+	return brokerapi.Peer{ID: p.ID, RaftAddr: p.Addr}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/broker/partition"
 )
 
@@ -61,7 +62,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		cfgs  []Config
 		bs    []*Broker
 		stops []func()
-		peers []Peer
+		peers []brokerapi.Peer
 	)
 	for i := range 3 {
 		cfg := Config{ID: fmt.Sprintf("b%d", i+1), DataDir: filepath.Join(dir, fmt.Sprint(i)),
@@ -69,7 +70,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		b, stop := run(t, cfg)
 		cfg.RaftAddr, cfg.HTTPAddr = b.RaftAddr(), b.HTTPAddr() // the same ports after a restart
 		cfgs, bs, stops = append(cfgs, cfg), append(bs, b), append(stops, stop)
-		peers = append(peers, Peer{ID: cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()})
+		peers = append(peers, brokerapi.Peer{ID: cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -139,15 +140,15 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 // the group, DELETE of the replica removes its data.
 func TestMembership(t *testing.T) {
 	dir := t.TempDir()
-	newBroker := func(id string) (*Broker, Peer) {
+	newBroker := func(id string) (*Broker, brokerapi.Peer) {
 		b, _ := run(t, Config{ID: id, DataDir: filepath.Join(dir, id), RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: quiet})
-		return b, Peer{ID: id, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
+		return b, brokerapi.Peer{ID: id, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr()}
 	}
 	b1, p1 := newBroker("b1")
 	b2, _ := newBroker("b2")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r1, err := b1.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []Peer{p1}})
+	r1, err := b1.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []brokerapi.Peer{p1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestMembership(t *testing.T) {
 	if _, err := r1.produce(ctx, partition.Batch{Msgs: [][]byte{[]byte("before b2")}}); err != nil {
 		t.Fatal(err)
 	}
-	r2, err := b2.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []Peer{p1}})
+	r2, err := b2.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []brokerapi.Peer{p1}})
 	if err != nil {
 		t.Fatal(err)
 	}

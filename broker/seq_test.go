@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
@@ -38,7 +39,7 @@ func TestProducerSequences(t *testing.T) {
 	}
 	produceJSON := func(producer string, seq *uint64, msg string) func() error {
 		return func() error {
-			req := broker.ProduceRequest{Topic: "t", Partition: &part, ProducerID: producer, Seq: seq, Messages: []string{msg}}
+			req := brokerapi.ProduceRequest{Topic: "t", Partition: &part, ProducerID: producer, Seq: seq, Messages: []string{msg}}
 			return cl.Do(ctx, "POST", b.HTTPAddr(), "/produce", req, nil)
 		}
 	}
@@ -55,7 +56,7 @@ func TestProducerSequences(t *testing.T) {
 		{"first seq of a new producer too far", produce("p6", broker.MaxSeqAhead+1, "e"), 400},
 		{"JSON producer without seq", produceJSON("p7", nil, "f"), 400},
 		{"binary producer without seq", func() error {
-			resp, err := http.Post("http://"+b.HTTPAddr()+"/produce?topic=t&partition=0&producer_id=p7", broker.MIMEBatch, strings.NewReader(string(broker.AppendBatch(nil, "g"))))
+			resp, err := http.Post("http://"+b.HTTPAddr()+"/produce?topic=t&partition=0&producer_id=p7", brokerapi.MIMEBatch, strings.NewReader(string(brokerapi.AppendBatch(nil, "g"))))
 			if err != nil {
 				return err
 			}

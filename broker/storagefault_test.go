@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
@@ -86,7 +86,7 @@ func readBodies(t *testing.T, cl *brokerclient.Client, addr string, n int, body 
 	defer cancel()
 	var lastErr error
 	for off := 0; off < n; {
-		var r broker.ReadAtRawReply
+		var r brokerapi.ReadAtRawReply
 		err := cl.Do(ctx, http.MethodGet, addr, fmt.Sprintf("/replicas/%s/0/messages?offset=%d&max=100&encoding=base64", faultTopic, off), nil, &r)
 		if err == nil && len(r.Messages) == 0 {
 			err = fmt.Errorf("no message at %d (end %d)", off, r.End)
@@ -336,7 +336,7 @@ func (c *cluster) dataDir(i int) string {
 func (c *cluster) addBroker(t *testing.T, extra ...string) int {
 	i := len(c.peers)
 	id := fmt.Sprintf("b%d", i+1)
-	p := broker.Peer{ID: id, RaftAddr: proctest.FreeAddr(t), HTTPAddr: proctest.FreeAddr(t)}
+	p := brokerapi.Peer{ID: id, RaftAddr: proctest.FreeAddr(t), HTTPAddr: proctest.FreeAddr(t)}
 	c.peers = append(c.peers, p)
 	c.args = append(c.args, append([]string{"broker", "--id", id, "--data-dir", filepath.Join(filepath.Dir(c.dataDir(0)), id),
 		"--raft", p.RaftAddr, "--http", p.HTTPAddr}, extra...))
@@ -382,12 +382,12 @@ func TestSnapshotOfDamagedBodies(t *testing.T) {
 		c.procs[w].Kill()
 		x := c.addBroker(t)
 		members = []int{v, members[2], x}
-		var peers []broker.Peer
+		var peers []brokerapi.Peer
 		for _, i := range members {
 			peers = append(peers, c.peers[i])
 		}
 		if err := cl.Do(ctx, http.MethodPost, c.peers[x].HTTPAddr, "/replicas",
-			broker.CreateReplicaRequest{Topic: faultTopic, Partition: new(int), Peers: peers}, nil); err != nil {
+			brokerapi.CreateReplicaRequest{Topic: faultTopic, Partition: new(int), Peers: peers}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := cl.Do(ctx, http.MethodPost, c.peers[v].HTTPAddr, fmt.Sprintf("/replicas/%s/0/members", faultTopic), c.peers[x], nil); err != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // Admin creates and inspects topics.
@@ -74,7 +76,7 @@ func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
 // default). It fails with ErrTopicExists when the name is taken.
 func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int) error {
 	var retried bool
-	cl := metadataWrite(http.MethodPost, "/topics", createTopicRequest{Name: name, Partitions: partitions}, nil)
+	cl := metadataWrite(http.MethodPost, "/topics", managerapi.CreateTopicRequest{Name: name, Partitions: partitions}, nil)
 	cl.retried = &retried
 	err := a.c.do(ctx, cl)
 	if retried && errors.Is(err, ErrTopicExists) {
@@ -129,5 +131,5 @@ func (a *Admin) describe(ctx context.Context, name string, q url.Values) (TopicI
 // AddPartitions grows a topic by count partitions.
 func (a *Admin) AddPartitions(ctx context.Context, topic string, count int) error {
 	return a.c.do(ctx, metadataWrite(http.MethodPost, "/topics/"+url.PathEscape(topic)+"/partitions",
-		addPartitionsRequest{Count: count}, nil))
+		managerapi.AddPartitionsRequest{Count: count}, nil))
 }

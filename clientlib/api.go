@@ -6,10 +6,10 @@ import (
 	"strconv"
 )
 
-// The wire types of the managers' public REST API, a copy of manager/api.go kept in
-// step by api_compat_test.go: importing package manager would link Fiber, Raft and
-// PostgreSQL into every program using the SDK. The decoders are lenient (a count or
-// a list of partitions, bare or wrapped messages) so that seed-style replies work too.
+// The SDK sends managerapi's requests and decodes its replies. Where the seed's managers
+// answered in other shapes (ids as strings, the topic inline, messages as objects), the
+// SDK decodes through the lenient types below, which read managerapi's replies and the
+// seed's alike (api_test.go).
 
 // wireID is an identifier a manager hands out (producer_id, consumer_id). It keeps the raw
 // JSON so that it goes back exactly as it came, whether the manager uses numbers or
@@ -49,23 +49,6 @@ func (id *wireID) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// failureReply is the body of every failure: {"status":"failure","message":...}.
-type failureReply struct {
-	Status  string `json:"status"`
-	Message string `json:"message"`
-	Code    string `json:"code,omitempty"`
-	Outcome string `json:"outcome,omitempty"`
-}
-
-type createTopicRequest struct {
-	Name       string `json:"name"`
-	Partitions int    `json:"partitions,omitempty"`
-}
-
-type addPartitionsRequest struct {
-	Count int `json:"count"`
-}
-
 // listTopicsReply accepts topics as names or as objects with a name.
 type listTopicsReply struct {
 	Topics []topicName `json:"topics"`
@@ -100,11 +83,6 @@ func (r *describeTopicReply) UnmarshalJSON(b []byte) error {
 		b = w.Topic
 	}
 	return json.Unmarshal(b, &r.TopicInfo)
-}
-
-type registerRequest struct {
-	Topic     string `json:"topic"`
-	Partition *int   `json:"partition,omitempty"`
 }
 
 type registerReply struct {
@@ -159,8 +137,4 @@ func (m *wireMessage) UnmarshalJSON(b []byte) error {
 	}
 	type plain wireMessage
 	return json.Unmarshal(b, (*plain)(m))
-}
-
-type sizeReply struct {
-	Size int64 `json:"size"`
 }

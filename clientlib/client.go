@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // Client talks to the managers. It is safe for concurrent use; Admin, Producer and
@@ -435,7 +436,7 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var f failureReply
+		var f managerapi.Failure
 		if json.Unmarshal(data, &f) != nil || f.Message == "" {
 			f.Message = strings.TrimSpace(string(data))
 			if f.Message == "" {
@@ -444,7 +445,7 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 		}
 		return newAPIError(resp.StatusCode, f.Message, f.Code, f.Outcome)
 	}
-	var f failureReply
+	var f managerapi.Failure
 	if err := json.Unmarshal(data, &f); err != nil {
 		// A 2xx that is not JSON is a broken proxy or manager: worth another try.
 		return fmt.Errorf("quorumq: %s %s: undecodable reply %q: %w", cl.method, cl.path, truncate(data), err)

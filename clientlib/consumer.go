@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // Message is a consumed message. Offset is -1 when the manager does not say.
@@ -78,7 +80,7 @@ func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...Consumer
 	}
 	var r registerReply
 	if err := c.do(ctx, metadataWrite(http.MethodPost, "/consumer/register",
-		registerRequest{Topic: topic, Partition: cs.fixed}, &r)); err != nil {
+		managerapi.RegisterRequest{Topic: topic, Partition: cs.fixed}, &r)); err != nil {
 		return nil, err
 	}
 	cs.id, cs.fresh = r.ConsumerID, true
@@ -201,9 +203,9 @@ func (cs *Consumer) Size(ctx context.Context) (int64, error) {
 	if cs.fixed != nil {
 		q.Set("partition", strconv.Itoa(*cs.fixed))
 	}
-	var r sizeReply
+	var r managerapi.SizeReply
 	if err := cs.c.do(ctx, call{method: http.MethodGet, path: "/size", query: q, out: &r}); err != nil {
 		return 0, err
 	}
-	return r.Size, nil
+	return int64(r.Size), nil
 }

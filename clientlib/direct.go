@@ -3,7 +3,6 @@ package clientlib
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // Producing straight to partition leaders (DESIGN.md, "Data flow → Produce"): the
@@ -24,49 +26,15 @@ import (
 // whichever way its attempts take. The managers stay the path when the brokers cannot
 // be reached from here, and for everything but produce.
 
-// The brokers' produce API (broker/api.go, broker/produce_http.go), copied like the
-// managers' types in api.go so that the SDK does not link the broker (Fiber, Raft);
-// broker_compat_test.go holds the copies together.
-const (
-	mimeBatch = "application/octet-stream" // broker.MIMEBatch
-	// noLeaderStatus is what a broker answers while a partition elects a leader.
-	noLeaderStatus = http.StatusServiceUnavailable
-)
+// noLeaderStatus is what a broker answers while a partition elects a leader.
+const noLeaderStatus = http.StatusServiceUnavailable
 
-// appendBatch is broker.AppendBatch: each message as its length (uvarint) and bytes.
+// appendBatch is brokerapi.AppendBatch over records.
 func appendBatch(buf []byte, msgs []Record) []byte {
 	for _, m := range msgs {
-		buf = binary.AppendUvarint(buf, uint64(len(m.Value)))
-		buf = append(buf, m.Value...)
+		buf = brokerapi.AppendMessage(buf, m.Value)
 	}
 	return buf
-}
-
-// brokerProduceReply is broker.ProduceReply: the batch has [Offset, Offset+Count).
-type brokerProduceReply struct {
-	Offset    uint64 `json:"offset"`
-	Count     int    `json:"count"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-}
-
-// brokerFailure is broker.Failure; on a 421 Leader says where writes go.
-type brokerFailure struct {
-	Message string `json:"message"`
-	Leader  *struct {
-		ID       string `json:"id"`
-		HTTPAddr string `json:"http_addr"`
-	} `json:"leader,omitempty"`
-}
-
-// brokerInfo is one entry of the managers' GET /brokers (meta.BrokerInfo).
-type brokerInfo struct {
-	ID    string `json:"id"`
-	Addr  string `json:"addr"`
-	State string `json:"state"`
-}
-
-type brokersReply struct {
-	Brokers []brokerInfo `json:"brokers"`
 }
 
 // brokerError is a failure reply of a broker.
@@ -106,7 +74,7 @@ const (
 // brokerDir maps broker ids to HTTP addresses, from the managers' GET /brokers.
 type brokerDir struct {
 	mu      sync.Mutex
-	brokers map[string]brokerInfo
+	brokers map[string]managerapi.BrokerInfo
 	fetched time.Time
 	down    time.Time     // when a send last reached no broker
 	downFor time.Duration // how long direct sends are off after that; 0 while they work
@@ -148,9 +116,9 @@ func (d *brokerDir) lookup(ctx context.Context, c *Client, ids []string, force b
 	if missing && time.Since(d.fetched) > 4*minRefreshGap {
 		d.fetched = time.Now()
 		ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
-		var r brokersReply
+		var r managerapi.BrokersReply
 		if c.do(ctx, call{method: http.MethodGet, path: "/brokers", out: &r}) == nil {
-			d.brokers = make(map[string]brokerInfo, len(r.Brokers))
+			d.brokers = make(map[string]managerapi.BrokerInfo, len(r.Brokers))
 			for _, b := range r.Brokers {
 				d.brokers[b.ID] = b
 			}
@@ -218,10 +186,10 @@ func (p *Producer) candidates(ctx context.Context, part int, force bool) ([]stri
 // (421s, metadata refreshes) and retrying the same seq until it is acknowledged, fails
 // for what was sent, or ctx ends. errNoDirect means no broker could be reached: the
 // caller sends the batch through a manager, with the same seq.
-func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []byte) (brokerProduceReply, error) {
+func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []byte) (brokerapi.ProduceReply, error) {
 	name, ok := directName(p.id)
 	if !ok {
-		return brokerProduceReply{}, errNoDirect
+		return brokerapi.ProduceReply{}, errNoDirect
 	}
 	q := url.Values{"topic": {p.topic}, "partition": {strconv.Itoa(part)},
 		"producer_id": {name}, "seq": {strconv.FormatUint(seq, 10)}}
@@ -232,7 +200,7 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 	for {
 		cands, err := p.candidates(ctx, part, force)
 		if err != nil {
-			return brokerProduceReply{}, err
+			return brokerapi.ProduceReply{}, err
 		}
 		reached := false
 		tried := map[string]bool{}
@@ -264,7 +232,7 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 			}
 			reached = true
 			if ferr := be.clientFault(); ferr != nil {
-				return brokerProduceReply{}, ferr
+				return brokerapi.ProduceReply{}, ferr
 			}
 			if be.status == noLeaderStatus {
 				break // the others have no leader either: wait for the election
@@ -278,11 +246,11 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 			}
 		}
 		if ctx.Err() != nil {
-			return brokerProduceReply{}, p.gaveUp(ctx, part, last)
+			return brokerapi.ProduceReply{}, p.gaveUp(ctx, part, last)
 		}
 		if !reached {
 			p.c.brokers.reached(false)
-			return brokerProduceReply{}, errNoDirect
+			return brokerapi.ProduceReply{}, errNoDirect
 		}
 		p.c.log.Debug("quorumq: retrying produce", "topic", p.topic, "partition", part, "seq", seq, "err", last)
 		force = true
@@ -290,7 +258,7 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return brokerProduceReply{}, p.gaveUp(ctx, part, last)
+			return brokerapi.ProduceReply{}, p.gaveUp(ctx, part, last)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, p.c.maxBackoff)
@@ -307,7 +275,7 @@ func (p *Producer) gaveUp(ctx context.Context, part int, last error) error {
 }
 
 // brokerProduce is one attempt: POST /produce with the binary body to addr.
-func (c *Client) brokerProduce(ctx context.Context, addr, path string, body []byte) (brokerProduceReply, error) {
+func (c *Client) brokerProduce(ctx context.Context, addr, path string, body []byte) (brokerapi.ProduceReply, error) {
 	if c.requestTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.requestTimeout)
@@ -315,21 +283,21 @@ func (c *Client) brokerProduce(ctx context.Context, addr, path string, body []by
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+"://"+addr+path, bytes.NewReader(body))
 	if err != nil {
-		return brokerProduceReply{}, err
+		return brokerapi.ProduceReply{}, err
 	}
-	req.Header.Set("Content-Type", mimeBatch)
+	req.Header.Set("Content-Type", brokerapi.MIMEBatch)
 	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return brokerProduceReply{}, err
+		return brokerapi.ProduceReply{}, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return brokerProduceReply{}, err
+		return brokerapi.ProduceReply{}, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var f brokerFailure
+		var f brokerapi.Failure
 		json.Unmarshal(data, &f)
 		e := &brokerError{addr: addr, status: resp.StatusCode, msg: f.Message}
 		if e.msg == "" {
@@ -341,11 +309,11 @@ func (c *Client) brokerProduce(ctx context.Context, addr, path string, body []by
 				e.leader, e.byID = l.ID, true
 			}
 		}
-		return brokerProduceReply{}, e
+		return brokerapi.ProduceReply{}, e
 	}
-	var r brokerProduceReply
+	var r brokerapi.ProduceReply
 	if err := json.Unmarshal(data, &r); err != nil {
-		return brokerProduceReply{}, fmt.Errorf("quorumq: broker %s: undecodable produce reply %q: %w", addr, truncate(data), err)
+		return brokerapi.ProduceReply{}, fmt.Errorf("quorumq: broker %s: undecodable produce reply %q: %w", addr, truncate(data), err)
 	}
 	return r, nil
 }

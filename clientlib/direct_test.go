@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/quorumq/quorumq/broker/brokerapi"
 )
 
 // fakeBroker is the produce side of a broker (broker/produce_http.go): the binary body,
@@ -53,7 +55,7 @@ func (b *fakeBroker) messages(p int) []string {
 func (b *fakeBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if r.Method != http.MethodPost || r.URL.Path != "/produce" || r.Header.Get("Content-Type") != mimeBatch {
+	if r.Method != http.MethodPost || r.URL.Path != "/produce" || r.Header.Get("Content-Type") != brokerapi.MIMEBatch {
 		failure(w, 400, "this fake takes binary produce only")
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // Errors a caller can act on. Replies of the managers are mapped to these (wrapped in
@@ -33,10 +35,10 @@ var (
 	ErrOutcomeUnknown = errors.New("quorumq: outcome unknown (it may have been applied)")
 )
 
-// The values of the failure replies' "outcome" (manager.Outcome*).
+// The values of the failure replies' "outcome".
 const (
-	outcomeNotApplied = "not_applied"
-	outcomeUnknown    = "unknown"
+	outcomeNotApplied = managerapi.OutcomeNotApplied
+	outcomeUnknown    = managerapi.OutcomeUnknown
 )
 
 // APIError is a failure reply of a manager: {"status":"failure","message":...}.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // Record is a message to send.
@@ -102,7 +104,7 @@ func (c *Client) NewProducer(ctx context.Context, topic string, opts ...Producer
 		}
 	}
 	var r registerReply
-	if err := c.do(ctx, metadataWrite(http.MethodPost, "/producer/register", registerRequest{Topic: topic}, &r)); err != nil {
+	if err := c.do(ctx, metadataWrite(http.MethodPost, "/producer/register", managerapi.RegisterRequest{Topic: topic}, &r)); err != nil {
 		return nil, err
 	}
 	p.id = r.ProducerID

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -28,7 +28,7 @@ const (
 type announcer struct {
 	m   *Manager
 	ctx context.Context
-	msg broker.ManagerAnnouncement
+	msg brokerapi.ManagerAnnouncement
 	wg  sync.WaitGroup
 
 	mu   sync.Mutex
@@ -44,7 +44,7 @@ func (m *Manager) newAnnouncer(ctx context.Context, node *election.Node) (*annou
 		return nil, false
 	}
 	return &announcer{m: m, ctx: ctx, busy: map[string]bool{},
-		msg: broker.ManagerAnnouncement{ID: m.cfg.ID, HTTPAddr: m.httpAddr, Term: term}}, true
+		msg: brokerapi.ManagerAnnouncement{ID: m.cfg.ID, HTTPAddr: m.httpAddr, Term: term}}, true
 }
 
 // toAlive announces to every broker the metadata holds alive.
@@ -105,7 +105,7 @@ func (a *announcer) to(id, addr string) {
 func (a *announcer) once(b meta.Broker) error {
 	ctx, cancel := context.WithTimeout(a.ctx, announceTimeout)
 	defer cancel()
-	var reply broker.AnnounceReply
+	var reply brokerapi.AnnounceReply
 	if err := a.m.brokers.call(ctx, b, http.MethodPut, "/manager", a.msg, &reply); err != nil {
 		return err
 	}

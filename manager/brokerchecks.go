@@ -6,6 +6,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -43,8 +44,5 @@ func (m *Manager) cancelDecommission(c *fiber.Ctx) error {
 	if _, err := m.apply(ctx, meta.CancelDecommission{ID: id}); err != nil {
 		return err
 	}
-	return c.JSON(struct {
-		Reply
-		Message string `json:"message"`
-	}{success, "decommission of broker " + strconv.Quote(id) + " cancelled: it is alive and keeps the replicas it still holds"})
+	return c.JSON(managerapi.MessageReply{Reply: managerapi.Success, Message: "decommission of broker " + strconv.Quote(id) + " cancelled: it is alive and keeps the replicas it still holds"})
 }

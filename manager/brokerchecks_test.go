@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -26,15 +27,15 @@ func TestReplicationAndDecommissionChecks(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"replication over alive brokers", "POST", "/topics", `{"name":"x","replication":3}`, 400, CodeInvalid},
-		{"replication 1000", "POST", "/topics", `{"name":"x","replication":1000}`, 400, CodeInvalid},
-		{"grow while too few are alive", "POST", "/topics/t/partitions", `{"count":1}`, 400, CodeInvalid},
-		{"cancel an alive broker", "POST", "/brokers/b1/cancel-decommission", ``, 409, CodeConflict},
-		{"cancel an unknown broker", "POST", "/brokers/b9/cancel-decommission", ``, 404, CodeUnknownBroker},
+		{"replication over alive brokers", "POST", "/topics", `{"name":"x","replication":3}`, 400, managerapi.CodeInvalid},
+		{"replication 1000", "POST", "/topics", `{"name":"x","replication":1000}`, 400, managerapi.CodeInvalid},
+		{"grow while too few are alive", "POST", "/topics/t/partitions", `{"count":1}`, 400, managerapi.CodeInvalid},
+		{"cancel an alive broker", "POST", "/brokers/b1/cancel-decommission", ``, 409, managerapi.CodeConflict},
+		{"cancel an unknown broker", "POST", "/brokers/b9/cancel-decommission", ``, 404, managerapi.CodeUnknownBroker},
 	}
 	for _, c := range failures {
 		t.Run(c.name, func(t *testing.T) {
-			var f Failure
+			var f managerapi.Failure
 			if status := call(t, m, c.method, c.path, c.body, &f); status != c.status || f.Code != c.code || f.Message == "" {
 				t.Fatalf("%s %s: %d %+v, want %d %s", c.method, c.path, status, f, c.status, c.code)
 			}
@@ -47,7 +48,7 @@ func TestReplicationAndDecommissionChecks(t *testing.T) {
 	if code := call(t, m, "POST", "/brokers/b3/cancel-decommission", "", nil); code != 200 {
 		t.Fatalf("cancel decommission: %d", code)
 	}
-	if b := brokerStates(t, m)["b3"]; b.State != meta.BrokerAlive || b.Replicas == 0 {
+	if b := brokerStates(t, m)["b3"]; b.State != string(meta.BrokerAlive) || b.Replicas == 0 {
 		t.Fatalf("after cancel: %+v, want alive with its replicas", b)
 	}
 	if code := call(t, m, "POST", "/topics/t/partitions", `{"count":1}`, nil); code != 200 {
@@ -55,8 +56,8 @@ func TestReplicationAndDecommissionChecks(t *testing.T) {
 	}
 
 	d.SetHealth(discovery.ServiceBroker, "b3", discovery.Critical)
-	eventually(t, 15*time.Second, "b3 dead", func() bool { return brokerStates(t, m)["b3"].State == meta.BrokerDead })
-	var f Failure
+	eventually(t, 15*time.Second, "b3 dead", func() bool { return brokerStates(t, m)["b3"].State == string(meta.BrokerDead) })
+	var f managerapi.Failure
 	if status := call(t, m, "POST", "/brokers/b3/cancel-decommission", "", &f); status != 409 {
 		t.Fatalf("cancel on a dead broker: %d %+v, want 409", status, f)
 	}

@@ -12,8 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/brokerclient"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -35,11 +36,11 @@ type brokerError struct {
 	broker      string
 	status      int
 	msg         string
-	code        string  // broker.Failure.Code
+	code        string  // brokerapi.Failure.Code
 	leader      string  // the partition leader the broker named, when it is not the leader
 	unreachable bool    // no connection: the request never reached the broker
-	outcome     string  // broker.Failure.Outcome: whether a write may have been applied
-	offset      *uint64 // broker.Failure.Offset: where the consumer stands
+	outcome     string  // brokerapi.Failure.Outcome: whether a write may have been applied
+	offset      *uint64 // brokerapi.Failure.Offset: where the consumer stands
 }
 
 func (e *brokerError) Error() string {
@@ -61,7 +62,7 @@ func (e *brokerError) clientFault() bool {
 	return e.status >= 400 && e.status < 500
 }
 
-var errNoBroker = fail(http.StatusServiceUnavailable, CodeUnavailable, "no reachable broker holds this partition")
+var errNoBroker = fail(http.StatusServiceUnavailable, managerapi.CodeUnavailable, "no reachable broker holds this partition")
 
 // call sends one JSON request to a broker and decodes its reply into out.
 func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path string, in, out any) error {
@@ -182,11 +183,11 @@ func replicaPath(p meta.Partition) string {
 
 func (bc *brokerClient) produce(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
 	producer string, seq *uint64, msgs []string) (uint64, error) {
-	req := broker.ProduceRequest{Topic: p.Topic, Partition: &p.Index, Messages: msgs}
+	req := brokerapi.ProduceRequest{Topic: p.Topic, Partition: &p.Index, Messages: msgs}
 	if seq != nil {
 		req.ProducerID, req.Seq = producer, seq
 	}
-	var reply broker.ProduceReply
+	var reply brokerapi.ProduceReply
 	err := bc.onLeader(ctx, view, p, func(b meta.Broker) error {
 		return bc.call(ctx, b, http.MethodPost, "/produce", req, &reply)
 	})
@@ -201,14 +202,14 @@ func notRegistered(err error) bool {
 
 func nothingLeft(err error) bool {
 	var be *brokerError
-	return errors.As(err, &be) && be.code == broker.CodeEmpty
+	return errors.As(err, &be) && be.code == brokerapi.CodeEmpty
 }
 
 // registerConsumer registers consumer on p (idempotent); it starts at offset 0.
 func (bc *brokerClient) registerConsumer(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string) error {
 	return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
 		return bc.call(ctx, b, http.MethodPost, "/consumers",
-			broker.RegisterRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer}, nil)
+			brokerapi.RegisterRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer}, nil)
 	})
 }
 
@@ -227,16 +228,16 @@ func (bc *brokerClient) withConsumer(ctx context.Context, view map[string]meta.B
 }
 
 func (bc *brokerClient) consume(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
-	consumer string, offset *uint64, max int) (broker.ConsumeReply, error) {
-	var reply broker.ConsumeReply
-	req := broker.ConsumeRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer, Offset: offset, Max: max}
+	consumer string, offset *uint64, max int) (brokerapi.ConsumeReply, error) {
+	var reply brokerapi.ConsumeReply
+	req := brokerapi.ConsumeRequest{Topic: p.Topic, Partition: &p.Index, ConsumerID: consumer, Offset: offset, Max: max}
 	err := bc.withConsumer(ctx, view, p, consumer, func() error {
 		return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
 			return bc.call(ctx, b, http.MethodPost, "/consume", req, &reply)
 		})
 	})
 	if nothingLeft(err) {
-		return broker.ConsumeReply{}, nil
+		return brokerapi.ConsumeReply{}, nil
 	}
 	return reply, err
 }
@@ -262,7 +263,7 @@ func (bc *brokerClient) position(ctx context.Context, view map[string]meta.Broke
 // local brokers, a follower's size right after a produce took 0.5–3.6 s, the leader's
 // under 1 ms. So followers are the fallback, not a round robin.
 func (bc *brokerClient) size(ctx context.Context, view map[string]meta.Broker, p meta.Partition, consumer string) (uint64, error) {
-	var reply broker.SizeReply
+	var reply brokerapi.SizeReply
 	q := url.Values{"topic": {p.Topic}, "partition": {strconv.Itoa(p.Index)}, "consumer_id": {consumer}}
 	err := bc.withConsumer(ctx, view, p, consumer, func() error {
 		return bc.onReplicas(ctx, view, replicaOrder(p), true, func(b meta.Broker) error {
@@ -274,10 +275,10 @@ func (bc *brokerClient) size(ctx context.Context, view map[string]meta.Broker, p
 	return reply.Size, err
 }
 
-func peersOf(view map[string]meta.Broker, ids []string) []broker.Peer {
-	out := make([]broker.Peer, 0, len(ids))
+func peersOf(view map[string]meta.Broker, ids []string) []brokerapi.Peer {
+	out := make([]brokerapi.Peer, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, broker.Peer{ID: id, RaftAddr: view[id].RaftAddr, HTTPAddr: view[id].Addr})
+		out = append(out, brokerapi.Peer{ID: id, RaftAddr: view[id].RaftAddr, HTTPAddr: view[id].Addr})
 	}
 	return out
 }
@@ -286,7 +287,7 @@ func peersOf(view map[string]meta.Broker, ids []string) []broker.Peer {
 // replicas (b among them) for a new group, or the current members (without b) to join
 // an existing one, which then adds b through addMember.
 func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string) error {
-	return bc.call(ctx, b, http.MethodPost, "/replicas", broker.CreateReplicaRequest{
+	return bc.call(ctx, b, http.MethodPost, "/replicas", brokerapi.CreateReplicaRequest{
 		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members),
 	}, nil)
 }
@@ -312,7 +313,7 @@ func (bc *brokerClient) dropReplica(ctx context.Context, b meta.Broker, p meta.P
 
 // replicas lists the partitions b holds a replica of, as group names.
 func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Partition, error) {
-	var reply broker.ListReplicasReply
+	var reply brokerapi.ListReplicasReply
 	err := bc.call(ctx, b, http.MethodGet, "/replicas", nil, &reply)
 	out := make([]meta.Partition, len(reply.Replicas))
 	for i, r := range reply.Replicas {
@@ -323,7 +324,7 @@ func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Par
 
 // replicaLeader asks p's replicas which broker leads it ("" while none does).
 func (bc *brokerClient) replicaLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition) (string, error) {
-	var st broker.ReplicaStatus
+	var st brokerapi.ReplicaStatus
 	err := bc.onReplicas(ctx, view, replicaOrder(p), true, func(b meta.Broker) error {
 		actx, cancel := context.WithTimeout(ctx, readAttempt)
 		defer cancel()

@@ -21,6 +21,7 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 	"github.com/quorumq/quorumq/manager/pgstore"
 )
@@ -101,7 +102,7 @@ func sendJSON(method, addr, path, body string, out any) int {
 
 // writeManager is who m says writes, "" when m does not answer or knows none.
 func writeManager(m *managerProc) string {
-	var r ManagersReply
+	var r managerapi.ManagersReply
 	if getJSON(m.http, "/managers", &r) != 200 {
 		return ""
 	}
@@ -169,7 +170,7 @@ func (c *procCluster) waitSettled(t *testing.T) string {
 		}
 		var idx uint64
 		for i, m := range c.managers {
-			var h HealthReply
+			var h managerapi.HealthReply
 			if writeManager(m) != leader || getJSON(m.http, "/healthz", &h) != 200 || (i > 0 && h.AppliedIndex != idx) {
 				return false
 			}
@@ -196,15 +197,15 @@ func dumps(t *testing.T, c *procCluster) []string {
 	return out
 }
 
-func topicsOf(t *testing.T, m *managerProc) map[string]TopicInfo {
+func topicsOf(t *testing.T, m *managerProc) map[string]managerapi.TopicInfo {
 	t.Helper()
-	var list TopicsReply
+	var list managerapi.TopicsReply
 	if code := getJSON(m.http, "/topics", &list); code != 200 {
 		t.Fatalf("%s: GET /topics: %d", m.id, code)
 	}
-	out := map[string]TopicInfo{}
+	out := map[string]managerapi.TopicInfo{}
 	for _, name := range list.Topics {
-		var tr TopicReply
+		var tr managerapi.TopicReply
 		if code := getJSON(m.http, "/topics/"+name, &tr); code != 200 {
 			t.Fatalf("%s: GET /topics/%s: %d", m.id, name, code)
 		}
@@ -227,7 +228,7 @@ func TestManagerProcesses(t *testing.T) {
 	c.startManagers(t)
 	leader := c.waitSettled(t)
 	eventually(t, 30*time.Second, "brokers known", func() bool {
-		var r BrokersReply
+		var r managerapi.BrokersReply
 		return getJSON(c.managers[0].http, "/brokers", &r) == 200 && len(r.Brokers) == 3
 	})
 	// Writes through every manager, read managers forwarding to the write manager.
@@ -356,7 +357,7 @@ func TestManagerProcesses(t *testing.T) {
 	if !slices.Equal(after, before) {
 		t.Fatalf("tables changed across a restart:\n%v\n%v", before, after)
 	}
-	var pr ProducerReply
+	var pr managerapi.ProducerReply
 	if code := sendJSON("POST", c.managers[0].http, "/producer/register", `{"topic":"via-m1"}`, &pr); code != 200 || pr.ProducerID != 4 {
 		t.Fatalf("register after restart: %d id %d, want id 4", code, pr.ProducerID)
 	}
@@ -418,17 +419,17 @@ func TestBrokerKilled(t *testing.T) {
 	writer := c.waitSettled(t)
 	m := c.managers[0]
 	eventually(t, 60*time.Second, "4 brokers alive", func() bool {
-		var r BrokersReply
+		var r managerapi.BrokersReply
 		return getJSON(m.http, "/brokers", &r) == 200 && len(r.Brokers) == 4
 	})
 	for _, b := range brokers {
 		waitBrokerNames(t, b, writer)
 	}
-	var tr TopicReply
+	var tr managerapi.TopicReply
 	if code := sendJSON("POST", m.http, "/topics", `{"name":"orders","partitions":4}`, &tr); code != 201 {
 		t.Fatalf("create topic: %d %+v", code, tr)
 	}
-	var pr ProducerReply
+	var pr managerapi.ProducerReply
 	if code := sendJSON("POST", m.http, "/producer/register", `{"topic":"orders"}`, &pr); code != 200 {
 		t.Fatalf("register producer: %d", code)
 	}
@@ -438,8 +439,8 @@ func TestBrokerKilled(t *testing.T) {
 		msg := "msg-" + itoa(uint64(i))
 		body := `{"topic":"orders","producer_id":` + itoa(pr.ProducerID) + `,"message":"` + msg + `"}`
 		var r struct {
-			ProduceReply
-			Failure
+			managerapi.ProduceReply
+			managerapi.Failure
 		}
 		if code := sendJSON("POST", c.managers[i%3].http, "/producer/produce", body, &r); code != 200 {
 			t.Fatalf("produce %d: %d %+v", i, code, r.Failure)
@@ -456,7 +457,7 @@ func TestBrokerKilled(t *testing.T) {
 	victim.proc.Kill()
 	var restored time.Duration
 	eventually(t, 60*time.Second, "partitions of the killed broker back to 3 replicas", func() bool {
-		var tr TopicReply
+		var tr managerapi.TopicReply
 		if getJSON(m.http, "/topics/orders", &tr) != 200 {
 			return false
 		}
@@ -486,14 +487,14 @@ func TestBrokerKilled(t *testing.T) {
 	t.Logf("broker %s SIGKILLed: every partition it held back to 3 replicas after %v (default grace 5s)", victim.id, restored)
 	checkReads(t, c, produced) // the new replicas too
 
-	var cr ConsumerReply
+	var cr managerapi.ConsumerReply
 	if code := sendJSON("POST", m.http, "/consumer/register", `{"topic":"orders"}`, &cr); code != 200 {
 		t.Fatalf("register consumer: %d", code)
 	}
 	q := "/consumer/consume?topic=orders&consumer_id=" + itoa(cr.ConsumerID)
 	got := map[string]bool{}
 	for range n {
-		var r ConsumeReply
+		var r managerapi.ConsumeReply
 		if code := getJSON(c.managers[1].http, q, &r); code != 200 || r.Message == nil {
 			t.Fatalf("consume after %d messages: %d", len(got), code)
 		}
@@ -502,8 +503,8 @@ func TestBrokerKilled(t *testing.T) {
 	if len(got) != n {
 		t.Fatalf("consumed %d distinct messages, want %d", len(got), n)
 	}
-	var f Failure
-	if code := getJSON(m.http, q, &f); code != 404 || f.Code != CodeNoMessage {
+	var f managerapi.Failure
+	if code := getJSON(m.http, q, &f); code != 404 || f.Code != managerapi.CodeNoMessage {
 		t.Fatalf("consume past the end: %d %+v", code, f)
 	}
 
@@ -512,12 +513,12 @@ func TestBrokerKilled(t *testing.T) {
 	victim.proc = proctest.Start(t, victim.id, "broker", "--id", victim.id, "--data-dir", victim.dir,
 		"--raft", victim.raft, "--http", victim.http, "--consul", c.consulAddr)
 	eventually(t, 60*time.Second, "returned broker alive and emptied", func() bool {
-		var r BrokersReply
+		var r managerapi.BrokersReply
 		var held struct {
 			Replicas []replicaStatus `json:"replicas"`
 		}
-		return getJSON(m.http, "/brokers", &r) == 200 && slices.ContainsFunc(r.Brokers, func(b meta.BrokerInfo) bool {
-			return b.ID == victim.id && b.State == meta.BrokerAlive
+		return getJSON(m.http, "/brokers", &r) == 200 && slices.ContainsFunc(r.Brokers, func(b managerapi.BrokerInfo) bool {
+			return b.ID == victim.id && b.State == string(meta.BrokerAlive)
 		}) && getJSON(victim.http, "/replicas", &held) == 200 && len(held.Replicas) == 0
 	})
 	waitBrokerNames(t, victim, writer) // the restarted broker forgot, and was told again
@@ -528,9 +529,9 @@ func TestBrokerKilled(t *testing.T) {
 		t.Fatalf("decommission %s: %d", gone, code)
 	}
 	eventually(t, 60*time.Second, "decommissioned broker released", func() bool {
-		var r BrokersReply
-		return getJSON(m.http, "/brokers", &r) == 200 && slices.ContainsFunc(r.Brokers, func(b meta.BrokerInfo) bool {
-			return b.ID == gone && b.State == meta.BrokerReleased && b.Replicas == 0
+		var r managerapi.BrokersReply
+		return getJSON(m.http, "/brokers", &r) == 200 && slices.ContainsFunc(r.Brokers, func(b managerapi.BrokerInfo) bool {
+			return b.ID == gone && b.State == string(meta.BrokerReleased) && b.Replicas == 0
 		})
 	})
 	if getJSON(m.http, "/topics/orders", &tr) != 200 {
@@ -559,11 +560,11 @@ func TestBrokerKilled(t *testing.T) {
 	}
 	// Size asks any replica; one that joined a moment ago may not answer yet.
 	eventually(t, 30*time.Second, "size 8 after decommission", func() bool {
-		var sz SizeReply
+		var sz managerapi.SizeReply
 		return getJSON(m.http, "/size?topic=orders&consumer_id="+itoa(cr.ConsumerID), &sz) == 200 && sz.Size == 8
 	})
 	for i := range 8 {
-		var r ConsumeReply
+		var r managerapi.ConsumeReply
 		if code := getJSON(c.managers[i%3].http, q, &r); code != 200 || r.Message == nil || !strings.HasPrefix(*r.Message, "late-") {
 			t.Fatalf("consume after decommission: %d %+v", code, r)
 		}
@@ -588,7 +589,7 @@ func checkReads(t *testing.T, c *procCluster, produced map[int][]string) {
 		path := "/topics/orders/partitions/" + itoa(uint64(p)) + "/messages?offset=0&max=1000"
 		for _, m := range c.managers {
 			for range 3 {
-				var r MessagesReply
+				var r managerapi.MessagesReply
 				eventually(t, 30*time.Second, "partition "+itoa(uint64(p))+" read through "+m.id, func() bool {
 					code := getJSON(m.http, path, &r)
 					if code == 200 && (len(r.Messages) > len(want) || !slices.Equal(r.Messages, want[:len(r.Messages)])) {

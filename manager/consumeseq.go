@@ -6,6 +6,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -25,7 +26,7 @@ func (r *router) consumeSeq(ctx context.Context, c *fiber.Ctx, rd consumerRead) 
 	}
 	if last := con.Last; last != nil && *q.seq <= last.Seq {
 		if *q.seq < last.Seq {
-			return fail(http.StatusConflict, CodeConflict, "seq %d is behind consumer %d's last consume (seq %d)", *q.seq, q.id, last.Seq)
+			return fail(http.StatusConflict, managerapi.CodeConflict, "seq %d is behind consumer %d's last consume (seq %d)", *q.seq, q.id, last.Seq)
 		}
 		return r.replaySeq(ctx, c, rd, *last)
 	}
@@ -94,5 +95,5 @@ func (r *router) replaySeq(ctx context.Context, c *fiber.Ctx, rd consumerRead, l
 		}
 		return r.reply(c, rd.q, p, got)
 	}
-	return fail(http.StatusConflict, CodeConflict, "seq %d of consumer %d was answered from partition %d, which this call does not read", last.Seq, rd.q.id, last.Partition)
+	return fail(http.StatusConflict, managerapi.CodeConflict, "seq %d of consumer %d was answered from partition %d, which this call does not read", last.Seq, rd.q.id, last.Partition)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // TestConsumeBySeq: a consume repeated with its seq answers the same messages; the
@@ -14,7 +16,7 @@ func TestConsumeBySeq(t *testing.T) {
 	if code := call(t, m, "POST", "/topics", `{"name":"t","partitions":1}`, nil); code != 201 {
 		t.Fatalf("create: %d", code)
 	}
-	var pr ProducerReply
+	var pr managerapi.ProducerReply
 	call(t, m, "POST", "/producer/register", `{"topic":"t"}`, &pr)
 	for i := range 8 {
 		body := fmt.Sprintf(`{"topic":"t","producer_id":%d,"message":"m%d"}`, pr.ProducerID, i)
@@ -24,7 +26,7 @@ func TestConsumeBySeq(t *testing.T) {
 	}
 	consume := func(id uint64, query string) (int, []string) {
 		t.Helper()
-		var r ConsumeReply
+		var r managerapi.ConsumeReply
 		code := call(t, m, "GET", fmt.Sprintf("/consumer/consume?topic=t&consumer_id=%d&%s", id, query), "", &r)
 		if r.Message != nil {
 			r.Messages = []string{*r.Message}
@@ -37,7 +39,7 @@ func TestConsumeBySeq(t *testing.T) {
 			t.Fatalf("consume %s: %d %v, want %v", query, code, got, msgs)
 		}
 	}
-	var cr ConsumerReply
+	var cr managerapi.ConsumerReply
 	call(t, m, "POST", "/consumer/register", `{"topic":"t"}`, &cr)
 	want(cr.ConsumerID, "seq=1&max=2", "m0", "m1")
 	want(cr.ConsumerID, "seq=1&max=2", "m0", "m1") // the reply was lost: the same again
@@ -54,7 +56,7 @@ func TestConsumeBySeq(t *testing.T) {
 	}
 
 	// Read without seq first: consumes by seq go on from where the consumer stood.
-	var other ConsumerReply
+	var other managerapi.ConsumerReply
 	call(t, m, "POST", "/consumer/register", `{"topic":"t"}`, &other)
 	want(other.ConsumerID, "max=3", "m0", "m1", "m2")
 	want(other.ConsumerID, "seq=7", "m3")

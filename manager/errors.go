@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -27,31 +28,31 @@ func fail(status int, code, format string, args ...any) *apiError {
 }
 
 func badRequest(format string, args ...any) *apiError {
-	return fail(http.StatusBadRequest, CodeInvalid, format, args...)
+	return fail(http.StatusBadRequest, managerapi.CodeInvalid, format, args...)
 }
 
 // errNotReady is answered until this manager has joined its Raft group.
-var errNotReady = fail(http.StatusServiceUnavailable, CodeUnavailable, "manager is starting: not in the managers' group yet")
+var errNotReady = fail(http.StatusServiceUnavailable, managerapi.CodeUnavailable, "manager is starting: not in the managers' group yet")
 
 // metaStatus maps the state machine's refusals to HTTP.
 var metaStatus = map[meta.Code]struct {
 	status int
 	code   string
 }{
-	meta.CodeInvalid:          {http.StatusBadRequest, CodeInvalid},
-	meta.CodeUnknownTopic:     {http.StatusNotFound, CodeUnknownTopic},
-	meta.CodeUnknownPartition: {http.StatusNotFound, CodeNotFound},
-	meta.CodeUnknownBroker:    {http.StatusNotFound, CodeUnknownBroker},
-	meta.CodeTopicExists:      {http.StatusConflict, CodeTopicExists},
-	meta.CodeConflict:         {http.StatusConflict, CodeConflict},
-	meta.CodeUnavailable:      {http.StatusServiceUnavailable, CodeUnavailable},
-	meta.CodeKeyReused:        {http.StatusUnprocessableEntity, CodeKeyReused},
+	meta.CodeInvalid:          {http.StatusBadRequest, managerapi.CodeInvalid},
+	meta.CodeUnknownTopic:     {http.StatusNotFound, managerapi.CodeUnknownTopic},
+	meta.CodeUnknownPartition: {http.StatusNotFound, managerapi.CodeNotFound},
+	meta.CodeUnknownBroker:    {http.StatusNotFound, managerapi.CodeUnknownBroker},
+	meta.CodeTopicExists:      {http.StatusConflict, managerapi.CodeTopicExists},
+	meta.CodeConflict:         {http.StatusConflict, managerapi.CodeConflict},
+	meta.CodeUnavailable:      {http.StatusServiceUnavailable, managerapi.CodeUnavailable},
+	meta.CodeKeyReused:        {http.StatusUnprocessableEntity, managerapi.CodeKeyReused},
 }
 
 // errorHandler is the one place errors become HTTP replies.
 func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
-		f := Failure{Status: "failure", Message: err.Error()}
+		f := managerapi.Failure{Status: "failure", Message: err.Error()}
 		status := http.StatusInternalServerError
 		var ae *apiError
 		var me *meta.Error
@@ -61,10 +62,10 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &ae):
 			status, f.Code = ae.status, ae.code
 		case errors.As(err, &be):
-			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
+			status, f.Code = http.StatusServiceUnavailable, managerapi.CodeUnavailable
 			if be.clientFault() {
 				// The broker's words without its status, which the reply carries.
-				status, f.Code = be.status, CodeInvalid
+				status, f.Code = be.status, managerapi.CodeInvalid
 				f.Message = "broker " + be.broker + ": " + be.msg
 			} else {
 				f.Message = "the partition cannot be served right now, retry: " + err.Error()
@@ -77,14 +78,14 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &fe):
 			status = fe.Code
 			if status == http.StatusNotFound {
-				f.Code = CodeNotFound
+				f.Code = managerapi.CodeNotFound
 			}
 		case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrClosed),
 			errors.Is(err, context.DeadlineExceeded):
-			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
+			status, f.Code = http.StatusServiceUnavailable, managerapi.CodeUnavailable
 			f.Message = "no write manager reachable right now (no quorum?): " + err.Error()
 		case errors.Is(err, election.ErrUnknownOutcome):
-			status, f.Code = http.StatusServiceUnavailable, CodeUnavailable
+			status, f.Code = http.StatusServiceUnavailable, managerapi.CodeUnavailable
 		}
 		if c.Locals(localWrite) != nil {
 			f.Outcome = outcomeOf(err)

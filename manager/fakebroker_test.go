@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -22,14 +24,14 @@ import (
 // sharing one in-memory log per partition group (as if replication were instant).
 type fakeBrokers struct {
 	mu       sync.Mutex
-	logs     map[string][]string                   // group → messages
-	offsets  map[string]map[string]uint64          // group → consumer → next offset
-	replicas map[string]map[string]bool            // broker → groups
-	members  map[string]map[string]bool            // group → broker ids
-	opening  map[string]bool                       // groups whose replicas fail to open (503), as if still opening
-	manager  map[string]broker.ManagerAnnouncement // broker → the write manager it records
-	reads    map[string]int                        // broker → reads by offset it answered
-	failing  map[string]bool                       // brokers whose reads by offset fail (500)
+	logs     map[string][]string                      // group → messages
+	offsets  map[string]map[string]uint64             // group → consumer → next offset
+	replicas map[string]map[string]bool               // broker → groups
+	members  map[string]map[string]bool               // group → broker ids
+	opening  map[string]bool                          // groups whose replicas fail to open (503), as if still opening
+	manager  map[string]brokerapi.ManagerAnnouncement // broker → the write manager it records
+	reads    map[string]int                           // broker → reads by offset it answered
+	failing  map[string]bool                          // brokers whose reads by offset fail (500)
 	// leaders, when it has a group, is the broker every replica of it names as leader
 	// ("" none); without, each replica names itself and none says it leads.
 	leaders map[string]string
@@ -41,12 +43,12 @@ type fakeBrokers struct {
 func newFakeBrokers() *fakeBrokers {
 	return &fakeBrokers{logs: map[string][]string{}, offsets: map[string]map[string]uint64{},
 		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}, opening: map[string]bool{},
-		manager: map[string]broker.ManagerAnnouncement{}, reads: map[string]int{}, failing: map[string]bool{},
+		manager: map[string]brokerapi.ManagerAnnouncement{}, reads: map[string]int{}, failing: map[string]bool{},
 		leaders: map[string]string{}}
 }
 
 // writeManager is who broker id records as the write manager.
-func (f *fakeBrokers) writeManager(id string) broker.ManagerAnnouncement {
+func (f *fakeBrokers) writeManager(id string) brokerapi.ManagerAnnouncement {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.manager[id]
@@ -125,22 +127,24 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(v)
 	}
-	failure := func(status int, msg string) { reply(status, broker.Failure{Status: "failure", Message: msg}) }
+	failure := func(status int, msg string) {
+		reply(status, brokerapi.Failure{Failure: httpjson.Failure{Status: "failure", Message: msg}})
+	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if parts[0] == "healthz" {
-		reply(200, success)
+		reply(200, managerapi.Success)
 		return
 	}
 	if parts[0] == "manager" {
 		cur := f.manager[id]
 		if r.Method == http.MethodPut {
-			var a broker.ManagerAnnouncement
+			var a brokerapi.ManagerAnnouncement
 			json.NewDecoder(r.Body).Decode(&a)
 			accepted := a.Term > cur.Term || a.Term == cur.Term && a.ID == cur.ID // the broker's term rule
 			if accepted {
 				f.manager[id], cur = a, a
 			}
-			reply(200, broker.AnnounceReply{Accepted: accepted, Manager: cur})
+			reply(200, brokerapi.AnnounceReply{Accepted: accepted, Manager: cur})
 			return
 		}
 		reply(200, cur)
@@ -151,9 +155,9 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		g := meta.GroupName(parts[1], n)
 		switch {
 		case len(parts) == 3 && r.Method == http.MethodGet:
-			st := broker.ReplicaStatus{Topic: parts[1], Partition: n, Leader: broker.Peer{ID: id}}
+			st := brokerapi.ReplicaStatus{Topic: parts[1], Partition: n, Leader: brokerapi.Peer{ID: id}}
 			if l, ok := f.leaders[g]; ok {
-				st.Leader, st.IsLeader = broker.Peer{ID: l}, l == id
+				st.Leader, st.IsLeader = brokerapi.Peer{ID: l}, l == id
 			}
 			reply(200, st)
 			return
@@ -175,20 +179,20 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 			log := f.logs[g]
 			from := min(off, uint64(len(log)))
 			end := min(from+n, uint64(len(log)))
-			reply(200, broker.ReadAtReply{Offset: off, Messages: append([]string{}, log[from:end]...), Next: max(off, end), End: uint64(len(log))})
+			reply(200, brokerapi.ReadAtReply{Offset: off, Messages: append([]string{}, log[from:end]...), Next: max(off, end), End: uint64(len(log))})
 			return
 		case len(parts) == 4 && r.Method == http.MethodPost:
-			var p broker.Peer
+			var p brokerapi.Peer
 			json.NewDecoder(r.Body).Decode(&p)
 			f.members[g][p.ID] = true
 		case len(parts) == 5 && r.Method == http.MethodDelete:
 			delete(f.members[g], parts[4])
 		}
-		reply(200, success)
+		reply(200, managerapi.Success)
 		return
 	}
 	var body struct {
-		broker.CreateReplicaRequest
+		brokerapi.CreateReplicaRequest
 		ConsumerID string   `json:"consumer_id"`
 		Offset     *uint64  `json:"offset"`
 		Max        int      `json:"max"`
@@ -216,9 +220,9 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 	off, registered := offsets[body.ConsumerID]
 	switch {
 	case parts[0] == "replicas" && r.Method == http.MethodGet:
-		var out broker.ListReplicasReply
+		var out brokerapi.ListReplicasReply
 		for g := range f.replicas[id] {
-			var rs broker.ReplicaStatus
+			var rs brokerapi.ReplicaStatus
 			i := strings.LastIndex(g, "/")
 			rs.Topic = strings.TrimPrefix(g[:i], "p/")
 			rs.Partition, _ = strconv.Atoi(g[i+1:])
@@ -232,33 +236,33 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		if f.members[g] == nil {
 			f.members[g] = map[string]bool{}
 		}
-		reply(200, success)
+		reply(200, managerapi.Success)
 	case parts[0] == "produce":
 		o := uint64(len(f.logs[g]))
 		f.logs[g] = append(f.logs[g], body.Messages...)
-		reply(200, broker.ProduceReply{Offset: o, Count: len(body.Messages)})
+		reply(200, brokerapi.ProduceReply{Offset: o, Count: len(body.Messages)})
 	case parts[0] == "consumers":
 		offsets[body.ConsumerID] = off
-		reply(200, success)
+		reply(200, managerapi.Success)
 	case !registered:
 		failure(http.StatusNotFound, "consumer "+body.ConsumerID+" is not registered")
 	case parts[0] == "consume":
 		cur := off
 		if body.Offset != nil { // the partition's rule: behind is a retry, ahead is refused
 			if *body.Offset > cur {
-				reply(http.StatusConflict, broker.Failure{Status: "failure", Message: "offset ahead", Offset: &cur})
+				reply(http.StatusConflict, brokerapi.Failure{Failure: httpjson.Failure{Status: "failure", Message: "offset ahead"}, Offset: &cur})
 				return
 			}
 			off = *body.Offset
 		}
 		end := min(off+uint64(max(body.Max, 1)), uint64(len(f.logs[g])))
 		if end <= off {
-			reply(http.StatusNotFound, broker.Failure{Status: "failure", Message: "no messages left for consumer", Code: broker.CodeEmpty})
+			reply(http.StatusNotFound, brokerapi.Failure{Failure: httpjson.Failure{Status: "failure", Message: "no messages left for consumer", Code: brokerapi.CodeEmpty}})
 			return
 		}
 		offsets[body.ConsumerID] = max(end, cur)
-		reply(200, broker.ConsumeReply{Offset: off, Messages: f.logs[g][off:end], Next: end})
+		reply(200, brokerapi.ConsumeReply{Offset: off, Messages: f.logs[g][off:end], Next: end})
 	case parts[0] == "size":
-		reply(200, broker.SizeReply{Size: uint64(len(f.logs[g])) - off})
+		reply(200, brokerapi.SizeReply{Size: uint64(len(f.logs[g])) - off})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -54,7 +55,7 @@ func (m *Manager) newApp() *fiber.App {
 	app.Post("/brokers/:id/cancel-decommission", writeEndpoint, admin, m.cancelDecommission)
 	app.Get("/managers", anyRole, m.listManagers)
 	app.Use(func(c *fiber.Ctx) error {
-		return fail(http.StatusNotFound, CodeNotFound, "no such endpoint: %s %s", c.Method(), c.Path())
+		return fail(http.StatusNotFound, managerapi.CodeNotFound, "no such endpoint: %s %s", c.Method(), c.Path())
 	})
 	return app
 }
@@ -76,7 +77,7 @@ func parseBody(c *fiber.Ctx, v any) error {
 }
 
 func (m *Manager) healthz(c *fiber.Ctx) error {
-	r := HealthReply{Reply: success, ID: m.cfg.ID, AppliedIndex: m.store.AppliedIndex()}
+	r := managerapi.HealthReply{Reply: managerapi.Success, ID: m.cfg.ID, AppliedIndex: m.store.AppliedIndex()}
 	if n := m.Node(); n != nil {
 		r.Leader = n.IsLeader()
 		if rec, why := n.Recovering(); rec {
@@ -87,7 +88,7 @@ func (m *Manager) healthz(c *fiber.Ctx) error {
 }
 
 func (m *Manager) createTopic(c *fiber.Ctx) error {
-	var req CreateTopicRequest
+	var req managerapi.CreateTopicRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -114,14 +115,14 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 		return afterApply(err)
 	}
 	m.settleLeaders(ctx, res.Topic.Partitions)
-	return c.Status(http.StatusCreated).JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic),
+	return c.Status(http.StatusCreated).JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic),
 		Message: "topic " + strconv.Quote(req.Name) + " created"})
 }
 
 func (m *Manager) listTopics(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	r := TopicsReply{Reply: success}
+	r := managerapi.TopicsReply{Reply: managerapi.Success}
 	err := m.read(ctx, func(s *meta.State) error {
 		r.Topics = s.TopicNames()
 		return nil
@@ -149,7 +150,7 @@ func (m *Manager) topic(ctx context.Context, name string) (meta.Topic, error) {
 }
 
 func unknownTopic(name string) *apiError {
-	return fail(http.StatusNotFound, CodeUnknownTopic, "topic %q does not exist", name)
+	return fail(http.StatusNotFound, managerapi.CodeUnknownTopic, "topic %q does not exist", name)
 }
 
 // getTopic answers with the recorded leaders, or with ?live=true the ones the replicas
@@ -179,11 +180,11 @@ func (m *Manager) getTopic(c *fiber.Ctx) error {
 	} else {
 		recordedLeaders(&info, view)
 	}
-	return c.JSON(TopicReply{Reply: success, Topic: info})
+	return c.JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: info})
 }
 
 func (m *Manager) addPartitions(c *fiber.Ctx) error {
-	var req AddPartitionsRequest
+	var req managerapi.AddPartitionsRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -207,11 +208,11 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 		return afterApply(err)
 	}
 	m.settleLeaders(ctx, added)
-	return c.JSON(TopicReply{Reply: success, Topic: topicInfo(*res.Topic)})
+	return c.JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic)})
 }
 
 func (m *Manager) registerProducer(c *fiber.Ctx) error {
-	var req RegisterRequest
+	var req managerapi.RegisterRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -221,11 +222,11 @@ func (m *Manager) registerProducer(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(ProducerReply{Reply: success, ProducerID: res.ID})
+	return c.JSON(managerapi.ProducerReply{Reply: managerapi.Success, ProducerID: res.ID})
 }
 
 func (m *Manager) registerConsumer(c *fiber.Ctx) error {
-	var req RegisterRequest
+	var req managerapi.RegisterRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -235,15 +236,15 @@ func (m *Manager) registerConsumer(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(ConsumerReply{Reply: success, ConsumerID: res.ID})
+	return c.JSON(managerapi.ConsumerReply{Reply: managerapi.Success, ConsumerID: res.ID})
 }
 
 func (m *Manager) listBrokers(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
-	r := BrokersReply{Reply: success}
+	r := managerapi.BrokersReply{Reply: managerapi.Success}
 	if err := m.read(ctx, func(s *meta.State) error {
-		r.Brokers = s.BrokerList()
+		r.Brokers = brokerInfos(s.BrokerList())
 		return nil
 	}); err != nil {
 		return err
@@ -261,10 +262,7 @@ func (m *Manager) decommission(c *fiber.Ctx) error {
 		return err
 	}
 	m.kickHealth()
-	return c.Status(http.StatusAccepted).JSON(struct {
-		Reply
-		Message string `json:"message"`
-	}{success, "broker " + strconv.Quote(id) + " is decommissioning: its replicas move to other brokers, then it is released"})
+	return c.Status(http.StatusAccepted).JSON(managerapi.MessageReply{Reply: managerapi.Success, Message: "broker " + strconv.Quote(id) + " is decommissioning: its replicas move to other brokers, then it is released"})
 }
 
 func (m *Manager) listManagers(c *fiber.Ctx) error {
@@ -287,12 +285,28 @@ func (m *Manager) listManagers(c *fiber.Ctx) error {
 		}
 	}
 	httpOf[m.cfg.ID] = m.httpAddr
-	r := ManagersReply{Reply: success, WriteManager: leader.ID}
+	r := managerapi.ManagersReply{Reply: managerapi.Success, WriteManager: leader.ID}
 	for _, p := range members {
-		r.Managers = append(r.Managers, ManagerInfo{ID: p.ID, RaftAddr: p.Addr, HTTPAddr: httpOf[p.ID], Leader: p.ID == leader.ID})
+		r.Managers = append(r.Managers, managerapi.ManagerInfo{ID: p.ID, RaftAddr: p.Addr, HTTPAddr: httpOf[p.ID], Leader: p.ID == leader.ID})
 	}
 	if r.WriteManager == "" {
-		return fail(http.StatusServiceUnavailable, CodeUnavailable, "no write manager elected right now")
+		return fail(http.StatusServiceUnavailable, managerapi.CodeUnavailable, "no write manager elected right now")
 	}
 	return c.JSON(r)
+}
+
+func topicInfo(t meta.Topic) managerapi.TopicInfo {
+	info := managerapi.TopicInfo{Name: t.Name, Replication: t.Replication, Partitions: make([]managerapi.PartitionInfo, len(t.Partitions))}
+	for i, p := range t.Partitions {
+		info.Partitions[i] = managerapi.PartitionInfo{Partition: p.Index, Leader: p.Leader, Replicas: p.Replicas}
+	}
+	return info
+}
+
+func brokerInfos(in []meta.BrokerInfo) []managerapi.BrokerInfo {
+	out := make([]managerapi.BrokerInfo, len(in))
+	for i, b := range in {
+		out[i] = managerapi.BrokerInfo{ID: b.ID, Addr: b.Addr, RaftAddr: b.RaftAddr, State: string(b.State), Replicas: b.Replicas, Leaders: b.Leaders}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // keyedCall sends a request with an Idempotency-Key and returns the status, the body
@@ -49,7 +50,7 @@ func TestIdempotencyKey(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- m.Run(ctx) }()
 		eventually(t, 20*time.Second, "manager leads", func() bool {
-			var h HealthReply
+			var h managerapi.HealthReply
 			return call(t, m, "GET", "/healthz", "", &h) == 200 && h.Leader
 		})
 		return m, func() {
@@ -90,8 +91,8 @@ func TestIdempotencyKey(t *testing.T) {
 					first[w.name].status, first[w.name].body)
 			}
 		}
-		var tr TopicReply
-		var pr ProducerReply
+		var tr managerapi.TopicReply
+		var pr managerapi.ProducerReply
 		if call(t, m, "GET", "/topics/t", "", &tr); len(tr.Topic.Partitions) != 3 {
 			t.Fatalf("%s: topic has %d partitions, want 3 (grown once)", when, len(tr.Topic.Partitions))
 		}
@@ -100,14 +101,14 @@ func TestIdempotencyKey(t *testing.T) {
 		}
 	}
 	check("repeated")
-	if status, body, _ := keyedCall(t, m, "POST", "/producer/register", "k-producer", `{"topic":"other"}`); status != 422 || !strings.Contains(body, CodeKeyReused) {
+	if status, body, _ := keyedCall(t, m, "POST", "/producer/register", "k-producer", `{"topic":"other"}`); status != 422 || !strings.Contains(body, managerapi.CodeKeyReused) {
 		t.Fatalf("key reused for another request: %d %s", status, body)
 	}
 	stop()
 	m, stop = run()
 	defer stop()
 	// The check registers one more producer: after the restart the next one is 3.
-	var pr ProducerReply
+	var pr managerapi.ProducerReply
 	if call(t, m, "POST", "/producer/register", `{"topic":"t"}`, &pr); pr.ProducerID != 3 {
 		t.Fatalf("after restart: next producer %d, want 3", pr.ProducerID)
 	}

@@ -7,7 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -30,7 +31,7 @@ func gone(view map[string]meta.Broker, id string) bool {
 }
 
 // recordedLeaders is the metadata's view without brokers the managers hold dead.
-func recordedLeaders(info *TopicInfo, view map[string]meta.Broker) {
+func recordedLeaders(info *managerapi.TopicInfo, view map[string]meta.Broker) {
 	for i := range info.Partitions {
 		if p := &info.Partitions[i]; gone(view, p.Leader) {
 			p.Leader = ""
@@ -42,7 +43,7 @@ func recordedLeaders(info *TopicInfo, view map[string]meta.Broker) {
 // such an answer it takes the leader the answering replicas name, unless that broker
 // refused the connection; with no answer at all it keeps the recorded one. A broker
 // the managers hold dead is never shown as leader.
-func (m *Manager) liveLeaders(ctx context.Context, t meta.Topic, info *TopicInfo, view map[string]meta.Broker) {
+func (m *Manager) liveLeaders(ctx context.Context, t meta.Topic, info *managerapi.TopicInfo, view map[string]meta.Broker) {
 	ctx, cancel := context.WithTimeout(ctx, liveLeaderWait)
 	defer cancel()
 	sem := make(chan struct{}, liveLeaderCalls)
@@ -59,7 +60,7 @@ func (m *Manager) liveLeaders(ctx context.Context, t meta.Topic, info *TopicInfo
 				defer pwg.Done()
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				var st broker.ReplicaStatus
+				var st brokerapi.ReplicaStatus
 				err := m.brokers.call(ctx, view[id], http.MethodGet, replicaPath(p), nil, &st)
 				var be *brokerError
 				switch {
@@ -87,7 +88,7 @@ func (m *Manager) liveLeaders(ctx context.Context, t meta.Topic, info *TopicInfo
 // the connection (down), or nothing (zero value).
 type replicaAnswer struct {
 	id     string
-	status *broker.ReplicaStatus
+	status *brokerapi.ReplicaStatus
 	down   bool
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -26,7 +27,7 @@ func TestDescribeLiveLeader(t *testing.T) {
 	}
 	m := startManager(t, d, pg.DSN("live"))
 	eventually(t, 10*time.Second, "brokers alive", func() bool { return len(brokerStates(t, m)) == 3 })
-	var tr TopicReply
+	var tr managerapi.TopicReply
 	if code := call(t, m, "POST", "/topics", `{"name":"t"}`, &tr); code != 201 {
 		t.Fatalf("create: %d %+v", code, tr)
 	}
@@ -43,7 +44,7 @@ func TestDescribeLiveLeader(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fb.setLeader(g, tc.named)
-			var live TopicReply
+			var live managerapi.TopicReply
 			if code := call(t, m, "GET", "/topics/t?live=true", "", &live); code != 200 || live.Topic.Partitions[0].Leader != tc.want {
 				t.Fatalf("live describe: %d, leader %q; want %q (recorded %q, dead)", code, live.Topic.Partitions[0].Leader, tc.want, dead)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -33,7 +34,7 @@ func startManager(t *testing.T, d *discovery.Static, dsn string) *Manager {
 		}
 	})
 	eventually(t, 20*time.Second, "manager leads", func() bool {
-		var h HealthReply
+		var h managerapi.HealthReply
 		return call(t, m, "GET", "/healthz", "", &h) == 200 && h.Leader
 	})
 	return m
@@ -69,10 +70,10 @@ func eventually(t *testing.T, timeout time.Duration, what string, ok func() bool
 	}
 }
 
-func brokerStates(t *testing.T, m *Manager) map[string]meta.BrokerInfo {
-	var r BrokersReply
+func brokerStates(t *testing.T, m *Manager) map[string]managerapi.BrokerInfo {
+	var r managerapi.BrokersReply
 	call(t, m, "GET", "/brokers", "", &r)
-	out := map[string]meta.BrokerInfo{}
+	out := map[string]managerapi.BrokerInfo{}
 	for _, b := range r.Brokers {
 		out[b.ID] = b
 	}
@@ -97,7 +98,7 @@ func startWithBrokers(t *testing.T, db string, ids ...string) (*Manager, *fakeBr
 func TestAPI(t *testing.T) {
 	m, fb, _ := startWithBrokers(t, "api", "b1", "b2", "b3")
 
-	var tr TopicReply
+	var tr managerapi.TopicReply
 	if code := call(t, m, "POST", "/topics", `{"name":"orders","partitions":3}`, &tr); code != 201 {
 		t.Fatalf("create topic: %d %+v", code, tr)
 	}
@@ -111,9 +112,9 @@ func TestAPI(t *testing.T) {
 			}
 		}
 	}
-	var pr ProducerReply
+	var pr managerapi.ProducerReply
 	call(t, m, "POST", "/producer/register", `{"topic":"orders"}`, &pr)
-	var cr ConsumerReply
+	var cr managerapi.ConsumerReply
 	call(t, m, "POST", "/consumer/register", `{"topic":"orders"}`, &cr)
 	for i := range 6 {
 		body := `{"topic":"orders","producer_id":` + itoa(pr.ProducerID) + `,"message":"m` + itoa(uint64(i)) + `"}`
@@ -122,18 +123,18 @@ func TestAPI(t *testing.T) {
 		}
 	}
 	q := "?topic=orders&consumer_id=" + itoa(cr.ConsumerID)
-	var sz SizeReply
+	var sz managerapi.SizeReply
 	if call(t, m, "GET", "/size"+q, "", &sz); sz.Size != 6 {
 		t.Fatalf("size %d, want 6", sz.Size)
 	}
 	// Seed-style clients send the parameters of a GET as a JSON body.
-	var szBody SizeReply
+	var szBody managerapi.SizeReply
 	if code := call(t, m, "GET", "/size", `{"topic":"orders","consumer_id":`+itoa(cr.ConsumerID)+`}`, &szBody); code != 200 || szBody.Size != 6 {
 		t.Fatalf("size with a JSON body: %d %d", code, szBody.Size)
 	}
 	got := map[string]bool{}
 	for range 6 {
-		var c ConsumeReply
+		var c managerapi.ConsumeReply
 		if code := call(t, m, "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil {
 			t.Fatalf("consume: %d %+v", code, c)
 		}
@@ -152,58 +153,58 @@ func TestAPI(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"duplicate topic", "POST", "/topics", `{"name":"orders"}`, 409, CodeTopicExists},
-		{"empty topic name", "POST", "/topics", `{"name":""}`, 400, CodeInvalid},
-		{"bad topic name", "POST", "/topics", `{"name":"a/b"}`, 400, CodeInvalid},
-		{"negative partitions", "POST", "/topics", `{"name":"x","partitions":-1}`, 400, CodeInvalid},
-		{"malformed topic body", "POST", "/topics", `{"name":`, 400, CodeInvalid},
-		{"empty topic body", "POST", "/topics", ``, 400, CodeInvalid},
-		{"wrong type", "POST", "/topics", `{"name":7}`, 400, CodeInvalid},
-		{"unknown topic", "GET", "/topics/nope", ``, 404, CodeUnknownTopic},
-		{"grow unknown", "POST", "/topics/nope/partitions", `{"count":1}`, 404, CodeUnknownTopic},
-		{"grow by zero", "POST", "/topics/orders/partitions", `{"count":0}`, 400, CodeInvalid},
-		{"grow malformed", "POST", "/topics/orders/partitions", `[`, 400, CodeInvalid},
-		{"producer unknown topic", "POST", "/producer/register", `{"topic":"nope"}`, 404, CodeUnknownTopic},
-		{"producer malformed", "POST", "/producer/register", `nope`, 400, CodeInvalid},
-		{"consumer unknown topic", "POST", "/consumer/register", `{"topic":"nope"}`, 404, CodeUnknownTopic},
-		{"consumer bad partition", "POST", "/consumer/register", `{"topic":"orders","partition":9}`, 404, CodeNotFound},
-		{"produce unknown producer", "POST", "/producer/produce", `{"topic":"orders","producer_id":999,"message":"x"}`, 404, CodeUnknownProducer},
-		{"produce unknown topic", "POST", "/producer/produce", `{"topic":"nope","producer_id":` + pid + `,"message":"x"}`, 404, CodeUnknownTopic},
-		{"produce no message", "POST", "/producer/produce", `{"topic":"orders","producer_id":` + pid + `}`, 400, CodeInvalid},
-		{"produce bad partition", "POST", "/producer/produce", `{"topic":"orders","producer_id":` + pid + `,"message":"x","partition":7}`, 404, CodeNotFound},
-		{"produce string id", "POST", "/producer/produce", `{"topic":"orders","producer_id":"x","message":"x"}`, 400, CodeInvalid},
-		{"consume unknown consumer", "GET", "/consumer/consume?topic=orders&consumer_id=999", ``, 404, CodeUnknownConsumer},
-		{"consume bad consumer id", "GET", "/consumer/consume?topic=orders&consumer_id=abc", ``, 400, CodeInvalid},
-		{"consume no topic", "GET", "/consumer/consume?consumer_id=" + cid, ``, 400, CodeInvalid},
-		{"consume unknown topic", "GET", "/consumer/consume?topic=nope&consumer_id=" + cid, ``, 404, CodeUnknownTopic},
-		{"consume nothing left", "GET", "/consumer/consume" + q, ``, 404, CodeNoMessage},
-		{"size unknown consumer", "GET", "/size?topic=orders&consumer_id=999", ``, 404, CodeUnknownConsumer},
-		{"size no topic", "GET", "/size?consumer_id=" + cid, ``, 400, CodeInvalid},
-		{"size bad consumer id", "GET", "/size?topic=orders&consumer_id=-1", ``, 400, CodeInvalid},
-		{"size bad partition", "GET", "/size?topic=orders&consumer_id=" + cid + "&partition=x", ``, 400, CodeInvalid},
-		{"size missing partition", "GET", "/size?topic=orders&consumer_id=" + cid + "&partition=9", ``, 404, CodeNotFound},
-		{"consume other topic", "GET", "/consumer/consume?topic=other&consumer_id=" + cid, ``, 400, CodeInvalid},
-		{"consume bad offset", "GET", "/consumer/consume" + q + "&offset=-3", ``, 400, CodeInvalid},
-		{"produce other topic", "POST", "/producer/produce", `{"topic":"other","producer_id":` + pid + `,"message":"x"}`, 400, CodeInvalid},
-		{"grow negative", "POST", "/topics/orders/partitions", `{"count":-2}`, 400, CodeInvalid},
-		{"grow too much", "POST", "/topics/orders/partitions", `{"count":5000}`, 400, CodeInvalid},
-		{"wrong method", "PUT", "/topics", `{}`, 404, CodeNotFound},
-		{"size bad max", "GET", "/consumer/consume" + q + "&max=0", ``, 400, CodeInvalid},
-		{"consume malformed body", "GET", "/consumer/consume", `{"topic":`, 400, CodeInvalid},
-		{"consume body unknown consumer", "GET", "/consumer/consume", `{"topic":"orders","consumer_id":77}`, 404, CodeUnknownConsumer},
-		{"decommission unknown", "DELETE", "/brokers/b9", ``, 404, CodeUnknownBroker},
-		{"no such endpoint", "GET", "/nope", ``, 404, CodeNotFound},
+		{"duplicate topic", "POST", "/topics", `{"name":"orders"}`, 409, managerapi.CodeTopicExists},
+		{"empty topic name", "POST", "/topics", `{"name":""}`, 400, managerapi.CodeInvalid},
+		{"bad topic name", "POST", "/topics", `{"name":"a/b"}`, 400, managerapi.CodeInvalid},
+		{"negative partitions", "POST", "/topics", `{"name":"x","partitions":-1}`, 400, managerapi.CodeInvalid},
+		{"malformed topic body", "POST", "/topics", `{"name":`, 400, managerapi.CodeInvalid},
+		{"empty topic body", "POST", "/topics", ``, 400, managerapi.CodeInvalid},
+		{"wrong type", "POST", "/topics", `{"name":7}`, 400, managerapi.CodeInvalid},
+		{"unknown topic", "GET", "/topics/nope", ``, 404, managerapi.CodeUnknownTopic},
+		{"grow unknown", "POST", "/topics/nope/partitions", `{"count":1}`, 404, managerapi.CodeUnknownTopic},
+		{"grow by zero", "POST", "/topics/orders/partitions", `{"count":0}`, 400, managerapi.CodeInvalid},
+		{"grow malformed", "POST", "/topics/orders/partitions", `[`, 400, managerapi.CodeInvalid},
+		{"producer unknown topic", "POST", "/producer/register", `{"topic":"nope"}`, 404, managerapi.CodeUnknownTopic},
+		{"producer malformed", "POST", "/producer/register", `nope`, 400, managerapi.CodeInvalid},
+		{"consumer unknown topic", "POST", "/consumer/register", `{"topic":"nope"}`, 404, managerapi.CodeUnknownTopic},
+		{"consumer bad partition", "POST", "/consumer/register", `{"topic":"orders","partition":9}`, 404, managerapi.CodeNotFound},
+		{"produce unknown producer", "POST", "/producer/produce", `{"topic":"orders","producer_id":999,"message":"x"}`, 404, managerapi.CodeUnknownProducer},
+		{"produce unknown topic", "POST", "/producer/produce", `{"topic":"nope","producer_id":` + pid + `,"message":"x"}`, 404, managerapi.CodeUnknownTopic},
+		{"produce no message", "POST", "/producer/produce", `{"topic":"orders","producer_id":` + pid + `}`, 400, managerapi.CodeInvalid},
+		{"produce bad partition", "POST", "/producer/produce", `{"topic":"orders","producer_id":` + pid + `,"message":"x","partition":7}`, 404, managerapi.CodeNotFound},
+		{"produce string id", "POST", "/producer/produce", `{"topic":"orders","producer_id":"x","message":"x"}`, 400, managerapi.CodeInvalid},
+		{"consume unknown consumer", "GET", "/consumer/consume?topic=orders&consumer_id=999", ``, 404, managerapi.CodeUnknownConsumer},
+		{"consume bad consumer id", "GET", "/consumer/consume?topic=orders&consumer_id=abc", ``, 400, managerapi.CodeInvalid},
+		{"consume no topic", "GET", "/consumer/consume?consumer_id=" + cid, ``, 400, managerapi.CodeInvalid},
+		{"consume unknown topic", "GET", "/consumer/consume?topic=nope&consumer_id=" + cid, ``, 404, managerapi.CodeUnknownTopic},
+		{"consume nothing left", "GET", "/consumer/consume" + q, ``, 404, managerapi.CodeNoMessage},
+		{"size unknown consumer", "GET", "/size?topic=orders&consumer_id=999", ``, 404, managerapi.CodeUnknownConsumer},
+		{"size no topic", "GET", "/size?consumer_id=" + cid, ``, 400, managerapi.CodeInvalid},
+		{"size bad consumer id", "GET", "/size?topic=orders&consumer_id=-1", ``, 400, managerapi.CodeInvalid},
+		{"size bad partition", "GET", "/size?topic=orders&consumer_id=" + cid + "&partition=x", ``, 400, managerapi.CodeInvalid},
+		{"size missing partition", "GET", "/size?topic=orders&consumer_id=" + cid + "&partition=9", ``, 404, managerapi.CodeNotFound},
+		{"consume other topic", "GET", "/consumer/consume?topic=other&consumer_id=" + cid, ``, 400, managerapi.CodeInvalid},
+		{"consume bad offset", "GET", "/consumer/consume" + q + "&offset=-3", ``, 400, managerapi.CodeInvalid},
+		{"produce other topic", "POST", "/producer/produce", `{"topic":"other","producer_id":` + pid + `,"message":"x"}`, 400, managerapi.CodeInvalid},
+		{"grow negative", "POST", "/topics/orders/partitions", `{"count":-2}`, 400, managerapi.CodeInvalid},
+		{"grow too much", "POST", "/topics/orders/partitions", `{"count":5000}`, 400, managerapi.CodeInvalid},
+		{"wrong method", "PUT", "/topics", `{}`, 404, managerapi.CodeNotFound},
+		{"size bad max", "GET", "/consumer/consume" + q + "&max=0", ``, 400, managerapi.CodeInvalid},
+		{"consume malformed body", "GET", "/consumer/consume", `{"topic":`, 400, managerapi.CodeInvalid},
+		{"consume body unknown consumer", "GET", "/consumer/consume", `{"topic":"orders","consumer_id":77}`, 404, managerapi.CodeUnknownConsumer},
+		{"decommission unknown", "DELETE", "/brokers/b9", ``, 404, managerapi.CodeUnknownBroker},
+		{"no such endpoint", "GET", "/nope", ``, 404, managerapi.CodeNotFound},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var f Failure
+			var f managerapi.Failure
 			status := call(t, m, c.method, c.path, c.body, &f)
 			if status != c.status || f.Status != "failure" || f.Code != c.code || f.Message == "" {
 				t.Fatalf("got %d %+v, want %d code %s", status, f, c.status, c.code)
 			}
 			// A refused write changed nothing, and says so.
 			write := c.method == "POST" || c.method == "DELETE" || strings.HasPrefix(c.path, "/consumer/consume")
-			if want := map[bool]string{true: OutcomeNotApplied}[write]; f.Outcome != want {
+			if want := map[bool]string{true: managerapi.OutcomeNotApplied}[write]; f.Outcome != want {
 				t.Fatalf("outcome %q, want %q", f.Outcome, want)
 			}
 		})
@@ -222,11 +223,11 @@ func TestAPI(t *testing.T) {
 		}
 	}
 
-	var mr ManagersReply
+	var mr managerapi.ManagersReply
 	if call(t, m, "GET", "/managers", "", &mr); mr.WriteManager != "m1" || len(mr.Managers) != 1 || mr.Managers[0].HTTPAddr == "" {
 		t.Fatalf("managers %+v", mr)
 	}
-	var gr TopicReply
+	var gr managerapi.TopicReply
 	if code := call(t, m, "POST", "/topics/orders/partitions", `{"count":2}`, &gr); code != 200 || len(gr.Topic.Partitions) != 5 {
 		t.Fatalf("grow: %d %+v", code, gr)
 	}
@@ -256,9 +257,9 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 	d.SetHealth(discovery.ServiceBroker, "b2", discovery.Critical)
 	eventually(t, 15*time.Second, "b2 dead and emptied", func() bool {
 		b := brokerStates(t, m)["b2"]
-		return b.State == meta.BrokerDead && b.Replicas == 0
+		return b.State == string(meta.BrokerDead) && b.Replicas == 0
 	})
-	var tr TopicReply
+	var tr managerapi.TopicReply
 	call(t, m, "GET", "/topics/t", "", &tr)
 	for _, p := range tr.Topic.Partitions {
 		if len(p.Replicas) != 3 {
@@ -271,7 +272,7 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 		}
 	}
 	d.SetHealth(discovery.ServiceBroker, "b2", discovery.Passing)
-	eventually(t, 10*time.Second, "b2 alive", func() bool { return brokerStates(t, m)["b2"].State == meta.BrokerAlive })
+	eventually(t, 10*time.Second, "b2 alive", func() bool { return brokerStates(t, m)["b2"].State == string(meta.BrokerAlive) })
 	eventually(t, 10*time.Second, "stale replicas dropped", func() bool {
 		fb.mu.Lock()
 		defer fb.mu.Unlock()
@@ -281,7 +282,7 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 	if code := call(t, m, "DELETE", "/brokers/b3", "", nil); code != 202 {
 		t.Fatalf("decommission: %d", code)
 	}
-	eventually(t, 15*time.Second, "b3 released", func() bool { return brokerStates(t, m)["b3"].State == meta.BrokerReleased })
+	eventually(t, 15*time.Second, "b3 released", func() bool { return brokerStates(t, m)["b3"].State == string(meta.BrokerReleased) })
 	call(t, m, "GET", "/topics/t", "", &tr)
 	for _, p := range tr.Topic.Partitions {
 		if len(p.Replicas) != 3 || bytes.Contains(must(json.Marshal(p.Replicas)), []byte(`"b3"`)) {
@@ -293,14 +294,14 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 	if err := d.Deregister(t.Context(), discovery.ServiceBroker, "b1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "deregistered b1 dead", func() bool { return brokerStates(t, m)["b1"].State == meta.BrokerDead })
+	eventually(t, 15*time.Second, "deregistered b1 dead", func() bool { return brokerStates(t, m)["b1"].State == string(meta.BrokerDead) })
 }
 
 // A topic created while only one broker was alive gets its other replicas once more
 // brokers come up.
 func TestTopUpWhenBrokersJoin(t *testing.T) {
 	m, fb, d := startWithBrokers(t, "topup", "b1")
-	var tr TopicReply
+	var tr managerapi.TopicReply
 	if code := call(t, m, "POST", "/topics", `{"name":"t","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions[0].Replicas) != 1 {
 		t.Fatalf("create: %d %+v", code, tr)
 	}
@@ -329,12 +330,12 @@ func TestTopUpWhenBrokersJoin(t *testing.T) {
 func TestMissingReplicaIsUnavailable(t *testing.T) {
 	m, fb, _ := startWithBrokers(t, "opening", "b1", "b2", "b3")
 	fb.setOpening(meta.GroupName("slow", 0), true)
-	var f Failure
-	if code := call(t, m, "POST", "/topics", `{"name":"slow"}`, &f); code != 503 || f.Code != CodeUnavailable || f.Outcome != OutcomeUnknown {
+	var f managerapi.Failure
+	if code := call(t, m, "POST", "/topics", `{"name":"slow"}`, &f); code != 503 || f.Code != managerapi.CodeUnavailable || f.Outcome != managerapi.OutcomeUnknown {
 		t.Fatalf("create with replicas not opening: %d %+v, want 503, outcome unknown (the topic is recorded)", code, f)
 	}
-	var pr ProducerReply
-	var cr ConsumerReply
+	var pr managerapi.ProducerReply
+	var cr managerapi.ConsumerReply
 	if call(t, m, "POST", "/producer/register", `{"topic":"slow"}`, &pr) != 200 ||
 		call(t, m, "POST", "/consumer/register", `{"topic":"slow"}`, &cr) != 200 {
 		t.Fatal("register on a placed topic failed")
@@ -347,16 +348,16 @@ func TestMissingReplicaIsUnavailable(t *testing.T) {
 		{"produce", "POST", "/producer/produce", produce},
 	}
 	for _, r := range requests {
-		var f Failure
-		if code := call(t, m, r.method, r.path, r.body, &f); code != 503 || f.Code != CodeUnavailable {
-			t.Errorf("%s before the replicas open: %d %+v, want 503 %s", r.name, code, f, CodeUnavailable)
+		var f managerapi.Failure
+		if code := call(t, m, r.method, r.path, r.body, &f); code != 503 || f.Code != managerapi.CodeUnavailable {
+			t.Errorf("%s before the replicas open: %d %+v, want 503 %s", r.name, code, f, managerapi.CodeUnavailable)
 		}
 	}
 	fb.setOpening(meta.GroupName("slow", 0), false)
 	eventually(t, 30*time.Second, "produce once the write manager opened the replicas", func() bool {
 		return call(t, m, "POST", "/producer/produce", produce, nil) == 200
 	})
-	var c ConsumeReply
+	var c managerapi.ConsumeReply
 	if code := call(t, m, "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil || *c.Message != "x" {
 		t.Fatalf("consume: %d %+v", code, c)
 	}

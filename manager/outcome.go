@@ -6,6 +6,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -38,7 +39,7 @@ func beforeApply(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &outcomeError{err, OutcomeNotApplied}
+	return &outcomeError{err, managerapi.OutcomeNotApplied}
 }
 
 // afterApply marks an error met after the request's command was applied (creating
@@ -47,7 +48,7 @@ func afterApply(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &outcomeError{err, OutcomeUnknown}
+	return &outcomeError{err, managerapi.OutcomeUnknown}
 }
 
 // outcomeOf says whether the request that failed with err may have been applied.
@@ -61,16 +62,16 @@ func outcomeOf(err error) string {
 	case errors.As(err, &oe):
 		return oe.outcome
 	case errors.Is(err, election.ErrUnknownOutcome):
-		return OutcomeUnknown
+		return managerapi.OutcomeUnknown
 	case errors.As(err, &be):
 		if be.notApplied() {
-			return OutcomeNotApplied
+			return managerapi.OutcomeNotApplied
 		}
-		return OutcomeUnknown
+		return managerapi.OutcomeUnknown
 	case errors.As(err, &me), errors.As(err, &fe), errors.As(err, &ae), errors.Is(err, election.ErrNoLeader):
-		return OutcomeNotApplied
+		return managerapi.OutcomeNotApplied
 	}
-	return OutcomeUnknown
+	return managerapi.OutcomeUnknown
 }
 
 // notApplied reports whether the broker certainly did not act on the request: it says
@@ -78,7 +79,7 @@ func outcomeOf(err error) string {
 // leader or replica, or refused what was sent.
 func (e *brokerError) notApplied() bool {
 	if e.outcome != "" {
-		return e.outcome == OutcomeNotApplied
+		return e.outcome == managerapi.OutcomeNotApplied
 	}
 	return retryElsewhere(e) || e.clientFault()
 }

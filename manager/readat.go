@@ -9,7 +9,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -25,7 +26,7 @@ func (r *router) readAt(c *fiber.Ctx) error {
 	if err != nil || idx < 0 {
 		return badRequest("partition must be a non-negative number, got %q", raw)
 	}
-	offset, limit, err := broker.ReadAtRange(c.Query)
+	offset, limit, err := brokerapi.ReadAtRange(c.Query)
 	if err != nil {
 		return badRequest("%v", err)
 	}
@@ -41,7 +42,7 @@ func (r *router) readAt(c *fiber.Ctx) error {
 			return unknownTopic(name)
 		}
 		if idx >= len(t.Partitions) {
-			return fail(http.StatusNotFound, CodeNotFound, "topic %q has no partition %d (it has %d)", name, idx, len(t.Partitions))
+			return fail(http.StatusNotFound, managerapi.CodeNotFound, "topic %q has no partition %d (it has %d)", name, idx, len(t.Partitions))
 		}
 		p, view = partitionView(s, t, idx)
 		return nil
@@ -53,7 +54,7 @@ func (r *router) readAt(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(MessagesReply{Reply: success, Partition: p.Index, Offset: got.Offset,
+	return c.JSON(managerapi.MessagesReply{Reply: managerapi.Success, Partition: p.Index, Offset: got.Offset,
 		NextOffset: got.Next, Messages: got.Messages, Broker: from})
 }
 
@@ -80,9 +81,9 @@ func (r *router) readOrder(p meta.Partition, view map[string]meta.Broker) []stri
 
 // readAt reads by offset from the first replica in order that answers, and says which.
 func (bc *brokerClient) readAt(ctx context.Context, view map[string]meta.Broker, p meta.Partition,
-	order []string, offset, limit uint64) (broker.ReadAtReply, string, error) {
+	order []string, offset, limit uint64) (brokerapi.ReadAtReply, string, error) {
 	var (
-		reply broker.ReadAtReply
+		reply brokerapi.ReadAtReply
 		from  string
 	)
 	q := url.Values{"offset": {strconv.FormatUint(offset, 10)}, "max": {strconv.FormatUint(limit, 10)}}

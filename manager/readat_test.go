@@ -3,17 +3,19 @@ package manager
 import (
 	"slices"
 	"testing"
+
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // TestReadAtRoundRobin: reads by offset go round robin over the partition's replicas,
 // pass over one that fails, and refuse bad input.
 func TestReadAtRoundRobin(t *testing.T) {
 	m, fb, _ := startWithBrokers(t, "readat", "b1", "b2", "b3")
-	var tr TopicReply
+	var tr managerapi.TopicReply
 	if code := call(t, m, "POST", "/topics", `{"name":"orders","partitions":2}`, &tr); code != 201 {
 		t.Fatalf("create topic: %d %+v", code, tr)
 	}
-	var pr ProducerReply
+	var pr managerapi.ProducerReply
 	call(t, m, "POST", "/producer/register", `{"topic":"orders"}`, &pr)
 	body := `{"topic":"orders","partition":1,"producer_id":` + itoa(pr.ProducerID) + `,"messages":["m0","m1","m2","m3","m4"]}`
 	if code := call(t, m, "POST", "/producer/produce", body, nil); code != 200 {
@@ -21,9 +23,9 @@ func TestReadAtRoundRobin(t *testing.T) {
 	}
 	const path = "/topics/orders/partitions/1/messages"
 	want := []string{"m0", "m1", "m2", "m3", "m4"}
-	read := func() MessagesReply {
+	read := func() managerapi.MessagesReply {
 		t.Helper()
-		var r MessagesReply
+		var r managerapi.MessagesReply
 		if code := call(t, m, "GET", path+"?offset=0&max=100", "", &r); code != 200 || !slices.Equal(r.Messages, want) ||
 			r.Partition != 1 || r.Offset != 0 || r.NextOffset != 5 {
 			t.Fatalf("read: %d %+v", code, r)
@@ -73,7 +75,7 @@ func TestReadAtRoundRobin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var r struct {
-			MessagesReply
+			managerapi.MessagesReply
 			Message string `json:"message"`
 		}
 		code := call(t, m, "GET", tt.path, "", &r)

@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -50,7 +51,7 @@ func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) er
 	}
 	err := forEach(all, func(o one) error { return m.brokers.createReplica(ctx, view, o.b, o.p, o.p.Replicas) })
 	if err != nil {
-		return fail(http.StatusServiceUnavailable, CodeUnavailable,
+		return fail(http.StatusServiceUnavailable, managerapi.CodeUnavailable,
 			"placed in the metadata, but not every broker opened its replica yet (the write manager retries): %v", err)
 	}
 	return nil
@@ -222,7 +223,7 @@ func (m *Manager) dropStaleReplicas(ctx context.Context, id string) bool {
 	if b.State != meta.BrokerAlive {
 		return true
 	}
-	var h broker.HealthReply
+	var h brokerapi.HealthReply
 	if err := m.brokers.call(ctx, b, http.MethodGet, "/healthz", nil, &h); err != nil || h.Reopening > 0 {
 		return false
 	}

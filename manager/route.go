@@ -12,7 +12,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -45,7 +46,7 @@ func (r *router) lookup(ctx context.Context, fn func(*meta.State) error) error {
 }
 
 func (r *router) produce(c *fiber.Ctx) error {
-	var req ProduceRequest
+	var req managerapi.ProduceRequest
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (r *router) produce(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(ProduceReply{Reply: success, Partition: p.Index, Offset: first, Count: len(msgs)})
+	return c.JSON(managerapi.ProduceReply{Reply: managerapi.Success, Partition: p.Index, Offset: first, Count: len(msgs)})
 }
 
 // producerTopic checks that the producer may write to the topic.
@@ -92,7 +93,7 @@ func producerTopic(s *meta.State, topic string, id uint64) (*meta.Topic, error) 
 	}
 	pr, ok := s.Producers[id]
 	if !ok {
-		return nil, fail(http.StatusNotFound, CodeUnknownProducer, "producer %d is not registered", id)
+		return nil, fail(http.StatusNotFound, managerapi.CodeUnknownProducer, "producer %d is not registered", id)
 	}
 	if pr.Topic != topic {
 		return nil, badRequest("producer %d is registered for topic %q, not %q", id, pr.Topic, topic)
@@ -107,7 +108,7 @@ func (r *router) pickPartition(t *meta.Topic, asked *int, key string) (int, erro
 	switch {
 	case asked != nil:
 		if *asked < 0 || *asked >= n {
-			return 0, fail(http.StatusNotFound, CodeNotFound, "topic %q has no partition %d (it has %d)", t.Name, *asked, n)
+			return 0, fail(http.StatusNotFound, managerapi.CodeNotFound, "topic %q has no partition %d (it has %d)", t.Name, *asked, n)
 		}
 		return *asked, nil
 	case key != "":
@@ -221,7 +222,7 @@ func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]met
 		}
 		con, ok := s.Consumers[q.id]
 		if !ok {
-			return fail(http.StatusNotFound, CodeUnknownConsumer, "consumer %d is not registered", q.id)
+			return fail(http.StatusNotFound, managerapi.CodeUnknownConsumer, "consumer %d is not registered", q.id)
 		}
 		if con.Topic != q.topic {
 			return badRequest("consumer %d is registered for topic %q, not %q", q.id, con.Topic, q.topic)
@@ -235,7 +236,7 @@ func (r *router) consumerPartitions(ctx context.Context, q consumerQuery) ([]met
 		}
 		if pin != nil {
 			if *pin < 0 || *pin >= len(t.Partitions) {
-				return fail(http.StatusNotFound, CodeNotFound, "topic %q has no partition %d", q.topic, *pin)
+				return fail(http.StatusNotFound, managerapi.CodeNotFound, "topic %q has no partition %d", q.topic, *pin)
 			}
 			parts = []meta.Partition{t.Partitions[*pin]}
 			return nil
@@ -296,11 +297,11 @@ func (r *router) consume(c *fiber.Ctx) error {
 }
 
 // reply answers a consume with what partition p handed out.
-func (r *router) reply(c *fiber.Ctx, q consumerQuery, p meta.Partition, got broker.ConsumeReply) error {
+func (r *router) reply(c *fiber.Ctx, q consumerQuery, p meta.Partition, got brokerapi.ConsumeReply) error {
 	r.mu.Lock()
 	r.cursors[q.id] = p.Index + 1 // the next call starts after this one: no partition starves
 	r.mu.Unlock()
-	reply := ConsumeReply{Reply: success, Partition: p.Index, Offset: got.Offset, NextOffset: got.Next}
+	reply := managerapi.ConsumeReply{Reply: managerapi.Success, Partition: p.Index, Offset: got.Offset, NextOffset: got.Next}
 	if q.max == 1 && len(got.Messages) == 1 {
 		reply.Message = &got.Messages[0]
 	} else {
@@ -310,7 +311,7 @@ func (r *router) reply(c *fiber.Ctx, q consumerQuery, p meta.Partition, got brok
 }
 
 func noMessage(q consumerQuery) error {
-	return fail(http.StatusNotFound, CodeNoMessage, "no new message for consumer %d on topic %q", q.id, q.topic)
+	return fail(http.StatusNotFound, managerapi.CodeNoMessage, "no new message for consumer %d on topic %q", q.id, q.topic)
 }
 
 func (r *router) size(c *fiber.Ctx) error {
@@ -328,7 +329,7 @@ func (r *router) size(c *fiber.Ctx) error {
 		}
 		total += n
 	}
-	return c.JSON(SizeReply{Reply: success, Size: total})
+	return c.JSON(managerapi.SizeReply{Reply: managerapi.Success, Size: total})
 }
 
 // The names under which producers and consumers are known to the partitions.

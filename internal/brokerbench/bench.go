@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/brokerclient"
 )
 
@@ -31,11 +31,7 @@ type Config struct {
 	Size       int           // message size in bytes
 	Batch      int           // messages per produce request / max per consume request
 	Duration   time.Duration // how long producers run
-	// Msgs, when > 0, stops the producers once they have sent this many messages (in
-	// whole requests), before Duration if they get there first: a consume run fills
-	// exactly what a peer system is given.
-	Msgs int64
-	Out  io.Writer // report and progress
+	Out        io.Writer     // report and progress
 	// ProfileDir, when set and the bench starts the brokers, receives each broker's CPU
 	// profile of the produce run (<id>.cpu.pprof, for `go tool pprof`).
 	ProfileDir string
@@ -70,7 +66,7 @@ func (r Result) rate() float64 { return float64(r.Msgs) / r.Elapsed.Seconds() }
 type env struct {
 	cfg   Config
 	cl    *brokerclient.Client
-	peers []broker.Peer
+	peers []brokerapi.Peer
 	procs []*proc // nil when the brokers were given
 	dir   string
 	topic string
@@ -100,11 +96,11 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 	e.cl.Secure(cfg.TLS, "")
 	if e.peers == nil {
 		for _, addr := range cfg.Brokers {
-			var h broker.HealthReply
+			var h brokerapi.HealthReply
 			if err := e.cl.Do(ctx, http.MethodGet, addr, "/healthz", nil, &h); err != nil {
 				return nil, fmt.Errorf("brokerbench: %s: %w", addr, err)
 			}
-			e.peers = append(e.peers, broker.Peer{ID: h.ID, RaftAddr: h.RaftAddr, HTTPAddr: addr})
+			e.peers = append(e.peers, brokerapi.Peer{ID: h.ID, RaftAddr: h.RaftAddr, HTTPAddr: addr})
 		}
 	}
 	if len(e.peers) < 3 {
@@ -131,7 +127,7 @@ func (e *env) createPartitions(ctx context.Context) error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			var peers []broker.Peer
+			var peers []brokerapi.Peer
 			for k := range 3 {
 				peers = append(peers, e.peers[(i+k)%len(e.peers)])
 			}
@@ -151,7 +147,7 @@ func (e *env) waitAllLed(ctx context.Context) error {
 	for {
 		led := map[int]bool{}
 		for _, p := range e.peers {
-			var list broker.ListReplicasReply
+			var list brokerapi.ListReplicasReply
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			err := e.cl.Do(sctx, http.MethodGet, p.HTTPAddr, "/replicas", nil, &list)
 			cancel()
@@ -295,17 +291,13 @@ func fetchTo(ctx context.Context, url, path string) error {
 func (e *env) produce(ctx context.Context, progress bool) (Result, error) {
 	var body []byte // every request sends the same messages
 	for range e.cfg.Batch {
-		body = broker.AppendBatch(body, payload(e.cfg.Size))
+		body = brokerapi.AppendBatch(body, payload(e.cfg.Size))
 	}
 	runCtx, cancel := context.WithTimeout(ctx, e.cfg.Duration)
 	defer cancel()
-	var claimed atomic.Int64 // messages the producers have set out to send
-	more := func() bool {
-		return e.cfg.Msgs <= 0 || claimed.Add(int64(e.cfg.Batch)) <= e.cfg.Msgs
-	}
 	return e.runClients(progress, func(c int, count *atomic.Int64, lats *[]time.Duration) error {
 		producer := fmt.Sprintf("bench-%d", c)
-		for seq := uint64(1); runCtx.Err() == nil && more(); seq++ {
+		for seq := uint64(1); runCtx.Err() == nil; seq++ {
 			t0 := time.Now()
 			if _, err := e.cl.ProduceBatch(runCtx, e.topic, c%e.cfg.Partitions, producer, seq, body); err != nil {
 				if runCtx.Err() == nil {
@@ -355,23 +347,6 @@ func cmpErr(first, err error) error {
 		return first
 	}
 	return err
-}
-
-// Median is the middle value of f over rs (the mean of the two middle ones for an even count).
-func Median[T any](rs []T, f func(T) float64) float64 {
-	if len(rs) == 0 {
-		return 0
-	}
-	vs := make([]float64, len(rs))
-	for i, r := range rs {
-		vs[i] = f(r)
-	}
-	slices.Sort(vs)
-	mid := len(vs) / 2
-	if len(vs)%2 == 0 {
-		return (vs[mid-1] + vs[mid]) / 2
-	}
-	return vs[mid]
 }
 
 func summarize(n int64, elapsed time.Duration, lats []time.Duration) Result {
@@ -434,21 +409,13 @@ func Consume(ctx context.Context, cfg Config) (Result, error) {
 	fill.Batch = max(cfg.Batch, 100)
 	fe := *e
 	fe.cfg = fill
-	if cfg.Msgs > 0 {
-		fmt.Fprintf(cfg.Out, "filling with %d messages (at most %v)\n", cfg.Msgs, cfg.Duration)
-	} else {
-		fmt.Fprintf(cfg.Out, "filling for %v\n", cfg.Duration)
-	}
+	fmt.Fprintf(cfg.Out, "filling for %v\n", cfg.Duration)
 	if _, err := fe.produce(ctx, true); err != nil {
 		return Result{}, err
 	}
-	cpu0 := e.cpu()
 	res, err := e.runClients(true, func(c int, count *atomic.Int64, lats *[]time.Duration) error {
 		return e.drain(ctx, fmt.Sprintf("bench-consumer-%d", c), c, count, lats)
 	})
-	if len(e.procs) > 0 {
-		res.CPU = e.cpu() - cpu0
-	}
 	e.report("consume", res)
 	return res, err
 }

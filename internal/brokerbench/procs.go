@@ -13,15 +13,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
-
+	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/internal/freeport"
 	"github.com/quorumq/quorumq/internal/secure"
 )
 
 // proc is a broker process the bench started.
 type proc struct {
-	peer  broker.Peer
+	peer  brokerapi.Peer
 	args  []string
 	log   string
 	cmd   *exec.Cmd
@@ -50,7 +49,7 @@ func startBrokers(ctx context.Context, binary, dir string, n int, pprof, insecur
 	var ps []*proc
 	for i := range n {
 		id := fmt.Sprintf("b%d", i+1)
-		p := &proc{peer: broker.Peer{ID: id, RaftAddr: freeAddr(), HTTPAddr: freeAddr()}, log: filepath.Join(dir, id+".log")}
+		p := &proc{peer: brokerapi.Peer{ID: id, RaftAddr: freeAddr(), HTTPAddr: freeAddr()}, log: filepath.Join(dir, id+".log")}
 		p.args = []string{"broker", "--id", id, "--data-dir", filepath.Join(dir, id), "--raft", p.peer.RaftAddr, "--http", p.peer.HTTPAddr, "--insecure"}
 		if store != nil {
 			flags, err := store.ServerFlags(secure.Identity{Role: secure.RoleBroker, ID: id})

@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/broker"
+	"github.com/quorumq/quorumq/broker/brokerapi"
 )
 
 // Client knows a set of brokers (HTTP addresses) and which one leads each partition.
@@ -61,10 +61,10 @@ func (c *Client) Secure(tlsCfg *tls.Config, token string) {
 type Error struct {
 	Code    int
 	Message string
-	Leader  *broker.Peer
-	Reason  string  // broker.Failure.Code
-	Outcome string  // broker.Failure.Outcome
-	Offset  *uint64 // broker.Failure.Offset
+	Leader  *brokerapi.Peer
+	Reason  string  // brokerapi.Failure.Code
+	Outcome string  // brokerapi.Failure.Outcome
+	Offset  *uint64 // brokerapi.Failure.Offset
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
@@ -105,7 +105,7 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var f broker.Failure
+		var f brokerapi.Failure
 		json.Unmarshal(data, &f)
 		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome, Offset: f.Offset}
 	}
@@ -118,12 +118,12 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 func key(topic string, part int) string { return fmt.Sprintf("%s/%d", topic, part) }
 
 // CreatePartition creates a replica of topic/part on every peer.
-func (c *Client) CreatePartition(ctx context.Context, topic string, part int, peers []broker.Peer) error {
+func (c *Client) CreatePartition(ctx context.Context, topic string, part int, peers []brokerapi.Peer) error {
 	errs := make(chan error, len(peers))
 	for _, p := range peers {
 		go func() {
 			errs <- c.Do(ctx, http.MethodPost, p.HTTPAddr, "/replicas",
-				broker.CreateReplicaRequest{Topic: topic, Partition: &part, Peers: peers}, nil)
+				brokerapi.CreateReplicaRequest{Topic: topic, Partition: &part, Peers: peers}, nil)
 		}()
 	}
 	var all []error
@@ -134,8 +134,8 @@ func (c *Client) CreatePartition(ctx context.Context, topic string, part int, pe
 }
 
 // Status returns one broker's view of a partition.
-func (c *Client) Status(ctx context.Context, addr, topic string, part int) (broker.ReplicaStatus, error) {
-	var st broker.ReplicaStatus
+func (c *Client) Status(ctx context.Context, addr, topic string, part int) (brokerapi.ReplicaStatus, error) {
+	var st brokerapi.ReplicaStatus
 	err := c.Do(ctx, http.MethodGet, addr, fmt.Sprintf("/replicas/%s/%d", topic, part), nil, &st)
 	return st, err
 }
@@ -209,45 +209,45 @@ func (c *Client) sendToLeader(ctx context.Context, topic string, part int, path,
 }
 
 // Produce appends msgs as producer's batch seq and returns the reply. It sends the
-// binary body (broker.MIMEBatch).
-func (c *Client) Produce(ctx context.Context, topic string, part int, producer string, seq uint64, msgs []string) (broker.ProduceReply, error) {
+// binary body (brokerapi.MIMEBatch).
+func (c *Client) Produce(ctx context.Context, topic string, part int, producer string, seq uint64, msgs []string) (brokerapi.ProduceReply, error) {
 	n := 0
 	for _, m := range msgs {
 		n += binary.MaxVarintLen32 + len(m)
 	}
-	return c.ProduceBatch(ctx, topic, part, producer, seq, broker.AppendBatch(make([]byte, 0, n), msgs...))
+	return c.ProduceBatch(ctx, topic, part, producer, seq, brokerapi.AppendBatch(make([]byte, 0, n), msgs...))
 }
 
-// ProduceBatch is Produce for messages already encoded with broker.AppendBatch (a
+// ProduceBatch is Produce for messages already encoded with brokerapi.AppendBatch (a
 // caller sending the same messages again need not encode them again).
-func (c *Client) ProduceBatch(ctx context.Context, topic string, part int, producer string, seq uint64, body []byte) (broker.ProduceReply, error) {
+func (c *Client) ProduceBatch(ctx context.Context, topic string, part int, producer string, seq uint64, body []byte) (brokerapi.ProduceReply, error) {
 	q := url.Values{"topic": {topic}, "partition": {strconv.Itoa(part)}}
 	if producer != "" {
 		q.Set("producer_id", producer)
 		q.Set("seq", strconv.FormatUint(seq, 10))
 	}
-	var r broker.ProduceReply
-	err := c.sendToLeader(ctx, topic, part, "/produce?"+q.Encode(), broker.MIMEBatch, body, &r)
+	var r brokerapi.ProduceReply
+	err := c.sendToLeader(ctx, topic, part, "/produce?"+q.Encode(), brokerapi.MIMEBatch, body, &r)
 	return r, err
 }
 
 // Register registers a consumer.
 func (c *Client) Register(ctx context.Context, topic string, part int, consumer string) (uint64, error) {
-	var r broker.RegisterReply
+	var r brokerapi.RegisterReply
 	err := c.onLeader(ctx, topic, part, "/consumers",
-		broker.RegisterRequest{Topic: topic, Partition: &part, ConsumerID: consumer}, &r)
+		brokerapi.RegisterRequest{Topic: topic, Partition: &part, ConsumerID: consumer}, &r)
 	return r.Offset, err
 }
 
 // Consume takes up to max messages from offset (the consumer's expected position).
 // No messages left is an empty reply, not an error.
-func (c *Client) Consume(ctx context.Context, topic string, part int, consumer string, offset uint64, max int) (broker.ConsumeReply, error) {
-	var r broker.ConsumeReply
+func (c *Client) Consume(ctx context.Context, topic string, part int, consumer string, offset uint64, max int) (brokerapi.ConsumeReply, error) {
+	var r brokerapi.ConsumeReply
 	err := c.onLeader(ctx, topic, part, "/consume",
-		broker.ConsumeRequest{Topic: topic, Partition: &part, ConsumerID: consumer, Offset: &offset, Max: max}, &r)
+		brokerapi.ConsumeRequest{Topic: topic, Partition: &part, ConsumerID: consumer, Offset: &offset, Max: max}, &r)
 	var e *Error
-	if errors.As(err, &e) && e.Reason == broker.CodeEmpty {
-		return broker.ConsumeReply{Offset: offset, Next: offset}, nil
+	if errors.As(err, &e) && e.Reason == brokerapi.CodeEmpty {
+		return brokerapi.ConsumeReply{Offset: offset, Next: offset}, nil
 	}
 	return r, err
 }

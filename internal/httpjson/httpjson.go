@@ -10,3 +10,26 @@ func Line(v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	return append(b, '\n'), err
 }
+
+// Failure is the body of every failed request on every quorumq HTTP API (managers,
+// brokers, ATMs): {"status":"failure","message":...} plus a machine-readable code.
+// Each service's API package names its codes (managerapi, brokerapi, atmapi).
+type Failure struct {
+	Status  string `json:"status"` // always "failure"
+	Message string `json:"message"`
+	// Code is a stable word for the kind of failure, for programs that act on it.
+	Code string `json:"code,omitempty"`
+	// Reason repeats Code on the ATMs' replies, which named it "reason" before the
+	// services shared one shape; scripts written against them keep working.
+	Reason string `json:"reason,omitempty"`
+	// Outcome, on the failure of a request that changes state, says whether it was
+	// certainly not applied (OutcomeNotApplied) or may have been, now or later
+	// (OutcomeUnknown). Retry an unknown outcome with the same idempotency key.
+	Outcome string `json:"outcome,omitempty"`
+}
+
+// The values of Failure.Outcome.
+const (
+	OutcomeNotApplied = "not_applied"
+	OutcomeUnknown    = "unknown"
+)

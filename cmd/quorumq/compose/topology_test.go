@@ -18,7 +18,7 @@ import (
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
-	"github.com/quorumq/quorumq/manager"
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // hostMap turns a compose service's command into one that runs on this machine: each
@@ -239,7 +239,7 @@ func waitWriteManager(ctx context.Context, t *testing.T, n *scenario.Node, write
 	var last string
 	client := proctest.HTTPClient(t)
 	for {
-		var r manager.ManagersReply
+		var r managerapi.ManagersReply
 		resp, err := client.Get(proctest.URL(n.HTTP, "/managers"))
 		if err == nil {
 			err = json.NewDecoder(resp.Body).Decode(&r)

@@ -23,7 +23,7 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/devcluster"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/internal/secure"
-	"github.com/quorumq/quorumq/manager"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -182,7 +182,7 @@ func useThroughREST(t *testing.T, st devcluster.State, managers []devcluster.Pro
 	t.Helper()
 	writer := ""
 	for _, m := range managers {
-		var r manager.ManagersReply
+		var r managerapi.ManagersReply
 		if code := rest(t, st, m, "GET", "/managers", "", &r); code != 200 || r.WriteManager == "" || len(r.Managers) != len(managers) {
 			t.Fatalf("GET /managers on %s: %d %+v", m.Name, code, r)
 		}
@@ -192,12 +192,12 @@ func useThroughREST(t *testing.T, st devcluster.State, managers []devcluster.Pro
 		writer = r.WriteManager
 	}
 	at := func(i int) devcluster.Process { return managers[i%len(managers)] }
-	var tr manager.TopicReply
+	var tr managerapi.TopicReply
 	if code := rest(t, st, at(0), "POST", "/topics", `{"name":"orders","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions) != 2 {
 		t.Fatalf("create topic: %d %+v", code, tr)
 	}
-	var pr manager.ProducerReply
-	var cr manager.ConsumerReply
+	var pr managerapi.ProducerReply
+	var cr managerapi.ConsumerReply
 	if rest(t, st, at(1), "POST", "/producer/register", `{"topic":"orders"}`, &pr) != 200 ||
 		rest(t, st, at(2), "POST", "/consumer/register", `{"topic":"orders"}`, &cr) != 200 {
 		t.Fatal("register producer or consumer failed")
@@ -212,12 +212,12 @@ func useThroughREST(t *testing.T, st devcluster.State, managers []devcluster.Pro
 		}
 	}
 	q := "?topic=orders&consumer_id=" + strconv.FormatUint(cr.ConsumerID, 10)
-	var sz manager.SizeReply
+	var sz managerapi.SizeReply
 	if code := rest(t, st, at(2), "GET", "/size"+q, "", &sz); code != 200 || sz.Size != 4 {
 		t.Fatalf("size: %d %+v, want 4", code, sz)
 	}
 	for range 4 {
-		var c manager.ConsumeReply
+		var c managerapi.ConsumeReply
 		if code := rest(t, st, at(2), "GET", "/consumer/consume"+q, "", &c); code != 200 || c.Message == nil || !want[*c.Message] {
 			t.Fatalf("consume: %d %+v (left to see: %v)", code, c, want)
 		}
@@ -364,13 +364,13 @@ func waitBack(t *testing.T, dir string, m, b devcluster.Process) devcluster.Proc
 
 // aliveBrokers counts the brokers that manager m lists as alive.
 func aliveBrokers(t *testing.T, st devcluster.State, m devcluster.Process) int {
-	var r manager.BrokersReply
+	var r managerapi.BrokersReply
 	if rest(t, st, m, "GET", "/brokers", "", &r) != http.StatusOK {
 		return 0
 	}
 	n := 0
 	for _, b := range r.Brokers {
-		if b.State == meta.BrokerAlive {
+		if b.State == string(meta.BrokerAlive) {
 			n++
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
-	"github.com/quorumq/quorumq/manager"
+	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -168,7 +168,7 @@ func waitFor(ctx context.Context, procs []*Process, what string, ready func(cont
 func agreedWriteManager(ctx context.Context, c *Cluster, managers []service) (string, bool) {
 	writer := ""
 	for _, s := range managers {
-		var r manager.ManagersReply
+		var r managerapi.ManagersReply
 		if !c.getJSON(ctx, s.http, "/managers", &r) || r.WriteManager == "" || (writer != "" && r.WriteManager != writer) {
 			return "", false
 		}
@@ -178,13 +178,13 @@ func agreedWriteManager(ctx context.Context, c *Cluster, managers []service) (st
 }
 
 func aliveBrokers(ctx context.Context, c *Cluster, managerHTTP string) int {
-	var r manager.BrokersReply
+	var r managerapi.BrokersReply
 	if !c.getJSON(ctx, managerHTTP, "/brokers", &r) {
 		return 0
 	}
 	n := 0
 	for _, b := range r.Brokers {
-		if b.State == meta.BrokerAlive {
+		if b.State == string(meta.BrokerAlive) {
 			n++
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/atm"
+	"github.com/quorumq/quorumq/atm/atmapi"
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/internal/transport"
 )
@@ -220,26 +221,26 @@ func (c *bankClient) send(op *BankOp, cl *atm.Client) error {
 		if op.Kind == "withdraw" {
 			f = cl.Withdraw
 		}
-		var r atm.BalanceResponse
+		var r atmapi.BalanceResponse
 		r, err = f(ctx, acct(op.Acct), cents(op.Amount))
 		op.Balance = r.Cents
 	case "transfer":
-		var r atm.TransferResponse
+		var r atmapi.TransferResponse
 		r, err = cl.Transfer(ctx, acct(op.Acct), acct(op.To), cents(op.Amount))
 		op.Balance, op.ToBal = r.FromCents, r.ToCents
 	case "balance":
-		var r atm.BalanceResponse
+		var r atmapi.BalanceResponse
 		r, err = cl.Balance(ctx, acct(op.Acct))
 		op.Balance = r.Cents
 	case "accounts":
-		var r atm.AccountsResponse
+		var r atmapi.AccountsResponse
 		r, err = cl.Accounts(ctx)
 		op.Balances = balances(r)
 	}
 	return err
 }
 
-func balances(r atm.AccountsResponse) []int64 {
+func balances(r atmapi.AccountsResponse) []int64 {
 	out := make([]int64, bankAccounts)
 	for _, a := range r.Accounts {
 		var i int
@@ -261,7 +262,7 @@ func (b *Bank) Books(ctx context.Context) ([][]int64, error) {
 		for _, a := range b.atms {
 			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
 			st, err := a.client().Status(actx)
-			var r atm.AccountsResponse
+			var r atmapi.AccountsResponse
 			if err == nil {
 				r, err = a.client().Accounts(actx)
 			}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
-	"github.com/quorumq/quorumq/manager"
+	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
 // seqConsumer consumes with the seed's call shape, no offsets, made retry-safe by
@@ -34,7 +34,7 @@ func (q *Queue) newSeqConsumer(ctx context.Context) (*seqConsumer, error) {
 		var r struct {
 			ConsumerID json.Number `json:"consumer_id"`
 		}
-		status, err := c.call(ctx, http.MethodPost, "/consumer/register", manager.RegisterRequest{Topic: q.topic}, &r)
+		status, err := c.call(ctx, http.MethodPost, "/consumer/register", managerapi.RegisterRequest{Topic: q.topic}, &r)
 		if err == nil && status == http.StatusOK {
 			c.id = r.ConsumerID.String()
 			return c, nil
@@ -52,7 +52,7 @@ func (c *seqConsumer) next(ctx context.Context) ([]Delivery, error) {
 	n := c.seq + 1
 	for {
 		q := url.Values{"topic": {c.q.topic}, "consumer_id": {c.id}, "seq": {strconv.FormatUint(n, 10)}, "max": {"100"}}
-		var r manager.ConsumeReply
+		var r managerapi.ConsumeReply
 		status, err := c.call(ctx, http.MethodGet, "/consumer/consume?"+q.Encode(), nil, &r)
 		switch {
 		case err == nil && status == http.StatusOK:
@@ -109,8 +109,8 @@ func (c *seqConsumer) call(ctx context.Context, method, path string, body, out a
 	if resp.StatusCode == http.StatusOK {
 		return resp.StatusCode, json.Unmarshal(b, out)
 	}
-	var f manager.Failure
-	if json.Unmarshal(b, &f) == nil && resp.StatusCode == http.StatusNotFound && f.Code != manager.CodeNoMessage {
+	var f managerapi.Failure
+	if json.Unmarshal(b, &f) == nil && resp.StatusCode == http.StatusNotFound && f.Code != managerapi.CodeNoMessage {
 		return 0, fmt.Errorf("%s", f.Message) // not "no message": retried
 	}
 	return resp.StatusCode, nil

@@ -1,8 +1,11 @@
-package broker
-
-// The broker's HTTP API, used by the managers and the SDK. Every reply is JSON with
-// "status":"success" plus the fields below, or "status":"failure" with "message" (and,
-// when the replica that got a write is not the partition's leader, the leader).
+// Package brokerapi is the contract of the brokers' HTTP API: the request and reply
+// types the broker serves (package broker), the managers and the SDK (clientlib) send.
+// It imports nothing but the standard library, so that a program using the SDK links
+// neither Fiber nor Raft.
+//
+// Every reply is JSON with "status":"success" plus the fields below, or "status":
+// "failure" with "message" (and, when the replica that got a write is not the
+// partition's leader, the leader).
 //
 //	POST   /replicas                                  CreateReplicaRequest → ReplicaStatus
 //	GET    /replicas                                  → ListReplicasReply
@@ -11,14 +14,20 @@ package broker
 //	POST   /replicas/{topic}/{partition}/members      Peer (add a voting member)
 //	DELETE /replicas/{topic}/{partition}/members/{id}
 //	POST   /produce                                   ProduceRequest → ProduceReply
-//	POST   /produce?topic=&partition=&producer_id=&seq=  MIMEBatch body (produce_http.go) → ProduceReply
+//	POST   /produce?topic=&partition=&producer_id=&seq=  MIMEBatch body → ProduceReply
 //	POST   /consumers                                 RegisterRequest → RegisterReply
 //	POST   /consume                                   ConsumeRequest → ConsumeReply
 //	GET    /size?topic=&partition=&consumer_id=       → SizeReply
-//	GET    /healthz
+//	GET    /replicas/{topic}/{partition}/messages?offset=&max=[&encoding=base64]  → ReadAtReply
+//	PUT    /manager                                   ManagerAnnouncement → AnnounceReply
+//	GET    /manager                                   → ManagerAnnouncement
+//	GET    /healthz                                   → HealthReply
 //
 // Writes (produce, register, consume, membership) go to the partition's leader; any
 // other replica answers 421 Misdirected Request with the leader in the failure body.
+package brokerapi
+
+import "github.com/quorumq/quorumq/internal/httpjson"
 
 // Peer is one broker holding a replica.
 type Peer struct {
@@ -130,26 +139,22 @@ type HealthReply struct {
 	StorageFaults []string `json:"storage_faults,omitempty"`
 }
 
-// Failure is the body of every error reply.
+// Failure is the body of every error reply: the shape every quorumq service shares,
+// plus where writes go and where a consumer is.
 type Failure struct {
-	Status  string `json:"status"`
-	Message string `json:"message"`
-	Leader  *Peer  `json:"leader,omitempty"` // on 421: where writes for the partition go
-	Code    string `json:"code,omitempty"`   // machine-readable reason, e.g. CodeEmpty
-	// Outcome, on the failure of a request that changes state (POST, DELETE), says
-	// whether it was certainly not applied (OutcomeNotApplied) or may have been, now
-	// or later (OutcomeUnknown): a 503 "leadership lost" for a batch that may still
-	// commit is unknown. Never not_applied for anything the broker may still apply.
-	Outcome string `json:"outcome,omitempty"`
+	httpjson.Failure
+	Leader *Peer `json:"leader,omitempty"` // on 421: where writes for the partition go
 	// Offset, on the 409 of a consume whose offset is ahead of the consumer, is where
 	// the consumer is: the managers learn it so without moving it.
 	Offset *uint64 `json:"offset,omitempty"`
 }
 
-// The values of Failure.Outcome (the managers use the same words).
+// The values of Failure.Outcome (the managers use the same words). The broker never
+// answers not_applied for anything it may still apply: a 503 "leadership lost" for a
+// batch that may still commit is unknown.
 const (
-	OutcomeNotApplied = "not_applied"
-	OutcomeUnknown    = "unknown"
+	OutcomeNotApplied = httpjson.OutcomeNotApplied
+	OutcomeUnknown    = httpjson.OutcomeUnknown
 )
 
 // CodeEmpty marks the 404 of a consume that found no messages left (as opposed to an

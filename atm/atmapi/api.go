@@ -1,10 +1,14 @@
-package atm
-
-import "encoding/json"
-
-// The JSON contract of the ATM HTTP API, shared by the server (http.go) and Client.
-// Amounts travel as decimal strings ("12.50") with the exact cents next to them; a
+// Package atmapi is the contract of the ATMs' HTTP API, shared by the server and the
+// client (package atm) and described by the OpenAPI document the ATMs serve at
+// GET /openapi.json. Amounts travel as decimal strings ("12.50") with the exact cents next to them; a
 // request may give the amount as a string or a JSON number, both parsed as decimals.
+package atmapi
+
+import (
+	"encoding/json"
+
+	"github.com/quorumq/quorumq/internal/httpjson"
+)
 
 // MoneyRequest is the body of POST /deposit and POST /withdraw.
 type MoneyRequest struct {
@@ -67,13 +71,9 @@ type StatusResponse struct {
 	Recovering string `json:"recovering,omitempty"`
 }
 
-// FailureResponse is every error reply. Reason is a stable machine-readable word
-// (insufficient_funds, unknown_account, invalid_amount, invalid_name, same_account,
-// overflow, idempotency_key_reused, bad_request, unavailable, ...); Message is for
-// people. Outcome, on failed writes only, is not_applied or unknown (OutcomeOf).
-type FailureResponse struct {
-	Status  string `json:"status"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-	Outcome string `json:"outcome,omitempty"`
-}
+// Failure is every error reply, the shape every quorumq service shares. Code is a
+// stable machine-readable word (insufficient_funds, unknown_account, invalid_amount,
+// invalid_name, same_account, overflow, idempotency_key_reused, bad_request,
+// unavailable, ...), repeated as Reason, its older name; Message is for people.
+// Outcome, on failed writes only, is not_applied or unknown (atm.OutcomeOf).
+type Failure = httpjson.Failure

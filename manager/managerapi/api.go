@@ -1,40 +1,37 @@
-package manager
-
-import (
-	"github.com/quorumq/quorumq/broker"
-	"github.com/quorumq/quorumq/manager/meta"
-)
-
-// The wire types of the managers' public REST API (DESIGN.md, "The public REST API").
+// Package managerapi is the contract of the managers' public REST API: the request
+// and reply types the managers serve (package manager) and the SDK (clientlib) and the
+// CLI send, described by the OpenAPI document the managers serve at GET /openapi.json.
+// It imports nothing but the standard library, so that a program using the SDK links
+// neither Fiber nor Raft nor PostgreSQL.
+//
 // Every reply carries "status": "success" or, on failure, "status": "failure" with
 // "message" and a machine-readable "code".
+package managerapi
+
+import "github.com/quorumq/quorumq/internal/httpjson"
 
 // Reply is embedded in every successful reply.
 type Reply struct {
 	Status string `json:"status"`
 }
 
-var success = Reply{Status: "success"}
+// Success is the Reply of every successful request.
+var Success = Reply{Status: "success"}
 
-// Failure is the body of every failed request.
-type Failure struct {
-	Status  string `json:"status"`
-	Message string `json:"message"`
-	Code    string `json:"code,omitempty"`
-	// Outcome is on every failure of a write endpoint (POST /topics,
-	// /topics/{name}/partitions, /producer/register, /consumer/register,
-	// /producer/produce, DELETE /brokers/{id}, and GET /consumer/consume, which moves
-	// the consumer): OutcomeNotApplied when the request certainly changed nothing and
-	// never will, OutcomeUnknown when it may have taken effect, now or later (a 503
-	// after the command may have reached the Raft log is unknown). Retry an unknown
-	// outcome with the same Idempotency-Key (or seq), which answers the first outcome.
-	Outcome string `json:"outcome,omitempty"`
-}
+// Failure is the body of every failed request, the shape every quorumq service shares.
+// Outcome is on every failure of a write endpoint (POST /topics,
+// /topics/{name}/partitions, /producer/register, /consumer/register,
+// /producer/produce, DELETE /brokers/{id}, and GET /consumer/consume, which moves the
+// consumer): OutcomeNotApplied when the request certainly changed nothing and never
+// will, OutcomeUnknown when it may have taken effect, now or later (a 503 after the
+// command may have reached the Raft log is unknown). Retry an unknown outcome with the
+// same Idempotency-Key (or seq), which answers the first outcome.
+type Failure = httpjson.Failure
 
 // The values of Failure.Outcome.
 const (
-	OutcomeNotApplied = broker.OutcomeNotApplied
-	OutcomeUnknown    = broker.OutcomeUnknown
+	OutcomeNotApplied = httpjson.OutcomeNotApplied
+	OutcomeUnknown    = httpjson.OutcomeUnknown
 )
 
 // Failure codes, for clients that act on the kind of failure.
@@ -51,6 +48,13 @@ const (
 	CodeNotFound        = "not_found"
 	CodeKeyReused       = "key_reused" // an Idempotency-Key sent again with another request
 )
+
+// MessageReply answers DELETE /brokers/{id} and POST /brokers/{id}/cancel-decommission
+// (what happens next, for people).
+type MessageReply struct {
+	Reply
+	Message string `json:"message"`
+}
 
 // CreateTopicRequest is the body of POST /topics; zero counts take the managers' defaults.
 type CreateTopicRequest struct {
@@ -76,14 +80,6 @@ type TopicInfo struct {
 	Name        string          `json:"name"`
 	Replication int             `json:"replication"`
 	Partitions  []PartitionInfo `json:"partitions"`
-}
-
-func topicInfo(t meta.Topic) TopicInfo {
-	info := TopicInfo{Name: t.Name, Replication: t.Replication, Partitions: make([]PartitionInfo, len(t.Partitions))}
-	for i, p := range t.Partitions {
-		info.Partitions[i] = PartitionInfo{Partition: p.Index, Leader: p.Leader, Replicas: p.Replicas}
-	}
-	return info
 }
 
 // TopicReply answers POST /topics, POST /topics/{name}/partitions and GET /topics/{name}.
@@ -171,7 +167,19 @@ type SizeReply struct {
 // BrokersReply answers GET /brokers.
 type BrokersReply struct {
 	Reply
-	Brokers []meta.BrokerInfo `json:"brokers"`
+	Brokers []BrokerInfo `json:"brokers"`
+}
+
+// BrokerInfo is one broker the managers know, with the replicas and partition leaders
+// it holds. State is alive, dead, decommissioning (its replicas move away) or released
+// (decommissioned and empty).
+type BrokerInfo struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`      // HTTP API host:port
+	RaftAddr string `json:"raft_addr"` // shared Raft listener host:port
+	State    string `json:"state"`
+	Replicas int    `json:"replicas"`
+	Leaders  int    `json:"leaders"`
 }
 
 // ManagerInfo is one member of the managers' Raft group.
