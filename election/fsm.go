@@ -25,6 +25,11 @@ type trackedFSM struct {
 	snapshot      func() // takes a snapshot (on its own goroutine, never the FSM's)
 	sinceSnapshot atomic.Uint64
 	snapshotting  atomic.Bool
+
+	// kept is the last entry the FSM held when raft restarted in-process (restart.go):
+	// the new run replays the log from its latest snapshot, and those entries, committed
+	// and so the same, are in the FSM already. Process restarts start from a new FSM.
+	kept atomic.Uint64
 }
 
 // batchingFSM keeps an inner BatchingFSM's batches intact.
@@ -43,6 +48,9 @@ func (t *trackedFSM) raftFSM() raft.FSM {
 }
 
 func (t *trackedFSM) Apply(l *raft.Log) any {
+	if l.Index <= t.kept.Load() {
+		return nil
+	}
 	resp := t.inner.Apply(l)
 	t.applied.Store(l.Index)
 	t.grew(len(l.Data))
@@ -50,6 +58,16 @@ func (t *trackedFSM) Apply(l *raft.Log) any {
 }
 
 func (b batchingFSM) ApplyBatch(logs []*raft.Log) []any {
+	old := 0
+	for kept := b.kept.Load(); old < len(logs) && logs[old].Index <= kept; old++ {
+	}
+	if old > 0 {
+		resp := make([]any, old, len(logs)) // nothing waits for a replayed entry's result
+		if old < len(logs) {
+			resp = append(resp, b.ApplyBatch(logs[old:])...)
+		}
+		return resp
+	}
 	resp := b.inner.(raft.BatchingFSM).ApplyBatch(logs)
 	if len(logs) > 0 {
 		b.applied.Store(logs[len(logs)-1].Index)
@@ -78,6 +96,9 @@ func (t *trackedFSM) grew(n int) {
 }
 
 func (t *trackedFSM) StoreConfiguration(index uint64, c raft.Configuration) {
+	if index <= t.kept.Load() {
+		return
+	}
 	if cs, ok := t.inner.(raft.ConfigurationStore); ok {
 		cs.StoreConfiguration(index, c)
 	}
@@ -87,6 +108,9 @@ func (t *trackedFSM) StoreConfiguration(index uint64, c raft.Configuration) {
 func (t *trackedFSM) Snapshot() (raft.FSMSnapshot, error) { return t.inner.Snapshot() }
 
 func (t *trackedFSM) Restore(rc io.ReadCloser) error {
+	if t.snaps.opened.Load() <= t.kept.Load() {
+		return rc.Close() // the FSM is further along (see kept)
+	}
 	if err := t.inner.Restore(rc); err != nil {
 		return err
 	}

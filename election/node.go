@@ -31,13 +31,15 @@ type Node struct {
 	closer    func() error // closes the stores this node opened
 
 	// raft is set once raft runs; RPC handlers registered before that answer "pending".
-	raft atomic.Pointer[raft.Raft]
+	raft  atomic.Pointer[raft.Raft]
+	inst  atomic.Pointer[instance] // raft's current run (restart.go)
+	runMu sync.Mutex               // held while raft starts or stops
 	// readyTerm is the last term in which this node, as leader, saw an entry of its own
 	// term committed; until then its commit index may trail what earlier leaders committed.
 	readyTerm atomic.Uint64
 	rec       recovery
 	badEntry  atomic.Uint64  // the last damaged log entry logDamage handled
-	bg        sync.WaitGroup // keepWatermark, which uses the stores
+	bg        sync.WaitGroup // keepWatermark and restart, which use the stores; fanOut
 
 	ctx    context.Context // ends at Close, for background work
 	cancel context.CancelFunc
@@ -48,7 +50,6 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
-	fanned    chan struct{}
 }
 
 // Open starts this member of cfg.Group. With Raft state in the stores it just starts;
@@ -67,8 +68,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, done: make(chan struct{}), fanned: make(chan struct{}),
-		log: cfg.Logger.With("group", cfg.Group, "node", cfg.ID)}
+	n := &Node{cfg: cfg, done: make(chan struct{}), log: cfg.Logger.With("group", cfg.Group, "node", cfg.ID)}
 	n.rec.kick = make(chan struct{}, 1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.openStores(); err != nil {
@@ -186,26 +186,39 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	r, err := raft.NewRaft(n.raftConfig(), n.fsm.raftFSM(), n.logs, n.stable, n.snaps, n.trans)
-	if err != nil {
-		return fmt.Errorf("election: start raft: %w", err)
+	if err := n.run(); err != nil {
+		return err
 	}
 	if boot != nil {
-		if err := r.BootstrapCluster(raftConfiguration(boot)).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			r.Shutdown()
+		if err := n.Raft().BootstrapCluster(raftConfiguration(boot)).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.Raft().Shutdown().Error()
 			return fmt.Errorf("election: bootstrap: %w", err)
 		}
 		n.log.Info("bootstrapped group", "members", boot)
 	}
-	n.raft.Store(r)
-	go n.fanOut(r)
 	if _, ok := n.logs.(DamageReporter); !ok {
 		n.bg.Add(1)
-		go n.keepWatermark(r)
+		go n.keepWatermark()
 	}
 	if has {
 		go n.announceAddress()
 	}
+	return nil
+}
+
+// run starts raft on the node's stores: at Open, and again at a restart (restart.go).
+func (n *Node) run() error {
+	in := &instance{stopping: make(chan struct{}), ready: make(chan struct{})}
+	defer close(in.ready)
+	n.inst.Store(in)
+	r, err := raft.NewRaft(n.raftConfig(), n.fsm.raftFSM(), guardedLogs{n.logs, n}, n.stable, n.snaps, raftTransport{n.trans, n.trans})
+	if err != nil {
+		return fmt.Errorf("election: start raft: %w", err)
+	}
+	in.raft = r
+	n.raft.Store(r)
+	n.bg.Add(1)
+	go n.fanOut(in)
 	return nil
 }
 
@@ -239,22 +252,33 @@ func (n *Node) Bootstrap(peers []Peer) error {
 	return err
 }
 
-// fanOut copies raft's leadership signal to every subscriber until shutdown.
-func (n *Node) fanOut(r *raft.Raft) {
-	defer close(n.fanned)
+// fanOut copies the leadership signal of one run of raft to every subscriber until
+// that run stops.
+func (n *Node) fanOut(in *instance) {
+	defer n.bg.Done()
 	for {
 		select {
-		case v := <-r.LeaderCh():
-			countLeadership(v)
-			n.mu.Lock()
-			n.isLeader = v
-			for _, c := range n.subs {
-				sendLatest(c, v)
-			}
-			n.mu.Unlock()
+		case v := <-in.raft.LeaderCh():
+			n.setLeader(v)
+		case <-in.stopping:
+			return
 		case <-n.done:
 			return
 		}
+	}
+}
+
+// setLeader records and passes on whether this node leads, when that changed.
+func (n *Node) setLeader(v bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.isLeader == v {
+		return
+	}
+	countLeadership(v)
+	n.isLeader = v
+	for _, c := range n.subs {
+		sendLatest(c, v)
 	}
 }
 
@@ -372,10 +396,11 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 		n.cancel()
 		var errs []error
+		n.runMu.Lock()
 		if r := n.Raft(); r != nil {
 			errs = append(errs, r.Shutdown().Error())
-			<-n.fanned
 		}
+		n.runMu.Unlock()
 		n.bg.Wait()
 		n.unregisterHandlers()
 		errs = append(errs, n.trans.Close(), n.closer())

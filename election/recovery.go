@@ -73,6 +73,9 @@ func (n *Node) catchUp() error {
 		if r.CurrentTerm() > term {
 			return errors.New("the leader changed while catching up")
 		}
+		if n.Raft() != r {
+			return errors.New("raft restarted while catching up")
+		}
 		if err := n.pause(n.ctx, d); err != nil {
 			return err
 		}

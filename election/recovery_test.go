@@ -237,3 +237,30 @@ func TestDamagedSoleMemberStaysUnavailable(t *testing.T) {
 		t.Fatalf("ReadBarrier on a damaged sole member: %v, want ErrRecovering", err)
 	}
 }
+
+// A committed entry found damaged when a follower comes to apply it, not at open, made
+// raft panic (its apply loop has no answer to a read error). Now the follower restarts
+// raft in-process with its log cut before the entry, sits out until it has caught up,
+// and holds exactly what was acknowledged.
+func TestDamagedEntryFoundBeforeApply(t *testing.T) {
+	c, li, vi, wi, h := threeNodes(t)
+	h.write(c.Nodes[li], "a", 3)
+	h.write(c.Nodes[li], "flip-me-0123456789-", 1)
+	h.write(c.Nodes[li], "b", 3)
+	h.holdsAll(c)
+	// V restarts cut off from the others: it checks its log at open, then applies
+	// nothing until a leader tells it what is committed.
+	c.Kill(vi)
+	c.Partition([]int{li, wi})
+	v := c.Restart(t, vi)
+	electiontest.FlipBits(t, c.Dir(vi), []byte("flip-me-0123456789-"))
+	before := faults(election.FaultRaftLogChecksum)
+	c.Heal()
+	recoveringBecause(t, v, "committed and not yet applied, cannot be read")
+	countedOnce(t, election.FaultRaftLogChecksum, before)
+	h.write(c.Nodes[li], "c", 1)
+	h.holdsAll(c)
+	eventually(t, "V to catch up", func() bool { rec, _ := v.Recovering(); return !rec })
+	h.write(c.Leader(t), "d", 1)
+	h.holdsAll(c)
+}

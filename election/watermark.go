@@ -3,8 +3,6 @@ package election
 import (
 	"fmt"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // A log that holds less than its member acknowledged must not vote: its vote could elect
@@ -40,7 +38,7 @@ func (n *Node) checkWatermark(snapIndex uint64) error {
 // keepWatermark records raft's last index (entries reach it once stored) whenever it
 // moved. It may go down (a new leader replaced an uncommitted suffix), but not while the
 // member recovers: a crash then must still find the log short of what was acknowledged.
-func (n *Node) keepWatermark(r *raft.Raft) {
+func (n *Node) keepWatermark() {
 	defer n.bg.Done()
 	t := time.NewTicker(watermarkEvery)
 	defer t.Stop()
@@ -51,7 +49,7 @@ func (n *Node) keepWatermark(r *raft.Raft) {
 		case <-n.ctx.Done():
 			closing = true // a last record: Close waits for it before closing the stores
 		}
-		idx := r.LastIndex()
+		idx := n.Raft().LastIndex() // the current run's (restart.go)
 		if idx == written || (idx < written && n.refuseElection() != nil) {
 			continue
 		}

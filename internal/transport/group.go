@@ -229,6 +229,9 @@ func (g *GroupTransport) serve(c *conn, f frame, body io.Reader) {
 // (a new term), which must not stall the other groups' traffic. The answers
 // go out together in one write.
 func serveHeartbeats(c *conn, batch []inbound) {
+	// Deferred: a node restarting raft may end this goroutine inside raft's handler
+	// (election/restart.go); the answers already pushed still go out.
+	defer c.kick()
 	// raft answers a heartbeat before its handler returns, so one response
 	// channel and one allocation of requests serve the whole batch.
 	respCh := make(chan raft.RPCResponse, 1)
@@ -236,7 +239,6 @@ func serveHeartbeats(c *conn, batch []inbound) {
 	for i, in := range batch {
 		in.g.serveHeartbeat(c, in.f, &reqs[i], respCh)
 	}
-	c.kick()
 }
 
 func (g *GroupTransport) serveHeartbeat(c *conn, f frame, req *raft.AppendEntriesRequest, respCh chan raft.RPCResponse) {
