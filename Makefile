@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 30m
 # Extra flags for `make dev`, e.g. DEV_FLAGS='--postgres-port 5433'.
 DEV_FLAGS ?=
 
-.PHONY: all build consul postgres deps dev test test-short atm clean bench nemesis
+.PHONY: all build consul postgres deps dev test test-short atm clean bench bench-atm bench-idle nemesis
 
 all: build
 
@@ -52,6 +52,19 @@ PROFILE_DIR ?= bench-profiles
 bench: build
 	bash internal/devtools/jsbench/install.sh
 	$(GO) run ./internal/devtools/jsbench -quorumq $(QUORUMQ) -nats-bin $(BIN) $(if $(PROFILE),-profile $(PROFILE_DIR)) $(BENCH_FLAGS)
+
+# The ATM network next to etcd 3.4 (Debian etcd-server, installed if missing): random
+# transfers between 100 accounts at 1 and 64 clients, etcd's as optimistic transactions;
+# medians of 3 interleaved runs with CPU per transfer (~3 min). E.g.
+# ATM_BENCH_FLAGS='-clients 1,16,64 -duration 20s -insecure'.
+ATM_BENCH_FLAGS ?=
+bench-atm: build
+	bash internal/devtools/atmbench/install.sh
+	$(GO) run ./internal/devtools/atmbench -quorumq $(QUORUMQ) -etcd $(BIN)/etcd $(ATM_BENCH_FLAGS)
+
+# 1,000 idle partitions (RF 3) on 3 brokers: each broker's CPU in % of a core over 60 s.
+bench-idle: build
+	$(QUORUMQ) bench idle --partitions 1000 --idle 60s
 
 # The fault suite on real processes (README "The fault suite"), e.g.
 # NEMESIS_FLAGS='--duration 10m --faults partition,kill,pause'. `make test` runs its

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	benchCmd.AddCommand(newBenchProduceCmd(), newBenchConsumeCmd(), newBenchPartitionsCmd())
+	benchCmd.AddCommand(newBenchProduceCmd(), newBenchConsumeCmd(), newBenchPartitionsCmd(), newBenchIdleCmd())
 }
 
 func brokerBenchFlags(cmd *cobra.Command, cfg *brokerbench.Config) {
@@ -23,6 +23,7 @@ func brokerBenchFlags(cmd *cobra.Command, cfg *brokerbench.Config) {
 	f.IntVar(&cfg.Size, "size", 1024, "message size in bytes")
 	f.IntVar(&cfg.Batch, "batch", 1, "messages per request")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long producers run")
+	f.Int64Var(&cfg.Msgs, "msgs", 0, "stop producing after this many messages (consume: fill exactly this many), if before --duration")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "start the brokers without TLS (default: with a CA made in the bench's directory)")
 }
 
@@ -71,8 +72,8 @@ func newBenchProduceCmd() *cobra.Command {
 }
 
 func newBenchConsumeCmd() *cobra.Command {
-	return brokerBenchCmd("consume", "Fill partitions (RF 3) for --duration, then drain them; prints msgs/s and latency",
-		"  quorumq bench consume --partitions 8 --clients 8 --batch 1000 --duration 10s",
+	return brokerBenchCmd("consume", "Fill partitions (RF 3) for --duration (or with --msgs), then drain them; prints msgs/s, latency and broker CPU",
+		"  quorumq bench consume --partitions 8 --clients 8 --batch 1000 --msgs 200000",
 		func(cmd *cobra.Command, cfg brokerbench.Config) error {
 			_, err := brokerbench.Consume(cmd.Context(), cfg)
 			return err
@@ -87,5 +88,16 @@ func newBenchPartitionsCmd() *cobra.Command {
 			return brokerbench.Partitions(cmd.Context(), cfg, idle)
 		})
 	cmd.Flags().DurationVar(&idle, "idle", 10*time.Second, "how long to measure idle CPU")
+	return cmd
+}
+
+func newBenchIdleCmd() *cobra.Command {
+	var idle time.Duration
+	cmd := brokerBenchCmd("idle", "Idle partitions: each broker's CPU (% of a core, from /proc) and RSS while nothing is sent",
+		"  quorumq bench idle --partitions 1000 --idle 60s",
+		func(cmd *cobra.Command, cfg brokerbench.Config) error {
+			return brokerbench.Idle(cmd.Context(), cfg, idle)
+		})
+	cmd.Flags().DurationVar(&idle, "idle", 60*time.Second, "how long to measure idle CPU")
 	return cmd
 }

@@ -31,7 +31,11 @@ type Config struct {
 	Size       int           // message size in bytes
 	Batch      int           // messages per produce request / max per consume request
 	Duration   time.Duration // how long producers run
-	Out        io.Writer     // report and progress
+	// Msgs, when > 0, stops the producers once they have sent this many messages (in
+	// whole requests), before Duration if they get there first: a consume run fills
+	// exactly what a peer system is given.
+	Msgs int64
+	Out  io.Writer // report and progress
 	// ProfileDir, when set and the bench starts the brokers, receives each broker's CPU
 	// profile of the produce run (<id>.cpu.pprof, for `go tool pprof`).
 	ProfileDir string
@@ -295,9 +299,13 @@ func (e *env) produce(ctx context.Context, progress bool) (Result, error) {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, e.cfg.Duration)
 	defer cancel()
+	var claimed atomic.Int64 // messages the producers have set out to send
+	more := func() bool {
+		return e.cfg.Msgs <= 0 || claimed.Add(int64(e.cfg.Batch)) <= e.cfg.Msgs
+	}
 	return e.runClients(progress, func(c int, count *atomic.Int64, lats *[]time.Duration) error {
 		producer := fmt.Sprintf("bench-%d", c)
-		for seq := uint64(1); runCtx.Err() == nil; seq++ {
+		for seq := uint64(1); runCtx.Err() == nil && more(); seq++ {
 			t0 := time.Now()
 			if _, err := e.cl.ProduceBatch(runCtx, e.topic, c%e.cfg.Partitions, producer, seq, body); err != nil {
 				if runCtx.Err() == nil {
@@ -347,6 +355,23 @@ func cmpErr(first, err error) error {
 		return first
 	}
 	return err
+}
+
+// Median is the middle value of f over rs (the mean of the two middle ones for an even count).
+func Median[T any](rs []T, f func(T) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	vs := make([]float64, len(rs))
+	for i, r := range rs {
+		vs[i] = f(r)
+	}
+	slices.Sort(vs)
+	mid := len(vs) / 2
+	if len(vs)%2 == 0 {
+		return (vs[mid-1] + vs[mid]) / 2
+	}
+	return vs[mid]
 }
 
 func summarize(n int64, elapsed time.Duration, lats []time.Duration) Result {
@@ -409,13 +434,21 @@ func Consume(ctx context.Context, cfg Config) (Result, error) {
 	fill.Batch = max(cfg.Batch, 100)
 	fe := *e
 	fe.cfg = fill
-	fmt.Fprintf(cfg.Out, "filling for %v\n", cfg.Duration)
+	if cfg.Msgs > 0 {
+		fmt.Fprintf(cfg.Out, "filling with %d messages (at most %v)\n", cfg.Msgs, cfg.Duration)
+	} else {
+		fmt.Fprintf(cfg.Out, "filling for %v\n", cfg.Duration)
+	}
 	if _, err := fe.produce(ctx, true); err != nil {
 		return Result{}, err
 	}
+	cpu0 := e.cpu()
 	res, err := e.runClients(true, func(c int, count *atomic.Int64, lats *[]time.Duration) error {
 		return e.drain(ctx, fmt.Sprintf("bench-consumer-%d", c), c, count, lats)
 	})
+	if len(e.procs) > 0 {
+		res.CPU = e.cpu() - cpu0
+	}
 	e.report("consume", res)
 	return res, err
 }

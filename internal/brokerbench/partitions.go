@@ -2,7 +2,6 @@ package brokerbench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -11,11 +10,7 @@ import (
 // are led after creation, idle CPU and RSS per broker, the time until all are led after
 // a cold restart of every broker, and after one broker is SIGKILLed.
 func Partitions(ctx context.Context, cfg Config, idle time.Duration) error {
-	if len(cfg.Brokers) > 0 {
-		return errors.New("brokerbench: the partitions bench starts its own brokers (no --brokers)")
-	}
-	cfg.Clients, cfg.Size, cfg.Batch = 1, 1, 1
-	e, err := setup(ctx, cfg)
+	e, err := setupIdle(ctx, cfg, "partitions")
 	if err != nil {
 		return err
 	}
@@ -47,6 +42,28 @@ func Partitions(ctx context.Context, cfg Config, idle time.Duration) error {
 	fmt.Fprintf(cfg.Out, "SIGKILL of %s: all %d partitions led again after %v\n",
 		victim.peer.ID, cfg.Partitions, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// Idle creates cfg.Partitions partitions (RF 3, spread over three brokers it starts),
+// waits until all are led, and prints each broker's CPU use (from /proc) over d while
+// nothing is produced or consumed, and its RSS.
+func Idle(ctx context.Context, cfg Config, d time.Duration) error {
+	e, err := setupIdle(ctx, cfg, "idle")
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	e.idle(d)
+	return nil
+}
+
+// setupIdle starts three brokers with cfg.Partitions partitions, all led.
+func setupIdle(ctx context.Context, cfg Config, bench string) (*env, error) {
+	if len(cfg.Brokers) > 0 {
+		return nil, fmt.Errorf("brokerbench: the %s bench starts its own brokers (no --brokers)", bench)
+	}
+	cfg.Clients, cfg.Size, cfg.Batch = 1, 1, 1
+	return setup(ctx, cfg)
 }
 
 // idle prints each broker's CPU use over d and its RSS.

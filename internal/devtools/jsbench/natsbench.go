@@ -18,17 +18,26 @@ const (
 	subject = "bench.quorumq"
 )
 
-// jsWorkload is one `nats bench js pub` run. nats bench counts messages, not time, so
+// jsWorkload is one `nats bench js` run. nats bench counts messages, not time, so
 // msgs is sized to take a few seconds here with `sync_interval: always`.
 type jsWorkload struct {
 	clients int
 	async   bool // pipelined publishes (--batch 500 in flight per client) instead of one at a time
 	msgs    int
+	// consumer, when set, reads msgs messages (published beforehand, not measured)
+	// instead of publishing: "ordered" (an ephemeral ordered consumer) or "consume" (the
+	// durable consumer, R3, explicit acks).
+	consumer string
 }
 
 func (w jsWorkload) String() string {
 	mode := "sync"
-	if w.async {
+	switch {
+	case w.consumer == "consume":
+		mode = "durable"
+	case w.consumer != "":
+		mode = w.consumer
+	case w.async:
 		mode = "async"
 	}
 	if w.clients == 1 {
@@ -71,6 +80,30 @@ func benchArgs(clients, msgs int, async bool, extra ...string) []string {
 	return append(args, extra...)
 }
 
+// durableConsumer is the name nats bench gives its durable consumer when none is named.
+const durableConsumer = "nats-bench"
+
+func (w jsWorkload) args() []string {
+	if w.consumer == "" {
+		return benchArgs(w.clients, w.msgs, w.async, "--purge")
+	}
+	return []string{"bench", "js", w.consumer, "--stream", stream, "--size", "1KiB",
+		"--clients", strconv.Itoa(w.clients), "--msgs", strconv.Itoa(w.msgs), "--no-progress"}
+}
+
+// prepare readies the stream for w: a consumer run finds msgs messages in an emptied
+// stream (published by 4 pipelined clients) and no durable consumer left by a run
+// before. Publishers purge the stream themselves (--purge).
+func (n natsCLI) prepare(ctx context.Context, server string, w jsWorkload) error {
+	if w.consumer == "" {
+		return nil
+	}
+	// The consumer may not exist (first run, or removed by its inactivity threshold).
+	_, _ = n.run(ctx, server, "consumer", "rm", stream, durableConsumer, "--force")
+	_, err := n.run(ctx, server, benchArgs(4, w.msgs, true, "--purge")...)
+	return err
+}
+
 // createStream makes the R3 file stream (with a one-message publish, the way nats bench
 // creates it) and returns the server that leads it: the measured runs connect there, so
 // every publish goes straight to the stream leader, as quorumq's client does.
@@ -111,15 +144,15 @@ func (n natsCLI) createStream(ctx context.Context, c *cluster) (*natsServer, err
 	return s, nil
 }
 
-// bench runs one workload against server; the stream is purged first so each run
-// starts from an empty stream.
+// bench runs one workload against server (after prepare): publishers purge the
+// stream first so each run starts from an empty stream.
 func (n natsCLI) bench(ctx context.Context, server string, w jsWorkload) (jsResult, error) {
 	start := time.Now()
-	out, err := n.run(ctx, server, benchArgs(w.clients, w.msgs, w.async, "--purge")...)
+	out, err := n.run(ctx, server, w.args()...)
 	if err != nil {
 		return jsResult{}, err
 	}
-	r, err := parseBench(out)
+	r, err := parseBench(out, w.consumer == "")
 	r.elapsed = time.Since(start)
 	return r, err
 }
@@ -133,7 +166,9 @@ var (
 	p99Re = regexp.MustCompile(`P99:? ([\d,.]+)(ns|us|µs|ms|s)\b`)
 )
 
-func parseBench(out string) (jsResult, error) {
+// parseBench reads a run's rate, and its latencies when it reports them (publishers;
+// consumers print no percentiles).
+func parseBench(out string, latencies bool) (jsResult, error) {
 	var r jsResult
 	m := rateRe.FindStringSubmatch(out)
 	if m == nil {
@@ -144,6 +179,9 @@ func parseBench(out string) (jsResult, error) {
 		return r, err
 	}
 	r.rate = rate
+	if !latencies {
+		return r, nil
+	}
 	if r.p50, err = lastDuration(p50Re, out); err != nil {
 		return r, err
 	}

@@ -9,29 +9,11 @@ import (
 	"github.com/quorumq/quorumq/internal/brokerbench"
 )
 
-func TestMedian(t *testing.T) {
-	id := func(v float64) float64 { return v }
-	for _, tc := range []struct {
-		in   []float64
-		want float64
-	}{
-		{nil, 0},
-		{[]float64{7}, 7},
-		{[]float64{3, 1, 2}, 2},
-		{[]float64{4, 1, 3, 2}, 2.5},
-		{[]float64{100, 1, 2}, 2}, // one outlier run does not move it
-	} {
-		if got := median(tc.in, id); got != tc.want {
-			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
 // TestTableShowsCPU: a throughput row is followed by its CPU row, medians of the runs,
 // with the ratio of the CPU figures.
 func TestTableShowsCPU(t *testing.T) {
 	w := jsWorkload{clients: 4, async: true, msgs: 1000}
-	qr := qRun{4, 100}
+	qr := qRun{4, 100, 0}
 	rows := []row{{"4 producers", qr, w, "msgs/s"}}
 	q := map[qRun][]brokerbench.Result{qr: {
 		{Msgs: 1_000_000, Elapsed: 10 * time.Second, CPU: 8 * time.Second},
