@@ -24,6 +24,7 @@ func brokerBenchFlags(cmd *cobra.Command, cfg *brokerbench.Config) {
 	f.IntVar(&cfg.Batch, "batch", 1, "messages per request")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long producers run")
 	f.Int64Var(&cfg.Msgs, "msgs", 0, "stop producing after this many messages (consume: fill exactly this many), if before --duration")
+	f.StringVar(&cfg.ProfileDir, "profile", "", "write each started broker's CPU profile of the run to this directory (<id>.cpu.pprof)")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "start the brokers without TLS (default: with a CA made in the bench's directory)")
 }
 

@@ -124,6 +124,8 @@ func setup(ctx context.Context, cfg Config) (*env, error) {
 }
 
 // createPartitions spreads partition i over brokers i, i+1, i+2 (mod n), 16 at a time.
+// Creating a replica is idempotent, so one that timed out (1,000 partitions on a busy
+// machine) is asked again, up to 5 times.
 func (e *env) createPartitions(ctx context.Context) error {
 	sem := make(chan struct{}, 16)
 	errs := make(chan error, e.cfg.Partitions)
@@ -135,7 +137,14 @@ func (e *env) createPartitions(ctx context.Context) error {
 			for k := range 3 {
 				peers = append(peers, e.peers[(i+k)%len(e.peers)])
 			}
-			errs <- e.cl.CreatePartition(ctx, e.topic, i, peers)
+			var err error
+			for try := range 5 {
+				if err = e.cl.CreatePartition(ctx, e.topic, i, peers); err == nil || ctx.Err() != nil {
+					break
+				}
+				time.Sleep(time.Duration(try+1) * time.Second)
+			}
+			errs <- err
 		}()
 	}
 	var all []error

@@ -48,13 +48,15 @@ func Partitions(ctx context.Context, cfg Config, idle time.Duration) error {
 // waits until all are led, and prints each broker's CPU use (from /proc) over d while
 // nothing is produced or consumed, and its RSS.
 func Idle(ctx context.Context, cfg Config, d time.Duration) error {
+	cfg.Duration = d // the profiles' length
 	e, err := setupIdle(ctx, cfg, "idle")
 	if err != nil {
 		return err
 	}
 	defer e.close()
+	profiled := e.profile(ctx)
 	e.idle(d)
-	return nil
+	return profiled()
 }
 
 // setupIdle starts three brokers with cfg.Partitions partitions, all led.
