@@ -124,6 +124,10 @@ func newServer(logger *slog.Logger, auth *secure.Auth) *server {
 	write, read := auth.Require(secure.RoleProduce, nil), auth.Require(secure.RoleConsume, nil)
 	mountMetrics(s, auth.Require("", nil))
 	s.app.Get("/healthz", s.healthz)
+	s.app.Get("/openapi.json", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(atmapi.OpenAPI())
+	})
 	api := s.app.Group("/", s.whenReady)
 	api.Post("/deposit", write, s.money((*ATM).Deposit))
 	api.Post("/withdraw", write, s.money((*ATM).Withdraw))
@@ -137,10 +141,10 @@ func newServer(logger *slog.Logger, auth *secure.Auth) *server {
 // healthz passes as long as the process serves; a member recovering from a storage
 // fault says so, which Consul keeps as the check's output.
 func (s *server) healthz(c *fiber.Ctx) error {
-	r := fiber.Map{"status": "success"}
+	r := atmapi.HealthResponse{Status: "success"}
 	if a := s.joined(); a != nil {
 		if rec, why := a.node.Recovering(); rec {
-			r["recovering"] = why
+			r.Recovering = why
 		}
 	}
 	return c.JSON(r)

@@ -39,6 +39,10 @@ func (m *Manager) newApp() *fiber.App {
 	consume := func(t secure.TopicOf) fiber.Handler { return auth.Require(secure.RoleConsume, t) }
 	m.mountMetrics(app, anyRole)
 	app.Get("/healthz", m.healthz)
+	app.Get("/openapi.json", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(managerapi.OpenAPI())
+	})
 	// writeEndpoint first: a write refused by any later handler says it was not applied.
 	app.Post("/topics", writeEndpoint, admin, m.createTopic)
 	app.Get("/topics", anyRole, m.listTopics)

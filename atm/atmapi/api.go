@@ -71,6 +71,13 @@ type StatusResponse struct {
 	Recovering string `json:"recovering,omitempty"`
 }
 
+// HealthResponse answers GET /healthz, as soon as the process serves. Recovering is set
+// while the member recovers from a storage fault (Consul keeps it as the check's output).
+type HealthResponse struct {
+	Status     string `json:"status"`
+	Recovering string `json:"recovering,omitempty"`
+}
+
 // Failure is every error reply, the shape every quorumq service shares. Code is a
 // stable machine-readable word (insufficient_funds, unknown_account, invalid_amount,
 // invalid_name, same_account, overflow, idempotency_key_reused, bad_request,
