@@ -18,6 +18,12 @@ import (
 // CA in caDir signed.
 func tlsMux(t *testing.T, caDir, id string) *Mux {
 	t.Helper()
+	return startMux(t, tlsConfig(t, caDir, id))
+}
+
+// tlsConfig is the Config of tlsMux, for tests that change more of it.
+func tlsConfig(t *testing.T, caDir, id string) Config {
+	t.Helper()
 	ident, err := secure.ParseIdentity(id)
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +38,11 @@ func tlsMux(t *testing.T, caDir, id string) *Mux {
 	}
 	cfg := Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 5 * time.Second}
 	cfg.ServerTLS, cfg.ClientTLS, cfg.PeerID = (&secure.Config{Node: node}).Raft()
+	return cfg
+}
+
+func startMux(t testing.TB, cfg Config) *Mux {
+	t.Helper()
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -17,12 +17,7 @@ import (
 
 func newMux(t testing.TB) *Mux {
 	t.Helper()
-	m, err := New(Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
+	return startMux(t, Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 5 * time.Second})
 }
 
 func openGroup(t testing.TB, m *Mux, group string) *GroupTransport {
