@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,8 +233,8 @@ func (m *Mux) watchFaultFile(path string) {
 			if fs, err := ParseFaults(string(b)); err != nil {
 				m.log.Error("raft transport: bad fault file; faults unchanged", "error", err)
 			} else {
+				m.SetFaults(fs) // first: the line says they are in place
 				m.log.Info("raft transport: link faults", "faults", strings.TrimSpace(strings.ReplaceAll(string(b), "\n", "; ")))
-				m.SetFaults(fs)
 			}
 		}
 		select {
@@ -242,6 +243,28 @@ func (m *Mux) watchFaultFile(path string) {
 		case <-t.C:
 		}
 	}
+}
+
+// WriteFaultFile replaces the fault file at path with content (the format of
+// ParseFaults) in one rename: the poller must never read a half-written file, which
+// would lift or change faults the writer never meant to (an empty read heals every link).
+func WriteFaultFile(path, content string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("transport: write fault file: %w", err)
+	}
+	return nil
 }
 
 // readFaultFile reads the fault file unless someone other than this process's user

@@ -3,8 +3,10 @@ package transport
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -151,13 +153,14 @@ func TestLossAndDelay(t *testing.T) {
 func TestFaultFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "faults")
 	t.Setenv(FaultFileEnv, path)
-	a := newMux(t)
+	var logs syncBuffer // what a's poller made of the file
+	a := startMux(t, Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(&logs, nil)), Timeout: 5 * time.Second})
 	t.Setenv(FaultFileEnv, "")
 	b := newMux(t)
 	b.Handle("g", "ping", func(context.Context, []byte) ([]byte, error) { return nil, nil })
 	write := func(s string) {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		if err := WriteFaultFile(path, s); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -170,9 +173,12 @@ func TestFaultFile(t *testing.T) {
 		}
 	}
 	write("out " + string(b.Addr()) + " drop\n")
-	waitFor("the cut", func() bool { return ping(a, b, 200*time.Millisecond) != nil })
+	waitFor("the cut", func() bool { return strings.Contains(logs.String(), string(b.Addr())+" drop") })
+	if err := ping(a, b, 200*time.Millisecond); err == nil {
+		t.Fatal("a call went through a cut link")
+	}
 	write("out " + string(b.Addr()) + " nonsense\n") // refused: the cut stays
-	time.Sleep(5 * faultPoll)
+	waitFor("the bad file to be read", func() bool { return strings.Contains(logs.String(), "bad fault file") })
 	if err := ping(a, b, 200*time.Millisecond); err == nil {
 		t.Fatal("a bad fault file lifted the cut")
 	}
@@ -190,8 +196,8 @@ func TestFaultFile(t *testing.T) {
 	if err := os.Rename(open, path); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * faultPoll)
-	if err := ping(a, b, 2*time.Second); err != nil {
+	waitFor("the open file to be refused", func() bool { return strings.Contains(logs.String(), "writable by others") })
+	if err := ping(a, b, 10*time.Second); err != nil {
 		t.Fatalf("a world-writable fault file was obeyed: %v", err)
 	}
 }

@@ -3,10 +3,9 @@ package nemesis
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -325,10 +324,11 @@ func applyFaults(d *Domain, links map[transport.Link]transport.LinkFault) {
 	}
 }
 
-// writeFaults replaces p's fault file in one rename, so the process never reads half of it.
+// writeFaults replaces p's fault file (in one rename, so the process never reads half
+// of it). A failed write leaves that process's links as they were: said, so a run that
+// meant to inject the fault is not read as one that survived it.
 func writeFaults(p *Proc, fs transport.Faults) {
-	tmp := filepath.Join(filepath.Dir(p.FaultFile), "."+filepath.Base(p.FaultFile)+".tmp")
-	if err := os.WriteFile(tmp, []byte(transport.FormatFaults(fs)), 0o644); err == nil {
-		_ = os.Rename(tmp, p.FaultFile)
+	if err := transport.WriteFaultFile(p.FaultFile, transport.FormatFaults(fs)); err != nil {
+		slog.Error("nemesis: fault not injected", "process", p.Name, "error", err)
 	}
 }
