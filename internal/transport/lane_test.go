@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -28,7 +27,7 @@ func TestHeartbeatsDoNotWaitBehindAppends(t *testing.T) {
 	// A timeout far beyond the test's steps: the append can only end early by
 	// failing, and a heartbeat stuck behind it fails rather than hangs.
 	cfg := tlsConfig(t, ca, "broker/b2")
-	cfg.Timeout = time.Minute
+	cfg.Timeout = patientTimeout
 	client := startMux(t, cfg)
 	big, other := openGroup(t, client, "big"), openGroup(t, client, "other")
 	target := raft.ServerAddress(stall.addr())

@@ -15,9 +15,20 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// newMux starts a plain Mux whose 5 s Timeout the tests of timeouts and failures wait out.
 func newMux(t testing.TB) *Mux {
 	t.Helper()
 	return startMux(t, Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 5 * time.Second})
+}
+
+// patientTimeout is the Mux Timeout of tests of what arrives rather than when: on a
+// loaded 2-core machine under -race, 5 s (15 s for 800 KB) was too short for 36
+// snapshots sent at once, or for a 5 MiB frame.
+const patientTimeout = 2 * time.Minute
+
+func patientMux(t testing.TB) *Mux {
+	t.Helper()
+	return startMux(t, Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: patientTimeout})
 }
 
 func openGroup(t testing.TB, m *Mux, group string) *GroupTransport {
@@ -75,7 +86,7 @@ func respond(group string, rpc raft.RPC) (any, error) {
 }
 
 func TestRaftRPCsRoundTrip(t *testing.T) {
-	muxes := []*Mux{newMux(t), newMux(t), newMux(t)}
+	muxes := []*Mux{patientMux(t), patientMux(t), patientMux(t)}
 	groups := []string{"atm", "managers", "p/orders/0", "p/orders/1"}
 	gt := make(map[*Mux]map[string]*GroupTransport)
 	for _, m := range muxes {
@@ -305,7 +316,7 @@ func TestCompanyDecidesDelay(t *testing.T) {
 // TestLargeMessages sends messages whose frame buffers grow as bytes arrive,
 // past a read buffer's size and past the size of a first allocation.
 func TestLargeMessages(t *testing.T) {
-	a, b := newMux(t), newMux(t)
+	a, b := patientMux(t), patientMux(t)
 	answer(t, openGroup(t, b, "g"))
 	g := openGroup(t, a, "g")
 	b.Handle("g", "len", func(ctx context.Context, req []byte) ([]byte, error) {
