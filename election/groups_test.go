@@ -17,17 +17,19 @@ import (
 // startGroups runs groups Raft groups on nodes simulated processes (one Mux each), every
 // group on every node, all bootstrapped with the same configuration so that leadership
 // spreads. inmem swaps the bolt files for in-memory stores, to measure raft and the
-// transport alone. It returns nodes[process][group].
-func startGroups(t testing.TB, nodes, groups int, timing election.Timing, inmem bool) [][]*election.Node {
+// transport alone. It returns nodes[process][group] and their FSMs likewise.
+func startGroups(t testing.TB, nodes, groups int, timing election.Timing, inmem bool) ([][]*election.Node, [][]*electiontest.Recorder) {
 	t.Helper()
 	peers := make([]election.Peer, nodes)
 	muxes := make([]*transport.Mux, nodes)
 	all := make([][]*election.Node, nodes)
+	recs := make([][]*electiontest.Recorder, nodes)
 	for i := range nodes {
 		m := electiontest.NewMux(t, "")
 		muxes[i] = m
 		peers[i] = election.Peer{ID: fmt.Sprintf("p%d", i), Addr: string(m.Addr())}
 		all[i] = make([]*election.Node, groups)
+		recs[i] = make([]*electiontest.Recorder, groups)
 	}
 	type job struct{ node, group int }
 	jobs := make(chan job)
@@ -39,10 +41,11 @@ func startGroups(t testing.TB, nodes, groups int, timing election.Timing, inmem 
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
+				rec := &electiontest.Recorder{}
 				cfg := election.Config{
 					Group: fmt.Sprintf("g%d", j.group), ID: peers[j.node].ID,
 					DataDir: filepath.Join(t.TempDir(), "d"), Mux: muxes[j.node],
-					FSM: &electiontest.Recorder{}, Timing: timing, Peers: peers, Logger: electiontest.Logger(),
+					FSM: rec, Timing: timing, Peers: peers, Logger: electiontest.Logger(),
 				}
 				if inmem {
 					cfg.LogStore, cfg.StableStore = raft.NewInmemStore(), raft.NewInmemStore()
@@ -53,7 +56,7 @@ func startGroups(t testing.TB, nodes, groups int, timing election.Timing, inmem 
 				if err != nil && firstErr == nil {
 					firstErr = err
 				}
-				all[j.node][j.group] = n
+				all[j.node][j.group], recs[j.node][j.group] = n, rec
 				mu.Unlock()
 			}
 		}()
@@ -78,5 +81,5 @@ func startGroups(t testing.TB, nodes, groups int, timing election.Timing, inmem 
 	if firstErr != nil {
 		t.Fatalf("open groups: %v", firstErr)
 	}
-	return all
+	return all, recs
 }

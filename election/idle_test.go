@@ -59,7 +59,7 @@ func measureIdle(t *testing.T, groups int, window time.Duration) {
 		timing.HeartbeatTimeout, timing.ElectionTimeout, timing.LeaderLeaseTimeout = d, d, d
 	}
 	start := time.Now()
-	all := startGroups(t, nodes, groups, timing, os.Getenv("QUORUMQ_IDLE_STORE") != "bolt")
+	all, _ := startGroups(t, nodes, groups, timing, os.Getenv("QUORUMQ_IDLE_STORE") != "bolt")
 	opened := time.Since(start)
 	leaders := map[string]int{}
 	for g := 0; g < groups; {
