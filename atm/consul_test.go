@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
@@ -17,7 +18,7 @@ func TestATMsFindEachOtherInConsul(t *testing.T) {
 	agent := consultest.Start(t)
 	withConsul := func(procs []*atmProc) []*atmProc {
 		for _, a := range procs {
-			a.args = append(a.args, "--consul", agent.HTTPAddr(), "--bootstrap-expect", "3")
+			a.args = append(append(a.args, consultest.Flags(t, agent, discovery.ServiceATM)...), "--bootstrap-expect", "3")
 		}
 		return procs
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
-	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
@@ -20,13 +19,10 @@ func TestRegistersWithConsul(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	agent := consultest.Start(t)
-	backend, err := consul.New(agent.HTTPAddr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	backend := consultest.Reader(t, agent)
 	raftAddr, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	p := proctest.Start(t, "b1", "broker", "--id", "b1", "--data-dir", filepath.Join(t.TempDir(), "b1"),
-		"--raft", raftAddr, "--http", httpAddr, "--consul", agent.HTTPAddr())
+	args := []string{"broker", "--id", "b1", "--data-dir", filepath.Join(t.TempDir(), "b1"), "--raft", raftAddr, "--http", httpAddr}
+	p := proctest.Start(t, "b1", append(args, consultest.Flags(t, agent, discovery.ServiceBroker)...)...)
 	p.WaitOutput(t, "listening", 30*time.Second)
 
 	ctx := context.Background()

@@ -331,7 +331,7 @@ func testBatchKeysResume(ctx context.Context, t *testing.T, c *clientlib.Client)
 // runCLI runs `quorumq args...` against the cluster to its end and returns its output.
 func runCLI(t *testing.T, cl *scenario.Cluster, stdin string, args ...string) string {
 	t.Helper()
-	p := proctest.Start(t, args[0], append(args, "--consul", cl.ConsulAddr)...)
+	p := proctest.Start(t, args[0], append(args, cl.ConsulFlags()...)...)
 	if _, err := io.WriteString(p.Stdin, stdin); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/quorumq/quorumq/clientlib"
@@ -42,8 +43,10 @@ func Example() {
 }
 
 // Managers found through Consul, following the write manager as its "leader" tag moves.
+// An agent with ACLs wants a token that reads the catalog (`quorumq dev` records one in
+// cluster.json as "consul_token").
 func ExampleWithResolver_consul() {
-	agent, err := consul.New("127.0.0.1:8500", nil)
+	agent, err := consul.New("127.0.0.1:8500", os.Getenv("QUORUMQ_CONSUL_TOKEN"), nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -13,7 +13,7 @@ func TestAgentsRunSideBySide(t *testing.T) {
 		t.Fatalf("agents share ports: %+v and %+v", a.Config(), b.Config())
 	}
 	for _, ag := range []*consulagent.Agent{a, b} {
-		if _, err := newBackend(t, ag.HTTPAddr()).Healthy(testCtx(t), "x"); err != nil {
+		if _, err := newBackend(t, ag.HTTPAddr(), ag.ManagementToken()).Healthy(testCtx(t), "x"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -26,7 +26,7 @@ func TestAgentsRunSideBySide(t *testing.T) {
 	if err := a.Stop(); err != nil {
 		t.Fatalf("second Stop: %v", err)
 	}
-	if _, err := newBackend(t, b.HTTPAddr()).Healthy(testCtx(t), "x"); err != nil {
+	if _, err := newBackend(t, b.HTTPAddr(), b.ManagementToken()).Healthy(testCtx(t), "x"); err != nil {
 		t.Fatalf("stopping one agent affected the other: %v", err)
 	}
 }

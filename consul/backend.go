@@ -34,9 +34,10 @@ var ErrUnreachable = errors.New("consul agent unreachable")
 // "<service>-<id>", so equal IDs in different services (m1 vs. b1 is up to the callers)
 // cannot collide on a shared agent; Instance.ID is mapped back on the way out.
 type Backend struct {
-	addr   string
-	client *api.Client
-	log    *slog.Logger
+	addr      string
+	client    *api.Client
+	anonymous bool // no token: what an agent with default deny shows nothing
+	log       *slog.Logger
 	// waitTime bounds one blocking query; a watch re-issues it after each return.
 	waitTime time.Duration
 	tagMu    sync.Mutex // SetTag is read-modify-write on the agent
@@ -52,9 +53,11 @@ type Backend struct {
 var _ discovery.Backend = (*Backend)(nil)
 
 // New returns a Backend for the agent whose HTTP API listens on addr (host:port, an
-// http:// prefix is accepted). It does not contact the agent: an agent that is down
-// now shows up as ErrUnreachable errors from the calls, and watches wait for it.
-func New(addr string, logger *slog.Logger) (*Backend, error) {
+// http:// prefix is accepted), calling it with the ACL token ("" is the anonymous
+// token, which an agent with default deny refuses everything). It does not contact
+// the agent: an agent that is down now shows up as ErrUnreachable errors from the
+// calls, and watches wait for it.
+func New(addr, token string, logger *slog.Logger) (*Backend, error) {
 	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "http://"), "/")
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("consul: agent address %q must be host:port: %w", addr, err)
@@ -65,6 +68,9 @@ func New(addr string, logger *slog.Logger) (*Backend, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = addr
 	cfg.Scheme = "http"
+	if token != "" {
+		cfg.Token = token // else CONSUL_HTTP_TOKEN(_FILE), as the consul CLI does
+	}
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consul: client for %s: %w", addr, err)
@@ -72,6 +78,7 @@ func New(addr string, logger *slog.Logger) (*Backend, error) {
 	return &Backend{
 		addr:      addr,
 		client:    client,
+		anonymous: cfg.Token == "" && cfg.TokenFile == "",
 		log:       logger.With("consul", addr),
 		waitTime:  time.Minute,
 		kept:      map[string]*api.AgentServiceRegistration{},
@@ -250,9 +257,14 @@ func (b *Backend) SetTag(ctx context.Context, service, id, tag string, on bool) 
 
 // Healthy lists the instances of service whose checks (and node checks) all pass.
 func (b *Backend) Healthy(ctx context.Context, service string) ([]discovery.Instance, error) {
-	entries, _, err := b.client.Health().Service(service, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	entries, meta, err := b.client.Health().Service(service, "", true, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, b.wrap("health of "+service, err)
+	}
+	// An agent that denies by default shows the anonymous token an empty catalog
+	// rather than refusing it: say so instead of "none found".
+	if len(entries) == 0 && b.anonymous && meta.DefaultACLPolicy == "deny" {
+		return nil, fmt.Errorf("consul agent at %s: health of %s: the agent's ACLs hide everything from a request without a token: give one with --consul-token-file or QUORUMQ_CONSUL_TOKEN (quorumq dev: consul_token in cluster.json)", b.addr, service)
 	}
 	out := make([]discovery.Instance, 0, len(entries))
 	for _, e := range entries {
@@ -304,6 +316,9 @@ func (b *Backend) wrap(what string, err error) error {
 	switch {
 	case errors.As(err, &se) && se.Code == http.StatusNotFound:
 		return fmt.Errorf("consul agent at %s: %s: %w (%s)", b.addr, what, discovery.ErrNotFound, se.Body)
+	case errors.As(err, &se) && se.Code == http.StatusForbidden:
+		return fmt.Errorf("consul agent at %s: %s: the ACL token may not (%s): give the token of this service with --consul-token-file or QUORUMQ_CONSUL_TOKEN: %w",
+			b.addr, what, strings.TrimSpace(se.Body), err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("consul agent at %s: %s: %w", b.addr, what, err)
 	case errors.As(err, &ue):

@@ -37,9 +37,9 @@ func newHealthServer(t *testing.T, code int) *healthServer {
 
 func (h *healthServer) set(code int) { h.code.Store(int32(code)) }
 
-func newBackend(t *testing.T, addr string) *consul.Backend {
+func newBackend(t *testing.T, addr, token string) *consul.Backend {
 	t.Helper()
-	b, err := consul.New(addr, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	b, err := consul.New(addr, token, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func waitHealthy(t *testing.T, b *consul.Backend, service, want string) {
 
 func TestHealthyListsOnlyPassingInstances(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
+	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
 	const svc = "quorumq-broker"
 	for _, c := range []struct {
 		id   string
@@ -150,7 +150,7 @@ func TestHealthyListsOnlyPassingInstances(t *testing.T) {
 
 func TestSameIDInTwoServices(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
+	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
 	h := newHealthServer(t, http.StatusOK)
 	for _, svc := range []string{discovery.ServiceBroker, discovery.ServiceManager} {
 		if err := b.Register(testCtx(t), reg(svc, "i1", h, 200*time.Millisecond)); err != nil {
@@ -168,7 +168,7 @@ func TestSameIDInTwoServices(t *testing.T) {
 
 func TestSetTagKeepsCheck(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
+	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
 	const svc = discovery.ServiceManager
 	h := newHealthServer(t, http.StatusOK)
 	if err := b.Register(testCtx(t), reg(svc, "i1", h, 200*time.Millisecond)); err != nil {
@@ -215,7 +215,7 @@ func TestSetTagKeepsCheck(t *testing.T) {
 
 func TestDeregister(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
+	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
 	const svc = discovery.ServiceATM
 	h := newHealthServer(t, http.StatusOK)
 	for _, id := range []string{"i1", "i2"} {
@@ -235,7 +235,7 @@ func TestDeregister(t *testing.T) {
 
 func TestRegisterWithoutHealthURLIsPassing(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
+	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
 	r := discovery.Registration{Instance: discovery.Instance{Service: discovery.ServiceATM, ID: "cli", Addr: "127.0.0.1:9"}}
 	if err := b.Register(testCtx(t), r); err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestRegisterWithoutHealthURLIsPassing(t *testing.T) {
 }
 
 func TestRegisterRejectsBadInput(t *testing.T) {
-	b := newBackend(t, "127.0.0.1:1") // never contacted: validation comes first
+	b := newBackend(t, "127.0.0.1:1", "") // never contacted: validation comes first
 	for _, c := range []struct {
 		name string
 		in   discovery.Instance
@@ -262,7 +262,7 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := consul.New("no-port", nil); err == nil {
+	if _, err := consul.New("no-port", "", nil); err == nil {
 		t.Fatal("New accepted an address without a port")
 	}
 }
@@ -274,7 +274,7 @@ func TestUnreachableAgentGivesClearErrors(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there any more
-	b := newBackend(t, addr)
+	b := newBackend(t, addr, "")
 	h := newHealthServer(t, http.StatusOK)
 	for _, c := range []struct {
 		name string

@@ -15,7 +15,7 @@ import (
 // state does) gets it back from the backend, with the tag set since.
 func TestKeepsRegistration(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
+	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
 	consul.SetKeepEvery(b, 200*time.Millisecond)
 	const svc = discovery.ServiceBroker
 	h := newHealthServer(t, http.StatusOK)
@@ -28,6 +28,7 @@ func TestKeepsRegistration(t *testing.T) {
 	}
 	// Behind the backend's back, as the agent forgetting it would.
 	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/v1/agent/service/deregister/%s-i1", agent.HTTPAddr(), svc), nil)
+	req.Header.Set("X-Consul-Token", agent.ManagementToken())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func healthOf(id string, h discovery.Health) func([]discovery.Member) bool {
 
 func TestWatchReportsHealthChanges(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
+	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
 	const svc = discovery.ServiceBroker
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -89,10 +89,16 @@ func TestWatchReportsHealthChanges(t *testing.T) {
 	}
 }
 
+// TestWatchSurvivesAgentRestart, with the manager's own token: the restarted dev
+// agent, whose ACL state was in memory, takes the same token again.
 func TestWatchSurvivesAgentRestart(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr())
 	const svc = discovery.ServiceManager
+	token, err := agent.Token(testCtx(t), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, agent.HTTPAddr(), token)
 	h := newHealthServer(t, http.StatusOK)
 	r := reg(svc, "i1", h, 200*time.Millisecond)
 	if err := b.Register(testCtx(t), r); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/manager/managerapi"
@@ -33,26 +34,22 @@ type managerProc struct {
 }
 
 type procCluster struct {
-	grace      string // --broker-grace; empty: the default
-	consulAddr string
-	disc       *consul.Backend
-	pg         *pgserver.Server
-	managers   []*managerProc
+	grace    string // --broker-grace; empty: the default
+	agent    *consulagent.Agent
+	disc     *consul.Backend
+	pg       *pgserver.Server
+	managers []*managerProc
 }
 
 // newProcCluster starts Consul and PostgreSQL for a test cluster; startManagers then
 // adds the managers.
 func newProcCluster(t *testing.T, grace string) *procCluster {
 	agent := consultest.Start(t)
-	disc, err := consul.New(agent.HTTPAddr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	procClientOnce.Do(func() {
 		procClient = proctest.HTTPClient(t)
 		procClient.Timeout = 15 * time.Second
 	})
-	return &procCluster{consulAddr: agent.HTTPAddr(), disc: disc, grace: grace, pg: pgserver.StartT(t)}
+	return &procCluster{agent: agent, disc: consultest.Reader(t, agent), grace: grace, pg: pgserver.StartT(t)}
 }
 
 // startManagers starts m1, m2 and m3, each with a database of its own.
@@ -66,11 +63,18 @@ func (c *procCluster) startManagers(t *testing.T) {
 
 func (c *procCluster) start(t *testing.T, m *managerProc) {
 	args := []string{"manager", "--id", m.id, "--data-dir", m.dir, "--raft", m.raft, "--http", m.http,
-		"--bootstrap-expect", "3", "--postgres", m.dsn, "--consul", c.consulAddr}
+		"--bootstrap-expect", "3", "--postgres", m.dsn}
+	args = append(args, consultest.Flags(t, c.agent, discovery.ServiceManager)...)
 	if c.grace != "" {
 		args = append(args, "--broker-grace", c.grace)
 	}
 	m.proc = proctest.Start(t, m.id, args...)
+}
+
+// startBroker runs b registering in the cluster's Consul.
+func (c *procCluster) startBroker(t *testing.T, b *brokerProc) *proctest.Proc {
+	args := []string{"broker", "--id", b.id, "--data-dir", b.dir, "--raft", b.raft, "--http", b.http}
+	return proctest.Start(t, b.id, append(args, consultest.Flags(t, c.agent, discovery.ServiceBroker)...)...)
 }
 
 // getJSON GETs addr+path into out; status 0 means the manager did not answer.
@@ -411,8 +415,7 @@ func TestBrokerKilled(t *testing.T) {
 	var brokers []*brokerProc
 	for _, id := range []string{"b1", "b2", "b3", "b4"} {
 		b := &brokerProc{id: id, dir: t.TempDir(), raft: proctest.FreeAddr(t), http: proctest.FreeAddr(t)}
-		b.proc = proctest.Start(t, id, "broker", "--id", id, "--data-dir", b.dir, "--raft", b.raft,
-			"--http", b.http, "--consul", c.consulAddr)
+		b.proc = c.startBroker(t, b)
 		brokers = append(brokers, b)
 	}
 	c.startManagers(t)
@@ -510,8 +513,7 @@ func TestBrokerKilled(t *testing.T) {
 
 	// The killed broker returns: alive again, and the replicas moved away while it was
 	// dead are deleted from it.
-	victim.proc = proctest.Start(t, victim.id, "broker", "--id", victim.id, "--data-dir", victim.dir,
-		"--raft", victim.raft, "--http", victim.http, "--consul", c.consulAddr)
+	victim.proc = c.startBroker(t, victim)
 	eventually(t, 60*time.Second, "returned broker alive and emptied", func() bool {
 		var r managerapi.BrokersReply
 		var held struct {

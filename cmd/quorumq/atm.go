@@ -17,7 +17,7 @@ func init() { subcommands = append(subcommands, newATMCmd) }
 func newATMCmd() *cobra.Command {
 	var (
 		cfg       atm.Config
-		consulAt  string
+		consul    consulFlags
 		peers     []string
 		terminal  bool
 		logLevel  string
@@ -51,7 +51,7 @@ plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTE
 				return err
 			}
 			cfg.DataDir = dataDirFor(dataDirIn, cfg.ID)
-			if cfg.Discovery, err = atmDiscovery(consulAt, peers, cfg.Logger); err != nil {
+			if cfg.Discovery, err = atmDiscovery(&consul, peers, cfg.Logger); err != nil {
 				return err
 			}
 			if terminal {
@@ -68,7 +68,7 @@ plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTE
 	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7001", "host:port of the Raft listener")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8001", "host:port of the HTTP API")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "form the group once this many ATMs are found")
-	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (find peers there)")
+	consul.register(f, "", "host:port of a Consul agent's HTTP API (find peers there)")
 	f.StringSliceVar(&peers, "peers", nil, "static peer list id=raftaddr,... (instead of --consul)")
 	f.BoolVar(&cfg.Stale, "stale", false, "answer reads from local state (faster, may be behind)")
 	f.BoolVar(&terminal, "terminal", true, "read commands from stdin")
@@ -83,8 +83,8 @@ plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTE
 }
 
 // atmDiscovery is Consul when --consul is given, else a static list from --peers.
-func atmDiscovery(consulAt string, peers []string, logger *slog.Logger) (discovery.Backend, error) {
-	if b, err := consulIfSet(consulAt, peers, logger); b != nil || err != nil {
+func atmDiscovery(consul *consulFlags, peers []string, logger *slog.Logger) (discovery.Backend, error) {
+	if b, err := consul.ifSet(peers, logger); b != nil || err != nil {
 		return b, err
 	}
 	members, err := parsePeers(peers)

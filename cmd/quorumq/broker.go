@@ -18,7 +18,7 @@ func init() { subcommands = append(subcommands, newBrokerCmd) }
 func newBrokerCmd() *cobra.Command {
 	var (
 		cfg      broker.Config
-		consulAt string
+		consul   consulFlags
 		logLevel string
 		pprofAt  string
 		sec      securityFlags
@@ -43,7 +43,7 @@ reopens every replica it held.`,
 				return err
 			}
 			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)
-			if cfg.Discovery, err = consulIfSet(consulAt, nil, cfg.Logger); err != nil {
+			if cfg.Discovery, err = consul.ifSet(nil, cfg.Logger); err != nil {
 				return err
 			}
 			if pprofAt != "" {
@@ -58,7 +58,7 @@ reopens every replica it held.`,
 	f.StringVar(&cfg.DataDir, "data-dir", "", "the broker's write-ahead log and bolt files (default .quorumq/<id>)")
 	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7201", "host:port of the Raft listener all partitions share")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8201", "host:port of the HTTP API")
-	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
+	consul.register(f, "", "host:port of a Consul agent's HTTP API (register as quorumq-broker)")
 	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", broker.DefaultMaxMessageBytes, "largest message accepted (at most 4 MiB less 64 KiB: a message fits in one Raft entry)")
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", broker.DefaultHTTPReadTimeout, "close an HTTP connection that takes longer to send a request (or stays idle)")

@@ -18,7 +18,7 @@ func init() { subcommands = append(subcommands, newManagerCmd) }
 func newManagerCmd() *cobra.Command {
 	var (
 		cfg        manager.Config
-		consulAt   string
+		consul     consulFlags
 		peers      []string
 		logLevel   string
 		sec        securityFlags
@@ -50,7 +50,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 				return err
 			}
 			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)
-			if cfg.Discovery, cfg.Peers, err = managerDiscovery(consulAt, peers, cfg.Logger); err != nil {
+			if cfg.Discovery, cfg.Peers, err = managerDiscovery(&consul, peers, cfg.Logger); err != nil {
 				return err
 			}
 			m, err := manager.New(cmd.Context(), cfg)
@@ -67,7 +67,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8101", "host:port of the REST API")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "form the group once this many managers are found")
 	f.StringVar(&cfg.PostgresDSN, "postgres", "", "PostgreSQL DSN; its database is this manager's own (required)")
-	f.StringVar(&consulAt, "consul", "", "host:port of a Consul agent's HTTP API")
+	consul.register(f, "", "host:port of a Consul agent's HTTP API")
 	f.StringSliceVar(&peers, "peers", nil, "static manager list id=raftaddr,... (instead of --consul)")
 	f.DurationVar(&cfg.BrokerGrace, "broker-grace", 0, "declare a broker dead after it is critical this long (default 5s)")
 	f.IntVar(&cfg.Replication, "replication", 3, "replicas per partition of a new topic")
@@ -83,8 +83,8 @@ API; writes on a read manager are forwarded to the write manager.`,
 
 // managerDiscovery is Consul when --consul is given; else a static list, with --peers
 // as the initial Raft members.
-func managerDiscovery(consulAt string, peers []string, logger *slog.Logger) (discovery.Backend, []election.Peer, error) {
-	if b, err := consulIfSet(consulAt, peers, logger); b != nil || err != nil {
+func managerDiscovery(consul *consulFlags, peers []string, logger *slog.Logger) (discovery.Backend, []election.Peer, error) {
+	if b, err := consul.ifSet(peers, logger); b != nil || err != nil {
 		return b, nil, err
 	}
 	members, err := parsePeers(peers)

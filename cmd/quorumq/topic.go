@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/quorumq/quorumq/clientlib"
+	"github.com/quorumq/quorumq/cmd/quorumq/devcluster"
 	"github.com/quorumq/quorumq/consul"
 )
 
@@ -22,14 +26,14 @@ func init() { subcommands = append(subcommands, newTopicCmd) }
 // SDK (topic, produce, consume): where the managers are and how long to keep trying.
 type clientFlags struct {
 	managers []string
-	consul   string
+	consul   consulFlags
 	timeout  time.Duration
 	creds    clientCredentials
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.managers, "managers", nil, "manager HTTP addresses host:port,... (default: found through --consul)")
-	fs.StringVar(&f.consul, "consul", "127.0.0.1:8500", "Consul HTTP address to find the managers through, when --managers is not set")
+	f.consul.register(fs, "127.0.0.1:8500", "Consul HTTP address to find the managers through, when --managers is not set")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long one call keeps retrying while the managers fail over")
 	f.creds.register(fs)
 }
@@ -43,8 +47,8 @@ func (f *clientFlags) client(stderr io.Writer) (*clientlib.Client, error) {
 	if len(f.managers) > 0 {
 		opts = append(opts, clientlib.WithManagers(f.managers...))
 	} else {
-		target = "Consul at " + f.consul + " (to find the managers)"
-		b, err := consul.New(f.consul, slog.Default())
+		target = "Consul at " + f.consul.addr + " (to find the managers)"
+		b, err := f.consulBackend()
 		if err != nil {
 			return nil, err
 		}
@@ -55,6 +59,19 @@ func (f *clientFlags) client(stderr io.Writer) (*clientlib.Client, error) {
 			target, err, left.Round(time.Second))
 	}))
 	return clientlib.New(opts...)
+}
+
+// consulBackend is Consul at --consul with --consul-token(-file), else with the
+// read-only token `quorumq dev` records in --data-dir's cluster.json ("consul_token").
+func (f *clientFlags) consulBackend() (*consul.Backend, error) {
+	if f.consul.token == "" && f.consul.tokenFile == "" {
+		st, err := devcluster.ReadState(cmp.Or(f.creds.dataDir, clientlib.DefaultDataDir))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		f.consul.token = st.ConsulToken
+	}
+	return f.consul.backend(slog.Default())
 }
 
 // withClient runs fn with a client built from the flags, under one deadline.

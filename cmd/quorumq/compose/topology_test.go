@@ -16,6 +16,7 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/scenario"
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 	"github.com/quorumq/quorumq/manager/managerapi"
@@ -104,10 +105,8 @@ func TestComposeTopology(t *testing.T) {
 	cf := loadCompose(t)
 	agent := consultest.Start(t)
 	pg := pgserver.StartT(t)
-	disc, err := consul.New(agent.HTTPAddr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	by := cf.quorumqServices()
 	names := append(slices.Clone(by["manager"]), by["broker"]...)
 	hosts := newHostMap(t, names, map[string]string{
@@ -120,7 +119,9 @@ func TestComposeTopology(t *testing.T) {
 	for _, ip := range hosts.ips {
 		proctest.Credentials(t).AddHosts(ip)
 	}
-	c := &scenario.Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: disc}
+	disc := consultest.Reader(t, agent)
+	c := &scenario.Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: disc,
+		ConsulTokenFile: consultest.TokenFile(t, agent, consulagent.Reader)}
 	httpOf := map[string]string{} // --id → mapped --http
 	for _, name := range names {
 		s := cf.Services[name]
@@ -131,9 +132,16 @@ func TestComposeTopology(t *testing.T) {
 		args := hosts.command(name, s, mounts)
 		// The secrets are proctest's (it adds the certificates, since the command names
 		// none) and the test server's password: checkSecrets checks the file's own.
-		var env []string
+		// The Consul token comes as in the file, through CONSUL_HTTP_TOKEN_FILE: a token
+		// of the test agent for the process's service.
+		service := map[string]string{"manager": discovery.ServiceManager, "broker": discovery.ServiceBroker}[s.subcommand()]
+		tokenFile, err := agent.TokenFile(ctx, service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := []string{"CONSUL_HTTP_TOKEN_FILE=" + tokenFile}
 		if s.subcommand() == "manager" {
-			env = []string{"QUORUMQ_POSTGRES_PASSWORD_FILE=" + pg.PasswordFile()}
+			env = append(env, "QUORUMQ_POSTGRES_PASSWORD_FILE="+pg.PasswordFile())
 		}
 		proctest.StartOpts(t, proctest.Opts{Name: name, Args: args, Env: env})
 		id, _ := s.flag("id")
@@ -147,9 +155,6 @@ func TestComposeTopology(t *testing.T) {
 			c.Brokers = append(c.Brokers, n)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
 	for service, nodes := range map[string][]*scenario.Node{discovery.ServiceManager: c.Managers, discovery.ServiceBroker: c.Brokers} {
 		waitPassing(ctx, t, disc, service, nodes)
 	}

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,11 @@ type State struct {
 	ConsulUI    string    `json:"consul_ui"`
 	ConsulHTTP  string    `json:"consul_http"`
 	PostgresDSN string    `json:"postgres_dsn"`
+	// The dev agent runs with ACLs and default deny: ConsulToken reads the catalog (the
+	// CLI finds the managers with it), ConsulUITokenFile holds the management token the
+	// UI's login asks for.
+	ConsulToken       string `json:"consul_token,omitempty"`
+	ConsulUITokenFile string `json:"consul_ui_token_file,omitempty"`
 	// AdminToken and CA are what clients need (the CLI and the SDK read them here);
 	// both empty when the cluster runs --insecure.
 	AdminToken string `json:"admin_token,omitempty"`
@@ -85,6 +91,8 @@ type Cluster struct {
 	logDir string
 	creds  *secure.Store // nil: --insecure
 	client *http.Client  // to the processes' HTTP APIs, with creds' CA and token
+	// consulToken is the agent's read-only token: the supervisor's own, and the CLI's.
+	consulToken string
 
 	mu       sync.Mutex
 	procs    []*Process
@@ -146,6 +154,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
+	if c.consulToken, err = c.agent.Token(ctx, consulagent.Reader); err != nil {
+		return nil, err
+	}
 	c.add(&Process{Name: "consul", Kind: "consul", Pid: c.agent.Pid(), Cmd: cmdline(c.agent.Pid()),
 		Addresses: map[string]string{"http": c.agent.HTTPAddr()}, Log: c.agent.LogPath(), stop: c.agent.Stop})
 
@@ -166,13 +177,30 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 // ConsulHTTP is the agent's HTTP address, for children's --consul flags.
 func (c *Cluster) ConsulHTTP() string { return c.agent.HTTPAddr() }
 
-// Database creates database name (if missing) and returns its DSN, so that each
-// manager gets a database of its own.
-func (c *Cluster) Database(ctx context.Context, name string) (string, error) {
+// DatabaseArgs creates database name (if missing) and returns the flags that give a
+// manager its DSN (without the password: a command line shows in ps) and the file
+// holding the password, so that each manager gets a database of its own.
+func (c *Cluster) DatabaseArgs(ctx context.Context, name string) ([]string, error) {
 	if err := c.pg.CreateDatabase(ctx, name); err != nil {
-		return "", err
+		return nil, err
 	}
-	return c.pg.DSN(name), nil
+	u, err := url.Parse(c.pg.DSN(name))
+	if err != nil {
+		return nil, err
+	}
+	u.User = url.User(u.User.Username())
+	return []string{"--postgres", u.String(), "--postgres-password-file", c.pg.PasswordFile()}, nil
+}
+
+// ConsulArgs are the flags that point a child at the agent with a token that may
+// register service (a discovery service name) and read the catalog; the token goes
+// by file, so that ps does not show it.
+func (c *Cluster) ConsulArgs(ctx context.Context, service string) ([]string, error) {
+	file, err := c.agent.TokenFile(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"--consul", c.ConsulHTTP(), "--consul-token-file", file}, nil
 }
 
 // AddNote adds a line that Print shows under the URLs (where to reach a component).
@@ -221,6 +249,7 @@ func (c *Cluster) State() State {
 	if c.agent != nil {
 		st.ConsulHTTP = c.agent.HTTPAddr()
 		st.ConsulUI = "http://" + c.agent.HTTPAddr() + "/ui"
+		st.ConsulToken, st.ConsulUITokenFile = c.consulToken, c.agent.ManagementTokenFile()
 	}
 	if c.pg != nil {
 		st.PostgresDSN = c.pg.DSN("postgres")
@@ -239,7 +268,8 @@ func (c *Cluster) WriteState() error {
 	}
 	path := StatePath(c.cfg.DataDir)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	// Tokens and the PostgreSQL password are in it: for the user running the cluster only.
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -258,8 +288,8 @@ func (c *Cluster) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, p.Kind, strings.Join(addrs, " "), p.Pid)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nConsul UI:   %s\nPostgreSQL:  %s\nState:       %s\nLogs:        %s\n",
-		st.ConsulUI, st.PostgresDSN, StatePath(c.cfg.DataDir), c.logDir)
+	fmt.Fprintf(w, "\nConsul UI:   %s (log in with the token in %s)\nPostgreSQL:  %s\nState:       %s\nLogs:        %s\n",
+		st.ConsulUI, st.ConsulUITokenFile, redacted(st.PostgresDSN), StatePath(c.cfg.DataDir), c.logDir)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range c.notes {
@@ -303,6 +333,15 @@ func cmdline(pid int) []string {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+}
+
+// redacted is dsn with its password masked, for printing.
+func redacted(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	return u.Redacted()
 }
 
 func portFree(addr string) error {

@@ -149,6 +149,7 @@ func TestDevCluster(t *testing.T) {
 	db.Close()
 
 	useThroughREST(t, st, byKind["manager"])
+	checkLockedDown(t, p, st, dir)
 
 	if err := p.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ const readyWait = 3 * time.Minute
 // service is one manager or broker to start.
 type service struct {
 	name, kind string
+	consul     string // the discovery service it registers as
 	raft, http string
 }
 
@@ -43,25 +44,25 @@ type service struct {
 // shutting down for dead and move their replicas.
 func startServices(ctx context.Context, c *Cluster) error {
 	cfg := c.cfg
-	managers := services("m", "manager", cfg.Managers, cfg.ManagerRaftPort, cfg.ManagerHTTPPort)
-	brokers := services("b", "broker", cfg.Brokers, cfg.BrokerRaftPort, cfg.BrokerHTTPPort)
+	managers := services("m", "manager", discovery.ServiceManager, cfg.Managers, cfg.ManagerRaftPort, cfg.ManagerHTTPPort)
+	brokers := services("b", "broker", discovery.ServiceBroker, cfg.Brokers, cfg.BrokerRaftPort, cfg.BrokerHTTPPort)
 	if err := checkPorts(managers, "--manager-raft-port", "--manager-http-port"); err != nil {
 		return err
 	}
 	if err := checkPorts(brokers, "--broker-raft-port", "--broker-http-port"); err != nil {
 		return err
 	}
-	brokerProcs, err := startAll(c, brokers, func(service) ([]string, error) { return nil, nil })
+	brokerProcs, err := startAll(ctx, c, brokers, func(service) ([]string, error) { return nil, nil })
 	if err != nil {
 		return err
 	}
-	managerProcs, err := startAll(c, managers, func(s service) ([]string, error) {
-		dsn, err := c.Database(ctx, "quorumq_"+s.name)
+	managerProcs, err := startAll(ctx, c, managers, func(s service) ([]string, error) {
+		db, err := c.DatabaseArgs(ctx, "quorumq_"+s.name)
 		if err != nil {
 			return nil, fmt.Errorf("database of %s: %w", s.name, err)
 		}
-		return []string{"--postgres", dsn, "--bootstrap-expect", strconv.Itoa(len(managers)),
-			"--replication", strconv.Itoa(min(3, max(1, len(brokers))))}, nil
+		return append(db, "--bootstrap-expect", strconv.Itoa(len(managers)),
+			"--replication", strconv.Itoa(min(3, max(1, len(brokers))))), nil
 	})
 	if err != nil {
 		return err
@@ -85,7 +86,7 @@ func startServices(ctx context.Context, c *Cluster) error {
 		}
 	}
 	// Both: after a restart the metadata still says alive before a broker is back.
-	reg, err := consul.New(c.ConsulHTTP(), cfg.Logger)
+	reg, err := consul.New(c.ConsulHTTP(), c.consulToken, cfg.Logger)
 	if err != nil {
 		return err
 	}
@@ -101,17 +102,21 @@ func startServices(ctx context.Context, c *Cluster) error {
 }
 
 // startAll runs each of ss as `quorumq <kind>` with its id, data directory, addresses
-// and Consul, plus the arguments that args gives for it.
-func startAll(c *Cluster, ss []service, args func(service) ([]string, error)) ([]*Process, error) {
+// and Consul (with the token of its service), plus the arguments that args gives for it.
+func startAll(ctx context.Context, c *Cluster, ss []service, args func(service) ([]string, error)) ([]*Process, error) {
 	var procs []*Process
 	for _, s := range ss {
 		extra, err := args(s)
 		if err != nil {
 			return nil, err
 		}
-		p, err := c.AddProcess(s.name, s.kind, append([]string{s.kind, "--id", s.name,
-			"--data-dir", filepath.Join(c.cfg.DataDir, s.name), "--raft", s.raft, "--http", s.http,
-			"--consul", c.ConsulHTTP()}, extra...), map[string]string{"raft": s.raft, "http": s.http})
+		consulArgs, err := c.ConsulArgs(ctx, s.consul)
+		if err != nil {
+			return nil, err
+		}
+		args := append([]string{s.kind, "--id", s.name, "--data-dir", filepath.Join(c.cfg.DataDir, s.name),
+			"--raft", s.raft, "--http", s.http}, consulArgs...)
+		p, err := c.AddProcess(s.name, s.kind, append(args, extra...), map[string]string{"raft": s.raft, "http": s.http})
 		if err != nil {
 			return nil, err
 		}
@@ -120,10 +125,10 @@ func startAll(c *Cluster, ss []service, args func(service) ([]string, error)) ([
 	return procs, nil
 }
 
-func services(prefix, kind string, n, raftPort, httpPort int) []service {
+func services(prefix, kind, consul string, n, raftPort, httpPort int) []service {
 	out := make([]service, n)
 	for i := range out {
-		out[i] = service{name: prefix + strconv.Itoa(i+1), kind: kind,
+		out[i] = service{name: prefix + strconv.Itoa(i+1), kind: kind, consul: consul,
 			raft: net.JoinHostPort("127.0.0.1", strconv.Itoa(raftPort+i)),
 			http: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort+i))}
 	}

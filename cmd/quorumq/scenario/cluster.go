@@ -15,6 +15,7 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
 )
@@ -60,9 +61,12 @@ type Options struct {
 // as real `quorumq` processes, all stopped when the test ends.
 type Cluster struct {
 	ConsulAddr string // host:port of the Consul agent's HTTP API
-	Discovery  *consul.Backend
-	Brokers    []*Node
-	Managers   []*Node
+	// ConsulTokenFile holds a read-only token of the agent (which denies by default),
+	// for client commands: --consul-token-file.
+	ConsulTokenFile string
+	Discovery       *consul.Backend
+	Brokers         []*Node
+	Managers        []*Node
 }
 
 // Start runs a cluster. It returns once the processes are started, not once they are
@@ -80,15 +84,13 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	agent := consultest.Start(t)
 	pg := pgserver.StartT(t)
-	disc, err := consul.New(agent.HTTPAddr(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: disc}
+	c := &Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: consultest.Reader(t, agent),
+		ConsulTokenFile: consultest.TokenFile(t, agent, consulagent.Reader)}
 	for i := 1; i <= o.Brokers; i++ {
 		n := o.node(t, fmt.Sprintf("b%d", i))
 		n.args = []string{"broker", "--id", n.ID, "--data-dir", t.TempDir(),
-			"--raft", n.Raft, "--http", n.HTTP, "--consul", c.ConsulAddr}
+			"--raft", n.Raft, "--http", n.HTTP}
+		n.args = append(n.args, consultest.Flags(t, agent, discovery.ServiceBroker)...)
 		n.start(t)
 		c.Brokers = append(c.Brokers, n)
 	}
@@ -97,7 +99,8 @@ func Start(t testing.TB, o Options) *Cluster {
 		n.args = []string{"manager", "--id", n.ID, "--data-dir", t.TempDir(),
 			"--raft", n.Raft, "--http", n.HTTP,
 			"--bootstrap-expect", fmt.Sprint(o.Managers), "--postgres", pg.DSN("quorumq_" + n.ID),
-			"--consul", c.ConsulAddr, "--broker-grace", o.BrokerGrace.String()}
+			"--broker-grace", o.BrokerGrace.String()}
+		n.args = append(n.args, consultest.Flags(t, agent, discovery.ServiceManager)...)
 		n.start(t)
 		c.Managers = append(c.Managers, n)
 	}
@@ -111,6 +114,12 @@ func (o Options) node(t testing.TB, id string) *Node {
 		n.env = o.Env(id)
 	}
 	return n
+}
+
+// ConsulFlags point a client command (topic, produce, bench) at the cluster's Consul
+// with the read-only token.
+func (c *Cluster) ConsulFlags() []string {
+	return []string{"--consul", c.ConsulAddr, "--consul-token-file", c.ConsulTokenFile}
 }
 
 // Broker is the broker with that id, nil if none.

@@ -209,8 +209,8 @@ func TestSeedScenario(t *testing.T) {
 
 // testBenchCluster runs `quorumq bench cluster` against the cluster the scenario leaves.
 func testBenchCluster(t *testing.T, c *Cluster) {
-	p := proctest.Start(t, "bench", "bench", "cluster", "--consul", c.ConsulAddr, "--topic", "bench",
-		"--partitions", "2", "--producers", "4", "--batch", "10", "--size", "256", "--duration", "3s")
+	p := proctest.Start(t, "bench", append([]string{"bench", "cluster", "--topic", "bench",
+		"--partitions", "2", "--producers", "4", "--batch", "10", "--size", "256", "--duration", "3s"}, c.ConsulFlags()...)...)
 	if err := p.Wait(); err != nil {
 		t.Fatalf("quorumq bench cluster: %v\n%s", err, p.Output())
 	}

@@ -20,7 +20,8 @@ import (
 	"github.com/quorumq/quorumq/internal/freeport"
 )
 
-// AgentConfig describes a single-node dev agent (`consul agent -dev`, state in memory).
+// AgentConfig describes a single-node dev agent (`consul agent -dev`, state in memory)
+// with ACLs on and default deny (acl.go).
 // Every port is set explicitly so several agents can run side by side; zero ports are
 // replaced by free loopback ports when the agent first starts.
 type AgentConfig struct {
@@ -44,6 +45,10 @@ type Agent struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has been waited for
 	log  *os.File
+
+	mgmt    string // the management token (set before the first start, never changed)
+	aclMu   sync.Mutex
+	granted map[string]string // TokenFile name -> secret, created again after a restart
 }
 
 // startupTimeout bounds StartAgent when ctx has no deadline.
@@ -71,7 +76,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("consul: data dir: %w", err)
 	}
-	a := &Agent{cfg: cfg}
+	a := &Agent{cfg: cfg, granted: map[string]string{}}
 	if err := a.start(ctx); err != nil {
 		return nil, err
 	}
@@ -105,10 +110,11 @@ func (c *AgentConfig) assignPorts() error {
 	return nil
 }
 
-func (c AgentConfig) args() []string {
+func (c AgentConfig) args(aclConfig string) []string {
 	host, port, _ := net.SplitHostPort(c.HTTPAddr)
 	args := []string{
 		"agent", "-dev",
+		"-config-file", aclConfig,
 		"-client", host,
 		"-bind", "127.0.0.1",
 		"-data-dir", c.DataDir,
@@ -133,12 +139,16 @@ func (a *Agent) start(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, startupTimeout)
 		defer cancel()
 	}
+	aclConfig, err := a.aclConfigFile()
+	if err != nil {
+		return err
+	}
 	logPath := a.LogPath()
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("consul: agent log: %w", err)
 	}
-	cmd := exec.Command(a.cfg.Bin, a.cfg.args()...)
+	cmd := exec.Command(a.cfg.Bin, a.cfg.args(aclConfig)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -158,10 +168,11 @@ func (a *Agent) start(ctx context.Context) error {
 		_ = a.Stop()
 		return fmt.Errorf("consul: agent on %s not ready: %w\n%s", a.cfg.HTTPAddr, err, tail(logPath, 2048))
 	}
-	return nil
+	return a.regrant(ctx)
 }
 
-// waitReady polls until the agent has a Raft leader and its node is in the catalog.
+// waitReady polls until the agent has a Raft leader, its ACL system knows the
+// management token, and its node is in the catalog.
 func (a *Agent) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	client := &http.Client{Timeout: time.Second}
 	base := "http://" + a.cfg.HTTPAddr
@@ -176,21 +187,26 @@ func (a *Agent) waitReady(ctx context.Context, exited <-chan struct{}) error {
 		case <-tick.C:
 		}
 		var leader string
-		if getJSON(ctx, client, base+"/v1/status/leader", &leader) != nil || leader == "" {
+		if a.getJSON(ctx, client, base+"/v1/status/leader", &leader) != nil || leader == "" {
+			continue
+		}
+		var self json.RawMessage
+		if a.getJSON(ctx, client, base+"/v1/acl/token/self", &self) != nil {
 			continue
 		}
 		var nodes []json.RawMessage
-		if getJSON(ctx, client, base+"/v1/catalog/nodes", &nodes) == nil && len(nodes) > 0 {
+		if a.getJSON(ctx, client, base+"/v1/catalog/nodes", &nodes) == nil && len(nodes) > 0 {
 			return nil
 		}
 	}
 }
 
-func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
+func (a *Agent) getJSON(ctx context.Context, c *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
+	req.Header.Set("X-Consul-Token", a.mgmt)
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -246,7 +262,8 @@ func (a *Agent) Stop() error {
 }
 
 // Restart stops the agent and starts a fresh one on the same ports and data dir; a
-// dev agent keeps no services, so instances must register again.
+// dev agent keeps no services, so instances must register again (with the same
+// tokens: TokenFile's are created again).
 func (a *Agent) Restart(ctx context.Context) error {
 	if err := a.Stop(); err != nil {
 		return err

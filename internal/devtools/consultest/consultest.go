@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 )
 
@@ -56,4 +57,37 @@ func logTail(t testing.TB, path string) {
 		b = b[len(b)-keep:]
 	}
 	t.Logf("consultest: tail of %s:\n%s", path, b)
+}
+
+// Flags are the flags that point a quorumq process at agent a with a token that may
+// register service (discovery.ServiceBroker, ...) and read the catalog, as `quorumq
+// dev` gives its children.
+func Flags(t testing.TB, a *consulagent.Agent, service string) []string {
+	t.Helper()
+	return []string{"--consul", a.HTTPAddr(), "--consul-token-file", TokenFile(t, a, service)}
+}
+
+// TokenFile is a's token file for service (consulagent.Reader: read-only).
+func TokenFile(t testing.TB, a *consulagent.Agent, service string) string {
+	t.Helper()
+	file, err := a.TokenFile(context.Background(), service)
+	if err != nil {
+		t.Fatalf("consultest: %v", err)
+	}
+	return file
+}
+
+// Reader is a backend on agent a with a read-only token: what a client of the
+// cluster sees.
+func Reader(t testing.TB, a *consulagent.Agent) *consul.Backend {
+	t.Helper()
+	tok, err := a.Token(context.Background(), consulagent.Reader)
+	if err != nil {
+		t.Fatalf("consultest: %v", err)
+	}
+	b, err := consul.New(a.HTTPAddr(), tok, nil)
+	if err != nil {
+		t.Fatalf("consultest: %v", err)
+	}
+	return b
 }
