@@ -2,6 +2,10 @@
 # the same settings as flags):
 #   consul agent -dev -config-file consul/config/dev.hcl
 # State lives in memory: services must register again after a restart.
+# ACLs are on with default deny; `quorumq dev` adds them in a second, 0600 config file
+# (<data-dir>/consul/acl/acl.hcl) because it names the management token:
+#   acl { enabled = true  default_policy = "deny"
+#         tokens { initial_management = "<uuid>"  agent = "<uuid>" } }
 client_addr = "127.0.0.1"
 bind_addr   = "127.0.0.1"
 log_level   = "INFO"
