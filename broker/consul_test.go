@@ -8,6 +8,7 @@ import (
 
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
@@ -19,7 +20,7 @@ func TestRegistersWithConsul(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	agent := consultest.Start(t)
-	backend := consultest.Reader(t, agent)
+	backend := consultest.Backend(t, agent, consulagent.Reader)
 	raftAddr, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	args := []string{"broker", "--id", "b1", "--data-dir", filepath.Join(t.TempDir(), "b1"), "--raft", raftAddr, "--http", httpAddr}
 	p := proctest.Start(t, "b1", append(args, consultest.Flags(t, agent, discovery.ServiceBroker)...)...)

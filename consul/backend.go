@@ -317,8 +317,8 @@ func (b *Backend) wrap(what string, err error) error {
 	case errors.As(err, &se) && se.Code == http.StatusNotFound:
 		return fmt.Errorf("consul agent at %s: %s: %w (%s)", b.addr, what, discovery.ErrNotFound, se.Body)
 	case errors.As(err, &se) && se.Code == http.StatusForbidden:
-		return fmt.Errorf("consul agent at %s: %s: the ACL token may not (%s): give the token of this service with --consul-token-file or QUORUMQ_CONSUL_TOKEN: %w",
-			b.addr, what, strings.TrimSpace(se.Body), err)
+		return fmt.Errorf("consul agent at %s: %s: %w (give this service's token with --consul-token-file or QUORUMQ_CONSUL_TOKEN)",
+			b.addr, what, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("consul agent at %s: %s: %w", b.addr, what, err)
 	case errors.As(err, &ue):

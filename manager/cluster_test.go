@@ -49,7 +49,7 @@ func newProcCluster(t *testing.T, grace string) *procCluster {
 		procClient = proctest.HTTPClient(t)
 		procClient.Timeout = 15 * time.Second
 	})
-	return &procCluster{agent: agent, disc: consultest.Reader(t, agent), grace: grace, pg: pgserver.StartT(t)}
+	return &procCluster{agent: agent, disc: consultest.Backend(t, agent, consulagent.Reader), grace: grace, pg: pgserver.StartT(t)}
 }
 
 // startManagers starts m1, m2 and m3, each with a database of its own.
@@ -227,7 +227,7 @@ func TestManagerProcesses(t *testing.T) {
 	fb := newFakeBrokers()
 	fb.secured = true
 	for _, id := range []string{"b1", "b2", "b3"} {
-		fb.start(t, c.disc, id)
+		fb.start(t, consultest.Backend(t, c.agent, discovery.ServiceBroker), id)
 	}
 	c.startManagers(t)
 	leader := c.waitSettled(t)

@@ -119,7 +119,7 @@ func TestComposeTopology(t *testing.T) {
 	for _, ip := range hosts.ips {
 		proctest.Credentials(t).AddHosts(ip)
 	}
-	disc := consultest.Reader(t, agent)
+	disc := consultest.Backend(t, agent, consulagent.Reader)
 	c := &scenario.Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: disc,
 		ConsulTokenFile: consultest.TokenFile(t, agent, consulagent.Reader)}
 	httpOf := map[string]string{} // --id → mapped --http

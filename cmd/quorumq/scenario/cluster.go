@@ -84,7 +84,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	agent := consultest.Start(t)
 	pg := pgserver.StartT(t)
-	c := &Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: consultest.Reader(t, agent),
+	c := &Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: consultest.Backend(t, agent, consulagent.Reader),
 		ConsulTokenFile: consultest.TokenFile(t, agent, consulagent.Reader)}
 	for i := 1; i <= o.Brokers; i++ {
 		n := o.node(t, fmt.Sprintf("b%d", i))

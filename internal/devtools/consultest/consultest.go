@@ -77,11 +77,11 @@ func TokenFile(t testing.TB, a *consulagent.Agent, service string) string {
 	return file
 }
 
-// Reader is a backend on agent a with a read-only token: what a client of the
-// cluster sees.
-func Reader(t testing.TB, a *consulagent.Agent) *consul.Backend {
+// Backend is a backend on agent a with the token of name: a service name, or
+// consulagent.Reader for what a client of the cluster sees.
+func Backend(t testing.TB, a *consulagent.Agent, name string) *consul.Backend {
 	t.Helper()
-	tok, err := a.Token(context.Background(), consulagent.Reader)
+	tok, err := a.Token(context.Background(), name)
 	if err != nil {
 		t.Fatalf("consultest: %v", err)
 	}
