@@ -14,29 +14,28 @@ import (
 	"github.com/quorumq/quorumq/election"
 )
 
-// TestIdleGroups measures what idle Raft groups cost: 3 simulated processes (one Mux
-// each, all in this test process) run G groups each with IdleTiming, every group on all
-// three. Run without -race:
+// BenchmarkIdleGroups measures what idle Raft groups cost: 3 simulated processes (one
+// Mux each, all in this test process) run G groups each with IdleTiming, every group on
+// all three. One measurement per size (minutes for 1,000 groups); run without -race:
 //
-//	QUORUMQ_IDLE_BENCH=1 go test -run TestIdleGroups -v -timeout 30m ./election/
+//	go test -run '^$' -bench IdleGroups -benchtime 1x -timeout 30m ./election/
 //
 // QUORUMQ_IDLE_GROUPS (default "100,1000"), QUORUMQ_IDLE_SECONDS (default 10),
 // QUORUMQ_IDLE_STORE=bolt (a bolt file per group instead of in-memory stores),
 // QUORUMQ_IDLE_PPROF=file (CPU profile of the idle window), QUORUMQ_IDLE_HEARTBEAT=1.5s
 // (HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout instead of IdleTiming's).
-func TestIdleGroups(t *testing.T) {
-	if os.Getenv("QUORUMQ_IDLE_BENCH") != "1" {
-		t.Skip("set QUORUMQ_IDLE_BENCH=1 to measure idle groups")
-	}
+func BenchmarkIdleGroups(b *testing.B) {
 	sizes := strings.Split(envOr("QUORUMQ_IDLE_GROUPS", "100,1000"), ",")
 	secs, _ := strconv.Atoi(envOr("QUORUMQ_IDLE_SECONDS", "10"))
 	for _, s := range sizes {
 		g, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
-			t.Fatalf("QUORUMQ_IDLE_GROUPS: %v", err)
+			b.Fatalf("QUORUMQ_IDLE_GROUPS: %v", err)
 		}
-		t.Run(fmt.Sprintf("groups=%d", g), func(t *testing.T) {
-			measureIdle(t, g, time.Duration(secs)*time.Second)
+		b.Run(fmt.Sprintf("groups=%d", g), func(b *testing.B) {
+			for range b.N {
+				measureIdle(b, g, time.Duration(secs)*time.Second)
+			}
 		})
 	}
 }
@@ -48,7 +47,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-func measureIdle(t *testing.T, groups int, window time.Duration) {
+func measureIdle(t testing.TB, groups int, window time.Duration) {
 	const nodes = 3
 	timing := election.IdleTiming()
 	if v := os.Getenv("QUORUMQ_IDLE_HEARTBEAT"); v != "" {
@@ -97,6 +96,9 @@ func measureIdle(t *testing.T, groups int, window time.Duration) {
 	time.Sleep(window)
 	cpu, wall := cpuTime(t)-cpu0, time.Since(wall0)
 	pct := 100 * cpu.Seconds() / wall.Seconds()
+	if b, ok := t.(*testing.B); ok {
+		b.ReportMetric(pct/nodes, "%cpu/node")
+	}
 
 	t.Logf("timing %+v", timing)
 	t.Logf("%d groups x %d nodes (one process, %d Muxes): opened in %s, all led after %s; leaders per node %v",
@@ -105,7 +107,7 @@ func measureIdle(t *testing.T, groups int, window time.Duration) {
 		wall.Round(time.Millisecond), pct, pct/nodes, rssKiB(t)/1024, rssKiB(t)/1024/nodes, runtime.NumGoroutine(), terms()-termsBefore)
 }
 
-func cpuTime(t *testing.T) time.Duration {
+func cpuTime(t testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		t.Fatal(err)
@@ -113,7 +115,7 @@ func cpuTime(t *testing.T) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func rssKiB(t *testing.T) int {
+func rssKiB(t testing.TB) int {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		t.Fatal(err)
