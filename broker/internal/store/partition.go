@@ -26,8 +26,8 @@ func (p *Partition) Load() (partition.State, error) {
 			return err
 		}
 		if v := meta.Get(keyState); v != nil {
-			if len(v) != 24 {
-				return fmt.Errorf("store: partition state of %d bytes", len(v))
+			if v, err = openValue(keyState, v, 24); err != nil {
+				return err
 			}
 			st.Applied = binary.BigEndian.Uint64(v)
 			st.Next = binary.BigEndian.Uint64(v[8:])
@@ -35,38 +35,51 @@ func (p *Partition) Load() (partition.State, error) {
 		}
 		cons, _ := p.g.bucket(tx, bCons)
 		if err := cons.ForEach(func(k, v []byte) error {
-			st.Consumers[string(k)] = binary.BigEndian.Uint64(v)
-			return nil
+			v, err := openValue(k, v, 8)
+			if err == nil {
+				st.Consumers[string(k)] = binary.BigEndian.Uint64(v)
+			}
+			return err
 		}); err != nil {
 			return err
 		}
 		prod, _ := p.g.bucket(tx, bProd)
 		return prod.ForEach(func(k, v []byte) error {
+			v, err := openValue(k, v, producerSize)
+			if err != nil {
+				return err
+			}
 			pr, err := partition.DecodeProducer(v)
 			st.Producers[string(k)] = pr
 			return err
 		})
 	})
-	return st, err
+	if err != nil {
+		return st, fmt.Errorf("store: load %s: %w", p.g.name, err)
+	}
+	return st, nil
 }
+
+// producerSize is the length of partition.EncodeProducer's encoding.
+var producerSize = len(partition.EncodeProducer(nil, partition.Producer{}))
 
 // putState writes the consumer offsets and producers given (all, or the changed ones)
 // and the applied index, next offset and bytes into the group's root bucket.
 func putState(root *bolt.Bucket, consumers map[string]uint64, producers map[string]partition.Producer, applied, next, bytes uint64) error {
 	cons, prod := root.Bucket(bCons), root.Bucket(bProd)
 	for k, v := range consumers {
-		if err := cons.Put([]byte(k), u64key(v)); err != nil {
+		if err := cons.Put([]byte(k), sealValue([]byte(k), u64key(v))); err != nil {
 			return err
 		}
 	}
 	for k, v := range producers {
-		if err := prod.Put([]byte(k), partition.EncodeProducer(nil, v)); err != nil {
+		if err := prod.Put([]byte(k), sealValue([]byte(k), partition.EncodeProducer(nil, v))); err != nil {
 			return err
 		}
 	}
 	v := binary.BigEndian.AppendUint64(make([]byte, 0, 24), applied)
 	v = binary.BigEndian.AppendUint64(v, next)
-	return root.Bucket(bMeta).Put(keyState, binary.BigEndian.AppendUint64(v, bytes))
+	return root.Bucket(bMeta).Put(keyState, sealValue(keyState, binary.BigEndian.AppendUint64(v, bytes)))
 }
 
 // Commit implements partition.Store: messages, offsets, producers and the applied
