@@ -248,7 +248,7 @@ func (b *Broker) listReplicas(c *fiber.Ctx) error {
 	rs := b.allReplicas()
 	out := brokerapi.ListReplicasReply{Replicas: make([]brokerapi.ReplicaStatus, 0, len(rs))}
 	for _, r := range rs {
-		out.Replicas = append(out.Replicas, r.status(c.UserContext()))
+		out.Replicas = append(out.Replicas, b.statusOf(c.UserContext(), r))
 	}
 	return success(c, out)
 }
@@ -258,7 +258,7 @@ func (b *Broker) replicaStatus(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return success(c, r.status(c.UserContext()))
+	return success(c, b.statusOf(c.UserContext(), r))
 }
 
 func (b *Broker) deleteReplicaHandler(c *fiber.Ctx) error {

@@ -186,29 +186,34 @@ func (b *Broker) fetch(ctx context.Context, r *replica, from, n uint64) ([][]byt
 }
 
 func (b *Broker) readAtPeer(ctx context.Context, addr, topic string, part int, from, n uint64) ([][]byte, error) {
+	var reply brokerapi.ReadAtRawReply
+	err := b.peerGet(ctx, addr, fmt.Sprintf("/replicas/%s/%d/messages?offset=%d&max=%d&encoding=base64", url.PathEscape(topic), part, from, n), &reply)
+	return reply.Messages, err
+}
+
+// peerGet GETs path from another broker's API (mTLS with the broker certificate) into out.
+func (b *Broker) peerGet(ctx context.Context, addr, path string, out any) error {
 	b.peerOnce.Do(func() {
 		b.peerHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: b.cfg.Security.BrokerClient()}}
 	})
-	u := fmt.Sprintf("%s://%s/replicas/%s/%d/messages?offset=%d&max=%d&encoding=base64", b.cfg.Security.Scheme(), addr, url.PathEscape(topic), part, from, n)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s%s", b.cfg.Security.Scheme(), addr, path), nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := b.peerHTTP.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		var f brokerapi.Failure
 		json.NewDecoder(resp.Body).Decode(&f)
-		return nil, fmt.Errorf("%s: %d: %s", addr, resp.StatusCode, f.Message)
+		return fmt.Errorf("%s: %d: %s", addr, resp.StatusCode, f.Message)
 	}
-	var reply brokerapi.ReadAtRawReply
-	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
-		return nil, fmt.Errorf("%s: %w", addr, err)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s: %w", addr, err)
 	}
-	return reply.Messages, nil
+	return nil
 }
 
 // faultNotes describes the unrepaired damage, for /healthz.

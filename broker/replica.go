@@ -94,11 +94,12 @@ func PartitionTiming() election.Timing {
 
 func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, error) {
 	group := groupName(d.Topic, d.Partition)
-	g, err := b.db.Group(group)
-	if err != nil {
-		return nil, err
+	g, fsm, err := b.openState(group)
+	var rebuilt error
+	if errors.Is(err, store.ErrDamaged) {
+		rebuilt = err
+		g, fsm, err = b.rebuild(ctx, d, err)
 	}
-	fsm, err := partition.New(g.Partition())
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +114,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 	r.node, err = election.Open(ctx, election.Config{
 		Group: group, ID: b.cfg.ID, Mux: b.mux, FSM: fsm, Timing: b.cfg.Timing, Peers: peers,
 		LogStore: g.LogStore(), StableStore: g.StableStore(), SnapshotStore: g.SnapshotStore(),
-		Logger: b.log,
+		Rebuilt: rebuilt, Logger: b.log,
 	})
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ const (
 	FaultRaftLogShort    = "raft_log_shortened"
 	FaultStableChecksum  = "stable_checksum" // a term or vote failed its checksum
 	FaultLogStore        = "log_store"       // a DamageReporter store found damage when opened
+	FaultStateChecksum   = "state_checksum"  // an FSM's stored state failed its checksum (the replica is rebuilt)
 )
 
 // StorageFaults counts the storage faults found, by kind. It is process-wide; every
@@ -103,6 +104,9 @@ func (n *Node) enterRecovery(reason string) {
 // it found; otherwise the log must reach what the member acknowledged, and a bolt log
 // the node opened is read through once (see checkedLogs.check).
 func (n *Node) checkStores() error {
+	if n.cfg.Rebuilt != nil {
+		n.enterRecovery(fmt.Sprintf("state dropped and rebuilt from the group after a storage fault: %v", n.cfg.Rebuilt))
+	}
 	var snapIndex uint64
 	if metas, err := n.snaps.List(); err == nil && len(metas) > 0 {
 		snapIndex = metas[0].Index

@@ -120,5 +120,10 @@ type Config struct {
 	StableStore   raft.StableStore
 	SnapshotStore raft.SnapshotStore
 
+	// Rebuilt says why the caller dropped this member's state (damage it could not
+	// repair): the member starts recovering (no vote, no lead) and enters its group as a
+	// new member does, until it has caught up from a healthy leader.
+	Rebuilt error
+
 	Logger *slog.Logger
 }

@@ -60,6 +60,9 @@ type ReplicaStatus struct {
 	LogFirst      uint64 `json:"log_first_index"`
 	LogLast       uint64 `json:"log_last_index"`
 	SnapshotIndex uint64 `json:"snapshot_index"`
+	// Damage lists the storage faults this replica has not got over yet: unrepaired
+	// bodies, a recovery in progress. A replica with damage is no source to rebuild from.
+	Damage []string `json:"damage,omitempty"`
 }
 
 // ListReplicasReply lists every replica this broker holds.

@@ -364,7 +364,16 @@ func (d *DB) Replicas() (map[string][]byte, error) {
 // DeleteGroup removes a group's data and its replica record. The record is marked
 // first and removed last, so that a crash in between neither reopens a replica
 // without its messages nor leaves stale messages for a later replica of the same name.
-func (d *DB) DeleteGroup(group string) error {
+func (d *DB) DeleteGroup(group string) error { return d.dropGroup(group, nil) }
+
+// ResetGroup removes a group's data and then records it again with desc, so that the
+// replica opens empty (a rebuild). A crash in between finishes as a deletion at the
+// next start: the replica is then gone from this broker, never half there.
+func (d *DB) ResetGroup(group string, desc []byte) error { return d.dropGroup(group, desc) }
+
+// dropGroup removes group's data, and its replica record unless keep, which it records
+// instead.
+func (d *DB) dropGroup(group string, keep []byte) error {
 	name := []byte(group)
 	drop := func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -392,6 +401,9 @@ func (d *DB) DeleteGroup(group string) error {
 			return d.log.update(func(tx *bolt.Tx) error {
 				if err := drop(tx); err != nil {
 					return err
+				}
+				if keep != nil {
+					return tx.Bucket(bucketReplicas).Put(name, keep)
 				}
 				return tx.Bucket(bucketReplicas).Delete(name)
 			})
