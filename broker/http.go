@@ -374,7 +374,11 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 	}
 	countOut(r.topic, msgs)
 	end := res.From + uint64(res.Count)
-	out := brokerapi.ConsumeReply{Offset: res.From, Messages: make([]string, len(msgs)), Next: end, Left: res.Next - end}
+	out := brokerapi.ConsumeReply{Offset: res.From, Next: end, Left: res.Next - end}
+	if acceptsBatch(c) {
+		return successBatch(c, out, msgs)
+	}
+	out.Messages = make([]string, len(msgs))
 	for i, m := range msgs {
 		out.Messages[i] = string(m)
 	}

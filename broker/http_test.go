@@ -164,6 +164,18 @@ func TestProduceConsumeSingleBroker(t *testing.T) {
 	if strings.Join(again.Messages, ",") != "a,b" {
 		t.Fatalf("retried consume: %+v", again)
 	}
+	// cl.Consume asks for the binary reply; a client that does not gets the same in JSON.
+	var jc struct {
+		Offset, Next, Left uint64
+		Message            string
+		Messages           []string
+	}
+	err = cl.Do(ctx, "POST", b.HTTPAddr(), "/consume", brokerapi.ConsumeRequest{Topic: "t", Partition: &part,
+		ConsumerID: "c", Offset: &[]uint64{0}[0], Max: 2}, &jc)
+	if err != nil || jc.Message != "a" || strings.Join(jc.Messages, ",") != "a,b" || jc.Offset != got.Offset ||
+		jc.Next != got.Next || jc.Left != got.Left || *got.Message != "a" {
+		t.Fatalf("consume as JSON: %+v %v; binary: %+v", jc, err, got)
+	}
 	var size brokerapi.SizeReply
 	if err := cl.Do(ctx, "GET", b.HTTPAddr(), "/size?topic=t&partition=0&consumer_id=c", nil, &size); err != nil || size.Size != 1 {
 		t.Fatalf("size: %+v %v", size, err)

@@ -3,7 +3,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"net/http"
 	"strconv"
 	"strings"
@@ -110,26 +109,19 @@ func (b *Broker) parseBinaryProduce(c *fiber.Ctx) (string, *int, partition.Batch
 	if err := setSeq(&batch, seq); err != nil {
 		return "", nil, partition.Batch{}, err
 	}
-	body := c.Body()
-	n := 0
-	for rest := body; len(rest) > 0; n++ {
-		l, k := binary.Uvarint(rest)
-		if k <= 0 || l > uint64(len(rest)-k) {
-			return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "message %d of the %s body is cut short", n, brokerapi.MIMEBatch)
-		}
-		if err := b.checkSize(n, int(l)); err != nil {
-			return "", nil, partition.Batch{}, err
-		}
-		rest = rest[k+int(l):]
+	msgs, err := brokerapi.SplitBatch(c.Body())
+	if err != nil {
+		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "%v", err)
 	}
-	if n == 0 {
+	if len(msgs) == 0 {
 		return "", nil, partition.Batch{}, failf(http.StatusBadRequest, "the %s body holds no message", brokerapi.MIMEBatch)
 	}
-	batch.Msgs = make([][]byte, n)
-	for i := range batch.Msgs {
-		l, k := binary.Uvarint(body)
-		batch.Msgs[i], body = body[k:k+int(l):k+int(l)], body[k+int(l):]
+	for i, m := range msgs {
+		if err := b.checkSize(i, len(m)); err != nil {
+			return "", nil, partition.Batch{}, err
+		}
 	}
+	batch.Msgs = msgs
 	return topic, part, batch, nil
 }
 

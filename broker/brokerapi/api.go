@@ -16,7 +16,7 @@
 //	POST   /produce                                   ProduceRequest → ProduceReply
 //	POST   /produce?topic=&partition=&producer_id=&seq=  MIMEBatch body → ProduceReply
 //	POST   /consumers                                 RegisterRequest → RegisterReply
-//	POST   /consume                                   ConsumeRequest → ConsumeReply
+//	POST   /consume                                   ConsumeRequest → ConsumeReply (JSON, or MIMEBatch on Accept: MIMEBatch)
 //	GET    /size?topic=&partition=&consumer_id=       → SizeReply
 //	GET    /replicas/{topic}/{partition}/messages?offset=&max=[&encoding=base64]  → ReadAtReply
 //	PUT    /manager                                   ManagerAnnouncement → AnnounceReply
