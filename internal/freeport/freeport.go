@@ -55,6 +55,18 @@ func Addr() (string, error) {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
 
+// Addrs returns n addresses that Addr would return, all different.
+func Addrs(n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		var err error
+		if out[i], err = Addr(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func free(port int, udp bool) bool {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	l, err := net.Listen("tcp", addr)

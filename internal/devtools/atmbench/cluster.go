@@ -85,23 +85,11 @@ func waitFor(ctx context.Context, c *cluster, ok func() bool) error {
 	return nil
 }
 
-func freeAddrs(n int) ([]string, error) {
-	var out []string
-	for range n {
-		a, err := freeport.Addr()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
-
 // startATMs starts three quorumq ATMs (static peers, no terminal) under dir, secured
 // with a CA and admin token made there unless insecure, and waits until each answers
 // a read of the bank.
 func startATMs(ctx context.Context, bin, dir string, insecure bool) (*cluster, error) {
-	addrs, err := freeAddrs(6)
+	addrs, err := freeport.Addrs(6)
 	if err != nil {
 		return nil, err
 	}

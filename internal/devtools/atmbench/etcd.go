@@ -16,12 +16,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quorumq/quorumq/internal/freeport"
 )
 
 // startEtcd starts a 3-member etcd cluster (plain http on loopback) under dir and
 // waits until every member answers /health.
 func startEtcd(ctx context.Context, bin, dir string) (*cluster, error) {
-	addrs, err := freeAddrs(6)
+	addrs, err := freeport.Addrs(6)
 	if err != nil {
 		return nil, err
 	}

@@ -57,18 +57,6 @@ type cluster struct {
 	servers []*natsServer
 }
 
-func freeAddrs(n int) ([]string, error) {
-	var out []string
-	for range n {
-		a, err := freeport.Addr()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
-
 // startCluster starts three servers with JetStream in the given durability mode and
 // waits until the JetStream meta group has a leader.
 func startCluster(ctx context.Context, bin string, d durability) (*cluster, error) {
@@ -77,7 +65,7 @@ func startCluster(ctx context.Context, bin string, d durability) (*cluster, erro
 		return nil, err
 	}
 	c := &cluster{dir: dir}
-	addrs, err := freeAddrs(9)
+	addrs, err := freeport.Addrs(9)
 	if err != nil {
 		c.stop()
 		return nil, err
