@@ -41,3 +41,20 @@ func TestTableShowsCPU(t *testing.T) {
 		t.Fatalf("table does not say it shows medians:\n%s", out.String())
 	}
 }
+
+// TestTableFailedRuns: a JetStream workload whose runs all failed shows as failed, and
+// the other mode's ratio is still printed.
+func TestTableFailedRuns(t *testing.T) {
+	w := jsWorkload{clients: 64, async: true, msgs: 1000}
+	qr := qRun{64, 1, 0}
+	q := map[qRun][]brokerbench.Result{qr: {{Msgs: 20_000, Elapsed: 10 * time.Second}}}
+	js := map[string]map[jsWorkload][]jsResult{
+		"default": {w: {{rate: 1000, msgs: 1000}}},
+		"always":  {},
+	}
+	var out bytes.Buffer
+	printTable(&out, 1, []row{{"64 producers", qr, w, "msgs/s"}}, q, js)
+	if !strings.Contains(out.String(), "2.00×") || !strings.Contains(out.String(), "failed") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}
