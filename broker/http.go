@@ -63,6 +63,7 @@ func (b *Broker) newApp() *fiber.App {
 	app.Get("/replicas/:topic/:partition/messages", b.auth.Require(secure.RoleConsume, secure.TopicParam("topic")), b.readAt)
 	app.Post("/replicas/:topic/:partition/members", admin, b.addMember)
 	app.Delete("/replicas/:topic/:partition/members/:id", admin, b.removeMember)
+	app.Post("/replicas/:topic/:partition/leader", admin, b.transferLeader)
 	app.Post("/produce", b.auth.Require(secure.RoleProduce, secure.TopicQueryOrBody), b.produce)
 	app.Post("/consumers", b.auth.Require(secure.RoleConsume, secure.TopicBody), b.registerConsumer)
 	app.Post("/consume", b.auth.Require(secure.RoleConsume, secure.TopicBody), b.consume)
@@ -304,6 +305,35 @@ func (b *Broker) removeMember(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
 	defer cancel()
 	if err := r.node.RemoveServer(ctx, c.Params("id")); err != nil {
+		return err
+	}
+	return success(c, r.status(ctx))
+}
+
+// transferLeader hands the partition's leadership to another member (the managers'
+// leader balancing and moves off a broker).
+func (b *Broker) transferLeader(c *fiber.Ctx) error {
+	r, err := b.pathReplica(c)
+	if err != nil {
+		return err
+	}
+	var req brokerapi.TransferRequest
+	if err := parseBody(c, &req); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		return failf(http.StatusBadRequest, "id (the member to lead) is required")
+	}
+	if req.ID != b.cfg.ID {
+		if err := b.leaderFor(r); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
+	defer cancel()
+	if err := r.node.TransferLeadership(ctx, req.ID); errors.Is(err, election.ErrNotMember) {
+		return failf(http.StatusConflict, "%v", err)
+	} else if err != nil {
 		return err
 	}
 	return success(c, r.status(ctx))

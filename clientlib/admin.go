@@ -133,3 +133,25 @@ func (a *Admin) AddPartitions(ctx context.Context, topic string, count int) erro
 	return a.c.do(ctx, metadataWrite(http.MethodPost, "/topics/"+url.PathEscape(topic)+"/partitions",
 		managerapi.AddPartitionsRequest{Count: count}, nil))
 }
+
+// Brokers lists the brokers in id order. MovesBy names the write manager that counted
+// the moves, "" when a read manager answered (its counts besides Pending are zero).
+func (a *Admin) Brokers(ctx context.Context) (brokers []managerapi.BrokerInfo, movesBy string, err error) {
+	var r managerapi.BrokersReply
+	if err := a.c.do(ctx, call{method: http.MethodGet, path: "/brokers", out: &r}); err != nil {
+		return nil, "", err
+	}
+	return r.Brokers, r.MovesBy, nil
+}
+
+// Decommission starts moving every replica off broker id; once it holds none the
+// managers release it. It returns at once: Brokers shows the progress.
+func (a *Admin) Decommission(ctx context.Context, id string) error {
+	return a.c.do(ctx, metadataWrite(http.MethodDelete, "/brokers/"+url.PathEscape(id), nil, nil))
+}
+
+// CancelDecommission takes a decommissioning broker back: it keeps the replicas it
+// still holds, and the balance gives it more again.
+func (a *Admin) CancelDecommission(ctx context.Context, id string) error {
+	return a.c.do(ctx, metadataWrite(http.MethodPost, "/brokers/"+url.PathEscape(id)+"/cancel-decommission", nil, nil))
+}

@@ -403,6 +403,36 @@ func (n *Node) removeLocal(ctx context.Context, id string) error {
 	return classify(wait(ctx, n.Raft().RemoveServer(raft.ServerID(id), 0, timeout(ctx))), false)
 }
 
+// ErrNotMember is a leadership transfer to a server outside the group.
+var ErrNotMember = errors.New("election: no such member")
+
+// TransferLeadership makes member id the leader, and returns once a leader other than
+// this node is known (raft waits for id to catch up first). Called on the leader; a
+// node that is id already, and leads, has nothing to do.
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	if id == n.cfg.ID && n.IsLeader() {
+		return nil
+	}
+	s, err := n.server(ctx, id)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return fmt.Errorf("%w: %q in group %q", ErrNotMember, id, n.cfg.Group)
+	}
+	if err := classify(wait(ctx, n.Raft().LeadershipTransferToServer(s.ID, s.Address)), false); err != nil {
+		return err
+	}
+	// Raft answers once the target was told to campaign; the manager records the
+	// leader right after, so wait until the target has won.
+	for n.Leader().ID != id {
+		if err := n.pause(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // server returns member id from this node's configuration, or nil.
 func (n *Node) server(ctx context.Context, id string) (*raft.Server, error) {
 	c, err := n.configuration(ctx)

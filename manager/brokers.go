@@ -306,20 +306,23 @@ func (bc *brokerClient) removeMember(ctx context.Context, view map[string]meta.B
 	})
 }
 
+// transferLeader asks p's leader to hand its leadership to broker id.
+func (bc *brokerClient) transferLeader(ctx context.Context, view map[string]meta.Broker, p meta.Partition, id string) error {
+	return bc.onLeader(ctx, view, p, func(b meta.Broker) error {
+		return bc.call(ctx, b, http.MethodPost, replicaPath(p)+"/leader", brokerapi.TransferRequest{ID: id}, nil)
+	})
+}
+
 // dropReplica makes b close and delete its replica of p.
 func (bc *brokerClient) dropReplica(ctx context.Context, b meta.Broker, p meta.Partition) error {
 	return bc.call(ctx, b, http.MethodDelete, replicaPath(p), nil, nil)
 }
 
-// replicas lists the partitions b holds a replica of, as group names.
-func (bc *brokerClient) replicas(ctx context.Context, b meta.Broker) ([]meta.Partition, error) {
+// replicaStatuses lists the replicas b holds.
+func (bc *brokerClient) replicaStatuses(ctx context.Context, b meta.Broker) ([]brokerapi.ReplicaStatus, error) {
 	var reply brokerapi.ListReplicasReply
 	err := bc.call(ctx, b, http.MethodGet, "/replicas", nil, &reply)
-	out := make([]meta.Partition, len(reply.Replicas))
-	for i, r := range reply.Replicas {
-		out[i] = meta.Partition{Topic: r.Topic, Index: r.Partition}
-	}
-	return out, err
+	return reply.Replicas, err
 }
 
 // replicaLeader asks p's replicas which broker leads it ("" while none does).

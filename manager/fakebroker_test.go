@@ -33,7 +33,8 @@ type fakeBrokers struct {
 	reads    map[string]int                           // broker → reads by offset it answered
 	failing  map[string]bool                          // brokers whose reads by offset fail (500)
 	// leaders, when it has a group, is the broker every replica of it names as leader
-	// ("" none); without, each replica names itself and none says it leads.
+	// ("" none); without, each replica names itself and says it leads (replication
+	// is instant here: any replica will do).
 	leaders map[string]string
 	// secured serves TLS with broker certificates of proctest's CA, for secured
 	// manager processes.
@@ -155,7 +156,7 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		g := meta.GroupName(parts[1], n)
 		switch {
 		case len(parts) == 3 && r.Method == http.MethodGet:
-			st := brokerapi.ReplicaStatus{Topic: parts[1], Partition: n, Leader: brokerapi.Peer{ID: id}}
+			st := brokerapi.ReplicaStatus{Topic: parts[1], Partition: n, Leader: brokerapi.Peer{ID: id}, IsLeader: true}
 			if l, ok := f.leaders[g]; ok {
 				st.Leader, st.IsLeader = brokerapi.Peer{ID: l}, l == id
 			}
@@ -181,6 +182,10 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 			end := min(from+n, uint64(len(log)))
 			reply(200, brokerapi.ReadAtReply{Offset: off, Messages: append([]string{}, log[from:end]...), Next: max(off, end), End: uint64(len(log))})
 			return
+		case len(parts) == 4 && r.Method == http.MethodPost && parts[3] == "leader":
+			var tr brokerapi.TransferRequest
+			json.NewDecoder(r.Body).Decode(&tr)
+			f.leaders[g] = tr.ID
 		case len(parts) == 4 && r.Method == http.MethodPost:
 			var p brokerapi.Peer
 			json.NewDecoder(r.Body).Decode(&p)

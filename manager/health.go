@@ -8,48 +8,37 @@ import (
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// reconcileEvery is how often the write manager looks for work even when nothing in
-// discovery changed (a failed move is retried, a decommission proceeds).
+// reconcileEvery is how often the write manager compares discovery with the metadata
+// even when discovery did not change (a broker's grace period runs out).
 const reconcileEvery = time.Second
 
-// ensureEvery is how often the write manager checks that every alive broker holds the
-// replicas the metadata gives it (one listing per broker).
-const ensureEvery = 10 * time.Second
-
-// kickHealth asks the write manager's loop (if it runs here) to reconcile now.
-func (m *Manager) kickHealth() {
-	select {
-	case m.kick <- struct{}{}:
-	default:
-	}
-}
+// announceEvery is how often every alive broker hears who the write manager is, in
+// case a restart went unnoticed by discovery.
+const announceEvery = 10 * time.Second
 
 // watchBrokers is the write manager's health loop: it follows quorumq-broker in
-// discovery, records brokers that come up, declares dead those critical (or gone) for
-// longer than the grace period, and moves replicas off dead and decommissioning brokers.
-// A broker that registers or passes its health check again hears from ann who the
-// write manager is (it may have restarted and forgotten), and so does every alive
-// broker at each ensure round, in case a restart went unnoticed by discovery.
-func (m *Manager) watchBrokers(ctx context.Context, ann *announcer) {
+// discovery, records brokers that come up and declares dead those critical (or gone)
+// for longer than the grace period, and wakes mv, which moves the replicas. It never
+// waits for a move. A broker that registers or passes its health check again hears
+// from ann who the write manager is (it may have restarted and forgotten).
+func (m *Manager) watchBrokers(ctx context.Context, ann *announcer, mv *mover) {
 	updates, err := m.cfg.Discovery.Watch(ctx, discovery.ServiceBroker)
 	if err != nil {
 		m.log.Error("watch brokers", "err", err)
 		return
 	}
 	badSince := map[string]time.Time{}   // brokers not passing, since when
-	returning := map[string]bool{}       // brokers back from the dead, their stale replicas not dropped yet
 	var seen map[string]discovery.Member // nil until discovery has answered once
 	tick := time.NewTicker(reconcileEvery / 2)
 	defer tick.Stop()
-	ensure := time.NewTicker(ensureEvery)
-	defer ensure.Stop()
+	announce := time.NewTicker(announceEvery)
+	defer announce.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ensure.C:
+		case <-announce.C:
 			ann.toAlive()
-			m.ensureReplicas(ctx)
 		case members, ok := <-updates:
 			if !ok {
 				return
@@ -76,16 +65,17 @@ func (m *Manager) watchBrokers(ctx context.Context, ann *announcer) {
 			}
 			seen = current
 		case <-tick.C:
-		case <-m.kick:
 		}
-		if seen != nil {
-			m.reconcile(ctx, seen, badSince, returning)
+		if seen != nil && m.reconcile(ctx, seen, badSince) {
+			mv.startSurvey(ctx) // a returning broker may hold stray replicas
+			mv.wake()
 		}
 	}
 }
 
-// reconcile brings the metadata in line with what discovery says and moves replicas.
-func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Member, badSince map[string]time.Time, returning map[string]bool) {
+// reconcile brings the metadata in line with what discovery says, and reports whether
+// it changed a broker's state.
+func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Member, badSince map[string]time.Time) (changed bool) {
 	var brokers map[string]meta.Broker
 	m.store.Read(func(s *meta.State) {
 		brokers = make(map[string]meta.Broker, len(s.Brokers))
@@ -117,14 +107,7 @@ func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Membe
 			continue
 		}
 		m.log.Info("broker alive", "broker", id, "addr", httpAddr)
-		if known && b.State == meta.BrokerDead {
-			returning[id] = true
-		}
-	}
-	for id := range returning {
-		if m.dropStaleReplicas(ctx, id) {
-			delete(returning, id)
-		}
+		changed = true
 	}
 	for id, since := range badSince {
 		b, known := brokers[id]
@@ -136,65 +119,7 @@ func (m *Manager) reconcile(ctx context.Context, seen map[string]discovery.Membe
 			continue
 		}
 		m.log.Warn("broker dead", "broker", id, "critical_for", time.Since(since).Round(time.Millisecond))
+		changed = true
 	}
-	m.evacuate(ctx)
-	m.topUp(ctx)
-}
-
-// topUp adds replicas to partitions created while fewer brokers were alive than their
-// replication factor, one replica per partition per pass.
-func (m *Manager) topUp(ctx context.Context) {
-	var moves []meta.Move
-	m.store.Read(func(s *meta.State) { moves = meta.PlanTopUp(s.HealthyLoads(), s.UnderReplicated()) })
-	forEach(moves, func(mv meta.Move) error {
-		if err := m.addReplica(ctx, mv); err != nil {
-			m.log.Warn("add replica", "move", mv, "err", err)
-			return err
-		}
-		m.log.Info("replica added", "topic", mv.Topic, "partition", mv.Partition, "broker", mv.To)
-		return nil
-	})
-}
-
-// evacuate moves replicas off dead and decommissioning brokers and releases
-// decommissioned brokers that hold nothing any more.
-func (m *Manager) evacuate(ctx context.Context) {
-	type job struct {
-		from  meta.Broker
-		moves []meta.Move
-		held  int
-	}
-	var jobs []job
-	m.store.Read(func(s *meta.State) {
-		for _, b := range s.BrokerList() {
-			if b.State == meta.BrokerAlive || b.State == meta.BrokerReleased {
-				continue
-			}
-			held := s.PartitionsOf(b.ID)
-			jobs = append(jobs, job{from: b.Broker, held: len(held),
-				moves: meta.PlanEvacuation(s.HealthyLoads(), held, b.ID)})
-		}
-	})
-	for _, j := range jobs {
-		if j.held == 0 && j.from.State == meta.BrokerDecommissioning {
-			if _, err := m.apply(ctx, meta.ReleaseBroker{ID: j.from.ID}); err != nil {
-				m.log.Warn("release broker", "broker", j.from.ID, "err", err)
-			} else {
-				m.log.Info("broker released", "broker", j.from.ID)
-			}
-			continue
-		}
-		// Moves of different partitions are independent: run them together, so that
-		// restoring the replication factor takes about one move, not one per partition.
-		forEach(j.moves, func(mv meta.Move) error {
-			start := time.Now()
-			if err := m.moveReplica(ctx, mv, j.from.State == meta.BrokerDead); err != nil {
-				m.log.Warn("move replica", "move", mv, "err", err)
-				return err
-			}
-			m.log.Info("replica moved", "topic", mv.Topic, "partition", mv.Partition, "from", mv.From, "to", mv.To,
-				"took", time.Since(start).Round(time.Millisecond))
-			return nil
-		})
-	}
+	return changed
 }

@@ -247,8 +247,16 @@ func (m *Manager) listBrokers(c *fiber.Ctx) error {
 	ctx, cancel := reqCtx(c)
 	defer cancel()
 	r := managerapi.BrokersReply{Reply: managerapi.Success}
+	mv := m.mover.Load()
+	if mv != nil {
+		r.MovesBy = m.cfg.ID
+	}
 	if err := m.read(ctx, func(s *meta.State) error {
-		r.Brokers = brokerInfos(s.BrokerList())
+		counts := pendingMoves(s)
+		if mv != nil {
+			counts = mv.progress(s)
+		}
+		r.Brokers = brokerInfos(s.BrokerList(), counts)
 		return nil
 	}); err != nil {
 		return err
@@ -265,7 +273,7 @@ func (m *Manager) decommission(c *fiber.Ctx) error {
 	if _, err := m.applyWrite(c, ctx, meta.Decommission{ID: id}); err != nil {
 		return err
 	}
-	m.kickHealth()
+	m.wakeMover()
 	return c.Status(http.StatusAccepted).JSON(managerapi.MessageReply{Reply: managerapi.Success, Message: "broker " + strconv.Quote(id) + " is decommissioning: its replicas move to other brokers, then it is released"})
 }
 
@@ -307,10 +315,11 @@ func topicInfo(t meta.Topic) managerapi.TopicInfo {
 	return info
 }
 
-func brokerInfos(in []meta.BrokerInfo) []managerapi.BrokerInfo {
+func brokerInfos(in []meta.BrokerInfo, moves map[string]managerapi.MoveCounts) []managerapi.BrokerInfo {
 	out := make([]managerapi.BrokerInfo, len(in))
 	for i, b := range in {
-		out[i] = managerapi.BrokerInfo{ID: b.ID, Addr: b.Addr, RaftAddr: b.RaftAddr, State: string(b.State), Replicas: b.Replicas, Leaders: b.Leaders}
+		out[i] = managerapi.BrokerInfo{ID: b.ID, Addr: b.Addr, RaftAddr: b.RaftAddr, State: string(b.State), Replicas: b.Replicas,
+			Leaders: b.Leaders, Moves: moves[b.ID]}
 	}
 	return out
 }

@@ -52,11 +52,16 @@ func (m *Manager) startLeading(ctx context.Context, node *election.Node) (stop f
 			return
 		}
 		defer ann.wait()
-		// Announced before the replicas are reconciled, which may take a while: the
-		// announcement needs only the brokers the barrier brought up to date.
 		ann.toAlive()
-		m.ensureReplicas(lctx)
-		m.watchBrokers(lctx, ann)
+		mv := newMover(m)
+		m.mover.Store(mv)
+		defer m.mover.CompareAndSwap(mv, nil)
+		wg.Add(1) // while this goroutine's own count holds Wait off
+		go func() {
+			defer wg.Done()
+			mv.run(lctx)
+		}()
+		m.watchBrokers(lctx, ann, mv)
 	}()
 	return func() {
 		cancel()

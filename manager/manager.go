@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -47,6 +48,9 @@ type Config struct {
 	BrokerGrace time.Duration
 	// Replication and Partitions are the defaults for new topics.
 	Replication, Partitions int
+	// MaxMoves bounds the replica moves and leadership transfers the write manager
+	// carries out at once (default DefaultMaxMoves).
+	MaxMoves int
 	// RaftMaxConns caps the Raft port's incoming connections (default
 	// transport.DefaultMaxConns).
 	RaftMaxConns int
@@ -91,7 +95,7 @@ type Manager struct {
 	httpLn  net.Listener
 	brokers *brokerClient
 	router  *router
-	kick    chan struct{} // wakes the write manager's health loop
+	mover   atomic.Pointer[mover] // the write manager's, while it leads
 
 	mu     sync.Mutex
 	node   *election.Node  // nil until the group is joined
@@ -106,7 +110,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("manager", cfg.ID), kick: make(chan struct{}, 1)}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("manager", cfg.ID)}
 	m.brokers = newBrokerClient(m.noteLeader)
 	m.brokers.http.Secure(cfg.Security.BrokerClient(), "")
 	m.router = newRouter(m)

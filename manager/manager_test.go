@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -243,7 +244,8 @@ func must[T any](v T, err error) T {
 }
 
 // A broker critical past the grace period is declared dead and its replicas move to a
-// healthy broker; when it returns it is alive again and its stale replicas are dropped.
+// healthy broker; when it returns it is alive again, its stale replicas are dropped and
+// it receives its share again.
 // A decommissioned broker is emptied and released.
 func TestBrokerDeathAndDecommission(t *testing.T) {
 	m, fb, d := startWithBrokers(t, "health", "b1", "b2", "b3", "b4")
@@ -273,10 +275,27 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 	}
 	d.SetHealth(discovery.ServiceBroker, "b2", discovery.Passing)
 	eventually(t, 10*time.Second, "b2 alive", func() bool { return brokerStates(t, m)["b2"].State == string(meta.BrokerAlive) })
-	eventually(t, 10*time.Second, "stale replicas dropped", func() bool {
+	// Its stale replicas are dropped and the balance gives it its share again: 12
+	// replicas over 4 brokers, each holding exactly what the metadata places there.
+	eventually(t, 20*time.Second, "b2 holds its share, and only what the metadata places", func() bool {
+		call(t, m, "GET", "/topics/t", "", &tr)
+		placed := map[string]map[string]bool{}
+		for _, p := range tr.Topic.Partitions {
+			for _, b := range p.Replicas {
+				if placed[b] == nil {
+					placed[b] = map[string]bool{}
+				}
+				placed[b][meta.GroupName("t", p.Partition)] = true
+			}
+		}
 		fb.mu.Lock()
 		defer fb.mu.Unlock()
-		return len(fb.replicas["b2"]) == 0
+		for _, id := range []string{"b1", "b2", "b3", "b4"} {
+			if !maps.Equal(fb.replicas[id], placed[id]) || len(placed[id]) != 3 {
+				return false
+			}
+		}
+		return true
 	})
 
 	if code := call(t, m, "DELETE", "/brokers/b3", "", nil); code != 202 {

@@ -45,6 +45,13 @@ type CreateReplicaRequest struct {
 	Peers     []Peer `json:"peers"`
 }
 
+// TransferRequest asks a partition's leader (POST /replicas/{topic}/{partition}/leader)
+// to hand its leadership to member ID; it answers once ID leads. A broker that does
+// not lead answers 421 naming the leader.
+type TransferRequest struct {
+	ID string `json:"id"`
+}
+
 // ReplicaStatus describes this broker's replica of a partition.
 type ReplicaStatus struct {
 	Topic     string `json:"topic"`

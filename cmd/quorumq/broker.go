@@ -68,6 +68,7 @@ reopens every replica it held.`,
 	f.IntVar(&cfg.ScrubRate, "scrub-rate", broker.DefaultScrubRate, "bytes per second the background verifier reads back from disk (message bodies and Raft log records) to find damage; 0 disables it")
 	_ = cmd.MarkFlagRequired("id")
 	cmd.AddCommand(newBrokerVerifyCmd())
+	cmd.AddCommand(newBrokerAdminCmds()...)
 	return cmd
 }
 

@@ -168,18 +168,34 @@ type SizeReply struct {
 type BrokersReply struct {
 	Reply
 	Brokers []BrokerInfo `json:"brokers"`
+	// MovesBy is the write manager whose mover counted the brokers' moves in flight,
+	// done and failed (since it took over); empty when a read manager answered, whose
+	// counts besides Pending are zero: ask the write manager (GET /managers names it).
+	MovesBy string `json:"moves_by,omitempty"`
 }
 
 // BrokerInfo is one broker the managers know, with the replicas and partition leaders
-// it holds. State is alive, dead, decommissioning (its replicas move away) or released
-// (decommissioned and empty).
+// it holds, and the replica moves from and to it. State is alive, dead,
+// decommissioning (its replicas move away) or released (decommissioned and empty).
 type BrokerInfo struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"`      // HTTP API host:port
-	RaftAddr string `json:"raft_addr"` // shared Raft listener host:port
-	State    string `json:"state"`
-	Replicas int    `json:"replicas"`
-	Leaders  int    `json:"leaders"`
+	ID       string     `json:"id"`
+	Addr     string     `json:"addr"`      // HTTP API host:port
+	RaftAddr string     `json:"raft_addr"` // shared Raft listener host:port
+	State    string     `json:"state"`
+	Replicas int        `json:"replicas"`
+	Leaders  int        `json:"leaders"`
+	Moves    MoveCounts `json:"moves"`
+}
+
+// MoveCounts are the replica moves from and to one broker. Pending are the replicas
+// of a dead or decommissioning broker not moving yet; InFlight, Done and Failed
+// (attempts: a failed move is retried with backoff) are the write manager's counts
+// since it took over.
+type MoveCounts struct {
+	Pending  int `json:"pending"`
+	InFlight int `json:"in_flight"`
+	Done     int `json:"done"`
+	Failed   int `json:"failed"`
 }
 
 // ManagerInfo is one member of the managers' Raft group.

@@ -3,7 +3,6 @@ package meta
 import (
 	"errors"
 	"reflect"
-	"slices"
 	"testing"
 )
 
@@ -97,15 +96,15 @@ func TestTopUp(t *testing.T) {
 	mustApply(t, s, BrokerUp{ID: "b2"})
 	mustApply(t, s, BrokerUp{ID: "b3"})
 	for range 2 {
-		for _, m := range PlanTopUp(s.HealthyLoads(), s.UnderReplicated()) {
+		for _, m := range PlanBalance(s.PlanInput()).Moves {
 			if m.From != "" {
 				t.Fatalf("top-up move %+v has a source", m)
 			}
 			mustApply(t, s, AddReplica{Topic: m.Topic, Partition: m.Partition, Broker: m.To})
 		}
 	}
-	if u := s.UnderReplicated(); len(u) != 0 {
-		t.Fatalf("still under-replicated: %+v", u)
+	if moves := PlanBalance(s.PlanInput()).Moves; len(moves) != 0 {
+		t.Fatalf("still moves to make: %+v", moves)
 	}
 	for _, p := range s.Topics["t"].Partitions {
 		if !reflect.DeepEqual(p.Replicas, []string{"b1", "b2", "b3"}) {
@@ -167,7 +166,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal("b2 not dead")
 	}
 	held := s.PartitionsOf("b2")
-	moves := PlanEvacuation(s.HealthyLoads(), held, "b2")
+	moves := PlanBalance(s.PlanInput()).Moves
 	if len(moves) != len(held) {
 		t.Fatalf("moves %v for %d partitions", moves, len(held))
 	}
@@ -282,42 +281,6 @@ func TestPlace(t *testing.T) {
 			got := Place(c.candidates, c.n, c.rf)
 			if !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("got %+v, want %+v", got, c.want)
-			}
-		})
-	}
-}
-
-func TestPlanEvacuation(t *testing.T) {
-	parts := []Partition{
-		{Topic: "t", Index: 0, Replicas: []string{"b1", "b2", "b3"}},
-		{Topic: "t", Index: 1, Replicas: []string{"b1", "b3", "b4"}},
-		{Topic: "t", Index: 2, Replicas: []string{"b1", "b4", "b5"}},
-	}
-	cases := []struct {
-		name       string
-		candidates []Load
-		want       []Move
-	}{
-		{"least loaded not holding", []Load{{ID: "b2", Replicas: 1}, {ID: "b3", Replicas: 2}, {ID: "b4", Replicas: 2}, {ID: "b5", Replicas: 1}}, []Move{
-			{Topic: "t", Partition: 0, From: "b1", To: "b5"},
-			{Topic: "t", Partition: 1, From: "b1", To: "b2"},
-			{Topic: "t", Partition: 2, From: "b1", To: "b2"},
-		}},
-		{"nowhere to go", []Load{{ID: "b2"}, {ID: "b3"}}, []Move{
-			{Topic: "t", Partition: 1, From: "b1", To: "b2"},
-			{Topic: "t", Partition: 2, From: "b1", To: "b3"},
-		}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got := PlanEvacuation(c.candidates, parts, "b1")
-			if !reflect.DeepEqual(got, c.want) {
-				t.Fatalf("got %+v, want %+v", got, c.want)
-			}
-			for _, m := range got {
-				if slices.Contains(parts[m.Partition].Replicas, m.To) {
-					t.Fatalf("move %+v targets a holder", m)
-				}
 			}
 		})
 	}

@@ -187,20 +187,21 @@ func (s *State) PartitionsOf(id string) []Partition {
 	return out
 }
 
-// UnderReplicated lists copies of the partitions with fewer replicas than their topic's
-// replication factor.
-func (s *State) UnderReplicated() []Partition {
-	var out []Partition
+// PlanInput is the placement as PlanBalance takes it: every broker, and every
+// partition in topic and index order with the leader the metadata records.
+func (s *State) PlanInput() PlanInput {
+	var in PlanInput
+	for _, b := range s.BrokerList() {
+		in.Brokers = append(in.Brokers, b.Broker)
+	}
 	for _, name := range s.TopicNames() {
 		t := s.Topics[name]
 		for _, p := range t.Partitions {
-			if len(p.Replicas) < t.Replication {
-				p.Replicas = slices.Clone(p.Replicas)
-				out = append(out, p)
-			}
+			p.Replicas = slices.Clone(p.Replicas)
+			in.Partitions = append(in.Partitions, PlanPartition{Partition: p, Replication: t.Replication})
 		}
 	}
-	return out
+	return in
 }
 
 // loads counts replicas and leaderships per known broker.

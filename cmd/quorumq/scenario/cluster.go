@@ -67,6 +67,8 @@ type Cluster struct {
 	Discovery       *consul.Backend
 	Brokers         []*Node
 	Managers        []*Node
+	opts            Options
+	agent           *consulagent.Agent
 }
 
 // Start runs a cluster. It returns once the processes are started, not once they are
@@ -85,14 +87,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	agent := consultest.Start(t)
 	pg := pgserver.StartT(t)
 	c := &Cluster{ConsulAddr: agent.HTTPAddr(), Discovery: consultest.Backend(t, agent, consulagent.Reader),
-		ConsulTokenFile: consultest.TokenFile(t, agent, consulagent.Reader)}
-	for i := 1; i <= o.Brokers; i++ {
-		n := o.node(t, fmt.Sprintf("b%d", i))
-		n.args = []string{"broker", "--id", n.ID, "--data-dir", t.TempDir(),
-			"--raft", n.Raft, "--http", n.HTTP}
-		n.args = append(n.args, consultest.Flags(t, agent, discovery.ServiceBroker)...)
-		n.start(t)
-		c.Brokers = append(c.Brokers, n)
+		ConsulTokenFile: consultest.TokenFile(t, agent, consulagent.Reader), opts: o, agent: agent}
+	for range o.Brokers {
+		c.AddBroker(t)
 	}
 	for i := 1; i <= o.Managers; i++ {
 		n := o.node(t, fmt.Sprintf("m%d", i))
@@ -105,6 +102,17 @@ func Start(t testing.TB, o Options) *Cluster {
 		c.Managers = append(c.Managers, n)
 	}
 	return c
+}
+
+// AddBroker starts one more broker, b<n+1> for a cluster of n brokers.
+func (c *Cluster) AddBroker(t testing.TB) *Node {
+	n := c.opts.node(t, fmt.Sprintf("b%d", len(c.Brokers)+1))
+	n.args = []string{"broker", "--id", n.ID, "--data-dir", t.TempDir(),
+		"--raft", n.Raft, "--http", n.HTTP}
+	n.args = append(n.args, consultest.Flags(t, c.agent, discovery.ServiceBroker)...)
+	n.start(t)
+	c.Brokers = append(c.Brokers, n)
+	return n
 }
 
 // node is a process on free ports, not started yet.

@@ -1,0 +1,185 @@
+package manager
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/quorumq/quorumq/manager/meta"
+)
+
+const (
+	// surveyCalls bounds the survey's requests to brokers in flight at once (creating a
+	// missing replica, dropping a stale one, recording a leader).
+	surveyCalls = 16
+	// listTimeout bounds one broker's listing of its replicas.
+	listTimeout = 20 * time.Second
+)
+
+// startSurvey runs a survey in the background unless one is under way.
+func (mv *mover) startSurvey(ctx context.Context) {
+	mv.mu.Lock()
+	busy := mv.surveyed
+	mv.surveyed = true
+	mv.mu.Unlock()
+	if busy {
+		return
+	}
+	mv.wg.Add(1)
+	go func() {
+		defer mv.wg.Done()
+		mv.survey(ctx)
+		mv.mu.Lock()
+		mv.surveyed = false
+		mv.mu.Unlock()
+	}()
+}
+
+// survey lists the replicas of every broker not known dead and brings them in line
+// with the metadata: a replica the metadata places on a broker that lacks it is
+// created (a write manager died between placing and creating it), one a broker holds
+// without the metadata placing it there leaves its group and is deleted (moved away
+// while its broker was dead, or left by a move that failed), and each partition's
+// leader, as its replicas name it, is kept for the planner and recorded. Partitions
+// with a move under way are left to it.
+func (mv *mover) survey(ctx context.Context) {
+	m := mv.m
+	view := m.brokerView()
+	var listed []meta.Broker
+	for _, b := range view {
+		if b.State != meta.BrokerDead && b.State != meta.BrokerReleased {
+			listed = append(listed, b)
+		}
+	}
+	held := map[string]map[string]meta.Partition{} // broker → group → its topic and index
+	leaders := map[string]string{}                 // group → leader
+	var mu sync.Mutex
+	forEach(listed, func(b meta.Broker) error {
+		lctx, cancel := context.WithTimeout(ctx, listTimeout)
+		defer cancel()
+		parts, err := m.brokers.replicaStatuses(lctx, b)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		held[b.ID] = map[string]meta.Partition{}
+		for _, st := range parts {
+			g := meta.GroupName(st.Topic, st.Partition)
+			held[b.ID][g] = meta.Partition{Topic: st.Topic, Index: st.Partition}
+			if st.IsLeader {
+				leaders[g] = b.ID
+			}
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	// The moves under way before the metadata: a move that ends in between is then
+	// seen in the metadata, never taken for a stray replica or a missing one.
+	mv.mu.Lock()
+	busy := map[string]bool{}
+	for g := range mv.running {
+		busy[g] = true
+	}
+	mv.leaders = leaders
+	mv.mu.Unlock()
+	var fixes []func()
+	m.store.Read(func(s *meta.State) {
+		placed := map[string]meta.Partition{} // group → partition
+		for _, name := range s.TopicNames() {
+			for _, p := range s.Topics[name].Partitions {
+				g := p.GroupName()
+				p.Replicas = slices.Clone(p.Replicas)
+				placed[g] = p
+				if busy[g] {
+					continue
+				}
+				if l := leaders[g]; l != "" && l != p.Leader && p.Has(l) {
+					fixes = append(fixes, func() { m.recordLeader(ctx, p, l) })
+				}
+				fixes = append(fixes, mv.missing(ctx, p, held, view)...)
+			}
+		}
+		for id, groups := range held {
+			for g, stray := range groups {
+				p, known := placed[g]
+				if busy[g] || known && p.Has(id) {
+					continue
+				}
+				if !known {
+					p = stray
+				}
+				fixes = append(fixes, func() { m.dropStray(ctx, view, id, p, known) })
+			}
+		}
+	})
+	sem := make(chan struct{}, surveyCalls)
+	var wg sync.WaitGroup
+	for _, fix := range fixes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fix()
+		})
+	}
+	wg.Wait()
+}
+
+// missing adds to fixes the creation of p's replicas that listed brokers lack. A
+// partition no broker holds yet is bootstrapped with all its replicas; otherwise the
+// missing replica joins the existing group.
+func (mv *mover) missing(ctx context.Context, p meta.Partition, held map[string]map[string]meta.Partition, view map[string]meta.Broker) (fixes []func()) {
+	g := p.GroupName()
+	exists := false
+	var lacking []string
+	for _, id := range p.Replicas {
+		h, listed := held[id]
+		switch {
+		case !listed: // dead or unreachable: the planner moves it if it stays so
+		case h[g].Topic != "":
+			exists = true
+		default:
+			lacking = append(lacking, id)
+		}
+	}
+	for _, id := range lacking {
+		members := p.Replicas
+		if exists {
+			members = slices.DeleteFunc(slices.Clone(p.Replicas), func(r string) bool { return r == id })
+		}
+		fixes = append(fixes, func() {
+			if err := mv.m.brokers.createReplica(ctx, view, view[id], p, members); err != nil {
+				mv.m.log.Debug("create missing replica", "group", g, "broker", id, "err", err)
+			}
+		})
+	}
+	return fixes
+}
+
+// recordLeader records the leader p's replicas named.
+func (m *Manager) recordLeader(ctx context.Context, p meta.Partition, id string) {
+	if _, err := m.apply(ctx, meta.SetLeader{Topic: p.Topic, Partition: p.Index, Leader: id}); err != nil {
+		m.log.Debug("record partition leader", "group", p.GroupName(), "leader", id, "err", err)
+	}
+}
+
+// dropStray takes broker id's replica of p out of p's Raft group (known: p is in the
+// metadata, whose replicas lead the way to its leader) and deletes it.
+func (m *Manager) dropStray(ctx context.Context, view map[string]meta.Broker, id string, p meta.Partition, known bool) {
+	if known {
+		// The stray itself names the leader when the metadata's replicas do not answer.
+		p.Replicas = append(p.Replicas, id)
+		if err := m.brokers.removeMember(ctx, view, p, id); err != nil {
+			m.log.Debug("remove stray replica from its group", "group", p.GroupName(), "broker", id, "err", err)
+			return
+		}
+	}
+	if err := m.brokers.dropReplica(ctx, view[id], p); err != nil {
+		m.log.Debug("delete stray replica", "group", p.GroupName(), "broker", id, "err", err)
+		return
+	}
+	m.log.Info("stray replica deleted", "group", p.GroupName(), "broker", id)
+}
