@@ -67,8 +67,8 @@ type mover struct {
 	running  map[string]job // by group
 	failures map[string]*failing
 	counts   map[string]*managerapi.MoveCounts // by broker
-	leaders  map[string]string      // group → the leader its replicas named at the last survey
-	surveyed bool                   // a survey is under way
+	leaders  map[string]string                 // group → the leader its replicas named at the last survey
+	surveyed bool                              // a survey is under way
 }
 
 func newMover(m *Manager) *mover {
@@ -174,8 +174,12 @@ func (mv *mover) countsOf(id string) *managerapi.MoveCounts {
 	return c
 }
 
-// each runs fn on the counts of the brokers a job touches.
+// each runs fn on the counts of the brokers a replica move touches (leadership
+// transfers are not counted).
 func (mv *mover) each(j job, fn func(*managerapi.MoveCounts)) {
+	if j.transfer != nil {
+		return
+	}
 	from, to := j.ends()
 	for _, id := range []string{from, to} {
 		if id != "" {
