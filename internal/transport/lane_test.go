@@ -18,17 +18,20 @@ import (
 // 32-63 MiB batch cost other partitions their leaders. Once the peer reads
 // again, the append arrives whole.
 func TestHeartbeatsDoNotWaitBehindAppends(t *testing.T) {
+	// Timeouts far beyond the test's steps: the append can only end early by failing
+	// (neither side gives up on it while the proxy holds it), and a heartbeat stuck
+	// behind it fails rather than hangs.
 	ca := newCA(t)
-	server := tlsMux(t, ca, "broker/b1")
+	patient := func(id string) *Mux {
+		cfg := tlsConfig(t, ca, id)
+		cfg.Timeout = patientTimeout
+		return startMux(t, cfg)
+	}
+	server := patient("broker/b1")
 	answer(t, openGroup(t, server, "big"))
 	answer(t, openGroup(t, server, "other"))
 	stall := newStallingProxy(t, string(server.Addr()), 256<<10)
-
-	// A timeout far beyond the test's steps: the append can only end early by
-	// failing, and a heartbeat stuck behind it fails rather than hangs.
-	cfg := tlsConfig(t, ca, "broker/b2")
-	cfg.Timeout = patientTimeout
-	client := startMux(t, cfg)
+	client := patient("broker/b2")
 	big, other := openGroup(t, client, "big"), openGroup(t, client, "other")
 	target := raft.ServerAddress(stall.addr())
 	// The server drops a connection whose requests name another sender than its certificate.
@@ -41,7 +44,11 @@ func TestHeartbeatsDoNotWaitBehindAppends(t *testing.T) {
 		entries := []*raft.Log{{Index: 1, Term: 1, Data: bytes.Repeat([]byte("x"), size)}}
 		appended <- big.AppendEntries("b1", target, &raft.AppendEntriesRequest{RPCHeader: from, Term: 1, Entries: entries}, &resp)
 	}()
-	<-stall.stuck // the append is on its way and will not get through
+	select {
+	case <-stall.stuck: // the append is on its way and will not get through
+	case err := <-appended:
+		t.Fatalf("the append returned (%v) before it reached the peer", err)
+	}
 
 	for range 3 {
 		hb := &raft.AppendEntriesRequest{RPCHeader: from, Term: 1}
