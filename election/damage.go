@@ -115,6 +115,13 @@ func (n *Node) checkStores() error {
 		if err := cs.check(); err != nil {
 			return fmt.Errorf("election: seal the stable store: %w", err)
 		}
+		// With a bolt log, the mark waits until the log is sealed too (checkedLogs.check).
+		if _, bolt := n.logs.(*checkedLogs); !bolt && !cs.strict {
+			if err := n.rawStable.Set(keySealed, []byte{1}); err != nil {
+				return fmt.Errorf("election: seal the stable store: %w", err)
+			}
+			cs.strict = true
+		}
 	}
 	if dr, ok := n.logs.(DamageReporter); ok {
 		if err := dr.Damage(); err != nil {

@@ -23,7 +23,7 @@ type Node struct {
 	log    *slog.Logger
 	logs   raft.LogStore
 	stable raft.StableStore
-	// rawStable is the bolt store behind checked stores the node opened itself.
+	// rawStable is the store behind the checked stable store (checked.go).
 	rawStable raft.StableStore
 	snaps     *trackedSnapshots
 	fsm       *trackedFSM
@@ -100,6 +100,13 @@ func (n *Node) openStores() error {
 	c := n.cfg
 	n.closer = func() error { return nil }
 	n.logs, n.stable = c.LogStore, c.StableStore
+	if c.StableStore != nil {
+		// Sealed like the node's own (checked.go): a given store may be bolt too (the
+		// broker's raft.db).
+		_, err := c.StableStore.Get(keySealed)
+		n.stable = &checkedStable{StableStore: c.StableStore, strict: err == nil, damaged: n.ReportDamage}
+		n.rawStable = c.StableStore
+	}
 	snaps := c.SnapshotStore
 	if (n.logs == nil || n.stable == nil || snaps == nil) && c.DataDir == "" {
 		return errors.New("election: Config needs DataDir unless all three stores are given")
@@ -113,7 +120,10 @@ func (n *Node) openStores() error {
 			return fmt.Errorf("election: open %s: %w", filepath.Join(c.DataDir, "raft.db"), err)
 		}
 		n.closer = bolt.Close
-		_, err = bolt.Get(keySealed)
+		if n.rawStable == nil {
+			n.rawStable = bolt
+		}
+		_, err = n.rawStable.Get(keySealed)
 		sealed := err == nil
 		if n.logs == nil {
 			n.logs = &checkedLogs{LogStore: bolt, strict: sealed, damaged: n.logDamage}
@@ -121,7 +131,6 @@ func (n *Node) openStores() error {
 		if n.stable == nil {
 			n.stable = &checkedStable{StableStore: bolt, strict: sealed, damaged: n.ReportDamage}
 		}
-		n.rawStable = bolt
 	}
 	if snaps == nil {
 		fs, err := raft.NewFileSnapshotStoreWithLogger(c.DataDir, 2, newHCLog(n.log))
