@@ -47,7 +47,7 @@ plain answers, and the end of stdin leaves the ATM serving until SIGINT or SIGTE
 			if cfg.Logger, err = newLogger(cfg.Logs, logLevel); err != nil {
 				return err
 			}
-			if cfg.Security, err = sec.config(secure.RoleATM, cfg.ID, true, cfg.Logger); err != nil {
+			if cfg.Security, err = sec.config(cmd.Context(), secure.RoleATM, cfg.ID, true, cfg.Logger); err != nil {
 				return err
 			}
 			cfg.DataDir = dataDirFor(dataDirIn, cfg.ID)

@@ -39,7 +39,7 @@ reopens every replica it held.`,
 			if cfg.Logger, err = newLogger(os.Stderr, logLevel); err != nil {
 				return err
 			}
-			if cfg.Security, err = sec.config(secure.RoleBroker, cfg.ID, false, cfg.Logger); err != nil {
+			if cfg.Security, err = sec.config(cmd.Context(), secure.RoleBroker, cfg.ID, false, cfg.Logger); err != nil {
 				return err
 			}
 			cfg.DataDir = dataDirFor(cfg.DataDir, cfg.ID)

@@ -19,7 +19,11 @@ func newCertCmd() *cobra.Command {
 		Short: "Create the cluster CA and node certificates (mutual TLS between processes)",
 		Long: `Every process of a secured cluster holds a certificate signed by the cluster CA; its
 Common Name, role/id (broker/b1, manager/m1, atm/atm1, client/NAME), is the identity its
-peers check. Managers, brokers and ATMs take them with --ca, --cert and --key.`,
+peers check. Managers, brokers and ATMs take them with --ca, --cert and --key, and read
+them again within a second of the files changing (at once on SIGHUP): renew a
+certificate by running create-node over the old files. To move to a new CA, make --ca
+a bundle of both CAs (cat old.pem new.pem), give every node a certificate of the new
+CA, then make --ca the new CA alone (README: Rotating certificates).`,
 	}
 	var dir string
 	createCA := &cobra.Command{

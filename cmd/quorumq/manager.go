@@ -43,7 +43,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 			if cfg.Logger, err = newLogger(os.Stderr, logLevel); err != nil {
 				return err
 			}
-			if cfg.Security, err = sec.config(secure.RoleManager, cfg.ID, true, cfg.Logger); err != nil {
+			if cfg.Security, err = sec.config(cmd.Context(), secure.RoleManager, cfg.ID, true, cfg.Logger); err != nil {
 				return err
 			}
 			if cfg.PostgresDSN, err = withPasswordFile(cfg.PostgresDSN, pgPassFile); err != nil {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -39,7 +42,8 @@ func (s *securityFlags) register(f *pflag.FlagSet, public bool) {
 // asked for: without certificates the process does not start. Without
 // tokens, only cluster certificates get through (enough for a broker, whose clients
 // are the managers; the SDK's direct produce then goes through the managers).
-func (s *securityFlags) config(role, id string, needTokens bool, log *slog.Logger) (*secure.Config, error) {
+// The certificates are read again when their files change and on SIGHUP.
+func (s *securityFlags) config(ctx context.Context, role, id string, needTokens bool, log *slog.Logger) (*secure.Config, error) {
 	if s.insecure {
 		log.Warn("running --insecure: plain TCP and HTTP, no authentication; anyone who reaches the ports controls the cluster")
 		return nil, nil
@@ -67,11 +71,32 @@ func (s *securityFlags) config(role, id string, needTokens bool, log *slog.Logge
 		return nil, errors.New("give --tls-cert and --tls-key together")
 	}
 	if s.tlsCert != "" {
-		if cfg.Public, err = secure.PublicConfig(s.tlsCert, s.tlsKey); err != nil {
+		if cfg.Public, err = secure.LoadPublicCert(s.tlsCert, s.tlsKey); err != nil {
 			return nil, err
 		}
 	}
+	cfg.SetLogger(log)
+	go reloadOnHUP(ctx, cfg, log)
 	return cfg, nil
+}
+
+// reloadOnHUP reloads the process's certificates on SIGHUP, at once (they are also
+// reloaded within a second of their files changing); without it SIGHUP would end the
+// process.
+func reloadOnHUP(ctx context.Context, cfg *secure.Config, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if secure.ReloadAll(cfg.Reloaders()) == nil {
+				log.Info("SIGHUP: certificates reloaded", "serial", cfg.Node.Serial())
+			}
+		}
+	}
 }
 
 // clientCredentials are --token and --ca of the commands that talk to the managers,

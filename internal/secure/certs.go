@@ -158,8 +158,14 @@ func writePair(dir, certName, keyName string, der []byte, key *ecdsa.PrivateKey)
 	return writePEM(filepath.Join(dir, certName), "CERTIFICATE", der, 0o644)
 }
 
+// writePEM replaces path through a rename: a running process that reloads its
+// certificate (rotation in place) never reads half a file.
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func loadCA(dir string) (*x509.Certificate, any, error) {

@@ -11,7 +11,7 @@ import (
 type Config struct {
 	Node   *Node       // the cluster certificate: mutual TLS with the other processes
 	Tokens *Tokens     // bearer tokens of the HTTP APIs; nil refuses every token
-	Public *tls.Config // TLS of the public API (managers, ATMs); nil: the node certificate
+	Public *PublicCert // certificate of the public API (managers, ATMs); nil: the node's
 }
 
 // Raft is the TLS of the process's Raft port: only processes of the same role
@@ -48,11 +48,10 @@ func (c *Config) ListenPublic(ln net.Listener) net.Listener {
 	if c == nil {
 		return ln
 	}
-	cfg := c.Public
-	if cfg == nil {
-		cfg = c.Node.ServerConfig(tls.NoClientCert)
+	if c.Public != nil {
+		return tls.NewListener(ln, c.Public.TLS())
 	}
-	return tls.NewListener(ln, cfg)
+	return tls.NewListener(ln, c.Node.ServerConfig(tls.NoClientCert))
 }
 
 // BrokerClient is the TLS of calls to the brokers' HTTP API; nil for a nil Config.
