@@ -23,6 +23,8 @@ type service struct {
 	Build       buildSpec             `yaml:"build"`
 	Hostname    string                `yaml:"hostname"`
 	Command     []string              `yaml:"command"`
+	Entrypoint  []string              `yaml:"entrypoint"`
+	NetworkMode string                `yaml:"network_mode"`
 	Environment envVars               `yaml:"environment"`
 	Volumes     []string              `yaml:"volumes"`
 	Ports       []string              `yaml:"ports"`
