@@ -14,8 +14,8 @@ import (
 	"github.com/quorumq/quorumq/election"
 )
 
-// A replica whose state cannot be repaired in place (its applied index, offsets or
-// producers failed their checksum: they are the sum of every entry applied, which no
+// A replica whose state cannot be repaired in place (its applied index, offsets,
+// producers or a stored snapshot failed their checksum: they are the sum of every entry applied, which no
 // peer can hand over piecemeal) is rebuilt: its data is dropped and it opens empty,
 // recovering, and enters the group again as a new member does; the leader sends it a
 // snapshot and the log after it. It stays a member meanwhile, so the group keeps its
@@ -27,13 +27,17 @@ import (
 // rebuildWait bounds how long an open waits for a healthy leader to rebuild from.
 const rebuildWait = time.Minute
 
-// openState opens the group's stores and its partition state.
+// openState opens the group's stores and its partition state, and checks its stored
+// snapshots (a follower may be sent their state).
 func (b *Broker) openState(group string) (*store.Group, *partition.FSM, error) {
 	g, err := b.db.Group(group)
 	if err != nil {
 		return nil, nil, err
 	}
 	fsm, err := partition.New(g.Partition())
+	if err == nil {
+		err = g.SnapshotStore().Check()
+	}
 	return g, fsm, err
 }
 
