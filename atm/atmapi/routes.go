@@ -1,10 +1,6 @@
 package atmapi
 
-import (
-	"sync"
-
-	"github.com/quorumq/quorumq/internal/apidoc"
-)
+import "github.com/quorumq/quorumq/internal/apidoc"
 
 // Every route the ATMs serve, with its types: the source of the OpenAPI document they
 // serve at GET /openapi.json. The ATMs' test fails when a served route is missing here
@@ -26,16 +22,13 @@ var Routes = []apidoc.Route{
 	{Method: "GET", Path: "/status", Summary: "This member's Raft state: its id, role, leader, applied index and members.", Reply: StatusResponse{}},
 }
 
-// OpenAPI is the ATMs' OpenAPI 3 document (JSON). It panics on a malformed route
-// table, which is fixed at build time and built by the ATMs' tests.
-var OpenAPI = sync.OnceValue(func() []byte {
-	return apidoc.Must(apidoc.Document(apidoc.Info{
-		Title:   "quorumq ATM",
-		Version: "1",
-		Description: "The HTTP API of a quorumq ATM, one member of the bank's Raft group. Amounts are decimal strings " +
-			"(\"12.50\") with the exact cents beside them; a request may give the amount as a string or a JSON number. " +
-			"Every failure is {\"status\":\"failure\",\"message\",\"code\"} (code repeated as \"reason\"), with " +
-			"\"outcome\" (not_applied or unknown) on writes.",
-		Failure: Failure{},
-	}, Routes))
-})
+// OpenAPI is the ATMs' OpenAPI 3 document (JSON).
+var OpenAPI = apidoc.Lazy(apidoc.Info{
+	Title:   "quorumq ATM",
+	Version: "1",
+	Description: "The HTTP API of a quorumq ATM, one member of the bank's Raft group. Amounts are decimal strings " +
+		"(\"12.50\") with the exact cents beside them; a request may give the amount as a string or a JSON number. " +
+		"Every failure is {\"status\":\"failure\",\"message\",\"code\"} (code repeated as \"reason\"), with " +
+		"\"outcome\" (not_applied or unknown) on writes.",
+	Failure: Failure{},
+}, Routes)

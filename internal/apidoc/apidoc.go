@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Route is one endpoint of a service.
@@ -115,13 +116,17 @@ func Document(info Info, routes []Route) ([]byte, error) {
 	}, "", "  ")
 }
 
-// Must returns doc, and panics on err: a service's route table is fixed at build time,
-// and its tests build the document.
-func Must(doc []byte, err error) []byte {
-	if err != nil {
-		panic(err)
-	}
-	return doc
+// Lazy returns the document of routes, built on the first call. It panics on a
+// malformed table: a service's route table is fixed at build time, and its tests
+// build the document.
+func Lazy(info Info, routes []Route) func() []byte {
+	return sync.OnceValue(func() []byte {
+		doc, err := Document(info, routes)
+		if err != nil {
+			panic(err)
+		}
+		return doc
+	})
 }
 
 func param(p Param) map[string]any {

@@ -2,7 +2,6 @@ package managerapi
 
 import (
 	"net/http"
-	"sync"
 
 	"github.com/quorumq/quorumq/internal/apidoc"
 )
@@ -47,16 +46,13 @@ var Routes = []apidoc.Route{
 	{Method: "GET", Path: "/managers", Summary: "The managers' Raft group and which member is the write manager.", Reply: ManagersReply{}},
 }
 
-// OpenAPI is the managers' OpenAPI 3 document (JSON). It panics on a malformed route
-// table, which is fixed at build time and built by the managers' tests.
-var OpenAPI = sync.OnceValue(func() []byte {
-	return apidoc.Must(apidoc.Document(apidoc.Info{
-		Title:   "quorumq managers",
-		Version: "1",
-		Description: "The public REST API of the quorumq managers. Any manager answers; writes on a manager that is " +
-			"not the write manager are forwarded to it. Every reply is JSON: \"status\":\"success\" with the fields below, " +
-			"or \"status\":\"failure\" with \"message\", a machine-readable \"code\" and, for writes, \"outcome\" " +
-			"(not_applied, or unknown: retry with the same Idempotency-Key or seq).",
-		Failure: Failure{},
-	}, Routes))
-})
+// OpenAPI is the managers' OpenAPI 3 document (JSON).
+var OpenAPI = apidoc.Lazy(apidoc.Info{
+	Title:   "quorumq managers",
+	Version: "1",
+	Description: "The public REST API of the quorumq managers. Any manager answers; writes on a manager that is " +
+		"not the write manager are forwarded to it. Every reply is JSON: \"status\":\"success\" with the fields below, " +
+		"or \"status\":\"failure\" with \"message\", a machine-readable \"code\" and, for writes, \"outcome\" " +
+		"(not_applied, or unknown: retry with the same Idempotency-Key or seq).",
+	Failure: Failure{},
+}, Routes)
