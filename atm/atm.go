@@ -24,6 +24,7 @@ type raftNode interface {
 	Members(ctx context.Context) ([]election.Peer, error)
 	AppliedIndex() uint64
 	Recovering() (bool, string)
+	Halted() (bool, string)
 }
 
 // ATM offers the bank operations to the terminal and the HTTP API. Writes go through the

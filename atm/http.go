@@ -139,12 +139,17 @@ func newServer(logger *slog.Logger, auth *secure.Auth) *server {
 }
 
 // healthz passes as long as the process serves; a member recovering from a storage
-// fault says so, which Consul keeps as the check's output.
+// fault says so, which Consul keeps as the check's output. A halted member (its binary
+// does not know a command in the log) fails it.
 func (s *server) healthz(c *fiber.Ctx) error {
 	r := atmapi.HealthResponse{Status: "success"}
 	if a := s.joined(); a != nil {
 		if rec, why := a.node.Recovering(); rec {
 			r.Recovering = why
+		}
+		if halted, why := a.node.Halted(); halted {
+			r.Status, r.Message = "failure", why
+			return c.Status(fiber.StatusServiceUnavailable).JSON(r)
 		}
 	}
 	return c.JSON(r)

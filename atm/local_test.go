@@ -75,6 +75,7 @@ func (n *localNode) Members(context.Context) ([]election.Peer, error) {
 	return []election.Peer{{ID: "atm1"}}, nil
 }
 func (n *localNode) Recovering() (bool, string) { return false, "" }
+func (n *localNode) Halted() (bool, string)     { return false, "" }
 
 func (n *localNode) AppliedIndex() uint64 {
 	n.mu.Lock()

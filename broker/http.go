@@ -216,7 +216,7 @@ func (b *Broker) healthz(c *fiber.Ctx) error {
 	n, pending := len(b.replicas), b.pending
 	b.mu.RUnlock()
 	return success(c, brokerapi.HealthReply{ID: b.cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr(), Replicas: n, Reopening: pending,
-		StorageFaults: b.faultNotes()})
+		StorageFaults: b.faultNotes(), Halted: b.haltedNotes()})
 }
 
 func (b *Broker) createReplica(c *fiber.Ctx) error {

@@ -216,6 +216,17 @@ func (b *Broker) peerGet(ctx context.Context, addr, path string, out any) error 
 	return nil
 }
 
+// haltedNotes describes the halted replicas, for /healthz.
+func (b *Broker) haltedNotes() []string {
+	var out []string
+	for _, r := range b.allReplicas() {
+		if ok, why := r.node.Halted(); ok {
+			out = append(out, r.group+": "+why)
+		}
+	}
+	return out
+}
+
 // faultNotes describes the unrepaired damage, for /healthz.
 func (b *Broker) faultNotes() []string {
 	var out []string

@@ -73,7 +73,7 @@ func (n *Node) Recovering() (bool, string) {
 		n.rec.since.UTC().Format(time.RFC3339), n.rec.reason, n.rec.wait)
 }
 
-// refuseElection is the transport's election gate: non-nil while recovering.
+// refuseElection is non-nil while recovering (one half of sitOut, the election gate).
 func (n *Node) refuseElection() error {
 	n.rec.mu.Lock()
 	defer n.rec.mu.Unlock()

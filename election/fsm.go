@@ -2,6 +2,7 @@ package election
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"sync/atomic"
 
@@ -30,13 +31,54 @@ type trackedFSM struct {
 	// the new run replays the log from its latest snapshot, and those entries, committed
 	// and so the same, are in the FSM already. Process restarts start from a new FSM.
 	kept atomic.Uint64
+
+	// check says whether this binary knows a command (nil: the FSM does not say); the
+	// first it does not know halts the member through stop, and haltErr is set.
+	check   func(cmd []byte) error
+	stop    func(index uint64, err error)
+	haltErr atomic.Pointer[error]
 }
 
 // batchingFSM keeps an inner BatchingFSM's batches intact.
 type batchingFSM struct{ *trackedFSM }
 
-func newTrackedFSM(inner raft.FSM, snaps *trackedSnapshots) *trackedFSM {
-	return &trackedFSM{inner: inner, snaps: snaps}
+func newTrackedFSM(inner raft.FSM, snaps *trackedSnapshots, stop func(index uint64, err error)) *trackedFSM {
+	t := &trackedFSM{inner: inner, snaps: snaps, stop: stop}
+	if cc, ok := inner.(CommandChecker); ok {
+		t.check = cc.CheckCommand
+	}
+	return t
+}
+
+// known returns how many of logs the FSM may apply: all of them, or those before the
+// first command this binary does not know, which halts the member.
+func (t *trackedFSM) known(logs []*raft.Log) int {
+	if t.haltErr.Load() != nil {
+		return 0
+	}
+	if t.check == nil {
+		return len(logs)
+	}
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		if err := t.check(l.Data); err != nil {
+			herr := fmt.Errorf("%w: entry %d holds a command this binary does not know (%w); it applies nothing more until restarted with a binary that knows it", ErrHalted, l.Index, err)
+			t.haltErr.Store(&herr)
+			t.stop(l.Index, err)
+			return i
+		}
+	}
+	return len(logs)
+}
+
+// halted is the response to an entry not applied, or nil while the member applies.
+func (t *trackedFSM) halted() error {
+	if p := t.haltErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // raftFSM is what raft gets: batching only when the inner FSM batches.
@@ -50,6 +92,9 @@ func (t *trackedFSM) raftFSM() raft.FSM {
 func (t *trackedFSM) Apply(l *raft.Log) any {
 	if l.Index <= t.kept.Load() {
 		return nil
+	}
+	if t.known([]*raft.Log{l}) == 0 {
+		return t.halted()
 	}
 	resp := t.inner.Apply(l)
 	t.applied.Store(l.Index)
@@ -68,6 +113,27 @@ func (b batchingFSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		return resp
 	}
+	return b.applyKnown(logs)
+}
+
+// applyKnown applies the entries before the first unknown command, and answers the
+// rest with the halt.
+func (b batchingFSM) applyKnown(logs []*raft.Log) []any {
+	known := b.known(logs)
+	if known == len(logs) {
+		return b.apply(logs)
+	}
+	resp := make([]any, len(logs))
+	if known > 0 {
+		copy(resp, b.apply(logs[:known]))
+	}
+	for i := known; i < len(logs); i++ {
+		resp[i] = b.halted()
+	}
+	return resp
+}
+
+func (b batchingFSM) apply(logs []*raft.Log) []any {
 	resp := b.inner.(raft.BatchingFSM).ApplyBatch(logs)
 	if len(logs) > 0 {
 		b.applied.Store(logs[len(logs)-1].Index)
@@ -102,12 +168,27 @@ func (t *trackedFSM) StoreConfiguration(index uint64, c raft.Configuration) {
 	if cs, ok := t.inner.(raft.ConfigurationStore); ok {
 		cs.StoreConfiguration(index, c)
 	}
-	t.applied.Store(index)
+	if t.halted() == nil {
+		t.applied.Store(index)
+	}
 }
 
-func (t *trackedFSM) Snapshot() (raft.FSMSnapshot, error) { return t.inner.Snapshot() }
+// Snapshot refuses while halted: raft would record the snapshot at its own applied
+// index, past the entries the FSM skipped, and then drop them from the log.
+func (t *trackedFSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := t.halted(); err != nil {
+		return nil, err
+	}
+	return t.inner.Snapshot()
+}
 
+// Restore refuses while halted: the snapshot comes from members that know commands
+// this binary does not, so its state may not be one this binary can hold.
 func (t *trackedFSM) Restore(rc io.ReadCloser) error {
+	if err := t.halted(); err != nil {
+		rc.Close()
+		return err
+	}
 	if t.snaps.opened.Load() <= t.kept.Load() {
 		return rc.Close() // the FSM is further along (see kept)
 	}

@@ -79,7 +79,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.closer()
 		return nil, fmt.Errorf("election: group %q transport: %w", cfg.Group, err)
 	}
-	n.trans.SetElectionGate(n.refuseElection)
+	n.trans.SetElectionGate(n.sitOut)
 	n.registerHandlers()
 	err = n.checkStores()
 	if err == nil {
@@ -141,7 +141,7 @@ func (n *Node) openStores() error {
 		snaps = fs
 	}
 	n.snaps = &trackedSnapshots{SnapshotStore: snaps}
-	n.fsm = newTrackedFSM(n.cfg.FSM, n.snaps)
+	n.fsm = newTrackedFSM(n.cfg.FSM, n.snaps, n.stopApplying)
 	n.fsm.snapshotBytes = n.cfg.Timing.SnapshotBytes
 	n.fsm.snapshot = n.snapshot
 	return nil

@@ -87,8 +87,8 @@ func (n *Node) catchUp() error {
 // a majority confirms it still leads (the read-index argument: no later leader can have
 // committed anything it lacks).
 func (n *Node) catchUpLocal(ctx context.Context) ([]byte, error) {
-	if err := n.refuseElection(); err != nil {
-		return nil, err // a damaged leader is no reference
+	if err := n.sitOut(); err != nil {
+		return nil, err // a damaged or halted leader is no reference
 	}
 	r := n.Raft()
 	term, last := r.CurrentTerm(), r.LastIndex()

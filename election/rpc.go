@@ -271,7 +271,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) ([]byte, error) {
 }
 
 func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
-	if err := n.refuseElection(); err != nil {
+	if err := n.sitOut(); err != nil {
 		return nil, retryNoLeader(err) // it is handing leadership over
 	}
 	f := n.Raft().Apply(cmd, timeout(ctx))
@@ -295,7 +295,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) ([]byte, error) {
 // this node waits until it has applied that far. On a follower of an idle group this can
 // take up to the CommitTimeout, which is when followers learn the commit index.
 func (n *Node) ReadBarrier(ctx context.Context) error {
-	if err := n.refuseElection(); err != nil {
+	if err := n.sitOut(); err != nil {
 		return fmt.Errorf("election: group %q: %w", n.cfg.Group, err)
 	}
 	res, err := n.readIndex(ctx)
@@ -317,7 +317,7 @@ func (n *Node) readIndex(ctx context.Context) ([]byte, error) {
 // leader's commit index may trail what its predecessor committed until an entry of its own
 // term commits, so the first read of each term goes through a barrier entry.
 func (n *Node) readIndexLocal(ctx context.Context) ([]byte, error) {
-	if err := n.refuseElection(); err != nil {
+	if err := n.sitOut(); err != nil {
 		return nil, retryNoLeader(err) // it is handing leadership over
 	}
 	r := n.Raft()

@@ -87,6 +87,10 @@ func (m *Manager) healthz(c *fiber.Ctx) error {
 		if rec, why := n.Recovering(); rec {
 			r.Recovering = why
 		}
+		if halted, why := n.Halted(); halted {
+			r.Status, r.Message = "failure", why
+			return c.Status(http.StatusServiceUnavailable).JSON(r)
+		}
 	}
 	return c.JSON(r)
 }

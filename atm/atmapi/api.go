@@ -76,6 +76,9 @@ type StatusResponse struct {
 type HealthResponse struct {
 	Status     string `json:"status"`
 	Recovering string `json:"recovering,omitempty"`
+	// Message says why a halted member stopped applying the log (status "failure",
+	// HTTP 503): it needs a binary that knows the commands the others write.
+	Message string `json:"message,omitempty"`
 }
 
 // Failure is every error reply, the shape every quorumq service shares. Code is a

@@ -66,6 +66,9 @@ func (b *Bank) Apply(l *raft.Log) interface{} {
 	return b.apply(l.Data)
 }
 
+// CheckCommand implements election.CommandChecker with CheckEntry.
+func (b *Bank) CheckCommand(data []byte) error { return CheckEntry(data) }
+
 // apply decodes before taking the lock: decoding touches no state, and readers
 // (Balance, Accounts) wait only for the state change.
 func (b *Bank) apply(data []byte) []byte {

@@ -61,9 +61,10 @@ type Batch struct {
 }
 
 // Entry framing: a format version byte, then an entry type byte, then the payload.
-// A new payload layout gets a new version or type; an unknown version or type is
-// refused deterministically (CodeMalformed) rather than guessed at. A batch without
-// keys is still written as entryBatch, so replicas that know only that type agree.
+// A new payload layout gets a new version or type, a new operation a new Kind; a
+// replica that does not know one halts (CheckEntry) rather than refuse it while the
+// replicas that know it apply it. A batch without keys is still written as entryBatch,
+// so replicas that know only that type agree.
 const (
 	formatV1 byte = 1
 	// entryBatch: session, seq, ops (kind, account, to, amount).
@@ -249,6 +250,31 @@ func DecodeBatch(data []byte) (Batch, error) {
 		return Batch{}, err
 	}
 	return b, nil
+}
+
+// CheckEntry says whether this binary knows the entry's format version, entry type
+// and operation kinds. An entry too garbled to tell is malformed rather than newer,
+// and refused (CodeMalformed) the same way on every replica.
+func CheckEntry(data []byte) error {
+	if len(data) < 2 {
+		return nil
+	}
+	if data[0] != formatV1 {
+		return fmt.Errorf("bank: entry format version %d is unknown to this binary", data[0])
+	}
+	if data[1] != entryBatch && data[1] != entryKeyedBatch {
+		return fmt.Errorf("bank: entry type %d is unknown to this binary", data[1])
+	}
+	b, err := DecodeBatch(data)
+	if err != nil {
+		return nil
+	}
+	for _, op := range b.Ops {
+		if op.Kind < KindDeposit || op.Kind > KindTransferOpen {
+			return fmt.Errorf("bank: operation kind %d is unknown to this binary", byte(op.Kind))
+		}
+	}
+	return nil
 }
 
 // Encode frames the result as Apply's return value.

@@ -147,6 +147,9 @@ type HealthReply struct {
 	// Storage faults found and not repaired yet, and replicas recovering from one (the
 	// output of the broker's Consul check shows them).
 	StorageFaults []string `json:"storage_faults,omitempty"`
+	// Replicas halted because this binary does not know a command in their log: they
+	// apply and serve nothing until the broker runs a binary that knows it.
+	Halted []string `json:"halted,omitempty"`
 }
 
 // Failure is the body of every error reply: the shape every quorumq service shares,

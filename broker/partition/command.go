@@ -7,8 +7,8 @@ import (
 )
 
 // Command types. Every command starts with a type byte and a version byte so that a
-// newer broker can still apply the entries an older one wrote; an unknown pair is
-// answered with StatusBadCommand instead of being guessed at.
+// newer broker can still apply the entries an older one wrote; a pair this binary does
+// not know halts the replica (CheckCommand) instead of being guessed at.
 const (
 	CmdProduce  byte = 1
 	CmdRegister byte = 2
@@ -90,6 +90,22 @@ type RegisterResult struct {
 }
 
 var errShort = errors.New("partition: truncated command")
+
+// CheckCommand says whether this binary knows cmd's type and version. A command too
+// short to have them is malformed rather than newer, and answered StatusBadCommand.
+func CheckCommand(cmd []byte) error {
+	if len(cmd) < 2 {
+		return nil
+	}
+	switch cmd[0] {
+	case CmdProduce, CmdRegister, CmdConsume:
+		if cmd[1] == version1 {
+			return nil
+		}
+		return fmt.Errorf("partition: command type %d has version %d, unknown to this binary", cmd[0], cmd[1])
+	}
+	return fmt.Errorf("partition: command type %d is unknown to this binary", cmd[0])
+}
 
 // EncodeProduce builds one produce command carrying several client batches: the
 // broker's group commit puts every produce waiting for a partition into one entry.

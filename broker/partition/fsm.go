@@ -108,6 +108,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	return out
 }
 
+// CheckCommand implements election.CommandChecker: a replica that answered an unknown
+// command StatusBadCommand while the others applied it would hold other messages.
+func (f *FSM) CheckCommand(cmd []byte) error { return CheckCommand(cmd) }
+
 // applier evaluates commands against the state plus the not yet committed mutation.
 type applier struct {
 	st    *State

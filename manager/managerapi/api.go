@@ -222,4 +222,7 @@ type HealthReply struct {
 	// Recovering is set while this manager recovers from a storage fault: what was found
 	// and what it waits for (Consul keeps it as the check's output).
 	Recovering string `json:"recovering,omitempty"`
+	// Message says why a halted manager stopped applying the log (status "failure",
+	// HTTP 503): it needs a binary that knows the commands the others write.
+	Message string `json:"message,omitempty"`
 }

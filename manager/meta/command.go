@@ -27,8 +27,10 @@ const (
 	TypeConsumed           CmdType = 14
 )
 
-// Version is the payload version written after the type byte. A manager refuses (as a
-// failed result, deterministically) commands of a version it does not know.
+// Version is the payload version written after the type byte. A manager halts at a
+// type or version it does not know (Check) rather than refuse it while the managers that
+// know it apply it. A new field in a payload is a new version: JSON decoding would
+// silently drop it on an older manager.
 const Version byte = 1
 
 // Command is a metadata change; each concrete type has its own CmdType.
@@ -171,6 +173,28 @@ func Decode(b []byte) (Command, error) {
 		return nil, fmt.Errorf("meta: decode command type %d: %w", b[0], err)
 	}
 	return c, nil
+}
+
+// Check says whether this binary knows cmd's type and version, and those of the
+// command a Keyed one carries. A command too short or too garbled to tell is malformed
+// rather than newer: Apply refuses it the same way on every manager.
+func Check(cmd []byte) error {
+	if len(cmd) < 2 {
+		return nil
+	}
+	if _, ok := newCommand[CmdType(cmd[0])]; !ok {
+		return fmt.Errorf("meta: command type %d is unknown to this binary", cmd[0])
+	}
+	if cmd[1] != Version {
+		return fmt.Errorf("meta: command type %d has version %d, unknown to this binary", cmd[0], cmd[1])
+	}
+	if CmdType(cmd[0]) == TypeKeyed {
+		var k Keyed
+		if json.Unmarshal(cmd[2:], &k) == nil {
+			return Check(k.Cmd)
+		}
+	}
+	return nil
 }
 
 // Code classifies a failed command so that the HTTP layer can pick a status.

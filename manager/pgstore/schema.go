@@ -14,7 +14,9 @@ import (
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
-// The tables, one row per entity, so that psql shows the metadata plainly.
+// The tables, one row per entity, so that psql shows the metadata plainly. The
+// migrations (migrate.go) create and change them: a change to a row type here needs a
+// migration that makes the same change to existing databases.
 
 type topicRow struct {
 	bun.BaseModel `bun:"table:topics"`
@@ -118,17 +120,6 @@ func models() []any {
 		(*producerRow)(nil), (*consumerRow)(nil), (*raftStateRow)(nil), (*keyRow)(nil),
 		(*consumerNextRow)(nil), (*consumerLastRow)(nil),
 	}
-}
-
-func createSchema(ctx context.Context, db bun.IDB) error {
-	for _, m := range models() {
-		if _, err := db.NewCreateTable().Model(m).IfNotExists().Exec(ctx); err != nil {
-			return fmt.Errorf("pgstore: create table for %T: %w", m, err)
-		}
-	}
-	_, err := db.NewInsert().Model(&raftStateRow{ID: 1, NextProducer: 1, NextConsumer: 1}).
-		On("CONFLICT (id) DO NOTHING").Exec(ctx)
-	return err
 }
 
 // rows is the whole state as table rows.

@@ -42,7 +42,7 @@ type Store struct {
 }
 
 // Open connects to the database the DSN names (creating it on the server when it does
-// not exist), creates the tables, and loads the state recorded there.
+// not exist), applies the schema migrations it lacks, and loads the state recorded there.
 func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -51,7 +51,7 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		return nil, err
 	}
 	db := bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn))), pgdialect.New())
-	if err := createSchema(ctx, db); err != nil {
+	if err := migrateSchema(ctx, db); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -138,6 +138,9 @@ func (s *Store) Apply(l *raft.Log) any {
 	s.applied = l.Index
 	return meta.EncodeResult(res)
 }
+
+// CheckCommand implements election.CommandChecker with meta.Check.
+func (s *Store) CheckCommand(cmd []byte) error { return meta.Check(cmd) }
 
 // retry runs op until it succeeds or the store closes. The FSM cannot skip an entry,
 // so an unreachable database stalls the log here rather than losing the write.
