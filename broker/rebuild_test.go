@@ -3,8 +3,6 @@ package broker_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,14 +50,7 @@ func TestDamagedStateRebuilt(t *testing.T) {
 	if !strings.Contains(out, "partition state damaged; rebuilding the replica") || !strings.Contains(out, "replica state dropped; rejoining the group") {
 		t.Fatalf("%s did not log the rebuild", c.peers[v].ID)
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}}
-	resp, err := hc.Get("https://" + c.peers[v].HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(m), `quorumq_storage_faults_total{kind="state_checksum"} 1`) {
+	if !strings.Contains(metricsOf(t, c, v), `quorumq_storage_faults_total{kind="state_checksum"} 1`) {
 		t.Fatalf("%s's metrics count no state_checksum fault", c.peers[v].ID)
 	}
 	// V, leading, has the consumer at offset 50 and every body.

@@ -311,6 +311,14 @@ func checkFaultSeen(t *testing.T, c *cluster, i int) {
 	if !strings.Contains(out, "storage fault: damaged message bodies") || !strings.Contains(out, "storage fault repaired") {
 		t.Fatalf("%s did not log the damage and its repair", c.peers[i].ID)
 	}
+	if !strings.Contains(metricsOf(t, c, i), `quorumq_storage_faults_total{kind="data_checksum"}`) {
+		t.Fatalf("%s's metrics count no data_checksum fault", c.peers[i].ID)
+	}
+}
+
+// metricsOf returns broker i's /metrics page.
+func metricsOf(t *testing.T, c *cluster, i int) string {
+	t.Helper()
 	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}}
 	resp, err := cl.Get("https://" + c.peers[i].HTTPAddr + "/metrics")
 	if err != nil {
@@ -318,9 +326,7 @@ func checkFaultSeen(t *testing.T, c *cluster, i int) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(b), `quorumq_storage_faults_total{kind="data_checksum"}`) {
-		t.Fatalf("%s's metrics count no data_checksum fault", c.peers[i].ID)
-	}
+	return string(b)
 }
 
 func (c *cluster) dataDir(i int) string {

@@ -53,6 +53,18 @@ func (h *history) write(n *election.Node, prefix string, count int) {
 	}
 }
 
+// marker is in the one entry writeMarked makes for a test to damage (FlipBits).
+var marker = []byte("flip-me-0123456789-")
+
+// writeMarked writes n commands, the marked one, and n more through node li, and waits
+// until every node holds them.
+func (h *history) writeMarked(c *electiontest.Cluster, li, n int) {
+	h.write(c.Nodes[li], "a", n)
+	h.write(c.Nodes[li], string(marker), 1)
+	h.write(c.Nodes[li], "b", n)
+	h.holdsAll(c)
+}
+
 // holdsAll waits until every live node has applied exactly the acknowledged commands.
 func (h *history) holdsAll(c *electiontest.Cluster) {
 	h.t.Helper()
@@ -160,12 +172,9 @@ func TestShortenedLogNeverElected(t *testing.T) {
 // there and the follower recovers the rest from the leader.
 func TestFlippedEntryFoundAtOpen(t *testing.T) {
 	c, li, vi, _, h := threeNodes(t)
-	h.write(c.Nodes[li], "a", 10)
-	h.write(c.Nodes[li], "flip-me-0123456789-", 1)
-	h.write(c.Nodes[li], "b", 10)
-	h.holdsAll(c)
+	h.writeMarked(c, li, 10)
 	c.Kill(vi)
-	electiontest.FlipBits(t, c.Dir(vi), []byte("flip-me-0123456789-"))
+	electiontest.FlipBits(t, c.Dir(vi), marker)
 	before := faults(election.FaultRaftLogChecksum)
 	v := c.Restart(t, vi)
 	countedOnce(t, election.FaultRaftLogChecksum, before)
@@ -245,16 +254,13 @@ func TestDamagedSoleMemberStaysUnavailable(t *testing.T) {
 // and holds exactly what was acknowledged.
 func TestDamagedEntryFoundBeforeApply(t *testing.T) {
 	c, li, vi, wi, h := threeNodes(t)
-	h.write(c.Nodes[li], "a", 3)
-	h.write(c.Nodes[li], "flip-me-0123456789-", 1)
-	h.write(c.Nodes[li], "b", 3)
-	h.holdsAll(c)
+	h.writeMarked(c, li, 3)
 	// V restarts cut off from the others: it checks its log at open, then applies
 	// nothing until a leader tells it what is committed.
 	c.Kill(vi)
 	c.Partition([]int{li, wi})
 	v := c.Restart(t, vi)
-	electiontest.FlipBits(t, c.Dir(vi), []byte("flip-me-0123456789-"))
+	electiontest.FlipBits(t, c.Dir(vi), marker)
 	before := faults(election.FaultRaftLogChecksum)
 	c.Heal()
 	recoveringBecause(t, v, "committed and not yet applied, cannot be read")
