@@ -23,7 +23,7 @@ peers check. Managers, brokers and ATMs take them with --ca, --cert and --key, a
 them again within a second of the files changing (at once on SIGHUP): renew a
 certificate by running create-node over the old files. To move to a new CA, make --ca
 a bundle of both CAs (cat old.pem new.pem), give every node a certificate of the new
-CA, then make --ca the new CA alone (README: Rotating certificates).`,
+CA, then make --ca the new CA alone (docs/operations.md: Rotating certificates).`,
 	}
 	var dir string
 	createCA := &cobra.Command{
