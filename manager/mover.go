@@ -68,7 +68,10 @@ type mover struct {
 	failures map[string]*failing
 	counts   map[string]*managerapi.MoveCounts // by broker
 	leaders  map[string]string                 // group → the leader its replicas named at the last survey
-	surveyed bool                              // a survey is under way
+	// changed is when a move or transfer of a group last succeeded: a survey that
+	// listed the replicas before then knows an old leader.
+	changed  map[string]time.Time
+	surveyed bool // a survey is under way
 }
 
 func newMover(m *Manager) *mover {
@@ -77,7 +80,8 @@ func newMover(m *Manager) *mover {
 		slots = DefaultMaxMoves
 	}
 	return &mover{m: m, slots: slots, kick: make(chan struct{}, 1), running: map[string]job{},
-		failures: map[string]*failing{}, counts: map[string]*managerapi.MoveCounts{}, leaders: map[string]string{}}
+		failures: map[string]*failing{}, counts: map[string]*managerapi.MoveCounts{}, leaders: map[string]string{},
+		changed: map[string]time.Time{}}
 }
 
 // wake asks for a round now.
@@ -127,7 +131,6 @@ func (mv *mover) round(ctx context.Context) {
 			in.Busy[g] = true
 		}
 	}
-	leaders := mv.leaders
 	mv.mu.Unlock()
 	// The metadata is read after the moves under way: a move that ends in between is
 	// then seen as done, never as not started.
@@ -150,12 +153,14 @@ func (mv *mover) round(ctx context.Context) {
 		return
 	}
 	in.Brokers, in.Partitions = placed.Brokers, placed.Partitions
+	mv.mu.Lock()
 	for i := range in.Partitions {
 		p := &in.Partitions[i]
-		if l, ok := leaders[p.GroupName()]; ok && p.Has(l) {
+		if l, ok := mv.leaders[p.GroupName()]; ok && p.Has(l) {
 			p.Leader = l
 		}
 	}
+	mv.mu.Unlock()
 	plan := meta.PlanBalance(in)
 	for _, m := range plan.Moves {
 		mv.start(ctx, job{move: m})
@@ -231,6 +236,12 @@ func (mv *mover) finish(j job, err error, took time.Duration) {
 	f := mv.failures[g]
 	switch {
 	case err == nil:
+		mv.changed[g] = time.Now()
+		if _, to := j.ends(); j.transfer != nil {
+			mv.leaders[g] = to
+		} else {
+			delete(mv.leaders, g) // the metadata's leader, which the move recorded, until the next survey
+		}
 		movesTotal.WithLabelValues("done").Inc()
 		if f != nil {
 			log.Info("move succeeded after failing", "attempts", f.attempts+1, "took", took.Round(time.Millisecond))

@@ -52,6 +52,7 @@ func (mv *mover) survey(ctx context.Context) {
 			listed = append(listed, b)
 		}
 	}
+	began := time.Now()
 	held := map[string]map[string]meta.Partition{} // broker → group → its topic and index
 	leaders := map[string]string{}                 // group → leader
 	var mu sync.Mutex
@@ -83,6 +84,21 @@ func (mv *mover) survey(ctx context.Context) {
 	busy := map[string]bool{}
 	for g := range mv.running {
 		busy[g] = true
+	}
+	for g, at := range mv.changed {
+		switch {
+		case at.After(began):
+			// Moved or handed over while the listing ran: what it says is older than
+			// what the mover knows, so the group is left alone this time.
+			busy[g] = true
+			if l, ok := mv.leaders[g]; ok {
+				leaders[g] = l
+			} else {
+				delete(leaders, g)
+			}
+		case time.Since(at) > time.Minute:
+			delete(mv.changed, g)
+		}
 	}
 	mv.leaders = leaders
 	mv.mu.Unlock()

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -223,16 +225,31 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() strin
 // than the replication factor, GET /brokers shows the progress, and the broker is
 // released. A new broker then receives its share of replicas and leaders. No
 // acknowledged message is lost.
+//
+// QUORUMQ_BALANCE_PARTITIONS sets the partitions (default 16, in topics of at most
+// 100): 1600 gives the decommissioned broker about 1,200 replicas.
 func TestDecommissionAndNewBroker(t *testing.T) {
-	const topic, partitions, messages = "decom", 16, 800
+	partitions := 16
+	if v := os.Getenv("QUORUMQ_BALANCE_PARTITIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("QUORUMQ_BALANCE_PARTITIONS=%q: want a positive number", v)
+		}
+		partitions = n
+	}
+	const perTopic, messages = 100, 800
 	c := Start(t, Options{Brokers: 4})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cl := c.Client(t)
-	if err := c.CreateTopic(ctx, cl, topic, partitions); err != nil {
-		t.Fatal(err)
+	acked := map[string]map[string]bool{}
+	for left, i := partitions, 0; left > 0; left, i = left-perTopic, i+1 {
+		topic := fmt.Sprintf("decom%d", i)
+		if err := c.CreateTopic(ctx, cl, topic, min(left, perTopic)); err != nil {
+			t.Fatal(err)
+		}
+		acked[topic] = produceAll(ctx, t, cl, topic, messages*min(left, perTopic)/partitions)
 	}
-	acked := produceAll(ctx, t, cl, topic, messages)
 	hc := proctest.HTTPClient(t)
 	gone := c.Brokers[3]
 	var held int
@@ -250,7 +267,7 @@ func TestDecommissionAndNewBroker(t *testing.T) {
 	}
 	var seen []string // the progress as GET /brokers showed it, when it changed
 	below := map[string]int{}
-	waitFor(t, 5*time.Minute, gone.ID+" released", func() string {
+	waitFor(t, 15*time.Minute, gone.ID+" released", func() string {
 		for g, n := range c.live(t, hc, c.Brokers).members {
 			if n < 3 {
 				below[g] = n
@@ -295,5 +312,7 @@ func TestDecommissionAndNewBroker(t *testing.T) {
 	v := c.live(t, hc, alive)
 	t.Logf("new broker %s: replicas and leaders within one of even %v after it started: replicas %v, leaders %v",
 		added.ID, took.Round(100*time.Millisecond), v.replicas, v.leaders)
-	consumeAll(ctx, t, cl, topic, acked)
+	for topic, a := range acked {
+		consumeAll(ctx, t, cl, topic, a)
+	}
 }
