@@ -29,6 +29,8 @@ const (
 	retryLongest = 30 * time.Second
 )
 
+var errLeadershipEnded = errors.New("this manager is no longer the write manager")
+
 // job is one move (Transfer nil) or one leadership transfer.
 type job struct {
 	move     meta.Move
@@ -209,8 +211,9 @@ func (mv *mover) start(ctx context.Context, j job) {
 		cancel()
 		movesInFlight.Dec()
 		if ctx.Err() != nil {
-			// The leadership ended: not this move's failure, and not worth a line each.
-			err = nil
+			// The leadership ended: not this move's failure, and not worth a line each;
+			// the next write manager plans again from the metadata.
+			err = errLeadershipEnded
 		}
 		mv.finish(j, err, time.Since(start))
 		mv.wake()
@@ -228,7 +231,7 @@ func (mv *mover) finish(j job, err error, took time.Duration) {
 		switch {
 		case err == nil:
 			c.Done++
-		case !errors.Is(err, errMoveStale):
+		case !errors.Is(err, errMoveStale) && !errors.Is(err, errLeadershipEnded):
 			c.Failed++
 		}
 	})
@@ -251,6 +254,7 @@ func (mv *mover) finish(j job, err error, took time.Duration) {
 		}
 	case errors.Is(err, errMoveStale):
 		delete(mv.failures, g)
+	case errors.Is(err, errLeadershipEnded):
 	default:
 		movesTotal.WithLabelValues("failed").Inc()
 		if f == nil {

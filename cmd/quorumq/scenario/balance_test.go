@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,12 +195,49 @@ func TestBalanceAfterRestartingEveryBroker(t *testing.T) {
 	for _, b := range c.Brokers {
 		b.Restart(t)
 	}
-	took := waitFor(t, 3*time.Minute, "every broker holding replicas, replicas and leaders within one of even", balanced)
+	moves, transfers, failures := c.moveLines()
+	took := waitFor(t, 3*time.Minute, "every broker holding replicas, replicas and leaders within one of even for 2 s", stable(balanced))
 	v := c.live(t, hc, c.Brokers)
-	t.Logf("all brokers SIGKILLed for 12 s and restarted: balanced %v after the restart: replicas %v, leaders %v",
-		took.Round(100*time.Millisecond), v.replicas, v.leaders)
+	m2, t2, f2 := c.moveLines()
+	t.Logf("all brokers SIGKILLed for 12 s and restarted: balanced %v after the restart: replicas %v, leaders %v; "+
+		"since the restart %d replica moves, %d leadership transfers, %d failure lines logged",
+		took.Round(100*time.Millisecond), v.replicas, v.leaders, m2-moves, t2-transfers, f2-failures)
 	for name, a := range acked {
 		consumeAll(ctx, t, cl, name, a)
+	}
+}
+
+// moveLines counts, over every manager's log, the lines of finished moves and
+// transfers and of failures (logged once per group and kind of failure).
+func (c *Cluster) moveLines() (moves, transfers, failures int) {
+	for _, m := range c.Managers {
+		for _, line := range strings.Split(m.Proc().Output(), "\n") {
+			switch {
+			case strings.Contains(line, "move failed"):
+				failures++
+			case !strings.Contains(line, "move done") && !strings.Contains(line, "move succeeded"):
+			case strings.Contains(line, "job=\"leadership"):
+				transfers++
+			default:
+				moves++
+			}
+		}
+	}
+	return moves, transfers, failures
+}
+
+// stable is cond holding at three checks a second apart.
+func stable(cond func() string) func() string {
+	return func() string {
+		for i := range 3 {
+			if i > 0 {
+				time.Sleep(time.Second)
+			}
+			if s := cond(); s != "" {
+				return s
+			}
+		}
+		return ""
 	}
 }
 
@@ -261,6 +299,7 @@ func TestDecommissionAndNewBroker(t *testing.T) {
 		return ""
 	})
 
+	moves, transfers, failures := c.moveLines()
 	start := time.Now()
 	if err := cl.Admin().Decommission(ctx, gone.ID); err != nil {
 		t.Fatal(err)
@@ -288,7 +327,9 @@ func TestDecommissionAndNewBroker(t *testing.T) {
 		return ""
 	})
 	took := time.Since(start)
-	t.Logf("decommission of %s (%d replicas) finished in %v; progress seen:", gone.ID, held, took.Round(100*time.Millisecond))
+	m2, t2, f2 := c.moveLines()
+	t.Logf("decommission of %s (%d replicas) finished in %v (%d replica moves, %d leadership transfers, %d failure lines logged); progress seen:",
+		gone.ID, held, took.Round(100*time.Millisecond), m2-moves, t2-transfers, f2-failures)
 	for _, s := range seen {
 		t.Logf("  %s", s)
 	}
