@@ -23,8 +23,12 @@ const (
 	planEvery       = time.Second
 	// surveyEvery is how often every alive broker's replicas are listed: the live
 	// leaders, replicas missing where the metadata places them, and stale ones.
-	surveyEvery  = 5 * time.Second
-	moveTimeout  = 2 * time.Minute
+	surveyEvery = 5 * time.Second
+	moveTimeout = 2 * time.Minute
+	// settle is how long a group is left alone after a move or transfer of it: the
+	// leaders and loads the planner sees catch up first, so that it never bounces a
+	// group back and forth faster than that.
+	settle       = 5 * time.Second
 	retryFirst   = time.Second
 	retryLongest = 30 * time.Second
 )
@@ -130,6 +134,11 @@ func (mv *mover) round(ctx context.Context) {
 	now := time.Now()
 	for g, f := range mv.failures {
 		if now.Before(f.next) {
+			in.Busy[g] = true
+		}
+	}
+	for g, at := range mv.changed {
+		if now.Sub(at) < settle {
 			in.Busy[g] = true
 		}
 	}

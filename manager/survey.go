@@ -55,6 +55,7 @@ func (mv *mover) survey(ctx context.Context) {
 	began := time.Now()
 	held := map[string]map[string]meta.Partition{} // broker → group → its topic and index
 	leaders := map[string]string{}                 // group → leader
+	members := map[string][]string{}               // group → members, as its leader counts them
 	var mu sync.Mutex
 	forEach(listed, func(b meta.Broker) error {
 		lctx, cancel := context.WithTimeout(ctx, listTimeout)
@@ -71,6 +72,10 @@ func (mv *mover) survey(ctx context.Context) {
 			held[b.ID][g] = meta.Partition{Topic: st.Topic, Index: st.Partition}
 			if st.IsLeader {
 				leaders[g] = b.ID
+				members[g] = nil
+				for _, m := range st.Members {
+					members[g] = append(members[g], m.ID)
+				}
 			}
 		}
 		return nil
@@ -117,6 +122,9 @@ func (mv *mover) survey(ctx context.Context) {
 					fixes = append(fixes, func() { m.recordLeader(ctx, p, l) })
 				}
 				fixes = append(fixes, mv.missing(ctx, p, held, view)...)
+				if ms, ok := members[g]; ok {
+					fixes = append(fixes, mv.membership(ctx, p, ms, held, view)...)
+				}
 			}
 		}
 		for id, groups := range held {
@@ -171,6 +179,34 @@ func (mv *mover) missing(ctx context.Context, p meta.Partition, held map[string]
 				mv.m.log.Debug("create missing replica", "group", g, "broker", id, "err", err)
 			}
 		})
+	}
+	return fixes
+}
+
+// membership adds to fixes what brings p's Raft group in line with the metadata, by
+// its leader's count of members ms: a replica a broker holds outside the group (its
+// move was cut short) is added, a member the metadata does not place and whose broker
+// is not listed (dead) is removed. Missing replicas and replicas held but not placed
+// are missing's and dropStray's.
+func (mv *mover) membership(ctx context.Context, p meta.Partition, ms []string, held map[string]map[string]meta.Partition, view map[string]meta.Broker) (fixes []func()) {
+	g := p.GroupName()
+	for _, id := range p.Replicas {
+		if _, holds := held[id][g]; holds && !slices.Contains(ms, id) {
+			fixes = append(fixes, func() {
+				if err := mv.m.brokers.addMember(ctx, view, p, view[id]); err != nil {
+					mv.m.log.Debug("add replica back to its group", "group", g, "broker", id, "err", err)
+				}
+			})
+		}
+	}
+	for _, id := range ms {
+		if _, listed := held[id]; !listed && !p.Has(id) {
+			fixes = append(fixes, func() {
+				if err := mv.m.brokers.removeMember(ctx, view, p, id); err != nil {
+					mv.m.log.Debug("remove unplaced member", "group", g, "broker", id, "err", err)
+				}
+			})
+		}
 	}
 	return fixes
 }

@@ -30,7 +30,7 @@ type PlanInput struct {
 	Brokers    []Broker
 	Partitions []PlanPartition
 	// InFlight are the replica moves under way: their partitions are left alone and
-	// the loads count them as done.
+	// the loads count them as done (those the partitions already show are done).
 	InFlight []Move
 	// Busy are groups (GroupName) to leave alone: a transfer under way, or a failed
 	// move waiting to be retried.
@@ -105,8 +105,16 @@ func newBalancer(in PlanInput) *balancer {
 			b.leaders[p.Leader]++
 		}
 	}
+	placed := map[string]Partition{}
+	for _, p := range in.Partitions {
+		placed[p.GroupName()] = p.Partition
+	}
 	for _, mv := range in.InFlight {
-		b.left[GroupName(mv.Topic, mv.Partition)] = true
+		g := GroupName(mv.Topic, mv.Partition)
+		b.left[g] = true
+		if p := placed[g]; p.Has(mv.To) && !p.Has(mv.From) {
+			continue // recorded already: the placement counts it
+		}
 		if _, ok := b.replicas[mv.From]; ok {
 			b.replicas[mv.From]--
 		}
