@@ -210,48 +210,49 @@ func byLoad(ids []string, load map[string]int, desc bool) []string {
 // no two differ by more than one, or no move can narrow the gap. A replica that is not
 // its partition's leader moves first, so that leadership changes less.
 func (b *balancer) spreadReplicas(out *Plan) {
-	for !b.full() {
-		mv, ok := b.nextSpread(func(from, to string) (Move, bool) {
-			for _, leaderToo := range []bool{false, true} {
-				for _, p := range b.in.Partitions {
-					if b.left[p.GroupName()] || !p.Has(from) || p.Has(to) || (p.Leader == from) != leaderToo {
-						continue
-					}
-					return Move{Topic: p.Topic, Partition: p.Index, From: from, To: to}, true
+	out.Moves = append(out.Moves, b.spread(b.replicas, func(from, to string) (Move, bool) {
+		for _, leaderToo := range []bool{false, true} {
+			for _, p := range b.in.Partitions {
+				if b.left[p.GroupName()] || !p.Has(from) || p.Has(to) || (p.Leader == from) != leaderToo {
+					continue
 				}
+				return Move{Topic: p.Topic, Partition: p.Index, From: from, To: to}, true
 			}
-			return Move{}, false
-		}, b.replicas)
-		if !ok {
-			return
 		}
-		b.take(Partition{Topic: mv.Topic, Index: mv.Partition})
-		b.replicas[mv.From]--
-		b.replicas[mv.To]++
-		out.Moves = append(out.Moves, mv)
-	}
+		return Move{}, false
+	})...)
 }
 
 // spreadLeaders transfers leadership from the alive brokers leading the most
 // partitions to replicas leading at least two fewer.
 func (b *balancer) spreadLeaders(out *Plan) {
-	for !b.full() {
-		mv, ok := b.nextSpread(func(from, to string) (Move, bool) {
-			for _, p := range b.in.Partitions {
-				if p.Leader == from && p.Has(to) && !b.left[p.GroupName()] {
-					return Move{Topic: p.Topic, Partition: p.Index, From: from, To: to}, true
-				}
+	for _, mv := range b.spread(b.leaders, func(from, to string) (Move, bool) {
+		for _, p := range b.in.Partitions {
+			if p.Leader == from && p.Has(to) && !b.left[p.GroupName()] {
+				return Move{Topic: p.Topic, Partition: p.Index, From: from, To: to}, true
 			}
-			return Move{}, false
-		}, b.leaders)
-		if !ok {
-			return
 		}
-		b.take(Partition{Topic: mv.Topic, Index: mv.Partition})
-		b.leaders[mv.From]--
-		b.leaders[mv.To]++
+		return Move{}, false
+	}) {
 		out.Transfers = append(out.Transfers, Transfer(mv))
 	}
+}
+
+// spread takes, one at a time, the moves find offers between brokers whose loads
+// differ by two or more, counting each in load, until none narrows a gap.
+func (b *balancer) spread(load map[string]int, find func(from, to string) (Move, bool)) []Move {
+	var out []Move
+	for !b.full() {
+		mv, ok := b.nextSpread(find, load)
+		if !ok {
+			break
+		}
+		b.take(Partition{Topic: mv.Topic, Index: mv.Partition})
+		load[mv.From]--
+		load[mv.To]++
+		out = append(out, mv)
+	}
+	return out
 }
 
 // nextSpread finds, for the pairs of alive brokers whose loads differ by two or more
