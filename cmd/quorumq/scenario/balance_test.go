@@ -290,15 +290,26 @@ func TestDecommissionAndNewBroker(t *testing.T) {
 	}
 	hc := proctest.HTTPClient(t)
 	gone := c.Brokers[3]
-	var held int
-	waitFor(t, 2*time.Minute, "the decommissioned broker's replicas known", func() string {
-		bs, _, err := brokersOf(ctx, cl)
-		if held = bs[gone.ID].Replicas; err != nil || held == 0 {
-			return fmt.Sprintf("%v %+v", err, bs)
+	// The topic may have been placed while not every broker was up: wait until every
+	// partition has its 3 replicas and they are spread, so that the decommission starts
+	// from a settled cluster.
+	waitFor(t, 5*time.Minute, "every partition led, with 3 members, replicas spread", func() string {
+		v := c.live(t, hc, c.Brokers)
+		if len(v.members) < partitions {
+			return fmt.Sprintf("%d of %d partitions led", len(v.members), partitions)
 		}
-		return ""
+		for g, n := range v.members {
+			if n != 3 {
+				return fmt.Sprintf("partition %s has %d members", g, n)
+			}
+		}
+		return spread("replicas", v.replicas, nodeIDs(c.Brokers), 3*partitions)
 	})
-
+	bs, _, err := brokersOf(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := bs[gone.ID].Replicas
 	moves, transfers, failures := c.moveLines()
 	start := time.Now()
 	if err := cl.Admin().Decommission(ctx, gone.ID); err != nil {
