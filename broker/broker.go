@@ -264,7 +264,7 @@ func (b *Broker) reopen(ctx context.Context, descs []replicaDesc) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := b.ensureReplica(ctx, d); err != nil {
+				if _, _, err := b.ensureReplica(ctx, d); err != nil {
 					b.log.Error("reopening replica", "topic", d.Topic, "partition", d.Partition, "error", err)
 				}
 				b.mu.Lock()
@@ -285,13 +285,13 @@ func (b *Broker) reopen(ctx context.Context, descs []replicaDesc) {
 }
 
 // ensureReplica opens the replica d describes unless it is open already.
-func (b *Broker) ensureReplica(ctx context.Context, d replicaDesc) (*replica, error) {
+func (b *Broker) ensureReplica(ctx context.Context, d replicaDesc) (r *replica, opened bool, err error) {
 	group := groupName(d.Topic, d.Partition)
 	for {
 		b.mu.Lock()
 		if r, ok := b.replicas[group]; ok {
 			b.mu.Unlock()
-			return r, nil
+			return r, false, nil
 		}
 		wait, busy := b.opening[group]
 		if !busy {
@@ -310,22 +310,21 @@ func (b *Broker) ensureReplica(ctx context.Context, d replicaDesc) (*replica, er
 		select { // someone else is opening it: wait, then look again
 		case <-wait:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
 	// Recorded first: a crash during the open still reopens (and so finishes) it.
 	rec, _ := json.Marshal(d)
 	if err := b.db.SetReplica(group, rec); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	r, err := b.openReplica(ctx, d)
-	if err != nil {
-		return nil, err
+	if r, err = b.openReplica(ctx, d); err != nil {
+		return nil, false, err
 	}
 	b.mu.Lock()
 	b.replicas[group] = r
 	b.mu.Unlock()
-	return r, nil
+	return r, true, nil
 }
 
 func (b *Broker) replica(topic string, part int) (*replica, bool) {

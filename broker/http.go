@@ -232,15 +232,19 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
 	defer cancel()
-	r, err := b.ensureReplica(ctx, replicaDesc{Topic: req.Topic, Partition: *req.Partition, Peers: req.Peers})
+	r, opened, err := b.ensureReplica(ctx, replicaDesc{Topic: req.Topic, Partition: *req.Partition, Peers: req.Peers, Leader: req.Leader})
 	if err != nil {
 		return err
 	}
-	for _, p := range req.Peers {
-		r.rememberPeer(p)
-	}
-	if err := b.persist(r); err != nil {
-		return err
+	if !opened {
+		// An existing replica: it learns the peers' addresses (the request that opened
+		// it recorded them already).
+		for _, p := range req.Peers {
+			r.rememberPeer(p)
+		}
+		if err := b.persist(r); err != nil {
+			return err
+		}
 	}
 	return success(c, r.status(ctx))
 }

@@ -267,7 +267,11 @@ func (c *clearedGroups) since(group string, t time.Time) bool {
 // instead, and takes its usual timing back once the group has a leader. Its pre-vote is
 // granted since nobody else has a leader yet; where one exists, it is refused, harmlessly.
 func (b *Broker) hastenElection(r *replica) {
-	if r.heir("") != b.cfg.ID {
+	first := r.heir("")
+	if _, ok := r.peer(r.first); ok {
+		first = r.first
+	}
+	if first != b.cfg.ID {
 		return
 	}
 	lease := b.cfg.Timing.LeaderLeaseTimeout

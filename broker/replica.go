@@ -34,6 +34,7 @@ type replica struct {
 	topic string
 	part  int
 	group string
+	first string // the member the managers chose to lead first, if any
 	node  *election.Node
 	fsm   *partition.FSM
 	log   raft.LogStore
@@ -66,6 +67,7 @@ type replicaDesc struct {
 	Topic     string           `json:"topic"`
 	Partition int              `json:"partition"`
 	Peers     []brokerapi.Peer `json:"peers"`
+	Leader    string           `json:"-"` // CreateReplicaRequest.Leader: only for the first election
 }
 
 // PartitionTiming is IdleTiming with frequent snapshots: a partition's snapshot is its
@@ -103,7 +105,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{topic: d.Topic, part: d.Partition, group: group, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]brokerapi.Peer{},
+	r := &replica{topic: d.Topic, part: d.Partition, group: group, first: d.Leader, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]brokerapi.Peer{},
 		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var peers []election.Peer

@@ -75,7 +75,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, b := range bs {
-		if _, err := b.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: peers}); err != nil {
+		if _, _, err := b.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: peers}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -148,7 +148,7 @@ func TestMembership(t *testing.T) {
 	b2, _ := newBroker("b2")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r1, err := b1.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []brokerapi.Peer{p1}})
+	r1, _, err := b1.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []brokerapi.Peer{p1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestMembership(t *testing.T) {
 	if _, err := r1.produce(ctx, partition.Batch{Msgs: [][]byte{[]byte("before b2")}}); err != nil {
 		t.Fatal(err)
 	}
-	r2, err := b2.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []brokerapi.Peer{p1}})
+	r2, _, err := b2.ensureReplica(ctx, replicaDesc{Topic: "t", Partition: 0, Peers: []brokerapi.Peer{p1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -288,7 +288,7 @@ func peersOf(view map[string]meta.Broker, ids []string) []brokerapi.Peer {
 // an existing one, which then adds b through addMember.
 func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string) error {
 	return bc.call(ctx, b, http.MethodPost, "/replicas", brokerapi.CreateReplicaRequest{
-		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members),
+		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members), Leader: p.Leader,
 	}, nil)
 }
 

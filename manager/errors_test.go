@@ -69,7 +69,6 @@ func TestOutcomes(t *testing.T) {
 		{"broker says not applied", &brokerError{status: 503, outcome: managerapi.OutcomeNotApplied}, managerapi.OutcomeNotApplied},
 		{"broker timeout", &brokerError{status: 502, msg: "context deadline exceeded"}, managerapi.OutcomeUnknown},
 		{"failure before the command", beforeApply(context.DeadlineExceeded), managerapi.OutcomeNotApplied},
-		{"failure after the command", afterApply(&brokerError{status: 502, unreachable: true}), managerapi.OutcomeUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, f := reply(t, "POST", tc.err); f.Outcome != tc.want {

@@ -117,12 +117,9 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	// Creating replicas again on a replay is harmless, and finishes what a first
-	// attempt that failed here left undone.
-	if err := m.createReplicas(ctx, res.Topic.Partitions); err != nil {
-		return afterApply(err)
-	}
-	m.settleLeaders(ctx, res.Topic.Partitions)
+	// Opening replicas again on a replay is harmless, and finishes what a first
+	// attempt left undone.
+	m.openReplicas(ctx, res.Topic.Partitions)
 	return c.Status(http.StatusCreated).JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic),
 		Message: "topic " + strconv.Quote(req.Name) + " created"})
 }
@@ -211,11 +208,7 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 		return err
 	}
 	// Partitions are only ever appended: the new ones end the topic as it was then.
-	added := res.Topic.Partitions[len(res.Topic.Partitions)-req.Count:]
-	if err := m.createReplicas(ctx, added); err != nil {
-		return afterApply(err)
-	}
-	m.settleLeaders(ctx, added)
+	m.openReplicas(ctx, res.Topic.Partitions[len(res.Topic.Partitions)-req.Count:])
 	return c.JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic)})
 }
 

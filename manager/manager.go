@@ -102,6 +102,7 @@ type Manager struct {
 	noting map[string]bool // partitions whose new leader is being recorded
 
 	httpAddr string
+	life     context.Context // Run's: background work started by requests ends with it
 	wg       sync.WaitGroup
 }
 
@@ -166,6 +167,7 @@ func (m *Manager) Node() *election.Node {
 // Run serves the API, registers in discovery, joins the managers' group and, while
 // this manager leads, runs the write manager's duties. It returns when ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
+	m.life = ctx
 	defer m.close()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- m.app.Listener(m.httpLn) }()

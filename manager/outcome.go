@@ -26,7 +26,7 @@ func writeEndpoint(c *fiber.Ctx) error {
 }
 
 // outcomeError fixes the outcome of err where the handler knows better than the
-// error's kind: before anything was sent, or after the command was applied.
+// error's kind: before anything was sent.
 type outcomeError struct {
 	error
 	outcome string
@@ -40,15 +40,6 @@ func beforeApply(err error) error {
 		return nil
 	}
 	return &outcomeError{err, managerapi.OutcomeNotApplied}
-}
-
-// afterApply marks an error met after the request's command was applied (creating
-// the replicas of a recorded topic): the request did take effect, maybe not all of it.
-func afterApply(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &outcomeError{err, managerapi.OutcomeUnknown}
 }
 
 // outcomeOf says whether the request that failed with err may have been applied.

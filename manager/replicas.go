@@ -3,11 +3,9 @@ package manager
 import (
 	"context"
 	"errors"
-	"net/http"
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -33,6 +31,53 @@ func forEach[T any](items []T, fn func(T) error) error {
 	return errors.Join(errs...)
 }
 
+// replicaWait is how long a request that created partitions waits for their replicas
+// to open before it answers; replicaRetry is how long the manager keeps trying after
+// that. The partitions exist once their command is applied, so the request succeeds
+// either way: when it answered 503 instead (as before), a client retried a create that
+// had worked. The write manager's reconciliation at each new term finishes what is
+// left after replicaRetry.
+const (
+	replicaWait  = time.Second
+	replicaRetry = time.Minute
+)
+
+// openReplicas opens the replicas of new partitions on their brokers and records the
+// leaders they elect, in the background: it waits at most replicaWait (or until ctx
+// ends) for the replicas to open. Leaders are not waited for: the placement's leader
+// is named to the brokers, which let it stand first, so the recorded one is right
+// unless its election fails.
+func (m *Manager) openReplicas(ctx context.Context, parts []meta.Partition) {
+	opened := make(chan struct{})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		bctx, cancel := context.WithTimeout(m.life, replicaRetry)
+		defer cancel()
+		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+			err := m.createReplicas(bctx, parts)
+			if err == nil {
+				break
+			}
+			select {
+			case <-bctx.Done():
+				m.log.Warn("new replicas not all opened; the write manager reconciles them at its next term", "err", err)
+				return
+			case <-time.After(wait):
+			}
+		}
+		close(opened)
+		m.settleLeaders(bctx, parts)
+	}()
+	t := time.NewTimer(replicaWait)
+	defer t.Stop()
+	select {
+	case <-opened:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // createReplicas opens the replicas of new partitions on their brokers; each group
 // bootstraps with its full member list, the same on every member.
 func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) error {
@@ -47,17 +92,11 @@ func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) er
 			all = append(all, one{view[id], p})
 		}
 	}
-	err := forEach(all, func(o one) error { return m.brokers.createReplica(ctx, view, o.b, o.p, o.p.Replicas) })
-	if err != nil {
-		return fail(http.StatusServiceUnavailable, managerapi.CodeUnavailable,
-			"placed in the metadata, but not every broker opened its replica yet (the write manager retries): %v", err)
-	}
-	return nil
+	return forEach(all, func(o one) error { return m.brokers.createReplica(ctx, view, o.b, o.p, o.p.Replicas) })
 }
 
 // settleLeaders waits, up to leaderWait, for new partitions to elect their leaders and
-// records them, so that the topic is usable and shows its real leaders when the
-// request that created it returns.
+// records those that differ from the placement's.
 func (m *Manager) settleLeaders(ctx context.Context, parts []meta.Partition) {
 	ctx, cancel := context.WithTimeout(ctx, leaderWait)
 	defer cancel()
@@ -71,7 +110,7 @@ func (m *Manager) settleLeaders(ctx context.Context, parts []meta.Partition) {
 				}
 				return err
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 		return ctx.Err()
 	})

@@ -43,6 +43,10 @@ type CreateReplicaRequest struct {
 	Topic     string `json:"topic"`
 	Partition *int   `json:"partition"`
 	Peers     []Peer `json:"peers"`
+	// Leader, of a new partition, is the member the managers chose to lead it: it
+	// stands first in the group's first election, so the managers' record is right
+	// without waiting for the election.
+	Leader string `json:"leader,omitempty"`
 }
 
 // TransferRequest asks a partition's leader (POST /replicas/{topic}/{partition}/leader)

@@ -119,24 +119,78 @@ func (s *Store) AppliedIndex() uint64 {
 }
 
 // Apply implements raft.FSM: it returns the encoded meta.Result, or ErrClosed.
-func (s *Store) Apply(l *raft.Log) any {
+func (s *Store) Apply(l *raft.Log) any { return s.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM: the entries raft hands over together are
+// written in one PostgreSQL transaction. With one transaction per entry, the write
+// manager's log stalled behind a commit (and its fsync) per command: creating 2,000
+// topics with 4 clients waited up to 0.5 s per apply under load.
+func (s *Store) ApplyBatch(logs []*raft.Log) []any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l.Type != raft.LogCommand || l.Index <= s.applied {
-		// Already in the database (a replay after restart): nobody waits for the result.
-		return meta.EncodeResult(meta.Result{})
+	out := make([]any, len(logs))
+	var (
+		all  changeSet
+		last uint64
+	)
+	for i, l := range logs {
+		if l.Type != raft.LogCommand || l.Index <= s.applied {
+			// Already in the database (a replay after restart): nobody waits for the result.
+			out[i] = meta.EncodeResult(meta.Result{})
+			continue
+		}
+		res, changes := s.state.Apply(l.Data)
+		out[i] = meta.EncodeResult(res)
+		all.add(changes)
+		last = l.Index
 	}
-	res, changes := s.state.Apply(l.Data)
+	if last == 0 {
+		return out
+	}
 	err := s.retry(func(ctx context.Context) error {
 		return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			return writeChanges(ctx, tx, s.state, changes, l.Index)
+			return writeChanges(ctx, tx, s.state, all.Changes, last)
 		})
 	})
 	if err != nil {
-		return err
+		for i := range out {
+			out[i] = err
+		}
+		return out
 	}
-	s.applied = l.Index
-	return meta.EncodeResult(res)
+	s.applied = last
+	return out
+}
+
+// changeSet merges the Changes of several commands, each entity once: writeChanges
+// rewrites an entity's rows from the state after the last of them.
+type changeSet struct {
+	meta.Changes
+	seen map[string]bool
+}
+
+func (c *changeSet) add(ch meta.Changes) {
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
+	c.Topics = addNew(c.seen, "t", c.Topics, ch.Topics)
+	c.Brokers = addNew(c.seen, "b", c.Brokers, ch.Brokers)
+	c.Producers = addNew(c.seen, "p", c.Producers, ch.Producers)
+	c.Consumers = addNew(c.seen, "c", c.Consumers, ch.Consumers)
+	c.Keys = addNew(c.seen, "k", c.Keys, ch.Keys)
+	c.Positions = addNew(c.seen, "s", c.Positions, ch.Positions)
+	c.Counters = c.Counters || ch.Counters
+}
+
+func addNew[T comparable](seen map[string]bool, kind string, to, from []T) []T {
+	for _, v := range from {
+		k := fmt.Sprint(kind, "/", v)
+		if !seen[k] {
+			seen[k] = true
+			to = append(to, v)
+		}
+	}
+	return to
 }
 
 // CheckCommand implements election.CommandChecker with meta.Check.

@@ -322,8 +322,11 @@ func (d *DB) Group(name string) (*Group, error) {
 			return nil
 		}
 	}
-	err = errors.Join(d.log.update(create(bStable, bSnap)), d.data.update(create(bIdx, bCons, bProd, bMeta)))
-	if err != nil {
+	// Both files at once, and data.db's committer woken from its delay: opening a
+	// replica is on the path of creating a topic.
+	logDone, dataDone := d.log.updateAsync(create(bStable, bSnap)), d.data.updateAsync(create(bIdx, bCons, bProd, bMeta))
+	d.data.kick()
+	if err = errors.Join(<-logDone, <-dataDone); err != nil {
 		return nil, fmt.Errorf("store: group %s: %w", name, err)
 	}
 	return g, nil
