@@ -46,6 +46,9 @@ type Config struct {
 	HTTPReadTimeout time.Duration
 	// Timing of every partition's Raft group; zero means PartitionTiming().
 	Timing election.Timing
+	// RetentionInterval is how often a partition's leader checks whether retention
+	// deletes messages (default DefaultRetentionInterval).
+	RetentionInterval time.Duration
 	// ScrubRate is how many bytes per second the background verifier reads back (message
 	// bodies and Raft log records at rest); 0 disables it.
 	ScrubRate int
@@ -129,6 +132,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.HTTPReadTimeout <= 0 {
 		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout
 	}
+	if cfg.RetentionInterval <= 0 {
+		cfg.RetentionInterval = DefaultRetentionInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -199,6 +205,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	go b.reopen(ctx, descs)
 	go b.watchPeers(ctx)
 	go b.repairLoop(ctx)
+	go b.retentionLoop(ctx)
 	if b.cfg.ScrubRate > 0 {
 		go b.db.Scrub(ctx, b.cfg.ScrubRate, scrubPause)
 	}

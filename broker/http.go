@@ -78,11 +78,14 @@ func errorHandler(c *fiber.Ctx, err error) error {
 	code := http.StatusInternalServerError
 	var ae *apiError
 	var fe *fiber.Error
+	var ge *partition.GoneError
 	switch {
 	case errors.As(err, &ae):
 		code, f.Leader, f.Code, f.Offset = ae.code, ae.leader, ae.reason, ae.offset
 	case errors.As(err, &fe):
 		code = fe.Code
+	case errors.As(err, &ge):
+		code, f.Code, f.EarliestOffset = http.StatusGone, brokerapi.CodeOffsetGone, &ge.Start
 	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrUnknownOutcome),
 		errors.Is(err, errClosing), errors.Is(err, errNotApplied), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable // retry (with the same seq / offset)
@@ -232,16 +235,22 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), requestTimeout)
 	defer cancel()
-	r, opened, err := b.ensureReplica(ctx, replicaDesc{Topic: req.Topic, Partition: *req.Partition, Peers: req.Peers, Leader: req.Leader})
+	if req.RetentionMs < 0 || req.RetentionBytes < 0 {
+		return failf(http.StatusBadRequest, "retention_ms and retention_bytes must not be negative")
+	}
+	ret := retention{req.RetentionMs, req.RetentionBytes}
+	r, opened, err := b.ensureReplica(ctx, replicaDesc{Topic: req.Topic, Partition: *req.Partition, Peers: req.Peers, Leader: req.Leader,
+		RetentionMs: ret.ms, RetentionBytes: ret.bytes})
 	if err != nil {
 		return err
 	}
 	if !opened {
-		// An existing replica: it learns the peers' addresses (the request that opened
-		// it recorded them already).
+		// An existing replica: it learns the peers' addresses and the retention (the
+		// request that opened it recorded them already).
 		for _, p := range req.Peers {
 			r.rememberPeer(p)
 		}
+		r.setRetention(ret)
 		if err := b.persist(r); err != nil {
 			return err
 		}

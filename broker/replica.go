@@ -34,7 +34,8 @@ type replica struct {
 	topic string
 	part  int
 	group string
-	first string // the member the managers chose to lead first, if any
+	first string    // the member the managers chose to lead first, if any
+	ret   retention // guarded by mu (retention.go)
 	node  *election.Node
 	fsm   *partition.FSM
 	log   raft.LogStore
@@ -68,6 +69,9 @@ type replicaDesc struct {
 	Partition int              `json:"partition"`
 	Peers     []brokerapi.Peer `json:"peers"`
 	Leader    string           `json:"-"` // CreateReplicaRequest.Leader: only for the first election
+	// The topic's retention (brokerapi.CreateReplicaRequest), enforced while leading.
+	RetentionMs    int64 `json:"retention_ms,omitempty"`
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
 }
 
 // PartitionTiming is IdleTiming with frequent snapshots: a partition's snapshot is its
@@ -105,7 +109,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{topic: d.Topic, part: d.Partition, group: group, first: d.Leader, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]brokerapi.Peer{},
+	r := &replica{topic: d.Topic, part: d.Partition, group: group, first: d.Leader, ret: retention{d.RetentionMs, d.RetentionBytes}, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]brokerapi.Peer{},
 		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var peers []election.Peer
@@ -136,7 +140,7 @@ func (r *replica) close() error {
 func (r *replica) desc() replicaDesc {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := replicaDesc{Topic: r.topic, Partition: r.part}
+	d := replicaDesc{Topic: r.topic, Partition: r.part, RetentionMs: r.ret.ms, RetentionBytes: r.ret.bytes}
 	for _, p := range r.peers {
 		d.Peers = append(d.Peers, p)
 	}
@@ -211,6 +215,7 @@ func (r *replica) apply(reqs []*produceReq) {
 	cmd, err := partition.MergeProduce(cmds)
 	var out []byte
 	if err == nil {
+		cmd = partition.StampProduce(cmd, time.Now())
 		start := time.Now()
 		out, err = r.node.Apply(ctx, cmd)
 		if err == nil {
@@ -283,6 +288,11 @@ func (r *replica) consume(ctx context.Context, req partition.ConsumeRequest) (pa
 		return res, nil, errNotApplied
 	}
 	msgs, err := r.fsm.Messages(res.From, res.Count)
+	if errors.As(err, new(*partition.GoneError)) {
+		// Retention deleted them since the consume was applied: the retry (same offset)
+		// goes on from the partition's new start.
+		return res, nil, errNotApplied
+	}
 	return res, msgs, err
 }
 
@@ -292,6 +302,7 @@ func (r *replica) status(ctx context.Context) brokerapi.ReplicaStatus {
 	applied, next, bytes, consumers := r.fsm.Info()
 	st := brokerapi.ReplicaStatus{Topic: r.topic, Partition: r.part, IsLeader: r.node.IsLeader(),
 		Applied: applied, Next: next, Bytes: bytes, Consumers: consumers}
+	st.First, _ = r.fsm.Bounds()
 	st.LogFirst, _ = r.log.FirstIndex()
 	st.LogLast, _ = r.log.LastIndex()
 	st.SnapshotIndex, _ = strconv.ParseUint(r.node.Raft().Stats()["last_snapshot_index"], 10, 64)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/quorumq/quorumq/manager/managerapi"
 )
@@ -20,18 +21,31 @@ func (c *Client) Admin() *Admin { return &Admin{c: c} }
 type TopicInfo struct {
 	Name       string          `json:"name"`
 	Partitions []PartitionInfo `json:"partitions"`
+	// Retention is what each partition keeps (zero: no limit).
+	Retention Retention `json:"-"`
+}
+
+// Retention bounds what each partition of a topic keeps: its oldest messages are
+// deleted once older than Time, or once the partition holds more than Bytes bytes
+// without them. Zero is no limit. Consumers that had not read the deleted messages go
+// on from the earliest one kept; a read by offset below it fails with ErrOffsetGone.
+type Retention struct {
+	Time  time.Duration
+	Bytes int64
 }
 
 // UnmarshalJSON accepts "partitions" as a list or as a bare count.
 func (t *TopicInfo) UnmarshalJSON(b []byte) error {
 	var v struct {
-		Name       string          `json:"name"`
-		Partitions json.RawMessage `json:"partitions"`
+		Name           string          `json:"name"`
+		Partitions     json.RawMessage `json:"partitions"`
+		RetentionMs    int64           `json:"retention_ms"`
+		RetentionBytes int64           `json:"retention_bytes"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	*t = TopicInfo{Name: v.Name}
+	*t = TopicInfo{Name: v.Name, Retention: Retention{Time: time.Duration(v.RetentionMs) * time.Millisecond, Bytes: v.RetentionBytes}}
 	var n int
 	if json.Unmarshal(v.Partitions, &n) == nil {
 		for i := range n {
@@ -73,10 +87,15 @@ func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
 }
 
 // CreateTopic creates a topic with the given number of partitions (0: the managers'
-// default). It fails with ErrTopicExists when the name is taken.
-func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int) error {
+// default) and, optionally, a retention. It fails with ErrTopicExists when the name is
+// taken.
+func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int, retention ...Retention) error {
+	req := managerapi.CreateTopicRequest{Name: name, Partitions: partitions}
+	for _, r := range retention {
+		req.RetentionMs, req.RetentionBytes = r.Time.Milliseconds(), r.Bytes
+	}
 	var retried bool
-	cl := metadataWrite(http.MethodPost, "/topics", managerapi.CreateTopicRequest{Name: name, Partitions: partitions}, nil)
+	cl := metadataWrite(http.MethodPost, "/topics", req, nil)
 	cl.retried = &retried
 	err := a.c.do(ctx, cl)
 	if retried && errors.Is(err, ErrTopicExists) {

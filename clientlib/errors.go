@@ -16,6 +16,9 @@ var (
 	ErrUnknownProducer = errors.New("quorumq: unknown producer")
 	ErrUnknownConsumer = errors.New("quorumq: unknown consumer")
 	ErrTopicExists     = errors.New("quorumq: topic already exists")
+	// ErrOffsetGone is a read (ReadAt) below the first offset a partition keeps:
+	// retention deleted those messages; the message names the earliest offset.
+	ErrOffsetGone = errors.New("quorumq: offset deleted by retention")
 	// ErrNoMessage means the consumer has read everything there is for now.
 	ErrNoMessage = errors.New("quorumq: no message")
 	// ErrDiscovery wraps a failure of discovery (e.g. Consul unreachable) before any
@@ -88,6 +91,8 @@ func newAPIError(status int, message, code, outcome string) *APIError {
 		e.Err = ErrTopicExists
 	case "no_message":
 		e.Err = ErrNoMessage
+	case managerapi.CodeOffsetGone:
+		e.Err = ErrOffsetGone
 	}
 	if code != "" || status >= 500 { // a manager that sends codes means exactly them
 		return e

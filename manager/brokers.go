@@ -41,6 +41,7 @@ type brokerError struct {
 	unreachable bool    // no connection: the request never reached the broker
 	outcome     string  // brokerapi.Failure.Outcome: whether a write may have been applied
 	offset      *uint64 // brokerapi.Failure.Offset: where the consumer stands
+	earliest    *uint64 // brokerapi.Failure.EarliestOffset: where the partition starts (410)
 }
 
 func (e *brokerError) Error() string {
@@ -72,7 +73,7 @@ func (bc *brokerClient) call(ctx context.Context, b meta.Broker, method, path st
 	}
 	var fe *brokerclient.Error
 	if errors.As(err, &fe) {
-		e := &brokerError{broker: b.ID, status: fe.Code, msg: fe.Message, code: fe.Reason, outcome: fe.Outcome, offset: fe.Offset}
+		e := &brokerError{broker: b.ID, status: fe.Code, msg: fe.Message, code: fe.Reason, outcome: fe.Outcome, offset: fe.Offset, earliest: fe.Earliest}
 		if e.msg == "" {
 			e.msg = http.StatusText(fe.Code)
 		}
@@ -289,6 +290,7 @@ func peersOf(view map[string]meta.Broker, ids []string) []brokerapi.Peer {
 func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string) error {
 	return bc.call(ctx, b, http.MethodPost, "/replicas", brokerapi.CreateReplicaRequest{
 		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members), Leader: p.Leader,
+		RetentionMs: p.Retention.Ms, RetentionBytes: p.Retention.Bytes,
 	}, nil)
 }
 

@@ -61,6 +61,10 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		switch {
 		case errors.As(err, &ae):
 			status, f.Code = ae.status, ae.code
+		case errors.As(err, &be) && be.earliest != nil:
+			// Below the partition's first offset: the client reads on from there.
+			status, f.Code, f.EarliestOffset = http.StatusGone, managerapi.CodeOffsetGone, be.earliest
+			f.Message = be.msg
 		case errors.As(err, &be):
 			status, f.Code = http.StatusServiceUnavailable, managerapi.CodeUnavailable
 			if be.clientFault() {

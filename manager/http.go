@@ -100,8 +100,8 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	if err := parseBody(c, &req); err != nil {
 		return err
 	}
-	if req.Partitions < 0 || req.Replication < 0 {
-		return badRequest("partitions and replication must not be negative")
+	if req.Partitions < 0 || req.Replication < 0 || req.RetentionMs < 0 || req.RetentionBytes < 0 {
+		return badRequest("partitions, replication, retention_ms and retention_bytes must not be negative")
 	}
 	if req.Partitions == 0 {
 		req.Partitions = m.cfg.Partitions
@@ -113,7 +113,8 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	} else if err := m.checkReplication(ctx, req.Name, req.Replication); err != nil {
 		return beforeApply(err)
 	}
-	res, err := m.applyWrite(c, ctx, meta.CreateTopic{Name: req.Name, Partitions: req.Partitions, Replication: req.Replication})
+	res, err := m.applyWrite(c, ctx, meta.CreateTopic{Name: req.Name, Partitions: req.Partitions, Replication: req.Replication,
+		Retention: meta.Retention{Ms: req.RetentionMs, Bytes: req.RetentionBytes}})
 	if err != nil {
 		return err
 	}
@@ -305,7 +306,8 @@ func (m *Manager) listManagers(c *fiber.Ctx) error {
 }
 
 func topicInfo(t meta.Topic) managerapi.TopicInfo {
-	info := managerapi.TopicInfo{Name: t.Name, Replication: t.Replication, Partitions: make([]managerapi.PartitionInfo, len(t.Partitions))}
+	info := managerapi.TopicInfo{Name: t.Name, Replication: t.Replication, Partitions: make([]managerapi.PartitionInfo, len(t.Partitions)),
+		RetentionMs: t.Retention.Ms, RetentionBytes: t.Retention.Bytes}
 	for i, p := range t.Partitions {
 		info.Partitions[i] = managerapi.PartitionInfo{Partition: p.Index, Leader: p.Leader, Replicas: p.Replicas}
 	}

@@ -47,6 +47,12 @@ type CreateReplicaRequest struct {
 	// stands first in the group's first election, so the managers' record is right
 	// without waiting for the election.
 	Leader string `json:"leader,omitempty"`
+	// RetentionMs and RetentionBytes are the topic's retention (0: none): the
+	// partition's leader deletes the messages older than RetentionMs milliseconds, and
+	// the oldest ones past the newest RetentionBytes bytes, on every replica. Sent
+	// again to an existing replica, they replace its retention.
+	RetentionMs    int64 `json:"retention_ms,omitempty"`
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
 }
 
 // TransferRequest asks a partition's leader (POST /replicas/{topic}/{partition}/leader)
@@ -64,7 +70,8 @@ type ReplicaStatus struct {
 	IsLeader  bool   `json:"is_leader"`
 	Members   []Peer `json:"members"`
 	Applied   uint64 `json:"applied_index"`
-	Next      uint64 `json:"next_offset"` // messages stored
+	First     uint64 `json:"first_offset"` // retention deleted the messages before it
+	Next      uint64 `json:"next_offset"`  // messages stored
 	Bytes     uint64 `json:"bytes"`
 	Consumers int    `json:"consumers"`
 	// The Raft log this replica keeps: from LogFirst to LogLast, and the last snapshot.
@@ -173,6 +180,10 @@ const (
 	OutcomeNotApplied = httpjson.OutcomeNotApplied
 	OutcomeUnknown    = httpjson.OutcomeUnknown
 )
+
+// CodeOffsetGone marks the 410 of a read below the partition's first offset:
+// retention deleted those messages; Failure.EarliestOffset says where it starts.
+const CodeOffsetGone = httpjson.CodeOffsetGone
 
 // CodeEmpty marks the 404 of a consume that found no messages left (as opposed to an
 // unknown partition or consumer).

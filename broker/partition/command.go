@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Command types. Every command starts with a type byte and a version byte so that a
@@ -13,8 +14,13 @@ const (
 	CmdProduce  byte = 1
 	CmdRegister byte = 2
 	CmdConsume  byte = 3
+	CmdTruncate byte = 4
 
 	version1 byte = 1
+	// version2 of CmdProduce is version 1's payload followed by the proposer's clock
+	// (Unix ms, i64) when it made the entry: what time-based retention goes by, the
+	// same on every replica (see StampProduce).
+	version2 byte = 2
 )
 
 // Status is the outcome of one command (or of one batch inside a produce command).
@@ -28,6 +34,21 @@ const (
 	StatusOffsetAhead     Status = 4 // the consumer expected an offset it never reached
 	StatusBadCommand      Status = 5
 )
+
+// Truncate deletes the messages before offset Before (retention): every replica
+// deletes the same prefix because the offset is in the command. The partition's leader
+// computes it from its own store and clock; At is that clock (Unix ms), for the record.
+// Consumers whose offset falls below the new start move to it.
+type Truncate struct {
+	Before uint64
+	At     int64
+}
+
+// TruncateResult is the partition's first offset after a Truncate.
+type TruncateResult struct {
+	Status Status
+	Start  uint64
+}
 
 func (s Status) String() string {
 	switch s {
@@ -117,7 +138,7 @@ func EncodeProduce(batches []Batch) []byte {
 			n += 4 + len(m)
 		}
 	}
-	buf := make([]byte, 0, n)
+	buf := make([]byte, 0, n+8) // room for StampProduce
 	buf = append(buf, CmdProduce, version1)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(batches)))
 	for _, b := range batches {
@@ -151,6 +172,36 @@ func MergeProduce(cmds [][]byte) ([]byte, error) {
 		buf = append(buf, c[6:]...)
 	}
 	return buf, nil
+}
+
+// StampProduce makes a produce command of version 1 (EncodeProduce, MergeProduce) the
+// version 2 entry that carries at, the proposer's clock. It reuses cmd.
+func StampProduce(cmd []byte, at time.Time) []byte {
+	cmd[1] = version2
+	return binary.BigEndian.AppendUint64(cmd, uint64(at.UnixMilli()))
+}
+
+// EncodeTruncate builds a truncate command.
+func EncodeTruncate(t Truncate) []byte {
+	buf := binary.BigEndian.AppendUint64([]byte{CmdTruncate, version1}, t.Before)
+	return binary.BigEndian.AppendUint64(buf, uint64(t.At))
+}
+
+func decodeTruncate(buf []byte) (Truncate, error) {
+	d := decoder{buf: buf}
+	t := Truncate{Before: d.u64(), At: int64(d.u64())}
+	return t, d.done()
+}
+
+func encodeTruncateResult(r TruncateResult) []byte {
+	return binary.BigEndian.AppendUint64([]byte{byte(r.Status)}, r.Start)
+}
+
+// DecodeTruncateResult reads the result of a truncate command.
+func DecodeTruncateResult(buf []byte) (TruncateResult, error) {
+	d := decoder{buf: buf}
+	r := TruncateResult{Status: Status(d.u8()), Start: d.u64()}
+	return r, d.done()
 }
 
 // EncodeRegister builds a register-consumer command.

@@ -5,8 +5,10 @@
 package partition
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -19,10 +21,20 @@ type Mutation struct {
 	Applied   uint64
 	First     uint64   // offset of Msgs[0]
 	Msgs      [][]byte // new messages, contiguous from First
+	Start     uint64   // the first offset kept: the store deletes the messages before it
 	Next      uint64
 	Bytes     uint64
 	Consumers map[string]uint64   // changed consumer offsets
 	Producers map[string]Producer // changed producers
+	Stamps    []Stamp             // when the entries holding Msgs were proposed
+}
+
+// Stamp says that the messages from Offset on were proposed at At (Unix ms, the
+// proposer's clock), until the next stamp: the store keeps them so that a leader can
+// tell which prefix time-based retention deletes.
+type Stamp struct {
+	Offset uint64
+	At     int64
 }
 
 // Store keeps a partition durably.
@@ -37,6 +49,7 @@ type Store interface {
 	Commit(m *Mutation) (wait func() error)
 	// Fit counts the messages from offset from (exclusive bound to) whose sizes add up
 	// to at most maxBytes (always at least one if from < to) and returns their size.
+	// Offsets below the partition's start are not there.
 	Fit(from, to, maxBytes uint64) (n, size uint64, err error)
 	// Messages returns the n messages from offset from, which must be committed.
 	Messages(from uint64, n uint32) ([][]byte, error)
@@ -80,7 +93,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.mu.RLock()
 	st := f.st // maps are shared; they are only written under the write lock below
 	f.mu.RUnlock()
-	m := &Mutation{Applied: st.Applied, First: st.Next, Next: st.Next, Bytes: st.Bytes,
+	m := &Mutation{Applied: st.Applied, First: st.Next, Start: st.Start, Next: st.Next, Bytes: st.Bytes,
 		Consumers: map[string]uint64{}, Producers: map[string]Producer{}}
 	a := applier{st: &st, m: m, store: f.store, flush: f.flush}
 	out := make([]interface{}, len(logs))
@@ -97,7 +110,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	wait := f.store.Commit(m)
 	f.mu.Lock()
 	f.pending = wait
-	f.st.Applied, f.st.Next, f.st.Bytes = m.Applied, m.Next, m.Bytes
+	f.st.Applied, f.st.Start, f.st.Next, f.st.Bytes = m.Applied, m.Start, m.Next, m.Bytes
 	for k, v := range m.Consumers {
 		f.st.Consumers[k] = v
 	}
@@ -137,21 +150,42 @@ func (a *applier) producer(id string) (Producer, bool) {
 }
 
 func (a *applier) apply(cmd []byte) interface{} {
-	if len(cmd) < 2 || cmd[1] != version1 {
+	if len(cmd) < 2 || cmd[1] != version1 && !(cmd[0] == CmdProduce && cmd[1] == version2) {
 		return []byte{byte(StatusBadCommand)}
 	}
 	payload := cmd[2:]
 	switch cmd[0] {
 	case CmdProduce:
+		var at int64
+		if cmd[1] == version2 {
+			if len(payload) < 8 {
+				return EncodeProduceResults(nil)
+			}
+			at = int64(binary.BigEndian.Uint64(payload[len(payload)-8:]))
+			payload = payload[:len(payload)-8]
+		}
 		batches, err := decodeProduce(payload)
 		if err != nil {
 			return EncodeProduceResults(nil)
 		}
+		first := a.m.Next
 		rs := make([]ProduceResult, len(batches))
 		for i, b := range batches {
 			rs[i] = a.produce(b)
 		}
+		if at > 0 && a.m.Next > first {
+			a.m.Stamps = append(a.m.Stamps, Stamp{Offset: first, At: at})
+		}
 		return EncodeProduceResults(rs)
+	case CmdTruncate:
+		t, err := decodeTruncate(payload)
+		if err != nil {
+			return encodeTruncateResult(TruncateResult{Status: StatusBadCommand})
+		}
+		if err := a.truncate(t.Before); err != nil {
+			panic(fmt.Sprintf("partition: reading message sizes: %v", err))
+		}
+		return encodeTruncateResult(TruncateResult{Start: a.m.Start})
 	case CmdRegister:
 		d := decoder{buf: payload}
 		id := string(d.bytes())
@@ -160,7 +194,8 @@ func (a *applier) apply(cmd []byte) interface{} {
 		}
 		off, ok := a.consumer(id)
 		if !ok {
-			a.m.Consumers[id] = 0
+			off = a.m.Start
+			a.m.Consumers[id] = off
 		}
 		return encodeRegisterResult(RegisterResult{Offset: off})
 	case CmdConsume:
@@ -212,6 +247,9 @@ func (a *applier) consume(r ConsumeRequest) (ConsumeResult, error) {
 		}
 		from = r.Expected // a retry: hand out the same messages again
 	}
+	// Retention may have deleted them since: the consumer goes on from the earliest
+	// message kept (what Kafka's auto.offset.reset=earliest does).
+	from = max(from, a.m.Start)
 	n, err := a.fit(from, uint64(r.Max), uint64(r.MaxBytes))
 	if err != nil {
 		return ConsumeResult{}, err
@@ -220,6 +258,52 @@ func (a *applier) consume(r ConsumeRequest) (ConsumeResult, error) {
 		a.m.Consumers[r.Consumer] = end
 	}
 	return ConsumeResult{From: from, Count: uint32(n), Next: a.m.Next}, nil
+}
+
+// truncate deletes the messages before offset before (at most all of them) and moves
+// the consumers that had not reached it there.
+func (a *applier) truncate(before uint64) error {
+	before = min(before, a.m.Next)
+	if before <= a.m.Start {
+		return nil
+	}
+	dropped, err := a.size(a.m.Start, before)
+	if err != nil {
+		return err
+	}
+	a.m.Start, a.m.Bytes = before, a.m.Bytes-dropped
+	for id := range a.st.Consumers {
+		if off, _ := a.consumer(id); off < before {
+			a.m.Consumers[id] = before
+		}
+	}
+	for id, off := range a.m.Consumers {
+		if off < before {
+			a.m.Consumers[id] = before
+		}
+	}
+	return nil
+}
+
+// size adds up the sizes of messages [from, to), looking in the store for committed
+// offsets and in the mutation for new ones.
+func (a *applier) size(from, to uint64) (uint64, error) {
+	var total uint64
+	if from < a.m.First {
+		if err := a.flush(); err != nil {
+			return 0, err
+		}
+		end := min(to, a.m.First)
+		_, size, err := a.store.Fit(from, end, math.MaxUint64)
+		if err != nil {
+			return 0, err
+		}
+		total, from = size, end
+	}
+	for off := from; off < to; off++ {
+		total += uint64(len(a.m.Msgs[off-a.m.First]))
+	}
+	return total, nil
 }
 
 // fit counts messages from offset from, at most max and maxBytes (but at least one),
@@ -261,7 +345,8 @@ func (f *FSM) flush() error {
 	return wait()
 }
 
-// Messages reads n applied messages from offset from.
+// Messages reads n applied messages from offset from, or fails with a *GoneError
+// when retention deleted some of them.
 func (f *FSM) Messages(from uint64, n uint32) ([][]byte, error) {
 	if n == 0 {
 		return nil, nil
@@ -269,10 +354,32 @@ func (f *FSM) Messages(from uint64, n uint32) ([][]byte, error) {
 	if err := f.flush(); err != nil {
 		return nil, err
 	}
-	return f.store.Messages(from, n)
+	if start, _ := f.Bounds(); from < start {
+		return nil, &GoneError{Start: start}
+	}
+	msgs, err := f.store.Messages(from, n)
+	if start, _ := f.Bounds(); err != nil && from < start {
+		return nil, &GoneError{Start: start} // deleted while it was read
+	}
+	return msgs, err
 }
 
-// Info returns the applied index, next offset, total bytes and consumer count.
+// GoneError is a read below the partition's first offset: retention deleted it.
+type GoneError struct{ Start uint64 }
+
+func (e *GoneError) Error() string {
+	return fmt.Sprintf("the messages before offset %d were deleted by retention; the earliest offset is %d", e.Start, e.Start)
+}
+
+// Bounds returns the first offset kept and the next offset: the messages stored are
+// [start, next).
+func (f *FSM) Bounds() (start, next uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Start, f.st.Next
+}
+
+// Info returns the applied index, next offset, bytes kept and consumer count.
 func (f *FSM) Info() (applied, next, bytes uint64, consumers int) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -78,6 +79,8 @@ func consume(id string, max uint32) []byte {
 	return EncodeConsume(ConsumeRequest{Consumer: id, Max: max, MaxBytes: 1 << 20})
 }
 
+func truncate(before uint64) []byte { return EncodeTruncate(Truncate{Before: before}) }
+
 func consumeAt(id string, expected uint64, max uint32) []byte {
 	return EncodeConsume(ConsumeRequest{Consumer: id, HasExpected: true, Expected: expected, Max: max, MaxBytes: 1 << 20})
 }
@@ -131,6 +134,26 @@ func TestApply(t *testing.T) {
 			{consumeAt("c", 5, 2), ConsumeResult{Status: StatusOffsetAhead, From: 3, Next: 3}},
 			{consume("c", 2), ConsumeResult{From: 3, Count: 0, Next: 3}},
 		}},
+		{"truncate deletes a prefix and moves the consumers behind it", []step{
+			{EncodeRegister("slow"), RegisterResult{}},
+			{EncodeRegister("fast"), RegisterResult{}},
+			{produce(Batch{Msgs: msgs("a", "b", "c", "d")}), []ProduceResult{{First: 0, Count: 4}}},
+			{consume("fast", 3), ConsumeResult{From: 0, Count: 3, Next: 4}},
+			{truncate(2), TruncateResult{Start: 2}},
+			{truncate(1), TruncateResult{Start: 2}}, // never backwards
+			{consume("slow", 1), ConsumeResult{From: 2, Count: 1, Next: 4}},
+			{consume("fast", 1), ConsumeResult{From: 3, Count: 1, Next: 4}},
+			{consumeAt("slow", 0, 1), ConsumeResult{From: 2, Count: 1, Next: 4}}, // a retry of deleted ones: from the start
+			{EncodeRegister("new"), RegisterResult{Offset: 2}},
+			{truncate(100), TruncateResult{Start: 4}}, // at most everything
+			{produce(Batch{Msgs: msgs("e")}), []ProduceResult{{First: 4, Count: 1}}},
+			{consume("new", 5), ConsumeResult{From: 4, Count: 1, Next: 5}},
+		}},
+		{"a stamped produce is a produce", []step{
+			{StampProduce(produce(Batch{Msgs: msgs("a")}), time.UnixMilli(1)), []ProduceResult{{First: 0, Count: 1}}},
+			{[]byte{CmdProduce, version2, 0}, []ProduceResult{}},
+			{[]byte{CmdTruncate, version1, 0}, TruncateResult{Status: StatusBadCommand}},
+		}},
 		{"bad commands change nothing", []step{
 			{[]byte{99, 1}, StatusBadCommand},
 			{[]byte{CmdProduce, 9}, StatusBadCommand},
@@ -171,6 +194,8 @@ func checkResult(t *testing.T, i int, got, want interface{}) {
 		dec, err = DecodeConsumeResult(b)
 	case RegisterResult:
 		dec, err = DecodeRegisterResult(b)
+	case TruncateResult:
+		dec, err = DecodeTruncateResult(b)
 	case Status:
 		dec = Status(b[0])
 	}

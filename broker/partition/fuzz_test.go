@@ -3,6 +3,7 @@ package partition
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -19,6 +20,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(encodeRegisterResult(RegisterResult{Offset: 3}))
 	f.Add([]byte{CmdProduce, version1, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{CmdProduce, version1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xf0})
+	f.Add(EncodeTruncate(Truncate{Before: 1, At: 2}))
+	f.Add(StampProduce(EncodeProduce([]Batch{{Msgs: [][]byte{[]byte("m")}}}), time.UnixMilli(5)))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) >= 2 && b[0] == CmdProduce && b[1] == version1 {
@@ -32,6 +35,7 @@ func FuzzApply(f *testing.F) {
 		DecodeProduceResults(b)
 		DecodeConsumeResult(b)
 		DecodeRegisterResult(b)
+		DecodeTruncateResult(b)
 		fsm, err := New(newMemStore())
 		if err != nil {
 			t.Fatal(err)

@@ -19,8 +19,9 @@ type Producer struct {
 // it grows with the number of consumers and producers, never with bytes stored.
 type State struct {
 	Applied   uint64 // last Raft index applied
+	Start     uint64 // first offset kept: retention deleted the messages before it
 	Next      uint64 // offset the next message gets
-	Bytes     uint64 // total size of messages [0, Next)
+	Bytes     uint64 // total size of messages [Start, Next)
 	Consumers map[string]uint64
 	Producers map[string]Producer
 }
@@ -43,7 +44,8 @@ func (s State) clone() State {
 	return c
 }
 
-const stateVersion byte = 1
+// stateVersion 2 added Start after Bytes; version 1 (Start 0) is still read.
+const stateVersion byte = 2
 
 // EncodeState writes the state with sorted keys so equal states encode equally.
 func EncodeState(s State) []byte {
@@ -51,6 +53,7 @@ func EncodeState(s State) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, s.Applied)
 	buf = binary.BigEndian.AppendUint64(buf, s.Next)
 	buf = binary.BigEndian.AppendUint64(buf, s.Bytes)
+	buf = binary.BigEndian.AppendUint64(buf, s.Start)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(s.Consumers)))
 	for _, k := range sortedKeys(s.Consumers) {
 		buf = appendString(buf, k)
@@ -68,11 +71,15 @@ func EncodeState(s State) []byte {
 // DecodeState is the inverse of EncodeState.
 func DecodeState(buf []byte) (State, error) {
 	d := decoder{buf: buf}
-	if v := d.u8(); d.err == nil && v != stateVersion {
+	v := d.u8()
+	if d.err == nil && v != 1 && v != stateVersion {
 		return State{}, fmt.Errorf("partition: unknown state version %d", v)
 	}
 	s := NewState()
 	s.Applied, s.Next, s.Bytes = d.u64(), d.u64(), d.u64()
+	if v >= 2 {
+		s.Start = d.u64()
+	}
 	for n := d.u32(); n > 0 && d.err == nil; n-- {
 		k := string(d.bytes())
 		s.Consumers[k] = d.u64()
@@ -108,7 +115,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // A snapshot stream is: a version byte, the length of the encoded state, the state,
-// then (only when a snapshot travels to another replica) every message [0, Next) as
+// then (only when a snapshot travels to another replica) every message [Start, Next) as
 // length-prefixed records. The FSM writes just the prefix: the message bodies are
 // already in the store and never change, so the snapshot store appends them only
 // when it streams the snapshot to a follower (see broker/internal/store).

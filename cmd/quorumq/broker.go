@@ -65,6 +65,7 @@ reopens every replica it held.`,
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	f.StringVar(&pprofAt, "pprof", "", "serve Go profiles (net/http/pprof) on this host:port")
 	sec.register(f, false)
+	f.DurationVar(&cfg.RetentionInterval, "retention-interval", broker.DefaultRetentionInterval, "how often a partition's leader deletes what its topic's retention no longer keeps")
 	f.IntVar(&cfg.ScrubRate, "scrub-rate", broker.DefaultScrubRate, "bytes per second the background verifier reads back from disk (message bodies and Raft log records) to find damage; 0 disables it")
 	_ = cmd.MarkFlagRequired("id")
 	cmd.AddCommand(newBrokerVerifyCmd())

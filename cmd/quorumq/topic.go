@@ -110,16 +110,23 @@ func newTopicCmd() *cobra.Command {
 	cf.register(cmd.PersistentFlags())
 	preRun := func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) }
 
-	var partitions int
+	var (
+		partitions int
+		retention  retentionFlags
+	)
 	create := &cobra.Command{
 		Use:     "create NAME",
 		Short:   "Create a topic",
-		Example: "  quorumq topic create orders --partitions 3",
+		Example: "  quorumq topic create orders --partitions 3\n  quorumq topic create logs --retention-ms 24h --retention-bytes 1GiB",
 		Args:    cobra.ExactArgs(1),
 		PreRunE: preRun,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cf.withClient(cmd.Context(), cmd.ErrOrStderr(), func(ctx context.Context, c *clientlib.Client) error {
-				if err := c.Admin().CreateTopic(ctx, args[0], partitions); err != nil {
+				ret, err := retention.parse()
+				if err != nil {
+					return err
+				}
+				if err := c.Admin().CreateTopic(ctx, args[0], partitions, ret); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "created topic %s\n", args[0])
@@ -128,6 +135,7 @@ func newTopicCmd() *cobra.Command {
 		},
 	}
 	create.Flags().IntVarP(&partitions, "partitions", "p", 0, "number of partitions (0: the managers' default)")
+	retention.register(create.Flags())
 
 	list := &cobra.Command{
 		Use:     "list",
@@ -161,7 +169,7 @@ func newTopicCmd() *cobra.Command {
 					return err
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintf(w, "topic %s, %d partitions\nPARTITION\tLEADER\tREPLICAS\n", info.Name, len(info.Partitions))
+				fmt.Fprintf(w, "topic %s, %d partitions%s\nPARTITION\tLEADER\tREPLICAS\n", info.Name, len(info.Partitions), retentionText(info.Retention))
 				for _, p := range info.Partitions {
 					leader := p.Leader
 					if leader == "" {

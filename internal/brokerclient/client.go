@@ -65,6 +65,8 @@ type Error struct {
 	Reason  string  // brokerapi.Failure.Code
 	Outcome string  // brokerapi.Failure.Outcome
 	Offset  *uint64 // brokerapi.Failure.Offset
+	// Earliest is brokerapi.Failure.EarliestOffset: on a 410, where the partition starts.
+	Earliest *uint64
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
@@ -111,7 +113,7 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 	if resp.StatusCode != http.StatusOK {
 		var f brokerapi.Failure
 		json.Unmarshal(data, &f)
-		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome, Offset: f.Offset}
+		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome, Offset: f.Offset, Earliest: f.EarliestOffset}
 	}
 	if out == nil {
 		return nil

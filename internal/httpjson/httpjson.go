@@ -26,7 +26,13 @@ type Failure struct {
 	// certainly not applied (OutcomeNotApplied) or may have been, now or later
 	// (OutcomeUnknown). Retry an unknown outcome with the same idempotency key.
 	Outcome string `json:"outcome,omitempty"`
+	// EarliestOffset, on the 410 of a read below a partition's first offset
+	// (CodeOffsetGone: retention deleted those messages), is where it starts now.
+	EarliestOffset *uint64 `json:"earliest_offset,omitempty"`
 }
+
+// CodeOffsetGone marks the 410 of a read below the first offset a partition keeps.
+const CodeOffsetGone = "offset_gone"
 
 // The values of Failure.Outcome.
 const (

@@ -36,6 +36,7 @@ const (
 
 // Failure codes, for clients that act on the kind of failure.
 const (
+	CodeOffsetGone      = httpjson.CodeOffsetGone // 410: below the first offset kept; see Failure.EarliestOffset
 	CodeInvalid         = "invalid"
 	CodeUnknownTopic    = "unknown_topic"
 	CodeUnknownProducer = "unknown_producer"
@@ -61,6 +62,12 @@ type CreateTopicRequest struct {
 	Name        string `json:"name"`
 	Partitions  int    `json:"partitions,omitempty"`
 	Replication int    `json:"replication,omitempty"`
+	// RetentionMs and RetentionBytes bound what each partition keeps: its oldest
+	// messages are deleted once older than RetentionMs milliseconds, or once the
+	// partition holds more than RetentionBytes bytes without them. Absent or 0: kept
+	// forever.
+	RetentionMs    int64 `json:"retention_ms,omitempty"`
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
 }
 
 // AddPartitionsRequest is the body of POST /topics/{name}/partitions: grow by Count.
@@ -77,9 +84,11 @@ type PartitionInfo struct {
 
 // TopicInfo describes a topic and where it lives.
 type TopicInfo struct {
-	Name        string          `json:"name"`
-	Replication int             `json:"replication"`
-	Partitions  []PartitionInfo `json:"partitions"`
+	Name           string          `json:"name"`
+	Replication    int             `json:"replication"`
+	Partitions     []PartitionInfo `json:"partitions"`
+	RetentionMs    int64           `json:"retention_ms,omitempty"`
+	RetentionBytes int64           `json:"retention_bytes,omitempty"`
 }
 
 // TopicReply answers POST /topics, POST /topics/{name}/partitions and GET /topics/{name}.

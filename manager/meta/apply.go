@@ -97,6 +97,9 @@ func (s *State) createTopic(c *CreateTopic) (Result, Changes) {
 	if c.Replication < 1 {
 		return fail(errf(CodeInvalid, "replication must be at least 1, got %d", c.Replication))
 	}
+	if c.Retention.Ms < 0 || c.Retention.Bytes < 0 {
+		return fail(errf(CodeInvalid, "retention_ms and retention_bytes must not be negative"))
+	}
 	if _, ok := s.Topics[c.Name]; ok {
 		return fail(errf(CodeTopicExists, "topic %q already exists", c.Name))
 	}
@@ -104,16 +107,16 @@ func (s *State) createTopic(c *CreateTopic) (Result, Changes) {
 	if len(healthy) == 0 {
 		return fail(errf(CodeUnavailable, "no alive broker to place topic %q on", c.Name))
 	}
-	t := &Topic{Name: c.Name, Replication: c.Replication}
-	t.Partitions = partitions(c.Name, 0, Place(healthy, c.Partitions, c.Replication))
+	t := &Topic{Name: c.Name, Replication: c.Replication, Retention: c.Retention}
+	t.Partitions = partitions(t, 0, Place(healthy, c.Partitions, c.Replication))
 	s.Topics[c.Name] = t
 	return Result{Topic: t.clone()}, Changes{Topics: []string{c.Name}}
 }
 
-func partitions(topic string, first int, as []Assignment) []Partition {
+func partitions(t *Topic, first int, as []Assignment) []Partition {
 	out := make([]Partition, len(as))
 	for i, a := range as {
-		out[i] = Partition{Topic: topic, Index: first + i, Replicas: a.Replicas, Leader: a.Leader}
+		out[i] = Partition{Topic: t.Name, Index: first + i, Replicas: a.Replicas, Leader: a.Leader, Retention: t.Retention}
 	}
 	return out
 }
@@ -131,7 +134,7 @@ func (s *State) addPartitions(c *AddPartitions) (Result, Changes) {
 	if len(healthy) == 0 {
 		return fail(errf(CodeUnavailable, "no alive broker to place new partitions of %q on", c.Topic))
 	}
-	t.Partitions = append(t.Partitions, partitions(t.Name, len(t.Partitions), Place(healthy, c.Count, t.Replication))...)
+	t.Partitions = append(t.Partitions, partitions(t, len(t.Partitions), Place(healthy, c.Count, t.Replication))...)
 	return Result{Topic: t.clone()}, Changes{Topics: []string{c.Topic}}
 }
 

@@ -37,10 +37,28 @@ const Version byte = 1
 type Command interface{ Type() CmdType }
 
 // CreateTopic creates a topic; Apply places its partitions on the alive brokers.
+// With retention it is written as version 2 (a manager that does not know retention
+// refuses it rather than create the topic without); without, as version 1.
 type CreateTopic struct {
 	Name        string `json:"name"`
 	Partitions  int    `json:"partitions"`
 	Replication int    `json:"replication"`
+	Retention
+}
+
+// Retention is how long and how much a topic keeps: each partition deletes its oldest
+// messages once they are older than Ms milliseconds, or once the partition holds more
+// than Bytes bytes without them. Zero is no limit.
+type Retention struct {
+	Ms    int64 `json:"retention_ms,omitempty"`
+	Bytes int64 `json:"retention_bytes,omitempty"`
+}
+
+func (c CreateTopic) version() byte {
+	if c.Retention != (Retention{}) {
+		return 2
+	}
+	return Version
 }
 
 // AddPartitions grows a topic by Count partitions.
@@ -136,8 +154,15 @@ func Encode(c Command) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("meta: encode %T: %v", c, err)) // only plain fields: cannot fail
 	}
-	return append([]byte{byte(c.Type()), Version}, payload...)
+	v := Version
+	if vc, ok := c.(interface{ version() byte }); ok {
+		v = vc.version()
+	}
+	return append([]byte{byte(c.Type()), v}, payload...)
 }
+
+// maxVersion is the newest version of each command type that has more than one.
+var maxVersion = map[CmdType]byte{TypeCreateTopic: 2}
 
 var newCommand = map[CmdType]func() Command{
 	TypeCreateTopic:        func() Command { return &CreateTopic{} },
@@ -165,7 +190,7 @@ func Decode(b []byte) (Command, error) {
 	if !ok {
 		return nil, fmt.Errorf("meta: unknown command type %d", b[0])
 	}
-	if b[1] != Version {
+	if b[1] < Version || b[1] > max(Version, maxVersion[CmdType(b[0])]) {
 		return nil, fmt.Errorf("meta: command type %d has unknown version %d", b[0], b[1])
 	}
 	c := mk()

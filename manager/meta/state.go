@@ -39,6 +39,8 @@ type Partition struct {
 	Index    int      `json:"index"`
 	Replicas []string `json:"replicas"`
 	Leader   string   `json:"leader"`
+	// Retention is the topic's, here too because the brokers enforce it per replica.
+	Retention
 }
 
 // GroupName is the partition's Raft group name on the brokers.
@@ -52,6 +54,7 @@ type Topic struct {
 	Name        string      `json:"name"`
 	Replication int         `json:"replication"`
 	Partitions  []Partition `json:"partitions"`
+	Retention
 }
 
 // Producer is a registered producer of a topic.

@@ -43,6 +43,7 @@ func TestMigrationsUpgradeOlderDatabase(t *testing.T) {
 			return err
 		}},
 		{"at migration 1", "older_m1", func(ctx context.Context, db *bun.DB) error { return runMigrations(ctx, db, 1) }},
+		{"at migration 2 (before retention)", "older_m2", func(ctx context.Context, db *bun.DB) error { return runMigrations(ctx, db, 2) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()

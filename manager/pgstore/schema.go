@@ -19,10 +19,12 @@ import (
 // migration that makes the same change to existing databases.
 
 type topicRow struct {
-	bun.BaseModel `bun:"table:topics"`
-	Name          string `bun:"name,pk"`
-	Replication   int    `bun:"replication,notnull"`
-	Partitions    int    `bun:"partitions,notnull"`
+	bun.BaseModel  `bun:"table:topics"`
+	Name           string `bun:"name,pk"`
+	Replication    int    `bun:"replication,notnull"`
+	Partitions     int    `bun:"partitions,notnull"`
+	RetentionMs    int64  `bun:"retention_ms,notnull,default:0"`
+	RetentionBytes int64  `bun:"retention_bytes,notnull,default:0"`
 }
 
 type partitionRow struct {
@@ -137,7 +139,8 @@ type rows struct {
 }
 
 func topicRows(t *meta.Topic) (topicRow, []partitionRow, []replicaRow) {
-	tr := topicRow{Name: t.Name, Replication: t.Replication, Partitions: len(t.Partitions)}
+	tr := topicRow{Name: t.Name, Replication: t.Replication, Partitions: len(t.Partitions),
+		RetentionMs: t.Retention.Ms, RetentionBytes: t.Retention.Bytes}
 	var ps []partitionRow
 	var rs []replicaRow
 	for _, p := range t.Partitions {
@@ -196,11 +199,12 @@ func fromRows(r rows) (*meta.State, uint64) {
 	s := meta.NewState()
 	s.NextProducer, s.NextConsumer = uint64(r.raft.NextProducer), uint64(r.raft.NextConsumer)
 	for _, t := range r.topics {
-		s.Topics[t.Name] = &meta.Topic{Name: t.Name, Replication: t.Replication, Partitions: make([]meta.Partition, t.Partitions)}
+		s.Topics[t.Name] = &meta.Topic{Name: t.Name, Replication: t.Replication, Partitions: make([]meta.Partition, t.Partitions),
+			Retention: meta.Retention{Ms: t.RetentionMs, Bytes: t.RetentionBytes}}
 	}
 	for _, p := range r.partitions {
 		if t := s.Topics[p.Topic]; t != nil && p.Index < len(t.Partitions) {
-			t.Partitions[p.Index] = meta.Partition{Topic: p.Topic, Index: p.Index, Leader: p.Leader}
+			t.Partitions[p.Index] = meta.Partition{Topic: p.Topic, Index: p.Index, Leader: p.Leader, Retention: t.Retention}
 		}
 	}
 	for _, rr := range r.replicas {

@@ -42,12 +42,19 @@ type dataLog struct {
 	files map[uint32]*os.File
 	end   dataPos // durable end of the active segment
 
+	// reading is held (shared) by every read transaction of data.db, from reading the
+	// index to reading the bodies it points to, and by the committer while it deletes
+	// segments and punches holes: a reader never meets bytes freed after its index
+	// view was taken.
+	reading sync.RWMutex
+
 	// The transaction being committed (committer goroutine only).
 	pend     dataPos  // where the bodies go
 	bodies   [][]byte // the Raft entries' own bytes, until written
 	size     uint64
 	refs     map[uint32]int64 // change of each segment's run count
 	released []uint32         // segments whose count reached zero
+	holes    []hole           // ranges deleted by retention (retention.go)
 	direct   directWriter
 
 	sizes map[uint32]int64 // of the segment files at open, before the active one is extended
@@ -235,7 +242,7 @@ func (l *dataLog) begin() {
 		l.pend = dataPos{seg: l.pend.seg + 1}
 	}
 	clear(l.bodies) // of a transaction that failed
-	l.bodies, l.size, l.refs, l.released = l.bodies[:0], 0, map[uint32]int64{}, nil
+	l.bodies, l.size, l.refs, l.released, l.holes = l.bodies[:0], 0, map[uint32]int64{}, nil, nil
 }
 
 // add queues msgs for the transaction and returns where they will be. They must not
@@ -323,11 +330,16 @@ func (l *dataLog) finish(tx *bolt.Tx) error {
 // committed makes the transaction's end the durable one and deletes the segments it
 // released (after the commit: a crash before leaves them to the next open).
 func (l *dataLog) committed() {
+	if len(l.released) > 0 || len(l.holes) > 0 {
+		l.reading.Lock()
+		defer l.reading.Unlock()
+	}
 	l.mu.Lock()
 	if l.size > 0 {
 		l.end = dataPos{l.pend.seg, l.pend.off + l.size}
 	}
 	sort.Slice(l.released, func(i, j int) bool { return l.released[i] < l.released[j] })
+	gone := map[uint32]bool{}
 	for _, seg := range l.released {
 		if seg == l.end.seg {
 			continue
@@ -337,8 +349,10 @@ func (l *dataLog) committed() {
 			delete(l.files, seg)
 		}
 		os.Remove(filepath.Join(l.dir, segName(seg)))
+		gone[seg] = true
 	}
 	l.mu.Unlock()
+	l.punch(gone)
 }
 
 // pwritev writes bufs back to back at off, IOV_MAX buffers per call.

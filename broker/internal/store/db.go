@@ -209,7 +209,13 @@ func (d *file) updateAsync(fn func(*bolt.Tx) error) <-chan error {
 	return r.err
 }
 
-func (d *file) view(fn func(*bolt.Tx) error) error { return d.bolt.View(fn) }
+func (d *file) view(fn func(*bolt.Tx) error) error {
+	if d.dlog != nil {
+		d.dlog.reading.RLock()
+		defer d.dlog.reading.RUnlock()
+	}
+	return d.bolt.View(fn)
+}
 
 func (d *file) commitLoop() {
 	defer close(d.stopped)
@@ -324,7 +330,7 @@ func (d *DB) Group(name string) (*Group, error) {
 	}
 	// Both files at once, and data.db's committer woken from its delay: opening a
 	// replica is on the path of creating a topic.
-	logDone, dataDone := d.log.updateAsync(create(bStable, bSnap)), d.data.updateAsync(create(bIdx, bCons, bProd, bMeta))
+	logDone, dataDone := d.log.updateAsync(create(bStable, bSnap)), d.data.updateAsync(create(bIdx, bCons, bProd, bMeta, bTime))
 	d.data.kick()
 	if err = errors.Join(<-logDone, <-dataDone); err != nil {
 		return nil, fmt.Errorf("store: group %s: %w", name, err)
@@ -438,7 +444,7 @@ var (
 
 // fileOf says which file holds a sub-bucket.
 func (g *Group) fileOf(name []byte) *file {
-	for _, b := range [][]byte{bIdx, bMsg, bCons, bProd, bMeta} {
+	for _, b := range [][]byte{bIdx, bMsg, bCons, bProd, bMeta, bTime} {
 		if bytes.Equal(name, b) {
 			return g.db.data
 		}

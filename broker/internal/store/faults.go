@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -152,7 +153,7 @@ func (d *DB) Scrub(ctx context.Context, rate int, pause time.Duration) {
 		d.wal.Verify(p.wait)
 		for _, group := range d.groupNames() {
 			g := &Group{db: d, name: []byte(group)}
-			for off := uint64(0); ; {
+			for off := g.firstStored(); ; {
 				n, size, err := g.scrubChunk(off)
 				if err != nil && !errors.As(err, new(*CorruptError)) || n == 0 || !p.wait(int(size)) {
 					break
@@ -213,6 +214,24 @@ func (g *Group) scrubChunk(off uint64) (n, size uint64, err error) {
 		return err
 	})
 	return n, size, err
+}
+
+// firstStored is the offset of the group's first stored message.
+func (g *Group) firstStored() uint64 {
+	var off uint64
+	g.viewData(func(root *bolt.Bucket) error {
+		if old := root.Bucket(bMsg); old != nil {
+			if k, _ := old.Cursor().First(); k != nil {
+				off = binary.BigEndian.Uint64(k)
+				return nil
+			}
+		}
+		if k, _ := root.Bucket(bIdx).Cursor().First(); k != nil {
+			off = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return off
 }
 
 // groupNames lists the groups with messages in data.db.

@@ -15,7 +15,7 @@ type Partition struct{ g *Group }
 // Partition returns the group's message store.
 func (g *Group) Partition() *Partition { return &Partition{g} }
 
-var keyState = []byte("state") // applied index, next offset, bytes
+var keyState = []byte("state") // applied index, next offset, bytes, start (absent: 0)
 
 // Load implements partition.Store.
 func (p *Partition) Load() (partition.State, error) {
@@ -26,12 +26,15 @@ func (p *Partition) Load() (partition.State, error) {
 			return err
 		}
 		if v := meta.Get(keyState); v != nil {
-			if v, err = openValue(keyState, v, 24); err != nil {
+			if v, err = stateValue(v); err != nil {
 				return err
 			}
 			st.Applied = binary.BigEndian.Uint64(v)
 			st.Next = binary.BigEndian.Uint64(v[8:])
 			st.Bytes = binary.BigEndian.Uint64(v[16:])
+			if len(v) == 32 {
+				st.Start = binary.BigEndian.Uint64(v[24:])
+			}
 		}
 		cons, _ := p.g.bucket(tx, bCons)
 		if err := cons.ForEach(func(k, v []byte) error {
@@ -64,8 +67,8 @@ func (p *Partition) Load() (partition.State, error) {
 var producerSize = len(partition.EncodeProducer(nil, partition.Producer{}))
 
 // putState writes the consumer offsets and producers given (all, or the changed ones)
-// and the applied index, next offset and bytes into the group's root bucket.
-func putState(root *bolt.Bucket, consumers map[string]uint64, producers map[string]partition.Producer, applied, next, bytes uint64) error {
+// and the applied index, next offset, bytes and start into the group's root bucket.
+func putState(root *bolt.Bucket, consumers map[string]uint64, producers map[string]partition.Producer, applied, next, bytes, start uint64) error {
 	cons, prod := root.Bucket(bCons), root.Bucket(bProd)
 	for k, v := range consumers {
 		if err := cons.Put([]byte(k), sealValue([]byte(k), u64key(v))); err != nil {
@@ -77,9 +80,48 @@ func putState(root *bolt.Bucket, consumers map[string]uint64, producers map[stri
 			return err
 		}
 	}
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 24), applied)
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 32), applied)
 	v = binary.BigEndian.AppendUint64(v, next)
-	return root.Bucket(bMeta).Put(keyState, sealValue(keyState, binary.BigEndian.AppendUint64(v, bytes)))
+	v = binary.BigEndian.AppendUint64(v, bytes)
+	return root.Bucket(bMeta).Put(keyState, sealValue(keyState, binary.BigEndian.AppendUint64(v, start)))
+}
+
+// stateValue opens a sealed state value: 24 bytes, or 32 with the start retention
+// made (written since retention).
+func stateValue(v []byte) ([]byte, error) {
+	if len(v) == 32 || len(v) == 32+sealSize {
+		return openValue(keyState, v, 32)
+	}
+	return openValue(keyState, v, 24)
+}
+
+// storedStart is the start recorded with the group's state.
+func storedStart(root *bolt.Bucket) uint64 {
+	if v, err := stateValue(root.Bucket(bMeta).Get(keyState)); err == nil && len(v) == 32 {
+		return binary.BigEndian.Uint64(v[24:])
+	}
+	return 0
+}
+
+// truncate drops the messages before start if the store still holds some, and
+// records start (the messages stored next may begin there).
+func truncate(dl *dataLog, root *bolt.Bucket, start uint64) error {
+	if start <= storedStart(root) {
+		return nil
+	}
+	if err := dropPrefix(dl, root, start); err != nil {
+		return err
+	}
+	v := make([]byte, 32)
+	if old := root.Bucket(bMeta).Get(keyState); old != nil {
+		cur, err := stateValue(old)
+		if err != nil {
+			return err
+		}
+		copy(v, cur)
+	}
+	binary.BigEndian.PutUint64(v[24:], start)
+	return root.Bucket(bMeta).Put(keyState, sealValue(keyState, v))
 }
 
 // Commit implements partition.Store: messages, offsets, producers and the applied
@@ -92,10 +134,17 @@ func (p *Partition) Commit(m *partition.Mutation) func() error {
 		if err != nil {
 			return err
 		}
-		if err := putMessages(p.g.db.data.dlog, root, m.First, m.Msgs); err != nil {
+		dl := p.g.db.data.dlog
+		if err := putMessages(dl, root, m.First, m.Msgs); err != nil {
 			return err
 		}
-		return putState(root, m.Consumers, m.Producers, m.Applied, m.Next, m.Bytes)
+		if err := putStamps(root, m.Stamps); err != nil {
+			return err
+		}
+		if err := truncate(dl, root, m.Start); err != nil {
+			return err
+		}
+		return putState(root, m.Consumers, m.Producers, m.Applied, m.Next, m.Bytes, m.Start)
 	})
 	done := make(chan struct{})
 	var err error
@@ -163,6 +212,9 @@ func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 // this replaces offsets, producers and the applied index.
 func (p *Partition) Restore(st partition.State) error {
 	return p.g.updateData(func(root *bolt.Bucket) error {
+		if err := truncate(p.g.db.data.dlog, root, st.Start); err != nil {
+			return err
+		}
 		for _, name := range [][]byte{bCons, bProd} {
 			if err := root.DeleteBucket(name); err != nil {
 				return err
@@ -171,6 +223,6 @@ func (p *Partition) Restore(st partition.State) error {
 				return err
 			}
 		}
-		return putState(root, st.Consumers, st.Producers, st.Applied, st.Next, st.Bytes)
+		return putState(root, st.Consumers, st.Producers, st.Applied, st.Next, st.Bytes, st.Start)
 	})
 }

@@ -147,7 +147,7 @@ func storedEnd(root *bolt.Bucket) (uint64, error) {
 			return binary.BigEndian.Uint64(k) + 1, nil
 		}
 	}
-	return 0, nil
+	return storedStart(root), nil // retention may have deleted every message
 }
 
 // putMessages stores msgs, the messages from offset first, through the data log's

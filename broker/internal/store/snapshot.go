@@ -107,8 +107,16 @@ func (sk *sink) receive(r io.Reader) error {
 		return err
 	}
 	sk.state = enc
+	g := sk.store.g
+	if st.Start > 0 {
+		// Retention deleted the messages before Start on the sender: the stream begins
+		// there, and whatever this replica holds before it goes too.
+		if err := g.updateData(func(root *bolt.Bucket) error { return truncate(g.db.data.dlog, root, st.Start) }); err != nil {
+			return err
+		}
+	}
 	var (
-		off   uint64
+		off   = st.Start
 		chunk [][]byte
 		size  int
 	)
@@ -117,7 +125,6 @@ func (sk *sink) receive(r io.Reader) error {
 			return nil
 		}
 		first, msgs := off-uint64(len(chunk)), chunk
-		g := sk.store.g
 		err := g.updateData(func(root *bolt.Bucket) error { return putMessages(g.db.data.dlog, root, first, msgs) })
 		chunk, size = nil, 0
 		return err
@@ -139,8 +146,8 @@ func (sk *sink) receive(r io.Reader) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if off != 0 && off != st.Next {
-		return fmt.Errorf("store: snapshot carried %d messages, state says %d", off, st.Next)
+	if off != st.Start && off != st.Next {
+		return fmt.Errorf("store: snapshot carried messages up to %d, state says %d", off, st.Next)
 	}
 	return nil
 }
@@ -226,7 +233,7 @@ func decodeSnapshot(id string, v []byte) (*raft.SnapshotMeta, partition.State, [
 		return nil, st, nil, err
 	}
 	// The size of the stream Open produces: raft sends exactly this many bytes.
-	m.Size = partition.SnapshotPrefixLen(len(enc)) + 8*int64(st.Next) + int64(st.Bytes)
+	m.Size = partition.SnapshotPrefixLen(len(enc)) + 8*int64(st.Next-st.Start) + int64(st.Bytes)
 	return m, st, enc, nil
 }
 
@@ -312,7 +319,7 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	if err := partition.WriteSnapshotPrefix(&prefix, st); err != nil {
 		return nil, nil, err
 	}
-	msgs := &messageReader{g: s.g, next: 0, end: st.Next}
+	msgs := &messageReader{g: s.g, next: st.Start, end: st.Next}
 	return meta, io.NopCloser(io.MultiReader(&prefix, msgs)), nil
 }
 

@@ -60,7 +60,7 @@ func Verify(dir string, out io.Writer) (int, error) {
 	for _, name := range d.groupNames() {
 		g := &Group{db: d, name: []byte(name)}
 		var msgs, size uint64
-		for off := uint64(0); ; {
+		for off := g.firstStored(); ; {
 			n, sz, err := g.scrubChunk(off)
 			if err != nil && !errors.As(err, new(*CorruptError)) {
 				return bad, err

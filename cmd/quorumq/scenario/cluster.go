@@ -23,13 +23,14 @@ import (
 // Node is one quorumq process of a Cluster; Restart runs it again on the same data
 // directory and addresses, as an operator restarting a crashed machine would.
 type Node struct {
-	ID   string
-	HTTP string // host:port of its HTTP API
-	Raft string // host:port of its raft transport
-	args []string
-	env  []string
-	proc *proctest.Proc
-	runs int
+	ID      string
+	HTTP    string // host:port of its HTTP API
+	Raft    string // host:port of its raft transport
+	DataDir string
+	args    []string
+	env     []string
+	proc    *proctest.Proc
+	runs    int
 }
 
 func (n *Node) start(t testing.TB) {
@@ -107,7 +108,8 @@ func Start(t testing.TB, o Options) *Cluster {
 // AddBroker starts one more broker, b<n+1> for a cluster of n brokers.
 func (c *Cluster) AddBroker(t testing.TB) *Node {
 	n := c.opts.node(t, fmt.Sprintf("b%d", len(c.Brokers)+1))
-	n.args = []string{"broker", "--id", n.ID, "--data-dir", t.TempDir(),
+	n.DataDir = t.TempDir()
+	n.args = []string{"broker", "--id", n.ID, "--data-dir", n.DataDir,
 		"--raft", n.Raft, "--http", n.HTTP}
 	n.args = append(n.args, consultest.Flags(t, c.agent, discovery.ServiceBroker)...)
 	n.start(t)
