@@ -13,6 +13,7 @@ import (
 
 	"github.com/quorumq/quorumq/atm/bank"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/internal/retry"
 )
 
 // ErrUnavailable is what every operation returns when the group could not confirm it in
@@ -208,7 +209,7 @@ func (b *batcher) deadline(reqs []*request) time.Time {
 func (b *batcher) commit(ctx context.Context, deadline time.Time, entry []byte) (bank.BatchResult, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	backoff := 20 * time.Millisecond
+	backoff := retry.Policy{First: 20 * time.Millisecond, Max: 500 * time.Millisecond}.Start()
 	reached := false
 	for {
 		out, err := b.apply(ctx, entry)
@@ -221,16 +222,13 @@ func (b *batcher) commit(ctx context.Context, deadline time.Time, entry []byte) 
 		}
 		reached = reached || mayHaveReachedLog(err)
 		b.logger.Debug("batch apply failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			err = fmt.Errorf("%w (last error: %v)", unavailable(ctx.Err()), err)
+		if werr := backoff.Wait(ctx); werr != nil {
+			err = fmt.Errorf("%w (last error: %v)", unavailable(werr), err)
 			if reached {
 				return bank.BatchResult{}, outcomeUnknown(err)
 			}
 			return bank.BatchResult{}, err
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
 

@@ -2,7 +2,6 @@ package atm
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/quorumq/quorumq/atm/atmapi"
+	"github.com/quorumq/quorumq/internal/httpjson"
 )
 
 // Client talks to one ATM's HTTP API (scripts, tests and `quorumq bench atm`).
@@ -92,10 +92,8 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var f atmapi.Failure
-		if json.Unmarshal(data, &f) != nil || f.Message == "" {
-			f.Message = string(data)
-		}
-		return &APIError{HTTPStatus: resp.StatusCode, Reason: cmp.Or(f.Code, f.Reason), Message: f.Message, Outcome: f.Outcome}
+		httpjson.DecodeFailure(resp.StatusCode, data, &f)
+		return &APIError{HTTPStatus: resp.StatusCode, Reason: f.Code, Message: f.Message, Outcome: f.Outcome}
 	}
 	return json.Unmarshal(data, out)
 }

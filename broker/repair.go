@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"io"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +16,7 @@ import (
 	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/internal/httpjson"
 )
 
 // Repair of damaged message bodies (broker/internal/store faults.go): every replica of a
@@ -207,7 +210,8 @@ func (b *Broker) peerGet(ctx context.Context, addr, path string, out any) error 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		var f brokerapi.Failure
-		json.NewDecoder(resp.Body).Decode(&f)
+		body, _ := io.ReadAll(resp.Body)
+		httpjson.DecodeFailure(resp.StatusCode, body, &f)
 		return fmt.Errorf("%s: %d: %s", addr, resp.StatusCode, f.Message)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {

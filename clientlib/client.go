@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/httpjson"
+	"github.com/quorumq/quorumq/internal/retry"
 	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
@@ -286,7 +287,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			return fmt.Errorf("quorumq: encoding request: %w", err)
 		}
 	}
-	backoff := c.minBackoff
+	b := c.backoff()
 	// last is the latest error a server or the network gave; an attempt cut short by
 	// the deadline says nothing new, and the caller wants to know why it never worked.
 	var last error
@@ -324,16 +325,16 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			dl, _ := ctx.Deadline()
 			c.notice(err, time.Until(dl))
 		}
-		wait := time.Duration(mrand.Int64N(int64(backoff))) + backoff/2 // jitter spreads clients after a failover
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if b.Wait(ctx) != nil {
 			return cl.outcome(fmt.Errorf("quorumq: %s %s: %w (last error: %w)", cl.method, cl.path, ctx.Err(), err), unknown)
-		case <-t.C:
 		}
-		backoff = min(2*backoff, c.maxBackoff)
 	}
+}
+
+// backoff is the wait between attempts, jittered: clients that failed together (a
+// failover) come back spread out.
+func (c *Client) backoff() *retry.Backoff {
+	return retry.Policy{First: c.minBackoff, Max: c.maxBackoff, Jitter: true}.Start()
 }
 
 // outcome makes the failure of a write say whether it may have been applied: unknown
@@ -437,12 +438,7 @@ func (c *Client) attempt(ctx context.Context, addr string, cl call, body []byte)
 	}
 	if resp.StatusCode >= 300 {
 		var f managerapi.Failure
-		if json.Unmarshal(data, &f) != nil || f.Message == "" {
-			f.Message = strings.TrimSpace(string(data))
-			if f.Message == "" {
-				f.Message = http.StatusText(resp.StatusCode)
-			}
-		}
+		httpjson.DecodeFailure(resp.StatusCode, data, &f)
 		return newAPIError(resp.StatusCode, f.Message, f.Code, f.Outcome)
 	}
 	var f managerapi.Failure

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/internal/httpjson"
 	"github.com/quorumq/quorumq/manager/managerapi"
 )
 
@@ -194,7 +194,7 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 	q := url.Values{"topic": {p.topic}, "partition": {strconv.Itoa(part)},
 		"producer_id": {name}, "seq": {strconv.FormatUint(seq, 10)}}
 	path := "/produce?" + q.Encode()
-	backoff := p.c.minBackoff
+	b := p.c.backoff()
 	force := false
 	var last error
 	for {
@@ -254,14 +254,9 @@ func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []
 		}
 		p.c.log.Debug("quorumq: retrying produce", "topic", p.topic, "partition", part, "seq", seq, "err", last)
 		force = true
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(backoff))) + backoff/2)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if b.Wait(ctx) != nil {
 			return brokerapi.ProduceReply{}, p.gaveUp(ctx, part, last)
-		case <-t.C:
 		}
-		backoff = min(2*backoff, p.c.maxBackoff)
 	}
 }
 
@@ -298,11 +293,8 @@ func (c *Client) brokerProduce(ctx context.Context, addr, path string, body []by
 	}
 	if resp.StatusCode != http.StatusOK {
 		var f brokerapi.Failure
-		json.Unmarshal(data, &f)
+		httpjson.DecodeFailure(resp.StatusCode, data, &f)
 		e := &brokerError{addr: addr, status: resp.StatusCode, msg: f.Message}
-		if e.msg == "" {
-			e.msg = http.StatusText(resp.StatusCode)
-		}
 		if l := f.Leader; l != nil && resp.StatusCode == http.StatusMisdirectedRequest {
 			e.leader = l.HTTPAddr
 			if e.leader == "" {

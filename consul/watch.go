@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/retry"
 )
 
 // Backoff bounds for a watch whose agent is failing or gone.
@@ -35,9 +36,9 @@ func (b *Backend) watch(ctx context.Context, service string, out chan<- []discov
 	var (
 		index    uint64
 		last     string
-		backoff  time.Duration
 		failures int
 	)
+	backoff := retry.Policy{First: watchBackoffMin, Max: watchBackoffMax}.Start()
 	for ctx.Err() == nil {
 		q := (&api.QueryOptions{WaitIndex: index, WaitTime: b.waitTime}).WithContext(ctx)
 		entries, meta, err := b.client.Health().Service(service, "", false, q)
@@ -49,20 +50,21 @@ func (b *Backend) watch(ctx context.Context, service string, out chan<- []discov
 			// would block for the whole WaitTime and miss every change meanwhile.
 			index = 0
 			failures++
-			backoff = min(max(2*backoff, watchBackoffMin), watchBackoffMax)
+			wait, _ := backoff.Next()
 			level := b.log.Warn
 			if failures > 1 {
 				level = b.log.Debug
 			}
-			level("consul watch failing, retrying", "service", service, "err", b.wrap("watch "+service, err), "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			level("consul watch failing, retrying", "service", service, "err", b.wrap("watch "+service, err), "retry_in", wait)
+			if retry.Sleep(ctx, wait) != nil {
 				return
 			}
 			continue
 		}
 		if failures > 0 {
 			b.log.Info("consul watch recovered", "service", service, "failures", failures)
-			failures, backoff = 0, 0
+			failures = 0
+			backoff.Reset()
 		}
 		// Index 0 would make the next query return at once: guard against a tight loop.
 		index = max(meta.LastIndex, 1)
@@ -85,16 +87,5 @@ func (b *Backend) watch(ctx context.Context, service string, out chan<- []discov
 		case <-ctx.Done():
 			return
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumq/quorumq/internal/retry"
 	"github.com/quorumq/quorumq/internal/transport"
 )
 
@@ -50,17 +51,17 @@ type fsmError struct{ err error }
 func (e *fsmError) Error() string { return e.err.Error() }
 func (e *fsmError) Unwrap() error { return e.err }
 
-// retry means the request was certainly not acted on and may go to the (new) leader.
+// retriable means the request was certainly not acted on and may go to the (new) leader.
 // noLeader says whether the reason was the leader being unknown, unreachable or moving.
-type retry struct {
+type retriable struct {
 	why      error
 	noLeader bool
 }
 
-func (e *retry) Error() string { return e.why.Error() }
-func (e *retry) Unwrap() error { return e.why }
+func (e *retriable) Error() string { return e.why.Error() }
+func (e *retriable) Unwrap() error { return e.why }
 
-func retryNoLeader(why error) error { return &retry{why: why, noLeader: true} }
+func retryNoLeader(why error) error { return &retriable{why: why, noLeader: true} }
 
 // classify maps a raft error of a leader-side operation to this package's errors.
 // mutating says whether the operation may have taken effect despite the error.
@@ -71,7 +72,7 @@ func classify(err error, mutating bool) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return retryNoLeader(err)
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return &retry{why: err}
+		return &retriable{why: err}
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrClosed
 	case !mutating && errors.Is(err, raft.ErrLeadershipLost):
@@ -94,7 +95,7 @@ type op struct {
 // onLeader runs o on the leader: locally when this node leads, else through the Mux. It
 // retries while the leader is unknown, moving or unreachable, until ctx ends.
 func (n *Node) onLeader(ctx context.Context, o op) ([]byte, error) {
-	backoff := 10 * time.Millisecond
+	b := retry.Policy{First: 10 * time.Millisecond, Max: 200 * time.Millisecond}.Start()
 	for {
 		r := n.Raft()
 		var res []byte
@@ -106,17 +107,17 @@ func (n *Node) onLeader(ctx context.Context, o op) ([]byte, error) {
 		} else {
 			err = retryNoLeader(errors.New("leader unknown"))
 		}
-		var rt *retry
+		var rt *retriable
 		if !errors.As(err, &rt) {
 			return res, err
 		}
-		if perr := n.pause(ctx, backoff); perr != nil {
+		wait, _ := b.Next()
+		if perr := n.pause(ctx, wait); perr != nil {
 			if rt.noLeader {
 				return nil, n.noLeader(perr)
 			}
 			return nil, fmt.Errorf("election: group %q: %w (last: %v)", n.cfg.Group, perr, rt.why)
 		}
-		backoff = min(2*backoff, 200*time.Millisecond)
 	}
 }
 
@@ -151,7 +152,7 @@ func reply(code byte, payload []byte) []byte { return append([]byte{code}, paylo
 
 // encodeReply turns a local result into the wire reply a forwarding member decodes.
 func encodeReply(res []byte, err error) []byte {
-	var rt *retry
+	var rt *retriable
 	var fe *fsmError
 	switch {
 	case err == nil && res == nil:

@@ -9,17 +9,17 @@ import (
 
 	"github.com/quorumq/quorumq/broker/brokerapi"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/internal/retry"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
+const announceTimeout = 2 * time.Second
+
 // Announcement retries: a few attempts with doubling pauses (0.2 s to 1.6 s, 3 s in
-// all), each attempt bounded by announceTimeout. A broker that missed them all hears again at the write
-// manager's next periodic round (ensureEvery) or when it comes back up.
-const (
-	announceAttempts = 5
-	announceFirstGap = 200 * time.Millisecond
-	announceTimeout  = 2 * time.Second
-)
+// all), each attempt bounded by announceTimeout. A broker that missed them all hears
+// again at the write manager's next periodic round (ensureEvery) or when it comes back
+// up; a broker that refuses the announcement (a 4xx) is not asked again.
+var announcePolicy = retry.Policy{First: 200 * time.Millisecond, Max: 1600 * time.Millisecond, MaxAttempts: 5}
 
 // announcer tells brokers (PUT /manager, broker/announce.go) that this manager is the
 // write manager of one Raft term. It lives as long as that leadership: its context is
@@ -81,23 +81,18 @@ func (a *announcer) to(id, addr string) {
 			delete(a.busy, id)
 			a.mu.Unlock()
 		}()
-		gap := announceFirstGap
-		for attempt := 1; ; attempt++ {
+		attempts := 0
+		err := retry.Do(a.ctx, announcePolicy, func(context.Context) error {
+			attempts++
 			err := a.once(meta.Broker{ID: id, Addr: addr})
-			if err == nil || a.ctx.Err() != nil {
-				return
-			}
 			var be *brokerError
-			if attempt == announceAttempts || errors.As(err, &be) && be.clientFault() {
-				a.m.log.Warn("announce the write manager to a broker", "broker", id, "attempts", attempt, "err", err)
-				return
+			if errors.As(err, &be) && be.clientFault() {
+				return retry.Permanent(err)
 			}
-			select {
-			case <-a.ctx.Done():
-				return
-			case <-time.After(gap):
-			}
-			gap *= 2
+			return err
+		})
+		if err != nil && a.ctx.Err() == nil {
+			a.m.log.Warn("announce the write manager to a broker", "broker", id, "attempts", attempts, "err", err)
 		}
 	}()
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumq/quorumq/internal/retry"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -110,7 +111,7 @@ func (m *Manager) settleLeaders(ctx context.Context, parts []meta.Partition) {
 				}
 				return err
 			}
-			time.Sleep(100 * time.Millisecond)
+			retry.Sleep(ctx, 100*time.Millisecond)
 		}
 		return ctx.Err()
 	})

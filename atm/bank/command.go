@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/quorumq/quorumq/internal/decode"
 )
 
 // Kind is the type byte in front of every operation.
@@ -212,41 +214,41 @@ func (b Batch) Encode() []byte {
 
 // DecodeBatch parses an entry written by Encode.
 func DecodeBatch(data []byte) (Batch, error) {
-	r := reader{buf: data}
-	if v := r.byte(); v != formatV1 {
+	r := decode.NewReader(data)
+	if v := r.Byte("format version"); v != formatV1 {
 		return Batch{}, fmt.Errorf("%w: unknown format version %d", ErrMalformed, v)
 	}
-	t := r.byte()
+	t := r.Byte("entry type")
 	if t != entryBatch && t != entryKeyedBatch {
 		return Batch{}, fmt.Errorf("%w: unknown entry type %d", ErrMalformed, t)
 	}
 	keyed := t == entryKeyedBatch
 	var b Batch
-	b.Session = r.string()
-	b.Seq = r.uvarint()
+	b.Session = string(r.BytesUvarint("session"))
+	b.Seq = r.Uvarint("seq")
 	if keyed {
-		b.Time = r.varint()
+		b.Time = r.Varint("time")
 	}
-	n := r.uvarint()
+	n := r.Uvarint("op count")
 	// Each op takes at least 4 bytes, which bounds n before allocating.
-	if n > uint64(len(r.buf))/4 {
+	if n > uint64(r.Len())/4 {
 		return Batch{}, fmt.Errorf("%w: op count %d exceeds entry size", ErrMalformed, n)
 	}
 	b.Ops = make([]Op, 0, n)
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		op := Op{Kind: Kind(r.byte())}
-		op.Account = r.string()
-		op.To = r.string()
-		op.Amount = r.varint()
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		op := Op{Kind: Kind(r.Byte("kind"))}
+		op.Account = string(r.BytesUvarint("account"))
+		op.To = string(r.BytesUvarint("to"))
+		op.Amount = r.Varint("amount")
 		if keyed {
 			// An empty key is an op of the batch without one; a bad one spoils the entry.
-			if op.Key = r.string(); op.Key != "" && ValidKey(op.Key) != nil {
+			if op.Key = string(r.BytesUvarint("key")); op.Key != "" && ValidKey(op.Key) != nil {
 				return Batch{}, fmt.Errorf("%w: %w", ErrMalformed, ErrInvalidKey)
 			}
 		}
 		b.Ops = append(b.Ops, op)
 	}
-	if err := r.finish(); err != nil {
+	if err := finish(&r); err != nil {
 		return Batch{}, err
 	}
 	return b, nil
@@ -291,22 +293,22 @@ func (br BatchResult) Encode() []byte {
 
 // DecodeBatchResult parses what Apply returned.
 func DecodeBatchResult(data []byte) (BatchResult, error) {
-	r := reader{buf: data}
-	if v := r.byte(); v != formatV1 {
+	r := decode.NewReader(data)
+	if v := r.Byte("result version"); v != formatV1 {
 		return BatchResult{}, fmt.Errorf("%w: unknown result version %d", ErrMalformed, v)
 	}
-	br := BatchResult{Code: Code(r.byte())}
-	n := r.uvarint()
+	br := BatchResult{Code: Code(r.Byte("code"))}
+	n := r.Uvarint("result count")
 	if n > uint64(len(data)) {
 		return BatchResult{}, fmt.Errorf("%w: result count %d exceeds size", ErrMalformed, n)
 	}
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		res := Result{Code: Code(r.byte())}
-		res.Balance = r.varint()
-		res.ToBalance = r.varint()
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		res := Result{Code: Code(r.Byte("code"))}
+		res.Balance = r.Varint("balance")
+		res.ToBalance = r.Varint("to balance")
 		br.Results = append(br.Results, res)
 	}
-	if err := r.finish(); err != nil {
+	if err := finish(&r); err != nil {
 		return BatchResult{}, err
 	}
 	return br, nil
@@ -317,68 +319,10 @@ func appendString(buf []byte, s string) []byte {
 	return append(buf, s...)
 }
 
-// reader decodes sequentially and remembers the first error, so decoders read straight
-// through and check once.
-type reader struct {
-	buf []byte
-	err error
-}
-
 // finish is the decoders' one check: the first error, or bytes left over, as ErrMalformed.
-func (r *reader) finish() error {
-	if r.err == nil && len(r.buf) != 0 {
-		r.err = errors.New("trailing bytes")
-	}
-	if r.err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, r.err)
+func finish(r *decode.Reader) error {
+	if err := r.Done(); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return nil
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("truncated %s", what)
-	}
-	r.buf = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.buf) < 1 {
-		r.fail("byte")
-		return 0
-	}
-	b := r.buf[0]
-	r.buf = r.buf[1:]
-	return b
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.buf)
-	if n <= 0 {
-		r.fail("uvarint")
-		return 0
-	}
-	r.buf = r.buf[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.buf)
-	if n <= 0 {
-		r.fail("varint")
-		return 0
-	}
-	r.buf = r.buf[n:]
-	return v
-}
-
-func (r *reader) string() string {
-	n := r.uvarint()
-	if n > uint64(len(r.buf)) {
-		r.fail("string")
-		return ""
-	}
-	s := string(r.buf[:n])
-	r.buf = r.buf[n:]
-	return s
 }

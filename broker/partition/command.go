@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/quorumq/quorumq/internal/decode"
 )
 
 // Command types. Every command starts with a type byte and a version byte so that a
@@ -118,14 +120,24 @@ func CheckCommand(cmd []byte) error {
 	if len(cmd) < 2 {
 		return nil
 	}
-	switch cmd[0] {
-	case CmdProduce, CmdRegister, CmdConsume:
-		if cmd[1] == version1 {
-			return nil
-		}
+	if known(cmd[0], cmd[1]) {
+		return nil
+	}
+	if known(cmd[0], version1) {
 		return fmt.Errorf("partition: command type %d has version %d, unknown to this binary", cmd[0], cmd[1])
 	}
 	return fmt.Errorf("partition: command type %d is unknown to this binary", cmd[0])
+}
+
+// known says whether this binary applies commands of type t and version v.
+func known(t, v byte) bool {
+	switch t {
+	case CmdProduce:
+		return v == version1 || v == version2
+	case CmdRegister, CmdConsume, CmdTruncate:
+		return v == version1
+	}
+	return false
 }
 
 // EncodeProduce builds one produce command carrying several client batches: the
@@ -188,9 +200,9 @@ func EncodeTruncate(t Truncate) []byte {
 }
 
 func decodeTruncate(buf []byte) (Truncate, error) {
-	d := decoder{buf: buf}
-	t := Truncate{Before: d.u64(), At: int64(d.u64())}
-	return t, d.done()
+	d := decode.NewReader(buf)
+	t := Truncate{Before: d.Uint64("integer"), At: int64(d.Uint64("integer"))}
+	return t, d.Done()
 }
 
 func encodeTruncateResult(r TruncateResult) []byte {
@@ -199,9 +211,9 @@ func encodeTruncateResult(r TruncateResult) []byte {
 
 // DecodeTruncateResult reads the result of a truncate command.
 func DecodeTruncateResult(buf []byte) (TruncateResult, error) {
-	d := decoder{buf: buf}
-	r := TruncateResult{Status: Status(d.u8()), Start: d.u64()}
-	return r, d.done()
+	d := decode.NewReader(buf)
+	r := TruncateResult{Status: Status(d.Byte("byte")), Start: d.Uint64("integer")}
+	return r, d.Done()
 }
 
 // EncodeRegister builds a register-consumer command.
@@ -225,37 +237,37 @@ func EncodeConsume(r ConsumeRequest) []byte {
 // decodeProduce decodes the payload after the type/version bytes. Message slices
 // alias buf (the Raft log entry), which lives until the entry is applied.
 func decodeProduce(buf []byte) ([]Batch, error) {
-	d := decoder{buf: buf}
+	d := decode.NewReader(buf)
 	// A batch takes at least 16 bytes and a message 4, which bounds the counts before
 	// allocating: garbage never costs more than a few times its own size.
-	n := d.u32()
-	if d.err == nil && int(n) > len(d.buf)/16 {
+	n := d.Uint32("count")
+	if d.Err() == nil && int(n) > d.Len()/16 {
 		return nil, errShort
 	}
 	batches := make([]Batch, 0, n)
-	for i := uint32(0); i < n && d.err == nil; i++ {
-		b := Batch{Producer: string(d.bytes()), Seq: d.u64()}
-		cnt := d.u32()
-		if d.err == nil && int(cnt) > len(d.buf)/4 {
+	for i := uint32(0); i < n && d.Err() == nil; i++ {
+		b := Batch{Producer: string(d.Bytes32("bytes")), Seq: d.Uint64("integer")}
+		cnt := d.Uint32("count")
+		if d.Err() == nil && int(cnt) > d.Len()/4 {
 			return nil, errShort
 		}
 		b.Msgs = make([][]byte, 0, cnt)
-		for j := uint32(0); j < cnt && d.err == nil; j++ {
-			b.Msgs = append(b.Msgs, d.bytes())
+		for j := uint32(0); j < cnt && d.Err() == nil; j++ {
+			b.Msgs = append(b.Msgs, d.Bytes32("bytes"))
 		}
 		batches = append(batches, b)
 	}
-	return batches, d.done()
+	return batches, d.Done()
 }
 
 func decodeConsume(buf []byte) (ConsumeRequest, error) {
-	d := decoder{buf: buf}
-	r := ConsumeRequest{Consumer: string(d.bytes())}
-	r.HasExpected = d.u8() == 1
-	r.Expected = d.u64()
-	r.Max = d.u32()
-	r.MaxBytes = d.u32()
-	return r, d.done()
+	d := decode.NewReader(buf)
+	r := ConsumeRequest{Consumer: string(d.Bytes32("bytes"))}
+	r.HasExpected = d.Byte("byte") == 1
+	r.Expected = d.Uint64("integer")
+	r.Max = d.Uint32("count")
+	r.MaxBytes = d.Uint32("count")
+	return r, d.Done()
 }
 
 // EncodeProduceResults / DecodeProduceResults carry one result per batch.
@@ -270,16 +282,16 @@ func EncodeProduceResults(rs []ProduceResult) []byte {
 }
 
 func DecodeProduceResults(buf []byte) ([]ProduceResult, error) {
-	d := decoder{buf: buf}
-	n := d.u32()
-	if d.err == nil && int(n)*13 > len(d.buf) {
+	d := decode.NewReader(buf)
+	n := d.Uint32("count")
+	if d.Err() == nil && int(n)*13 > d.Len() {
 		return nil, errShort
 	}
 	rs := make([]ProduceResult, n)
 	for i := range rs {
-		rs[i] = ProduceResult{Status: Status(d.u8()), First: d.u64(), Count: d.u32()}
+		rs[i] = ProduceResult{Status: Status(d.Byte("byte")), First: d.Uint64("integer"), Count: d.Uint32("count")}
 	}
-	return rs, d.done()
+	return rs, d.Done()
 }
 
 func encodeConsumeResult(r ConsumeResult) []byte {
@@ -290,9 +302,9 @@ func encodeConsumeResult(r ConsumeResult) []byte {
 }
 
 func DecodeConsumeResult(buf []byte) (ConsumeResult, error) {
-	d := decoder{buf: buf}
-	r := ConsumeResult{Status: Status(d.u8()), From: d.u64(), Count: d.u32(), Next: d.u64()}
-	return r, d.done()
+	d := decode.NewReader(buf)
+	r := ConsumeResult{Status: Status(d.Byte("byte")), From: d.Uint64("integer"), Count: d.Uint32("count"), Next: d.Uint64("integer")}
+	return r, d.Done()
 }
 
 func encodeRegisterResult(r RegisterResult) []byte {
@@ -300,9 +312,9 @@ func encodeRegisterResult(r RegisterResult) []byte {
 }
 
 func DecodeRegisterResult(buf []byte) (RegisterResult, error) {
-	d := decoder{buf: buf}
-	r := RegisterResult{Status: Status(d.u8()), Offset: d.u64()}
-	return r, d.done()
+	d := decode.NewReader(buf)
+	r := RegisterResult{Status: Status(d.Byte("byte")), Offset: d.Uint64("integer")}
+	return r, d.Done()
 }
 
 func appendString(buf []byte, s string) []byte {
@@ -313,53 +325,4 @@ func appendString(buf []byte, s string) []byte {
 func appendBytes(buf, b []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(b)))
 	return append(buf, b...)
-}
-
-// decoder reads big-endian fields and remembers the first error, so decoding code
-// reads straight through and checks once.
-type decoder struct {
-	buf []byte
-	err error
-}
-
-func (d *decoder) take(n int) []byte {
-	if d.err != nil || n < 0 || len(d.buf) < n {
-		d.err = errShort
-		return nil
-	}
-	b := d.buf[:n:n]
-	d.buf = d.buf[n:]
-	return b
-}
-
-func (d *decoder) u8() byte {
-	if b := d.take(1); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
-func (d *decoder) u32() uint32 {
-	if b := d.take(4); b != nil {
-		return binary.BigEndian.Uint32(b)
-	}
-	return 0
-}
-
-func (d *decoder) u64() uint64 {
-	if b := d.take(8); b != nil {
-		return binary.BigEndian.Uint64(b)
-	}
-	return 0
-}
-
-func (d *decoder) bytes() []byte {
-	return d.take(int(d.u32()))
-}
-
-func (d *decoder) done() error {
-	if d.err == nil && len(d.buf) != 0 {
-		return fmt.Errorf("partition: %d trailing bytes in command", len(d.buf))
-	}
-	return d.err
 }

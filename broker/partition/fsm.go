@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumq/quorumq/internal/decode"
 )
 
 // Mutation is everything one applied batch of Raft entries changes. The store commits
@@ -150,7 +152,7 @@ func (a *applier) producer(id string) (Producer, bool) {
 }
 
 func (a *applier) apply(cmd []byte) interface{} {
-	if len(cmd) < 2 || cmd[1] != version1 && !(cmd[0] == CmdProduce && cmd[1] == version2) {
+	if len(cmd) < 2 || !known(cmd[0], cmd[1]) {
 		return []byte{byte(StatusBadCommand)}
 	}
 	payload := cmd[2:]
@@ -187,9 +189,9 @@ func (a *applier) apply(cmd []byte) interface{} {
 		}
 		return encodeTruncateResult(TruncateResult{Start: a.m.Start})
 	case CmdRegister:
-		d := decoder{buf: payload}
-		id := string(d.bytes())
-		if d.done() != nil {
+		d := decode.NewReader(payload)
+		id := string(d.Bytes32("consumer"))
+		if d.Done() != nil {
 			return encodeRegisterResult(RegisterResult{Status: StatusBadCommand})
 		}
 		off, ok := a.consumer(id)

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -17,9 +18,11 @@ func TestCheckCommand(t *testing.T) {
 		{"produce", EncodeProduce([]Batch{{Msgs: [][]byte{[]byte("m")}}}), false},
 		{"register", EncodeRegister("c"), false},
 		{"consume", EncodeConsume(ConsumeRequest{Consumer: "c", Max: 1}), false},
+		{"stamped produce (version 2)", StampProduce(EncodeProduce([]Batch{{Msgs: [][]byte{[]byte("m")}}}), time.Unix(1, 0)), false},
+		{"truncate", EncodeTruncate(Truncate{Before: 1}), false},
 		{"too short to tell: malformed", []byte{CmdProduce}, false},
 		{"empty", nil, false},
-		{"newer version", []byte{CmdProduce, 2}, true},
+		{"newer version", []byte{CmdProduce, version2 + 1}, true},
 		{"newer type", []byte{99, version1}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/quorumq/quorumq/internal/decode"
 )
 
 // Producer remembers a producer's last batch so that a retry of it is acknowledged
@@ -70,25 +72,25 @@ func EncodeState(s State) []byte {
 
 // DecodeState is the inverse of EncodeState.
 func DecodeState(buf []byte) (State, error) {
-	d := decoder{buf: buf}
-	v := d.u8()
-	if d.err == nil && v != 1 && v != stateVersion {
+	d := decode.NewReader(buf)
+	v := d.Byte("byte")
+	if d.Err() == nil && v != 1 && v != stateVersion {
 		return State{}, fmt.Errorf("partition: unknown state version %d", v)
 	}
 	s := NewState()
-	s.Applied, s.Next, s.Bytes = d.u64(), d.u64(), d.u64()
+	s.Applied, s.Next, s.Bytes = d.Uint64("integer"), d.Uint64("integer"), d.Uint64("integer")
 	if v >= 2 {
-		s.Start = d.u64()
+		s.Start = d.Uint64("integer")
 	}
-	for n := d.u32(); n > 0 && d.err == nil; n-- {
-		k := string(d.bytes())
-		s.Consumers[k] = d.u64()
+	for n := d.Uint32("count"); n > 0 && d.Err() == nil; n-- {
+		k := string(d.Bytes32("bytes"))
+		s.Consumers[k] = d.Uint64("integer")
 	}
-	for n := d.u32(); n > 0 && d.err == nil; n-- {
-		k := string(d.bytes())
-		s.Producers[k] = Producer{Seq: d.u64(), First: d.u64(), Count: d.u32()}
+	for n := d.Uint32("count"); n > 0 && d.Err() == nil; n-- {
+		k := string(d.Bytes32("bytes"))
+		s.Producers[k] = Producer{Seq: d.Uint64("integer"), First: d.Uint64("integer"), Count: d.Uint32("count")}
 	}
-	return s, d.done()
+	return s, d.Done()
 }
 
 // EncodeProducer appends a producer record (also the store's on-disk form).
@@ -100,9 +102,9 @@ func EncodeProducer(buf []byte, p Producer) []byte {
 
 // DecodeProducer is the inverse of EncodeProducer.
 func DecodeProducer(buf []byte) (Producer, error) {
-	d := decoder{buf: buf}
-	p := Producer{Seq: d.u64(), First: d.u64(), Count: d.u32()}
-	return p, d.done()
+	d := decode.NewReader(buf)
+	p := Producer{Seq: d.Uint64("integer"), First: d.Uint64("integer"), Count: d.Uint32("count")}
+	return p, d.Done()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

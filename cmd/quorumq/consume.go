@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/clientlib"
+	"github.com/quorumq/quorumq/internal/retry"
 )
 
 func init() { subcommands = append(subcommands, newConsumeCmd) }
@@ -85,8 +86,8 @@ func runConsume(ctx context.Context, cf *clientFlags, o *consumeOpts, stdout, st
 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
-	const minWait, maxWait = 50 * time.Millisecond, time.Second
-	wait, got := minWait, 0
+	idle := retry.Policy{First: 50 * time.Millisecond, Max: time.Second}.Start()
+	got := 0
 	for o.count == 0 || got < o.count {
 		max := o.batch
 		if o.count > 0 {
@@ -116,18 +117,15 @@ func runConsume(ctx context.Context, cf *clientFlags, o *consumeOpts, stdout, st
 			}
 		}
 		if len(msgs) > 0 {
-			wait = minWait
+			idle.Reset()
 			continue
 		}
 		if !o.follow {
 			break
 		}
-		select { // the end of the topic: wait a little longer each time for more
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if idle.Wait(ctx) != nil { // the end of the topic: wait a little longer each time for more
 			return nil
 		}
-		wait = min(2*wait, maxWait)
 	}
 	return out.Flush()
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/internal/httpjson"
+	"github.com/quorumq/quorumq/internal/retry"
 )
 
 // Client knows a set of brokers (HTTP addresses) and which one leads each partition.
@@ -112,7 +114,7 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 	}
 	if resp.StatusCode != http.StatusOK {
 		var f brokerapi.Failure
-		json.Unmarshal(data, &f)
+		httpjson.DecodeFailure(resp.StatusCode, data, &f)
 		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome, Offset: f.Offset, Earliest: f.EarliestOffset}
 	}
 	if out == nil {
@@ -197,7 +199,7 @@ func (c *Client) onLeader(ctx context.Context, topic string, part int, path stri
 
 // sendToLeader is onLeader for a body already encoded as contentType.
 func (c *Client) sendToLeader(ctx context.Context, topic string, part int, path, contentType string, body []byte, out any) error {
-	backoff := 20 * time.Millisecond
+	b := retry.Policy{First: 20 * time.Millisecond, Max: time.Second}.Start()
 	for {
 		addr, err := c.Leader(ctx, topic, part)
 		if err == nil {
@@ -214,12 +216,9 @@ func (c *Client) sendToLeader(ctx context.Context, topic string, part int, path,
 			}
 			c.setLeader(topic, part, "")
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("brokerclient: %s on %s/%d: %w (last error: %v)", path, topic, part, ctx.Err(), err)
-		case <-time.After(backoff):
+		if werr := b.Wait(ctx); werr != nil {
+			return fmt.Errorf("brokerclient: %s on %s/%d: %w (last error: %v)", path, topic, part, werr, err)
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }
 

@@ -3,7 +3,12 @@
 // shell) stay apart.
 package httpjson
 
-import "encoding/json"
+import (
+	"cmp"
+	"encoding/json"
+	"net/http"
+	"strings"
+)
 
 // Line encodes v as JSON followed by a newline.
 func Line(v any) ([]byte, error) {
@@ -39,3 +44,25 @@ const (
 	OutcomeNotApplied = "not_applied"
 	OutcomeUnknown    = "unknown"
 )
+
+// failureBody is a *Failure, or a reply type that embeds Failure.
+type failureBody interface{ failure() *Failure }
+
+func (f *Failure) failure() *Failure { return f }
+
+// DecodeFailure reads the body of a failed reply (status not 2xx) into f, a *Failure or
+// a type embedding Failure. A body that is not a failure in this shape (a proxy's page,
+// a server that died mid-reply) still yields one: its text, or the status text, is the
+// message. Code is filled from Reason for the ATMs' older replies.
+func DecodeFailure(status int, body []byte, f failureBody) {
+	_ = json.Unmarshal(body, f) // a foreign body: the fallbacks below
+	b := f.failure()
+	b.Status = "failure"
+	b.Code = cmp.Or(b.Code, b.Reason)
+	if b.Message == "" {
+		b.Message = strings.TrimSpace(string(body))
+	}
+	if b.Message == "" {
+		b.Message = http.StatusText(status)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumq/quorumq/internal/decode"
 )
 
 // AppendEntries requests and responses are nearly all the traffic (every
@@ -27,7 +29,7 @@ func appendPayload(b []byte, v any) ([]byte, error) {
 
 // decodePayload decodes b into v; byte slices in v may alias b.
 func decodePayload(b []byte, v any) error {
-	r := reader{b: b}
+	r := reader{decode.NewReader(b)}
 	switch v := v.(type) {
 	case *raft.AppendEntriesRequest:
 		r.appendRequest(v)
@@ -109,66 +111,25 @@ func appendAppendResponse(b []byte, r *raft.AppendEntriesResponse) []byte {
 	return append(b, flags)
 }
 
-// reader decodes with bounds checks: the first problem sticks in err and
-// every later read returns zero values.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: bad %s", errBadFrame, what)
-	}
-	r.b = nil
-}
+// reader is the shared byte reader plus what frames add: nil-or-length counts.
+type reader struct{ decode.Reader }
 
 func (r *reader) done() error {
-	if r.err == nil && len(r.b) != 0 {
-		r.fail("payload length")
+	if err := r.Done(); err != nil {
+		return fmt.Errorf("%w: %w", errBadFrame, err)
 	}
-	return r.err
-}
-
-func (r *reader) uvarint(what string) uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint(what string) int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) byte(what string) byte {
-	if len(r.b) < 1 {
-		r.fail(what)
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
+	return nil
 }
 
 // count reads what appendLen wrote; ok is false for nil or a bad frame. Each element
 // takes at least size bytes, which bounds what a lying count can allocate.
 func (r *reader) count(what string, size uint64) (n int, ok bool) {
-	v := r.uvarint(what)
+	v := r.Uvarint(what)
 	if v == 0 {
 		return 0, false
 	}
-	if v-1 > uint64(len(r.b))/size {
-		r.fail(what)
+	if v-1 > uint64(r.Len())/size {
+		r.Fail(what)
 		return 0, false
 	}
 	return int(v - 1), true
@@ -179,24 +140,22 @@ func (r *reader) bytes(what string) []byte {
 	if !ok {
 		return nil
 	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
+	return r.Take(what, n)
 }
 
 func (r *reader) header(h *raft.RPCHeader) {
-	h.ProtocolVersion = raft.ProtocolVersion(r.varint("protocol version"))
+	h.ProtocolVersion = raft.ProtocolVersion(r.Varint("protocol version"))
 	h.ID = r.bytes("id")
 	h.Addr = r.bytes("addr")
 }
 
 func (r *reader) appendRequest(req *raft.AppendEntriesRequest) {
 	r.header(&req.RPCHeader)
-	req.Term = r.uvarint("term")
+	req.Term = r.Uvarint("term")
 	req.Leader = r.bytes("leader") //nolint:staticcheck // still sent for older raft versions
-	req.PrevLogEntry = r.uvarint("prev log entry")
-	req.PrevLogTerm = r.uvarint("prev log term")
-	req.LeaderCommitIndex = r.uvarint("commit index")
+	req.PrevLogEntry = r.Uvarint("prev log entry")
+	req.PrevLogTerm = r.Uvarint("prev log term")
+	req.LeaderCommitIndex = r.Uvarint("commit index")
 	n, ok := r.count("entry count", 6) // an entry takes at least 6 bytes
 	if !ok {
 		return
@@ -205,13 +164,13 @@ func (r *reader) appendRequest(req *raft.AppendEntriesRequest) {
 	logs := make([]raft.Log, n)
 	for i := range logs {
 		l := &logs[i]
-		l.Index = r.uvarint("entry index")
-		l.Term = r.uvarint("entry term")
-		l.Type = raft.LogType(r.byte("entry type"))
+		l.Index = r.Uvarint("entry index")
+		l.Term = r.Uvarint("entry term")
+		l.Type = raft.LogType(r.Byte("entry type"))
 		l.Data = r.bytes("entry data")
 		l.Extensions = r.bytes("entry extensions")
-		if r.byte("entry time") == 1 {
-			l.AppendedAt = time.Unix(0, r.varint("entry time"))
+		if r.Byte("entry time") == 1 {
+			l.AppendedAt = time.Unix(0, r.Varint("entry time"))
 		}
 		req.Entries[i] = l
 	}
@@ -219,9 +178,9 @@ func (r *reader) appendRequest(req *raft.AppendEntriesRequest) {
 
 func (r *reader) appendResponse(resp *raft.AppendEntriesResponse) {
 	r.header(&resp.RPCHeader)
-	resp.Term = r.uvarint("term")
-	resp.LastLog = r.uvarint("last log")
-	flags := r.byte("flags")
+	resp.Term = r.Uvarint("term")
+	resp.LastLog = r.Uvarint("last log")
+	flags := r.Byte("flags")
 	resp.Success = flags&1 != 0
 	resp.NoRetryBackoff = flags&2 != 0
 }

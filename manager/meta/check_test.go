@@ -11,6 +11,8 @@ func TestCheck(t *testing.T) {
 		unknown bool
 	}{
 		{"known", Encode(RegisterProducer{Topic: "t"}), false},
+		{"create topic with retention (version 2)", Encode(CreateTopic{Name: "t", Partitions: 1, Replication: 1, Retention: Retention{Ms: 1}}), false},
+		{"create topic version 3", append([]byte{byte(TypeCreateTopic), 3}, '{', '}'), true},
 		{"keyed known", Encode(Keyed{Key: "k", Cmd: Encode(RegisterProducer{Topic: "t"})}), false},
 		{"too short to tell: malformed", []byte{byte(TypeCreateTopic)}, false},
 		{"garbled keyed: malformed", []byte{byte(TypeKeyed), Version, '{'}, false},

@@ -190,7 +190,7 @@ func Decode(b []byte) (Command, error) {
 	if !ok {
 		return nil, fmt.Errorf("meta: unknown command type %d", b[0])
 	}
-	if b[1] < Version || b[1] > max(Version, maxVersion[CmdType(b[0])]) {
+	if !knownVersion(CmdType(b[0]), b[1]) {
 		return nil, fmt.Errorf("meta: command type %d has unknown version %d", b[0], b[1])
 	}
 	c := mk()
@@ -198,6 +198,11 @@ func Decode(b []byte) (Command, error) {
 		return nil, fmt.Errorf("meta: decode command type %d: %w", b[0], err)
 	}
 	return c, nil
+}
+
+// knownVersion says whether this binary decodes version v of command type t.
+func knownVersion(t CmdType, v byte) bool {
+	return v >= Version && v <= max(Version, maxVersion[t])
 }
 
 // Check says whether this binary knows cmd's type and version, and those of the
@@ -210,7 +215,7 @@ func Check(cmd []byte) error {
 	if _, ok := newCommand[CmdType(cmd[0])]; !ok {
 		return fmt.Errorf("meta: command type %d is unknown to this binary", cmd[0])
 	}
-	if cmd[1] != Version {
+	if !knownVersion(CmdType(cmd[0]), cmd[1]) {
 		return fmt.Errorf("meta: command type %d has version %d, unknown to this binary", cmd[0], cmd[1])
 	}
 	if CmdType(cmd[0]) == TypeKeyed {

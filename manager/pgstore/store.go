@@ -22,6 +22,7 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/driver/pgdriver"
 
+	"github.com/quorumq/quorumq/internal/retry"
 	"github.com/quorumq/quorumq/manager/meta"
 )
 
@@ -199,7 +200,7 @@ func (s *Store) CheckCommand(cmd []byte) error { return meta.Check(cmd) }
 // retry runs op until it succeeds or the store closes. The FSM cannot skip an entry,
 // so an unreachable database stalls the log here rather than losing the write.
 func (s *Store) retry(op func(ctx context.Context) error) error {
-	wait := 50 * time.Millisecond
+	b := retry.Policy{First: 50 * time.Millisecond, Max: 2 * time.Second}.Start()
 	for {
 		ctx, cancel := context.WithTimeout(s.closing, 10*time.Second)
 		err := op(ctx)
@@ -207,13 +208,11 @@ func (s *Store) retry(op func(ctx context.Context) error) error {
 		if err == nil {
 			return nil
 		}
+		wait, _ := b.Next()
 		s.logger.Error("pgstore: write failed; retrying", "err", err, "in", wait)
-		select {
-		case <-s.closing.Done():
+		if retry.Sleep(s.closing, wait) != nil {
 			return ErrClosed
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 2*time.Second)
 	}
 }
 

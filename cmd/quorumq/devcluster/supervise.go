@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/quorumq/quorumq/internal/retry"
 )
 
 // Restart backoff: a child that keeps dying right after it starts (a broken data
@@ -56,7 +58,7 @@ func (c *Cluster) spawn(p *Process) error {
 // ready: a child that dies while starting is a configuration problem, and Run reports it),
 // unless it is held by `quorumq dev kill`. cluster.json follows every change of pid.
 func (c *Cluster) supervise(p *Process) {
-	backoff := backoffMin
+	backoff := retry.Policy{First: backoffMin, Max: backoffMax}.Start()
 	for {
 		c.mu.Lock()
 		done := p.done
@@ -76,7 +78,7 @@ func (c *Cluster) supervise(p *Process) {
 		}
 		_ = c.WriteState()
 		if ranFor >= healthyRun {
-			backoff = backoffMin
+			backoff.Reset()
 		}
 		held := c.held(p.Name)
 		if held {
@@ -84,15 +86,15 @@ func (c *Cluster) supervise(p *Process) {
 			if !c.waitUnheld(p.Name) {
 				return
 			}
-			backoff = backoffMin
+			backoff.Reset()
 		} else {
-			c.cfg.Logger.Warn("dev: process exited; restarting it", "name", p.Name, "exit", state, "in", backoff, "log", p.Log)
+			wait, _ := backoff.Next()
+			c.cfg.Logger.Warn("dev: process exited; restarting it", "name", p.Name, "exit", state, "in", wait, "log", p.Log)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			case <-c.quit:
 				return
 			}
-			backoff = min(2*backoff, backoffMax)
 		}
 		c.mu.Lock()
 		if c.stopping {
