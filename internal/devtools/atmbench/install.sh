@@ -7,7 +7,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 want=3.4
 
-ok() { [[ -x "$1" ]] && "$1" --version 2>/dev/null | grep -q "^etcd Version: $want\."; }
+# The version is captured, then matched: a reader that stops early would SIGPIPE etcd
+# under pipefail (see consul/install.sh).
+ok() {
+  local out
+  [[ -x "$1" ]] && out="$("$1" --version 2>/dev/null)" && [[ "$out" =~ (^|$'\n')"etcd Version: $want." ]]
+}
 
 bin="${ETCD_BIN:-/usr/bin/etcd}"
 if ! ok "$bin"; then
