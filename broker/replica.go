@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -51,10 +52,24 @@ type replica struct {
 	wg     sync.WaitGroup
 }
 
+// produceReq is one produce waiting for the group commit. Its messages alias the
+// request body, which the HTTP server reuses once the handler returns: the group
+// commit copies them into the entry (their one copy on the leader's way in), and a
+// producer that stops waiting either withdraws its request before that or waits until
+// the copy is made.
 type produceReq struct {
-	cmd  []byte // one produce command (partition.EncodeProduce)
-	done chan produceResult
+	batch   partition.Batch
+	size    int           // partition.ProduceSize(batch)
+	state   atomic.Int32  // reqQueued, then reqTaken (group commit) or reqWithdrawn (producer)
+	encoded chan struct{} // closed once taken and copied into the entry
+	done    chan produceResult
 }
+
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqWithdrawn
+)
 
 type produceResult struct {
 	res partition.ProduceResult
@@ -183,17 +198,17 @@ func (r *replica) commitLoop() {
 			}
 		}
 		next = nil
-		size := len(reqs[0].cmd)
+		size := partition.ProduceOverhead + reqs[0].size
 	fill:
 		for {
 			select {
 			case q := <-r.queue:
-				if size+len(q.cmd) > maxEntryBytes {
+				if size+q.size > maxEntryBytes {
 					next = q // the first of the next entry: entries stay within raft's frames
 					break fill
 				}
 				reqs = append(reqs, q)
-				size += len(q.cmd)
+				size += q.size
 			default:
 				break fill
 			}
@@ -203,24 +218,30 @@ func (r *replica) commitLoop() {
 	}
 }
 
-func (r *replica) apply(reqs []*produceReq) {
+func (r *replica) apply(queued []*produceReq) {
 	defer r.wg.Done()
 	defer func() { <-r.slots }()
-	cmds := make([][]byte, len(reqs))
-	for i, q := range reqs {
-		cmds[i] = q.cmd
+	reqs := queued[:0]
+	batches := make([]partition.Batch, 0, len(queued))
+	for _, q := range queued {
+		if q.state.CompareAndSwap(reqQueued, reqTaken) {
+			reqs = append(reqs, q)
+			batches = append(batches, q.batch)
+		}
+	}
+	if len(reqs) == 0 {
+		return
+	}
+	cmd := partition.StampProduce(partition.EncodeProduce(batches), time.Now())
+	for _, q := range reqs {
+		close(q.encoded)
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, applyTimeout) // a closing replica gives up on its entries
 	defer cancel()
-	cmd, err := partition.MergeProduce(cmds)
-	var out []byte
+	start := time.Now()
+	out, err := r.node.Apply(ctx, cmd)
 	if err == nil {
-		cmd = partition.StampProduce(cmd, time.Now())
-		start := time.Now()
-		out, err = r.node.Apply(ctx, cmd)
-		if err == nil {
-			commitSeconds.Observe(time.Since(start).Seconds())
-		}
+		commitSeconds.Observe(time.Since(start).Seconds())
 	}
 	var rs []partition.ProduceResult
 	if err == nil {
@@ -240,13 +261,14 @@ func (r *replica) apply(reqs []*produceReq) {
 var errClosing = errors.New("replica is closing")
 
 // produce queues a batch for the next group commit and waits for its outcome. The
-// batch is encoded before it is queued, so its messages may alias a buffer the caller
-// reuses once produce returns (even on a timeout, when the entry may still be made).
+// batch's messages may alias a buffer the caller reuses once produce returns: after a
+// timeout, produce returns only once the group commit can no longer read them (the
+// entry may still be made).
 func (r *replica) produce(ctx context.Context, b partition.Batch) (partition.ProduceResult, error) {
-	q := &produceReq{cmd: partition.EncodeProduce([]partition.Batch{b}), done: make(chan produceResult, 1)}
-	if len(q.cmd) > maxEntryBytes {
+	q := &produceReq{batch: b, size: partition.ProduceSize(b), encoded: make(chan struct{}), done: make(chan produceResult, 1)}
+	if n := partition.ProduceOverhead + q.size; n > maxEntryBytes {
 		return partition.ProduceResult{}, failf(http.StatusRequestEntityTooLarge,
-			"a batch of %d messages takes %d bytes in a Raft entry, which carries at most %d: send smaller batches", len(b.Msgs), len(q.cmd), maxEntryBytes)
+			"a batch of %d messages takes %d bytes in a Raft entry, which carries at most %d: send smaller batches", len(b.Msgs), n, maxEntryBytes)
 	}
 	select {
 	case r.queue <- q:
@@ -259,6 +281,9 @@ func (r *replica) produce(ctx context.Context, b partition.Batch) (partition.Pro
 	case res := <-q.done:
 		return res.res, res.err
 	case <-ctx.Done():
+		if !q.state.CompareAndSwap(reqQueued, reqWithdrawn) {
+			<-q.encoded // being copied into an entry right now
+		}
 		return partition.ProduceResult{}, ctx.Err()
 	}
 }

@@ -141,16 +141,15 @@ func known(t, v byte) bool {
 }
 
 // EncodeProduce builds one produce command carrying several client batches: the
-// broker's group commit puts every produce waiting for a partition into one entry.
+// broker's group commit puts every produce waiting for a partition into one entry,
+// encoded here straight from the requests (the messages' one copy on the way in).
+// The buffer has room for StampProduce.
 func EncodeProduce(batches []Batch) []byte {
-	n := 2 + 4
+	n := ProduceOverhead
 	for _, b := range batches {
-		n += 4 + len(b.Producer) + 8 + 4
-		for _, m := range b.Msgs {
-			n += 4 + len(m)
-		}
+		n += ProduceSize(b)
 	}
-	buf := make([]byte, 0, n+8) // room for StampProduce
+	buf := make([]byte, 0, n)
 	buf = append(buf, CmdProduce, version1)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(batches)))
 	for _, b := range batches {
@@ -164,30 +163,22 @@ func EncodeProduce(batches []Batch) []byte {
 	return buf
 }
 
-// MergeProduce joins produce commands (from EncodeProduce) into one, their batches
-// in order: the group commit encodes each request as it arrives and joins them only
-// when several wait for the same entry.
-func MergeProduce(cmds [][]byte) ([]byte, error) {
-	if len(cmds) == 1 {
-		return cmds[0], nil
+// ProduceOverhead is a stamped produce command's size beside its batches': type,
+// version, batch count and StampProduce's clock.
+const ProduceOverhead = 2 + 4 + 8
+
+// ProduceSize is what b adds to a produce command: the group commit bounds an
+// entry's size before it encodes it.
+func ProduceSize(b Batch) int {
+	n := 4 + len(b.Producer) + 8 + 4
+	for _, m := range b.Msgs {
+		n += 4 + len(m)
 	}
-	n, count := 2+4, uint32(0)
-	for _, c := range cmds {
-		if len(c) < 6 || c[0] != CmdProduce || c[1] != version1 {
-			return nil, errors.New("partition: not a produce command")
-		}
-		n += len(c) - 6
-		count += binary.BigEndian.Uint32(c[2:6])
-	}
-	buf := binary.BigEndian.AppendUint32(append(make([]byte, 0, n), CmdProduce, version1), count)
-	for _, c := range cmds {
-		buf = append(buf, c[6:]...)
-	}
-	return buf, nil
+	return n
 }
 
-// StampProduce makes a produce command of version 1 (EncodeProduce, MergeProduce) the
-// version 2 entry that carries at, the proposer's clock. It reuses cmd.
+// StampProduce makes a produce command of version 1 (EncodeProduce) the version 2
+// entry that carries at, the proposer's clock. It reuses cmd.
 func StampProduce(cmd []byte, at time.Time) []byte {
 	cmd[1] = version2
 	return binary.BigEndian.AppendUint64(cmd, uint64(at.UnixMilli()))

@@ -207,15 +207,14 @@ func checkResult(t *testing.T, i int, got, want interface{}) {
 	}
 }
 
-func TestMergeProduce(t *testing.T) {
-	a := []Batch{{Producer: "p", Seq: 1, Msgs: msgs("a", "b")}}
-	b := []Batch{{Msgs: msgs("c")}, {Producer: "q", Seq: 7, Msgs: msgs("d", "e", "")}}
-	got, err := MergeProduce([][]byte{EncodeProduce(a), EncodeProduce(b)})
-	if err != nil || !bytes.Equal(got, EncodeProduce(append(a, b...))) {
-		t.Fatalf("merged %x, %v", got, err)
+func TestProduceSize(t *testing.T) {
+	bs := []Batch{{Producer: "p", Seq: 1, Msgs: msgs("a", "b")}, {Msgs: msgs("c")}, {Producer: "q", Seq: 7, Msgs: msgs("d", "e", "")}}
+	want := ProduceOverhead
+	for _, b := range bs {
+		want += ProduceSize(b)
 	}
-	if _, err := MergeProduce([][]byte{EncodeProduce(a), EncodeRegister("c")}); err == nil {
-		t.Fatal("merged a register command")
+	if got := len(StampProduce(EncodeProduce(bs), time.UnixMilli(1))); got != want {
+		t.Fatalf("EncodeProduce took %d bytes, ProduceSize added up to %d", got, want)
 	}
 }
 
