@@ -105,15 +105,15 @@ func (c *conn) startCall(f frame) {
 		ctx, cancel = context.WithCancel(base)
 	}
 	c.mu.Lock()
-	if c.calls == nil {
-		c.calls = make(map[uint64]context.CancelFunc)
+	if c.shared.calls == nil {
+		c.shared.calls = make(map[uint64]context.CancelFunc)
 	}
-	c.calls[f.id] = cancel
+	c.shared.calls[f.id] = cancel
 	c.mu.Unlock()
 	go func() {
 		c.m.serveCall(ctx, c, f)
 		c.mu.Lock()
-		delete(c.calls, f.id)
+		delete(c.shared.calls, f.id)
 		c.mu.Unlock()
 		cancel()
 	}()
@@ -122,7 +122,7 @@ func (c *conn) startCall(f frame) {
 // cancelCall stops the handler of a call its caller gave up on.
 func (c *conn) cancelCall(id uint64) {
 	c.mu.Lock()
-	cancel := c.calls[id]
+	cancel := c.shared.calls[id]
 	c.mu.Unlock()
 	if cancel != nil {
 		cancel()

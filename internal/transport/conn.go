@@ -27,35 +27,56 @@ import (
 // several groups have been sending such frames lately (a single group's
 // back-to-back heartbeats, as raft's VerifyLeader sends, are never delayed).
 type conn struct {
+	// Set by newConn and never changed: read by anyone without a lock.
 	m        *Mux
 	nc       net.Conn
 	outgoing bool
-	peerID   string // incoming over TLS: the raft server ID the peer's certificate names
-
-	mu      sync.Mutex
-	queue   [][]byte
-	spare   [][]byte
-	writing bool             // a sender owns w and drains queue
-	timer   *time.Timer      // flushes lazy frames after the coalescing delay
-	armed   bool             // timer is set
-	company company          // which groups sent lazy frames lately
-	pending map[uint64]*call // outgoing only
-	nextID  uint64
-	err     error // set once, when the conn dies
-
-	deadlineUntil time.Time // current write deadline, refreshed lazily by the sender that set writing
-	lastStart     time.Time // when the last call started; outgoing only
-	readUntil     time.Time // current read deadline; reader only
-
-	closed   chan struct{}
+	peerID   string          // incoming over TLS: the raft server ID the peer's certificate names
+	closed   chan struct{}   // closed once, when the conn dies
 	ctx      context.Context // handlers of incoming calls stop when the conn dies
 	cancel   context.CancelFunc
-	lastRead atomic.Int64 // unix nanos of the last frame received
 
-	hb    []inbound                     // heartbeats read but not yet dispatched; reader only
-	calls map[uint64]context.CancelFunc // incoming Calls being served, by id
+	// lastRead (unix nanos of the last frame received) is written by the
+	// reader and read by callers and the reaper deciding whether the peer is alive.
+	lastRead atomic.Int64
 
-	faultState // tests' link faults (faults.go)
+	mu     sync.Mutex
+	shared connShared // guarded by mu
+
+	wr writerState // owned by the sender that set shared.writing
+	rd readerState // owned by readLoop's goroutine (and the serve functions it calls)
+
+	faultState // tests' link faults (faults.go): atomics and a sync.Once of its own
+}
+
+// connShared is what senders, the reader, callers and the reaper all touch:
+// only under conn.mu.
+type connShared struct {
+	queue   [][]byte
+	spare   [][]byte
+	writing bool        // a sender owns the conn's writerState and drains queue
+	timer   *time.Timer // flushes lazy frames after the coalescing delay
+	armed   bool        // timer is set
+	company company     // which groups sent lazy frames lately
+
+	pending   map[uint64]*call // outgoing only: our calls awaiting their answer
+	nextID    uint64           // outgoing only
+	lastStart time.Time        // outgoing only: when the last call started
+
+	calls map[uint64]context.CancelFunc // incoming only: calls being served, by id
+
+	err error // set once, when the conn dies
+}
+
+// writerState belongs to whichever sender holds connShared.writing; no lock.
+type writerState struct {
+	deadlineUntil time.Time // current write deadline, refreshed lazily
+}
+
+// readerState belongs to the conn's reader goroutine; no lock.
+type readerState struct {
+	until time.Time // current read deadline
+	hb    []inbound // heartbeats read but not yet dispatched
 }
 
 type sendMode uint8
@@ -96,10 +117,10 @@ func newConn(m *Mux, nc net.Conn, outgoing bool) *conn {
 		cancel:   cancel,
 	}
 	if outgoing {
-		c.pending = make(map[uint64]*call)
+		c.shared.pending = make(map[uint64]*call)
 	}
-	c.lastStart = time.Now()
-	c.lastRead.Store(c.lastStart.UnixNano())
+	c.shared.lastStart = time.Now()
+	c.lastRead.Store(c.shared.lastStart.UnixNano())
 	return c
 }
 
@@ -117,31 +138,31 @@ func (c *conn) push(b []byte, mode sendMode, from *GroupTransport) error {
 
 func (c *conn) enqueue(b []byte, mode sendMode, from *GroupTransport) error {
 	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
+	if c.shared.err != nil {
+		err := c.shared.err
 		c.mu.Unlock()
 		return err
 	}
-	c.queue = append(c.queue, b)
+	c.shared.queue = append(c.shared.queue, b)
 	delay := false
 	if mode == sendLazy && c.m.coalesce > 0 {
-		delay = c.company.note(from, time.Now(), 2*c.m.coalesce)
+		delay = c.shared.company.note(from, time.Now(), 2*c.m.coalesce)
 	}
 	switch {
-	case c.writing, mode == sendHold, mode == sendLazy && c.armed:
+	case c.shared.writing, mode == sendHold, mode == sendLazy && c.shared.armed:
 		c.mu.Unlock()
 		return nil
 	case delay:
-		c.armed = true
-		if c.timer == nil {
-			c.timer = time.AfterFunc(c.m.coalesce, c.onTimer)
+		c.shared.armed = true
+		if c.shared.timer == nil {
+			c.shared.timer = time.AfterFunc(c.m.coalesce, c.onTimer)
 		} else {
-			c.timer.Reset(c.m.coalesce)
+			c.shared.timer.Reset(c.m.coalesce)
 		}
 		c.mu.Unlock()
 		return nil
 	}
-	c.writing = true
+	c.shared.writing = true
 	c.mu.Unlock()
 	c.flush(true)
 	return nil
@@ -179,18 +200,18 @@ func (k *company) note(g *GroupTransport, now time.Time, window time.Duration) b
 // kick writes what push(sendHold) queued.
 func (c *conn) kick() {
 	c.mu.Lock()
-	if c.writing || len(c.queue) == 0 || c.err != nil {
+	if c.shared.writing || len(c.shared.queue) == 0 || c.shared.err != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.writing = true
+	c.shared.writing = true
 	c.mu.Unlock()
 	c.flush(true)
 }
 
 func (c *conn) onTimer() {
 	c.mu.Lock()
-	c.armed = false
+	c.shared.armed = false
 	c.mu.Unlock()
 	c.kick()
 }
@@ -201,13 +222,13 @@ func (c *conn) onTimer() {
 func (c *conn) flush(once bool) {
 	for {
 		c.mu.Lock()
-		batch := c.queue
-		if len(batch) == 0 || c.err != nil {
-			c.writing = false
+		batch := c.shared.queue
+		if len(batch) == 0 || c.shared.err != nil {
+			c.shared.writing = false
 			c.mu.Unlock()
 			return
 		}
-		c.queue, c.spare = c.spare, nil
+		c.shared.queue, c.shared.spare = c.shared.spare, nil
 		c.mu.Unlock()
 
 		err := c.writeBatch(batch)
@@ -216,8 +237,8 @@ func (c *conn) flush(once bool) {
 		}
 		clear(batch)
 		c.mu.Lock()
-		c.spare = batch[:0]
-		more := len(c.queue) > 0
+		c.shared.spare = batch[:0]
+		more := len(c.shared.queue) > 0
 		c.mu.Unlock()
 		if err != nil {
 			if !c.isClosed() {
@@ -242,9 +263,9 @@ var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeB
 func (c *conn) writeBatch(batch [][]byte) error {
 	// Moving the deadline on every flush costs a timer update each time;
 	// keeping it at least half a timeout ahead bounds a stuck write just as well.
-	if now := time.Now(); c.deadlineUntil.Sub(now) < c.m.timeout/2 {
-		c.deadlineUntil = now.Add(c.m.timeout)
-		c.nc.SetWriteDeadline(c.deadlineUntil)
+	if now := time.Now(); c.wr.deadlineUntil.Sub(now) < c.m.timeout/2 {
+		c.wr.deadlineUntil = now.Add(c.m.timeout)
+		c.nc.SetWriteDeadline(c.wr.deadlineUntil)
 	}
 	w := writers.Get().(*bufio.Writer)
 	w.Reset(c.nc)
@@ -266,15 +287,15 @@ func (c *conn) writeBatch(batch [][]byte) error {
 func (c *conn) start(b []byte, mode sendMode, from *GroupTransport) (*call, uint64, error) {
 	cl := &call{done: make(chan struct{}), started: time.Now(), expires: from != nil}
 	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
+	if c.shared.err != nil {
+		err := c.shared.err
 		c.mu.Unlock()
 		return nil, 0, err
 	}
-	c.nextID++
-	id := c.nextID
-	c.pending[id] = cl
-	c.lastStart = cl.started
+	c.shared.nextID++
+	id := c.shared.nextID
+	c.shared.pending[id] = cl
+	c.shared.lastStart = cl.started
 	c.mu.Unlock()
 	setID(b, id)
 	if err := c.push(b, mode, from); err != nil {
@@ -286,7 +307,7 @@ func (c *conn) start(b []byte, mode sendMode, from *GroupTransport) (*call, uint
 
 func (c *conn) forget(id uint64) {
 	c.mu.Lock()
-	delete(c.pending, id)
+	delete(c.shared.pending, id)
 	c.mu.Unlock()
 }
 
@@ -310,7 +331,7 @@ func (c *conn) checkAlive(started time.Time) {
 // a request in flight.
 func (c *conn) closeIfIdle(now time.Time, idle time.Duration) {
 	c.mu.Lock()
-	if c.err != nil || len(c.pending) > 0 || now.Sub(c.lastStart) < idle {
+	if c.shared.err != nil || len(c.shared.pending) > 0 || now.Sub(c.shared.lastStart) < idle {
 		c.mu.Unlock()
 		return
 	}
@@ -322,9 +343,9 @@ func (c *conn) closeIfIdle(now time.Time, idle time.Duration) {
 func (c *conn) reap(now time.Time) {
 	var expired []*call
 	c.mu.Lock()
-	for id, cl := range c.pending {
+	for id, cl := range c.shared.pending {
 		if cl.expires && now.Sub(cl.started) >= c.m.timeout {
-			delete(c.pending, id)
+			delete(c.shared.pending, id)
 			expired = append(expired, cl)
 		}
 	}
@@ -347,8 +368,8 @@ func (c *conn) reap(now time.Time) {
 
 func (c *conn) complete(f frame) {
 	c.mu.Lock()
-	cl := c.pending[f.id]
-	delete(c.pending, f.id)
+	cl := c.shared.pending[f.id]
+	delete(c.shared.pending, f.id)
 	c.mu.Unlock()
 	if cl != nil {
 		cl.f = f
@@ -364,16 +385,16 @@ func (c *conn) close(err error) {
 
 // shut is close with c.mu held; it unlocks.
 func (c *conn) shut(err error) {
-	if c.err != nil {
+	if c.shared.err != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.err = err
-	pending := c.pending
-	c.pending = nil
-	c.queue = nil
-	if c.timer != nil {
-		c.timer.Stop()
+	c.shared.err = err
+	pending := c.shared.pending
+	c.shared.pending = nil
+	c.shared.queue = nil
+	if c.shared.timer != nil {
+		c.shared.timer.Stop()
 	}
 	c.mu.Unlock()
 	close(c.closed)
@@ -413,9 +434,9 @@ func (c *conn) readLoop(r *bufio.Reader, serve func(*conn, frame, *bufio.Reader)
 				c.cancelCall(f.id)
 			case !c.outgoing && f.kind == kindRequest:
 				err = serve(c, f, r)
-				if len(c.hb) > 0 && !frameBuffered(r) {
-					go serveHeartbeats(c, c.hb)
-					c.hb = nil
+				if len(c.rd.hb) > 0 && !frameBuffered(r) {
+					go serveHeartbeats(c, c.rd.hb)
+					c.rd.hb = nil
 				}
 			default:
 				err = errors.Join(errBadFrame, errors.New("unexpected frame kind for this connection direction"))
@@ -455,20 +476,20 @@ const minFrameRate = 256 << 10
 func (c *conn) readFrame(r *bufio.Reader) (frame, error) {
 	now := time.Now()
 	switch {
-	case c.outgoing && !c.readUntil.IsZero():
-		c.readUntil = time.Time{} // our own calls: checkAlive watches the peer
-		c.nc.SetReadDeadline(c.readUntil)
-	case !c.outgoing && c.readUntil.Sub(now) < c.m.idle/2:
-		c.readUntil = now.Add(c.m.idle)
-		c.nc.SetReadDeadline(c.readUntil)
+	case c.outgoing && !c.rd.until.IsZero():
+		c.rd.until = time.Time{} // our own calls: checkAlive watches the peer
+		c.nc.SetReadDeadline(c.rd.until)
+	case !c.outgoing && c.rd.until.Sub(now) < c.m.idle/2:
+		c.rd.until = now.Add(c.m.idle)
+		c.nc.SetReadDeadline(c.rd.until)
 	}
 	n, err := readLength(r)
 	if err != nil {
 		return frame{}, err
 	}
 	if r.Buffered() < n {
-		c.readUntil = time.Now().Add(c.m.timeout + time.Duration(n/minFrameRate)*time.Second)
-		c.nc.SetReadDeadline(c.readUntil)
+		c.rd.until = time.Now().Add(c.m.timeout + time.Duration(n/minFrameRate)*time.Second)
+		c.nc.SetReadDeadline(c.rd.until)
 	}
 	body, err := readBody(r, n)
 	if err != nil {

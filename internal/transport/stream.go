@@ -81,8 +81,8 @@ func serveSnapshot(g *GroupTransport, c *conn, f frame, r *bufio.Reader) error {
 		return fmt.Errorf("%w: negative snapshot size", errBadFrame)
 	}
 	// The stream gets the time its sender allows itself, not the idle deadline.
-	c.readUntil = time.Now().Add(snapshotTimeout(c.m.timeout, req.Size))
-	c.nc.SetReadDeadline(c.readUntil)
+	c.rd.until = time.Now().Add(snapshotTimeout(c.m.timeout, req.Size))
+	c.nc.SetReadDeadline(c.rd.until)
 	body := io.LimitReader(r, req.Size)
 	if g == nil {
 		c.send(errorFrame(f.id, codeUnknownGroup, fmt.Sprintf("unknown raft group %q", f.group)))

@@ -394,7 +394,7 @@ func (m *Mux) serve(c *conn, f frame, r *bufio.Reader) error {
 	case g == nil:
 		return c.send(errorFrame(f.id, codeUnknownGroup, fmt.Sprintf("unknown raft group %q", f.group)))
 	case f.rpc == rpcHeartbeat:
-		c.hb = append(c.hb, inbound{c: c, f: f, g: g})
+		c.rd.hb = append(c.rd.hb, inbound{c: c, f: f, g: g})
 	default:
 		g.enqueue(inbound{c: c, f: f})
 	}
