@@ -49,67 +49,24 @@ const (
 // watchPeers pings the other brokers and nudges the partitions led by any that do not
 // answer, until ctx is done.
 func (b *Broker) watchPeers(ctx context.Context) {
-	var (
-		mu       sync.Mutex
-		down     = map[string]bool{} // raft addresses whose last ping failed
-		inFlight = map[string]bool{}
-		nudged   = map[*replica]*nudge{} // only this goroutine
-	)
-	ping := func(addr string) {
-		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-		_, err := b.mux.Call(pctx, raft.ServerAddress(addr), pingGroup, pingMethod, nil)
-		cancel()
-		mu.Lock()
-		defer mu.Unlock()
-		delete(inFlight, addr)
-		switch {
-		case err != nil && ctx.Err() == nil && !down[addr]:
-			b.log.Info("broker not answering pings; hastening elections of the partitions it leads", "raft", addr, "error", err)
-			down[addr] = true
-		case err == nil && down[addr]:
-			b.log.Info("broker answers pings again", "raft", addr)
-			delete(down, addr)
-		}
-	}
-	startPings := func(peers []string) { // of every peer whose last ping has returned
-		mu.Lock()
-		defer mu.Unlock()
-		for _, addr := range peers {
-			if !inFlight[addr] {
-				inFlight[addr] = true
-				go ping(addr)
-			}
-		}
-	}
-	suspected := func() map[string]bool { // a copy of down
-		mu.Lock()
-		defer mu.Unlock()
-		suspects := make(map[string]bool, len(down))
-		for addr := range down {
-			suspects[addr] = true
-		}
-		return suspects
-	}
-	nudge := time.NewTicker(nudgeEvery)
-	defer nudge.Stop()
-	var (
-		lastPing, listed time.Time
-		peers            []string
-	)
+	w := newPeerWatch(b.log, b.peerAddrs)
+	nudged := map[*replica]*nudge{}
+	tick := time.NewTicker(nudgeEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-nudge.C:
-			if now.Sub(listed) >= peersEvery {
-				listed = now
-				peers = b.peerAddrs()
+		case now := <-tick.C:
+			for _, addr := range w.due(now) {
+				go func() {
+					pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+					_, err := b.mux.Call(pctx, raft.ServerAddress(addr), pingGroup, pingMethod, nil)
+					cancel()
+					w.pinged(ctx, addr, err)
+				}()
 			}
-			if now.Sub(lastPing) >= pingEvery {
-				lastPing = now
-				startPings(peers)
-			}
-			suspects := suspected()
+			suspects := w.suspects()
 			if len(suspects) > 0 {
 				b.nudgeFollowers(suspects, nudged)
 			}
