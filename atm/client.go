@@ -81,18 +81,12 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	var f atmapi.Failure
+	resp, data, err := httpjson.Do(c.http, req, &f)
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var f atmapi.Failure
-		httpjson.DecodeFailure(resp.StatusCode, data, &f)
 		return &APIError{HTTPStatus: resp.StatusCode, Reason: f.Code, Message: f.Message, Outcome: f.Outcome}
 	}
 	return json.Unmarshal(data, out)

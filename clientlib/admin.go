@@ -2,7 +2,6 @@ package clientlib
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -34,31 +33,6 @@ type Retention struct {
 	Bytes int64
 }
 
-// UnmarshalJSON accepts "partitions" as a list or as a bare count.
-func (t *TopicInfo) UnmarshalJSON(b []byte) error {
-	var v struct {
-		Name           string          `json:"name"`
-		Partitions     json.RawMessage `json:"partitions"`
-		RetentionMs    int64           `json:"retention_ms"`
-		RetentionBytes int64           `json:"retention_bytes"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*t = TopicInfo{Name: v.Name, Retention: Retention{Time: time.Duration(v.RetentionMs) * time.Millisecond, Bytes: v.RetentionBytes}}
-	var n int
-	if json.Unmarshal(v.Partitions, &n) == nil {
-		for i := range n {
-			t.Partitions = append(t.Partitions, PartitionInfo{ID: i})
-		}
-		return nil
-	}
-	if len(v.Partitions) == 0 || string(v.Partitions) == "null" {
-		return nil
-	}
-	return json.Unmarshal(v.Partitions, &t.Partitions)
-}
-
 // PartitionInfo is one partition: its replicas (broker ids) and the current leader.
 type PartitionInfo struct {
 	ID       int      `json:"id"`
@@ -66,24 +40,16 @@ type PartitionInfo struct {
 	Replicas []string `json:"replicas,omitempty"`
 }
 
-// UnmarshalJSON accepts the partition number as "id", "index" or "partition".
-func (p *PartitionInfo) UnmarshalJSON(b []byte) error {
-	type plain PartitionInfo
-	var v struct {
-		plain
-		Index     *int `json:"index"`
-		Partition *int `json:"partition"`
+// topicInfo is the SDK's TopicInfo of the managers' description: the SDK keeps its own
+// public types, whose field names and units (ID, Retention as a time.Duration) its
+// users already rely on.
+func topicInfo(t managerapi.TopicInfo) TopicInfo {
+	info := TopicInfo{Name: t.Name, Partitions: make([]PartitionInfo, len(t.Partitions)),
+		Retention: Retention{Time: time.Duration(t.RetentionMs) * time.Millisecond, Bytes: t.RetentionBytes}}
+	for i, p := range t.Partitions {
+		info.Partitions[i] = PartitionInfo{ID: p.Partition, Leader: p.Leader, Replicas: p.Replicas}
 	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*p = PartitionInfo(v.plain)
-	for _, n := range []*int{v.Index, v.Partition} {
-		if n != nil {
-			p.ID = *n
-		}
-	}
-	return nil
+	return info
 }
 
 // CreateTopic creates a topic with the given number of partitions (0: the managers'
@@ -111,15 +77,14 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int, re
 
 // ListTopics returns the names of all topics.
 func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
-	var r listTopicsReply
+	var r managerapi.TopicsReply
 	if err := a.c.do(ctx, call{method: http.MethodGet, path: "/topics", out: &r}); err != nil {
 		return nil, err
 	}
-	names := make([]string, len(r.Topics))
-	for i, t := range r.Topics {
-		names[i] = string(t)
+	if r.Topics == nil {
+		return []string{}, nil
 	}
-	return names, nil
+	return r.Topics, nil
 }
 
 // DescribeTopic returns a topic's partitions, replicas and leaders, or ErrUnknownTopic.
@@ -136,11 +101,11 @@ func (a *Admin) DescribeTopicLive(ctx context.Context, name string) (TopicInfo, 
 }
 
 func (a *Admin) describe(ctx context.Context, name string, q url.Values) (TopicInfo, error) {
-	var r describeTopicReply
+	var r managerapi.TopicReply
 	if err := a.c.do(ctx, call{method: http.MethodGet, path: "/topics/" + url.PathEscape(name), query: q, out: &r}); err != nil {
 		return TopicInfo{}, err
 	}
-	info := r.TopicInfo
+	info := topicInfo(r.Topic)
 	if info.Name == "" {
 		info.Name = name
 	}

@@ -29,7 +29,7 @@ type Message struct {
 type Consumer struct {
 	c     *Client
 	topic string
-	id    wireID
+	id    string // the managers' consumer id, as it goes in a query
 	meta  *topicMeta
 	fixed *int
 
@@ -54,7 +54,7 @@ func FromPartition(p int) ConsumerOption { return func(c *Consumer) { c.fixed = 
 // after a lost reply gets the same messages again instead of skipping them. A consumer
 // should be read by one process at a time.
 func WithConsumerID(id string) ConsumerOption {
-	return func(c *Consumer) { c.id = parseID(id) }
+	return func(c *Consumer) { c.id = id }
 }
 
 // WithConsumerMetadataRefresh sets how often the partition count is re-read (default 5s).
@@ -63,8 +63,7 @@ func WithConsumerMetadataRefresh(d time.Duration) ConsumerOption {
 }
 
 // NewConsumer registers a consumer of topic (or resumes one, see WithConsumerID). A new
-// consumer starts at the beginning of every partition unless the managers say
-// otherwise in the registration reply.
+// consumer starts at the beginning of every partition.
 func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...ConsumerOption) (*Consumer, error) {
 	cs := &Consumer{
 		c: c, topic: topic,
@@ -74,26 +73,21 @@ func (c *Client) NewConsumer(ctx context.Context, topic string, opts ...Consumer
 	for _, o := range opts {
 		o(cs)
 	}
-	if !cs.id.IsZero() {
+	if cs.id != "" {
 		cs.seq = uint64(time.Now().UnixNano())
 		return cs, nil
 	}
-	var r registerReply
+	var r managerapi.ConsumerReply
 	if err := c.do(ctx, metadataWrite(http.MethodPost, "/consumer/register",
 		managerapi.RegisterRequest{Topic: topic, Partition: cs.fixed}, &r)); err != nil {
 		return nil, err
 	}
-	cs.id, cs.fresh = r.ConsumerID, true
-	for k, o := range r.Offsets {
-		if p, err := strconv.Atoi(k); err == nil {
-			cs.offsets[p] = o
-		}
-	}
+	cs.id, cs.fresh = strconv.FormatUint(r.ConsumerID, 10), true
 	return cs, nil
 }
 
 // ID is the consumer id; WithConsumerID(id) resumes this consumer later.
-func (cs *Consumer) ID() string { return cs.id.String() }
+func (cs *Consumer) ID() string { return cs.id }
 
 // Next returns the next message, or ErrNoMessage when there is none yet.
 func (cs *Consumer) Next(ctx context.Context) (Message, error) {
@@ -141,7 +135,7 @@ func (cs *Consumer) Poll(ctx context.Context, max int) ([]Message, error) {
 
 // fetch reads up to max messages of partition p from the offset this consumer expects.
 func (cs *Consumer) fetch(ctx context.Context, p, max int) ([]Message, error) {
-	q := url.Values{"topic": {cs.topic}, "consumer_id": {cs.id.String()}, "partition": {strconv.Itoa(p)}}
+	q := url.Values{"topic": {cs.topic}, "consumer_id": {cs.id}, "partition": {strconv.Itoa(p)}}
 	from, known := cs.offsets[p]
 	if !known && cs.fresh {
 		from, known = 0, true
@@ -152,54 +146,33 @@ func (cs *Consumer) fetch(ctx context.Context, p, max int) ([]Message, error) {
 		// must follow every read, or the next process resuming would start behind.
 		cs.seq++
 		q.Set("seq", strconv.FormatUint(cs.seq, 10))
-		known = false
 	case known:
 		q.Set("offset", strconv.FormatInt(from, 10))
 	}
 	if max > 1 {
 		q.Set("max", strconv.Itoa(max))
 	}
-	var r consumeReply
+	var r managerapi.ConsumeReply
 	if err := cs.c.do(ctx, call{method: http.MethodGet, path: "/consumer/consume", query: q, out: &r, write: true}); err != nil {
 		return nil, err
 	}
-	wire := r.Messages
-	if len(wire) == 0 && r.Message != nil {
-		wire = []wireMessage{{Message: *r.Message, Partition: r.Partition, Offset: r.Offset}}
+	values := r.Messages
+	if len(values) == 0 && r.Message != nil {
+		values = []string{*r.Message}
 	}
-	msgs := make([]Message, len(wire))
-	for i, w := range wire {
-		m := Message{Topic: cs.topic, Partition: p, Offset: -1, Value: w.Message}
-		switch {
-		case w.Partition != nil:
-			m.Partition = *w.Partition
-		case r.Partition != nil:
-			m.Partition = *r.Partition
-		}
-		switch {
-		case w.Offset != nil:
-			m.Offset = *w.Offset
-		case r.Offset != nil:
-			m.Offset = *r.Offset + int64(i)
-		case known:
-			m.Offset = from + int64(i)
-		}
-		msgs[i] = m
+	msgs := make([]Message, len(values))
+	for i, v := range values {
+		msgs[i] = Message{Topic: cs.topic, Partition: r.Partition, Offset: int64(r.Offset) + int64(i), Value: v}
 	}
-	switch {
-	case len(msgs) > 0 && msgs[len(msgs)-1].Offset >= 0:
+	if len(msgs) > 0 {
 		cs.offsets[p] = msgs[len(msgs)-1].Offset + 1
-	case len(msgs) > 0 && r.NextOffset != nil:
-		cs.offsets[p] = *r.NextOffset
-	case len(msgs) > 0:
-		delete(cs.offsets, p) // the manager did not say where we are
 	}
 	return msgs, nil
 }
 
 // Size returns how many messages are left for this consumer.
 func (cs *Consumer) Size(ctx context.Context) (int64, error) {
-	q := url.Values{"topic": {cs.topic}, "consumer_id": {cs.id.String()}}
+	q := url.Values{"topic": {cs.topic}, "consumer_id": {cs.id}}
 	if cs.fixed != nil {
 		q.Set("partition", strconv.Itoa(*cs.fixed))
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -140,14 +139,8 @@ func (d *brokerDir) lookup(ctx context.Context, c *Client, ids []string, force b
 var errNoDirect = errors.New("quorumq: no direct route to the partition")
 
 // directName is the producer's name on the partitions, as the managers give it
-// (manager.producerName); ok is false for an id that is not the managers' number.
-func directName(id wireID) (string, bool) {
-	n, err := strconv.ParseUint(id.String(), 10, 64)
-	if err != nil {
-		return "", false
-	}
-	return "p" + strconv.FormatUint(n, 10), true
-}
+// (manager.producerName).
+func directName(id uint64) string { return "p" + strconv.FormatUint(id, 10) }
 
 // candidates lists the addresses to try for partition part, best first: the leader a
 // broker last named, the leader of the metadata, then the other replicas (which name
@@ -187,12 +180,8 @@ func (p *Producer) candidates(ctx context.Context, part int, force bool) ([]stri
 // for what was sent, or ctx ends. errNoDirect means no broker could be reached: the
 // caller sends the batch through a manager, with the same seq.
 func (p *Producer) sendDirect(ctx context.Context, part int, seq uint64, body []byte) (brokerapi.ProduceReply, error) {
-	name, ok := directName(p.id)
-	if !ok {
-		return brokerapi.ProduceReply{}, errNoDirect
-	}
 	q := url.Values{"topic": {p.topic}, "partition": {strconv.Itoa(part)},
-		"producer_id": {name}, "seq": {strconv.FormatUint(seq, 10)}}
+		"producer_id": {directName(p.id)}, "seq": {strconv.FormatUint(seq, 10)}}
 	path := "/produce?" + q.Encode()
 	b := p.c.backoff()
 	force := false
@@ -282,18 +271,12 @@ func (c *Client) brokerProduce(ctx context.Context, addr, path string, body []by
 	}
 	req.Header.Set("Content-Type", brokerapi.MIMEBatch)
 	c.authorize(req)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return brokerapi.ProduceReply{}, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	var f brokerapi.Failure
+	resp, data, err := httpjson.Do(c.http, req, &f)
 	if err != nil {
 		return brokerapi.ProduceReply{}, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var f brokerapi.Failure
-		httpjson.DecodeFailure(resp.StatusCode, data, &f)
 		e := &brokerError{addr: addr, status: resp.StatusCode, msg: f.Message}
 		if l := f.Leader; l != nil && resp.StatusCode == http.StatusMisdirectedRequest {
 			e.leader = l.HTTPAddr

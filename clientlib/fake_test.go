@@ -156,7 +156,7 @@ func (f *fakeManager) serve(w http.ResponseWriter, r *http.Request) {
 		for i := range parts {
 			ps = append(ps, map[string]any{"partition": i, "leader": "b1", "replicas": []string{"b1", "b2", "b3"}})
 		}
-		reply(w, 200, map[string]any{"name": name, "partitions": ps})
+		reply(w, 200, map[string]any{"topic": map[string]any{"name": name, "partitions": ps}})
 	case r.Method == "GET" && r.URL.Path == "/brokers" && f.brokers != nil:
 		var bs []map[string]any
 		for id, addr := range f.brokers {
@@ -267,12 +267,8 @@ func (f *fakeManager) consume(w http.ResponseWriter, topic, cid, part, offset, s
 		c.lastSeq, c.lastPart, c.lastFrom, c.lastN = seq, p, from, end-from
 	}
 	if maxs == "" {
-		reply(w, 200, map[string]any{"message": log[from], "partition": p, "offset": from})
+		reply(w, 200, map[string]any{"message": log[from], "partition": p, "offset": from, "next_offset": end})
 		return
 	}
-	var out []map[string]any
-	for i := from; i < end; i++ {
-		out = append(out, map[string]any{"message": log[i], "partition": p, "offset": i})
-	}
-	reply(w, 200, map[string]any{"messages": out, "next_offset": end})
+	reply(w, 200, map[string]any{"messages": log[from:end], "partition": p, "offset": from, "next_offset": end})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,7 @@ type Position struct {
 type Producer struct {
 	c     *Client
 	topic string
-	id    wireID
+	id    uint64 // the managers' producer id
 	meta  *topicMeta
 	fixed *int
 	rr    atomic.Uint64
@@ -103,7 +104,7 @@ func (c *Client) NewProducer(ctx context.Context, topic string, opts ...Producer
 			return nil, err
 		}
 	}
-	var r registerReply
+	var r managerapi.ProducerReply
 	if err := c.do(ctx, metadataWrite(http.MethodPost, "/producer/register", managerapi.RegisterRequest{Topic: topic}, &r)); err != nil {
 		return nil, err
 	}
@@ -114,7 +115,7 @@ func (c *Client) NewProducer(ctx context.Context, topic string, opts ...Producer
 }
 
 // ID is the producer id the managers assigned.
-func (p *Producer) ID() string { return p.id.String() }
+func (p *Producer) ID() string { return strconv.FormatUint(p.id, 10) }
 
 func (p *Producer) partition(ctx context.Context, key string) (int, error) {
 	if p.fixed != nil {
@@ -169,7 +170,7 @@ func (p *Producer) send(ctx context.Context, partition int, records []Record) ([
 			return nil, directOutcome(err)
 		}
 	}
-	req := produceRequest{Topic: p.topic, ProducerID: p.id, Partition: &partition, Seq: &seq}
+	req := managerapi.ProduceRequest{Topic: p.topic, ProducerID: p.id, Partition: &partition, Seq: &seq}
 	if len(records) == 1 {
 		req.Message = &records[0].Value
 	} else {
@@ -178,21 +179,11 @@ func (p *Producer) send(ctx context.Context, partition int, records []Record) ([
 			req.Messages[i] = r.Value
 		}
 	}
-	var r produceReply
+	var r managerapi.ProduceReply
 	if err := p.c.do(ctx, call{method: http.MethodPost, path: "/producer/produce", body: req, out: &r, write: true}); err != nil {
 		return nil, err
 	}
-	pos := make([]Position, len(records))
-	for i := range pos {
-		pos[i] = Position{Partition: partition, Offset: -1}
-		switch {
-		case i < len(r.Offsets):
-			pos[i].Offset = r.Offsets[i]
-		case r.Offset != nil:
-			pos[i].Offset = *r.Offset + int64(i)
-		}
-	}
-	return pos, nil
+	return positions(partition, records, r.Offset), nil
 }
 
 // directOutcome tags a failed send to a broker: not applied only where the broker

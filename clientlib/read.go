@@ -6,15 +6,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-)
 
-// readAtReply is the managers' reply to a read by offset.
-type readAtReply struct {
-	Partition  int      `json:"partition"`
-	Offset     int64    `json:"offset"`
-	NextOffset int64    `json:"next_offset"`
-	Messages   []string `json:"messages"`
-}
+	"github.com/quorumq/quorumq/manager/managerapi"
+)
 
 // ReadAt returns up to max (1–1000) messages of a partition from offset, moving no
 // consumer: a replay or a peek. The managers spread these reads over the partition's
@@ -25,7 +19,7 @@ func (c *Client) ReadAt(ctx context.Context, topic string, partition int, offset
 	if offset < 0 || max < 1 {
 		return nil, 0, fmt.Errorf("quorumq: ReadAt needs offset >= 0 and max >= 1, got %d and %d", offset, max)
 	}
-	var r readAtReply
+	var r managerapi.MessagesReply
 	path := "/topics/" + url.PathEscape(topic) + "/partitions/" + strconv.Itoa(partition) + "/messages"
 	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}, "max": {strconv.Itoa(max)}}
 	if err := c.do(ctx, call{method: http.MethodGet, path: path, query: q, out: &r}); err != nil {
@@ -33,7 +27,7 @@ func (c *Client) ReadAt(ctx context.Context, topic string, partition int, offset
 	}
 	msgs = make([]Message, len(r.Messages))
 	for i, v := range r.Messages {
-		msgs[i] = Message{Topic: topic, Partition: partition, Offset: r.Offset + int64(i), Value: v}
+		msgs[i] = Message{Topic: topic, Partition: partition, Offset: int64(r.Offset) + int64(i), Value: v}
 	}
-	return msgs, r.NextOffset, nil
+	return msgs, int64(r.NextOffset), nil
 }

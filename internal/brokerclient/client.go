@@ -103,18 +103,12 @@ func (c *Client) send(ctx context.Context, method, addr, path, contentType strin
 	if batch {
 		req.Header.Set("Accept", brokerapi.MIMEBatch)
 	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	var f brokerapi.Failure
+	resp, data, err := httpjson.Do(c.HTTP, req, &f)
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var f brokerapi.Failure
-		httpjson.DecodeFailure(resp.StatusCode, data, &f)
 		return &Error{Code: resp.StatusCode, Message: f.Message, Leader: f.Leader, Reason: f.Code, Outcome: f.Outcome, Offset: f.Offset, Earliest: f.EarliestOffset}
 	}
 	if out == nil {

@@ -6,6 +6,7 @@ package httpjson
 import (
 	"cmp"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -65,4 +66,22 @@ func DecodeFailure(status int, body []byte, f failureBody) {
 	if b.Message == "" {
 		b.Message = http.StatusText(status)
 	}
+}
+
+// Do sends req with c and reads the whole reply into body. A reply whose status is not
+// 200 OK is a failure, decoded into f (DecodeFailure): the caller turns it into its
+// own error from resp.StatusCode and f. err is only a failure to exchange the request.
+func Do(c *http.Client, req *http.Request, f failureBody) (resp *http.Response, body []byte, err error) {
+	resp, err = c.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if body, err = io.ReadAll(resp.Body); err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		DecodeFailure(resp.StatusCode, body, f)
+	}
+	return resp, body, nil
 }
