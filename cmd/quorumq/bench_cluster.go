@@ -29,9 +29,8 @@ type clusterBench struct {
 }
 
 func newBenchClusterCmd() *cobra.Command {
-	cf := &clientFlags{}
 	var b clusterBench
-	cmd := &cobra.Command{
+	cmd := sdkBenchCmd(&cobra.Command{
 		Use:   "cluster",
 		Short: "Produce through the SDK against a running cluster; prints msgs/s and p50/p99 ack latency",
 		Long: `Produce to a running cluster through the Go SDK, as applications do (straight to
@@ -40,21 +39,12 @@ with one request in flight (one message, or --batch messages), for --duration. T
 until the cluster acknowledged it (a majority of the partition's replicas have it).`,
 		Example: `  quorumq bench cluster --consul 127.0.0.1:8500 --topic bench --producers 16 --size 1024 --duration 20s
   quorumq bench cluster --managers 127.0.0.1:8101,127.0.0.1:8102 --batch 100`,
-		Args:    cobra.NoArgs,
-		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if b.producers <= 0 || b.size <= 0 || b.batch <= 0 || b.duration <= 0 {
-				return errors.New("bench cluster: --producers, --size, --batch and --duration must be positive")
-			}
-			c, err := cf.client(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return b.run(cmd.Context(), c, cf.timeout, cmd.OutOrStdout())
-		},
-	}
-	cf.register(cmd.Flags())
+	}, func() error {
+		if b.producers <= 0 || b.size <= 0 || b.batch <= 0 || b.duration <= 0 {
+			return errors.New("bench cluster: --producers, --size, --batch and --duration must be positive")
+		}
+		return nil
+	}, b.run)
 	f := cmd.Flags()
 	f.StringVar(&b.topic, "topic", "bench", "topic to produce to (created when missing)")
 	f.IntVar(&b.partitions, "partitions", 0, "partitions of the topic if it is created (0: the managers' default)")
@@ -65,7 +55,7 @@ until the cluster acknowledged it (a majority of the partition's replicas have i
 	return cmd
 }
 
-func (b clusterBench) run(ctx context.Context, c *clientlib.Client, setupTimeout time.Duration, out io.Writer) error {
+func (b *clusterBench) run(ctx context.Context, c *clientlib.Client, setupTimeout time.Duration, out io.Writer) error {
 	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	if err := c.Admin().CreateTopic(sctx, b.topic, b.partitions); err != nil && !errors.Is(err, clientlib.ErrTopicExists) {

@@ -28,9 +28,8 @@ type topicsBench struct {
 }
 
 func newBenchTopicsCmd() *cobra.Command {
-	cf := &clientFlags{}
 	var b topicsBench
-	cmd := &cobra.Command{
+	cmd := sdkBenchCmd(&cobra.Command{
 		Use:   "topics",
 		Short: "Create many topics with a few clients; prints p50/p99 of create and the latency of GET /topics",
 		Long: `Create --topics topics of --partitions partitions each through the Go SDK with
@@ -39,21 +38,12 @@ create counts from the call until the managers answered it (the SDK's retries
 included); every failure is counted and the first one printed. Then GET /topics is
 timed --lists times with every topic in place.`,
 		Example: `  quorumq bench topics --consul 127.0.0.1:8500 --topics 2000 --partitions 5 --clients 4`,
-		Args:    cobra.NoArgs,
-		PreRunE: func(cmd *cobra.Command, _ []string) error { return envFallback(cmd) },
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if b.topics <= 0 || b.partitions <= 0 || b.clients <= 0 || b.lists <= 0 {
-				return errors.New("bench topics: --topics, --partitions, --clients and --lists must be positive")
-			}
-			c, err := cf.client(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return b.run(cmd.Context(), c, cf.timeout, cmd.OutOrStdout())
-		},
-	}
-	cf.register(cmd.Flags())
+	}, func() error {
+		if b.topics <= 0 || b.partitions <= 0 || b.clients <= 0 || b.lists <= 0 {
+			return errors.New("bench topics: --topics, --partitions, --clients and --lists must be positive")
+		}
+		return nil
+	}, b.run)
 	f := cmd.Flags()
 	f.IntVar(&b.topics, "topics", 2000, "topics to create")
 	f.IntVar(&b.partitions, "partitions", 5, "partitions per topic")
@@ -63,7 +53,7 @@ timed --lists times with every topic in place.`,
 	return cmd
 }
 
-func (b topicsBench) run(ctx context.Context, c *clientlib.Client, timeout time.Duration, out io.Writer) error {
+func (b *topicsBench) run(ctx context.Context, c *clientlib.Client, timeout time.Duration, out io.Writer) error {
 	fmt.Fprintf(out, "bench topics: %d topics × %d partitions, %d clients\n", b.topics, b.partitions, b.clients)
 	var (
 		next      atomic.Int64
