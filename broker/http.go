@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/broker/partition"
 	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/internal/httpjson"
@@ -86,6 +87,8 @@ func errorHandler(c *fiber.Ctx, err error) error {
 		code = fe.Code
 	case errors.As(err, &ge):
 		code, f.Code, f.EarliestOffset = http.StatusGone, brokerapi.CodeOffsetGone, &ge.Start
+	case store.IsDamage(err):
+		code, f.Code = http.StatusServiceUnavailable, brokerapi.CodeDamaged // retry once repaired
 	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrUnknownOutcome),
 		errors.Is(err, errClosing), errors.Is(err, errNotApplied), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable // retry (with the same seq / offset)

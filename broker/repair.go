@@ -48,6 +48,9 @@ func (fs *faults) add(f store.Fault) bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	for i, o := range fs.pending[f.Group] {
+		if o.Index != f.Index { // repaired differently
+			continue
+		}
 		if o.From <= f.From && f.To <= o.To {
 			return false
 		}
@@ -100,10 +103,16 @@ func (fs *faults) list() []store.Fault {
 
 // faultFound is the store's OnFault.
 func (b *Broker) faultFound(f store.Fault) {
-	if b.faults.add(f) {
-		election.StorageFaults.WithLabelValues(election.FaultDataChecksum).Inc()
-		b.log.Error("storage fault: damaged message bodies, not served until repaired from another replica", "fault", f.String())
+	if !b.faults.add(f) {
+		return
 	}
+	if f.Index {
+		election.StorageFaults.WithLabelValues(election.FaultIndexChecksum).Inc()
+		b.log.Error("storage fault: damaged message index entries in data.db, their messages not served until fetched again from another replica", "fault", f.String())
+		return
+	}
+	election.StorageFaults.WithLabelValues(election.FaultDataChecksum).Inc()
+	b.log.Error("storage fault: damaged message bodies, not served until repaired from another replica", "fault", f.String())
 }
 
 // walDamage is the WAL's OnDamage: a Raft log record of group that no longer checks out.
@@ -150,18 +159,33 @@ func (b *Broker) repair(ctx context.Context, f store.Fault) error {
 	if r == nil {
 		return errors.New("the replica is not open yet")
 	}
-	for from := f.From; from < f.To; {
+	from := f.From
+	if start, _ := r.fsm.Bounds(); from < start { // retention deleted them since
+		b.faults.done(f.Group, from, start)
+		from = start
+	}
+	for from < f.To {
 		msgs, err := b.fetch(ctx, r, from, min(f.To-from, brokerapi.MaxReadAt))
 		if err != nil {
 			return err
 		}
-		n, err := r.store.Repair(from, msgs)
+		taken, n := len(msgs), 0
+		if f.Index {
+			taken, err = r.store.RepairIndex(from, msgs)
+			n = taken
+		} else {
+			n, err = r.store.Repair(from, msgs)
+		}
 		if err != nil {
 			return err
 		}
-		b.faults.done(f.Group, from, from+uint64(len(msgs)))
-		b.log.Warn("storage fault repaired from another replica", "group", f.Group, "from", from, "messages", len(msgs), "rewritten", n)
-		from += uint64(len(msgs))
+		if taken == 0 { // repaired meanwhile
+			b.faults.done(f.Group, from, f.To)
+			return nil
+		}
+		b.faults.done(f.Group, from, from+uint64(taken))
+		b.log.Warn("storage fault repaired from another replica", "group", f.Group, "from", from, "messages", taken, "rewritten", n, "index", f.Index)
+		from += uint64(taken)
 	}
 	return nil
 }

@@ -149,6 +149,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 func (r *replica) close() error {
 	r.cancel()
 	r.wg.Wait()
+	r.store.Drop() // what raft applies from here on is replayed from the log at the next open
 	return r.node.Close()
 }
 

@@ -24,6 +24,7 @@ const (
 	FaultWALChecksum     = "wal_checksum"      // a WAL record failed its checksum
 	FaultWALShortened    = "wal_shortened"     // the WAL holds less than was acknowledged
 	FaultDataChecksum    = "data_checksum"     // a message body failed its checksum
+	FaultIndexChecksum   = "index_checksum"    // a message index entry failed its checksum
 	FaultRaftLogChecksum = "raft_log_checksum" // a bolt-stored raft entry failed its checksum
 	FaultRaftLogShort    = "raft_log_shortened"
 	FaultStableChecksum  = "stable_checksum" // a term or vote failed its checksum

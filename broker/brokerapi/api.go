@@ -188,3 +188,8 @@ const CodeOffsetGone = httpjson.CodeOffsetGone
 // CodeEmpty marks the 404 of a consume that found no messages left (as opposed to an
 // unknown partition or consumer).
 const CodeEmpty = "empty"
+
+// CodeDamaged (503) answers a read of messages this replica holds damaged on disk: they
+// are not served until repaired (from another replica, or by rebuilding this one); the
+// message says what was found and, when the repair is stuck, why.
+const CodeDamaged = "damaged"

@@ -6,6 +6,7 @@ package partition
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -51,7 +52,9 @@ type Store interface {
 	Commit(m *Mutation) (wait func() error)
 	// Fit counts the messages from offset from (exclusive bound to) whose sizes add up
 	// to at most maxBytes (always at least one if from < to) and returns their size.
-	// Offsets below the partition's start are not there.
+	// Offsets below the partition's start are not there. Apply relies on its answer
+	// being every replica's: while sizes it needs are damaged on disk it waits for
+	// their repair, and it fails with ErrDropped once the replica is being dropped.
 	Fit(from, to, maxBytes uint64) (n, size uint64, err error)
 	// Messages returns the n messages from offset from, which must be committed.
 	Messages(from uint64, n uint32) ([][]byte, error)
@@ -185,7 +188,7 @@ func (a *applier) apply(cmd []byte) interface{} {
 			return encodeTruncateResult(TruncateResult{Status: StatusBadCommand})
 		}
 		if err := a.truncate(t.Before); err != nil {
-			panic(fmt.Sprintf("partition: reading message sizes: %v", err))
+			storeFailed(err)
 		}
 		return encodeTruncateResult(TruncateResult{Start: a.m.Start})
 	case CmdRegister:
@@ -207,7 +210,7 @@ func (a *applier) apply(cmd []byte) interface{} {
 		}
 		res, err := a.consume(r)
 		if err != nil {
-			panic(fmt.Sprintf("partition: reading message sizes: %v", err))
+			storeFailed(err)
 		}
 		return encodeConsumeResult(res)
 	}
@@ -364,6 +367,19 @@ func (f *FSM) Messages(from uint64, n uint32) ([][]byte, error) {
 		return nil, &GoneError{Start: start} // deleted while it was read
 	}
 	return msgs, err
+}
+
+// ErrDropped is the store's answer once the replica is being dropped (to be rebuilt,
+// deleted, or closed): nothing applied from then on is committed, so the results no
+// longer matter.
+var ErrDropped = errors.New("partition: the replica is being dropped")
+
+// storeFailed stops the process when the store cannot tell message sizes (the restart
+// re-applies the entries from the log), unless the replica is being dropped.
+func storeFailed(err error) {
+	if !errors.Is(err, ErrDropped) {
+		panic(fmt.Sprintf("partition: reading message sizes: %v", err))
+	}
 }
 
 // GoneError is a read below the partition's first offset: retention deleted it.

@@ -17,7 +17,7 @@ func BenchmarkEncodeRun(b *testing.B) {
 	ms := msgs(0, 100, 1024)
 	b.SetBytes(100 * 1024)
 	for b.Loop() {
-		encodeRun(dataPos{}, ms)
+		encodeRun(0, dataPos{}, ms)
 	}
 }
 

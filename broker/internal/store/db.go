@@ -122,7 +122,11 @@ func Open(dir string) (*DB, error) {
 		d.Close()
 		return nil, err
 	}
-	if d.openFaults, err = d.shortSegments(); err != nil {
+	var unsealed map[string][][]byte
+	if d.openFaults, unsealed, err = d.scanIndex(); err == nil {
+		err = d.sealOld(unsealed)
+	}
+	if err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -313,7 +317,7 @@ func (d *DB) Group(name string) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Group{db: d, name: []byte(name), log: l}
+	g := &Group{db: d, name: []byte(name), log: l, dropped: make(chan struct{})}
 	create := func(subs ...[]byte) func(tx *bolt.Tx) error {
 		return func(tx *bolt.Tx) error {
 			root, err := tx.CreateBucketIfNotExists(g.name)
@@ -392,11 +396,7 @@ func (d *DB) dropGroup(group string, keep []byte) error {
 	}
 	dropData := func(tx *bolt.Tx) error {
 		if root := tx.Bucket(name); root != nil {
-			runs, err := runsBySegment(root)
-			if err != nil {
-				return err
-			}
-			d.data.dlog.release(runs)
+			d.data.dlog.release(runsBySegment(root))
 		}
 		return drop(tx)
 	}
@@ -431,6 +431,9 @@ type Group struct {
 	db   *DB
 	name []byte
 	log  *wal.Log
+
+	dropped  chan struct{} // closed by Partition.Drop
+	dropOnce sync.Once
 }
 
 var (

@@ -18,11 +18,13 @@ import (
 // the same bytes at the same offset, checked against the crc and written back in place
 // (Partition.Repair).
 
-// Fault is damaged messages [From, To) of a group.
+// Fault is damaged messages [From, To) of a group: their bodies, or with Index their
+// index entry in data.db.
 type Fault struct {
 	Group    string
 	From, To uint64
 	Why      string
+	Index    bool
 }
 
 func (f Fault) String() string {
@@ -44,22 +46,39 @@ func (d *DB) report(f Fault) {
 	}
 }
 
-// corrupt names the group in a CorruptError and reports the message.
+// corrupt names the group in a CorruptError or IndexError and reports the damage.
 func (g *Group) corrupt(err error) error {
 	var ce *CorruptError
-	if errors.As(err, &ce) {
+	var ie *IndexError
+	switch {
+	case errors.As(err, &ce):
 		ce.Group = string(g.name)
 		g.db.report(Fault{Group: ce.Group, From: ce.Offset, To: ce.Offset + 1, Why: "checksum mismatch"})
+	case errors.As(err, &ie):
+		ie.Group = string(g.name)
+		g.db.report(indexFault(ie.Group, ie.From, ie.To))
 	}
 	return err
 }
 
-// shortSegments returns the messages whose bodies lie past the end of their segment
-// file as it was found at open (a truncated segment), grouped in ranges.
-func (d *DB) shortSegments() ([]Fault, error) {
+func indexFault(group string, from, to uint64) Fault {
+	return Fault{Group: group, From: from, To: to, Index: true, Why: "index entry damaged (checksum mismatch in data.db)"}
+}
+
+// IsDamage reports whether err is damage found on disk (a body or an index entry that
+// fails its checksum).
+func IsDamage(err error) bool {
+	return errors.As(err, new(*CorruptError)) || errors.As(err, new(*IndexError))
+}
+
+// scanIndex reads every index entry once, at open: it returns the damaged entries'
+// ranges and the messages whose bodies lie past the end of their segment file as it
+// was found (a truncated segment), grouped in ranges, and the entries written before
+// the seal (by group).
+func (d *DB) scanIndex() (out []Fault, unsealed map[string][][]byte, err error) {
 	sizes := d.data.dlog.sizes
-	var out []Fault
-	err := d.data.view(func(tx *bolt.Tx) error {
+	unsealed = map[string][][]byte{}
+	err = d.data.view(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, root *bolt.Bucket) error {
 			if root.Bucket(bIdx) == nil {
 				return nil
@@ -67,7 +86,13 @@ func (d *DB) shortSegments() ([]Fault, error) {
 			return root.Bucket(bIdx).ForEach(func(k, v []byte) error {
 				r, err := parseRun(k, v)
 				if err != nil {
-					return nil // reported when read
+					if from, to := damagedRange(root, k); from < to && !(len(out) > 0 && out[len(out)-1].Index && out[len(out)-1].Group == string(name) && out[len(out)-1].To == to) {
+						out = append(out, indexFault(string(name), from, to))
+					}
+					return nil
+				}
+				if binary.BigEndian.Uint32(v[12:])&sealedRun == 0 {
+					unsealed[string(name)] = append(unsealed[string(name)], append([]byte(nil), k...))
 				}
 				size := sizes[r.at.seg]
 				for i := range r.count() {
@@ -86,7 +111,31 @@ func (d *DB) shortSegments() ([]Fault, error) {
 			})
 		})
 	})
-	return out, err
+	return out, unsealed, err
+}
+
+// sealOld seals the index entries written before the seal (migrating the store once).
+func (d *DB) sealOld(unsealed map[string][][]byte) error {
+	for group, keys := range unsealed {
+		for len(keys) > 0 {
+			batch := keys[:min(len(keys), 10000)]
+			keys = keys[len(batch):]
+			if err := d.data.update(func(tx *bolt.Tx) error {
+				idx := tx.Bucket([]byte(group)).Bucket(bIdx)
+				for _, k := range batch {
+					if v := idx.Get(k); len(v) >= 16 {
+						if err := idx.Put(k, sealRun(k, v)); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("store: seal the index of %s: %w", group, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Repair writes back messages from offset from, fetched from another replica, where
@@ -155,7 +204,7 @@ func (d *DB) Scrub(ctx context.Context, rate int, pause time.Duration) {
 			g := &Group{db: d, name: []byte(group)}
 			for off := g.firstStored(); ; {
 				n, size, err := g.scrubChunk(off)
-				if err != nil && !errors.As(err, new(*CorruptError)) || n == 0 || !p.wait(int(size)) {
+				if err != nil && !IsDamage(err) || n == 0 || !p.wait(int(size)) {
 					break
 				}
 				off += n
@@ -211,6 +260,10 @@ func (g *Group) scrubChunk(off uint64) (n, size uint64, err error) {
 			n, size = n+uint64(k), size+r.end(i+k-1)-r.end(i-1)
 			return k, size < chunkBytes, nil
 		})
+		var ie *IndexError
+		if errors.As(g.corrupt(err), &ie) {
+			n = ie.To - off // go on after the damaged range
+		}
 		return err
 	})
 	return n, size, err
@@ -246,4 +299,98 @@ func (d *DB) groupNames() []string {
 		})
 	})
 	return out
+}
+
+// damagedAt returns the range of the damaged index entry that holds offset off, if the
+// entry holding it is damaged.
+func damagedAt(root *bolt.Bucket, off uint64) (from, to uint64, ok bool) {
+	c := root.Bucket(bIdx).Cursor()
+	k, v := c.Seek(u64key(off))
+	if k != nil && binary.BigEndian.Uint64(k) == off {
+		if _, err := parseRun(k, v); err == nil {
+			return 0, 0, false
+		}
+		from, to = damagedRange(root, k)
+		return from, to, from <= off && off < to
+	}
+	// Between the entries before and after off: a damaged one (whose key may be damaged
+	// too) holds off if off is in its range.
+	for _, k := range [][]byte{k, prevKey(c, k)} {
+		if k == nil {
+			continue
+		}
+		if _, err := parseRun(k, root.Bucket(bIdx).Get(k)); err != nil {
+			if from, to = damagedRange(root, k); from <= off && off < to {
+				return from, to, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// prevKey returns the key before k (the last key if k is nil).
+func prevKey(c *bolt.Cursor, k []byte) []byte {
+	if k == nil {
+		k, _ = c.Last()
+		return k
+	}
+	c.Seek(k)
+	k, _ = c.Prev()
+	return k
+}
+
+// RepairIndex stores msgs, the messages from offset from fetched from another replica,
+// again where the index entry holding from is damaged (a Fault with Index): appended
+// to the data log and indexed by a sound entry, as their old place is unknown. It takes
+// only those inside the damaged range, which must begin at from, and returns how many;
+// the rest of the range stays damaged (damagedMark) until the next call. It takes none
+// if from is not damaged (any more).
+func (p *Partition) RepairIndex(from uint64, msgs [][]byte) (int, error) {
+	var n int
+	err := p.g.db.data.update(func(tx *bolt.Tx) error {
+		root, err := p.g.root(tx)
+		if err != nil {
+			return err
+		}
+		f, to, ok := damagedAt(root, from)
+		switch {
+		case !ok:
+			n = 0 // repaired meanwhile
+			return nil
+		case f != from:
+			return fmt.Errorf("store: the damaged index range of %s begins at message %d, not %d", p.g.name, f, from)
+		}
+		n = int(min(uint64(len(msgs)), to-from))
+		end := from + uint64(n)
+		idx := root.Bucket(bIdx)
+		// The damaged entries from the sound one before from (a damaged key may sort
+		// anywhere after it) to end.
+		var drop [][]byte
+		c := idx.Cursor()
+		c.Seek(u64key(from))
+		for k, v := c.Prev(); k != nil; k, v = c.Prev() {
+			if _, err := parseRun(k, v); err == nil {
+				break
+			}
+			drop = append(drop, append([]byte(nil), k...))
+		}
+		for k, v := c.Seek(u64key(from)); k != nil && binary.BigEndian.Uint64(k) < end; k, v = c.Next() {
+			if _, err := parseRun(k, v); err == nil {
+				return fmt.Errorf("store: message %d of %s has a sound index entry inside the damaged range", binary.BigEndian.Uint64(k), p.g.name)
+			}
+			drop = append(drop, append([]byte(nil), k...))
+		}
+		for _, k := range drop {
+			if err := idx.Delete(k); err != nil {
+				return err
+			}
+		}
+		if end < to && idx.Get(u64key(end)) == nil {
+			if err := idx.Put(u64key(end), damagedMark); err != nil {
+				return err
+			}
+		}
+		return putRuns(p.g.db.data.dlog, idx, from, msgs[:n])
+	})
+	return n, err
 }

@@ -144,8 +144,10 @@ func TestOldRunsReadable(t *testing.T) {
 	// Drop the crcs from the run, as the previous format stored it.
 	if err := g.updateData(func(root *bolt.Bucket) error {
 		k, v := root.Bucket(bIdx).Cursor().First()
-		n := int(binary.BigEndian.Uint32(v[12:]))
-		return root.Bucket(bIdx).Put(append([]byte(nil), k...), append([]byte(nil), v[:16+4*n]...))
+		n := binary.BigEndian.Uint32(v[12:]) &^ sealedRun
+		old := append([]byte(nil), v[:16+4*n]...)
+		binary.BigEndian.PutUint32(old[12:], n)
+		return root.Bucket(bIdx).Put(append([]byte(nil), k...), old)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -244,8 +246,8 @@ func FuzzSnapshotReceive(f *testing.F) {
 // FuzzParseRun: any index value either is refused or describes bodies whose reads stay
 // inside it, and a body read through it is checked.
 func FuzzParseRun(f *testing.F) {
-	f.Add(encodeRun(dataPos{1, 10}, msgs(0, 3, 5)))
-	old := encodeRun(dataPos{0, 0}, msgs(0, 2, 4))
+	f.Add(encodeRun(0, dataPos{1, 10}, msgs(0, 3, 5)))
+	old := encodeRun(0, dataPos{0, 0}, msgs(0, 2, 4))
 	f.Add(old[:16+4*2])
 	f.Add([]byte{0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, v []byte) {

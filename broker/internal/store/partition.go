@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/quorumq/quorumq/broker/partition"
 	bolt "go.etcd.io/bbolt"
@@ -130,6 +131,9 @@ func truncate(dl *dataLog, root *bolt.Bucket, start uint64) error {
 // the log (which keeps them until the store has them, see partition.FSM).
 func (p *Partition) Commit(m *partition.Mutation) func() error {
 	ch := p.g.db.data.updateAsync(func(tx *bolt.Tx) error {
+		if p.dropping() {
+			return ErrNoGroup
+		}
 		root, err := p.g.root(tx)
 		if err != nil {
 			return err
@@ -163,8 +167,44 @@ func (p *Partition) Commit(m *partition.Mutation) func() error {
 	}
 }
 
-// Fit implements partition.Store.
+// fitRetry is how often Fit looks again at a damaged index it waits for.
+const fitRetry = 100 * time.Millisecond
+
+// Drop makes the replica's store stop: its pending and later commits are discarded
+// (the Raft log, or the group once rebuilt, has their entries) and a Fit waiting for a
+// repair fails with partition.ErrDropped, so that raft can be shut down. Called when
+// the replica is closed, deleted or rebuilt.
+func (p *Partition) Drop() { p.g.dropOnce.Do(func() { close(p.g.dropped) }) }
+
+func (p *Partition) dropping() bool {
+	select {
+	case <-p.g.dropped:
+		return true
+	default:
+		return false
+	}
+}
+
+// Fit implements partition.Store: while the index of messages it must count is
+// damaged it reports the damage and waits for the repair (see partition.Store).
 func (p *Partition) Fit(from, to, maxBytes uint64) (n, size uint64, err error) {
+	for {
+		n, size, err = p.fit(from, to, maxBytes)
+		if !errors.As(err, new(*IndexError)) {
+			return n, size, err
+		}
+		p.g.corrupt(err)
+		t := time.NewTimer(fitRetry)
+		select {
+		case <-p.g.dropped:
+			t.Stop()
+			return 0, 0, fmt.Errorf("%w (waiting for the repair of: %v)", partition.ErrDropped, err)
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Partition) fit(from, to, maxBytes uint64) (n, size uint64, err error) {
 	err = p.g.viewData(func(root *bolt.Bucket) error {
 		full := false // stopped by to or maxBytes, not by the end of the messages
 		end, err := walk(root, from, func(r run, i int) (int, bool, error) {

@@ -1,8 +1,8 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -83,7 +83,14 @@ func dropPrefix(dl *dataLog, root *bolt.Bucket, start uint64) error {
 	for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) < start; k, v = c.Next() {
 		r, err := parseRun(k, v)
 		if err != nil {
-			return fmt.Errorf("store: run %d: %w", r.first, err)
+			// Damaged: what it points to is unknown (its segment keeps the count). Past
+			// start, the rest of its range stays damaged until repaired.
+			cut := cut{key: k}
+			if _, to := damagedRange(root, k); to > start {
+				cut.keep = damagedMark
+			}
+			cuts = append(cuts, cut)
+			continue
 		}
 		if end := r.first + uint64(r.count()); end <= start {
 			dl.drop(r.at, r.end(r.count()-1), true)
@@ -98,7 +105,7 @@ func dropPrefix(dl *dataLog, root *bolt.Bucket, start uint64) error {
 		if err := idx.Delete(ct.key); err != nil {
 			return err
 		}
-		if ct.keep != nil {
+		if ct.keep != nil && (idx.Get(u64key(start)) == nil || !bytes.Equal(ct.keep, damagedMark)) {
 			if err := idx.Put(u64key(start), ct.keep); err != nil {
 				return err
 			}
@@ -148,7 +155,7 @@ func (r run) from(i int) []byte {
 	if r.crcs != nil {
 		v = append(v, r.crcs[4*i:]...)
 	}
-	return v
+	return sealRun(u64key(r.first+uint64(i)), v)
 }
 
 // putStamps records stamps, skipping those within stampEvery of the last one kept.

@@ -18,6 +18,15 @@ import (
 // consume reads no message. Every body read from the data log is checked against its
 // crc before it is used: served, put in a snapshot or sent to a follower.
 //
+// The entry is sealed too (bolt's pages carry no checksum): the top bit of count says
+// that the value ends in the CRC-32C of the key and the rest of the value, checked each
+// time the entry is read. An entry that fails it (IndexError) no longer says where its
+// messages are, how long they are or what their crcs are, so none of them is served;
+// its range runs from the end of the sound entry before it to the first of the sound
+// entry after it, and Partition.Repair stores those messages again, fetched from
+// another replica. Entries written before the seal are sealed when the store opens
+// (sealOld).
+//
 // A partition written by a broker before the data log has its first messages in the
 // msg bucket, a bolt value each; they precede every run, and are read from there.
 
@@ -25,6 +34,9 @@ var bIdx = []byte("idx")
 
 // runMsgs bounds a run, so that reading one message of it never decodes a huge entry.
 const runMsgs = 4096
+
+// sealedRun marks a sealed entry in its count.
+const sealedRun = 1 << 31
 
 var (
 	errBadRun = errors.New("malformed index entry")
@@ -40,14 +52,20 @@ type run struct {
 }
 
 func parseRun(k, v []byte) (run, error) {
-	r := run{first: binary.BigEndian.Uint64(k)}
-	if len(v) < 16 {
-		return r, errBadRun
+	if len(k) != 8 || len(v) < 16 {
+		return run{}, errBadRun
 	}
+	r := run{first: binary.BigEndian.Uint64(k)}
 	r.at = dataPos{binary.BigEndian.Uint32(v), binary.BigEndian.Uint64(v[4:])}
 	n := int(binary.BigEndian.Uint32(v[12:]))
+	if n&sealedRun != 0 {
+		if len(v) < 20 || binary.BigEndian.Uint32(v[len(v)-sealSize:]) != valueSum(k, v[:len(v)-sealSize]) {
+			return r, errBadRun
+		}
+		v, n = v[:len(v)-sealSize], n&^sealedRun
+	}
 	switch {
-	case n == 0:
+	case n == 0 || n > runMsgs:
 		return r, errBadRun
 	case len(v) == 16+8*n:
 		r.ends, r.crcs = v[16:16+4*n], v[16+4*n:]
@@ -118,10 +136,11 @@ func (r run) read(dl *dataLog, i, n int) ([][]byte, error) {
 	return out, nil
 }
 
-func encodeRun(at dataPos, msgs [][]byte) []byte {
-	v := binary.BigEndian.AppendUint32(make([]byte, 0, 16+8*len(msgs)), at.seg)
+// encodeRun returns the sealed entry of msgs, the messages from offset first, at at.
+func encodeRun(first uint64, at dataPos, msgs [][]byte) []byte {
+	v := binary.BigEndian.AppendUint32(make([]byte, 0, 16+8*len(msgs)+sealSize), at.seg)
 	v = binary.BigEndian.AppendUint64(v, at.off)
-	v = binary.BigEndian.AppendUint32(v, uint32(len(msgs)))
+	v = binary.BigEndian.AppendUint32(v, uint32(len(msgs))|sealedRun)
 	var end uint32
 	for _, m := range msgs {
 		end += uint32(len(m))
@@ -130,7 +149,71 @@ func encodeRun(at dataPos, msgs [][]byte) []byte {
 	for _, m := range msgs {
 		v = binary.BigEndian.AppendUint32(v, crc32.Checksum(m, crcTable))
 	}
-	return v
+	return sealValue(u64key(first), v)
+}
+
+// sealRun seals v, an entry stored under key k (sealed or not: the seal is replaced).
+func sealRun(k, v []byte) []byte {
+	n := binary.BigEndian.Uint32(v[12:])
+	if n&sealedRun != 0 {
+		v = v[:len(v)-sealSize]
+	}
+	out := append(make([]byte, 0, len(v)+sealSize), v...)
+	binary.BigEndian.PutUint32(out[12:], n|sealedRun)
+	return sealValue(k, out)
+}
+
+// IndexError is an index entry that fails its seal (or cannot be parsed): messages
+// [From, To) are not served until they are repaired.
+type IndexError struct {
+	Group    string
+	From, To uint64
+}
+
+func (e *IndexError) Error() string {
+	return fmt.Sprintf("store: the index of messages %d to %d of %s is damaged on disk (checksum mismatch in data.db); they are not served until repaired from another replica",
+		e.From, e.To-1, e.Group)
+}
+
+// damagedMark is the entry that stands for a range still damaged after a repair of
+// its first part (Partition.Repair): it fails to parse, as the entry it replaces did.
+var damagedMark = []byte("damaged: awaiting repair")
+
+// damagedRange returns the messages the damaged entry under key k covers: from the end
+// of the sound entry before it (or the partition's start) to the first of the sound
+// entry after it (or the partition's next offset).
+func damagedRange(root *bolt.Bucket, k []byte) (from, to uint64) {
+	from = storedStart(root)
+	if old := root.Bucket(bMsg); old != nil {
+		if last, _ := old.Cursor().Last(); last != nil {
+			from = max(from, binary.BigEndian.Uint64(last)+1)
+		}
+	}
+	c := root.Bucket(bIdx).Cursor()
+	c.Seek(k)
+	for pk, pv := c.Prev(); pk != nil; pk, pv = c.Prev() {
+		if r, err := parseRun(pk, pv); err == nil {
+			from = r.first + uint64(r.count())
+			break
+		}
+	}
+	to = storedNext(root)
+	c.Seek(k)
+	for nk, nv := c.Next(); nk != nil; nk, nv = c.Next() {
+		if r, err := parseRun(nk, nv); err == nil {
+			to = r.first
+			break
+		}
+	}
+	return from, max(from, to)
+}
+
+// storedNext is the next offset recorded with the group's state.
+func storedNext(root *bolt.Bucket) uint64 {
+	if v, err := stateValue(root.Bucket(bMeta).Get(keyState)); err == nil {
+		return binary.BigEndian.Uint64(v[8:])
+	}
+	return 0
 }
 
 // storedEnd is the offset after the group's last stored message.
@@ -138,7 +221,8 @@ func storedEnd(root *bolt.Bucket) (uint64, error) {
 	if k, v := root.Bucket(bIdx).Cursor().Last(); k != nil {
 		r, err := parseRun(k, v)
 		if err != nil {
-			return 0, fmt.Errorf("store: run %d: %w", r.first, err)
+			_, to := damagedRange(root, k)
+			return to, nil
 		}
 		return r.first + uint64(r.count()), nil
 	}
@@ -167,12 +251,16 @@ func putMessages(dl *dataLog, root *bolt.Bucket, first uint64, msgs [][]byte) er
 	if end-first >= uint64(len(msgs)) {
 		return nil
 	}
-	msgs, first = msgs[end-first:], end
 	b := root.Bucket(bIdx)
 	b.FillPercent = 1 // keys only grow: pack pages full
+	return putRuns(dl, b, end, msgs[end-first:])
+}
+
+// putRuns indexes msgs, the messages from offset first, in runs of at most runMsgs.
+func putRuns(dl *dataLog, idx *bolt.Bucket, first uint64, msgs [][]byte) error {
 	for len(msgs) > 0 {
 		n := min(len(msgs), runMsgs)
-		if err := b.Put(u64key(first), encodeRun(dl.add(msgs[:n]), msgs[:n])); err != nil {
+		if err := idx.Put(u64key(first), encodeRun(first, dl.add(msgs[:n]), msgs[:n])); err != nil {
 			return err
 		}
 		first, msgs = first+uint64(n), msgs[n:]
@@ -215,7 +303,10 @@ func walk(root *bolt.Bucket, from uint64, fn func(r run, i int) (took int, more 
 	for ; k != nil; k, v = c.Next() {
 		r, err := parseRun(k, v)
 		if err != nil {
-			return off, fmt.Errorf("store: run %d: %w", r.first, err)
+			if from, to := damagedRange(root, k); off < to {
+				return off, &IndexError{From: from, To: to}
+			}
+			continue
 		}
 		if r.first > off {
 			break // a gap: the caller sees fewer messages than it asked for
@@ -227,16 +318,15 @@ func walk(root *bolt.Bucket, from uint64, fn func(r run, i int) (took int, more 
 	return off, nil
 }
 
-// runsBySegment counts a group's runs per data log segment.
-func runsBySegment(root *bolt.Bucket) (map[uint32]int64, error) {
+// runsBySegment counts a group's sound runs per data log segment. (Where a damaged
+// run points is unknown: its segment keeps a count it will not give back, and stays.)
+func runsBySegment(root *bolt.Bucket) map[uint32]int64 {
 	out := map[uint32]int64{}
-	err := root.Bucket(bIdx).ForEach(func(k, v []byte) error {
-		r, err := parseRun(k, v)
-		if err != nil {
-			return fmt.Errorf("store: run %d: %w", r.first, err)
+	root.Bucket(bIdx).ForEach(func(k, v []byte) error {
+		if r, err := parseRun(k, v); err == nil {
+			out[r.at.seg]++
 		}
-		out[r.at.seg]++
 		return nil
 	})
-	return out, err
+	return out
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -169,10 +170,15 @@ func TestCorruptIndex(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
 	g := group(t, db, "p/t/0")
-	if err := g.updateData(func(root *bolt.Bucket) error { return root.Bucket(bIdx).Put(u64key(0), bad[2]) }); err != nil {
+	if err := g.updateData(func(root *bolt.Bucket) error {
+		if err := putState(root, nil, nil, 1, 2, 0, 0); err != nil {
+			return err
+		}
+		return root.Bucket(bIdx).Put(u64key(0), bad[2])
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Partition().Messages(0, 1); err == nil || !strings.Contains(err.Error(), "malformed index entry") {
+	if _, err := g.Partition().Messages(0, 1); !errors.As(err, new(*IndexError)) || !strings.Contains(err.Error(), "index of messages 0 to 1") {
 		t.Fatalf("corrupt index read: %v", err)
 	}
 }

@@ -49,7 +49,7 @@ func Verify(dir string, out io.Writer) (int, error) {
 		}
 		faults = append(faults, f)
 	}
-	short, err := d.shortSegments()
+	short, _, err := d.scanIndex()
 	if err != nil {
 		return bad, err
 	}
@@ -62,7 +62,7 @@ func Verify(dir string, out io.Writer) (int, error) {
 		var msgs, size uint64
 		for off := g.firstStored(); ; {
 			n, sz, err := g.scrubChunk(off)
-			if err != nil && !errors.As(err, new(*CorruptError)) {
+			if err != nil && !IsDamage(err) {
 				return bad, err
 			}
 			if n == 0 {
