@@ -16,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -109,11 +110,12 @@ type Broker struct {
 	auth *secure.Auth
 
 	mu       sync.RWMutex
-	replicas map[string]*replica      // by group name
-	opening  map[string]chan struct{} // groups being opened, closed when done
-	pending  int                      // replicas still to reopen after a restart
-	cleared  clearedGroups            // nudge.go
-	faults   *faults                  // repair.go
+	replicas map[string]*replica         // by group name
+	opening  map[string]chan struct{}    // groups being opened, closed when done
+	pending  int                         // replicas still to reopen after a restart
+	cleared  clearedGroups               // nudge.go
+	faults   *faults                     // repair.go
+	notes    atomic.Pointer[healthNotes] // healthz.go
 	peerOnce sync.Once
 	peerHTTP *http.Client // to other brokers' HTTP API (repair.go)
 }
@@ -204,6 +206,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	go b.reopen(ctx, descs)
 	go b.watchPeers(ctx)
+	go b.noteHealth(ctx)
 	go b.repairLoop(ctx)
 	go b.retentionLoop(ctx)
 	if b.cfg.ScrubRate > 0 {
@@ -234,9 +237,15 @@ func (b *Broker) registration() discovery.Registration {
 			Service: discovery.ServiceBroker, ID: b.cfg.ID, Addr: b.HTTPAddr(),
 			Meta: map[string]string{discovery.MetaRaftAddr: b.RaftAddr(), discovery.MetaHTTPAddr: b.HTTPAddr()},
 		},
-		HealthURL:       b.cfg.Security.Scheme() + "://" + b.HTTPAddr() + "/healthz",
-		CheckInterval:   time.Second,
-		DeregisterAfter: time.Minute,
+		HealthURL:     b.cfg.Security.Scheme() + "://" + b.HTTPAddr() + "/healthz",
+		CheckInterval: time.Second,
+		// A broker busy with a thousand partitions on a loaded machine may answer a poll
+		// late now and then; the managers move every replica off a broker critical for
+		// their grace period, so one slow answer must not make it critical. A dead
+		// broker refuses connections at once: critical after checkFailures seconds.
+		CheckTimeout:           checkTimeout,
+		FailuresBeforeCritical: checkFailures,
+		DeregisterAfter:        time.Minute,
 	}
 }
 

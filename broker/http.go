@@ -217,14 +217,6 @@ func (b *Broker) leaderFor(r *replica) error {
 		msg: fmt.Sprintf("broker %s is not the leader of %s/%d; the leader is %s", b.cfg.ID, r.topic, r.part, l.ID)}
 }
 
-func (b *Broker) healthz(c *fiber.Ctx) error {
-	b.mu.RLock()
-	n, pending := len(b.replicas), b.pending
-	b.mu.RUnlock()
-	return success(c, brokerapi.HealthReply{ID: b.cfg.ID, RaftAddr: b.RaftAddr(), HTTPAddr: b.HTTPAddr(), Replicas: n, Reopening: pending,
-		StorageFaults: b.faultNotes(), Halted: b.haltedNotes()})
-}
-
 func (b *Broker) createReplica(c *fiber.Ctx) error {
 	var req brokerapi.CreateReplicaRequest
 	if err := parseBody(c, &req); err != nil {

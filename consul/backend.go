@@ -176,7 +176,10 @@ func httpCheck(consulID string, r discovery.Registration) *api.AgentServiceCheck
 	}
 	// The agent polls sequentially, so a timeout longer than the interval only delays
 	// the next poll; at least a second keeps a busy -race CI box from flapping.
-	timeout := max(interval, time.Second)
+	timeout := r.CheckTimeout
+	if timeout <= 0 {
+		timeout = max(interval, time.Second)
+	}
 	c := &api.AgentServiceCheck{
 		CheckID:  "service:" + consulID,
 		Name:     "HTTP " + r.HealthURL,
@@ -186,7 +189,8 @@ func httpCheck(consulID string, r discovery.Registration) *api.AgentServiceCheck
 		Timeout:  timeout.String(),
 		// A secured process serves /healthz over TLS with a certificate of the cluster
 		// CA, which the agent does not hold; the check only reads health.
-		TLSSkipVerify: strings.HasPrefix(r.HealthURL, "https://"),
+		TLSSkipVerify:          strings.HasPrefix(r.HealthURL, "https://"),
+		FailuresBeforeCritical: r.FailuresBeforeCritical,
 	}
 	if r.DeregisterAfter > 0 {
 		// Consul enforces a one-minute minimum and reaps every 30 s.

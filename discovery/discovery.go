@@ -58,6 +58,11 @@ type Registration struct {
 	HealthURL string
 	// CheckInterval is how often HealthURL is polled.
 	CheckInterval time.Duration
+	// CheckTimeout bounds one poll (0: the backend's default, about the interval).
+	CheckTimeout time.Duration
+	// FailuresBeforeCritical is how many polls in a row must fail before the instance
+	// turns critical (0 or 1: the first failure).
+	FailuresBeforeCritical int
 	// DeregisterAfter removes an instance whose check stays critical this long (0: never).
 	DeregisterAfter time.Duration
 }
