@@ -17,7 +17,13 @@ import (
 // startBroker runs one broker in-process with a single-member partition t/0.
 func startBroker(t *testing.T) (*broker.Broker, *brokerclient.Client) {
 	t.Helper()
-	b, self := runBroker(t, broker.Config{ID: "b1", MaxMessageBytes: 100})
+	return startBrokerWith(t, broker.Config{ID: "b1", MaxMessageBytes: 100})
+}
+
+// startBrokerWith is startBroker with cfg's settings.
+func startBrokerWith(t *testing.T, cfg broker.Config) (*broker.Broker, *brokerclient.Client) {
+	t.Helper()
+	b, self := runBroker(t, cfg)
 	cl := brokerclient.New(b.HTTPAddr())
 	if err := cl.CreatePartition(context.Background(), "t", 0, []brokerapi.Peer{self}); err != nil {
 		t.Fatal(err)

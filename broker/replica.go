@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -16,18 +14,6 @@ import (
 	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/broker/partition"
 	"github.com/quorumq/quorumq/election"
-)
-
-// Group commit limits: a Raft entry carries every produce waiting for the partition,
-// up to maxEntryBytes (a produce that would take it past that waits for the next
-// entry), and at most inFlight entries per partition are being replicated at once. While they are, new produces queue up and form the next, bigger entry.
-// Measured (3 brokers, 64 producers, 1 KiB): one entry in flight beat 2 and 4, since
-// fewer, bigger entries cost raft less per message than more entries in parallel.
-const (
-	maxEntryBytes = 4 << 20
-	inFlight      = 1
-	queueLen      = 4096
-	applyTimeout  = 10 * time.Second
 )
 
 // replica is this broker's member of one partition's Raft group.
@@ -45,35 +31,13 @@ type replica struct {
 	mu    sync.Mutex
 	peers map[string]brokerapi.Peer // by id, for the HTTP address of whoever leads
 
-	queue  chan *produceReq
-	slots  chan struct{}
-	ctx    context.Context // done once the replica closes: its entries' outcome is unknown
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
-
-// produceReq is one produce waiting for the group commit. Its messages alias the
-// request body, which the HTTP server reuses once the handler returns: the group
-// commit copies them into the entry (their one copy on the leader's way in), and a
-// producer that stops waiting either withdraws its request before that or waits until
-// the copy is made.
-type produceReq struct {
-	batch   partition.Batch
-	size    int           // partition.ProduceSize(batch)
-	state   atomic.Int32  // reqQueued, then reqTaken (group commit) or reqWithdrawn (producer)
-	encoded chan struct{} // closed once taken and copied into the entry
-	done    chan produceResult
-}
-
-const (
-	reqQueued int32 = iota
-	reqTaken
-	reqWithdrawn
-)
-
-type produceResult struct {
-	res partition.ProduceResult
-	err error
+	queue   chan *produceReq
+	slots   chan struct{}
+	pumpMu  sync.Mutex      // guards next (groupcommit.go)
+	next    *produceReq     // taken from queue but left for the next entry (too big for this one)
+	ctx     context.Context // done once the replica closes: its entries' outcome is unknown
+	cancel  context.CancelFunc
+	closing sync.RWMutex // read-held while an entry is proposed; close takes it to wait for them
 }
 
 func groupName(topic string, part int) string { return fmt.Sprintf("p/%s/%d", topic, part) }
@@ -141,14 +105,13 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, erro
 		return nil, err
 	}
 	b.hastenElection(r)
-	r.wg.Add(1)
-	go r.commitLoop()
 	return r, nil
 }
 
 func (r *replica) close() error {
 	r.cancel()
-	r.wg.Wait()
+	r.closing.Lock() // every entry being proposed has given up (its ctx is r.ctx's)
+	r.closing.Unlock()
 	r.store.Drop() // what raft applies from here on is replayed from the log at the next open
 	return r.node.Close()
 }
@@ -177,116 +140,6 @@ func (r *replica) peer(id string) (brokerapi.Peer, bool) {
 	defer r.mu.Unlock()
 	p, ok := r.peers[id]
 	return p, ok
-}
-
-// commitLoop is the group commit: it takes an in-flight slot, then everything queued
-// for the partition, and replicates it as one entry.
-func (r *replica) commitLoop() {
-	defer r.wg.Done()
-	var next *produceReq
-	for {
-		select {
-		case r.slots <- struct{}{}:
-		case <-r.ctx.Done():
-			return
-		}
-		reqs := []*produceReq{next}
-		if next == nil {
-			select {
-			case reqs[0] = <-r.queue:
-			case <-r.ctx.Done():
-				return
-			}
-		}
-		next = nil
-		size := partition.ProduceOverhead + reqs[0].size
-	fill:
-		for {
-			select {
-			case q := <-r.queue:
-				if size+q.size > maxEntryBytes {
-					next = q // the first of the next entry: entries stay within raft's frames
-					break fill
-				}
-				reqs = append(reqs, q)
-				size += q.size
-			default:
-				break fill
-			}
-		}
-		r.wg.Add(1)
-		go r.apply(reqs)
-	}
-}
-
-func (r *replica) apply(queued []*produceReq) {
-	defer r.wg.Done()
-	defer func() { <-r.slots }()
-	reqs := queued[:0]
-	batches := make([]partition.Batch, 0, len(queued))
-	for _, q := range queued {
-		if q.state.CompareAndSwap(reqQueued, reqTaken) {
-			reqs = append(reqs, q)
-			batches = append(batches, q.batch)
-		}
-	}
-	if len(reqs) == 0 {
-		return
-	}
-	cmd := partition.StampProduce(partition.EncodeProduce(batches), time.Now())
-	for _, q := range reqs {
-		close(q.encoded)
-	}
-	ctx, cancel := context.WithTimeout(r.ctx, applyTimeout) // a closing replica gives up on its entries
-	defer cancel()
-	start := time.Now()
-	out, err := r.node.Apply(ctx, cmd)
-	if err == nil {
-		commitSeconds.Observe(time.Since(start).Seconds())
-	}
-	var rs []partition.ProduceResult
-	if err == nil {
-		if rs, err = partition.DecodeProduceResults(out); err == nil && len(rs) != len(reqs) {
-			err = fmt.Errorf("partition answered %d results for %d batches", len(rs), len(reqs))
-		}
-	}
-	for i, q := range reqs {
-		if err != nil {
-			q.done <- produceResult{err: err}
-		} else {
-			q.done <- produceResult{res: rs[i]}
-		}
-	}
-}
-
-var errClosing = errors.New("replica is closing")
-
-// produce queues a batch for the next group commit and waits for its outcome. The
-// batch's messages may alias a buffer the caller reuses once produce returns: after a
-// timeout, produce returns only once the group commit can no longer read them (the
-// entry may still be made).
-func (r *replica) produce(ctx context.Context, b partition.Batch) (partition.ProduceResult, error) {
-	q := &produceReq{batch: b, size: partition.ProduceSize(b), encoded: make(chan struct{}), done: make(chan produceResult, 1)}
-	if n := partition.ProduceOverhead + q.size; n > maxEntryBytes {
-		return partition.ProduceResult{}, failf(http.StatusRequestEntityTooLarge,
-			"a batch of %d messages takes %d bytes in a Raft entry, which carries at most %d: send smaller batches", len(b.Msgs), n, maxEntryBytes)
-	}
-	select {
-	case r.queue <- q:
-	case <-r.ctx.Done():
-		return partition.ProduceResult{}, errClosing
-	case <-ctx.Done():
-		return partition.ProduceResult{}, ctx.Err()
-	}
-	select {
-	case res := <-q.done:
-		return res.res, res.err
-	case <-ctx.Done():
-		if !q.state.CompareAndSwap(reqQueued, reqWithdrawn) {
-			<-q.encoded // being copied into an entry right now
-		}
-		return partition.ProduceResult{}, ctx.Err()
-	}
 }
 
 func (r *replica) register(ctx context.Context, consumer string) (partition.RegisterResult, error) {
