@@ -334,7 +334,7 @@ func (b *Broker) ensureReplica(ctx context.Context, d replicaDesc) (r *replica, 
 	if err := b.db.SetReplica(group, rec); err != nil {
 		return nil, false, err
 	}
-	if r, err = b.openReplica(ctx, d); err != nil {
+	if r, err = b.openReplica(ctx, d, nil); err != nil {
 		return nil, false, err
 	}
 	b.mu.Lock()

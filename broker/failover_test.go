@@ -19,11 +19,21 @@ import (
 type cluster struct {
 	peers []brokerapi.Peer
 	args  [][]string
+	env   [][]string // added to each process's environment, if set
 	procs []*proctest.Proc
 	tls   *tls.Config // a cluster member's, for the brokers' HTTP API
 }
 
 func startCluster(t *testing.T, n int) *cluster {
+	c := newCluster(t, n)
+	for i := range n {
+		c.start(t, i)
+	}
+	return c
+}
+
+// newCluster describes n brokers without starting them.
+func newCluster(t *testing.T, n int) *cluster {
 	c := &cluster{tls: proctest.ClientTLS(t)}
 	dir := t.TempDir()
 	for i := range n {
@@ -33,13 +43,16 @@ func startCluster(t *testing.T, n int) *cluster {
 		c.args = append(c.args, []string{"broker", "--id", id, "--data-dir", filepath.Join(dir, id),
 			"--raft", p.RaftAddr, "--http", p.HTTPAddr})
 		c.procs = append(c.procs, nil)
-		c.start(t, i)
 	}
 	return c
 }
 
 func (c *cluster) start(t *testing.T, i int) {
-	c.procs[i] = proctest.Start(t, c.peers[i].ID, c.args[i]...)
+	var env []string
+	if i < len(c.env) {
+		env = c.env[i]
+	}
+	c.procs[i] = proctest.StartOpts(t, proctest.Opts{Name: c.peers[i].ID, Args: c.args[i], Env: env})
 	c.procs[i].WaitOutput(t, "listening", 30*time.Second)
 }
 

@@ -395,7 +395,7 @@ func (b *Broker) consume(c *fiber.Ctx) error {
 	defer cancel()
 	res, msgs, err := r.consume(ctx, creq)
 	if err != nil {
-		return err
+		return b.explain(r.group, err)
 	}
 	switch res.Status {
 	case partition.StatusOK:

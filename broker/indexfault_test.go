@@ -14,9 +14,10 @@ import (
 
 // damageIndexEntries changes bytes inside the values of some of the message index
 // entries of the partition in a stopped broker's data.db, where they are in the file
-// (and in any stale copy of their page bolt left behind), as a bad disk would. It
-// returns the offsets of the damaged entries' first messages.
-func damageIndexEntries(t *testing.T, dir string) []uint64 {
+// (and in any stale copy of their page bolt left behind), as a bad disk would: those
+// pick chooses among n entries. It returns the offsets of the damaged entries' first
+// messages.
+func damageIndexEntries(t *testing.T, dir string, pick func(n int) []int) []uint64 {
 	t.Helper()
 	path := filepath.Join(dir, "data.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
@@ -43,9 +44,8 @@ func damageIndexEntries(t *testing.T, dir string) []uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pick := []int{0, len(keys) / 2, len(keys) - 1} // the first, one in the middle, the last
 	var damaged []uint64
-	for _, i := range pick {
+	for _, i := range pick(len(keys)) {
 		v := values[i]
 		found := false
 		for at := 0; ; {
@@ -74,7 +74,7 @@ func TestIndexEntriesDamaged(t *testing.T) {
 	const n = 400
 	c, cl, v := setupFaults(t, n, 10)
 	c.procs[v].Kill()
-	damaged := damageIndexEntries(t, c.dataDir(v))
+	damaged := damageIndexEntries(t, c.dataDir(v), func(n int) []int { return []int{0, n / 2, n - 1} })
 	out, ok := verifyOffline(t, c.dataDir(v))
 	if ok || strings.Count(out, "index entry damaged") != len(damaged) {
 		t.Fatalf("verify after damaging the index entries of messages %v (ok %v):\n%s", damaged, ok, out)

@@ -52,7 +52,7 @@ fill:
 		n := min(end-out.Next, limit-uint64(len(out.Messages)), readChunk)
 		msgs, err := r.fsm.Messages(out.Next, uint32(n))
 		if err != nil {
-			return err
+			return b.explain(r.group, err)
 		}
 		for _, m := range msgs {
 			if len(out.Messages) > 0 && size+len(m) > maxBytes {

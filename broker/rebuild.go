@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"time"
 
@@ -103,4 +104,52 @@ func (b *Broker) statusOf(ctx context.Context, r *replica) brokerapi.ReplicaStat
 		}
 	}
 	return st
+}
+
+// rebuildRunning rebuilds an open replica whose damaged messages no other replica can
+// give back (cause), as rebuild does at open: once a healthy leader exists, the replica
+// is closed, its data dropped, and it opens again empty, recovering, still a member.
+// Without a healthy leader it stays as it is (the damaged range unavailable) and the
+// error says why.
+func (b *Broker) rebuildRunning(ctx context.Context, r *replica, cause error) error {
+	d := r.desc()
+	leader, err := b.healthyLeader(ctx, d)
+	if err != nil {
+		return fmt.Errorf("%w; and the replica cannot be rebuilt for want of a healthy leader: %v", cause, err)
+	}
+	b.mu.Lock()
+	if b.replicas[r.group] != r || b.opening[r.group] != nil {
+		b.mu.Unlock()
+		return fmt.Errorf("%w; the replica is being reopened or deleted", cause)
+	}
+	done := make(chan struct{})
+	b.opening[r.group] = done // ensureReplica waits for the rebuild
+	delete(b.replicas, r.group)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.opening, r.group)
+		b.mu.Unlock()
+		close(done)
+	}()
+	election.StorageFaults.WithLabelValues(election.FaultUnrepairable).Inc()
+	b.log.Error("storage fault: damaged messages that no other replica can give back; rebuilding the replica from a healthy leader",
+		"group", r.group, "leader", leader, "error", cause)
+	if err := r.close(); err != nil {
+		b.log.Warn("closing the replica to rebuild it", "group", r.group, "error", err)
+	}
+	rec, _ := json.Marshal(d)
+	if err := b.db.ResetGroup(r.group, rec); err != nil {
+		return fmt.Errorf("broker: rebuild %s: %w (restart the broker to finish it)", r.group, err)
+	}
+	b.faults.done(r.group, 0, math.MaxUint64)
+	nr, err := b.openReplica(ctx, d, cause)
+	if err != nil {
+		return fmt.Errorf("broker: rebuild %s: reopen: %w (restart the broker to finish it)", r.group, err)
+	}
+	b.mu.Lock()
+	b.replicas[r.group] = nr
+	b.mu.Unlock()
+	b.log.Warn("storage fault: replica data dropped; rejoining the group to be rebuilt by its leader", "group", r.group, "leader", leader)
+	return nil
 }

@@ -27,19 +27,58 @@ import (
 // written back in place. Until then the damage is logged, counted, and named in
 // /healthz (the output of the broker's Consul check), and the message is never served.
 
+//
+// When no other replica can give a damaged range back (each one answered that it
+// deleted those messages, or holds them damaged too) for unrepairableAfter, the replica
+// is rebuilt from a healthy leader (rebuildRunning); while there is none, the range
+// stays unavailable (503, code damaged) and /healthz says why.
+
 // repairEvery is how often unrepaired damage is tried again (no peer answered, or
 // the replica was not open yet).
 const repairEvery = 2 * time.Second
+
+// unrepairableAfter is how long no other replica may be able to give a damaged range
+// back before the replica is rebuilt instead. Not at once: a replica behind the
+// group's retention holds messages its peers deleted, and the Truncate it has yet to
+// apply soon deletes them here too, at far less cost than a rebuild.
+const unrepairableAfter = 10 * time.Second
 
 // faults is the damage found and not yet repaired, by group.
 type faults struct {
 	mu      sync.Mutex
 	pending map[string][]store.Fault
+	why     map[string]string    // why the last repair of the group failed
+	stuck   map[string]time.Time // since when no other replica can give its damage back
 	kick    chan struct{}
 }
 
 func newFaults() *faults {
-	return &faults{pending: map[string][]store.Fault{}, kick: make(chan struct{}, 1)}
+	return &faults{pending: map[string][]store.Fault{}, why: map[string]string{}, stuck: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+}
+
+// failed records why the repair of group failed; unrepairable says that no other
+// replica can give the damage back. It returns for how long that has been so.
+func (fs *faults) failed(group string, err error, unrepairable bool) time.Duration {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.why[group] = err.Error()
+	if !unrepairable {
+		delete(fs.stuck, group)
+		return 0
+	}
+	since, ok := fs.stuck[group]
+	if !ok {
+		since = time.Now()
+		fs.stuck[group] = since
+	}
+	return time.Since(since)
+}
+
+// reason says why the damage of group is not repaired yet ("" if unknown).
+func (fs *faults) reason(group string) string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.why[group]
 }
 
 // add records f (merged with what is pending) and wakes the repairer; it reports
@@ -83,6 +122,8 @@ func (fs *faults) done(group string, from, to uint64) {
 	}
 	if len(keep) == 0 {
 		delete(fs.pending, group)
+		delete(fs.why, group)
+		delete(fs.stuck, group)
 	} else {
 		fs.pending[group] = keep
 	}
@@ -140,7 +181,7 @@ func (b *Broker) repairLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, f := range b.faults.list() {
-			if err := b.repair(ctx, f); err != nil {
+			if err := b.repair(ctx, f); err != nil && ctx.Err() == nil {
 				b.log.Warn("storage fault not repaired yet", "fault", f.String(), "error", err)
 			}
 		}
@@ -166,6 +207,14 @@ func (b *Broker) repair(ctx context.Context, f store.Fault) error {
 	}
 	for from < f.To {
 		msgs, err := b.fetch(ctx, r, from, min(f.To-from, brokerapi.MaxReadAt))
+		var none *noPeerHas
+		if err != nil && b.faults.failed(f.Group, err, errors.As(err, &none)) >= unrepairableAfter {
+			if rerr := b.rebuildRunning(ctx, r, fmt.Errorf("%s: %w", f, err)); rerr != nil {
+				b.faults.failed(f.Group, rerr, true)
+				return rerr
+			}
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -190,9 +239,18 @@ func (b *Broker) repair(ctx context.Context, f store.Fault) error {
 	return nil
 }
 
+// noPeerHas is a fetch that every other replica answered for good: it deleted the
+// messages (retention) or holds them damaged too.
+type noPeerHas struct{ err error }
+
+func (e *noPeerHas) Error() string {
+	return fmt.Sprintf("no other replica can give these messages back (%v)", e.err)
+}
+
 // fetch reads up to n messages from offset from on any other replica that has them.
 func (b *Broker) fetch(ctx context.Context, r *replica, from, n uint64) ([][]byte, error) {
 	var errs []error
+	gone := 0
 	for _, p := range r.desc().Peers {
 		if p.ID == b.cfg.ID || p.HTTPAddr == "" {
 			continue
@@ -204,13 +262,30 @@ func (b *Broker) fetch(ctx context.Context, r *replica, from, n uint64) ([][]byt
 		if err == nil {
 			err = fmt.Errorf("broker %s has not got message %d yet", p.ID, from)
 		}
+		var pe *peerError
+		if errors.As(err, &pe) && (pe.status == http.StatusGone || pe.code == brokerapi.CodeDamaged) {
+			gone++
+		}
 		errs = append(errs, err)
 	}
-	if len(errs) == 0 {
+	switch {
+	case len(errs) == 0:
 		return nil, errors.New("no other replica's HTTP address is known")
+	case gone == len(errs):
+		return nil, &noPeerHas{errors.Join(errs...)}
 	}
 	return nil, errors.Join(errs...)
 }
+
+// peerError is another broker's failure answer.
+type peerError struct {
+	addr   string
+	status int
+	code   string // brokerapi.Failure.Code
+	msg    string
+}
+
+func (e *peerError) Error() string { return fmt.Sprintf("%s: %d: %s", e.addr, e.status, e.msg) }
 
 func (b *Broker) readAtPeer(ctx context.Context, addr, topic string, part int, from, n uint64) ([][]byte, error) {
 	var reply brokerapi.ReadAtRawReply
@@ -236,7 +311,7 @@ func (b *Broker) peerGet(ctx context.Context, addr, path string, out any) error 
 		var f brokerapi.Failure
 		body, _ := io.ReadAll(resp.Body)
 		httpjson.DecodeFailure(resp.StatusCode, body, &f)
-		return fmt.Errorf("%s: %d: %s", addr, resp.StatusCode, f.Message)
+		return &peerError{addr: addr, status: resp.StatusCode, code: f.Code, msg: f.Message}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s: %w", addr, err)
@@ -259,7 +334,11 @@ func (b *Broker) haltedNotes() []string {
 func (b *Broker) faultNotes() []string {
 	var out []string
 	for _, f := range b.faults.list() {
-		out = append(out, "unrepaired storage fault: "+f.String())
+		note := "unrepaired storage fault: " + f.String()
+		if why := b.faults.reason(f.Group); why != "" {
+			note += "; not repaired yet: " + why
+		}
+		out = append(out, note)
 	}
 	for _, r := range b.allReplicas() {
 		if ok, why := r.node.Recovering(); ok {
@@ -267,4 +346,14 @@ func (b *Broker) faultNotes() []string {
 		}
 	}
 	return out
+}
+
+// explain adds to a read that met damage why it is not repaired yet, if known.
+func (b *Broker) explain(group string, err error) error {
+	if store.IsDamage(err) {
+		if why := b.faults.reason(group); why != "" {
+			return fmt.Errorf("%w; not repaired yet: %s", err, why)
+		}
+	}
+	return err
 }

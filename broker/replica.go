@@ -77,10 +77,11 @@ func PartitionTiming() election.Timing {
 	return t
 }
 
-func (b *Broker) openReplica(ctx context.Context, d replicaDesc) (*replica, error) {
+// openReplica opens the replica d describes; rebuilt says why its data was just dropped
+// (nil normally): it then takes no part in elections until caught up.
+func (b *Broker) openReplica(ctx context.Context, d replicaDesc, rebuilt error) (*replica, error) {
 	group := groupName(d.Topic, d.Partition)
 	g, fsm, err := b.openState(group)
-	var rebuilt error
 	if errors.Is(err, store.ErrDamaged) {
 		rebuilt = err
 		g, fsm, err = b.rebuild(ctx, d, err)

@@ -82,10 +82,16 @@ func readAll(t *testing.T, cl *brokerclient.Client, addr string, n int) {
 // readBodies is readAll for the bodies body makes.
 func readBodies(t *testing.T, cl *brokerclient.Client, addr string, n int, body func(int) string) {
 	t.Helper()
+	readRange(t, cl, addr, 0, n, body)
+}
+
+// readRange is readBodies for messages [from, to).
+func readRange(t *testing.T, cl *brokerclient.Client, addr string, from, to int, body func(int) string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var lastErr error
-	for off := 0; off < n; {
+	for off := from; off < to; {
 		var r brokerapi.ReadAtRawReply
 		err := cl.Do(ctx, http.MethodGet, addr, fmt.Sprintf("/replicas/%s/0/messages?offset=%d&max=100&encoding=base64", faultTopic, off), nil, &r)
 		if err == nil && len(r.Messages) == 0 {

@@ -30,6 +30,7 @@ const (
 	FaultStableChecksum  = "stable_checksum" // a term or vote failed its checksum
 	FaultLogStore        = "log_store"       // a DamageReporter store found damage when opened
 	FaultStateChecksum   = "state_checksum"  // an FSM's stored state failed its checksum (the replica is rebuilt)
+	FaultUnrepairable    = "unrepairable"    // damaged messages no other replica could give back (the replica is rebuilt)
 )
 
 // StorageFaults counts the storage faults found, by kind. It is process-wide; every
