@@ -189,7 +189,7 @@ func (m *Manager) Run(ctx context.Context) error {
 
 	node, err := election.Open(ctx, election.Config{
 		Group: Group, ID: m.cfg.ID, DataDir: filepath.Join(m.cfg.DataDir, "raft"), Mux: m.mux,
-		FSM: m.store, Timing: election.DefaultTiming(),
+		FSM: m.store, Timing: managerTiming(),
 		Peers: m.cfg.Peers, BootstrapExpect: m.cfg.BootstrapExpect,
 		Discover: election.DiscoverService(m.cfg.Discovery, discovery.ServiceManager),
 		Logger:   m.log,
@@ -285,4 +285,16 @@ func (m *Manager) read(ctx context.Context, fn func(*meta.State) error) error {
 	var err error
 	m.store.Read(func(s *meta.State) { err = fn(s) })
 	return err
+}
+
+// managerTiming is DefaultTiming with a leader lease and heartbeat timeout of a
+// second: with 2,000 partitions being created or moved on a 2-core machine at a load
+// of 30-50, the write manager missed DefaultTiming's 250 ms lease every few seconds
+// and stepped down, and each step-down cut short every move in flight (a new write
+// manager plans them again from the start). A dead write manager is now replaced
+// after 1-2 s instead of 0.5-1 s.
+func managerTiming() election.Timing {
+	t := election.DefaultTiming()
+	t.HeartbeatTimeout, t.ElectionTimeout, t.LeaderLeaseTimeout = time.Second, time.Second, time.Second
+	return t
 }

@@ -86,7 +86,7 @@ released: run it on a fresh cluster each time.`,
 	f.IntVar(&b.replicas, "replicas", 1200, "replicas the broker holds when the decommission starts (topics are added until it does)")
 	f.IntVar(&b.perTopic, "per-topic", 100, "partitions per topic created")
 	f.StringVar(&b.prefix, "prefix", "decom-", "name prefix of the topics created (PREFIX0, PREFIX1, ...; existing ones are kept)")
-	f.DurationVar(&b.sample, "sample", 2*time.Second, "how often progress, members and memory are read")
+	f.DurationVar(&b.sample, "sample", 3*time.Second, "how often progress, members and memory are read")
 	f.DurationVar(&b.wait, "wait", 30*time.Minute, "give up after this long (setup included)")
 	return cmd
 }
@@ -303,8 +303,15 @@ func (b decomBench) populate(ctx context.Context, c *clientlib.Client, out io.Wr
 			if cerr := c.Admin().CreateTopic(ctx, name, b.perTopic); cerr != nil && !errors.Is(cerr, clientlib.ErrTopicExists) {
 				return 0, 0, fmt.Errorf("bench decommission: create %s: %w", name, cerr)
 			}
-			fmt.Fprintf(out, "created %s (%d partitions) in %v; %s held %d replicas before it\n",
-				name, b.perTopic, time.Since(t0).Round(time.Millisecond), b.broker, bi.Replicas)
+			created := time.Since(t0)
+			// One topic at a time, each led before the next: a thousand new groups
+			// electing at once is the set-up's load, not the decommission's.
+			led, lerr := waitLed(ctx, c, name)
+			if lerr != nil {
+				return 0, 0, lerr
+			}
+			fmt.Fprintf(out, "created %s (%d partitions) in %v, all led %v later; %s held %d replicas before it\n",
+				name, b.perTopic, created.Round(time.Millisecond), led.Round(time.Millisecond), b.broker, bi.Replicas)
 			// A read manager may answer before it has applied the create.
 			for info, err = c.Admin().DescribeTopic(ctx, name); errors.Is(err, clientlib.ErrUnknownTopic); info, err = c.Admin().DescribeTopic(ctx, name) {
 				if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
@@ -318,6 +325,21 @@ func (b decomBench) populate(ctx context.Context, c *clientlib.Client, out io.Wr
 		partitions += len(info.Partitions)
 		if len(info.Partitions) > 0 {
 			rf = max(rf, len(info.Partitions[0].Replicas))
+		}
+	}
+}
+
+// waitLed waits until every partition of topic has a live leader, and says how long
+// that took.
+func waitLed(ctx context.Context, c *clientlib.Client, topic string) (time.Duration, error) {
+	start := time.Now()
+	for {
+		info, err := c.Admin().DescribeTopicLive(ctx, topic)
+		if err == nil && len(info.Partitions) > 0 && !slices.ContainsFunc(info.Partitions, func(p clientlib.PartitionInfo) bool { return p.Leader == "" }) {
+			return time.Since(start), nil
+		}
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return 0, fmt.Errorf("bench decommission: waiting for %s's partitions to be led: %w", topic, err)
 		}
 	}
 }
