@@ -26,7 +26,7 @@ const (
 	// to brokers that led already) while 1,900 partitions were created, and the
 	// elections they cost kept new partitions leaderless for minutes.
 	maxTransfers = 4
-	planEvery       = time.Second
+	planEvery    = time.Second
 	// surveyEvery is how often every alive broker's replicas are listed: the live
 	// leaders, replicas missing where the metadata places them, and stale ones.
 	surveyEvery = 5 * time.Second
