@@ -120,7 +120,7 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	}
 	// Opening replicas again on a replay is harmless, and finishes what a first
 	// attempt left undone.
-	m.openReplicas(ctx, res.Topic.Partitions)
+	m.openReplicas(res.Topic.Partitions)
 	return c.Status(http.StatusCreated).JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic),
 		Message: "topic " + strconv.Quote(req.Name) + " created"})
 }
@@ -209,7 +209,7 @@ func (m *Manager) addPartitions(c *fiber.Ctx) error {
 		return err
 	}
 	// Partitions are only ever appended: the new ones end the topic as it was then.
-	m.openReplicas(ctx, res.Topic.Partitions[len(res.Topic.Partitions)-req.Count:])
+	m.openReplicas(res.Topic.Partitions[len(res.Topic.Partitions)-req.Count:])
 	return c.JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic)})
 }
 

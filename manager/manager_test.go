@@ -106,13 +106,17 @@ func TestAPI(t *testing.T) {
 	if len(tr.Topic.Partitions) != 3 || len(tr.Topic.Partitions[0].Replicas) != 3 {
 		t.Fatalf("topic %+v", tr.Topic)
 	}
-	for _, p := range tr.Topic.Partitions {
-		for _, b := range p.Replicas {
-			if !fb.holds(b, meta.GroupName("orders", p.Partition)) {
-				t.Fatalf("broker %s has no replica of partition %d", b, p.Partition)
+	// The create answers once the topic is recorded; the replicas open right after.
+	eventually(t, 30*time.Second, "every placed replica opened", func() bool {
+		for _, p := range tr.Topic.Partitions {
+			for _, b := range p.Replicas {
+				if !fb.holds(b, meta.GroupName("orders", p.Partition)) {
+					return false
+				}
 			}
 		}
-	}
+		return true
+	})
 	var pr managerapi.ProducerReply
 	call(t, m, "POST", "/producer/register", `{"topic":"orders"}`, &pr)
 	var cr managerapi.ConsumerReply

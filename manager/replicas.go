@@ -32,51 +32,42 @@ func forEach[T any](items []T, fn func(T) error) error {
 	return errors.Join(errs...)
 }
 
-// replicaWait is how long a request that created partitions waits for their replicas
-// to open before it answers; replicaRetry is how long the manager keeps trying after
-// that. The partitions exist once their command is applied, so the request succeeds
-// either way: when it answered 503 instead (as before), a client retried a create that
-// had worked. The write manager's reconciliation at each new term finishes what is
-// left after replicaRetry.
-const (
-	replicaWait  = time.Second
-	replicaRetry = time.Minute
-)
+// replicaRetry is how long the manager keeps trying to open new replicas. The
+// partitions exist once their command is applied, so the request that created them
+// answers then: when it answered 503 instead (as before), a client retried a create
+// that had worked, and when it waited for the replicas (up to a second, later), the
+// brokers' work set the create's latency (p50 1.0–1.3 s with 2,000 topics). A produce
+// or consume that arrives first waits for the partition's leader (leaderWait). The
+// write manager's reconciliation at each new term finishes what is left after
+// replicaRetry.
+const replicaRetry = time.Minute
+
+const settlePoll = 500 * time.Millisecond
 
 // openReplicas opens the replicas of new partitions on their brokers and records the
-// leaders they elect, in the background: it waits at most replicaWait (or until ctx
-// ends) for the replicas to open. Leaders are not waited for: the placement's leader
-// is named to the brokers, which let it stand first, so the recorded one is right
-// unless its election fails.
-func (m *Manager) openReplicas(ctx context.Context, parts []meta.Partition) {
-	opened := make(chan struct{})
+// leaders they elect, in the background. Leaders are not waited for: the placement's
+// leader is named to the brokers, which let it stand first, so the recorded one is
+// right unless its election fails.
+func (m *Manager) openReplicas(parts []meta.Partition) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		bctx, cancel := context.WithTimeout(m.life, replicaRetry)
+		ctx, cancel := context.WithTimeout(m.life, replicaRetry)
 		defer cancel()
 		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-			err := m.createReplicas(bctx, parts)
+			err := m.createReplicas(ctx, parts)
 			if err == nil {
 				break
 			}
 			select {
-			case <-bctx.Done():
+			case <-ctx.Done():
 				m.log.Warn("new replicas not all opened; the write manager reconciles them at its next term", "err", err)
 				return
 			case <-time.After(wait):
 			}
 		}
-		close(opened)
-		m.settleLeaders(bctx, parts)
+		m.settleLeaders(ctx, parts)
 	}()
-	t := time.NewTimer(replicaWait)
-	defer t.Stop()
-	select {
-	case <-opened:
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // createReplicas opens the replicas of new partitions on their brokers; each group
@@ -97,7 +88,10 @@ func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) er
 }
 
 // settleLeaders waits, up to leaderWait, for new partitions to elect their leaders and
-// records those that differ from the placement's.
+// records those that differ from the placement's. It asks each partition every
+// settlePoll: a new group takes a second or more to elect, and asking every 100 ms, for
+// every partition of every topic being created, put hundreds of calls a second on the
+// managers and brokers while 2,000 topics were created.
 func (m *Manager) settleLeaders(ctx context.Context, parts []meta.Partition) {
 	ctx, cancel := context.WithTimeout(ctx, leaderWait)
 	defer cancel()
@@ -111,7 +105,7 @@ func (m *Manager) settleLeaders(ctx context.Context, parts []meta.Partition) {
 				}
 				return err
 			}
-			retry.Sleep(ctx, 100*time.Millisecond)
+			retry.Sleep(ctx, settlePoll)
 		}
 		return ctx.Err()
 	})

@@ -123,6 +123,30 @@ func (s *State) Clone() *State {
 	return c
 }
 
+// CopyChanged copies into to the entities ch names as s holds them now (removing from
+// to those s no longer has) and the counters: to then holds what a write of ch needs,
+// unaffected by later changes to s.
+func (s *State) CopyChanged(to *State, ch Changes) {
+	copyEach(to.Topics, s.Topics, ch.Topics, (*Topic).clone)
+	copyEach(to.Brokers, s.Brokers, ch.Brokers, func(b *Broker) *Broker { bb := *b; return &bb })
+	copyEach(to.Producers, s.Producers, ch.Producers, func(p Producer) Producer { return p })
+	copyEach(to.Consumers, s.Consumers, ch.Consumers, Consumer.clone)
+	copyEach(to.Consumers, s.Consumers, ch.Positions, Consumer.clone)
+	// Entries are never changed in place.
+	copyEach(to.Keys, s.Keys, ch.Keys, func(e KeyEntry) KeyEntry { return e })
+	to.NextProducer, to.NextConsumer = s.NextProducer, s.NextConsumer
+}
+
+func copyEach[K comparable, V any](to, from map[K]V, keys []K, clone func(V) V) {
+	for _, k := range keys {
+		if v, ok := from[k]; ok {
+			to[k] = clone(v)
+		} else {
+			delete(to, k)
+		}
+	}
+}
+
 func (t *Topic) clone() *Topic {
 	c := *t
 	c.Partitions = make([]Partition, len(t.Partitions))

@@ -24,7 +24,20 @@ func open(t *testing.T, dsn string) *Store {
 	return s
 }
 
+// apply applies c at index and waits until the tables reflect it.
 func apply(t *testing.T, s *Store, index uint64, c meta.Command) meta.Result {
+	t.Helper()
+	r := applyOnly(t, s, index, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatalf("tables never reflected entry %d: %v", index, err)
+	}
+	return r
+}
+
+// applyOnly applies c at index without waiting for the tables.
+func applyOnly(t *testing.T, s *Store, index uint64, c meta.Command) meta.Result {
 	t.Helper()
 	out := s.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: meta.Encode(c)})
 	b, ok := out.([]byte)
@@ -182,7 +195,8 @@ func TestSnapshotRestoreReset(t *testing.T) {
 	}
 }
 
-// An entry applied while PostgreSQL is down waits for it and lands exactly once.
+// An entry applied while PostgreSQL is down answers at once (Raft holds it) and lands
+// in the tables, exactly once, when PostgreSQL is back.
 func TestApplyWaitsForPostgres(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "pg")
@@ -196,27 +210,41 @@ func TestApplyWaitsForPostgres(t *testing.T) {
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan meta.Result, 1)
-	go func() { done <- apply(t, s, 2, meta.CreateTopic{Name: "late", Partitions: 1, Replication: 1}) }()
-	select {
-	case <-done:
-		t.Fatal("apply returned while PostgreSQL was down")
-	case <-time.After(500 * time.Millisecond):
+	if r := applyOnly(t, s, 2, meta.CreateTopic{Name: "late", Partitions: 1, Replication: 1}); r.Err != nil || r.Topic == nil || r.Topic.Name != "late" {
+		t.Fatalf("result %+v", r)
+	}
+	if s.AppliedIndex() != 1 {
+		t.Fatalf("tables reflect %d while PostgreSQL is down, want 1", s.AppliedIndex())
 	}
 	pg2, err := pgserver.Start(ctx, pgserver.Config{DataDir: dir, Port: pg.Port(), NoFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pg2.Stop() })
-	select {
-	case r := <-done:
-		if r.Err != nil || r.Topic == nil || r.Topic.Name != "late" {
-			t.Fatalf("result %+v", r)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("apply did not finish after PostgreSQL came back")
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.Sync(sctx); err != nil {
+		t.Fatalf("tables not written after PostgreSQL came back: %v", err)
 	}
 	if got, want := dump(t, s), memory(t, s); got != want || s.AppliedIndex() != 2 {
 		t.Fatalf("after the outage: applied %d, tables\n%s\nmemory\n%s", s.AppliedIndex(), got, want)
+	}
+}
+
+// Entries applied faster than the tables are written gather into fewer writes, each
+// entity written as the last entry left it: the tables end up as the state in memory.
+func TestBackgroundWritesGather(t *testing.T) {
+	pg := pgserver.StartT(t)
+	s := open(t, pg.DSN("m1"))
+	for i, c := range history {
+		applyOnly(t, s, uint64(i+1), c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dump(t, s), memory(t, s); got != want || s.AppliedIndex() != uint64(len(history)) {
+		t.Fatalf("applied %d; tables\n%s\nmemory\n%s", s.AppliedIndex(), got, want)
 	}
 }
