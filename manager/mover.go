@@ -14,7 +14,8 @@ import (
 // The mover is the write manager's worker for replica moves and leadership transfers.
 // The health loop only records what discovery says and kicks it; each round the mover
 // asks the planner (meta.PlanBalance) for as many moves as it has free slots and runs
-// them in parallel. A failed move is retried with a growing pause, and logged when it
+// them in parallel; the slots grow while replica moves succeed and shrink when they
+// fail (see minSlots). A failed move is retried with a growing pause, and logged when it
 // starts failing, when its failure changes, and when it succeeds again: never once per
 // attempt.
 const (
@@ -26,7 +27,13 @@ const (
 	// to brokers that led already) while 1,900 partitions were created, and the
 	// elections they cost kept new partitions leaderless for minutes.
 	maxTransfers = 4
-	planEvery    = time.Second
+	// minSlots is the fewest moves the mover keeps in flight when moves fail: it starts
+	// there, takes one more slot per move done, up to MaxMoves, and halves its slots at
+	// each failure. With 1,000 partitions on a loaded 2-core machine, 32 moves from the
+	// start (each a new Raft group catching up) cost partitions their leaders, and the
+	// moves then failed for want of a leader.
+	minSlots  = 4
+	planEvery = time.Second
 	// surveyEvery is how often every alive broker's replicas are listed: the live
 	// leaders, replicas missing where the metadata places them, and stale ones.
 	surveyEvery = 5 * time.Second
@@ -71,11 +78,12 @@ type failing struct {
 
 type mover struct {
 	m     *Manager
-	slots int
+	slots int // the bound: MaxMoves
 	kick  chan struct{}
 	wg    sync.WaitGroup
 
 	mu       sync.Mutex
+	limit    int            // moves allowed in flight now, minSlots to slots
 	running  map[string]job // by group
 	failures map[string]*failing
 	counts   map[string]*managerapi.MoveCounts // by broker
@@ -91,7 +99,7 @@ func newMover(m *Manager) *mover {
 	if slots <= 0 {
 		slots = DefaultMaxMoves
 	}
-	return &mover{m: m, slots: slots, kick: make(chan struct{}, 1), running: map[string]job{},
+	return &mover{m: m, slots: slots, limit: min(minSlots, slots), kick: make(chan struct{}, 1), running: map[string]job{},
 		failures: map[string]*failing{}, counts: map[string]*managerapi.MoveCounts{}, leaders: map[string]string{},
 		changed: map[string]time.Time{}}
 }
@@ -129,7 +137,7 @@ func (mv *mover) run(ctx context.Context) {
 // round releases emptied decommissioning brokers and starts the planner's next moves.
 func (mv *mover) round(ctx context.Context) {
 	mv.mu.Lock()
-	in := meta.PlanInput{Max: mv.slots - len(mv.running), Busy: map[string]bool{}}
+	in := meta.PlanInput{Max: mv.limit - len(mv.running), Busy: map[string]bool{}}
 	transfers := 0
 	for g, j := range mv.running {
 		if j.transfer != nil {
@@ -257,6 +265,9 @@ func (mv *mover) finish(j job, err error, took time.Duration) {
 	f := mv.failures[g]
 	switch {
 	case err == nil:
+		if j.transfer == nil {
+			mv.limit = min(mv.limit+1, mv.slots)
+		}
 		mv.changed[g] = time.Now()
 		if _, to := j.ends(); j.transfer != nil {
 			mv.leaders[g] = to
@@ -274,6 +285,9 @@ func (mv *mover) finish(j job, err error, took time.Duration) {
 		delete(mv.failures, g)
 	case errors.Is(err, errLeadershipEnded):
 	default:
+		if j.transfer == nil {
+			mv.limit = max(mv.limit/2, min(minSlots, mv.slots))
+		}
 		movesTotal.WithLabelValues("failed").Inc()
 		if f == nil {
 			f = &failing{}
