@@ -72,7 +72,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 	f.DurationVar(&cfg.BrokerGrace, "broker-grace", 0, "declare a broker dead after it is critical this long (default 5s)")
 	f.IntVar(&cfg.Replication, "replication", 3, "replicas per partition of a new topic")
 	f.IntVar(&cfg.Partitions, "partitions", 1, "partitions of a new topic when the request gives none")
-	f.IntVar(&cfg.MaxMoves, "max-moves", manager.DefaultMaxMoves, "replica moves and leadership transfers the write manager carries out at once (decommission, re-replication, balance)")
+	f.IntVar(&cfg.MaxMoves, "max-moves", manager.DefaultMaxMoves, "most replica moves and leadership transfers the write manager carries out at once (decommission, re-replication, balance); it starts with 4 and adds one per move done, halving at each failure")
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&pgPassFile, "postgres-password-file", "", "file holding the password of --postgres's user (instead of one in the DSN)")
