@@ -122,8 +122,15 @@ func TestWALDamagedBeforeApply(t *testing.T) {
 	}
 	c.procs[v].WaitOutput(t, "restarting raft with the log cut before it", 2*time.Minute)
 	readAll(t, cl, c.peers[v].HTTPAddr, n)
+	var damage []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s's damage: %q", c.peers[v].ID, damage)
+		}
+	}()
 	waitFor(t, "V to finish recovering", func() bool {
 		st, err := cl.Status(context.Background(), c.peers[v].HTTPAddr, faultTopic, 0)
+		damage = st.Damage
 		return err == nil && len(st.Damage) == 0
 	})
 	select {

@@ -53,8 +53,12 @@ func (n *Node) catchUp() error {
 	r := n.Raft()
 	if r.State() == raft.Leader {
 		// A damaged leader hands over first; raft picks the most up-to-date voter, which
-		// refuses the handover if it is recovering too.
-		if err := wait(n.ctx, r.LeadershipTransfer()); err != nil {
+		// refuses the handover if it is recovering too. Bounded: an instance being
+		// restarted (restart.go) never answers the transfer, its main goroutine gone.
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err := wait(ctx, r.LeadershipTransfer())
+		cancel()
+		if err != nil {
 			return fmt.Errorf("leads the group and cannot hand leadership to a healthy member (%v); the group serves nothing until one can take over", err)
 		}
 	}

@@ -172,6 +172,9 @@ func TestFitWaitsForIndexRepair(t *testing.T) {
 	if f := <-done; !errors.Is(f.err, partition.ErrDropped) {
 		t.Fatalf("Fit of a dropped replica: %+v", f)
 	}
+	if err := p.Commit(&partition.Mutation{Applied: 9})(); !errors.Is(err, partition.ErrDropped) {
+		t.Fatalf("commit of a dropped replica: %v", err)
+	}
 }
 
 // TestIndexSealedAtOpen: entries written before the seal are read as they are and

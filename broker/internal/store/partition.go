@@ -132,7 +132,7 @@ func truncate(dl *dataLog, root *bolt.Bucket, start uint64) error {
 func (p *Partition) Commit(m *partition.Mutation) func() error {
 	ch := p.g.db.data.updateAsync(func(tx *bolt.Tx) error {
 		if p.dropping() {
-			return ErrNoGroup
+			return partition.ErrDropped
 		}
 		root, err := p.g.root(tx)
 		if err != nil {
@@ -155,8 +155,9 @@ func (p *Partition) Commit(m *partition.Mutation) func() error {
 	go func() {
 		err = <-ch
 		close(done)
-		// A deleted replica's last writes are moot; after Close the restart replays them.
-		if err != nil && !errors.Is(err, ErrNoGroup) && !errors.Is(err, ErrClosed) {
+		// A deleted or dropped replica's last writes are moot; after Close (or a drop
+		// that closes it) the restart replays them.
+		if err != nil && !errors.Is(err, ErrNoGroup) && !errors.Is(err, ErrClosed) && !errors.Is(err, partition.ErrDropped) {
 			panic(fmt.Sprintf("store: commit of %s at index %d: %v", p.g.name, m.Applied, err))
 		}
 	}()
