@@ -85,6 +85,7 @@ type mover struct {
 	mu       sync.Mutex
 	limit    int            // moves allowed in flight now, minSlots to slots
 	running  map[string]job // by group
+	fixing   map[string]int // groups a survey's fixes are changing (survey.go)
 	failures map[string]*failing
 	counts   map[string]*managerapi.MoveCounts // by broker
 	leaders  map[string]string                 // group → the leader its replicas named at the last survey
@@ -99,7 +100,7 @@ func newMover(m *Manager) *mover {
 	if slots <= 0 {
 		slots = DefaultMaxMoves
 	}
-	return &mover{m: m, slots: slots, limit: min(minSlots, slots), kick: make(chan struct{}, 1), running: map[string]job{},
+	return &mover{m: m, slots: slots, limit: min(minSlots, slots), kick: make(chan struct{}, 1), running: map[string]job{}, fixing: map[string]int{},
 		failures: map[string]*failing{}, counts: map[string]*managerapi.MoveCounts{}, leaders: map[string]string{},
 		changed: map[string]time.Time{}}
 }
@@ -157,6 +158,9 @@ func (mv *mover) round(ctx context.Context) {
 		if now.Sub(at) < settle {
 			in.Busy[g] = true
 		}
+	}
+	for g := range mv.fixing {
+		in.Busy[g] = true
 	}
 	mv.mu.Unlock()
 	// The metadata is read after the moves under way: a move that ends in between is

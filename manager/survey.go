@@ -107,7 +107,7 @@ func (mv *mover) survey(ctx context.Context) {
 	}
 	mv.leaders = leaders
 	mv.mu.Unlock()
-	var fixes []func()
+	var fixes []fix
 	m.store.Read(func(s *meta.State) {
 		placed := map[string]meta.Partition{} // group → partition
 		for _, name := range s.TopicNames() {
@@ -119,11 +119,15 @@ func (mv *mover) survey(ctx context.Context) {
 					continue
 				}
 				if l := leaders[g]; l != "" && l != p.Leader && p.Has(l) {
-					fixes = append(fixes, func() { m.recordLeader(ctx, p, l) })
+					fixes = append(fixes, fix{g, func() { m.recordLeader(ctx, p, l) }})
 				}
-				fixes = append(fixes, mv.missing(ctx, p, held, view)...)
+				for _, do := range mv.missing(ctx, p, held, view) {
+					fixes = append(fixes, fix{g, do})
+				}
 				if ms, ok := members[g]; ok {
-					fixes = append(fixes, mv.membership(ctx, p, ms, held, view)...)
+					for _, do := range mv.membership(ctx, p, ms, held, view) {
+						fixes = append(fixes, fix{g, do})
+					}
 				}
 			}
 		}
@@ -136,20 +140,53 @@ func (mv *mover) survey(ctx context.Context) {
 				if !known {
 					p = stray
 				}
-				fixes = append(fixes, func() { m.dropStray(ctx, view, id, p, known) })
+				fixes = append(fixes, fix{g, func() { m.dropStray(ctx, view, id, p, known) }})
 			}
 		}
 	})
 	sem := make(chan struct{}, surveyCalls)
 	var wg sync.WaitGroup
-	for _, fix := range fixes {
+	for _, f := range fixes {
 		sem <- struct{}{}
+		if !mv.claim(f.group, began) {
+			<-sem
+			continue
+		}
 		wg.Go(func() {
-			defer func() { <-sem }()
-			fix()
+			defer func() { <-sem; mv.release(f.group) }()
+			f.do()
 		})
 	}
 	wg.Wait()
+}
+
+// fix is one of a survey's corrections, to one group.
+type fix struct {
+	group string
+	do    func()
+}
+
+// claim reports whether a survey's fix of group may run now, and if so keeps the
+// planner off the group until release. With thousands of fixes, 16 at a time, a fix
+// may run long after the listing it was decided on: a move of the group started or
+// done since then makes it stale (a stale fix once removed the replica a retried move
+// had just added, and the move then removed the old one: two members of three).
+func (mv *mover) claim(group string, listed time.Time) bool {
+	mv.mu.Lock()
+	defer mv.mu.Unlock()
+	if _, moving := mv.running[group]; moving || mv.changed[group].After(listed) {
+		return false
+	}
+	mv.fixing[group]++
+	return true
+}
+
+func (mv *mover) release(group string) {
+	mv.mu.Lock()
+	defer mv.mu.Unlock()
+	if mv.fixing[group]--; mv.fixing[group] <= 0 {
+		delete(mv.fixing, group)
+	}
 }
 
 // missing adds to fixes the creation of p's replicas that listed brokers lack. A
