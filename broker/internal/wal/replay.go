@@ -38,13 +38,12 @@ type replayState struct {
 }
 
 func (w *WAL) replay() error {
-	var names []string
-	for _, pattern := range []string{"wal-*.log", "wal-*.seg"} {
-		found, err := filepath.Glob(filepath.Join(w.dir, pattern))
-		if err != nil {
-			return err
-		}
-		names = append(names, found...)
+	if old, _ := filepath.Glob(filepath.Join(w.dir, "wal-*.log")); len(old) > 0 {
+		return fmt.Errorf("wal: %s is a segment of the first WAL format, from a development build before any release, which this version does not read: move %s aside and start the broker again (its replicas catch up from their peers)", old[0], w.dir)
+	}
+	names, err := filepath.Glob(filepath.Join(w.dir, "wal-*.seg"))
+	if err != nil {
+		return err
 	}
 	sort.Strings(names) // wal-%08d: by id
 	wm, err := loadWatermark(w.dir)
@@ -62,8 +61,7 @@ func (w *WAL) replay() error {
 	}
 	for i, name := range names {
 		var id uint32
-		var ext string
-		if _, err := fmt.Sscanf(filepath.Base(name), "wal-%08d.%s", &id, &ext); err != nil || (ext != "log" && ext != "seg") {
+		if _, err := fmt.Sscanf(filepath.Base(name), "wal-%08d.seg", &id); err != nil {
 			return fmt.Errorf("wal: unexpected file %s", name)
 		}
 		if i > 0 && w.segs[i-1].id == id {
@@ -80,10 +78,7 @@ func (w *WAL) replay() error {
 		if err != nil {
 			return fmt.Errorf("wal: %w", err)
 		}
-		s := &segment{id: id, path: name, f: f}
-		if ext == "seg" {
-			s.seed = segSeed(id)
-		}
+		s := &segment{id: id, path: name, f: f, seed: segSeed(id)}
 		w.segs = append(w.segs, s)
 		fi, err := f.Stat()
 		if err != nil {
@@ -148,16 +143,14 @@ func (w *WAL) replaySegment(rs *replayState, s *segment, data []byte, newest boo
 // replayRecord applies one good record. After damage, an entry that does not follow
 // on from its group's last one is skipped: the group lost what came between.
 func (w *WAL) replayRecord(rs *replayState, s *segment, off, n uint32, body []byte) {
-	kind, name, rest, _ := parseRecord(body) // validAt checked it
-	if rs.damage != "" && kind == kindEntry {
-		if g := w.groups[name]; g != nil && len(g.locs) > 0 {
-			if idx := binary.BigEndian.Uint64(rest); idx > g.last()+1 {
-				w.markDamaged(name, fmt.Sprintf("entries %d to %d are missing after %s", g.last()+1, idx-1, rs.damage), idx)
-				return
-			}
+	rec, _ := parsed(off, n, body) // validAt checked it
+	if rs.damage != "" && rec.kind == kindEntry {
+		if g := w.groups[rec.group]; g != nil && len(g.locs) > 0 && rec.idx > g.last()+1 {
+			w.markDamaged(rec.group, fmt.Sprintf("entries %d to %d are missing after %s", g.last()+1, rec.idx-1, rs.damage), rec.idx)
+			return
 		}
 	}
-	w.applyRecord(s, off, n, body)
+	w.apply(s, rec)
 }
 
 // damaged records damage at the current position; group is the damaged record's,

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 )
@@ -114,7 +113,7 @@ func (w *WAL) zeroFill(done chan struct{}) {
 	var off int64
 	for ; off < w.segBytes && err == nil; off += int64(len(zeros)) {
 		select {
-		case <-w.closing:
+		case <-w.writer.Closing():
 			err = ErrClosed
 		default:
 			_, err = f.WriteAt(zeros, off)
@@ -184,12 +183,8 @@ func (w *WAL) collect() {
 }
 
 // reuse keeps the dead segment at path as the prepared next one or the spare, if
-// either is free (never a segment of the first format, whose crcs do not depend on
-// the segment).
+// either is free.
 func (w *WAL) reuse(path string) bool {
-	if !strings.HasSuffix(path, ".seg") {
-		return false
-	}
 	w.pmu.Lock()
 	defer w.pmu.Unlock()
 	var name string

@@ -22,11 +22,11 @@
 // other segment ends with its last record. The crc of a record read back from a
 // segment is checked again (GetLog).
 //
-// The crc is crc32c of the body, continued from the crc32c of the segment's id (in
-// segments named wal-N.seg; wal-N.log, the first format, has crc32c(body)). So a
-// record left in a reused segment file by its previous life never checks out as a
-// record of its new one: a dead segment is renamed to become the next one (see
-// segments.go), its blocks already allocated, instead of zero-filling a new file.
+// The crc is crc32c of the body, continued from the crc32c of the segment's id
+// (segments are named wal-N.seg). So a record left in a reused segment file by its
+// previous life never checks out as a record of its new one: a dead segment is renamed
+// to become the next one (see segments.go), its blocks already allocated, instead of
+// zero-filling a new file.
 package wal
 
 import (
@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumq/quorumq/broker/internal/groupcommit"
 )
 
 const (
@@ -69,7 +71,7 @@ var (
 type WAL struct {
 	dir      string
 	segBytes int64 // segmentBytes when opened
-	reqs     chan *writeReq
+	writer   *groupcommit.Loop[*writeReq]
 
 	mu     sync.RWMutex // guards groups, needs and segs; held (shared) while reading entries
 	groups map[string]*groupLog
@@ -87,14 +89,9 @@ type WAL struct {
 	prepDone chan struct{}
 	spare    bool // a dead segment waits as spareName
 
-	qmu       sync.RWMutex // held (shared) while queueing, so Close knows no write is on its way
-	closed    bool
-	closeOnce sync.Once
-	closing   chan struct{}
-	stopped   chan struct{}
-
 	recent      []written // the last batches written, oldest first (guarded by mu)
 	recentBytes int
+	framed      []record // the writer's: the records of the batch being written
 
 	syncs, writes atomic.Uint64
 	zeroFills     atomic.Uint64 // segment files written from scratch (tests)
@@ -119,7 +116,7 @@ type segment struct {
 	size  int64
 	alloc int64  // file size when opened: writes below it overwrite allocated blocks
 	live  int    // entries of any group still in the log
-	seed  uint32 // crc of the segment id, where its records' crcs start (0 for .log)
+	seed  uint32 // crc of the segment id, where its records' crcs start
 }
 
 // loc is where an entry is: segment id, offset of its record, length of its record.
@@ -171,60 +168,77 @@ func Open(dir string) (*WAL, error) {
 	if w.segs[len(w.segs)-1].alloc < w.segBytes {
 		w.prepare() // the active segment grows: replace it once a preallocated one is ready
 	}
-	go w.writeLoop()
+	w.writer.Start(w.commit, func(<-chan struct{}) { w.relocate() })
 	go w.watermarks()
 	return w, nil
 }
 
 func newWAL(dir string) *WAL {
-	return &WAL{dir: dir, segBytes: segmentBytes, reqs: make(chan *writeReq, maxBatch), groups: map[string]*groupLog{},
-		needs: map[string]need{}, closing: make(chan struct{}), stopped: make(chan struct{}), wmStopped: make(chan struct{})}
+	return &WAL{dir: dir, segBytes: segmentBytes, writer: groupcommit.New[*writeReq](maxBatch), groups: map[string]*groupLog{},
+		needs: map[string]need{}, wmStopped: make(chan struct{})}
 }
 
 // OnDamage sets fn to be told of damage found while running (a record that no longer
 // checks out when read back); set it before the log is used.
 func (w *WAL) OnDamage(fn func(group string, err error)) { w.onDamage = fn }
 
-// segName is the file of segment id; segments of the first format (.log) are only
-// read, never written.
+// segName is the file of segment id.
 func segName(id uint32) string { return fmt.Sprintf("wal-%08d.seg", id) }
 
 func segSeed(id uint32) uint32 {
 	return crc32.Checksum(binary.BigEndian.AppendUint32(nil, id), crcTable)
 }
 
-// applyRecord updates the in-memory index for one durable record and returns the
-// group it was about (nil if there was nothing to delete).
-func (w *WAL) applyRecord(s *segment, off, n uint32, body []byte) (*groupLog, error) {
-	kind, name, rest, err := parseRecord(body)
+// record is what one record does to the index and where it is: the writer knows it
+// as it frames the record, replay parses it from the segment (parsed).
+type record struct {
+	kind     byte
+	group    string
+	idx      uint64 // the entry's index, or the bound of a compact or truncate
+	off, len uint32 // of the whole record, in its segment (in the batch while framed)
+}
+
+// parsed is the record whose body is at off in a segment, n bytes with its frame.
+func parsed(off, n uint32, body []byte) (record, error) {
+	kind, group, rest, err := parseRecord(body)
 	if err != nil {
-		return nil, err
+		return record{}, err
 	}
-	g := w.groups[name]
+	r := record{kind: kind, group: group, off: off, len: n}
+	if kind != kindDrop {
+		r.idx = binary.BigEndian.Uint64(rest)
+	}
+	return r, nil
+}
+
+// apply updates the in-memory index for one durable record of segment s and returns
+// the group it was about (nil if there was nothing to delete).
+func (w *WAL) apply(s *segment, r record) *groupLog {
+	g := w.groups[r.group]
 	if g == nil {
-		if kind != kindEntry {
-			return nil, nil // nothing to delete
+		if r.kind != kindEntry {
+			return nil // nothing to delete
 		}
 		g = &groupLog{}
-		w.groups[name] = g
+		w.groups[r.group] = g
 	}
-	switch kind {
+	switch r.kind {
 	case kindEntry:
-		w.put(g, binary.BigEndian.Uint64(rest), loc{seg: s.id, off: off, len: n})
+		w.put(g, r.idx, loc{seg: s.id, off: r.off, len: r.len})
 		s.live++
-		if need, ok := w.needs[name]; ok && g.last() >= need.upTo {
-			delete(w.needs, name) // caught up with what it had before the damage
+		if need, ok := w.needs[r.group]; ok && g.last() >= need.upTo {
+			delete(w.needs, r.group) // caught up with what it had before the damage
 		}
 	case kindCompact:
-		w.compact(g, binary.BigEndian.Uint64(rest))
+		w.compact(g, r.idx)
 	case kindTruncate:
-		w.truncate(g, binary.BigEndian.Uint64(rest))
+		w.truncate(g, r.idx)
 	case kindDrop:
 		w.truncate(g, 0)
-		delete(w.groups, name)
-		delete(w.needs, name)
+		delete(w.groups, r.group)
+		delete(w.needs, r.group)
 	}
-	return g, nil
+	return g
 }
 
 // parseRecord splits a record's body into kind, group and the kind's fields, and
@@ -320,7 +334,7 @@ func (w *WAL) Segments() int {
 
 // Close writes what is queued and the watermark, then closes the files.
 func (w *WAL) Close() error {
-	w.stopWriter()
+	w.writer.Close()
 	<-w.wmStopped
 	wmErr := w.saveWatermark()
 	for _, f := range w.wmFiles {
@@ -339,17 +353,6 @@ func (w *WAL) Close() error {
 	return errors.Join(wmErr, w.closeFiles())
 }
 
-// stopWriter refuses new writes and waits for the writer to finish what is queued.
-func (w *WAL) stopWriter() {
-	w.closeOnce.Do(func() {
-		w.qmu.Lock()
-		w.closed = true
-		w.qmu.Unlock()
-		close(w.closing)
-	})
-	<-w.stopped
-}
-
 func (w *WAL) closeFiles() error {
 	var errs []error
 	for _, s := range w.segs {
@@ -365,46 +368,10 @@ func (w *WAL) write(bodies ...[]byte) error {
 }
 
 func (w *WAL) queue(r *writeReq) error {
-	w.qmu.RLock()
-	if w.closed {
-		w.qmu.RUnlock()
+	if !w.writer.Queue(r) {
 		return ErrClosed
 	}
-	w.reqs <- r
-	w.qmu.RUnlock()
 	return <-r.err
-}
-
-func (w *WAL) writeLoop() {
-	defer close(w.stopped)
-	batch := make([]*writeReq, 0, maxBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case r := <-w.reqs:
-			batch = append(batch, r)
-		case <-w.closing:
-			for {
-				select {
-				case r := <-w.reqs:
-					w.commit([]*writeReq{r})
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-w.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		w.commit(batch)
-		w.relocate()
-	}
 }
 
 // relocate copies a group's log only if it is at most relocateBytes and the group has
@@ -463,9 +430,8 @@ func (w *WAL) commit(batch []*writeReq) {
 	}
 }
 
-// An append that grows the file costs about twice the sync of one that overwrites
-// preallocated blocks (see rotate), so a segment that grows (the first one, or one
-// started while no preallocated file was ready) is replaced as soon as one is.
+// commitBatch writes a batch at the end of the active segment with one write and one
+// fdatasync, then indexes it.
 func (w *WAL) commitBatch(batch []*writeReq) error {
 	n := 0
 	for _, r := range batch {
@@ -476,36 +442,13 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 			n += entrySize(r.group, e)
 		}
 	}
-	w.mu.RLock()
-	active := w.segs[len(w.segs)-1]
-	w.mu.RUnlock()
-	grows := active.size+int64(n) > active.alloc
-	if active.size >= w.segBytes || grows && w.prepared() {
-		if err := w.finish(active); err != nil {
-			return err
-		}
-		w.mu.Lock()
-		err := w.rotate()
-		w.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		w.mu.RLock()
-		active = w.segs[len(w.segs)-1]
-		w.mu.RUnlock()
-		grows = active.size+int64(n) > active.alloc
+	active, err := w.activeFor(n)
+	if err != nil {
+		return err
 	}
-	if grows || active.size >= w.segBytes/2 {
-		w.prepare() // unless one is ready (a dead segment kept for reuse) or being made
-	}
-	buf := make([]byte, 0, n)
-	for _, r := range batch {
-		for _, body := range r.bodies {
-			buf = appendFramed(buf, active.seed, body)
-		}
-		for _, e := range r.entries {
-			buf = appendEntry(buf, active.seed, r.group, e)
-		}
+	buf, err := w.frame(batch, active.seed, n)
+	if err != nil {
+		return err
 	}
 	if _, err := active.f.WriteAt(buf, active.size); err != nil {
 		return fmt.Errorf("wal: write: %w", err)
@@ -514,25 +457,78 @@ func (w *WAL) commitBatch(batch []*writeReq) error {
 		return fmt.Errorf("wal: sync: %w", err)
 	}
 	w.syncs.Add(1)
+	w.index(active, buf)
+	return nil
+}
+
+// activeFor returns the segment the next n bytes go to: a new one when the active one
+// is full, or would grow while a preallocated one is ready (an append that grows the
+// file costs about twice the sync of one that overwrites preallocated blocks, see
+// rotate); and it has the next one prepared in time.
+func (w *WAL) activeFor(n int) (*segment, error) {
+	w.mu.RLock()
+	active := w.segs[len(w.segs)-1]
+	w.mu.RUnlock()
+	grows := active.size+int64(n) > active.alloc
+	if active.size >= w.segBytes || grows && w.prepared() {
+		if err := w.finish(active); err != nil {
+			return nil, err
+		}
+		w.mu.Lock()
+		err := w.rotate()
+		active = w.segs[len(w.segs)-1]
+		w.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		grows = active.size+int64(n) > active.alloc
+	}
+	if grows || active.size >= w.segBytes/2 {
+		w.prepare() // unless one is ready (a dead segment kept for reuse) or being made
+	}
+	return active, nil
+}
+
+// frame lays out the batch's records (n bytes) for a segment whose crcs start at seed,
+// and notes in w.framed what each does to the index, so that indexing the batch does
+// not parse it again.
+func (w *WAL) frame(batch []*writeReq, seed uint32, n int) ([]byte, error) {
+	buf := make([]byte, 0, n)
+	w.framed = w.framed[:0]
+	for _, r := range batch {
+		for _, body := range r.bodies {
+			rec, err := parsed(uint32(len(buf)), uint32(8+len(body)), body)
+			if err != nil {
+				return nil, fmt.Errorf("wal: writing a bad record: %w", err)
+			}
+			buf = appendFramed(buf, seed, body)
+			w.framed = append(w.framed, rec)
+		}
+		for _, e := range r.entries {
+			off := len(buf)
+			buf = appendEntry(buf, seed, r.group, e)
+			w.framed = append(w.framed, record{kind: kindEntry, group: r.group, idx: e.Index, off: uint32(off), len: uint32(len(buf) - off)})
+		}
+	}
+	return buf, nil
+}
+
+// index records in memory the batch just made durable at the end of active.
+func (w *WAL) index(active *segment, buf []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := time.Now()
-	for rest, off := buf, uint32(active.size); len(rest) > 0; {
-		n := 8 + binary.BigEndian.Uint32(rest[4:8])
-		w.writes.Add(1)
-		g, err := w.applyRecord(active, off, n, rest[8:n])
-		if err != nil {
-			return err
-		}
-		if g != nil {
+	base := uint32(active.size)
+	for _, rec := range w.framed {
+		rec.off += base
+		if g := w.apply(active, rec); g != nil {
 			g.written = now
 		}
-		rest, off = rest[n:], off+n
 	}
-	w.remember(written{seg: active.id, off: uint32(active.size), buf: buf})
+	w.writes.Add(uint64(len(w.framed)))
+	w.remember(written{seg: active.id, off: base, buf: buf})
 	active.size += int64(len(buf))
 	w.collect()
-	return nil
 }
 
 // remember keeps buf for GetLog and forgets the oldest batches beyond recentBytes.

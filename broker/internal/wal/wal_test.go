@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -259,8 +260,7 @@ func TestSegments(t *testing.T) {
 }
 
 // TestReusedSegment: a dead segment becomes the next one without being zeroed; after
-// a crash (no clean cut of the active segment), what it held before is not replayed,
-// and the first format's segments are still read.
+// a crash (no clean cut of the active segment), what it held before is not replayed.
 func TestReusedSegment(t *testing.T) {
 	smallSegments(t, 300)
 	dir := t.TempDir()
@@ -273,18 +273,10 @@ func TestReusedSegment(t *testing.T) {
 		}
 		return out
 	}
-	// A segment of the first format (crc of the body alone), as an older broker left it.
-	var v1 []byte
-	for _, e := range fixed(1, 2) {
-		v1 = appendEntry(v1, 0, "a", e)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "wal-00000001.log"), v1, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	w := open(t, dir)
 	a, b := logOf(t, w, "a"), logOf(t, w, "b")
-	if f, l := bounds(t, a); f != 1 || l != 2 {
-		t.Fatalf("a in the first format's segment: %d..%d", f, l)
+	if err := a.StoreLogs(fixed(1, 2)); err != nil {
+		t.Fatal(err)
 	}
 	// Churn until the active segment is a file an earlier segment used.
 	inodes := map[uint64]string{}
@@ -315,9 +307,6 @@ func TestReusedSegment(t *testing.T) {
 		}
 		a.DeleteRange(1, i-1)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "wal-00000001.log")); !os.IsNotExist(err) {
-		t.Fatalf("the first format's dead segment is still there: %v", err)
-	}
 	// Write a little more to the reused file, whose rest holds a's old records.
 	lastA := i - 1
 	const idx = 2
@@ -345,9 +334,36 @@ func TestReusedSegment(t *testing.T) {
 	}
 }
 
+// TestFirstFormatRefused: a directory holding a segment of the first format (crcs of
+// the body alone, written only by development builds) is refused with a message that
+// names the file and says what to do, rather than read or silently passed over.
+func TestFirstFormatRefused(t *testing.T) {
+	dir := t.TempDir()
+	var v1 []byte
+	for _, e := range entries(1, 2, 1) {
+		v1 = appendEntry(v1, 0, "a", e)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "wal-00000001.log"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(dir)
+	if err == nil {
+		w.Close()
+		t.Fatal("a first-format segment was opened")
+	}
+	for _, want := range []string{"wal-00000001.log", "first WAL format", "move " + dir + " aside"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if _, _, _, err := Check(dir); err == nil {
+		t.Error("Check read a first-format segment")
+	}
+}
+
 // crash stops w's writer and closes its files as a SIGKILL would leave them.
 func crash(w *WAL) {
-	w.stopWriter()
+	w.writer.Close()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closeFiles()

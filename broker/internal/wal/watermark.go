@@ -168,7 +168,7 @@ func (w *WAL) watermarks() {
 	saved := w.writes.Load()
 	for {
 		select {
-		case <-w.closing:
+		case <-w.writer.Closing():
 			return
 		case <-t.C:
 		}
