@@ -43,6 +43,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumq/quorumq/broker/internal/groupcommit"
 	"github.com/quorumq/quorumq/broker/internal/wal"
 	bolt "go.etcd.io/bbolt"
 )
@@ -71,14 +72,8 @@ type file struct {
 	kicks chan struct{}
 	dlog  *dataLog // data.db's: written and synced before each commit
 
-	bolt *bolt.DB
-	reqs chan *writeReq
-
-	mu        sync.RWMutex // held (shared) while queueing, so Close knows no write is on its way
-	closed    bool
-	closeOnce sync.Once
-	closing   chan struct{}
-	stopped   chan struct{}
+	bolt   *bolt.DB
+	writer *groupcommit.Loop[*writeReq]
 }
 
 type writeReq struct {
@@ -151,9 +146,8 @@ func openFile(path string, delay time.Duration, pageSize int) (*file, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	f := &file{bolt: b, delay: delay, reqs: make(chan *writeReq, maxBatch), kicks: make(chan struct{}, 1),
-		closing: make(chan struct{}), stopped: make(chan struct{})}
-	go f.commitLoop()
+	f := &file{bolt: b, delay: delay, writer: groupcommit.New[*writeReq](maxBatch), kicks: make(chan struct{}, 1)}
+	f.writer.Start(f.commit, f.pause)
 	return f, nil
 }
 
@@ -182,13 +176,7 @@ func (d *file) kick() {
 }
 
 func (d *file) close() error {
-	d.closeOnce.Do(func() {
-		d.mu.Lock()
-		d.closed = true
-		d.mu.Unlock()
-		close(d.closing)
-	})
-	<-d.stopped
+	d.writer.Close()
 	return d.bolt.Close()
 }
 
@@ -203,12 +191,8 @@ func (d *file) update(fn func(*bolt.Tx) error) error {
 // committed in the order they were queued.
 func (d *file) updateAsync(fn func(*bolt.Tx) error) <-chan error {
 	r := &writeReq{fn: fn, err: make(chan error, 1)}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
+	if !d.writer.Queue(r) {
 		r.err <- ErrClosed
-	} else {
-		d.reqs <- r
 	}
 	return r.err
 }
@@ -221,56 +205,17 @@ func (d *file) view(fn func(*bolt.Tx) error) error {
 	return d.bolt.View(fn)
 }
 
-func (d *file) commitLoop() {
-	defer close(d.stopped)
-	batch := make([]*writeReq, 0, maxBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case r := <-d.reqs:
-			batch = append(batch, r)
-		case <-d.closing:
-			d.drain(batch)
-			return
-		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-d.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		d.commit(batch)
-		if d.delay > 0 {
-			t := time.NewTimer(d.delay)
-			select {
-			case <-t.C:
-			case <-d.kicks:
-			case <-d.closing:
-			}
-			t.Stop()
-		}
+// pause spaces a delayed file's commits (see dataCommitDelay) until a reader kicks.
+func (d *file) pause(closing <-chan struct{}) {
+	if d.delay == 0 {
+		return
 	}
-}
-
-// drain commits what is still queued at Close (nothing can be added any more).
-func (d *file) drain(batch []*writeReq) {
-	for {
-		select {
-		case r := <-d.reqs:
-			batch = append(batch, r)
-			if len(batch) < maxBatch {
-				continue
-			}
-		default:
-		}
-		if len(batch) == 0 {
-			return
-		}
-		d.commit(batch)
-		batch = batch[:0]
+	t := time.NewTimer(d.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-d.kicks:
+	case <-closing:
 	}
 }
 
