@@ -24,7 +24,6 @@
 //	         snap   raft snapshots: only the small partition state (see snapshot.go)
 //	data/    message bodies, appended to segments shared by all partitions (datalog.go)
 //	data.db  idx    where each run of messages is in data/ (runs.go)
-//	         msg    message bodies by offset (the first format: read, no longer written)
 //	         cons   consumer offsets; prod: producers' last batch; meta: applied index
 //
 // and in raft.db a "replicas" bucket naming the groups the broker holds. The applied
@@ -117,6 +116,10 @@ func Open(dir string) (*DB, error) {
 		d.Close()
 		return nil, err
 	}
+	if err := d.data.view(refuseFirstFormat); err != nil {
+		d.Close()
+		return nil, err
+	}
 	var unsealed map[string][][]byte
 	if d.openFaults, unsealed, err = d.scanIndex(); err == nil {
 		err = d.sealOld(unsealed)
@@ -126,6 +129,20 @@ func Open(dir string) (*DB, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// bMsg held a partition's message bodies by offset in the first format of data.db.
+var bMsg = []byte("msg")
+
+// refuseFirstFormat fails if a partition of data.db still keeps its messages in the
+// first format, which no release wrote and this version does not read.
+func refuseFirstFormat(tx *bolt.Tx) error {
+	return tx.ForEach(func(name []byte, root *bolt.Bucket) error {
+		if root.Bucket(bMsg) != nil {
+			return fmt.Errorf("store: partition %s in %s keeps its messages in the first format of data.db, from a development build before any release, which this version does not read: move the broker's data directory aside and start it again (its replicas catch up from their peers)", name, tx.DB().Path())
+		}
+		return nil
+	})
 }
 
 // WAL returns the broker's write-ahead log.
@@ -384,7 +401,6 @@ type Group struct {
 var (
 	bStable = []byte("stable")
 	bSnap   = []byte("snap")
-	bMsg    = []byte("msg")
 	bCons   = []byte("cons")
 	bProd   = []byte("prod")
 	bMeta   = []byte("meta")
@@ -392,7 +408,7 @@ var (
 
 // fileOf says which file holds a sub-bucket.
 func (g *Group) fileOf(name []byte) *file {
-	for _, b := range [][]byte{bIdx, bMsg, bCons, bProd, bMeta, bTime} {
+	for _, b := range [][]byte{bIdx, bCons, bProd, bMeta, bTime} {
 		if bytes.Equal(name, b) {
 			return g.db.data
 		}

@@ -273,12 +273,6 @@ func (g *Group) scrubChunk(off uint64) (n, size uint64, err error) {
 func (g *Group) firstStored() uint64 {
 	var off uint64
 	g.viewData(func(root *bolt.Bucket) error {
-		if old := root.Bucket(bMsg); old != nil {
-			if k, _ := old.Cursor().First(); k != nil {
-				off = binary.BigEndian.Uint64(k)
-				return nil
-			}
-		}
 		if k, _ := root.Bucket(bIdx).Cursor().First(); k != nil {
 			off = binary.BigEndian.Uint64(k)
 		}

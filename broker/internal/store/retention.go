@@ -111,9 +111,6 @@ func dropPrefix(dl *dataLog, root *bolt.Bucket, start uint64) error {
 			}
 		}
 	}
-	if err := deleteBelow(root.Bucket(bMsg), start, false); err != nil {
-		return err
-	}
 	return deleteBelow(root.Bucket(bTime), start, true)
 }
 

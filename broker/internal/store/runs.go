@@ -48,7 +48,6 @@ type run struct {
 	at    dataPos
 	ends  []byte // count u32 end positions
 	crcs  []byte // count u32 crc32c, or nil
-	data  []byte // the bodies, for a message of the first format
 }
 
 func parseRun(k, v []byte) (run, error) {
@@ -117,14 +116,9 @@ func (e *CorruptError) Error() string {
 // read returns messages [i, i+n) of the run, one read for all of them, each checked.
 func (r run) read(dl *dataLog, i, n int) ([][]byte, error) {
 	start, end := r.end(i-1), r.end(i+n-1)
-	buf := r.data
-	if buf == nil {
-		var err error
-		if buf, err = dl.read(dataPos{r.at.seg, r.at.off + start}, end-start); err != nil {
-			return nil, &CorruptError{Offset: r.first + uint64(i), Seg: r.at.seg, Pos: r.at.off + start}
-		}
-	} else {
-		buf = append([]byte(nil), buf[start:end]...) // bolt's memory is valid only in the transaction
+	buf, err := dl.read(dataPos{r.at.seg, r.at.off + start}, end-start)
+	if err != nil {
+		return nil, &CorruptError{Offset: r.first + uint64(i), Seg: r.at.seg, Pos: r.at.off + start}
 	}
 	out := make([][]byte, n)
 	for j := range out {
@@ -184,11 +178,6 @@ var damagedMark = []byte("damaged: awaiting repair")
 // entry after it (or the partition's next offset).
 func damagedRange(root *bolt.Bucket, k []byte) (from, to uint64) {
 	from = storedStart(root)
-	if old := root.Bucket(bMsg); old != nil {
-		if last, _ := old.Cursor().Last(); last != nil {
-			from = max(from, binary.BigEndian.Uint64(last)+1)
-		}
-	}
 	c := root.Bucket(bIdx).Cursor()
 	c.Seek(k)
 	for pk, pv := c.Prev(); pk != nil; pk, pv = c.Prev() {
@@ -225,11 +214,6 @@ func storedEnd(root *bolt.Bucket) (uint64, error) {
 			return to, nil
 		}
 		return r.first + uint64(r.count()), nil
-	}
-	if old := root.Bucket(bMsg); old != nil {
-		if k, _ := old.Cursor().Last(); k != nil {
-			return binary.BigEndian.Uint64(k) + 1, nil
-		}
 	}
 	return storedStart(root), nil // retention may have deleted every message
 }
@@ -282,15 +266,6 @@ func walk(root *bolt.Bucket, from uint64, fn func(r run, i int) (took int, more 
 		took, more, err := fn(r, i)
 		off += uint64(took)
 		return more && took == r.count()-i, err
-	}
-	if old := root.Bucket(bMsg); old != nil {
-		c := old.Cursor()
-		for k, v := c.Seek(u64key(off)); k != nil && binary.BigEndian.Uint64(k) == off; k, v = c.Next() {
-			more, err := step(run{first: off, ends: binary.BigEndian.AppendUint32(nil, uint32(len(v))), data: v})
-			if !more || err != nil {
-				return off, err
-			}
-		}
 	}
 	c := root.Bucket(bIdx).Cursor()
 	k, v := c.Seek(u64key(off))

@@ -22,25 +22,6 @@ func msgs(from, n, size int) [][]byte {
 	return out
 }
 
-// oldFormat writes messages as brokers before the data log did: a bolt value each.
-func oldFormat(t *testing.T, g *Group, first int, ms [][]byte) {
-	t.Helper()
-	if err := g.updateData(func(root *bolt.Bucket) error {
-		b, err := root.CreateBucketIfNotExists(bMsg)
-		if err != nil {
-			return err
-		}
-		for i, m := range ms {
-			if err := b.Put(u64key(uint64(first+i)), m); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func put(g *Group, first int, ms [][]byte) error {
 	return g.updateData(func(root *bolt.Bucket) error { return putMessages(g.db.data.dlog, root, uint64(first), ms) })
 }
@@ -71,7 +52,6 @@ func checkRead(t *testing.T, g *Group, total int) {
 
 func TestRuns(t *testing.T) {
 	type write struct {
-		old            bool // in the first format
 		first, n, size int
 	}
 	cases := []struct {
@@ -86,8 +66,6 @@ func TestRuns(t *testing.T) {
 		{"empty messages", []write{{first: 0, n: 5, size: 0}, {first: 5, n: 2, size: 3}}, 7, 2},
 		{"resent prefix skipped", []write{{first: 0, n: 10, size: 10}, {first: 0, n: 15, size: 10}}, 15, 2},
 		{"resent entirely", []write{{first: 0, n: 10, size: 10}, {first: 4, n: 3, size: 10}}, 10, 1},
-		{"after the first format", []write{{old: true, first: 0, n: 20, size: 10}, {first: 20, n: 5, size: 10}}, 25, 1},
-		{"first format resent", []write{{old: true, first: 0, n: 20, size: 10}, {first: 0, n: 25, size: 10}}, 25, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,10 +73,7 @@ func TestRuns(t *testing.T) {
 			defer db.Close()
 			g := group(t, db, "p/t/0")
 			for _, w := range tc.writes {
-				ms := msgs(w.first, w.n, w.size)
-				if w.old {
-					oldFormat(t, g, w.first, ms)
-				} else if err := put(g, w.first, ms); err != nil {
+				if err := put(g, w.first, msgs(w.first, w.n, w.size)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -111,6 +86,37 @@ func TestRuns(t *testing.T) {
 				t.Fatalf("%d runs, want %d", n, tc.runs)
 			}
 		})
+	}
+}
+
+// TestFirstFormatRefused: a data.db in which a partition keeps its messages in the
+// first format (a bolt value each, written only by development builds) is refused at
+// open with a message naming the partition and what to do, not read as empty.
+func TestFirstFormatRefused(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	g := group(t, db, "p/t/0")
+	if err := g.updateData(func(root *bolt.Bucket) error {
+		b, err := root.CreateBucket(bMsg)
+		if err != nil {
+			return err
+		}
+		return b.Put(u64key(0), []byte("m0"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir)
+	if err == nil {
+		db.Close()
+		t.Fatal("a data.db of the first format was opened")
+	}
+	for _, want := range []string{"p/t/0", "first format of data.db", "move the broker's data directory aside"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }
 
@@ -131,7 +137,9 @@ func TestFit(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
 	g := group(t, db, "p/t/0")
-	oldFormat(t, g, 0, msgs(0, 4, 100))
+	if err := put(g, 0, msgs(0, 4, 100)); err != nil {
+		t.Fatal(err)
+	}
 	if err := put(g, 4, msgs(4, 8, 100)); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +149,7 @@ func TestFit(t *testing.T) {
 		fails              bool
 	}{
 		{0, 12, 1 << 20, 12, 1200, false},
-		{2, 6, 1 << 20, 4, 400, false}, // across the formats
+		{2, 6, 1 << 20, 4, 400, false}, // across two runs
 		{3, 12, 250, 2, 200, false},    // bounded by bytes
 		{5, 12, 10, 1, 100, false},     // always at least one
 		{10, 13, 1 << 20, 0, 0, true},  // past the end
