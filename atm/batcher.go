@@ -13,6 +13,7 @@ import (
 
 	"github.com/quorumq/quorumq/atm/bank"
 	"github.com/quorumq/quorumq/election"
+	"github.com/quorumq/quorumq/internal/groupcommit"
 	"github.com/quorumq/quorumq/internal/retry"
 )
 
@@ -132,21 +133,9 @@ func (b *batcher) runLane(ctx context.Context, session string, seq uint64) {
 	reqs := make([]*request, 0, b.maxBatch)
 	ops := make([]bank.Op, 0, b.maxBatch)
 	for {
-		reqs = reqs[:0]
-		select {
-		case r := <-b.queue:
-			reqs = append(reqs, r)
-		case <-ctx.Done():
+		var ok bool
+		if reqs, ok = groupcommit.Gather(b.queue, ctx.Done(), reqs, b.maxBatch); !ok {
 			return
-		}
-	fill:
-		for len(reqs) < b.maxBatch {
-			select {
-			case r := <-b.queue:
-				reqs = append(reqs, r)
-			default:
-				break fill
-			}
 		}
 		// Requests whose caller already gave up are dropped rather than applied, so a
 		// caller told "not applied" is right.

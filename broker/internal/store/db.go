@@ -42,8 +42,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumq/quorumq/broker/internal/groupcommit"
 	"github.com/quorumq/quorumq/broker/internal/wal"
+	"github.com/quorumq/quorumq/internal/groupcommit"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -44,7 +44,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/quorumq/quorumq/broker/internal/groupcommit"
+	"github.com/quorumq/quorumq/internal/groupcommit"
 )
 
 const (

@@ -1,8 +1,9 @@
-// Package groupcommit is the committer of the broker's write-ahead log and of its bolt
-// files: writers from any number of goroutines queue requests, and one goroutine
-// commits whatever is queued as one batch, so one commit (an fsync) serves every
-// writer that waited for it, with no delay added when only one writes. Each user says
-// what a commit is (a write and a sync, a bolt transaction) and answers its requests.
+// Package groupcommit is the group commit of the broker's write-ahead log, of its bolt
+// files and of the ATMs' Raft proposals: writers from any number of goroutines queue
+// requests, and a committer commits whatever is queued as one batch, so one commit (an
+// fsync, a Raft entry) serves every writer that waited for it, with no delay added when
+// only one writes. Each user says what a commit is and answers its requests; Loop is
+// the whole committer of the broker's files, Gather the gathering of one batch.
 package groupcommit
 
 import "sync"
@@ -63,22 +64,10 @@ func (l *Loop[R]) run(commit func([]R), after func(<-chan struct{})) {
 	defer close(l.stopped)
 	batch := make([]R, 0, l.max)
 	for {
-		batch = batch[:0]
-		select {
-		case r := <-l.reqs:
-			batch = append(batch, r)
-		case <-l.closing:
+		var ok bool
+		if batch, ok = Gather(l.reqs, l.closing, batch, l.max); !ok {
 			l.drain(batch, commit)
 			return
-		}
-	fill:
-		for len(batch) < l.max {
-			select {
-			case r := <-l.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
 		}
 		commit(batch)
 		if after != nil {
@@ -104,4 +93,26 @@ func (l *Loop[R]) drain(batch []R, commit func([]R)) {
 		commit(batch)
 		batch = batch[:0]
 	}
+}
+
+// Gather reuses batch for the next batch: it waits for a first request on queue, then
+// takes what else is queued without waiting, up to max in all. It returns false, and
+// an empty batch, if stop is closed before a first request comes.
+func Gather[R any](queue <-chan R, stop <-chan struct{}, batch []R, max int) ([]R, bool) {
+	batch = batch[:0]
+	select {
+	case r := <-queue:
+		batch = append(batch, r)
+	case <-stop:
+		return batch, false
+	}
+	for len(batch) < max {
+		select {
+		case r := <-queue:
+			batch = append(batch, r)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
 }

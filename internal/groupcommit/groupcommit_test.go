@@ -190,3 +190,37 @@ func TestConcurrentWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestGather: one batch is what is queued, up to max, without waiting for more.
+func TestGather(t *testing.T) {
+	tests := []struct {
+		name   string
+		queued int
+		max    int
+		want   []int
+	}{
+		{"one", 1, 4, []int{0}},
+		{"all queued", 3, 4, []int{0, 1, 2}},
+		{"up to max", 6, 4, []int{0, 1, 2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := make(chan int, tt.queued)
+			for i := range tt.queued {
+				q <- i
+			}
+			got, ok := Gather(q, nil, make([]int, 5), tt.max)
+			if !ok || !slices.Equal(got, tt.want) {
+				t.Fatalf("Gather = %v, %v; want %v", got, ok, tt.want)
+			}
+			if len(q) != tt.queued-len(tt.want) {
+				t.Fatalf("%d left queued, want %d", len(q), tt.queued-len(tt.want))
+			}
+		})
+	}
+	stop := make(chan struct{})
+	close(stop)
+	if got, ok := Gather(make(chan int), stop, []int{7}, 4); ok || len(got) != 0 {
+		t.Fatalf("Gather after stop = %v, %v", got, ok)
+	}
+}
