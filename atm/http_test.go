@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumq/quorumq/internal/devtools/testkit"
 )
 
 // startServer serves the HTTP API, without an ATM yet, on a free port.
@@ -130,23 +132,11 @@ func TestRepliesEndWithNewline(t *testing.T) {
 	a, _ := newLocalATM(t, 5*time.Second)
 	srv, addr := startServer(t)
 	srv.setATM(a)
-	for _, r := range []struct{ method, path, body string }{
+	testkit.RepliesEndWithNewline(t, "http://"+addr, []testkit.Request{
 		{"POST", "/deposit", `{"name":"alice","amount":"1"}`},
 		{"GET", "/balance/alice", ""},
 		{"GET", "/balance/nobody", ""},
 		{"POST", "/withdraw", `{`},
 		{"GET", "/accounts", ""},
-	} {
-		req, _ := http.NewRequest(r.method, "http://"+addr+r.path, strings.NewReader(r.body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.HasSuffix(string(raw), "}\n") {
-			t.Errorf("%s %s: %q does not end with a newline", r.method, r.path, raw)
-		}
-	}
+	})
 }

@@ -92,8 +92,5 @@ func TestIndexEntriesDamaged(t *testing.T) {
 	consumeAll(t, cl, n)
 	produceChecked(t, cl, n, 50, 10) // and it goes on
 	readAll(t, cl, c.peers[v].HTTPAddr, n+50)
-	c.procs[v].Stop()
-	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
-		t.Fatalf("verify after the repair:\n%s", out)
-	}
+	stopAndVerify(t, c, v)
 }

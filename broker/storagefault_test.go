@@ -201,6 +201,16 @@ func verifyOffline(t *testing.T, dir string) (string, bool) {
 	return string(out), err == nil
 }
 
+// stopAndVerify stops broker v and fails t unless `quorumq broker verify` then finds its
+// data directory whole: what the broker repaired is on disk, not only in its answers.
+func stopAndVerify(t *testing.T, c *cluster, v int) {
+	t.Helper()
+	c.procs[v].Stop()
+	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
+		t.Fatalf("verify once repaired:\n%s", out)
+	}
+}
+
 // makeLeader kills leaders (restarting them) until broker i leads the partition.
 func makeLeader(t *testing.T, c *cluster, cl *brokerclient.Client, i int) {
 	t.Helper()
@@ -268,10 +278,7 @@ func TestDataLogBitFlip(t *testing.T) {
 	checkFaultSeen(t, c, v)
 	makeLeader(t, c, cl, v)
 	consumeAll(t, cl, n)
-	c.procs[v].Stop()
-	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
-		t.Fatalf("verify after the repair:\n%s", out)
-	}
+	stopAndVerify(t, c, v)
 }
 
 // TestDataLogBitFlipNotUTF8: as TestDataLogBitFlip, with bodies that are not UTF-8:
@@ -284,10 +291,7 @@ func TestDataLogBitFlipNotUTF8(t *testing.T) {
 	c.start(t, v)
 	readBodies(t, cl, c.peers[v].HTTPAddr, n, binaryBody)
 	checkFaultSeen(t, c, v)
-	c.procs[v].Stop()
-	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
-		t.Fatalf("verify after the repair:\n%s", out)
-	}
+	stopAndVerify(t, c, v)
 }
 
 // TestDataLogTruncated (row 3): the newest data log segment of one replica loses its
@@ -449,10 +453,7 @@ func TestWALBitFlip(t *testing.T) {
 	readAll(t, cl, c.peers[v].HTTPAddr, n+100)
 	makeLeader(t, c, cl, v)
 	consumeAll(t, cl, n+100)
-	c.procs[v].Stop()
-	if out, ok := verifyOffline(t, c.dataDir(v)); !ok {
-		t.Fatalf("verify once caught up:\n%s", out)
-	}
+	stopAndVerify(t, c, v)
 }
 
 // TestShortenedWALDoesNotLead (row 1): follower W is paused; 400 messages are

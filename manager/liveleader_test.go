@@ -1,15 +1,14 @@
 package manager
 
 import (
-	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/quorumq/quorumq/discovery"
 	"github.com/quorumq/quorumq/internal/devtools/pgserver"
+	"github.com/quorumq/quorumq/internal/devtools/testkit"
 	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -56,23 +55,11 @@ func TestDescribeLiveLeader(t *testing.T) {
 // apart.
 func TestRepliesEndWithNewline(t *testing.T) {
 	m, _, _ := startWithBrokers(t, "newline", "b1")
-	for _, r := range []struct{ method, path, body string }{
+	testkit.RepliesEndWithNewline(t, "http://"+m.HTTPAddr(), []testkit.Request{
 		{"POST", "/topics", `{"name":"t"}`},
 		{"GET", "/topics", ""},
 		{"GET", "/topics/nope", ""},
 		{"POST", "/topics", `{`},
 		{"GET", "/nope", ""},
-	} {
-		req, _ := http.NewRequest(r.method, "http://"+m.HTTPAddr()+r.path, strings.NewReader(r.body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.HasSuffix(string(raw), "}\n") {
-			t.Errorf("%s %s: %q does not end with a newline", r.method, r.path, raw)
-		}
-	}
+	})
 }

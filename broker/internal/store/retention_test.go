@@ -3,15 +3,14 @@ package store
 import (
 	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumq/quorumq/broker/partition"
+	"github.com/quorumq/quorumq/internal/devtools/testkit"
 )
 
 // produceAt applies one stamped produce entry of n messages of size bytes each.
@@ -22,19 +21,6 @@ func produceAt(t *testing.T, f *partition.FSM, index uint64, n, size int, at tim
 		msgs[i] = bytes.Repeat([]byte{byte('a' + index%26)}, size)
 	}
 	apply(t, f, index, partition.StampProduce(partition.EncodeProduce([]partition.Batch{{Msgs: msgs}}), at))
-}
-
-// allocated is how many bytes of disk dir's files take.
-func allocated(t *testing.T, dir string) int64 {
-	t.Helper()
-	var total int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
-			total += fi.Sys().(*syscall.Stat_t).Blocks * 512
-		}
-		return nil
-	})
-	return total
 }
 
 // Two partitions interleave their runs in one data log segment; retention on one
@@ -59,7 +45,7 @@ func TestRetentionDeletesPrefixAndFreesDisk(t *testing.T) {
 		}
 	}
 	fb.Messages(0, 1)
-	before := allocated(t, filepath.Join(dir, "data"))
+	before := testkit.DiskUse(t, filepath.Join(dir, "data"))
 
 	p := ga.Partition()
 	start, next := fa.Bounds()
@@ -84,7 +70,7 @@ func TestRetentionDeletesPrefixAndFreesDisk(t *testing.T) {
 	if err != nil || len(got) != 10 || got[0][0] != byte('a'+38%26) {
 		t.Fatalf("read from start: %d messages, %v", len(got), err)
 	}
-	after := allocated(t, filepath.Join(dir, "data"))
+	after := testkit.DiskUse(t, filepath.Join(dir, "data"))
 	if freed := before - after; freed < 140*size {
 		t.Fatalf("truncating 150 messages of %d bytes freed %d bytes on disk (%d → %d)", size, freed, before, after)
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/quorumq/quorumq/cmd/quorumq/proctest"
 	"github.com/quorumq/quorumq/internal/secure"
 	"github.com/quorumq/quorumq/manager/managerapi"
-	"github.com/quorumq/quorumq/manager/meta"
 )
 
 // startDev runs `quorumq dev` with the given numbers of managers and brokers on free
@@ -369,13 +368,7 @@ func aliveBrokers(t *testing.T, st devcluster.State, m devcluster.Process) int {
 	if rest(t, st, m, "GET", "/brokers", "", &r) != http.StatusOK {
 		return 0
 	}
-	n := 0
-	for _, b := range r.Brokers {
-		if b.State == string(meta.BrokerAlive) {
-			n++
-		}
-	}
-	return n
+	return devcluster.CountAlive(r)
 }
 
 func healthy(t *testing.T, st devcluster.State, p devcluster.Process) bool {

@@ -187,6 +187,11 @@ func aliveBrokers(ctx context.Context, c *Cluster, managerHTTP string) int {
 	if !c.getJSON(ctx, managerHTTP, "/brokers", &r) {
 		return 0
 	}
+	return CountAlive(r)
+}
+
+// CountAlive counts the brokers a manager's GET /brokers lists as alive.
+func CountAlive(r managerapi.BrokersReply) int {
 	n := 0
 	for _, b := range r.Brokers {
 		if b.State == string(meta.BrokerAlive) {

@@ -4,28 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quorumq/quorumq/clientlib"
+	"github.com/quorumq/quorumq/internal/devtools/testkit"
 )
-
-// diskUse is what du reports for dir: the bytes its files' blocks take.
-func diskUse(t *testing.T, dir string) int64 {
-	t.Helper()
-	var total int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
-			total += fi.Sys().(*syscall.Stat_t).Blocks * 512
-		}
-		return nil
-	})
-	return total
-}
 
 // TestRetentionReclaimsDisk (issue 15 point 3) on real processes: 3 brokers hold a
 // topic with retention_ms; 24 MiB produced, then, once retention has passed, every
@@ -66,7 +51,7 @@ func TestRetentionReclaimsDisk(t *testing.T) {
 	}
 	before := map[string]int64{}
 	for _, b := range c.Brokers {
-		before[b.ID] = diskUse(t, b.DataDir)
+		before[b.ID] = testkit.DiskUse(t, b.DataDir)
 	}
 	const (
 		size    = 64 << 10
@@ -89,14 +74,14 @@ func TestRetentionReclaimsDisk(t *testing.T) {
 	// Every replica has stored them: its data log's commit may trail the acknowledgement.
 	time.Sleep(2 * time.Second)
 	for _, b := range c.Brokers {
-		peak[b.ID] = diskUse(t, b.DataDir)
+		peak[b.ID] = testkit.DiskUse(t, b.DataDir)
 		t.Logf("%s: %d MiB before, %d MiB after producing %d MiB in %v", b.ID, before[b.ID]>>20, peak[b.ID]>>20, batch*batches*size>>20, produced.Round(time.Millisecond))
 	}
 	const want = batch * batches * size / 2
 	deadline := time.Now().Add(retention + 90*time.Second)
 	for _, b := range c.Brokers {
 		for {
-			now := diskUse(t, b.DataDir)
+			now := testkit.DiskUse(t, b.DataDir)
 			if peak[b.ID]-now >= want {
 				t.Logf("%s: %d MiB after retention (%d MiB given back)", b.ID, now>>20, (peak[b.ID]-now)>>20)
 				break
@@ -124,7 +109,7 @@ func TestRetentionReclaimsDisk(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	for _, b := range c.Brokers {
-		t.Logf("%s: %d MiB with every message produced deleted", b.ID, diskUse(t, b.DataDir)>>20)
+		t.Logf("%s: %d MiB with every message produced deleted", b.ID, testkit.DiskUse(t, b.DataDir)>>20)
 	}
 	for i := range 3 {
 		if _, err := producer.Send(ctx, clientlib.Record{Value: fmt.Sprintf("after-%d", i)}); err != nil {
