@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -277,6 +278,9 @@ func (b *Broker) fetch(ctx context.Context, r *replica, from, n uint64) ([][]byt
 	return nil, errors.Join(errs...)
 }
 
+// notRepairedYet leads the reason a damaged read or /healthz gives.
+const notRepairedYet = "; not repaired yet: "
+
 // peerError is another broker's failure answer.
 type peerError struct {
 	addr   string
@@ -311,7 +315,11 @@ func (b *Broker) peerGet(ctx context.Context, addr, path string, out any) error 
 		var f brokerapi.Failure
 		body, _ := io.ReadAll(resp.Body)
 		httpjson.DecodeFailure(resp.StatusCode, body, &f)
-		return &peerError{addr: addr, status: resp.StatusCode, code: f.Code, msg: f.Message}
+		// A damaged peer explains why it is not repaired yet with what its own peers
+		// answered, which includes this broker's explanation: kept whole, the
+		// messages would nest each other and grow with every repair attempt.
+		msg, _, _ := strings.Cut(f.Message, notRepairedYet)
+		return &peerError{addr: addr, status: resp.StatusCode, code: f.Code, msg: msg}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s: %w", addr, err)
@@ -336,7 +344,7 @@ func (b *Broker) faultNotes() []string {
 	for _, f := range b.faults.list() {
 		note := "unrepaired storage fault: " + f.String()
 		if why := b.faults.reason(f.Group); why != "" {
-			note += "; not repaired yet: " + why
+			note += notRepairedYet + why
 		}
 		out = append(out, note)
 	}
@@ -352,7 +360,7 @@ func (b *Broker) faultNotes() []string {
 func (b *Broker) explain(group string, err error) error {
 	if store.IsDamage(err) {
 		if why := b.faults.reason(group); why != "" {
-			return fmt.Errorf("%w; not repaired yet: %s", err, why)
+			return fmt.Errorf("%w%s%s", err, notRepairedYet, why)
 		}
 	}
 	return err
