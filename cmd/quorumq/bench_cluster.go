@@ -79,9 +79,8 @@ func (b *clusterBench) run(ctx context.Context, c *clientlib.Client, setupTimeou
 		records[i] = clientlib.Record{Value: strings.Repeat("x", b.size)}
 	}
 	// A new topic answers before its partitions have elected leaders (they open in the
-	// background): one message to every partition, then one per producer, before the
-	// clock starts, waits for them, so a short run measures the cluster and not the
-	// topic's start (a producer's first message reaches one partition only).
+	// background): one message to every partition before the clock starts waits for
+	// them, so a short run measures the cluster and not the topic's start.
 	for _, part := range info.Partitions {
 		wp, err := c.NewProducer(sctx, b.topic, clientlib.ToPartition(part.ID))
 		if err == nil {
@@ -90,11 +89,6 @@ func (b *clusterBench) run(ctx context.Context, c *clientlib.Client, setupTimeou
 		}
 		if err != nil {
 			return fmt.Errorf("bench cluster: first message to partition %d: %w", part.ID, err)
-		}
-	}
-	for i, p := range producers {
-		if _, err := p.Send(sctx, records[0]); err != nil {
-			return fmt.Errorf("bench cluster: producer %d: first message: %w", i, err)
 		}
 	}
 	var (
