@@ -125,10 +125,7 @@ func TestWatchSurvivesAgentRestart(t *testing.T) {
 	if err := b.Register(testCtx(t), r); err != nil {
 		t.Fatal(err)
 	}
-	// An agent restart races its catalog sync against the tokens being created again:
-	// a sync refused meanwhile ("ACL not found") is retried by anti-entropy, which runs
-	// about once a minute, so the window is longer than that.
-	next(t, ch, 90*time.Second, "i1 passing after re-registration", healthOf("i1", discovery.Passing))
+	next(t, ch, 10*time.Second, "i1 passing after re-registration", healthOf("i1", discovery.Passing))
 
 	// Blocking queries work against the new agent's (lower) indexes.
 	h.set(http.StatusInternalServerError)
