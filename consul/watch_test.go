@@ -120,12 +120,19 @@ func TestWatchSurvivesAgentRestart(t *testing.T) {
 		t.Fatalf("pid %d after restart, was %d", agent.Pid(), oldPid)
 	}
 	// Whether the restarted agent still holds the service depends on whether it saved
-	// its local state before it stopped, so the owner registers again (idempotent);
-	// what matters is that the same channel goes on reporting.
+	// its local state before it stopped, so the owner registers again (idempotent).
+	// When it did, the list the watch sees is the one it sent before and it rightly
+	// sends nothing (the test failed 1 run in 12 waiting for it), so a second instance,
+	// new to this agent, gives the same channel a change it must report.
 	if err := b.Register(testCtx(t), r); err != nil {
 		t.Fatal(err)
 	}
-	next(t, ch, 10*time.Second, "i1 passing after re-registration", healthOf("i1", discovery.Passing))
+	if err := b.Register(testCtx(t), reg(svc, "i2", newHealthServer(t, http.StatusOK), 200*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	next(t, ch, 10*time.Second, "i1 and i2 passing after the restart", func(m []discovery.Member) bool {
+		return healthOf("i1", discovery.Passing)(m) && healthOf("i2", discovery.Passing)(m)
+	})
 
 	// Blocking queries work against the new agent's (lower) indexes.
 	h.set(http.StatusInternalServerError)
