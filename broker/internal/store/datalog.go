@@ -219,6 +219,42 @@ func (l *dataLog) file(seg uint32) (*os.File, error) {
 	return f, nil
 }
 
+// prefetchBytes is how far past a read of messages the kernel is asked to read ahead.
+// The data log is written with O_DIRECT, so what a consumer reads next is on disk, not
+// in the page cache, and a consume request read its runs one synchronous pread at a
+// time (32 % of a leader's CPU in a 1-client consume benchmark). Two 1 MiB requests'
+// worth covers the next request of a consumer reading in order.
+const prefetchBytes = 2 << 20
+
+// prefetch asks the kernel to read [at, at+n) of its segment into the page cache in the
+// background. Only a hint: errors are ignored, and reads still check every checksum. It
+// stops at the durable end, so that no page past it (still a hole, to be written with
+// O_DIRECT) is cached.
+func (l *dataLog) prefetch(at dataPos, n uint64) {
+	l.mu.Lock()
+	end := l.end
+	l.mu.Unlock()
+	if n = prefetchLen(at, end, n); n == 0 {
+		return
+	}
+	f, err := l.file(at.seg)
+	if err != nil {
+		return
+	}
+	_ = unix.Fadvise(int(f.Fd()), int64(at.off), int64(n), unix.FADV_WILLNEED)
+}
+
+// prefetchLen is how much of [at, at+n) lies before the durable end.
+func prefetchLen(at, end dataPos, n uint64) uint64 {
+	switch {
+	case at.seg < end.seg:
+		return n
+	case at.seg > end.seg || at.off >= end.off:
+		return 0
+	}
+	return min(n, end.off-at.off)
+}
+
 // read reads n bytes at pos.
 func (l *dataLog) read(at dataPos, n uint64) ([]byte, error) {
 	f, err := l.file(at.seg)

@@ -231,11 +231,14 @@ func (p *Partition) fit(from, to, maxBytes uint64) (n, size uint64, err error) {
 // Messages implements partition.Store.
 func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 	out := make([][]byte, 0, n)
+	dl := p.g.db.data.dlog
+	var next dataPos // where the last message read ends: a reader in order goes on there
 	err := p.g.viewData(func(root *bolt.Bucket) error {
 		end, err := walk(root, from, func(r run, i int) (int, bool, error) {
 			k := min(r.count()-i, int(n)-len(out))
-			msgs, err := r.read(p.g.db.data.dlog, i, k)
+			msgs, err := r.read(dl, i, k)
 			out = append(out, msgs...)
+			next = dataPos{r.at.seg, r.at.off + r.end(i+k-1)}
 			return k, len(out) < int(n), err
 		})
 		if err == nil && len(out) < int(n) {
@@ -246,6 +249,7 @@ func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 	if err != nil {
 		return nil, p.g.corrupt(err)
 	}
+	dl.prefetch(next, prefetchBytes)
 	return out, nil
 }
 

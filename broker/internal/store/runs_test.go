@@ -311,3 +311,22 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+func TestPrefetchLen(t *testing.T) {
+	end := dataPos{seg: 2, off: 1000}
+	for _, tc := range []struct {
+		at   dataPos
+		n    uint64
+		want uint64
+	}{
+		{dataPos{1, 500}, 4096, 4096}, // an older segment is written in full
+		{dataPos{2, 0}, 4096, 1000},   // the active one up to its durable end
+		{dataPos{2, 600}, 100, 100},
+		{dataPos{2, 1000}, 4096, 0}, // nothing past the end
+		{dataPos{3, 0}, 4096, 0},
+	} {
+		if got := prefetchLen(tc.at, end, tc.n); got != tc.want {
+			t.Errorf("prefetchLen(%v, %v, %d) = %d, want %d", tc.at, end, tc.n, got, tc.want)
+		}
+	}
+}
