@@ -5,6 +5,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +22,7 @@ func newBrokerCmd() *cobra.Command {
 		consul   consulFlags
 		logLevel string
 		pprofAt  string
+		procs    int
 		sec      securityFlags
 	)
 	cmd := &cobra.Command{
@@ -38,6 +40,12 @@ reopens every replica it held.`,
 			var err error
 			if cfg.Logger, err = newLogger(os.Stderr, logLevel); err != nil {
 				return err
+			}
+			if procs < 0 {
+				return fmt.Errorf("--gomaxprocs %d: give 0 (Go's default) or a positive number of cores", procs)
+			}
+			if procs > 0 {
+				runtime.GOMAXPROCS(procs)
 			}
 			if cfg.Security, err = sec.config(cmd.Context(), secure.RoleBroker, cfg.ID, false, cfg.Logger); err != nil {
 				return err
@@ -64,6 +72,7 @@ reopens every replica it held.`,
 	f.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", broker.DefaultHTTPReadTimeout, "close an HTTP connection that takes longer to send a request (or stays idle)")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	f.StringVar(&pprofAt, "pprof", "", "serve Go profiles (net/http/pprof) on this host:port")
+	f.IntVar(&procs, "gomaxprocs", 0, "cores the Go scheduler runs on (GOMAXPROCS); 0 is Go's default, every core. Give 1 when more server processes than cores share the machine: idle schedulers then spin less")
 	sec.register(f, false)
 	f.DurationVar(&cfg.RetentionInterval, "retention-interval", broker.DefaultRetentionInterval, "how often a partition's leader deletes what its topic's retention no longer keeps")
 	f.IntVar(&cfg.ScrubRate, "scrub-rate", broker.DefaultScrubRate, "bytes per second the background verifier reads back from disk (message bodies and Raft log records) to find damage; 0 disables it")

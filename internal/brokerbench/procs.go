@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/broker/brokerapi"
+	"github.com/quorumq/quorumq/internal/cores"
 	"github.com/quorumq/quorumq/internal/freeport"
 	"github.com/quorumq/quorumq/internal/secure"
 )
@@ -29,7 +30,8 @@ type proc struct {
 
 // startBrokers starts n brokers of binary with data under dir, serving Go profiles when
 // pprof is set; secured with a CA made there unless insecure, in which case the
-// returned client TLS is nil.
+// returned client TLS is nil. Brokers that outnumber the cores get one each
+// (cores.BrokerArgs).
 func startBrokers(ctx context.Context, binary, dir string, n int, pprof, insecure bool) ([]*proc, *tls.Config, error) {
 	var (
 		store     *secure.Store
@@ -59,6 +61,7 @@ func startBrokers(ctx context.Context, binary, dir string, n int, pprof, insecur
 			}
 			p.args = append(p.args[:len(p.args)-1], flags...)
 		}
+		p.args = append(p.args, cores.BrokerArgs(n)...)
 		if pprof {
 			p.pprof = freeAddr()
 			p.args = append(p.args, "--pprof", p.pprof)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/cores"
 	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -52,7 +53,9 @@ func startServices(ctx context.Context, c *Cluster) error {
 	if err := checkPorts(brokers, "--broker-raft-port", "--broker-http-port"); err != nil {
 		return err
 	}
-	brokerProcs, err := startAll(ctx, c, brokers, func(service) ([]string, error) { return nil, nil })
+	// Brokers and managers outnumbering the cores: each broker gets one (cores.Share).
+	brokerArgs := cores.BrokerArgs(len(brokers) + len(managers))
+	brokerProcs, err := startAll(ctx, c, brokers, func(service) ([]string, error) { return brokerArgs, nil })
 	if err != nil {
 		return err
 	}
