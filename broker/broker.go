@@ -89,15 +89,20 @@ const (
 
 // coalesceDelay is how long a partition's heartbeat (or empty AppendEntries) may wait to
 // share a write with other partitions' (transport.Config.CoalesceDelay, default 2 ms):
-// a tenth of LeaderLeaseTimeout. Idle partitions cost CPU per heartbeat, and raft sends
-// the next heartbeat only after the answer to the last, so the wait both batches
-// syscalls and goroutine wake-ups and stretches raft's heartbeat interval
-// (HeartbeatTimeout/10 to /5) by up to this much. Measured with 1,000 idle partitions on
-// 3 brokers (HeartbeatTimeout and lease 1 s), per broker: 2 ms 20–25 % of a core,
-// 20 ms 14–16 %, 100 ms 12–13 %, 200 ms 10–11 %. What waits is a leader's VerifyLeader
-// (ReadBarrier, GET /size), never a produce: its AppendEntries is written at once and
-// takes the waiting frames along.
-func coalesceDelay(t election.Timing) time.Duration { return t.LeaderLeaseTimeout / 10 }
+// a tenth of LeaderLeaseTimeout, at most maxCoalesce. Idle partitions cost CPU per
+// heartbeat, and raft sends the next heartbeat only after the answer to the last, so the
+// wait both batches syscalls and goroutine wake-ups and stretches raft's heartbeat
+// interval (HeartbeatTimeout/10 to /5) by up to this much. Measured with 1,000 idle
+// partitions on 3 brokers (HeartbeatTimeout and lease 1 s), per broker: 2 ms 20–25 % of
+// a core, 20 ms 14–16 %, 100 ms 12–13 %, 200 ms 10–11 %. What waits is a leader's
+// VerifyLeader (ReadBarrier, GET /size), never a produce: its AppendEntries is written
+// at once and takes the waiting frames along. With heartbeats seconds apart there are
+// few left to batch, so the wait is capped.
+func coalesceDelay(t election.Timing) time.Duration {
+	return min(t.LeaderLeaseTimeout/10, maxCoalesce)
+}
+
+const maxCoalesce = 100 * time.Millisecond
 
 // Broker is one broker process.
 type Broker struct {
@@ -113,7 +118,6 @@ type Broker struct {
 	replicas map[string]*replica         // by group name
 	opening  map[string]chan struct{}    // groups being opened, closed when done
 	pending  int                         // replicas still to reopen after a restart
-	cleared  clearedGroups               // nudge.go
 	faults   *faults                     // repair.go
 	notes    atomic.Pointer[healthNotes] // healthz.go
 	peerOnce sync.Once
@@ -168,7 +172,6 @@ func New(cfg Config) (*Broker, error) {
 	b.ln = cfg.Security.ListenInternal(b.ln)
 	b.auth = cfg.Security.Auth(true)
 	b.mux.Handle(pingGroup, pingMethod, func(context.Context, []byte) ([]byte, error) { return nil, nil })
-	b.mux.Handle(pingGroup, clearedMethod, b.cleared.serve)
 	b.app = b.newApp()
 	return b, nil
 }

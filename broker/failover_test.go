@@ -121,8 +121,12 @@ func TestLeaderKilledWhileProducing(t *testing.T) {
 		acks   []ack
 		killed = make(chan struct{})
 		after  = map[string]int{} // acks per producer after the kill
-		wg     sync.WaitGroup
-		stop   = make(chan struct{})
+		// The longest any producer waited between two acks: the failover's length as
+		// a client sees it (logged, never asserted).
+		lastAck = map[string]time.Time{}
+		longest time.Duration
+		wg      sync.WaitGroup
+		stop    = make(chan struct{})
 	)
 	for p := range 4 {
 		producer := fmt.Sprintf("p%d", p)
@@ -146,6 +150,10 @@ func TestLeaderKilledWhileProducing(t *testing.T) {
 				}
 				mu.Lock()
 				acks = append(acks, ack{producer, seq, r.Offset, msgs})
+				if prev, ok := lastAck[producer]; ok {
+					longest = max(longest, time.Since(prev))
+				}
+				lastAck[producer] = time.Now()
 				select {
 				case <-killed:
 					after[producer]++
@@ -178,6 +186,7 @@ func TestLeaderKilledWhileProducing(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	t.Logf("the longest a producer waited between two acknowledgements: %v", longest.Round(time.Millisecond))
 	newLeader := waitLeader(t, cl, "orders", 0)
 	if newLeader == leader {
 		t.Fatalf("leader is still %s after it was killed", leader)

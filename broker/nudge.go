@@ -4,8 +4,6 @@ import (
 	"context"
 	"hash/fnv"
 	"sort"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -13,33 +11,31 @@ import (
 
 // A partition's followers notice a dead leader when raft's heartbeat timer, random in
 // [HeartbeatTimeout, 2×HeartbeatTimeout), finds the last contact older than
-// HeartbeatTimeout, and both survivors then tend to stand together and split the vote
-// (measured with 1,000 partitions and a 1 s HeartbeatTimeout: all led again 2.9–4.8 s
-// after a SIGKILL). A broker knows more than each group does: it pings the other
-// brokers, and while one does not answer it watches the partitions that broker leads.
-// Once a partition's last contact is LeaderLeaseTimeout old, it lowers the follower's
-// HeartbeatTimeout to that (ReloadConfig also wakes raft's follower loop to compare at
-// once). One survivor, the heir (by a hash of the group, the same on every broker), must
-// go second: the first one's pre-vote is refused (the heir still has a leader), the
-// heir's is granted (the first no longer has one), so one election settles it. When
-// both go within a round trip they split the vote and wait a whole election timeout.
-// The two survivors' last contacts differ by up to a heartbeat gap (HeartbeatTimeout/5
-// plus the coalescing delay, 700 ms with PartitionTiming), so instead of guessing a lag
-// the first survivor tells the heir's broker once its raft has let go of the leader
-// (clearedMethod), and the heir goes at once; it goes nudgeLag late on its own if that
-// word never comes. Raft's own rules decide everything; a wrong suspicion only makes a
-// follower give up on a silent leader sooner. So failover no longer waits for
-// HeartbeatTimeout, which PartitionTiming can stretch to send fewer heartbeats; a leader
-// that stalls while its process still answers pings is found at raft's own pace.
+// HeartbeatTimeout: many seconds, since PartitionTiming stretches heartbeats so that idle
+// partitions cost little, and then both survivors tend to stand together and split the
+// vote. A broker knows sooner: it pings the other brokers every pingEvery, and one whose
+// process is gone refuses the ping's connection. For each partition such a broker led,
+// one survivor, the heir (by a hash of the group, the same on every broker), then stands
+// for election at once (election.Node.Campaign: raft's TimeoutNow, no pre-vote, and the
+// other survivor grants its vote although it still knows the dead leader), so one
+// election settles it. A broker that does not answer without refusing may be alive and
+// only slow or cut off from this one, and its leaders must keep what the others still
+// follow: there the survivors wait until the partition's last contact is
+// LeaderLeaseTimeout old (longer than any gap between a live leader's heartbeats) and
+// stand through raft's pre-vote, which a member still hearing from the leader refuses.
+// The other survivor goes nudgeLag after the heir, should the heir not win (its log
+// behind, its pre-vote refused, its broker down too). Both have their timeouts lowered
+// to the lease until the group has a leader again, so that an election that fails is
+// retried sooner (restoreNudged puts them back). Raft's rules decide everything; a wrong
+// suspicion only makes a follower give up on a silent leader sooner. A leader that
+// stalls while its process still answers pings is found at raft's own pace.
 const (
 	pingGroup, pingMethod = "broker", "ping"
-	clearedMethod         = "cleared" // body: group names, one per line
 
 	pingEvery   = 200 * time.Millisecond
 	pingTimeout = 500 * time.Millisecond
 	nudgeEvery  = 50 * time.Millisecond
 	nudgeLag    = time.Second
-	clearedTTL  = 10 * time.Second // a word from the other survivor older than this is stale
 	// peersEvery: listing the peers walks every replica (7 % of an idle broker's CPU
 	// with 1,000 partitions when done at every ping); a new peer waits this long for
 	// its first ping.
@@ -68,10 +64,9 @@ func (b *Broker) watchPeers(ctx context.Context) {
 			}
 			suspects := w.suspects()
 			if len(suspects) > 0 {
-				b.nudgeFollowers(suspects, nudged)
+				b.nudgeFollowers(ctx, now, suspects, nudged)
 			}
 			if len(nudged) > 0 {
-				b.tellHeirs(ctx, nudged)
 				b.restoreNudged(suspects, nudged)
 			}
 		}
@@ -106,66 +101,46 @@ func (b *Broker) allReplicas() []*replica {
 	return rs
 }
 
-// nudge is what the watcher remembers of a replica it lowered.
-type nudge struct {
-	heir string // member id that should win the election; "" when it is this broker
-	told bool   // the heir's broker has been told that this replica let go of the leader
-}
+// nudge is a replica the watcher made stand; done is closed once it stood and its
+// timeouts are lowered.
+type nudge struct{ done chan struct{} }
 
-// nudgeFollowers makes the followers whose leader is suspected start an election once
-// the leader has been silent for LeaderLeaseTimeout, the heir only after the other
-// survivor has let go of the leader (or nudgeLag more): it lowers their HeartbeatTimeout
-// and ElectionTimeout to the lease, the least raft accepts, which also wakes raft's
-// follower loop to compare at once. nudged holds the replicas lowered; restoreNudged
-// puts their timing back.
-func (b *Broker) nudgeFollowers(suspects map[string]bool, nudged map[*replica]*nudge) {
+// nudgeFollowers makes the followers whose leader is suspected stand for election, the
+// heir first, the other survivor nudgeLag after the suspicion began: at once where the
+// leader's broker is gone, through a pre-vote once the last contact is
+// LeaderLeaseTimeout old where it only does not answer. It lowers their
+// HeartbeatTimeout and ElectionTimeout to the lease, the least raft accepts (which
+// also wakes raft's follower loop to compare the last contact with it at once), until
+// restoreNudged puts them back.
+func (b *Broker) nudgeFollowers(ctx context.Context, now time.Time, suspects map[string]suspicion, nudged map[*replica]*nudge) {
 	lease := b.cfg.Timing.LeaderLeaseTimeout
 	for _, r := range b.allReplicas() {
 		leader := r.node.Leader()
-		if !suspects[leader.Addr] || nudged[r] != nil {
+		s, suspected := suspects[leader.Addr]
+		if !suspected || nudged[r] != nil {
 			continue
 		}
-		heir := r.heir(leader.ID)
-		wait := lease
-		if heir == b.cfg.ID {
-			heir = ""
-			if !b.cleared.since(r.group, time.Now().Add(-clearedTTL)) {
-				wait += nudgeLag
-			}
-		}
-		if time.Since(r.node.Raft().LastContact()) < wait {
+		if r.heir(leader.ID) != b.cfg.ID && now.Sub(s.since) < nudgeLag {
 			continue
 		}
-		if err := r.setTimeouts(lease, lease); err != nil {
-			b.log.Debug("cannot nudge partition", "group", r.group, "error", err)
+		if !s.gone && time.Since(r.node.Raft().LastContact()) < lease {
 			continue
 		}
-		nudged[r] = &nudge{heir: heir}
-	}
-}
-
-// tellHeirs tells the heirs' brokers which of the nudged replicas have let go of their
-// leader, so that the heirs stand for election now.
-func (b *Broker) tellHeirs(ctx context.Context, nudged map[*replica]*nudge) {
-	groups := map[string][]string{} // heir's raft address → groups
-	for r, n := range nudged {
-		if n.told || n.heir == "" || r.node.Leader().Addr != "" {
-			continue
-		}
-		n.told = true
-		r.mu.Lock()
-		addr := r.peers[n.heir].RaftAddr
-		r.mu.Unlock()
-		if addr != "" {
-			groups[addr] = append(groups[addr], r.group)
-		}
-	}
-	for addr, gs := range groups {
+		n := &nudge{done: make(chan struct{})}
+		nudged[r] = n
 		go func() {
-			cctx, cancel := context.WithTimeout(ctx, pingTimeout)
-			defer cancel()
-			if _, err := b.mux.Call(cctx, raft.ServerAddress(addr), pingGroup, clearedMethod, []byte(strings.Join(gs, "\n"))); err != nil {
-				b.log.Debug("cannot tell heir's broker", "raft", addr, "error", err)
+			defer close(n.done)
+			if s.gone {
+				// Standing first: lowered timeouts wake raft's follower loop, which would
+				// start a pre-vote (refused while the other survivor knows the leader).
+				cctx, cancel := context.WithTimeout(ctx, pingTimeout)
+				defer cancel()
+				if err := r.node.Campaign(cctx); err != nil {
+					b.log.Debug("partition cannot stand for election", "group", r.group, "error", err)
+				}
+			}
+			if err := r.setTimeouts(lease, lease); err != nil {
+				b.log.Debug("cannot nudge partition", "group", r.group, "error", err)
 			}
 		}()
 	}
@@ -173,9 +148,15 @@ func (b *Broker) tellHeirs(ctx context.Context, nudged map[*replica]*nudge) {
 
 // restoreNudged gives the nudged replicas their usual timing back once they know a
 // leader other than a suspect (or are closed).
-func (b *Broker) restoreNudged(suspects map[string]bool, nudged map[*replica]*nudge) {
-	for r := range nudged {
-		if leader := r.node.Leader(); (leader.Addr == "" || suspects[leader.Addr]) && !r.closed() {
+func (b *Broker) restoreNudged(suspects map[string]suspicion, nudged map[*replica]*nudge) {
+	for r, n := range nudged {
+		select {
+		case <-n.done:
+		default:
+			continue // still standing
+		}
+		leader := r.node.Leader()
+		if _, suspected := suspects[leader.Addr]; (leader.Addr == "" || suspected) && !r.closed() {
 			continue
 		}
 		delete(nudged, r)
@@ -185,44 +166,13 @@ func (b *Broker) restoreNudged(suspects map[string]bool, nudged map[*replica]*nu
 	}
 }
 
-// clearedGroups records when another broker said its replica of a group let go of a
-// suspected leader.
-type clearedGroups struct {
-	mu sync.Mutex
-	at map[string]time.Time
-}
-
-// serve is the clearedMethod handler.
-func (c *clearedGroups) serve(_ context.Context, req []byte) ([]byte, error) {
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at == nil {
-		c.at = map[string]time.Time{}
-	}
-	for g := range strings.SplitSeq(string(req), "\n") {
-		c.at[g] = now
-	}
-	for g, t := range c.at { // few entries: only after a broker's death
-		if now.Sub(t) > clearedTTL {
-			delete(c.at, g)
-		}
-	}
-	return nil, nil
-}
-
-// since reports whether group was cleared after t.
-func (c *clearedGroups) since(group string, t time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.at[group].After(t)
-}
-
 // hastenElection: a group that opens without a leader (new, or all its members starting
-// again) would wait HeartbeatTimeout (3–6 s) for its first election. One member, chosen
-// by a hash of the group the same way on every broker, stands after LeaderLeaseTimeout
-// instead, and takes its usual timing back once the group has a leader. Its pre-vote is
-// granted since nobody else has a leader yet; where one exists, it is refused, harmlessly.
+// again) would wait HeartbeatTimeout or more for its first election. One member, chosen
+// by a hash of the group the same way on every broker, gets its timeouts lowered to
+// LeaderLeaseTimeout: raft's follower loop wakes and, never having heard from a leader,
+// stands at once, and again every lease to twice that while the group has no leader; it
+// takes its usual timing back once the group has one. Its pre-vote is granted since
+// nobody else has a leader yet; where one exists, it is refused, harmlessly.
 func (b *Broker) hastenElection(r *replica) {
 	first := r.heir("")
 	if _, ok := r.peer(r.first); ok {

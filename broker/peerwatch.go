@@ -2,9 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,12 +23,20 @@ type peerWatch struct {
 	listed, lastPing time.Time
 
 	mu       sync.Mutex
-	down     map[string]bool // addresses whose last ping failed
-	inFlight map[string]bool // addresses whose ping has not returned
+	down     map[string]suspicion // addresses whose last ping failed
+	inFlight map[string]bool      // addresses whose ping has not returned
+}
+
+// suspicion is what the watcher knows of a peer whose last ping failed.
+type suspicion struct {
+	since time.Time // the first failed ping of this episode returned
+	// gone: the last ping was refused: nothing listens on the peer's raft address, so
+	// its process (and every raft group it ran) is gone, not just slow.
+	gone bool
 }
 
 func newPeerWatch(log *slog.Logger, list func() []string) *peerWatch {
-	return &peerWatch{log: log, list: list, down: map[string]bool{}, inFlight: map[string]bool{}}
+	return &peerWatch{log: log, list: list, down: map[string]suspicion{}, inFlight: map[string]bool{}}
 }
 
 // due returns the peers to ping at now: every peer whose last ping has returned, once
@@ -58,18 +68,23 @@ func (w *peerWatch) pinged(ctx context.Context, addr string, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.inFlight, addr)
+	s, down := w.down[addr]
 	switch {
-	case err != nil && ctx.Err() == nil && !w.down[addr]:
-		w.log.Info("broker not answering pings; hastening elections of the partitions it leads", "raft", addr, "error", err)
-		w.down[addr] = true
-	case err == nil && w.down[addr]:
+	case err != nil && ctx.Err() == nil:
+		if !down {
+			w.log.Info("broker not answering pings; hastening elections of the partitions it leads", "raft", addr, "error", err)
+			s.since = time.Now()
+		}
+		s.gone = errors.Is(err, syscall.ECONNREFUSED)
+		w.down[addr] = s
+	case err == nil && down:
 		w.log.Info("broker answers pings again", "raft", addr)
 		delete(w.down, addr)
 	}
 }
 
 // suspects returns a copy of the addresses whose last ping failed.
-func (w *peerWatch) suspects() map[string]bool {
+func (w *peerWatch) suspects() map[string]suspicion {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return maps.Clone(w.down)

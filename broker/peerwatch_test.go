@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -122,7 +126,43 @@ func TestPeerWatchSuspectsIsACopy(t *testing.T) {
 	w.pinged(context.Background(), "a", errors.New("no answer"))
 	s := w.suspects()
 	w.pinged(context.Background(), "a", nil)
-	if !s["a"] || len(w.suspects()) != 0 {
+	if _, ok := s["a"]; !ok || len(w.suspects()) != 0 {
 		t.Fatalf("suspects %v then %v", s, w.suspects())
+	}
+}
+
+// TestPeerWatchGone: a refused ping marks the peer gone (nothing listens at its
+// address), a ping without answer only suspected; the suspicion keeps the time it began.
+func TestPeerWatchGone(t *testing.T) {
+	refused := fmt.Errorf("transport: dial a: %w", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	tests := []struct {
+		name     string
+		answers  []error
+		wantGone bool
+	}{
+		{"refused", []error{refused}, true},
+		{"no answer", []error{errors.New("no answer")}, false},
+		{"refused after no answer", []error{errors.New("no answer"), refused}, true},
+		{"no answer after refused", []error{refused, errors.New("no answer")}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newPeerWatch(slog.New(slog.DiscardHandler), func() []string { return []string{"a"} })
+			var since time.Time
+			for i, err := range tt.answers {
+				w.due(time.Unix(1_000_000, 0).Add(time.Duration(i) * pingEvery))
+				w.pinged(context.Background(), "a", err)
+				s := w.suspects()["a"]
+				if i == 0 {
+					since = s.since
+				}
+				if s.since.IsZero() || !s.since.Equal(since) {
+					t.Fatalf("answer %d: suspected since %v, want the first failure's %v", i, s.since, since)
+				}
+			}
+			if got := w.suspects()["a"].gone; got != tt.wantGone {
+				t.Errorf("gone %v, want %v", got, tt.wantGone)
+			}
+		})
 	}
 }

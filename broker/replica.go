@@ -63,16 +63,20 @@ type replicaDesc struct {
 // TrailingLogs catches up by snapshot, which streams the whole partition.
 //
 // Heartbeats and the lease are IdleTiming's: a dead broker's partitions are taken over
-// through the broker's pings (nudge.go), not after HeartbeatTimeout. Measured, 1,000
-// idle partitions on 3 brokers (`quorumq bench partitions --partitions 1000`): a 1 s
-// HeartbeatTimeout cost 13–16 % of a core per broker, 2 s 10–11 %, 3 s 7.5–9 %; a cold
-// restart of all brokers takes longer with a longer ElectionTimeout (1 s: 6.0–6.4 s,
-// 2 s: 7.7–8.4 s, 3 s: 9.6–10.2 s).
+// through the broker's pings (nudge.go), not after HeartbeatTimeout, and a snapshot is
+// asked for when the entries are applied (SnapshotGap), so that no snapshot timer fires
+// every few seconds in every idle group. Measured, 1,000 idle partitions on 3 brokers
+// with TLS (`quorumq bench idle`, docs/benchmarks.md "Raft per partition"): a 3 s
+// HeartbeatTimeout with a 1 s lease cost 10.4–13.3 % of a core per broker, 9 s with a
+// 3 s lease and no snapshot timer 8.6–9.1 %, 7.4–7.6 % with one core per broker; but a
+// first election that fails waits for the lease to be retried, so a cold restart of all
+// brokers takes longer (`quorumq bench partitions`: 5.8 s with the 1 s lease, 8.5–9.0 s
+// with 3 s).
 func PartitionTiming() election.Timing {
 	t := election.IdleTiming()
 	t.SnapshotThreshold = 256
 	t.TrailingLogs = 256
-	t.SnapshotInterval = 2 * time.Second // raft checks at a random time in [2 s, 4 s)
+	t.SnapshotGap = 2 * time.Second // snapshot at 256 entries, one per 2 s at most
 	t.SnapshotBytes = 32 << 20
 	return t
 }

@@ -14,7 +14,7 @@ import (
 // the leader, from the stamps its store keeps of when each entry was proposed, and
 // never in Apply. The store frees the disk the messages took at once (punched holes in
 // the data log); the Raft log holds their entries until the next snapshot, which comes
-// after SnapshotBytes of traffic or SnapshotInterval.
+// after SnapshotBytes of traffic or SnapshotThreshold entries (PartitionTiming).
 
 // DefaultRetentionInterval is the default Config.RetentionInterval.
 const DefaultRetentionInterval = 10 * time.Second

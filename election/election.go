@@ -50,6 +50,12 @@ type Timing struct {
 	// SnapshotBytes, if set, also snapshots once that many bytes of commands were
 	// applied since the last such snapshot, without waiting for SnapshotInterval.
 	SnapshotBytes uint64
+	// SnapshotGap, if set, also snapshots once SnapshotThreshold entries were applied
+	// since the last such snapshot, but no sooner than SnapshotGap after it. Raft's own
+	// check is a timer per group that fires every SnapshotInterval whether or not
+	// anything was written; with this it only catches what the last gap left, so
+	// SnapshotInterval can be long and idle groups' timers rare.
+	SnapshotGap time.Duration
 }
 
 // DefaultTiming suits a handful of groups that must fail over fast (ATM network,
@@ -69,22 +75,24 @@ func DefaultTiming() Timing {
 }
 
 // IdleTiming suits many groups per process (partitions), most of them idle. Raft sends a
-// heartbeat to each follower every HeartbeatTimeout/10–/5 and an empty AppendEntries every
-// CommitTimeout; both cost CPU per group whether or not anything is written, so both are
-// stretched: measured with 1,000 idle partitions on 3 brokers, a 2 s HeartbeatTimeout
-// cost 10–11 % of a core per broker, 3 s 7.5–9 %. A follower alone notices a dead leader
-// only after HeartbeatTimeout (3–6 s), so a process hosting many such groups needs its
-// own failure detector to fail over sooner (the broker's pings, broker/nudge.go); the
-// lease stays short because that detector can lower a follower's HeartbeatTimeout no
-// further than LeaderLeaseTimeout, and twice the longest gap between heartbeats (about
-// 700 ms with coalescing) would be too close to it. The long CommitTimeout only delays
-// when followers learn the commit index (their ReadBarrier and apply of the last
-// entries of a burst), never a leader's commit.
+// heartbeat to each follower every HeartbeatTimeout/10–/5, its leader checks its lease
+// (a quorum's contact within LeaderLeaseTimeout) about every LeaderLeaseTimeout, each
+// follower checks its leader every HeartbeatTimeout–2×, and an empty AppendEntries goes
+// out every CommitTimeout: each is a timer per group that wakes the process whether or
+// not anything is written, so all are stretched (measured with 1,000 idle partitions on
+// 3 brokers: docs/benchmarks.md "Raft per partition"). The lease must outlast the
+// longest gap between a live leader's heartbeats (HeartbeatTimeout/5 plus the
+// transport's coalescing delay, about 1.9 s here), or leaders step down for nothing. A
+// follower alone notices a dead leader only after HeartbeatTimeout, so a process hosting
+// many such groups needs its own failure detector to fail over sooner (the broker's
+// pings, broker/nudge.go). The long CommitTimeout only delays when followers learn the
+// commit index (their ReadBarrier and apply of the last entries of a burst), never a
+// leader's commit.
 func IdleTiming() Timing {
 	return Timing{
-		HeartbeatTimeout:   3 * time.Second,
-		ElectionTimeout:    3 * time.Second,
-		LeaderLeaseTimeout: 1 * time.Second,
+		HeartbeatTimeout:   9 * time.Second,
+		ElectionTimeout:    9 * time.Second,
+		LeaderLeaseTimeout: 3 * time.Second,
 		CommitTimeout:      5 * time.Second,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   5 * time.Minute,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -21,11 +22,17 @@ type trackedFSM struct {
 	// Raft snapshots by entry count, checked every SnapshotInterval; entries of a busy
 	// partition are group commits of up to MiBs, so its log (and the disk it takes)
 	// would grow by seconds of traffic between checks. snapshotBytes asks for a
-	// snapshot as soon as that many command bytes were applied since the last request.
-	snapshotBytes uint64
-	snapshot      func() // takes a snapshot (on its own goroutine, never the FSM's)
-	sinceSnapshot atomic.Uint64
-	snapshotting  atomic.Bool
+	// snapshot as soon as that many command bytes were applied since the last request,
+	// snapshotEntries once that many entries were, snapshotGap after the last request
+	// at the soonest (Timing.SnapshotGap).
+	snapshotBytes   uint64
+	snapshotEntries uint64
+	snapshotGap     time.Duration
+	snapshot        func() // takes a snapshot (on its own goroutine, never the FSM's)
+	sinceSnapshot   atomic.Uint64
+	entriesSince    atomic.Uint64
+	lastAsked       atomic.Int64 // unix nanos of the last request
+	snapshotting    atomic.Bool
 
 	// kept is the last entry the FSM held when raft restarted in-process (restart.go):
 	// the new run replays the log from its latest snapshot, and those entries, committed
@@ -98,7 +105,7 @@ func (t *trackedFSM) Apply(l *raft.Log) any {
 	}
 	resp := t.inner.Apply(l)
 	t.applied.Store(l.Index)
-	t.grew(len(l.Data))
+	t.grew(1, len(l.Data))
 	return resp
 }
 
@@ -138,25 +145,37 @@ func (b batchingFSM) apply(logs []*raft.Log) []any {
 	if len(logs) > 0 {
 		b.applied.Store(logs[len(logs)-1].Index)
 	}
-	if b.snapshotBytes > 0 {
+	if b.snapshotBytes > 0 || b.snapshotEntries > 0 {
 		n := 0
 		for _, l := range logs {
 			n += len(l.Data)
 		}
-		b.grew(n)
+		b.grew(len(logs), n)
 	}
 	return resp
 }
 
-// grew counts applied command bytes and starts a snapshot once snapshotBytes are
-// reached, unless one it started is still running.
-func (t *trackedFSM) grew(n int) {
-	if t.snapshotBytes == 0 || t.sinceSnapshot.Add(uint64(n)) < t.snapshotBytes || !t.snapshotting.CompareAndSwap(false, true) {
+// grew counts applied entries and command bytes and starts a snapshot once
+// snapshotBytes or snapshotEntries are reached (the latter snapshotGap after the last
+// request at the soonest), unless one it started is still waiting or running.
+func (t *trackedFSM) grew(entries, n int) {
+	bytesDue := t.snapshotBytes > 0 && t.sinceSnapshot.Add(uint64(n)) >= t.snapshotBytes
+	entriesDue := t.snapshotEntries > 0 && t.entriesSince.Add(uint64(entries)) >= t.snapshotEntries
+	if !bytesDue && !entriesDue || !t.snapshotting.CompareAndSwap(false, true) {
 		return
 	}
-	t.sinceSnapshot.Store(0)
+	var wait time.Duration
+	if !bytesDue {
+		wait = t.snapshotGap - time.Since(time.Unix(0, t.lastAsked.Load()))
+	}
 	go func() {
 		defer t.snapshotting.Store(false)
+		if wait > 0 {
+			time.Sleep(wait) // a snapshot of a closed node fails harmlessly
+		}
+		t.sinceSnapshot.Store(0)
+		t.entriesSince.Store(0)
+		t.lastAsked.Store(time.Now().UnixNano())
 		t.snapshot()
 	}()
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,6 +144,9 @@ func (n *Node) openStores() error {
 	n.snaps = &trackedSnapshots{SnapshotStore: snaps}
 	n.fsm = newTrackedFSM(n.cfg.FSM, n.snaps, n.stopApplying)
 	n.fsm.snapshotBytes = n.cfg.Timing.SnapshotBytes
+	if n.cfg.Timing.SnapshotGap > 0 {
+		n.fsm.snapshotEntries, n.fsm.snapshotGap = n.cfg.Timing.SnapshotThreshold, n.cfg.Timing.SnapshotGap
+	}
 	n.fsm.snapshot = n.snapshot
 	return nil
 }
@@ -334,6 +338,32 @@ func (n *Node) IsLeader() bool { return n.Raft().State() == raft.Leader }
 func (n *Node) Leader() Peer {
 	addr, id := n.Raft().LeaderWithID()
 	return Peer{ID: string(id), Addr: string(addr)}
+}
+
+// Campaign makes this follower stand for election now, as when a leader hands over its
+// leadership (raft's TimeoutNow): without a pre-vote, and voters grant their vote even
+// while they still know a leader. It is for a leader known to be gone (broker/nudge.go):
+// a live one loses its leadership to it. Raft's rules still decide: the member wins only
+// with the votes of a majority whose logs are no newer than its own. A leader, a
+// candidate and a member without a vote are left alone (raft's TimeoutNow does not check
+// the vote), and a member sitting out elections (recovering, halted) refuses.
+func (n *Node) Campaign(ctx context.Context) error {
+	r := n.Raft()
+	if r.State() != raft.Follower {
+		return nil
+	}
+	c, err := n.configuration(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(c.Servers, func(s raft.Server) bool {
+		return s.ID == raft.ServerID(n.cfg.ID) && s.Suffrage == raft.Voter
+	}) {
+		return nil
+	}
+	return n.trans.TimeoutNowLocal(ctx, raft.RPCHeader{
+		ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.cfg.ID), Addr: []byte(n.trans.LocalAddr()),
+	})
 }
 
 // ID returns this member's server ID.

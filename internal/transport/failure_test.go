@@ -77,6 +77,47 @@ func TestUnknownGroup(t *testing.T) {
 	}
 }
 
+// TestVoteWaitsForTheGroupToOpen: a vote or pre-vote sent before the peer has opened
+// the group (the members of a new group open at about the same time) reaches it once
+// it does, instead of failing as refused.
+func TestVoteWaitsForTheGroupToOpen(t *testing.T) {
+	tests := []struct {
+		name string
+		call func(g *GroupTransport, target raft.ServerAddress) (granted bool, err error)
+	}{
+		{"vote", func(g *GroupTransport, target raft.ServerAddress) (bool, error) {
+			var resp raft.RequestVoteResponse
+			err := g.RequestVote("x", target, &raft.RequestVoteRequest{Term: 1}, &resp)
+			return resp.Granted, err
+		}},
+		{"pre-vote", func(g *GroupTransport, target raft.ServerAddress) (bool, error) {
+			var resp raft.RequestPreVoteResponse
+			err := g.RequestPreVote("x", target, &raft.RequestPreVoteRequest{Term: 1}, &resp)
+			return resp.Granted, err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newMux(t), newMux(t)
+			ga := openGroup(t, a, "late")
+			type result struct {
+				granted bool
+				err     error
+			}
+			done := make(chan result, 1)
+			go func() {
+				granted, err := tc.call(ga, b.Addr())
+				done <- result{granted, err}
+			}()
+			time.Sleep(3 * openRetry) // the request was answered "unknown group" by now
+			answer(t, openGroup(t, b, "late"))
+			if r := <-done; r.err != nil || !r.granted {
+				t.Fatalf("granted %v, error %v; want granted once the peer opened the group", r.granted, r.err)
+			}
+		})
+	}
+}
+
 func TestGarbageDropsOnlyThatConnection(t *testing.T) {
 	a, b := newMux(t), newMux(t)
 	answer(t, openGroup(t, b, "g"))

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -44,4 +45,31 @@ func (g *GroupTransport) refuseElection(cmd any) (raft.RPCResponse, bool) {
 		}
 	}
 	return raft.RPCResponse{}, false
+}
+
+// TimeoutNowLocal hands this group's raft a TimeoutNow request as if its leader had sent
+// one (header names this member): raft stands for election at once, without a pre-vote,
+// and voters grant their vote even while they still know a leader. The election gate
+// refuses it like a remote one while the member sits out.
+func (g *GroupTransport) TimeoutNowLocal(ctx context.Context, header raft.RPCHeader) error {
+	cmd := &raft.TimeoutNowRequest{RPCHeader: header}
+	if resp, ok := g.refuseElection(cmd); ok {
+		return resp.Error
+	}
+	respCh := make(chan raft.RPCResponse, 1)
+	select {
+	case g.consumeCh <- raft.RPC{Command: cmd, RespChan: respCh}:
+	case <-g.ctx.Done():
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case resp := <-respCh:
+		return resp.Error
+	case <-g.ctx.Done():
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -98,7 +99,7 @@ func (g *GroupTransport) RequestVote(_ raft.ServerID, target raft.ServerAddress,
 		*resp = raft.RequestVoteResponse{Term: args.Term}
 		return nil
 	}
-	return g.call(target, rpcRequestVote, args, resp)
+	return g.electionCall(target, rpcRequestVote, args, resp)
 }
 
 // RequestPreVote implements raft.WithPreVote.
@@ -107,7 +108,34 @@ func (g *GroupTransport) RequestPreVote(_ raft.ServerID, target raft.ServerAddre
 		*resp = raft.RequestPreVoteResponse{Term: args.Term}
 		return nil
 	}
-	return g.call(target, rpcRequestPreVote, args, resp)
+	return g.electionCall(target, rpcRequestPreVote, args, resp)
+}
+
+// The members of a new group open at about the same time, and raft counts a vote
+// request that fails as refused: the first member to stand, asking peers that have not
+// opened the group yet, would lose and stand again only an election timeout later
+// (seconds for many idle groups). So a vote or pre-vote keeps asking a peer that
+// answers "unknown group" for up to openWait, every openRetry.
+const (
+	openWait  = time.Second
+	openRetry = 50 * time.Millisecond
+)
+
+func (g *GroupTransport) electionCall(target raft.ServerAddress, rpc byte, args, resp any) error {
+	deadline := time.Now().Add(openWait)
+	for {
+		err := g.call(target, rpc, args, resp)
+		if !errors.Is(err, ErrUnknownGroup) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(openRetry)
+		select {
+		case <-t.C:
+		case <-g.ctx.Done():
+			t.Stop()
+			return raft.ErrTransportShutdown
+		}
+	}
 }
 
 // TimeoutNow implements raft.Transport.
