@@ -35,3 +35,18 @@ func BrokerArgs(procs int) []string {
 	}
 	return nil
 }
+
+// GoEnv is the environment entry that gives any other Go server among procs (NATS in
+// the benchmarks) the same share as BrokerArgs gives a broker, so that both systems run
+// under the same scheduler settings: GOMAXPROCS from QUORUMQ_GOMAXPROCS when set (0:
+// none), else from Share(procs); nil when the share is Go's default.
+func GoEnv(procs int) []string {
+	n := Share(procs)
+	if v, set := os.LookupEnv(EnvVar); set {
+		n, _ = strconv.Atoi(v)
+	}
+	if n <= 0 {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(n)}
+}

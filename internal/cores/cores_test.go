@@ -37,3 +37,26 @@ func TestBrokerArgs(t *testing.T) {
 		t.Errorf("1 process: %q, want none", got)
 	}
 }
+
+func TestGoEnv(t *testing.T) {
+	many := 10 * runtime.NumCPU()
+	for _, tc := range []struct {
+		env   string // "-" unset
+		procs int
+		want  string // "" none
+	}{
+		{"-", many, "GOMAXPROCS=1"},
+		{"-", 1, ""},
+		{"2", 1, "GOMAXPROCS=2"},
+		{"0", many, ""},
+	} {
+		t.Setenv(EnvVar, tc.env) // restored after the test
+		if tc.env == "-" {
+			os.Unsetenv(EnvVar)
+		}
+		got := GoEnv(tc.procs)
+		if (tc.want == "" && got != nil) || (tc.want != "" && (len(got) != 1 || got[0] != tc.want)) {
+			t.Errorf("%s=%s, %d processes: %q, want %q", EnvVar, tc.env, tc.procs, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quorumq/quorumq/internal/brokerbench"
+	"github.com/quorumq/quorumq/internal/cores"
 	"github.com/quorumq/quorumq/internal/freeport"
 )
 
@@ -139,6 +140,8 @@ func (s *natsServer) start(bin, conf, logPath string) error {
 	}
 	defer out.Close()
 	s.cmd = exec.Command(bin, "-c", conf)
+	// The same core share as quorumq's brokers get in this bench (cores.BrokerArgs).
+	s.cmd.Env = append(os.Environ(), cores.GoEnv(3)...)
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	// Pdeathsig: an interrupted bench must not leave servers behind.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
