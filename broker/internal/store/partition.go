@@ -249,7 +249,9 @@ func (p *Partition) Messages(from uint64, n uint32) ([][]byte, error) {
 	if err != nil {
 		return nil, p.g.corrupt(err)
 	}
-	dl.prefetch(next, prefetchBytes)
+	if len(out) > 0 {
+		dl.prefetch(next, prefetchBytes)
+	}
 	return out, nil
 }
 
