@@ -215,7 +215,11 @@ func (n *Node) registerHandlers() {
 		return nil, n.removeLocal(ctx, string(req))
 	}))
 	m.Handle(g, methodJoin, func(ctx context.Context, req []byte) ([]byte, error) {
-		if n.Raft() == nil {
+		// Between starting raft and its bootstrap (or, when joining, before the leader's
+		// first entries) a member knows no configuration: it can neither admit anyone nor
+		// name a leader, and a new group's members, opening at about the same time, asked
+		// it and waited out their whole join call (3 s) for a leader that needed their vote.
+		if r := n.Raft(); r == nil || len(r.GetConfiguration().Configuration().Servers) == 0 {
 			return reply(codePending, nil), nil
 		}
 		var p Peer

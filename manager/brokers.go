@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quorumq/quorumq/broker/brokerapi"
@@ -25,10 +26,44 @@ type brokerClient struct {
 	// leaderSeen is told when a partition's leader turned out to be another broker than
 	// the metadata names.
 	leaderSeen func(p meta.Partition, id string)
+
+	mu    sync.Mutex
+	opens map[string]chan struct{} // per broker id: replica opens in flight (openSlots)
 }
 
+// openSlots bounds the replica opens the managers ask of one broker at once. Creating
+// 2,000 topics put 2,800 opens in flight at a time, each on a TLS connection of its own:
+// the write manager grew to 1.7 GB of connection buffers and the brokers spent their
+// cores on handshakes, while a few at a time keep a broker's disk and Raft busy.
+const openSlots = 8
+
+// maxConnsPerBroker bounds the manager's connections to one broker, whatever the load:
+// a request beyond it waits for a connection instead of dialing one more.
+const maxConnsPerBroker = 128
+
 func newBrokerClient(leaderSeen func(p meta.Partition, id string)) *brokerClient {
-	return &brokerClient{http: brokerclient.New(), leaderSeen: leaderSeen}
+	c := brokerclient.New()
+	if tr, ok := c.HTTP.Transport.(*http.Transport); ok {
+		tr.MaxConnsPerHost = maxConnsPerBroker
+	}
+	return &brokerClient{http: c, leaderSeen: leaderSeen, opens: map[string]chan struct{}{}}
+}
+
+// openSlot waits for one of b's replica-open slots; release gives it back.
+func (bc *brokerClient) openSlot(ctx context.Context, b meta.Broker) (release func(), err error) {
+	bc.mu.Lock()
+	slots, ok := bc.opens[b.ID]
+	if !ok {
+		slots = make(chan struct{}, openSlots)
+		bc.opens[b.ID] = slots
+	}
+	bc.mu.Unlock()
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // brokerError is a failure reply of a broker, or no reply at all.
@@ -288,6 +323,11 @@ func peersOf(view map[string]meta.Broker, ids []string) []brokerapi.Peer {
 // replicas (b among them) for a new group, or the current members (without b) to join
 // an existing one, which then adds b through addMember.
 func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string) error {
+	release, err := bc.openSlot(ctx, b)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return bc.call(ctx, b, http.MethodPost, "/replicas", brokerapi.CreateReplicaRequest{
 		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members), Leader: p.Leader,
 		RetentionMs: p.Retention.Ms, RetentionBytes: p.Retention.Bytes,

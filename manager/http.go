@@ -20,6 +20,10 @@ import (
 // write manager to be elected.
 const requestTimeout = 10 * time.Second
 
+// openWait is how long a create waits for its replicas to be open before it answers
+// anyway (the topic exists once its command is applied).
+const openWait = 2 * time.Second
+
 func (m *Manager) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
 		// Request values (topic names, ids) go into commands, errors and logs that may
@@ -120,7 +124,13 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	}
 	// Opening replicas again on a replay is harmless, and finishes what a first
 	// attempt left undone.
-	m.openReplicas(res.Topic.Partitions)
+	opened := m.openReplicas(res.Topic.Partitions)
+	wait, stop := context.WithTimeout(ctx, openWait)
+	defer stop()
+	select {
+	case <-opened:
+	case <-wait.Done():
+	}
 	return c.Status(http.StatusCreated).JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic),
 		Message: "topic " + strconv.Quote(req.Name) + " created"})
 }

@@ -33,11 +33,11 @@ func forEach[T any](items []T, fn func(T) error) error {
 }
 
 // replicaRetry is how long the manager keeps trying to open new replicas. The
-// partitions exist once their command is applied, so the request that created them
-// answers then: when it answered 503 instead (as before), a client retried a create
-// that had worked, and when it waited for the replicas (up to a second, later), the
-// brokers' work set the create's latency (p50 1.0–1.3 s with 2,000 topics). A produce
-// or consume that arrives first waits for the partition's leader (leaderWait). The
+// partitions exist once their command is applied, so a create never answers 503 after
+// that (a client would retry a create that had worked); it waits up to openWait for its
+// replicas, which paces a client creating many topics to what the brokers can open
+// (answering at once let 2,000 creates run ahead and left their opens to pile up). A
+// produce or consume that arrives before the leader waits for it (leaderWait). The
 // write manager's reconciliation at each new term finishes what is left after
 // replicaRetry.
 const replicaRetry = time.Minute
@@ -45,10 +45,12 @@ const replicaRetry = time.Minute
 const settlePoll = 500 * time.Millisecond
 
 // openReplicas opens the replicas of new partitions on their brokers and records the
-// leaders they elect, in the background. Leaders are not waited for: the placement's
+// leaders they elect, in the background; the channel closes once every replica is
+// open. Leaders are not waited for: the placement's
 // leader is named to the brokers, which let it stand first, so the recorded one is
 // right unless its election fails.
-func (m *Manager) openReplicas(parts []meta.Partition) {
+func (m *Manager) openReplicas(parts []meta.Partition) <-chan struct{} {
+	opened := make(chan struct{})
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -66,8 +68,10 @@ func (m *Manager) openReplicas(parts []meta.Partition) {
 			case <-time.After(wait):
 			}
 		}
+		close(opened)
 		m.settleLeaders(ctx, parts)
 	}()
+	return opened
 }
 
 // createReplicas opens the replicas of new partitions on their brokers; each group

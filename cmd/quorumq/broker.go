@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
-	_ "net/http/pprof"
 	"os"
 	"runtime"
 
@@ -54,9 +52,7 @@ reopens every replica it held.`,
 			if cfg.Discovery, err = consul.ifSet(nil, cfg.Logger); err != nil {
 				return err
 			}
-			if pprofAt != "" {
-				go func() { cfg.Logger.Warn("pprof server stopped", "error", http.ListenAndServe(pprofAt, nil)) }()
-			}
+			servePprof(pprofAt, cfg.Logger)
 			cfg.Out = cmd.OutOrStdout()
 			return broker.Run(cmd.Context(), cfg)
 		},
@@ -71,7 +67,7 @@ reopens every replica it held.`,
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", broker.DefaultHTTPReadTimeout, "close an HTTP connection that takes longer to send a request (or stays idle)")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
-	f.StringVar(&pprofAt, "pprof", "", "serve Go profiles (net/http/pprof) on this host:port")
+	pprofFlag(f, &pprofAt)
 	f.IntVar(&procs, "gomaxprocs", 0, "cores the Go scheduler runs on (GOMAXPROCS); 0 is Go's default, every core. Give 1 when more server processes than cores share the machine: idle schedulers then spin less")
 	sec.register(f, false)
 	f.DurationVar(&cfg.RetentionInterval, "retention-interval", broker.DefaultRetentionInterval, "how often a partition's leader deletes what its topic's retention no longer keeps")

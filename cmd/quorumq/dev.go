@@ -33,5 +33,6 @@ func newDevCmd() *cobra.Command {
 	f.IntVar(&cfg.ManagerHTTPPort, "manager-http-port", devcluster.DefaultManagerHTTPPort, "REST API port of m1; m2 gets the next one, and so on")
 	f.IntVar(&cfg.BrokerRaftPort, "broker-raft-port", devcluster.DefaultBrokerRaftPort, "Raft port of b1; b2 gets the next one, and so on")
 	f.IntVar(&cfg.BrokerHTTPPort, "broker-http-port", devcluster.DefaultBrokerHTTPPort, "HTTP port of b1; b2 gets the next one, and so on")
+	f.IntVar(&cfg.PprofPort, "pprof-port", 0, "when set, every manager and broker serves its Go profiles (net/http/pprof) on 127.0.0.1: m1 on this port, the other managers and then the brokers on the next ones")
 	return cmd
 }

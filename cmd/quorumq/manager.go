@@ -23,6 +23,7 @@ func newManagerCmd() *cobra.Command {
 		logLevel   string
 		sec        securityFlags
 		pgPassFile string
+		pprofAt    string
 	)
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -53,6 +54,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 			if cfg.Discovery, cfg.Peers, err = managerDiscovery(&consul, peers, cfg.Logger); err != nil {
 				return err
 			}
+			servePprof(pprofAt, cfg.Logger)
 			m, err := manager.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -76,6 +78,7 @@ API; writes on a read manager are forwarded to the write manager.`,
 	f.IntVar(&cfg.RaftMaxConns, "raft-max-conns", transport.DefaultMaxConns, "incoming connections the Raft port holds at once")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&pgPassFile, "postgres-password-file", "", "file holding the password of --postgres's user (instead of one in the DSN)")
+	pprofFlag(f, &pprofAt)
 	sec.register(f, true)
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("postgres")

@@ -55,6 +55,14 @@ func (f *clientFlags) client(stderr io.Writer) (*clientlib.Client, error) {
 		opts = append(opts, clientlib.WithResolver(b))
 	}
 	opts = append(opts, clientlib.WithRetryNotice(time.Second, func(err error, left time.Duration) {
+		// A manager's answer (503 while the write manager changes) was reached: naming
+		// Consul then would send the reader to the wrong place.
+		var answered *clientlib.APIError
+		if errors.As(err, &answered) {
+			fmt.Fprintf(stderr, "quorumq: a manager answered HTTP %d (%s); retrying for %s more (--timeout)\n",
+				answered.Status, answered.Message, left.Round(time.Second))
+			return
+		}
 		fmt.Fprintf(stderr, "quorumq: still trying to reach %s: %v; retrying for %s more (--timeout)\n",
 			target, err, left.Round(time.Second))
 	}))

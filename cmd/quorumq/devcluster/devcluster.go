@@ -46,6 +46,10 @@ type Config struct {
 	// Insecure runs every process --insecure; otherwise the data directory holds a CA,
 	// the processes' certificates, a tokens file and an admin token (made on first run).
 	Insecure bool
+	// PprofPort, when not 0, has every manager and broker serve its Go profiles
+	// (net/http/pprof) on loopback: m1 on this port, then the other managers, then the
+	// brokers on the next ones.
+	PprofPort int
 }
 
 // Process is one supervised process as cluster.json shows it.

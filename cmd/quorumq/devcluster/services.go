@@ -36,6 +36,7 @@ type service struct {
 	name, kind string
 	consul     string // the discovery service it registers as
 	raft, http string
+	pprof      string // host:port of its Go profiles, "" for none
 }
 
 // startServices starts the brokers and the managers, all at once (the managers need one
@@ -52,6 +53,11 @@ func startServices(ctx context.Context, c *Cluster) error {
 	}
 	if err := checkPorts(brokers, "--broker-raft-port", "--broker-http-port"); err != nil {
 		return err
+	}
+	if cfg.PprofPort != 0 {
+		for i, s := range append(append([]*service(nil), ptrs(managers)...), ptrs(brokers)...) {
+			s.pprof = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.PprofPort+i))
+		}
 	}
 	// Brokers and managers outnumbering the cores: each broker gets one (cores.Share).
 	brokerArgs := cores.BrokerArgs(len(brokers) + len(managers))
@@ -119,13 +125,26 @@ func startAll(ctx context.Context, c *Cluster, ss []service, args func(service) 
 		}
 		args := append([]string{s.kind, "--id", s.name, "--data-dir", filepath.Join(c.cfg.DataDir, s.name),
 			"--raft", s.raft, "--http", s.http}, consulArgs...)
-		p, err := c.AddProcess(s.name, s.kind, append(args, extra...), map[string]string{"raft": s.raft, "http": s.http})
+		addrs := map[string]string{"raft": s.raft, "http": s.http}
+		if s.pprof != "" {
+			args = append(args, "--pprof", s.pprof)
+			addrs["pprof"] = s.pprof
+		}
+		p, err := c.AddProcess(s.name, s.kind, append(args, extra...), addrs)
 		if err != nil {
 			return nil, err
 		}
 		procs = append(procs, p)
 	}
 	return procs, nil
+}
+
+func ptrs(ss []service) []*service {
+	out := make([]*service, len(ss))
+	for i := range ss {
+		out[i] = &ss[i]
+	}
+	return out
 }
 
 func services(prefix, kind, consul string, n, raftPort, httpPort int) []service {
