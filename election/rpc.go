@@ -34,7 +34,7 @@ const (
 	codeNotLeader             // the request was not acted on; retry against the leader
 	codeUnknown               // the outcome is unknown; message follows
 	codeFailed                // the request failed; message follows
-	codePending               // join: this member has not started raft yet
+	codePending               // join: this member knows no configuration yet (raft not started, or not bootstrapped)
 )
 
 // ApplyError is an error an FSM returned on the leader for a command forwarded to it. It
@@ -193,7 +193,7 @@ func decodeReply(b []byte) ([]byte, error) {
 	}
 }
 
-var errPending = errors.New("election: member has not started raft yet")
+var errPending = errors.New("election: member knows no configuration yet")
 
 func (n *Node) registerHandlers() {
 	m, g := n.cfg.Mux, n.cfg.Group

@@ -1,0 +1,118 @@
+package election
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/quorumq/quorumq/internal/transport"
+)
+
+// nopFSM applies nothing: the join handler is all these tests look at. (electiontest's
+// FSMs are out of reach here: it imports this package.)
+type nopFSM struct{}
+
+func (nopFSM) Apply(*raft.Log) any                 { return nil }
+func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nopSnapshot{}, nil }
+func (nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
+
+type nopSnapshot struct{}
+
+func (nopSnapshot) Persist(s raft.SnapshotSink) error { return s.Close() }
+func (nopSnapshot) Release()                          {}
+
+func loopbackMux(t *testing.T) *transport.Mux {
+	t.Helper()
+	m, err := transport.New(transport.Config{BindAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// askJoin sends p's join request to the member at addr, as askToJoin does, and decodes
+// the answer.
+func askJoin(t *testing.T, from *transport.Mux, addr string, p Peer) ([]byte, error) {
+	t.Helper()
+	req, _ := json.Marshal(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := from.Call(ctx, raft.ServerAddress(addr), "g", methodJoin, req)
+	if err != nil {
+		return nil, err
+	}
+	return decodeReply(resp)
+}
+
+// A member whose raft runs without a configuration yet (between its start and its
+// bootstrap, or admitted but not yet reached by the leader) answers a join "pending"
+// at once. It used to wait for a leader, which a new group could only elect with the
+// asking member's vote: the asker waited out its whole join call.
+func TestJoinPendingUntilConfigured(t *testing.T) {
+	// The state is held still for the test by a term stored without any log (a member
+	// that voted before it received an entry): raft runs on it and knows no
+	// configuration until a leader sends one.
+	dirX := t.TempDir()
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dirX, "raft.db")})
+	if err == nil {
+		err = bolt.SetUint64([]byte("CurrentTerm"), 1)
+		bolt.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	muxX, muxY := loopbackMux(t), loopbackMux(t)
+	open := func(id, dir string, mux *transport.Mux, peers []Peer) *Node {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		n, err := Open(ctx, Config{Group: "g", ID: id, DataDir: dir, Mux: mux, FSM: nopFSM{}, Peers: peers, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatalf("Open %s: %v", id, err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	x := open("x", dirX, muxX, nil)
+	if n := len(x.Raft().GetConfiguration().Configuration().Servers); n != 0 {
+		t.Fatalf("x knows %d members; the test needs it to know none", n)
+	}
+	y := Peer{ID: "y", Addr: string(muxY.Addr())}
+	if _, err := askJoin(t, muxY, string(muxX.Addr()), y); !errors.Is(err, errPending) {
+		t.Fatalf("join asked of a member without a configuration = %v, want %v", err, errPending)
+	}
+
+	// Told "pending", y counts x as not running the group and bootstraps them both;
+	// x votes for it, and learns the configuration from it.
+	peers := []Peer{{ID: "x", Addr: string(muxX.Addr())}, y}
+	open("y", filepath.Join(t.TempDir(), "y"), muxY, peers)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := x.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for len(x.Raft().GetConfiguration().Configuration().Servers) == 0 {
+		if err := x.pause(ctx, 20*time.Millisecond); err != nil {
+			t.Fatalf("x never learned the configuration: %v", err)
+		}
+	}
+	// Now x admits: y, in the bootstrap entry, is answered with that configuration.
+	resp, err := askJoin(t, muxY, string(muxX.Addr()), y)
+	var boot []Peer
+	if err == nil {
+		err = json.Unmarshal(resp, &boot)
+	}
+	if err != nil || !slices.Equal(boot, peers) {
+		t.Fatalf("join asked of a configured member = %v, %v; want %v", boot, err, peers)
+	}
+}
