@@ -21,8 +21,9 @@ import (
 const requestTimeout = 10 * time.Second
 
 // openWait is how long a create waits for its replicas to be open before it answers
-// anyway (the topic exists once its command is applied).
-const openWait = 2 * time.Second
+// anyway (the topic exists once its command is applied). A variable so that a test can
+// check, once a create answered, that its replicas are open, however slow the machine.
+var openWait = 2 * time.Second
 
 func (m *Manager) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
