@@ -63,8 +63,9 @@ func TestHelpNamesEnvironment(t *testing.T) {
 	}{
 		{[]string{"produce", "--help"}, []string{"(env QUORUMQ_CONSUL)", "(env QUORUMQ_TOPIC)", "(env QUORUMQ_TIMEOUT)"}},
 		{[]string{"topic", "create", "--help"}, []string{"(env QUORUMQ_CONSUL)", "(env QUORUMQ_PARTITIONS)"}},
-		{[]string{"manager", "--help"}, []string{"(env QUORUMQ_POSTGRES)", "(env QUORUMQ_BOOTSTRAP_EXPECT)"}},
-		{[]string{"dev", "--help"}, []string{"(env QUORUMQ_CONSUL_HTTP)"}},
+		{[]string{"manager", "--help"}, []string{"(env QUORUMQ_POSTGRES)", "(env QUORUMQ_BOOTSTRAP_EXPECT)", "--pprof string", "(env QUORUMQ_PPROF)"}},
+		{[]string{"broker", "--help"}, []string{"--pprof string", "(env QUORUMQ_PPROF)"}},
+		{[]string{"dev", "--help"}, []string{"(env QUORUMQ_CONSUL_HTTP)", "--pprof-port int", "(env QUORUMQ_PPROF_PORT)"}},
 		{[]string{"--help"}, []string{"QUORUMQ_<FLAG>"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -93,6 +94,31 @@ func TestUnreachableConsulSaysWhere(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "still trying to reach Consul at 127.0.0.1:1") {
 		t.Fatalf("stderr while retrying: %q", stderr)
+	}
+}
+
+// TestRetryNoticeSaysWhoAnswered: while a call keeps failing, the notice on stderr
+// names what failed: a manager's answer when one came (the managers are there, Consul
+// or --managers is not the problem), else the address nothing answered at.
+func TestRetryNoticeSaysWhoAnswered(t *testing.T) {
+	answering := fakeManager(t, map[string]func(*http.Request) (int, any){
+		"GET /topics/t": func(*http.Request) (int, any) { return 503, failure("no write manager elected yet", "unavailable") },
+	})
+	for _, tc := range []struct {
+		name, managers, want, notWant string
+	}{
+		{"a manager answered", answering, "quorumq: a manager answered HTTP 503 (no write manager elected yet); retrying for", "still trying to reach"},
+		{"nothing answered", "127.0.0.1:1", "quorumq: still trying to reach the managers at 127.0.0.1:1:", "answered"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, err := run(t, "", "topic", "describe", "t", "--managers", tc.managers, "--timeout", "3s")
+			if err == nil {
+				t.Fatal("describe succeeded without a manager that could serve it")
+			}
+			if !strings.Contains(stderr, tc.want) || strings.Contains(stderr, tc.notWant) {
+				t.Fatalf("stderr while retrying: %q, want %q (and no %q)", stderr, tc.want, tc.notWant)
+			}
+		})
 	}
 }
 
