@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,18 +28,22 @@ import (
 )
 
 // startDev runs `quorumq dev` with the given numbers of managers and brokers on free
-// ports and returns it once it is ready, with the arguments that start it again on the
-// same directory and ports.
-func startDev(t *testing.T, managers, brokers int) (p *proctest.Proc, dir string, args []string) {
+// ports (with pprof, every server's Go profiles too) and returns it once it is ready,
+// with the arguments that start it again on the same directory and ports.
+func startDev(t *testing.T, managers, brokers int, pprof bool) (p *proctest.Proc, dir string, args []string) {
 	t.Helper()
 	dir = t.TempDir()
-	base := freeRange(t, 2*(managers+brokers))
+	servers := managers + brokers
+	base := freeRange(t, 3*servers)
 	port := func(offset int) string { return strconv.Itoa(base + offset) }
 	args = []string{"dev", "--data-dir", dir,
 		"--consul-http", proctest.FreeAddr(t), "--postgres-port", strconv.Itoa(proctest.FreePort(t)),
 		"--managers", strconv.Itoa(managers), "--brokers", strconv.Itoa(brokers),
 		"--manager-raft-port", port(0), "--manager-http-port", port(managers),
 		"--broker-raft-port", port(2 * managers), "--broker-http-port", port(2*managers + brokers)}
+	if pprof {
+		args = append(args, "--pprof-port", port(2*servers))
+	}
 	p = proctest.Start(t, "dev", args...)
 	p.WaitOutput(t, devcluster.ReadyLine, 3*time.Minute)
 	return p, dir, args
@@ -109,7 +114,7 @@ func waitGone(t *testing.T, name string, pid int) {
 // TestDevCluster runs the default cluster (3 managers, 5 brokers), uses it through a
 // manager's REST API as curl would, and stops it all with SIGINT.
 func TestDevCluster(t *testing.T) {
-	p, dir, _ := startDev(t, 3, 5)
+	p, dir, _ := startDev(t, 3, 5, false)
 	st := readState(t, dir)
 	pids := map[string]int{}
 	byKind := map[string][]devcluster.Process{}
@@ -256,7 +261,7 @@ func rest(t *testing.T, st devcluster.State, m devcluster.Process, method, path,
 // TestDevChildrenDieWithIt: a SIGKILLed supervisor leaves no process behind, and a new
 // one starts on the same directory and ports, with the data of the first.
 func TestDevChildrenDieWithIt(t *testing.T) {
-	p, dir, args := startDev(t, 1, 1)
+	p, dir, args := startDev(t, 1, 1, false)
 	st := readState(t, dir)
 	var m1 devcluster.Process
 	for _, proc := range st.Processes {
@@ -284,12 +289,28 @@ func TestDevChildrenDieWithIt(t *testing.T) {
 // TestDevSupervises: cluster.json gives every process's command line; a SIGKILLed
 // broker is started again by the supervisor (cluster.json shows its new pid) and rejoins;
 // `quorumq dev kill` keeps it down until `quorumq dev restart`; SIGINT then stops the
-// restarted process with the rest.
+// restarted process with the rest. With --pprof-port, m1 and then b1 serve their Go
+// profiles from that port on.
 func TestDevSupervises(t *testing.T) {
-	dev, dir, _ := startDev(t, 1, 1)
+	dev, dir, args := startDev(t, 1, 1, true)
 	procs := map[string]devcluster.Process{}
 	for _, proc := range readState(t, dir).Processes {
 		procs[proc.Name] = proc
+	}
+	pprofPort, _ := strconv.Atoi(args[slices.Index(args, "--pprof-port")+1])
+	for i, name := range []string{"m1", "b1"} {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pprofPort+i))
+		if got := procs[name].Addresses["pprof"]; got != addr {
+			t.Fatalf("%s: pprof address %q in cluster.json, want %s", name, got, addr)
+		}
+		// The child starts serving its profiles in the background.
+		deadline := time.Now().Add(30 * time.Second)
+		for !profiled(addr) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s serves no Go profiles at %s; its log: %s", name, addr, procs[name].Log)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	for name, bin := range map[string]string{"consul": "consul", "postgres": "postgres", "m1": "quorumq", "b1": "quorumq"} {
 		if cmd := procs[name].Cmd; len(cmd) < 2 || filepath.Base(cmd[0]) != bin {
@@ -331,6 +352,16 @@ func TestDevSupervises(t *testing.T) {
 		t.Fatalf("dev after SIGINT: %v", err)
 	}
 	waitGone(t, "restarted b1", b1.Pid)
+}
+
+// profiled reports whether addr serves Go profiles.
+func profiled(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func stateOf(t *testing.T, dir, name string) devcluster.Process {
@@ -387,7 +418,7 @@ func TestDevRefusesTakenPort(t *testing.T) {
 	}
 	defer l.Close()
 	taken := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	for _, flag := range []string{"--postgres-port", "--manager-http-port"} {
+	for _, flag := range []string{"--postgres-port", "--manager-http-port", "--pprof-port"} {
 		t.Run(flag, func(t *testing.T) {
 			base := strconv.Itoa(freeRange(t, 1))
 			ports := map[string]string{"--postgres-port": strconv.Itoa(proctest.FreePort(t)), "--manager-raft-port": base, "--manager-http-port": base}

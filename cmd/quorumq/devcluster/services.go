@@ -48,16 +48,14 @@ func startServices(ctx context.Context, c *Cluster) error {
 	cfg := c.cfg
 	managers := services("m", "manager", discovery.ServiceManager, cfg.Managers, cfg.ManagerRaftPort, cfg.ManagerHTTPPort)
 	brokers := services("b", "broker", discovery.ServiceBroker, cfg.Brokers, cfg.BrokerRaftPort, cfg.BrokerHTTPPort)
+	if err := assignPprof(cfg.PprofPort, append(ptrs(managers), ptrs(brokers)...)); err != nil {
+		return err
+	}
 	if err := checkPorts(managers, "--manager-raft-port", "--manager-http-port"); err != nil {
 		return err
 	}
 	if err := checkPorts(brokers, "--broker-raft-port", "--broker-http-port"); err != nil {
 		return err
-	}
-	if cfg.PprofPort != 0 {
-		for i, s := range append(append([]*service(nil), ptrs(managers)...), ptrs(brokers)...) {
-			s.pprof = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.PprofPort+i))
-		}
 	}
 	// Brokers and managers outnumbering the cores: each broker gets one (cores.Share).
 	brokerArgs := cores.BrokerArgs(len(brokers) + len(managers))
@@ -123,20 +121,42 @@ func startAll(ctx context.Context, c *Cluster, ss []service, args func(service) 
 		if err != nil {
 			return nil, err
 		}
-		args := append([]string{s.kind, "--id", s.name, "--data-dir", filepath.Join(c.cfg.DataDir, s.name),
-			"--raft", s.raft, "--http", s.http}, consulArgs...)
-		addrs := map[string]string{"raft": s.raft, "http": s.http}
-		if s.pprof != "" {
-			args = append(args, "--pprof", s.pprof)
-			addrs["pprof"] = s.pprof
-		}
-		p, err := c.AddProcess(s.name, s.kind, append(args, extra...), addrs)
+		args, addrs := s.command(c.cfg.DataDir)
+		p, err := c.AddProcess(s.name, s.kind, append(append(args, consulArgs...), extra...), addrs)
 		if err != nil {
 			return nil, err
 		}
 		procs = append(procs, p)
 	}
 	return procs, nil
+}
+
+// command is s's `quorumq <kind>` command line, before its Consul and other arguments,
+// and the addresses cluster.json shows for it.
+func (s service) command(dataDir string) (args []string, addrs map[string]string) {
+	args = []string{s.kind, "--id", s.name, "--data-dir", filepath.Join(dataDir, s.name), "--raft", s.raft, "--http", s.http}
+	addrs = map[string]string{"raft": s.raft, "http": s.http}
+	if s.pprof != "" {
+		args = append(args, "--pprof", s.pprof)
+		addrs["pprof"] = s.pprof
+	}
+	return args, addrs
+}
+
+// assignPprof gives the services, in order, the loopback ports from port on for their
+// Go profiles (--pprof-port); port 0 gives none.
+func assignPprof(port int, ss []*service) error {
+	if port == 0 {
+		return nil
+	}
+	if highest := 65535 - max(len(ss)-1, 0); port < 1 || port > highest {
+		return fmt.Errorf("--pprof-port %d is out of range: the %d managers and brokers take a port each from it on; give one from 1 to %d",
+			port, len(ss), highest)
+	}
+	for i, s := range ss {
+		s.pprof = net.JoinHostPort("127.0.0.1", strconv.Itoa(port+i))
+	}
+	return nil
 }
 
 func ptrs(ss []service) []*service {
@@ -161,7 +181,10 @@ func services(prefix, kind, consul string, n, raftPort, httpPort int) []service 
 // listen would only say so in its log.
 func checkPorts(ss []service, raftFlag, httpFlag string) error {
 	for _, s := range ss {
-		for _, p := range []struct{ addr, flag string }{{s.raft, raftFlag}, {s.http, httpFlag}} {
+		for _, p := range []struct{ addr, flag string }{{s.raft, raftFlag}, {s.http, httpFlag}, {s.pprof, "--pprof-port"}} {
+			if p.addr == "" {
+				continue // no --pprof-port
+			}
 			if err := portFree(p.addr); err != nil {
 				return fmt.Errorf("%s (for %s) is taken (%v): stop what uses it or move the range with %s", p.addr, s.name, err, p.flag)
 			}
