@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/quorumq/quorumq/broker"
 	"github.com/quorumq/quorumq/internal/secure"
+	"github.com/quorumq/quorumq/internal/timerslack"
 	"github.com/quorumq/quorumq/internal/transport"
 )
 
@@ -21,6 +23,7 @@ func newBrokerCmd() *cobra.Command {
 		logLevel string
 		pprofAt  string
 		procs    int
+		slack    time.Duration
 		sec      securityFlags
 	)
 	cmd := &cobra.Command{
@@ -45,6 +48,10 @@ reopens every replica it held.`,
 			if procs > 0 {
 				runtime.GOMAXPROCS(procs)
 			}
+			// First, before anything is started: it may re-execute the program.
+			if err := timerslack.Apply(slack); err != nil {
+				cfg.Logger.Info("timer slack left as it is", "want", slack, "error", err)
+			}
 			if cfg.Security, err = sec.config(cmd.Context(), secure.RoleBroker, cfg.ID, false, cfg.Logger); err != nil {
 				return err
 			}
@@ -68,6 +75,7 @@ reopens every replica it held.`,
 	f.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", broker.DefaultHTTPReadTimeout, "close an HTTP connection that takes longer to send a request (or stays idle)")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	pprofFlag(f, &pprofAt)
+	f.DurationVar(&slack, "timer-slack", 20*time.Millisecond, "how late (at most) the kernel may wake this process for a timer, to serve the timers of many idle partitions in one wake-up (Linux; re-executes the broker once at start); 0 keeps the kernel's default")
 	f.IntVar(&procs, "gomaxprocs", 0, "cores the Go scheduler runs on (GOMAXPROCS); 0 is Go's default, every core. Give 1 when more server processes than cores share the machine: idle schedulers then spin less")
 	sec.register(f, false)
 	f.DurationVar(&cfg.RetentionInterval, "retention-interval", broker.DefaultRetentionInterval, "how often a partition's leader deletes what its topic's retention no longer keeps")
