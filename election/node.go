@@ -81,6 +81,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("election: group %q transport: %w", cfg.Group, err)
 	}
 	n.trans.SetElectionGate(n.sitOut)
+	n.trans.SetHeartbeatProbe(n.heartbeatInMemory)
 	n.registerHandlers()
 	err = n.checkStores()
 	if err == nil {
@@ -217,6 +218,14 @@ func (n *Node) start(ctx context.Context) error {
 		go n.announceAddress()
 	}
 	return nil
+}
+
+// heartbeatInMemory reports whether raft answers a heartbeat of term without writing
+// its term first: raft's appendEntries persists the term when the term is new to it or
+// when it is not a follower.
+func (n *Node) heartbeatInMemory(term uint64) bool {
+	r := n.Raft()
+	return r != nil && r.State() == raft.Follower && term <= r.CurrentTerm()
 }
 
 // run starts raft on the node's stores: at Open, and again at a restart (restart.go).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,6 +25,8 @@ type GroupTransport struct {
 	hbFn func(raft.RPC)
 
 	gate electionGate // see SetElectionGate
+
+	probe atomic.Pointer[func(term uint64) bool] // see SetHeartbeatProbe
 
 	// Requests other than heartbeats are handed to raft one at a time, in
 	// arrival order (pipelined appends must not overtake each other), by a
@@ -291,14 +294,36 @@ func (g *GroupTransport) serveHeartbeat(c *conn, f frame, req *raft.AppendEntrie
 		g.enqueue(inbound{c: c, f: f})
 		return
 	}
+	if p := g.probe.Load(); p == nil || !(*p)(req.Term) {
+		// Raft will write the term to disk first: the heartbeats after this one in the
+		// batch must not wait for that write (seconds while many groups elect at once),
+		// or their leaders lose their leases, and their elections write more terms.
+		go func() {
+			defer c.kick()
+			answerHeartbeat(g, c, f.id, fn, req, make(chan raft.RPCResponse, 1))
+		}()
+		return
+	}
+	answerHeartbeat(g, c, f.id, fn, req, respCh)
+}
+
+func answerHeartbeat(g *GroupTransport, c *conn, id uint64, fn func(raft.RPC), req *raft.AppendEntriesRequest, respCh chan raft.RPCResponse) {
 	fn(raft.RPC{Command: req, RespChan: respCh})
 	// raft answers synchronously, or not at all once it has shut down.
 	select {
 	case resp := <-respCh:
-		g.reply(c, f.id, resp, sendHold)
+		g.reply(c, id, resp, sendHold)
 	default:
-		c.push(shutdownFrame(f.id), sendHold, nil)
+		c.push(shutdownFrame(id), sendHold, nil)
 	}
+}
+
+// SetHeartbeatProbe tells the transport whether raft can answer a heartbeat of a term
+// without writing to disk first (it writes when the term is new to it, or when it is
+// not a follower): such heartbeats are answered in line with the others that came in
+// the same read, the rest each on its own.
+func (g *GroupTransport) SetHeartbeatProbe(inMemory func(term uint64) bool) {
+	g.probe.Store(&inMemory)
 }
 
 func (g *GroupTransport) reply(c *conn, id uint64, resp raft.RPCResponse, mode sendMode) {
