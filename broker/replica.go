@@ -71,7 +71,7 @@ type replicaDesc struct {
 // 3 s lease and no snapshot timer 8.6–9.1 %, 7.4–7.6 % with one core per broker; but a
 // first election that fails waits for the lease to be retried, so a cold restart of all
 // brokers takes longer (`quorumq bench partitions`: 5.8 s with the 1 s lease, 8.5–9.0 s
-// with 3 s).
+// with 3 s). The lease is now 4.5 s (see IdleTiming).
 func PartitionTiming() election.Timing {
 	t := election.IdleTiming()
 	t.SnapshotThreshold = 256

@@ -82,7 +82,11 @@ func DefaultTiming() Timing {
 // not anything is written, so all are stretched (measured with 1,000 idle partitions on
 // 3 brokers: docs/benchmarks.md "Raft per partition"). The lease must outlast the
 // longest gap between a live leader's heartbeats (HeartbeatTimeout/5 plus the
-// transport's coalescing delay, about 1.9 s here), or leaders step down for nothing. A
+// transport's coalescing delay, about 1.9 s here), or leaders step down for nothing;
+// under load the gap grows (the answers wait for a core), and with a 3 s lease,
+// creating 10,000 partitions on five brokers sharing two cores made leaders step down
+// by the hundred until most of the groups were electing at once; 4.5 s carried the
+// same run through (docs/benchmarks.md). A
 // follower alone notices a dead leader only after HeartbeatTimeout, so a process hosting
 // many such groups needs its own failure detector to fail over sooner (the broker's
 // pings, broker/nudge.go). The long CommitTimeout only delays when followers learn the
@@ -92,7 +96,7 @@ func IdleTiming() Timing {
 	return Timing{
 		HeartbeatTimeout:   9 * time.Second,
 		ElectionTimeout:    9 * time.Second,
-		LeaderLeaseTimeout: 3 * time.Second,
+		LeaderLeaseTimeout: 4500 * time.Millisecond,
 		CommitTimeout:      5 * time.Second,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   5 * time.Minute,

@@ -38,7 +38,7 @@ func forEach[T any](items []T, fn func(T) error) error {
 // replicas, which paces a client creating many topics to what the brokers can open
 // (answering at once let 2,000 creates run ahead and left their opens to pile up). A
 // produce or consume that arrives before the leader waits for it (leaderWait). The
-// write manager's reconciliation at each new term finishes what is left after
+// write manager's survey (every surveyEvery) creates what is still missing after
 // replicaRetry.
 const replicaRetry = time.Minute
 
@@ -63,7 +63,7 @@ func (m *Manager) openReplicas(parts []meta.Partition) <-chan struct{} {
 			}
 			select {
 			case <-ctx.Done():
-				m.log.Warn("new replicas not all opened; the write manager reconciles them at its next term", "err", err)
+				m.log.Warn("new replicas not all opened yet; the survey of the brokers creates the missing ones", "err", err)
 				return
 			case <-time.After(wait):
 			}
