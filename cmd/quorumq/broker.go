@@ -52,6 +52,7 @@ reopens every replica it held.`,
 			if err := timerslack.Apply(slack); err != nil {
 				cfg.Logger.Info("timer slack left as it is", "want", slack, "error", err)
 			}
+			runtime.UnlockOSThread() // held for Apply by main's init
 			if cfg.Security, err = sec.config(cmd.Context(), secure.RoleBroker, cfg.ID, false, cfg.Logger); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -16,6 +17,12 @@ import (
 
 	"github.com/quorumq/quorumq/clientlib"
 )
+
+// The main goroutine stays on the main thread (until a command lets go of it): a
+// broker re-executes itself from there at start (internal/timerslack), and only the main
+// thread carries what the parent set up, such as the parent-death signal `quorumq dev`
+// gives its children.
+func init() { runtime.LockOSThread() }
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"

@@ -28,7 +28,10 @@ const envApplied = "QUORUMQ_TIMERSLACK_APPLIED"
 // creates it and keeps it across exec, and Go starts threads before main runs, so only
 // a program started with the slack has it on every thread: Apply sets it on its own
 // thread and execs the same program with the same arguments and environment (the
-// process keeps its pid). It returns nil when the slack is already d (or d is 0: leave
+// process keeps its pid). It must run on the main thread (an init function's
+// runtime.LockOSThread keeps the main goroutine there): the exec'ing thread becomes the
+// process, and the main thread's own settings, such as a parent-death signal, would be
+// lost from any other. It returns nil when the slack is already d (or d is 0: leave
 // the kernel's default), and an error, the process unchanged, when it cannot.
 func Apply(d time.Duration) error {
 	if d <= 0 {

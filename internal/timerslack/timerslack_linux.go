@@ -1,6 +1,7 @@
 package timerslack
 
 import (
+	"errors"
 	"runtime"
 	"syscall"
 	"time"
@@ -27,11 +28,19 @@ func set(d time.Duration) error {
 	return nil
 }
 
+// errNotMainThread: the thread that execs becomes the process's only thread, and
+// per-thread settings of the main thread (the parent-death signal a supervisor set,
+// which `quorumq dev` relies on to take its children down with it) would be lost.
+var errNotMainThread = errors.New("not on the main thread (lock the main goroutine to it in an init function)")
+
 // execWithSlack sets the slack on this goroutine's thread and execs from that thread.
 // Should the exec fail, the thread gets its old slack back.
 func execWithSlack(d time.Duration, exe string, args, env []string) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if syscall.Gettid() != syscall.Getpid() {
+		return errNotMainThread
+	}
 	old, err := get()
 	if err != nil {
 		return err
