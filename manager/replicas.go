@@ -46,9 +46,8 @@ const settlePoll = 500 * time.Millisecond
 
 // openReplicas opens the replicas of new partitions on their brokers and records the
 // leaders they elect, in the background; the channel closes once every replica is
-// open. Leaders are not waited for: the placement's
-// leader is named to the brokers, which let it stand first, so the recorded one is
-// right unless its election fails.
+// open. Leaders are not waited for: the placement's leader is named to the brokers,
+// which let it stand first, so the recorded one is right unless its election fails.
 func (m *Manager) openReplicas(parts []meta.Partition) <-chan struct{} {
 	opened := make(chan struct{})
 	m.wg.Add(1)

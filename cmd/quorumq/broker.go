@@ -48,6 +48,9 @@ reopens every replica it held.`,
 			if procs > 0 {
 				runtime.GOMAXPROCS(procs)
 			}
+			if slack < 0 || slack > time.Second {
+				return fmt.Errorf("--timer-slack %s: give 0 (the kernel's default) up to 1s", slack)
+			}
 			// First, before anything is started: it may re-execute the program.
 			if err := timerslack.Apply(slack); err != nil {
 				cfg.Logger.Info("timer slack left as it is", "want", slack, "error", err)

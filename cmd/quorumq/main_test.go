@@ -220,3 +220,24 @@ func TestReportErrorNamesOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestBrokerRefusesBadCoreFlags: the broker's scheduler flags are checked before
+// anything starts, with a message naming the flag.
+func TestBrokerRefusesBadCoreFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gomaxprocs", "-1"}, "--gomaxprocs -1"},
+		{[]string{"--timer-slack", "-1ms"}, "--timer-slack -1ms"},
+		{[]string{"--timer-slack", "2s"}, "--timer-slack 2s"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			args := append([]string{"broker", "--id", "b1", "--data-dir", t.TempDir()}, tc.args...)
+			_, _, err := run(t, "", args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}
