@@ -7,7 +7,7 @@
 // and going idle and waking again (the scheduler's findRunnable, epoll_wait, futex)
 // was a third of its idle CPU. With a slack of 20 ms the kernel may let an idle
 // thread's sleep run up to 20 ms past its timeout and serve everything due by then in
-// one wake (`quorumq bench idle --partitions 1000`: 7.1–7.8 % of a core per broker
+// one wake (`quorumq bench idle --partitions 1000`: 7.4–7.8 % of a core per broker
 // with the default 50 µs, 4.5–4.9 % with 20 ms; docs/benchmarks.md). Work that
 // arrives over the network wakes a thread at once whatever the slack; only sleeps that
 // end on a timer may end later, by at most the slack.

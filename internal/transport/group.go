@@ -300,14 +300,14 @@ func (g *GroupTransport) serveHeartbeat(c *conn, f frame, req *raft.AppendEntrie
 		// or their leaders lose their leases, and their elections write more terms.
 		go func() {
 			defer c.kick()
-			answerHeartbeat(g, c, f.id, fn, req, make(chan raft.RPCResponse, 1))
+			g.answerHeartbeat(c, f.id, fn, req, make(chan raft.RPCResponse, 1))
 		}()
 		return
 	}
-	answerHeartbeat(g, c, f.id, fn, req, respCh)
+	g.answerHeartbeat(c, f.id, fn, req, respCh)
 }
 
-func answerHeartbeat(g *GroupTransport, c *conn, id uint64, fn func(raft.RPC), req *raft.AppendEntriesRequest, respCh chan raft.RPCResponse) {
+func (g *GroupTransport) answerHeartbeat(c *conn, id uint64, fn func(raft.RPC), req *raft.AppendEntriesRequest, respCh chan raft.RPCResponse) {
 	fn(raft.RPC{Command: req, RespChan: respCh})
 	// raft answers synchronously, or not at all once it has shut down.
 	select {
