@@ -334,7 +334,7 @@ func (b *Broker) ensureReplica(ctx context.Context, d replicaDesc) (r *replica, 
 	}
 	// Recorded first: a crash during the open still reopens (and so finishes) it.
 	rec, _ := json.Marshal(d)
-	if err := b.db.SetReplica(group, rec); err != nil {
+	if err := b.db.AddReplica(group, rec); err != nil {
 		return nil, false, err
 	}
 	if r, err = b.openReplica(ctx, d, nil); err != nil {

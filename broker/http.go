@@ -234,7 +234,7 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 		return failf(http.StatusBadRequest, "retention_ms and retention_bytes must not be negative")
 	}
 	ret := retention{req.RetentionMs, req.RetentionBytes}
-	r, opened, err := b.ensureReplica(ctx, replicaDesc{Topic: req.Topic, Partition: *req.Partition, Peers: req.Peers, Leader: req.Leader,
+	r, opened, err := b.ensureReplica(ctx, replicaDesc{Topic: req.Topic, Partition: *req.Partition, Peers: req.Peers, Leader: req.Leader, New: req.New,
 		RetentionMs: ret.ms, RetentionBytes: ret.bytes})
 	if err != nil {
 		return err
@@ -255,9 +255,14 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 
 func (b *Broker) listReplicas(c *fiber.Ctx) error {
 	rs := b.allReplicas()
+	brief := c.QueryBool("brief")
 	out := brokerapi.ListReplicasReply{Replicas: make([]brokerapi.ReplicaStatus, 0, len(rs))}
 	for _, r := range rs {
-		out.Replicas = append(out.Replicas, b.statusOf(c.UserContext(), r))
+		if brief {
+			out.Replicas = append(out.Replicas, r.brief(c.UserContext()))
+		} else {
+			out.Replicas = append(out.Replicas, b.statusOf(c.UserContext(), r))
+		}
 	}
 	return success(c, out)
 }

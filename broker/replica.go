@@ -48,6 +48,7 @@ type replicaDesc struct {
 	Partition int              `json:"partition"`
 	Peers     []brokerapi.Peer `json:"peers"`
 	Leader    string           `json:"-"` // CreateReplicaRequest.Leader: only for the first election
+	New       bool             `json:"-"` // CreateReplicaRequest.New: only for the first open
 	// The topic's retention (brokerapi.CreateReplicaRequest), enforced while leading.
 	RetentionMs    int64 `json:"retention_ms,omitempty"`
 	RetentionBytes int64 `json:"retention_bytes,omitempty"`
@@ -104,7 +105,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc, rebuilt error) 
 	r.node, err = election.Open(ctx, election.Config{
 		Group: group, ID: b.cfg.ID, Mux: b.mux, FSM: fsm, Timing: b.cfg.Timing, Peers: peers,
 		LogStore: g.LogStore(), StableStore: g.StableStore(), SnapshotStore: g.SnapshotStore(),
-		Rebuilt: rebuilt, Logger: b.log,
+		Fresh: d.New && rebuilt == nil, Rebuilt: rebuilt, Logger: b.log,
 	})
 	if err != nil {
 		return nil, err
@@ -190,15 +191,31 @@ func (r *replica) status(ctx context.Context) brokerapi.ReplicaStatus {
 	st.LogFirst, _ = r.log.FirstIndex()
 	st.LogLast, _ = r.log.LastIndex()
 	st.SnapshotIndex, _ = strconv.ParseUint(r.node.Raft().Stats()["last_snapshot_index"], 10, 64)
+	r.addLeadership(ctx, &st, false)
+	return st
+}
+
+// brief is the replica's entry in a brief listing (brokerapi.ListReplicasReply).
+func (r *replica) brief(ctx context.Context) brokerapi.ReplicaStatus {
+	st := brokerapi.ReplicaStatus{Topic: r.topic, Partition: r.part, IsLeader: r.node.IsLeader()}
+	r.addLeadership(ctx, &st, true)
+	return st
+}
+
+// addLeadership fills in the leader and the members (only where st leads if
+// leaderOnly).
+func (r *replica) addLeadership(ctx context.Context, st *brokerapi.ReplicaStatus, leaderOnly bool) {
 	if l := r.node.Leader(); l.ID != "" {
 		st.Leader = r.fullPeer(election.Peer(l))
+	}
+	if leaderOnly && !st.IsLeader {
+		return
 	}
 	if members, err := r.node.Members(ctx); err == nil {
 		for _, m := range members {
 			st.Members = append(st.Members, r.fullPeer(m))
 		}
 	}
-	return st
 }
 
 func (r *replica) fullPeer(p election.Peer) brokerapi.Peer {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"sync"
 
 	"github.com/hashicorp/raft"
 )
@@ -182,7 +183,18 @@ type checkedStable struct {
 	raft.StableStore
 	strict  bool
 	damaged func(kind string, err error)
+
+	mu       sync.Mutex
+	voteTerm []byte // LastVoteTerm's sealed value, written with the next key (Set)
+	sealMark bool   // keySealed is to be written with the next key (markSealed)
 }
+
+// BatchStable is a raft.StableStore that can write several keys in one durable commit.
+type BatchStable interface {
+	SetBatch(keys, vals [][]byte) error
+}
+
+var keyLastVoteTerm = []byte("LastVoteTerm")
 
 var errNotFound = errors.New("not found")
 
@@ -190,15 +202,69 @@ func stableSum(k, v []byte) uint32 {
 	return crc32.Update(crc32.Update(0, castagnoli, k), castagnoli, v)
 }
 
-// Set implements raft.StableStore.
+// Set implements raft.StableStore. Raft records a vote as LastVoteTerm, then
+// LastVoteCand, each a commit of its own (two fsyncs each in bolt), and counts the vote
+// only once both are written; it reads them back only when it starts. So on a store
+// that writes batches, LastVoteTerm waits for the next key and both go in one commit:
+// a third fewer commits in every election, which many groups electing at once (new
+// topics, a broker's restart) queue on.
 func (s *checkedStable) Set(k, v []byte) error {
 	b := append(append(make([]byte, 0, len(v)+sealLen), v...), sealMark[:]...)
-	return s.StableStore.Set(k, binary.BigEndian.AppendUint32(b, stableSum(k, v)))
+	b = binary.BigEndian.AppendUint32(b, stableSum(k, v))
+	bs, ok := s.StableStore.(BatchStable)
+	if !ok {
+		return s.StableStore.Set(k, b)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bytes.Equal(k, keyLastVoteTerm) {
+		s.voteTerm = b
+		return nil
+	}
+	keys, vals := [][]byte{k}, [][]byte{b}
+	if s.voteTerm != nil {
+		keys, vals = append(keys, keyLastVoteTerm), append(vals, s.voteTerm)
+	}
+	if s.sealMark {
+		keys, vals = append(keys, keySealed), append(vals, []byte{1})
+	}
+	if len(keys) == 1 {
+		return s.StableStore.Set(k, b)
+	}
+	if err := bs.SetBatch(keys, vals); err != nil {
+		return err
+	}
+	s.voteTerm, s.sealMark = nil, false
+	return nil
+}
+
+// markSealed records that every value is sealed from now on (keySealed). On a store
+// that writes batches the mark goes with the next value written instead of in a commit
+// of its own: a new group's first value is its first term, at bootstrap, and until a
+// value is written the store has none that could lack a seal.
+func (s *checkedStable) markSealed() error {
+	if _, ok := s.StableStore.(BatchStable); !ok {
+		if err := s.StableStore.Set(keySealed, []byte{1}); err != nil {
+			return err
+		}
+	} else {
+		s.mu.Lock()
+		s.sealMark = true
+		s.mu.Unlock()
+	}
+	s.strict = true
+	return nil
 }
 
 // Get implements raft.StableStore.
 func (s *checkedStable) Get(k []byte) ([]byte, error) {
-	b, err := s.StableStore.Get(k)
+	s.mu.Lock()
+	b := s.voteTerm
+	s.mu.Unlock()
+	var err error
+	if b == nil || !bytes.Equal(k, keyLastVoteTerm) {
+		b, err = s.StableStore.Get(k)
+	}
 	if err != nil {
 		return nil, err
 	}

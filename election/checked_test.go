@@ -197,3 +197,80 @@ func BenchmarkSeal(b *testing.B) {
 		}
 	}
 }
+
+// batchingStable counts the commits of a store that writes batches.
+type batchingStable struct {
+	*raftboltdb.BoltStore
+	commits int
+}
+
+func (b *batchingStable) Set(k, v []byte) error { b.commits++; return b.BoltStore.Set(k, v) }
+
+func (b *batchingStable) SetBatch(keys, vals [][]byte) error {
+	b.commits++
+	for i, k := range keys {
+		if err := b.BoltStore.Set(k, vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A vote (LastVoteTerm, then LastVoteCand, as raft's persistVote writes it) is one
+// commit on a store that batches, two on one that does not; either way both keys read
+// back, the term even before the candidate is written.
+func TestVoteIsOneCommit(t *testing.T) {
+	for _, batching := range []bool{true, false} {
+		bs := &batchingStable{BoltStore: openBolt(t)}
+		var store raft.StableStore = bs
+		if !batching {
+			store = struct{ raft.StableStore }{bs}
+		}
+		s := &checkedStable{StableStore: store, damaged: func(string, error) { t.Error("damage reported") }}
+		if err := s.SetUint64([]byte("CurrentTerm"), 5); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetUint64([]byte("LastVoteTerm"), 5); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.GetUint64([]byte("LastVoteTerm")); err != nil || v != 5 {
+			t.Fatalf("batching %v: LastVoteTerm before the candidate: %d %v", batching, v, err)
+		}
+		if err := s.Set([]byte("LastVoteCand"), []byte("b2")); err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]int{true: 2, false: 3}[batching]
+		if bs.commits != want {
+			t.Errorf("batching %v: %d commits for a term and a vote, want %d", batching, bs.commits, want)
+		}
+		fresh := &checkedStable{StableStore: bs, strict: true, damaged: func(string, error) { t.Error("damage reported") }}
+		if v, err := fresh.GetUint64([]byte("LastVoteTerm")); err != nil || v != 5 {
+			t.Errorf("batching %v: LastVoteTerm stored %d %v", batching, v, err)
+		}
+		if v, err := fresh.Get([]byte("LastVoteCand")); err != nil || string(v) != "b2" {
+			t.Errorf("batching %v: LastVoteCand stored %q %v", batching, v, err)
+		}
+	}
+}
+
+// On a store that batches, the seal mark of a new store goes with its first value, in
+// the same commit; elsewhere it is written at once.
+func TestSealMarkGoesWithFirstValue(t *testing.T) {
+	for _, batching := range []bool{true, false} {
+		bs := &batchingStable{BoltStore: openBolt(t)}
+		var store raft.StableStore = bs
+		if !batching {
+			store = struct{ raft.StableStore }{bs}
+		}
+		s := &checkedStable{StableStore: store, damaged: func(string, error) { t.Error("damage reported") }}
+		if err := s.markSealed(); err != nil || !s.strict {
+			t.Fatalf("batching %v: markSealed %v, strict %v", batching, err, s.strict)
+		}
+		if err := s.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := bs.Get(keySealed); err != nil || len(v) != 1 || bs.commits != map[bool]int{true: 1, false: 2}[batching] {
+			t.Errorf("batching %v: mark %v %v after %d commits", batching, v, err, bs.commits)
+		}
+	}
+}

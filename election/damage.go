@@ -119,10 +119,9 @@ func (n *Node) checkStores() error {
 		}
 		// With a bolt log, the mark waits until the log is sealed too (checkedLogs.check).
 		if _, bolt := n.logs.(*checkedLogs); !bolt && !cs.strict {
-			if err := n.rawStable.Set(keySealed, []byte{1}); err != nil {
+			if err := cs.markSealed(); err != nil {
 				return fmt.Errorf("election: seal the stable store: %w", err)
 			}
-			cs.strict = true
 		}
 	}
 	if dr, ok := n.logs.(DamageReporter); ok {

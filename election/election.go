@@ -118,6 +118,15 @@ type Config struct {
 	// Peers lists the initial members: every listed member bootstraps with this same set.
 	// A node not among Peers joins the group through them instead.
 	Peers []Peer
+	// Fresh says the group is being created now: none of Peers has run it, so a member
+	// among them bootstraps at once instead of first asking the others whether the group
+	// already runs. That question costs a round trip per member (a median of 69 ms while
+	// 2,000 topics were created on two cores, 0.9 s at the 99th percentile), and the
+	// answer to a new group is known. A member told Fresh wrongly, of a group that has
+	// since elected a leader, holds only its first entry and cannot win a vote against
+	// the members that hold more; use Fresh only on a group's first open, never when
+	// reopening or re-creating a member.
+	Fresh bool
 	// BootstrapExpect N with Discover: wait until Discover returns N peers (including this
 	// one), then bootstrap with the first N of them sorted by ID; all members do the same.
 	// If a discovered peer already belongs to a running group, join it instead.

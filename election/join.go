@@ -24,6 +24,7 @@ const joinCallTimeout = 3 * time.Second
 // Before bootstrapping, the node asks every candidate peer to admit it: a peer that is
 // already running the group either admits it or, lacking a leader, makes it wait. Only
 // when no peer runs the group do the members bootstrap, all with the same sorted set.
+// Members of a Fresh group skip the asking.
 func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 	c := n.cfg
 	self := Peer{ID: c.ID, Addr: string(c.Mux.Addr())}
@@ -35,6 +36,9 @@ func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 		expect = 0
 		if slices.ContainsFunc(peers, func(p Peer) bool { return p.ID == self.ID }) {
 			expect = len(peers)
+			if boot, err := bootstrapAs(c.Group, self, bootstrapSet(peers, expect)); c.Fresh && (boot != nil || err != nil) {
+				return boot, err
+			}
 		}
 	case discover == nil:
 		// Nothing to find: a group of one (development, single-node tools).
@@ -57,12 +61,8 @@ func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 			return a.boot, nil
 		}
 		if !a.running && expect > 0 {
-			boot := bootstrapSet(peers, expect)
-			if i := slices.IndexFunc(boot, func(p Peer) bool { return p.ID == self.ID }); i >= 0 {
-				if boot[i] != self {
-					return nil, fmt.Errorf("election: group %q: peers list %s at %s but its Mux is at %s", c.Group, c.ID, boot[i].Addr, self.Addr)
-				}
-				return boot, nil
+			if boot, err := bootstrapAs(c.Group, self, bootstrapSet(peers, expect)); boot != nil || err != nil {
+				return boot, err
 			}
 		}
 		if err := n.pause(ctx, 250*time.Millisecond); err != nil {
@@ -70,6 +70,19 @@ func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 				c.Group, expect, len(peers), err)
 		}
 	}
+}
+
+// bootstrapAs returns boot if self is among its members (nil if not), or an error if
+// boot lists self's ID at another address.
+func bootstrapAs(group string, self Peer, boot []Peer) ([]Peer, error) {
+	i := slices.IndexFunc(boot, func(p Peer) bool { return p.ID == self.ID })
+	switch {
+	case i < 0:
+		return nil, nil
+	case boot[i] != self:
+		return nil, fmt.Errorf("election: group %q: peers list %s at %s but its Mux is at %s", group, self.ID, boot[i].Addr, self.Addr)
+	}
+	return boot, nil
 }
 
 // bootstrapSet is the first expect peers by ID, or nil when fewer are known. Every member

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,5 +115,36 @@ func TestJoinPendingUntilConfigured(t *testing.T) {
 	}
 	if err != nil || !slices.Equal(boot, peers) {
 		t.Fatalf("join asked of a configured member = %v, %v; want %v", boot, err, peers)
+	}
+}
+
+// A member of a Fresh group bootstraps without asking its peers whether the group
+// runs; without Fresh it asks every one of them first.
+func TestFreshBootstrapsWithoutAsking(t *testing.T) {
+	for _, fresh := range []bool{true, false} {
+		muxX, muxY, muxZ := loopbackMux(t), loopbackMux(t), loopbackMux(t)
+		var asked atomic.Int32
+		for _, m := range []*transport.Mux{muxY, muxZ} {
+			m.Handle("g", methodJoin, func(context.Context, []byte) ([]byte, error) {
+				asked.Add(1)
+				return reply(codePending, nil), nil
+			})
+		}
+		peers := []Peer{{ID: "x", Addr: string(muxX.Addr())}, {ID: "y", Addr: string(muxY.Addr())}, {ID: "z", Addr: string(muxZ.Addr())}}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n, err := Open(ctx, Config{Group: "g", ID: "x", DataDir: t.TempDir(), Mux: muxX, FSM: nopFSM{}, Peers: peers, Fresh: fresh,
+			Logger: slog.New(slog.DiscardHandler)})
+		cancel()
+		if err != nil {
+			t.Fatalf("fresh %v: %v", fresh, err)
+		}
+		got := peersOf(n.Raft().GetConfiguration().Configuration())
+		n.Close()
+		if !slices.Equal(got, peers) {
+			t.Errorf("fresh %v: bootstrapped with %v, want %v", fresh, got, peers)
+		}
+		if want := map[bool]int32{true: 0, false: 2}[fresh]; asked.Load() != want {
+			t.Errorf("fresh %v: %d peers asked, want %d", fresh, asked.Load(), want)
+		}
 	}
 }

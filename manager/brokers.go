@@ -324,13 +324,24 @@ func peersOf(view map[string]meta.Broker, ids []string) []brokerapi.Peer {
 // replicas (b among them) for a new group, or the current members (without b) to join
 // an existing one, which then adds b through addMember.
 func (bc *brokerClient) createReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string) error {
+	return bc.postReplica(ctx, view, b, p, members, false)
+}
+
+// newReplica asks broker b to open its replica of the new partition p, whose group
+// has never run: its members bootstrap it without asking each other first
+// (brokerapi.CreateReplicaRequest.New).
+func (bc *brokerClient) newReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition) error {
+	return bc.postReplica(ctx, view, b, p, p.Replicas, true)
+}
+
+func (bc *brokerClient) postReplica(ctx context.Context, view map[string]meta.Broker, b meta.Broker, p meta.Partition, members []string, isNew bool) error {
 	release, err := bc.openSlot(ctx, b)
 	if err != nil {
 		return err
 	}
 	defer release()
 	return bc.call(ctx, b, http.MethodPost, "/replicas", brokerapi.CreateReplicaRequest{
-		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members), Leader: p.Leader,
+		Topic: p.Topic, Partition: &p.Index, Peers: peersOf(view, members), Leader: p.Leader, New: isNew,
 		RetentionMs: p.Retention.Ms, RetentionBytes: p.Retention.Bytes,
 	}, nil)
 }
@@ -361,10 +372,11 @@ func (bc *brokerClient) dropReplica(ctx context.Context, b meta.Broker, p meta.P
 	return bc.call(ctx, b, http.MethodDelete, replicaPath(p), nil, nil)
 }
 
-// replicaStatuses lists the replicas b holds.
+// replicaStatuses lists the replicas b holds, briefly: each one's leader, and its
+// members where it leads.
 func (bc *brokerClient) replicaStatuses(ctx context.Context, b meta.Broker) ([]brokerapi.ReplicaStatus, error) {
 	var reply brokerapi.ListReplicasReply
-	err := bc.call(ctx, b, http.MethodGet, "/replicas", nil, &reply)
+	err := bc.call(ctx, b, http.MethodGet, "/replicas?brief=true", nil, &reply)
 	return reply.Replicas, err
 }
 

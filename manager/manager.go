@@ -100,6 +100,10 @@ type Manager struct {
 	mu     sync.Mutex
 	node   *election.Node  // nil until the group is joined
 	noting map[string]bool // partitions whose new leader is being recorded
+	// creating counts, by group, the openReplicas under way for it, and created is
+	// when the last one ended: the survey leaves those groups alone (openReplicas).
+	creating map[string]int
+	created  map[string]time.Time
 
 	httpAddr string
 	life     context.Context // Run's: background work started by requests ends with it

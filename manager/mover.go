@@ -93,6 +93,8 @@ type mover struct {
 	// listed the replicas before then knows an old leader.
 	changed  map[string]time.Time
 	surveyed bool // a survey is under way
+	// nextSurvey is when the periodic survey may run again (startSurvey).
+	nextSurvey time.Time
 }
 
 func newMover(m *Manager) *mover {
@@ -127,8 +129,13 @@ func (mv *mover) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-survey.C:
-			mv.startSurvey(ctx)
+		case now := <-survey.C:
+			mv.mu.Lock()
+			due := !now.Before(mv.nextSurvey)
+			mv.mu.Unlock()
+			if due {
+				mv.startSurvey(ctx)
+			}
 		case <-plan.C:
 		case <-mv.kick:
 		}

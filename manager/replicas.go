@@ -48,24 +48,22 @@ const settlePoll = 500 * time.Millisecond
 // leaders they elect, in the background; the channel closes once every replica is
 // open. Leaders are not waited for: the placement's leader is named to the brokers,
 // which let it stand first, so the recorded one is right unless its election fails.
+// Until the replicas are open the survey leaves their groups alone: listing a broker
+// in the middle, it took a replica not open yet for one lost, and had it join the
+// group through its peers (a wait for a leader) instead of bootstrapping with them.
 func (m *Manager) openReplicas(parts []meta.Partition) <-chan struct{} {
 	opened := make(chan struct{})
+	m.markCreating(parts, 1)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		ctx, cancel := context.WithTimeout(m.life, replicaRetry)
 		defer cancel()
-		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-			err := m.createReplicas(ctx, parts)
-			if err == nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				m.log.Warn("new replicas not all opened yet; the survey of the brokers creates the missing ones", "err", err)
-				return
-			case <-time.After(wait):
-			}
+		err := m.createReplicas(ctx, parts)
+		m.markCreating(parts, -1)
+		if err != nil {
+			m.log.Warn("new replicas not all opened yet; the survey of the brokers creates the missing ones", "err", err)
+			return
 		}
 		close(opened)
 		m.settleLeaders(ctx, parts)
@@ -73,21 +71,88 @@ func (m *Manager) openReplicas(parts []meta.Partition) <-chan struct{} {
 	return opened
 }
 
-// createReplicas opens the replicas of new partitions on their brokers; each group
-// bootstraps with its full member list, the same on every member.
+func (m *Manager) markCreating(parts []meta.Partition, by int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.creating == nil {
+		m.creating, m.created = map[string]int{}, map[string]time.Time{}
+	}
+	now := time.Now()
+	for g, at := range m.created {
+		if now.Sub(at) > replicaRetry {
+			delete(m.created, g)
+		}
+	}
+	for _, p := range parts {
+		g := p.GroupName()
+		if m.creating[g] += by; m.creating[g] <= 0 {
+			delete(m.creating, g)
+			m.created[g] = now
+		}
+	}
+}
+
+// beingCreated returns the groups whose replicas openReplicas is opening, or was
+// opening since.
+func (m *Manager) beingCreated(since time.Time) map[string]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]bool, len(m.creating))
+	for g := range m.creating {
+		out[g] = true
+	}
+	for g, at := range m.created {
+		if at.After(since) {
+			out[g] = true
+		}
+	}
+	return out
+}
+
+// createReplicas opens the replicas of new partitions on their brokers, each group
+// with its full member list, the same on every member, retrying those that fail until
+// ctx ends. The first attempts call the groups new (brokerapi.CreateReplicaRequest.New):
+// its members bootstrap at once. A retry may find a group that has run meanwhile (a
+// member that failed at first, opened later), so it lets the broker ask its peers.
 func (m *Manager) createReplicas(ctx context.Context, parts []meta.Partition) error {
 	view := m.brokerView()
 	type one struct {
 		b meta.Broker
 		p meta.Partition
 	}
-	var all []one
+	var left []one
 	for _, p := range parts {
 		for _, id := range p.Replicas {
-			all = append(all, one{view[id], p})
+			left = append(left, one{view[id], p})
 		}
 	}
-	return forEach(all, func(o one) error { return m.brokers.createReplica(ctx, view, o.b, o.p, o.p.Replicas) })
+	for wait, first := 50*time.Millisecond, true; ; wait, first = min(2*wait, 2*time.Second), false {
+		var mu sync.Mutex
+		var failed []one
+		err := forEach(left, func(o one) error {
+			var err error
+			if first {
+				err = m.brokers.newReplica(ctx, view, o.b, o.p)
+			} else {
+				err = m.brokers.createReplica(ctx, view, o.b, o.p, o.p.Replicas)
+			}
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, o)
+				mu.Unlock()
+			}
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		left = failed
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // settleLeaders waits, up to leaderWait, for new partitions to elect their leaders and

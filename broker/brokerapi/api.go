@@ -9,6 +9,7 @@
 //
 //	POST   /replicas                                  CreateReplicaRequest → ReplicaStatus
 //	GET    /replicas                                  → ListReplicasReply
+//	GET    /replicas?brief=true                       → ListReplicasReply, brief (see there)
 //	GET    /replicas/{topic}/{partition}              → ReplicaStatus
 //	DELETE /replicas/{topic}/{partition}
 //	POST   /replicas/{topic}/{partition}/members      Peer (add a voting member)
@@ -47,6 +48,12 @@ type CreateReplicaRequest struct {
 	// stands first in the group's first election, so the managers' record is right
 	// without waiting for the election.
 	Leader string `json:"leader,omitempty"`
+	// New says the partition is being created: no member has run its group yet, so
+	// each bootstraps it at once instead of first asking the others whether it runs
+	// (election.Config.Fresh). The managers set it on a new topic's first request only,
+	// never when a replica is re-created or moved; a broker ignores it for a replica
+	// it already holds or reopens.
+	New bool `json:"new,omitempty"`
 	// RetentionMs and RetentionBytes are the topic's retention (0: none): the
 	// partition's leader deletes the messages older than RetentionMs milliseconds, and
 	// the oldest ones past the newest RetentionBytes bytes, on every replica. Sent
@@ -83,7 +90,11 @@ type ReplicaStatus struct {
 	Damage []string `json:"damage,omitempty"`
 }
 
-// ListReplicasReply lists every replica this broker holds.
+// ListReplicasReply lists every replica this broker holds. Brief (?brief=true), each
+// replica has only its topic, partition, leader and is_leader, and members where it
+// leads: the managers' survey lists every replica of every broker every few seconds,
+// and the full figures (the log's bounds, the snapshot) took a tenth of an idle
+// broker's CPU with 6,000 replicas.
 type ListReplicasReply struct {
 	Replicas []ReplicaStatus `json:"replicas"`
 }

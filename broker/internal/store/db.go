@@ -280,28 +280,71 @@ func (d *DB) Group(name string) (*Group, error) {
 		return nil, err
 	}
 	g := &Group{db: d, name: []byte(name), log: l, dropped: make(chan struct{})}
-	create := func(subs ...[]byte) func(tx *bolt.Tx) error {
-		return func(tx *bolt.Tx) error {
-			root, err := tx.CreateBucketIfNotExists(g.name)
-			if err != nil {
-				return err
+	// Both files at once, and data.db's committer woken from its delay: opening a
+	// replica is on the path of creating a topic. A file that has the buckets (a
+	// restart; raft.db after AddReplica) is not written: a commit is two fsyncs.
+	var waits []<-chan error
+	for _, w := range []struct {
+		f    *file
+		subs [][]byte
+	}{{d.log, groupLogBuckets}, {d.data, groupDataBuckets}} {
+		if has, err := w.f.hasBuckets(g.name, w.subs); err != nil || !has {
+			waits = append(waits, w.f.updateAsync(func(tx *bolt.Tx) error { return createBuckets(tx, g.name, w.subs) }))
+			if w.f == d.data {
+				d.data.kick()
 			}
-			for _, b := range subs {
-				if _, err := root.CreateBucketIfNotExists(b); err != nil {
-					return err
-				}
-			}
-			return nil
 		}
 	}
-	// Both files at once, and data.db's committer woken from its delay: opening a
-	// replica is on the path of creating a topic.
-	logDone, dataDone := d.log.updateAsync(create(bStable, bSnap)), d.data.updateAsync(create(bIdx, bCons, bProd, bMeta, bTime))
-	d.data.kick()
-	if err = errors.Join(<-logDone, <-dataDone); err != nil {
+	for _, c := range waits {
+		err = errors.Join(err, <-c)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("store: group %s: %w", name, err)
 	}
 	return g, nil
+}
+
+// AddReplica is SetReplica for a group new to this broker: the same commit creates the
+// group's buckets in raft.db, which Group would otherwise create in one of its own.
+func (d *DB) AddReplica(group string, desc []byte) error {
+	return d.log.update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketReplicas).Put([]byte(group), desc); err != nil {
+			return err
+		}
+		return createBuckets(tx, []byte(group), groupLogBuckets)
+	})
+}
+
+// The buckets of a group under its name in raft.db and in data.db.
+var (
+	groupLogBuckets  = [][]byte{bStable, bSnap}
+	groupDataBuckets = [][]byte{bIdx, bCons, bProd, bMeta, bTime}
+)
+
+func createBuckets(tx *bolt.Tx, name []byte, subs [][]byte) error {
+	root, err := tx.CreateBucketIfNotExists(name)
+	if err != nil {
+		return err
+	}
+	for _, b := range subs {
+		if _, err := root.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasBuckets reports whether the file holds every one of subs under name.
+func (d *file) hasBuckets(name []byte, subs [][]byte) (bool, error) {
+	has := true
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(name)
+		for _, b := range subs {
+			has = has && root != nil && root.Bucket(b) != nil
+		}
+		return nil
+	})
+	return has, err
 }
 
 // SetReplica records that the broker holds group, with an opaque description (the

@@ -29,6 +29,18 @@ func (s *StableStore) Set(key, val []byte) error {
 	return s.g.update(bStable, func(b *bolt.Bucket) error { return b.Put(key, val) })
 }
 
+// SetBatch writes every key in one commit (election.BatchStable).
+func (s *StableStore) SetBatch(keys, vals [][]byte) error {
+	return s.g.update(bStable, func(b *bolt.Bucket) error {
+		for i, k := range keys {
+			if err := b.Put(k, append([]byte(nil), vals[i]...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Get implements raft.StableStore.
 func (s *StableStore) Get(key []byte) ([]byte, error) {
 	var out []byte
