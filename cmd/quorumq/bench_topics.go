@@ -62,6 +62,7 @@ func (b *topicsBench) run(ctx context.Context, c *clientlib.Client, timeout time
 		failed    int
 		firstErr  error
 		wg        sync.WaitGroup
+		byOrder   = make([]time.Duration, b.topics) // by topic number; 0 where it failed
 	)
 	start := time.Now()
 	for range b.clients {
@@ -84,6 +85,7 @@ func (b *topicsBench) run(ctx context.Context, c *clientlib.Client, timeout time
 					}
 				} else {
 					latencies = append(latencies, d)
+					byOrder[i] = d
 				}
 				mu.Unlock()
 			}
@@ -97,6 +99,7 @@ func (b *topicsBench) run(ctx context.Context, c *clientlib.Client, timeout time
 		fmt.Fprintf(out, "first failure: %v\n", firstErr)
 	}
 	printQuantiles(out, "create latency", latencies)
+	printTenths(out, byOrder)
 
 	var lists []time.Duration
 	var names int
@@ -115,6 +118,25 @@ func (b *topicsBench) run(ctx context.Context, c *clientlib.Client, timeout time
 		return fmt.Errorf("bench topics: %d creates failed", failed)
 	}
 	return nil
+}
+
+// printTenths prints the create latency of each tenth of the topics in creation order:
+// the metadata, the Raft groups and the brokers' idle work all grow as topics are added,
+// and the later creates show what that costs.
+func printTenths(out io.Writer, byOrder []time.Duration) {
+	if len(byOrder) < 10 {
+		return
+	}
+	for t := range 10 {
+		var ds []time.Duration
+		from, to := t*len(byOrder)/10, (t+1)*len(byOrder)/10
+		for _, d := range byOrder[from:to] {
+			if d > 0 {
+				ds = append(ds, d)
+			}
+		}
+		printQuantiles(out, fmt.Sprintf("  topics %d-%d", from, to-1), ds)
+	}
 }
 
 // printQuantiles prints p50, p99 and max of ds (sorted in place).

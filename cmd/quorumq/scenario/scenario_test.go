@@ -205,6 +205,24 @@ func TestSeedScenario(t *testing.T) {
 	checkDashboard(t, c)
 	t.Logf("%v: scenario done", elapsed())
 	t.Run("bench-cluster", func(t *testing.T) { testBenchCluster(t, c) })
+	t.Run("bench-topics", func(t *testing.T) { testBenchTopics(t, c) })
+}
+
+// testBenchTopics runs `quorumq bench topics` against the cluster the scenario leaves.
+func testBenchTopics(t *testing.T, c *Cluster) {
+	p := proctest.Start(t, "bench-topics", append([]string{"bench", "topics", "--topics", "20", "--partitions", "2",
+		"--clients", "2", "--prefix", "bt-", "--lists", "3"}, c.ConsulFlags()...)...)
+	if err := p.Wait(); err != nil {
+		t.Fatalf("quorumq bench topics: %v\n%s", err, p.Output())
+	}
+	out := p.Output()
+	for _, want := range []string{"bench topics: 20 topics × 2 partitions, 2 clients", "create: 20 created, 0 failed",
+		"create latency: p50", "  topics 0-1: p50", "  topics 18-19: p50", "GET /topics: ", "GET /topics latency: p50"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("quorumq bench topics:\n%s", out)
 }
 
 // testBenchCluster runs `quorumq bench cluster` against the cluster the scenario leaves.
