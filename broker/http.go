@@ -272,6 +272,9 @@ func (b *Broker) replicaStatus(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if c.QueryBool("brief") {
+		return success(c, r.brief(c.UserContext()))
+	}
 	return success(c, b.statusOf(c.UserContext(), r))
 }
 

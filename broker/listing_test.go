@@ -11,8 +11,9 @@ import (
 )
 
 // A new partition (New: its members bootstrap without asking each other) elects a
-// leader; the brief listing names it on every replica and gives the members only on
-// the leader's entry, while the full listing has the log's figures too.
+// leader; the brief listing (and a replica's brief status) names it on every replica
+// and gives the members only on the leader's entry, while the full listing has the
+// log's figures too.
 func TestNewPartitionAndBriefListing(t *testing.T) {
 	b1, p1 := runBroker(t, broker.Config{ID: "b1"})
 	b2, p2 := runBroker(t, broker.Config{ID: "b2"})
@@ -48,6 +49,13 @@ func TestNewPartitionAndBriefListing(t *testing.T) {
 		}
 		if st.LogLast != 0 || f.LogLast == 0 || len(f.Members) != 2 {
 			t.Errorf("%s: brief log_last_index %d (want none), full %d members %d", p.ID, st.LogLast, f.LogLast, len(f.Members))
+		}
+		var one brokerapi.ReplicaStatus
+		if err := cl.Do(ctx, "GET", p.HTTPAddr, "/replicas/t/0?brief=true", nil, &one); err != nil {
+			t.Fatal(err)
+		}
+		if one.Leader.ID != leader || one.IsLeader != leads || one.LogLast != 0 {
+			t.Errorf("%s: GET /replicas/t/0?brief=true = %+v", p.ID, one)
 		}
 	}
 }

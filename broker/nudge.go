@@ -134,9 +134,9 @@ func (l *suspectsLed) of(b *Broker, now time.Time, suspects map[string]suspicion
 // timeouts are lowered.
 type nudge struct{ done chan struct{} }
 
-// nudgeFollowers makes the followers among led whose leader is suspected stand for election, the
-// heir first, the other survivor nudgeLag after the suspicion began: at once where the
-// leader's broker is gone, through a pre-vote once the last contact is
+// nudgeFollowers makes the followers among led whose leader is suspected stand for
+// election, the heir first, the other survivor nudgeLag after the suspicion began: at
+// once where the leader's broker is gone, through a pre-vote once the last contact is
 // LeaderLeaseTimeout old where it only does not answer. It lowers their
 // HeartbeatTimeout and ElectionTimeout to the lease, the least raft accepts (which
 // also wakes raft's follower loop to compare the last contact with it at once), until

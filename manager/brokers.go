@@ -386,7 +386,7 @@ func (bc *brokerClient) replicaLeader(ctx context.Context, view map[string]meta.
 	err := bc.onReplicas(ctx, view, replicaOrder(p), true, func(b meta.Broker) error {
 		actx, cancel := context.WithTimeout(ctx, readAttempt)
 		defer cancel()
-		return bc.call(actx, b, http.MethodGet, replicaPath(p), nil, &st)
+		return bc.call(actx, b, http.MethodGet, replicaPath(p)+"?brief=true", nil, &st)
 	})
 	return st.Leader.ID, err
 }

@@ -11,6 +11,7 @@
 //	GET    /replicas                                  → ListReplicasReply
 //	GET    /replicas?brief=true                       → ListReplicasReply, brief (see there)
 //	GET    /replicas/{topic}/{partition}              → ReplicaStatus
+//	GET    /replicas/{topic}/{partition}?brief=true   → ReplicaStatus, brief (ListReplicasReply)
 //	DELETE /replicas/{topic}/{partition}
 //	POST   /replicas/{topic}/{partition}/members      Peer (add a voting member)
 //	DELETE /replicas/{topic}/{partition}/members/{id}

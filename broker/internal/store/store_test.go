@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/quorumq/quorumq/broker/partition"
+	bolt "go.etcd.io/bbolt"
 )
 
 func openDB(t testing.TB, dir string) *DB {
@@ -207,5 +208,43 @@ func TestDeleteGroup(t *testing.T) {
 	}
 	if err := g.StableStore().SetUint64([]byte("CurrentTerm"), 1); !errors.Is(err, ErrNoGroup) {
 		t.Fatalf("write to a deleted group: %v", err)
+	}
+}
+
+// AddReplica records a replica and creates its raft.db buckets in one commit: opening
+// its group then writes raft.db no more, and a reopen writes neither file.
+func TestAddReplicaMakesTheGroupsBuckets(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	txid := func(f *file) (id int) {
+		f.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	before := txid(db.log)
+	if err := db.AddReplica("p/t/0", []byte(`{"topic":"t"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := txid(db.log); got != before+1 {
+		t.Fatalf("AddReplica took %d raft.db commits, want 1", got-before)
+	}
+	g, err := db.Group("p/t/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := txid(db.log); got != before+1 {
+		t.Errorf("Group after AddReplica committed to raft.db %d times, want 0", got-before-1)
+	}
+	if err := g.StableStore().SetUint64([]byte("CurrentTerm"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if reps, err := db.Replicas(); err != nil || string(reps["p/t/0"]) != `{"topic":"t"}` {
+		t.Errorf("Replicas = %q, %v", reps, err)
+	}
+	logID, dataID := txid(db.log), txid(db.data)
+	if _, err := db.Group("p/t/0"); err != nil {
+		t.Fatal(err)
+	}
+	if txid(db.log) != logID || txid(db.data) != dataID {
+		t.Errorf("reopening the group wrote raft.db %d and data.db %d times", txid(db.log)-logID, txid(db.data)-dataID)
 	}
 }
