@@ -216,17 +216,23 @@ func (b *batchingStable) SetBatch(keys, vals [][]byte) error {
 	return nil
 }
 
+// checkedOver returns a counting bolt store and a checkedStable over it, which sees the
+// store's SetBatch only if batching.
+func checkedOver(t *testing.T, batching bool) (*batchingStable, *checkedStable) {
+	bs := &batchingStable{BoltStore: openBolt(t)}
+	var store raft.StableStore = bs
+	if !batching {
+		store = struct{ raft.StableStore }{bs}
+	}
+	return bs, &checkedStable{StableStore: store, damaged: func(string, error) { t.Error("damage reported") }}
+}
+
 // A vote (LastVoteTerm, then LastVoteCand, as raft's persistVote writes it) is one
 // commit on a store that batches, two on one that does not; either way both keys read
 // back, the term even before the candidate is written.
 func TestVoteIsOneCommit(t *testing.T) {
 	for _, batching := range []bool{true, false} {
-		bs := &batchingStable{BoltStore: openBolt(t)}
-		var store raft.StableStore = bs
-		if !batching {
-			store = struct{ raft.StableStore }{bs}
-		}
-		s := &checkedStable{StableStore: store, damaged: func(string, error) { t.Error("damage reported") }}
+		bs, s := checkedOver(t, batching)
 		if err := s.SetUint64([]byte("CurrentTerm"), 5); err != nil {
 			t.Fatal(err)
 		}
@@ -257,12 +263,7 @@ func TestVoteIsOneCommit(t *testing.T) {
 // the same commit; elsewhere it is written at once.
 func TestSealMarkGoesWithFirstValue(t *testing.T) {
 	for _, batching := range []bool{true, false} {
-		bs := &batchingStable{BoltStore: openBolt(t)}
-		var store raft.StableStore = bs
-		if !batching {
-			store = struct{ raft.StableStore }{bs}
-		}
-		s := &checkedStable{StableStore: store, damaged: func(string, error) { t.Error("damage reported") }}
+		bs, s := checkedOver(t, batching)
 		if err := s.markSealed(); err != nil || !s.strict {
 			t.Fatalf("batching %v: markSealed %v, strict %v", batching, err, s.strict)
 		}
