@@ -36,8 +36,10 @@ func (n *Node) membership(ctx context.Context) ([]Peer, error) {
 		expect = 0
 		if slices.ContainsFunc(peers, func(p Peer) bool { return p.ID == self.ID }) {
 			expect = len(peers)
-			if boot, err := bootstrapAs(c.Group, self, bootstrapSet(peers, expect)); c.Fresh && (boot != nil || err != nil) {
-				return boot, err
+			if c.Fresh {
+				if boot, err := bootstrapAs(c.Group, self, bootstrapSet(peers, expect)); boot != nil || err != nil {
+					return boot, err
+				}
 			}
 		}
 	case discover == nil:
