@@ -260,14 +260,21 @@ func (b *Bank) Books(ctx context.Context) ([][]int64, error) {
 		var applied []uint64
 		var books [][]int64
 		for _, a := range b.atms {
+			// Applied before and after the accounts: a write that commits in between
+			// (one whose client gave up, retried inside the ATM) would otherwise show in
+			// one ATM's books and not in those read before it, at the same index.
 			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
 			st, err := a.client().Status(actx)
 			var r atmapi.AccountsResponse
 			if err == nil {
 				r, err = a.client().Accounts(actx)
 			}
+			after := st
+			if err == nil {
+				after, err = a.client().Status(actx)
+			}
 			acancel()
-			if err != nil {
+			if err != nil || after.Applied != st.Applied {
 				break
 			}
 			applied = append(applied, st.Applied)
