@@ -126,6 +126,9 @@ func (o Options) node(t testing.TB, id string) *Node {
 	return n
 }
 
+// defaultReplication is the managers' --replication default.
+const defaultReplication = 3
+
 // ConsulFlags point a client command (topic, produce, bench) at the cluster's Consul
 // with the read-only token.
 func (c *Cluster) ConsulFlags() []string {
@@ -189,6 +192,27 @@ func (c *Cluster) WriteManager(ctx context.Context) (*Node, error) {
 func (c *Cluster) CreateTopic(ctx context.Context, cl *clientlib.Client, name string, partitions int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	// A topic takes the default replication (3) from the brokers the write manager knows
+	// alive when it is created, fewer if fewer are: created the moment the managers
+	// answer, the seed scenario's topic once got one replica per partition, all on b1,
+	// and the partitions had two members when b1 was killed.
+	for need := min(defaultReplication, len(c.Brokers)); ; {
+		bs, _, err := cl.Admin().Brokers(ctx)
+		alive := 0
+		for _, b := range bs {
+			if b.State == "alive" {
+				alive++
+			}
+		}
+		if err == nil && alive >= need {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create topic %s: %d of %d brokers alive: %w (last error: %v)", name, alive, need, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	for {
 		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
 		err := cl.Admin().CreateTopic(actx, name, partitions)
