@@ -255,14 +255,9 @@ func (b *Broker) createReplica(c *fiber.Ctx) error {
 
 func (b *Broker) listReplicas(c *fiber.Ctx) error {
 	rs := b.allReplicas()
-	brief := c.QueryBool("brief")
 	out := brokerapi.ListReplicasReply{Replicas: make([]brokerapi.ReplicaStatus, 0, len(rs))}
 	for _, r := range rs {
-		if brief {
-			out.Replicas = append(out.Replicas, r.brief(c.UserContext()))
-		} else {
-			out.Replicas = append(out.Replicas, b.statusOf(c.UserContext(), r))
-		}
+		out.Replicas = append(out.Replicas, b.askedStatus(c, r))
 	}
 	return success(c, out)
 }
@@ -272,10 +267,16 @@ func (b *Broker) replicaStatus(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	return success(c, b.askedStatus(c, r))
+}
+
+// askedStatus is r's status, brief when the request asks (?brief=true, see
+// brokerapi.ListReplicasReply).
+func (b *Broker) askedStatus(c *fiber.Ctx, r *replica) brokerapi.ReplicaStatus {
 	if c.QueryBool("brief") {
-		return success(c, r.brief(c.UserContext()))
+		return r.brief(c.UserContext())
 	}
-	return success(c, b.statusOf(c.UserContext(), r))
+	return b.statusOf(c.UserContext(), r)
 }
 
 func (b *Broker) deleteReplicaHandler(c *fiber.Ctx) error {
