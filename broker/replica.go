@@ -31,13 +31,14 @@ type replica struct {
 	mu    sync.Mutex
 	peers map[string]brokerapi.Peer // by id, for the HTTP address of whoever leads
 
-	queue   chan *produceReq
-	slots   chan struct{}
-	pumpMu  sync.Mutex      // guards next (groupcommit.go)
-	next    *produceReq     // taken from queue but left for the next entry (too big for this one)
-	ctx     context.Context // done once the replica closes: its entries' outcome is unknown
-	cancel  context.CancelFunc
-	closing sync.RWMutex // read-held while an entry is proposed; close takes it to wait for them
+	queueOnce sync.Once
+	queue     chan *produceReq // made by produceQueue
+	slots     chan struct{}
+	pumpMu    sync.Mutex      // guards next (groupcommit.go)
+	next      *produceReq     // taken from queue but left for the next entry (too big for this one)
+	ctx       context.Context // done once the replica closes: its entries' outcome is unknown
+	cancel    context.CancelFunc
+	closing   sync.RWMutex // read-held while an entry is proposed; close takes it to wait for them
 }
 
 func groupName(topic string, part int) string { return fmt.Sprintf("p/%s/%d", topic, part) }
@@ -95,7 +96,7 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc, rebuilt error) 
 		return nil, err
 	}
 	r := &replica{topic: d.Topic, part: d.Partition, group: group, first: d.Leader, ret: retention{d.RetentionMs, d.RetentionBytes}, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]brokerapi.Peer{},
-		queue: make(chan *produceReq, queueLen), slots: make(chan struct{}, inFlight)}
+		slots: make(chan struct{}, inFlight)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var peers []election.Peer
 	for _, p := range d.Peers {

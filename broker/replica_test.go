@@ -133,6 +133,11 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	if s := r3.node.Raft().Stats(); s["last_snapshot_index"] == "0" {
 		t.Fatalf("b3 caught up without a snapshot (stats %v)", s)
 	}
+	// A replica makes its produce queue at its first produce (produceQueue): b3 never
+	// had one.
+	if r3.queue != nil || leader().queue == nil {
+		t.Errorf("produce queue made: on follower b3 %v, on the leader %v; want on the leader only", r3.queue != nil, leader().queue != nil)
+	}
 }
 
 // TestMembership: a replica created on a second broker with the current members as
