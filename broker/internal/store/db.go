@@ -67,9 +67,10 @@ type DB struct {
 
 // file is one bolt file plus its group-commit writer.
 type file struct {
-	delay time.Duration // between commits (see dataCommitDelay)
-	kicks chan struct{}
-	dlog  *dataLog // data.db's: written and synced before each commit
+	delay time.Duration // between commits (see dataCommitDelay, logCommitPause)
+	kicks chan struct{} // commit now
+	soon  chan struct{} // commit within soonDelay
+	dlog  *dataLog      // data.db's: written and synced before each commit
 
 	bolt   *bolt.DB
 	writer *groupcommit.Loop[*writeReq]
@@ -85,7 +86,7 @@ const maxBatch = 1024
 
 // Open opens (or creates) the broker's files in dir.
 func Open(dir string) (*DB, error) {
-	log, err := openFile(filepath.Join(dir, "raft.db"), 0, 0)
+	log, err := openFile(filepath.Join(dir, "raft.db"), logCommitPause, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +164,7 @@ func openFile(path string, delay time.Duration, pageSize int) (*file, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	f := &file{bolt: b, delay: delay, writer: groupcommit.New[*writeReq](maxBatch), kicks: make(chan struct{}, 1)}
+	f := &file{bolt: b, delay: delay, writer: groupcommit.New[*writeReq](maxBatch), kicks: make(chan struct{}, 1), soon: make(chan struct{}, 1)}
 	f.writer.Start(f.commit, f.pause)
 	return f, nil
 }
@@ -175,6 +176,19 @@ func openFile(path string, delay time.Duration, pageSize int) (*file, error) {
 // partitions a commit rewrites a B+tree path per partition: 10 ms apart, those commits
 // took 30 % of the broker's CPU.
 const dataCommitDelay = 100 * time.Millisecond
+
+// logCommitPause spaces the commits of raft.db: its writes (replica records, each
+// group's term and vote, snapshot metadata) come from thousands of groups one at a
+// time, so without a pause nearly every write was a commit of its own, two fsyncs each.
+// Creating topics on five brokers, each broker committed raft.db 165 times a second
+// (four commits per new replica); 10 ms apart, 49 times. The pause delays a write only
+// when another commit ended less than 10 ms before it, which no election or create
+// notices.
+const logCommitPause = 10 * time.Millisecond
+
+// soonDelay is how long a write that asked for a commit soon (kickSoon) waits for
+// others to share it.
+const soonDelay = 10 * time.Millisecond
 
 // dataPageSize is data.db's bolt page size (a file keeps the size it was created
 // with). Bolt writes a commit page by page, one pwrite each, and 4 KiB pages hold only
@@ -222,17 +236,39 @@ func (d *file) view(fn func(*bolt.Tx) error) error {
 	return d.bolt.View(fn)
 }
 
+// kickSoon makes a delayed committer commit what is queued within soonDelay: for a
+// write that is waited for but comes in bursts (opening replicas), so that one commit
+// serves the burst.
+func (d *file) kickSoon() {
+	select {
+	case d.soon <- struct{}{}:
+	default:
+	}
+}
+
 // pause spaces a delayed file's commits (see dataCommitDelay) until a reader kicks.
 func (d *file) pause(closing <-chan struct{}) {
 	if d.delay == 0 {
 		return
 	}
+	until := time.Now().Add(d.delay)
 	t := time.NewTimer(d.delay)
 	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-d.kicks:
-	case <-closing:
+	soon := d.soon
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-d.kicks:
+			return
+		case <-closing:
+			return
+		case <-soon:
+			soon = nil
+			if time.Until(until) > soonDelay {
+				t.Reset(soonDelay)
+			}
+		}
 	}
 }
 
@@ -280,8 +316,9 @@ func (d *DB) Group(name string) (*Group, error) {
 		return nil, err
 	}
 	g := &Group{db: d, name: []byte(name), log: l, dropped: make(chan struct{})}
-	// Both files at once, and data.db's committer woken from its delay: opening a
-	// replica is on the path of creating a topic. A file that has the buckets (a
+	// Both files at once, and data.db's committer woken from its delay (soon, so that
+	// the replicas a create opens at once share a commit): opening a replica is on the
+	// path of creating a topic. A file that has the buckets (a
 	// restart; raft.db after AddReplica) is not written: a commit is two fsyncs.
 	var waits []<-chan error
 	for _, w := range []struct {
@@ -291,7 +328,7 @@ func (d *DB) Group(name string) (*Group, error) {
 		if has, err := w.f.hasBuckets(g.name, w.subs); err != nil || !has {
 			waits = append(waits, w.f.updateAsync(func(tx *bolt.Tx) error { return createBuckets(tx, g.name, w.subs) }))
 			if w.f == d.data {
-				d.data.kick()
+				d.data.kickSoon()
 			}
 		}
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/quorumq/quorumq/broker/partition"
@@ -246,5 +248,61 @@ func TestAddReplicaMakesTheGroupsBuckets(t *testing.T) {
 	}
 	if txid(db.log) != logID || txid(db.data) != dataID {
 		t.Errorf("reopening the group wrote raft.db %d and data.db %d times", txid(db.log)-logID, txid(db.data)-dataID)
+	}
+}
+
+// Writes queued while raft.db's committer pauses after a commit (logCommitPause) share
+// one commit: groups write their terms and votes one at a time, and each commit is two
+// fsyncs.
+func TestWritesDuringThePauseShareACommit(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	txid := func() (id int) {
+		db.log.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	if err := db.AddReplica("p/t/0", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	before := txid()
+	var waits []<-chan error
+	for i := range 10 {
+		name := []byte(fmt.Sprintf("p/t/%d", i+1))
+		waits = append(waits, db.log.updateAsync(func(tx *bolt.Tx) error { return createBuckets(tx, name, groupLogBuckets) }))
+		for start := time.Now(); time.Since(start) < logCommitPause/50; { // one at a time, as groups write (time.Sleep takes a millisecond or more)
+			runtime.Gosched()
+		}
+	}
+	queued := time.Since(committed)
+	for _, w := range waits {
+		if err := <-w; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if queued >= logCommitPause {
+		t.Logf("the writes took %v to queue, longer than the pause: not counted", queued)
+		return
+	}
+	if n := txid() - before; n != 1 {
+		t.Errorf("10 writes queued during the pause took %d commits, want 1", n)
+	}
+}
+
+// kickSoon and kick end a delayed committer's pause (data.db's is 100 ms; here an hour,
+// so that only the kick can end it).
+func TestKicksEndThePause(t *testing.T) {
+	for _, kick := range []string{"kick", "kickSoon"} {
+		t.Run(kick, func(t *testing.T) {
+			f := &file{delay: time.Hour, kicks: make(chan struct{}, 1), soon: make(chan struct{}, 1)}
+			done := make(chan struct{})
+			go func() { f.pause(nil); close(done) }()
+			map[string]func(){"kick": f.kick, "kickSoon": f.kickSoon}[kick]()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s did not end the pause", kick)
+			}
+		})
 	}
 }
