@@ -203,7 +203,7 @@ func TestGetLogChecksDisk(t *testing.T) {
 // TestWatermarkEncoding: a watermark decodes to what was encoded; any change is refused.
 func TestWatermarkEncoding(t *testing.T) {
 	m := &watermark{seq: 5, seg: 7, off: 1234, groups: map[string]wmGroup{"p/a/0": {1, 9, 0}, "p/b/1": {3, 4, 12}}}
-	enc := m.encode()
+	enc := m.encode(nil)
 	got, err := decodeWatermark(enc)
 	if err != nil || got.seq != 5 || got.seg != 7 || got.off != 1234 || len(got.groups) != 2 || got.groups["p/b/1"] != (wmGroup{3, 4, 12}) {
 		t.Fatalf("decoded %+v, %v", got, err)

@@ -83,6 +83,8 @@ type WAL struct {
 	wmStopped chan struct{}
 	wmSeq     uint64      // of the last watermark written (watermark.go)
 	wmFiles   [2]*os.File // the two watermark files, once opened
+	wm        watermark   // the last one written, its map reused by the next
+	wmBuf     []byte      // its encoding, reused likewise
 
 	pmu      sync.Mutex
 	prep     prepState // of the next segment (see rotate)

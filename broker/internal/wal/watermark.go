@@ -45,8 +45,10 @@ type watermark struct {
 
 type wmGroup struct{ first, last, need uint64 }
 
-func (m *watermark) encode() []byte {
-	buf := []byte{watermarkVersion}
+// encode returns the file image, in buf's array when it is big enough: the writer
+// reuses one (at 6,000 groups a watermark is 300 KB, written five times a second).
+func (m *watermark) encode(buf []byte) []byte {
+	buf = append(buf[:0], 0, 0, 0, 0, watermarkVersion) // the length goes first, once known
 	buf = binary.BigEndian.AppendUint64(buf, m.seq)
 	buf = binary.BigEndian.AppendUint32(buf, m.seg)
 	buf = binary.BigEndian.AppendUint64(buf, m.off)
@@ -58,8 +60,9 @@ func (m *watermark) encode() []byte {
 		buf = binary.BigEndian.AppendUint64(buf, g.last)
 		buf = binary.BigEndian.AppendUint64(buf, g.need)
 	}
-	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
-	return append(binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(buf)), uint32(len(buf))), buf...)
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf[4:], crcTable))
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	return buf
 }
 
 var errBadWatermark = errors.New("wal: the watermark file is damaged")
@@ -108,15 +111,20 @@ func loadWatermark(dir string) (*watermark, error) {
 	return newest, nil
 }
 
-// captureWatermark returns the synced state (what commitBatch indexed, after its sync).
-func (w *WAL) captureWatermark() *watermark {
+// captureWatermark fills m with the synced state (what commitBatch indexed, after its
+// sync), reusing its map; false when there is no segment yet.
+func (w *WAL) captureWatermark(m *watermark) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if len(w.segs) == 0 {
-		return nil
+		return false
 	}
 	active := w.segs[len(w.segs)-1]
-	m := &watermark{seg: active.id, off: uint64(active.size), groups: make(map[string]wmGroup, len(w.groups)+len(w.needs))}
+	m.seg, m.off = active.id, uint64(active.size)
+	if m.groups == nil {
+		m.groups = make(map[string]wmGroup, len(w.groups)+len(w.needs))
+	}
+	clear(m.groups)
 	for name, g := range w.groups {
 		if len(g.locs) > 0 {
 			m.groups[name] = wmGroup{first: g.first, last: g.last()}
@@ -127,14 +135,14 @@ func (w *WAL) captureWatermark() *watermark {
 		g.need = n.upTo
 		m.groups[name] = g
 	}
-	return m
+	return true
 }
 
 // saveWatermark writes the current watermark over the older of the two files (never
 // two at once: Close waits for the background writer first).
 func (w *WAL) saveWatermark() error {
-	m := w.captureWatermark()
-	if m == nil {
+	m := &w.wm
+	if !w.captureWatermark(m) {
 		return nil
 	}
 	w.wmSeq++
@@ -151,7 +159,8 @@ func (w *WAL) saveWatermark() error {
 		}
 		w.wmFiles[m.seq%2] = f
 	}
-	if _, err := f.WriteAt(m.encode(), 0); err != nil {
+	w.wmBuf = m.encode(w.wmBuf)
+	if _, err := f.WriteAt(w.wmBuf, 0); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
 	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
