@@ -115,6 +115,7 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	defer cancel()
 	if req.Replication == 0 {
 		req.Replication = m.cfg.Replication
+		m.awaitBrokers(ctx, req.Replication)
 	} else if err := m.checkReplication(ctx, req.Name, req.Replication); err != nil {
 		return beforeApply(err)
 	}
@@ -133,7 +134,7 @@ func (m *Manager) createTopic(c *fiber.Ctx) error {
 	case <-wait.Done():
 	}
 	return c.Status(http.StatusCreated).JSON(managerapi.TopicReply{Reply: managerapi.Success, Topic: topicInfo(*res.Topic),
-		Message: "topic " + strconv.Quote(req.Name) + " created"})
+		Message: "topic " + strconv.Quote(req.Name) + " created" + underReplicated(*res.Topic)})
 }
 
 func (m *Manager) listTopics(c *fiber.Ctx) error {

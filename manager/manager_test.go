@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -323,13 +324,16 @@ func TestBrokerDeathAndDecommission(t *testing.T) {
 	eventually(t, 15*time.Second, "deregistered b1 dead", func() bool { return brokerStates(t, m)["b1"].State == string(meta.BrokerDead) })
 }
 
-// A topic created while only one broker was alive gets its other replicas once more
-// brokers come up.
+// A topic created while only one broker was alive (after waiting brokerWait for more)
+// says so, and gets its other replicas once more brokers come up.
 func TestTopUpWhenBrokersJoin(t *testing.T) {
 	m, fb, d := startWithBrokers(t, "topup", "b1")
 	var tr managerapi.TopicReply
 	if code := call(t, m, "POST", "/topics", `{"name":"t","partitions":2}`, &tr); code != 201 || len(tr.Topic.Partitions[0].Replicas) != 1 {
 		t.Fatalf("create: %d %+v", code, tr)
+	}
+	if !strings.Contains(tr.Message, "have only 1 for now") {
+		t.Errorf("the reply to an under-replicated create says %q", tr.Message)
 	}
 	fb.start(t, d, "b2")
 	fb.start(t, d, "b3")
@@ -347,6 +351,38 @@ func TestTopUpWhenBrokersJoin(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// A create with the default replication made while the cluster is still starting
+// waits for that many brokers instead of placing every replica on the first one known.
+func TestCreateWaitsForBrokers(t *testing.T) {
+	m, fb, d := startWithBrokers(t, "waitbrokers", "b1")
+	var tr managerapi.TopicReply
+	created := make(chan error, 1)
+	go func() {
+		resp, err := http.Post("http://"+m.HTTPAddr()+"/topics", "application/json", strings.NewReader(`{"name":"t","partitions":2}`))
+		if err == nil {
+			defer resp.Body.Close()
+			if err = json.NewDecoder(resp.Body).Decode(&tr); err == nil && resp.StatusCode != 201 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		created <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	fb.start(t, d, "b2")
+	fb.start(t, d, "b3")
+	if err := <-created; err != nil {
+		t.Fatalf("create: %v %+v", err, tr)
+	}
+	for _, p := range tr.Topic.Partitions {
+		if len(p.Replicas) != 3 {
+			t.Errorf("partition %d placed on %v, want 3 brokers", p.Partition, p.Replicas)
+		}
+	}
+	if tr.Message != `topic "t" created` {
+		t.Errorf("message %q", tr.Message)
+	}
 }
 
 // A partition the metadata places on brokers that do not hold it yet (its creation or
