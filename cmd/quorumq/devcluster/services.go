@@ -10,7 +10,6 @@ import (
 
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
-	"github.com/quorumq/quorumq/internal/cores"
 	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -57,9 +56,14 @@ func startServices(ctx context.Context, c *Cluster) error {
 	if err := checkPorts(brokers, "--broker-raft-port", "--broker-http-port"); err != nil {
 		return err
 	}
-	// Brokers and managers outnumbering the cores: each broker gets one (cores.Share).
-	brokerArgs := cores.BrokerArgs(len(brokers) + len(managers))
-	brokerProcs, err := startAll(ctx, c, brokers, func(service) ([]string, error) { return brokerArgs, nil })
+	// Brokers keep Go's default of every core even when the servers outnumber the cores
+	// (the bench launchers give each one: cores.Share). With one, a garbage collection
+	// of a broker holding thousands of Raft groups (48,000 goroutines at 6,000 replicas)
+	// had no core to mark on but the broker's own, and stalled it for up to a second:
+	// creating 2,000 topics of 5 partitions, the create p99 was 1.17 s with one core per
+	// broker and 0.88 s with every core (medians of three), for 3 points more of a core
+	// per idle broker (docs/benchmarks.md). QUORUMQ_GOMAXPROCS still sets it.
+	brokerProcs, err := startAll(ctx, c, brokers, func(service) ([]string, error) { return nil, nil })
 	if err != nil {
 		return err
 	}
