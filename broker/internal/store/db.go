@@ -319,7 +319,7 @@ func (d *DB) Group(name string) (*Group, error) {
 	// Both files at once, and data.db's committer woken from its delay (soon, so that
 	// the replicas a create opens at once share a commit): opening a replica is on the
 	// path of creating a topic. A file that has the buckets (a
-	// restart; raft.db after AddReplica) is not written: a commit is two fsyncs.
+	// restart, or after AddReplica) is not written: a commit is two fsyncs.
 	var waits []<-chan error
 	for _, w := range []struct {
 		f    *file
@@ -342,14 +342,21 @@ func (d *DB) Group(name string) (*Group, error) {
 }
 
 // AddReplica is SetReplica for a group new to this broker: the same commit creates the
-// group's buckets in raft.db, which Group would otherwise create in one of its own.
+// group's buckets in raft.db, and a commit of data.db at the same time creates its
+// buckets there, which Group would otherwise create one after the other, each in a
+// commit of its own on the path of a create. Empty buckets left in data.db by a crash
+// before the record is committed hold nothing and are reused if the group comes.
 func (d *DB) AddReplica(group string, desc []byte) error {
-	return d.log.update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketReplicas).Put([]byte(group), desc); err != nil {
+	name := []byte(group)
+	data := d.data.updateAsync(func(tx *bolt.Tx) error { return createBuckets(tx, name, groupDataBuckets) })
+	d.data.kickSoon()
+	err := d.log.update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketReplicas).Put(name, desc); err != nil {
 			return err
 		}
-		return createBuckets(tx, []byte(group), groupLogBuckets)
+		return createBuckets(tx, name, groupLogBuckets)
 	})
+	return errors.Join(err, <-data)
 }
 
 // The buckets of a group under its name in raft.db and in data.db.

@@ -222,19 +222,19 @@ func TestAddReplicaMakesTheGroupsBuckets(t *testing.T) {
 		f.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
 		return id
 	}
-	before := txid(db.log)
+	before, dataBefore := txid(db.log), txid(db.data)
 	if err := db.AddReplica("p/t/0", []byte(`{"topic":"t"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if got := txid(db.log); got != before+1 {
-		t.Fatalf("AddReplica took %d raft.db commits, want 1", got-before)
+	if got, data := txid(db.log), txid(db.data); got != before+1 || data != dataBefore+1 {
+		t.Fatalf("AddReplica took %d raft.db and %d data.db commits, want 1 each", got-before, data-dataBefore)
 	}
 	g, err := db.Group("p/t/0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := txid(db.log); got != before+1 {
-		t.Errorf("Group after AddReplica committed to raft.db %d times, want 0", got-before-1)
+	if got, data := txid(db.log), txid(db.data); got != before+1 || data != dataBefore+1 {
+		t.Errorf("Group after AddReplica committed to raft.db %d and data.db %d times, want 0", got-before-1, data-dataBefore-1)
 	}
 	if err := g.StableStore().SetUint64([]byte("CurrentTerm"), 3); err != nil {
 		t.Fatal(err)
