@@ -104,8 +104,8 @@ func (r *replica) pump() {
 // produceQueue is the replica's queue of produces, made on the first produce: a queue
 // is queueLen pointers (32 KiB), and a broker holding 6,000 replicas, most of them
 // followers or idle, kept 183 MB of them, more than half its heap, which every garbage
-// collection scanned: the collections then took a broker's one core for about a second
-// every ten, and the replicas it was opening meanwhile took that second longer.
+// collection scanned (the marking of one collection took 538 ms of CPU with them, 277
+// ms without).
 func (r *replica) produceQueue() chan *produceReq {
 	r.queueOnce.Do(func() { r.queue = make(chan *produceReq, queueLen) })
 	return r.queue
