@@ -8,6 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/quorumq/quorumq/internal/retry"
 	"github.com/quorumq/quorumq/manager/managerapi"
 	"github.com/quorumq/quorumq/manager/meta"
 )
@@ -55,16 +56,9 @@ var brokerWait = 5 * time.Second
 func (m *Manager) awaitBrokers(ctx context.Context, n int) {
 	ctx, cancel := context.WithTimeout(ctx, brokerWait)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	for {
-		if alive, err := m.aliveBrokers(ctx); err != nil || alive >= n {
+		if alive, err := m.aliveBrokers(ctx); err != nil || alive >= n || retry.Sleep(ctx, 100*time.Millisecond) != nil {
 			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
 		}
 	}
 }

@@ -193,9 +193,10 @@ func (c *Cluster) CreateTopic(ctx context.Context, cl *clientlib.Client, name st
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	// A topic takes the default replication (3) from the brokers the write manager knows
-	// alive when it is created, fewer if fewer are: created the moment the managers
-	// answer, the seed scenario's topic once got one replica per partition, all on b1,
-	// and the partitions had two members when b1 was killed.
+	// alive when it is created, fewer if fewer are after the managers' own wait
+	// (brokerWait, 5 s), which a busy machine starting the cluster can outlast: the seed
+	// scenario's topic once got one replica per partition, all on b1, and the
+	// partitions had two members when b1 was killed.
 	for need := min(defaultReplication, len(c.Brokers)); ; {
 		bs, _, err := cl.Admin().Brokers(ctx)
 		alive := 0
