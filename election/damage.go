@@ -52,7 +52,9 @@ type recovery struct {
 	reason string    // "" when healthy
 	since  time.Time // when the current recovery began
 	wait   string    // what catchUp waits for
-	kick   chan struct{}
+	// recoveryLoop's runs: kicked says a fault was reported since the loop last
+	// looked, running that the loop runs, started that raft runs (Open finished).
+	kicked, running, started bool
 }
 
 // ReportDamage puts the node into the recovering state for damage found while running
@@ -96,10 +98,7 @@ func (n *Node) enterRecovery(reason string) {
 	}
 	n.rec.mu.Unlock()
 	n.log.Error("storage fault: this member takes no part in elections until it has caught up from a healthy leader", "fault", reason)
-	select {
-	case n.rec.kick <- struct{}{}:
-	default:
-	}
+	n.kickRecovery()
 }
 
 // checkStores looks for damage before raft starts: a store that checks itself says what

@@ -40,7 +40,7 @@ type Node struct {
 	readyTerm atomic.Uint64
 	rec       recovery
 	badEntry  atomic.Uint64  // the last damaged log entry logDamage handled
-	bg        sync.WaitGroup // keepWatermark and restart, which use the stores; fanOut
+	bg        sync.WaitGroup // keepWatermark and restart, which use the stores
 
 	ctx    context.Context // ends at Close, for background work
 	cancel context.CancelFunc
@@ -70,7 +70,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, done: make(chan struct{}), log: cfg.Logger.With("group", cfg.Group, "node", cfg.ID)}
-	n.rec.kick = make(chan struct{}, 1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.openStores(); err != nil {
 		return nil, err
@@ -94,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.closer()
 		return nil, err
 	}
-	go n.recoveryLoop()
+	n.startRecovery()
 	return n, nil
 }
 
@@ -200,15 +199,14 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := n.run(); err != nil {
-		return err
-	}
 	if boot != nil {
-		if err := n.Raft().BootstrapCluster(raftConfiguration(boot)).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			n.Raft().Shutdown().Error()
+		if err := n.bootstrapStores(raftConfiguration(boot)); err != nil {
 			return fmt.Errorf("election: bootstrap: %w", err)
 		}
 		n.log.Info("bootstrapped group", "members", boot)
+	}
+	if err := n.run(); err != nil {
+		return err
 	}
 	if _, ok := n.logs.(DamageReporter); !ok {
 		n.bg.Add(1)
@@ -219,6 +217,26 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// bootstrapStores writes what raft.BootstrapCluster writes, the term 1 and the
+// configuration as entry 1, before raft runs, and both at once: raft writes them one
+// after the other, and where they are different files (a broker's raft.db and its
+// write-ahead log) that is two commits in a row on the path of creating a topic. A
+// crash between the two leaves either a term, on which the member waits to hear from
+// the others, or an entry of term 1 with term 0 recorded, which raft handles as it
+// would any older term: its next election starts term 1.
+func (n *Node) bootstrapStores(c raft.Configuration) error {
+	if !slices.ContainsFunc(c.Servers, func(s raft.Server) bool { return s.ID == raft.ServerID(n.cfg.ID) }) {
+		return raft.ErrNotVoter // as raft's own bootstrap answers
+	}
+	entry := &raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(c)}
+	term := make(chan error, 1)
+	go func() { term <- n.stable.SetUint64(keyCurrentTerm, 1) }()
+	return errors.Join(n.logs.StoreLog(entry), <-term)
+}
+
+// keyCurrentTerm is raft's stable-store key for the current term.
+var keyCurrentTerm = []byte("CurrentTerm")
 
 // heartbeatInMemory reports whether raft answers a heartbeat of term without writing
 // its term first: raft's appendEntries persists the term when the term is new to it or
@@ -239,8 +257,16 @@ func (n *Node) run() error {
 	}
 	in.raft = r
 	n.raft.Store(r)
-	n.bg.Add(1)
-	go n.fanOut(in)
+	// Leadership is followed in raft's own goroutine, through its state observations,
+	// instead of by a goroutine per group reading LeaderCh: a broker with 6,000
+	// replicas ran 6,000 of those, stacks that every garbage collection scans.
+	r.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
+		if _, ok := o.Data.(raft.RaftState); ok {
+			n.followState(in, o.Raft)
+		}
+		return false // nothing to send: the filter did the work
+	}))
+	n.followState(in, r) // a change before the observer was registered
 	return nil
 }
 
@@ -274,26 +300,30 @@ func (n *Node) Bootstrap(peers []Peer) error {
 	return err
 }
 
-// fanOut copies the leadership signal of one run of raft to every subscriber until
-// that run stops.
-func (n *Node) fanOut(in *instance) {
-	defer n.bg.Done()
-	for {
-		select {
-		case v := <-in.raft.LeaderCh():
-			n.setLeader(v)
-		case <-in.stopping:
-			return
-		case <-n.done:
-			return
-		}
+// followState records whether r, in's raft, leads now, unless in is being replaced or
+// the node is closing. It reads raft's state under mu rather than taking the
+// observation's, so that of two racing calls the last records the latest state.
+func (n *Node) followState(in *instance, r *raft.Raft) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case <-in.stopping:
+		return
+	case <-n.done:
+		return
+	default:
 	}
+	n.setLeaderLocked(r.State() == raft.Leader)
 }
 
 // setLeader records and passes on whether this node leads, when that changed.
 func (n *Node) setLeader(v bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.setLeaderLocked(v)
+}
+
+func (n *Node) setLeaderLocked(v bool) {
 	if n.isLeader == v {
 		return
 	}

@@ -13,14 +13,11 @@ import (
 // methodCatchUp asks the leader for the point a recovering member must reach.
 const methodCatchUp = "catchup"
 
-// recoveryLoop runs for the node's life and brings it out of each recovery.
+// recoveryLoop brings the node out of recovery and ends once no recovery is pending;
+// kickRecovery starts it. Not one per node for its whole life: a broker holds
+// thousands of nodes, and every idle goroutine is a stack the collector scans.
 func (n *Node) recoveryLoop() {
-	for {
-		select {
-		case <-n.rec.kick:
-		case <-n.ctx.Done():
-			return
-		}
+	for n.nextRecovery() {
 		for n.refuseElection() != nil {
 			err := n.catchUp()
 			if err == nil {
@@ -29,10 +26,50 @@ func (n *Node) recoveryLoop() {
 			}
 			n.waitingFor(err.Error())
 			if n.pause(n.ctx, time.Second) != nil {
-				return
+				break // closing: nextRecovery ends the loop
 			}
 		}
 	}
+}
+
+// kickRecovery asks recoveryLoop to run, starting it unless it runs already (or Open
+// has not started raft yet: startRecovery does then).
+func (n *Node) kickRecovery() {
+	n.rec.mu.Lock()
+	defer n.rec.mu.Unlock()
+	n.rec.kicked = true
+	n.spawnRecoveryLocked()
+}
+
+// startRecovery, once raft runs, lets kickRecovery start recoveryLoop, and starts it
+// for a fault found while the node opened.
+func (n *Node) startRecovery() {
+	n.rec.mu.Lock()
+	defer n.rec.mu.Unlock()
+	n.rec.started = true
+	if n.rec.kicked {
+		n.spawnRecoveryLocked()
+	}
+}
+
+func (n *Node) spawnRecoveryLocked() {
+	if n.rec.started && !n.rec.running {
+		n.rec.running = true
+		go n.recoveryLoop()
+	}
+}
+
+// nextRecovery takes a pending kick, or marks the loop ended when there is none or the
+// node is closing.
+func (n *Node) nextRecovery() bool {
+	n.rec.mu.Lock()
+	defer n.rec.mu.Unlock()
+	if !n.rec.kicked || n.ctx.Err() != nil {
+		n.rec.running = false
+		return false
+	}
+	n.rec.kicked = false
+	return true
 }
 
 // catchUp returns once this member's log holds everything it may have acknowledged
