@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/hashicorp/raft"
 
 	"github.com/quorumq/quorumq/broker/internal/store"
 	"github.com/quorumq/quorumq/discovery"
@@ -332,9 +333,14 @@ func (b *Broker) ensureReplica(ctx context.Context, d replicaDesc) (r *replica, 
 			return nil, false, ctx.Err()
 		}
 	}
-	// Recorded first: a crash during the open still reopens (and so finishes) it.
+	// Recorded first: a crash during the open still reopens (and so finishes) it. A new
+	// group's raft state goes in the same commits (store.DB.AddReplica).
 	rec, _ := json.Marshal(d)
-	if err := b.db.AddReplica(group, rec); err != nil {
+	var boot *raft.Log
+	if d.New {
+		boot = election.FreshBootstrap(election.Peer{ID: b.cfg.ID, Addr: string(b.mux.Addr())}, electionPeers(d.Peers))
+	}
+	if err := b.db.AddReplica(group, rec, boot); err != nil {
 		return nil, false, err
 	}
 	if r, err = b.openReplica(ctx, d, nil); err != nil {

@@ -98,13 +98,11 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc, rebuilt error) 
 	r := &replica{topic: d.Topic, part: d.Partition, group: group, first: d.Leader, ret: retention{d.RetentionMs, d.RetentionBytes}, fsm: fsm, log: g.LogStore(), store: g.Partition(), peers: map[string]brokerapi.Peer{},
 		slots: make(chan struct{}, inFlight)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	var peers []election.Peer
 	for _, p := range d.Peers {
 		r.peers[p.ID] = p
-		peers = append(peers, election.Peer{ID: p.ID, Addr: p.RaftAddr})
 	}
 	r.node, err = election.Open(ctx, election.Config{
-		Group: group, ID: b.cfg.ID, Mux: b.mux, FSM: fsm, Timing: b.cfg.Timing, Peers: peers,
+		Group: group, ID: b.cfg.ID, Mux: b.mux, FSM: fsm, Timing: b.cfg.Timing, Peers: electionPeers(d.Peers),
 		LogStore: g.LogStore(), StableStore: g.StableStore(), SnapshotStore: g.SnapshotStore(),
 		Fresh: d.New && rebuilt == nil, Rebuilt: rebuilt, Logger: b.log,
 	})
@@ -113,6 +111,14 @@ func (b *Broker) openReplica(ctx context.Context, d replicaDesc, rebuilt error) 
 	}
 	b.hastenElection(r)
 	return r, nil
+}
+
+func electionPeers(ps []brokerapi.Peer) []election.Peer {
+	out := make([]election.Peer, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, election.Peer{ID: p.ID, Addr: p.RaftAddr})
+	}
+	return out
 }
 
 func (r *replica) close() error {

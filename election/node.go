@@ -229,14 +229,31 @@ func (n *Node) bootstrapStores(c raft.Configuration) error {
 	if !slices.ContainsFunc(c.Servers, func(s raft.Server) bool { return s.ID == raft.ServerID(n.cfg.ID) }) {
 		return raft.ErrNotVoter // as raft's own bootstrap answers
 	}
-	entry := &raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(c)}
 	term := make(chan error, 1)
-	go func() { term <- n.stable.SetUint64(keyCurrentTerm, 1) }()
-	return errors.Join(n.logs.StoreLog(entry), <-term)
+	go func() { term <- n.stable.SetUint64(KeyCurrentTerm, 1) }()
+	return errors.Join(n.logs.StoreLog(bootstrapEntry(c)), <-term)
 }
 
-// keyCurrentTerm is raft's stable-store key for the current term.
-var keyCurrentTerm = []byte("CurrentTerm")
+func bootstrapEntry(c raft.Configuration) *raft.Log {
+	return &raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(c)}
+}
+
+// KeyCurrentTerm is raft's stable-store key for the current term.
+var KeyCurrentTerm = []byte("CurrentTerm")
+
+// FreshBootstrap returns the log entry that Open, told Config.Fresh with these Peers,
+// writes as entry 1 along with the term 1 (KeyCurrentTerm), or nil when Open would not
+// bootstrap at once (self not among peers, or listed at another address). A caller
+// that writes both into empty stores together with records of its own, in the same
+// commits, saves Open its own commits: Open then finds the state and starts on it as
+// on a restart.
+func FreshBootstrap(self Peer, peers []Peer) *raft.Log {
+	boot, err := bootstrapAs("", self, bootstrapSet(peers, len(peers)))
+	if boot == nil || err != nil {
+		return nil
+	}
+	return bootstrapEntry(raftConfiguration(boot))
+}
 
 // heartbeatInMemory reports whether raft answers a heartbeat of term without writing
 // its term first: raft's appendEntries persists the term when the term is new to it or

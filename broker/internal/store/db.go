@@ -42,6 +42,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/quorumq/quorumq/broker/internal/wal"
 	"github.com/quorumq/quorumq/internal/groupcommit"
 	bolt "go.etcd.io/bbolt"
@@ -346,17 +347,71 @@ func (d *DB) Group(name string) (*Group, error) {
 // buckets there, which Group would otherwise create one after the other, each in a
 // commit of its own on the path of a create. Empty buckets left in data.db by a crash
 // before the record is committed hold nothing and are reused if the group comes.
-func (d *DB) AddReplica(group string, desc []byte) error {
+//
+// With boot (election.FreshBootstrap) and no state of the group here yet, the raft
+// state a new group starts from goes along: the term 1 in that raft.db commit, and boot
+// as entry 1 of its log in the write-ahead log at the same time, so that opening the
+// node finds it instead of writing it in commits of its own. A crash that keeps only
+// some of the three leaves what a crash inside raft's own bootstrap leaves: a member
+// that catches up from the others (or, without the record, a replica the managers
+// open again, which then starts on what is there).
+func (d *DB) AddReplica(group string, desc []byte, boot *raft.Log) error {
 	name := []byte(group)
 	data := d.data.updateAsync(func(tx *bolt.Tx) error { return createBuckets(tx, name, groupDataBuckets) })
 	d.data.kickSoon()
+	var logged chan error
+	if boot != nil {
+		fresh, err := d.freshGroup(group)
+		if err != nil {
+			return errors.Join(err, <-data)
+		}
+		if !fresh {
+			boot = nil
+		} else {
+			l, _ := d.wal.Log(group) // the name was checked by freshGroup
+			logged = make(chan error, 1)
+			go func() { logged <- l.StoreLog(boot) }()
+		}
+	}
 	err := d.log.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketReplicas).Put(name, desc); err != nil {
 			return err
 		}
-		return createBuckets(tx, name, groupLogBuckets)
+		if err := createBuckets(tx, name, groupLogBuckets); err != nil {
+			return err
+		}
+		if boot == nil {
+			return nil
+		}
+		return tx.Bucket(name).Bucket(bStable).Put(keyCurrentTerm, u64key(1))
 	})
-	return errors.Join(err, <-data)
+	err = errors.Join(err, <-data)
+	if logged != nil {
+		err = errors.Join(err, <-logged)
+	}
+	return err
+}
+
+// keyCurrentTerm is raft's stable-store key for the current term
+// (election.KeyCurrentTerm).
+var keyCurrentTerm = []byte("CurrentTerm")
+
+// freshGroup reports whether this broker holds no raft state of group: no buckets in
+// raft.db (term, vote, snapshots) and nothing in the write-ahead log.
+func (d *DB) freshGroup(group string) (bool, error) {
+	l, err := d.wal.Log(group)
+	if err != nil {
+		return false, err
+	}
+	if last, err := l.LastIndex(); err != nil || last != 0 {
+		return false, err
+	}
+	fresh := false
+	err = d.log.bolt.View(func(tx *bolt.Tx) error {
+		fresh = tx.Bucket([]byte(group)) == nil
+		return nil
+	})
+	return fresh, err
 }
 
 // The buckets of a group under its name in raft.db and in data.db.

@@ -223,7 +223,7 @@ func TestAddReplicaMakesTheGroupsBuckets(t *testing.T) {
 		return id
 	}
 	before, dataBefore := txid(db.log), txid(db.data)
-	if err := db.AddReplica("p/t/0", []byte(`{"topic":"t"}`)); err != nil {
+	if err := db.AddReplica("p/t/0", []byte(`{"topic":"t"}`), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, data := txid(db.log), txid(db.data); got != before+1 || data != dataBefore+1 {
@@ -251,6 +251,50 @@ func TestAddReplicaMakesTheGroupsBuckets(t *testing.T) {
 	}
 }
 
+// AddReplica with a new group's bootstrap entry writes raft's starting state in the
+// same commits as the record, term 1 in raft.db and the entry in the WAL, so raft
+// finds state to start on; where the group has state already, it writes none.
+func TestAddReplicaBootstraps(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	boot := &raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: []byte("configuration")}
+	before := db.log.txid()
+	if err := db.AddReplica("p/t/0", []byte(`{}`), boot); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.log.txid() - before; n != 1 {
+		t.Errorf("AddReplica took %d raft.db commits, want 1", n)
+	}
+	g, err := db.Group("p/t/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has, err := raft.HasExistingState(g.LogStore(), g.StableStore(), g.SnapshotStore()); err != nil || !has {
+		t.Fatalf("raft state after AddReplica with boot: %v, %v", has, err)
+	}
+	var got raft.Log
+	if term, err := g.StableStore().GetUint64([]byte("CurrentTerm")); err != nil || term != 1 {
+		t.Errorf("term %d, %v; want 1", term, err)
+	}
+	if err := g.LogStore().GetLog(1, &got); err != nil || got.Type != raft.LogConfiguration || string(got.Data) != "configuration" {
+		t.Errorf("entry 1: %+v, %v", got, err)
+	}
+
+	// A group with state keeps it: another entry 1 and term 1 are not written.
+	if err := g.StableStore().SetUint64([]byte("CurrentTerm"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddReplica("p/t/0", []byte(`{}`), &raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: []byte("other")}); err != nil {
+		t.Fatal(err)
+	}
+	if term, err := g.StableStore().GetUint64([]byte("CurrentTerm")); err != nil || term != 5 {
+		t.Errorf("term %d, %v after a second AddReplica; want 5 kept", term, err)
+	}
+	if err := g.LogStore().GetLog(1, &got); err != nil || string(got.Data) != "configuration" {
+		t.Errorf("entry 1 after a second AddReplica: %q, %v; want the first kept", got.Data, err)
+	}
+}
+
 // Writes queued while raft.db's committer pauses after a commit (logCommitPause) share
 // one commit: groups write their terms and votes one at a time, and each commit is two
 // fsyncs.
@@ -261,7 +305,7 @@ func TestWritesDuringThePauseShareACommit(t *testing.T) {
 		db.log.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
 		return id
 	}
-	if err := db.AddReplica("p/t/0", []byte(`{}`)); err != nil {
+	if err := db.AddReplica("p/t/0", []byte(`{}`), nil); err != nil {
 		t.Fatal(err)
 	}
 	committed := time.Now()
@@ -305,4 +349,10 @@ func TestKicksEndThePause(t *testing.T) {
 			}
 		})
 	}
+}
+
+// txid is the id of the file's last committed transaction: commits are counted by it.
+func (d *file) txid() (id int) {
+	d.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+	return id
 }
