@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 // slogHCLog adapts slog to the hclog.Logger interface raft requires. Raft reports every
@@ -185,7 +188,13 @@ func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 	}
 	all := append(append([]any{}, h.args...), args...)
 	first, tracked := false, false
-	if key, ok := peerFailures[msg]; ok && level >= hclog.Warn {
+	if _, ok := peerFailures[msg]; ok && level >= hclog.Warn && errors.Is(argError(args), transport.ErrUnknownGroup) {
+		// The peer answers; it only does not run this group (yet): a member of a group
+		// created or moved a moment ago that has not opened it, or one removed. Every
+		// new group whose leader is elected before its last member opens says so once.
+		level = hclog.Warn
+		all = append(all, "note", "the peer answers but does not run this group: a replica not yet opened there, or removed")
+	} else if key, ok := peerFailures[msg]; ok && level >= hclog.Warn {
 		first, tracked = peers.failed(key, args, time.Now())
 	}
 	switch {
@@ -277,3 +286,15 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 var _ hclog.Logger = (*slogHCLog)(nil)
+
+// argError returns the value of the "error" argument of a raft log call, if it is an
+// error.
+func argError(args []any) error {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k == "error" {
+			err, _ := args[i+1].(error)
+			return err
+		}
+	}
+	return nil
+}

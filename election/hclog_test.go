@@ -2,12 +2,16 @@ package election
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumq/quorumq/internal/transport"
 )
 
 func TestRepeatLimiter(t *testing.T) {
@@ -96,5 +100,31 @@ func TestPeerOutageForgottenWhenQuiet(t *testing.T) {
 	}
 	if first, tracked := p.failed("peer", []any{"error", "x"}, t0); first || tracked {
 		t.Errorf("a report naming no peer was tracked")
+	}
+}
+
+// TestUnknownGroupIsNotAnOutage: a peer that answers "unknown raft group" (a new group's
+// last member not opened yet) is logged at Warn, and is not counted as down: the next
+// real failure to reach it is still reported.
+func TestUnknownGroupIsNotAnOutage(t *testing.T) {
+	saved := peers
+	peers = newPeerStates(time.Minute)
+	defer func() { peers = saved }()
+	var buf bytes.Buffer
+	h := newHCLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))).Named("raft")
+	n2 := raft.Server{ID: "n2", Address: "127.0.0.1:7002"}
+	unknown := fmt.Errorf("%w %q at %s", transport.ErrUnknownGroup, "p/t/0", n2.Address)
+	h.Error("failed to appendEntries to", "peer", n2, "error", unknown)
+	h.Error("failed to heartbeat to", "peer", n2.Address, "error", errors.New("connection refused"))
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("logged %d lines, want 2:\n%s", len(lines), buf.String())
+	}
+	if !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "does not run this group") || strings.Contains(lines[0], "peer not answering") {
+		t.Errorf("unknown group logged as %s", lines[0])
+	}
+	if !strings.Contains(lines[1], "level=ERROR") || !strings.Contains(lines[1], "peer not answering") {
+		t.Errorf("the failure after it logged as %s", lines[1])
 	}
 }
