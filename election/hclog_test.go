@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumq/quorumq/internal/transport"
@@ -42,11 +43,7 @@ func TestRepeatLimiter(t *testing.T) {
 // the log shows one line when it stops answering and one when it answers again, even
 // at --log-level warn, whichever message and form (address, Server, ID) names it.
 func TestPeerDownLoggedPerStateChange(t *testing.T) {
-	saved := peers
-	peers = newPeerStates(time.Minute)
-	defer func() { peers = saved }()
-	var buf bytes.Buffer
-	h := newHCLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))).Named("raft")
+	h, buf := warnLogger(t)
 	n2 := raft.Server{ID: "n2", Address: "127.0.0.1:7002"}
 	for range 5 {
 		h.Error("failed to heartbeat to", "peer", n2.Address, "backoff time", time.Second, "error", "connection refused")
@@ -107,11 +104,7 @@ func TestPeerOutageForgottenWhenQuiet(t *testing.T) {
 // last member not opened yet) is logged at Warn, and is not counted as down: the next
 // real failure to reach it is still reported.
 func TestUnknownGroupIsNotAnOutage(t *testing.T) {
-	saved := peers
-	peers = newPeerStates(time.Minute)
-	defer func() { peers = saved }()
-	var buf bytes.Buffer
-	h := newHCLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))).Named("raft")
+	h, buf := warnLogger(t)
 	n2 := raft.Server{ID: "n2", Address: "127.0.0.1:7002"}
 	unknown := fmt.Errorf("%w %q at %s", transport.ErrUnknownGroup, "p/t/0", n2.Address)
 	h.Error("failed to appendEntries to", "peer", n2, "error", unknown)
@@ -127,4 +120,14 @@ func TestUnknownGroupIsNotAnOutage(t *testing.T) {
 	if !strings.Contains(lines[1], "level=ERROR") || !strings.Contains(lines[1], "peer not answering") {
 		t.Errorf("the failure after it logged as %s", lines[1])
 	}
+}
+
+// warnLogger returns raft's logger writing at --log-level warn into buf, with peer
+// outages tracked afresh for the test.
+func warnLogger(t *testing.T) (hclog.Logger, *bytes.Buffer) {
+	saved := peers
+	peers = newPeerStates(time.Minute)
+	t.Cleanup(func() { peers = saved })
+	buf := &bytes.Buffer{}
+	return newHCLog(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelWarn}))).Named("raft"), buf
 }
