@@ -309,7 +309,7 @@ func (s *checkedStable) GetUint64(k []byte) (uint64, error) {
 }
 
 // raftStableKeys are the keys raft keeps in its stable store (raft.keyCurrentTerm etc.).
-var raftStableKeys = [][]byte{[]byte("CurrentTerm"), []byte("LastVoteTerm"), []byte("LastVoteCand")}
+var raftStableKeys = [][]byte{KeyCurrentTerm, []byte("LastVoteTerm"), []byte("LastVoteCand")}
 
 // check seals the values raft wrote before seals existed.
 func (s *checkedStable) check() error {

@@ -188,14 +188,17 @@ func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 	}
 	all := append(append([]any{}, h.args...), args...)
 	first, tracked := false, false
-	if _, ok := peerFailures[msg]; ok && level >= hclog.Warn && errors.Is(argError(args), transport.ErrUnknownGroup) {
-		// The peer answers; it only does not run this group (yet): a member of a group
-		// created or moved a moment ago that has not opened it, or one removed. Every
-		// new group whose leader is elected before its last member opens says so once.
-		level = hclog.Warn
-		all = append(all, "note", "the peer answers but does not run this group: a replica not yet opened there, or removed")
-	} else if key, ok := peerFailures[msg]; ok && level >= hclog.Warn {
-		first, tracked = peers.failed(key, args, time.Now())
+	if key, ok := peerFailures[msg]; ok && level >= hclog.Warn {
+		if errors.Is(argError(args), transport.ErrUnknownGroup) {
+			// The peer answers; it only does not run this group (yet): a member of a
+			// group created or moved a moment ago that has not opened it, or one removed.
+			// Every new group whose leader is elected before its last member opens says
+			// so once.
+			level = hclog.Warn
+			all = append(all, "note", "the peer answers but does not run this group: a replica not yet opened there, or removed")
+		} else {
+			first, tracked = peers.failed(key, args, time.Now())
+		}
 	}
 	switch {
 	case tracked && !first:

@@ -44,6 +44,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/quorumq/quorumq/broker/internal/wal"
+	"github.com/quorumq/quorumq/election"
 	"github.com/quorumq/quorumq/internal/groupcommit"
 	bolt "go.etcd.io/bbolt"
 )
@@ -361,14 +362,13 @@ func (d *DB) AddReplica(group string, desc []byte, boot *raft.Log) error {
 	d.data.kickSoon()
 	var logged chan error
 	if boot != nil {
-		fresh, err := d.freshGroup(group)
+		l, err := d.freshLog(group)
 		if err != nil {
 			return errors.Join(err, <-data)
 		}
-		if !fresh {
+		if l == nil {
 			boot = nil
 		} else {
-			l, _ := d.wal.Log(group) // the name was checked by freshGroup
 			logged = make(chan error, 1)
 			go func() { logged <- l.StoreLog(boot) }()
 		}
@@ -383,7 +383,7 @@ func (d *DB) AddReplica(group string, desc []byte, boot *raft.Log) error {
 		if boot == nil {
 			return nil
 		}
-		return tx.Bucket(name).Bucket(bStable).Put(keyCurrentTerm, u64key(1))
+		return tx.Bucket(name).Bucket(bStable).Put(election.KeyCurrentTerm, u64key(1))
 	})
 	err = errors.Join(err, <-data)
 	if logged != nil {
@@ -392,26 +392,26 @@ func (d *DB) AddReplica(group string, desc []byte, boot *raft.Log) error {
 	return err
 }
 
-// keyCurrentTerm is raft's stable-store key for the current term
-// (election.KeyCurrentTerm).
-var keyCurrentTerm = []byte("CurrentTerm")
-
-// freshGroup reports whether this broker holds no raft state of group: no buckets in
-// raft.db (term, vote, snapshots) and nothing in the write-ahead log.
-func (d *DB) freshGroup(group string) (bool, error) {
+// freshLog returns the group's log if this broker holds no raft state of the group (no
+// buckets in raft.db for its term, vote and snapshots, nothing in the write-ahead log),
+// and nil if it holds some.
+func (d *DB) freshLog(group string) (*wal.Log, error) {
 	l, err := d.wal.Log(group)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if last, err := l.LastIndex(); err != nil || last != 0 {
-		return false, err
+		return nil, err
 	}
 	fresh := false
 	err = d.log.bolt.View(func(tx *bolt.Tx) error {
 		fresh = tx.Bucket([]byte(group)) == nil
 		return nil
 	})
-	return fresh, err
+	if err != nil || !fresh {
+		return nil, err
+	}
+	return l, nil
 }
 
 // The buckets of a group under its name in raft.db and in data.db.

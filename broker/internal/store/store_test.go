@@ -218,22 +218,18 @@ func TestDeleteGroup(t *testing.T) {
 func TestAddReplicaMakesTheGroupsBuckets(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
-	txid := func(f *file) (id int) {
-		f.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
-		return id
-	}
-	before, dataBefore := txid(db.log), txid(db.data)
+	before, dataBefore := db.log.txid(), db.data.txid()
 	if err := db.AddReplica("p/t/0", []byte(`{"topic":"t"}`), nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, data := txid(db.log), txid(db.data); got != before+1 || data != dataBefore+1 {
+	if got, data := db.log.txid(), db.data.txid(); got != before+1 || data != dataBefore+1 {
 		t.Fatalf("AddReplica took %d raft.db and %d data.db commits, want 1 each", got-before, data-dataBefore)
 	}
 	g, err := db.Group("p/t/0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, data := txid(db.log), txid(db.data); got != before+1 || data != dataBefore+1 {
+	if got, data := db.log.txid(), db.data.txid(); got != before+1 || data != dataBefore+1 {
 		t.Errorf("Group after AddReplica committed to raft.db %d and data.db %d times, want 0", got-before-1, data-dataBefore-1)
 	}
 	if err := g.StableStore().SetUint64([]byte("CurrentTerm"), 3); err != nil {
@@ -242,12 +238,12 @@ func TestAddReplicaMakesTheGroupsBuckets(t *testing.T) {
 	if reps, err := db.Replicas(); err != nil || string(reps["p/t/0"]) != `{"topic":"t"}` {
 		t.Errorf("Replicas = %q, %v", reps, err)
 	}
-	logID, dataID := txid(db.log), txid(db.data)
+	logID, dataID := db.log.txid(), db.data.txid()
 	if _, err := db.Group("p/t/0"); err != nil {
 		t.Fatal(err)
 	}
-	if txid(db.log) != logID || txid(db.data) != dataID {
-		t.Errorf("reopening the group wrote raft.db %d and data.db %d times", txid(db.log)-logID, txid(db.data)-dataID)
+	if db.log.txid() != logID || db.data.txid() != dataID {
+		t.Errorf("reopening the group wrote raft.db %d and data.db %d times", db.log.txid()-logID, db.data.txid()-dataID)
 	}
 }
 
@@ -301,15 +297,11 @@ func TestAddReplicaBootstraps(t *testing.T) {
 func TestWritesDuringThePauseShareACommit(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
-	txid := func() (id int) {
-		db.log.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
-		return id
-	}
 	if err := db.AddReplica("p/t/0", []byte(`{}`), nil); err != nil {
 		t.Fatal(err)
 	}
 	committed := time.Now()
-	before := txid()
+	before := db.log.txid()
 	var waits []<-chan error
 	for i := range 10 {
 		name := []byte(fmt.Sprintf("p/t/%d", i+1))
@@ -328,7 +320,7 @@ func TestWritesDuringThePauseShareACommit(t *testing.T) {
 		t.Logf("the writes took %v to queue, longer than the pause: not counted", queued)
 		return
 	}
-	if n := txid() - before; n != 1 {
+	if n := db.log.txid() - before; n != 1 {
 		t.Errorf("10 writes queued during the pause took %d commits, want 1", n)
 	}
 }
