@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,21 +60,21 @@ func askJoin(t *testing.T, from *transport.Mux, addr string, p Peer) ([]byte, er
 // bootstrap, or admitted but not yet reached by the leader) answers a join "pending"
 // at once. It used to wait for a leader, which a new group could only elect with the
 // asking member's vote: the asker waited out its whole join call.
-func TestJoinPendingUntilConfigured(t *testing.T) {
-	// The state is held still for the test by a term stored without any log (a member
-	// that voted before it received an entry): raft runs on it and knows no
-	// configuration until a leader sends one.
+// openUnconfigured opens member x of group g on a term stored without any log (a member
+// that voted before it received an entry): raft runs on it and knows no configuration
+// until a leader sends one. open opens more members of g.
+func openUnconfigured(t *testing.T) (x *Node, muxX *transport.Mux, open func(id, dir string, mux *transport.Mux, peers []Peer) *Node) {
+	t.Helper()
 	dirX := t.TempDir()
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dirX, "raft.db")})
 	if err == nil {
-		err = bolt.SetUint64([]byte("CurrentTerm"), 1)
+		err = bolt.SetUint64([]byte(KeyCurrentTerm), 1)
 		bolt.Close()
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	muxX, muxY := loopbackMux(t), loopbackMux(t)
-	open := func(id, dir string, mux *transport.Mux, peers []Peer) *Node {
+	open = func(id, dir string, mux *transport.Mux, peers []Peer) *Node {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -84,10 +85,17 @@ func TestJoinPendingUntilConfigured(t *testing.T) {
 		t.Cleanup(func() { n.Close() })
 		return n
 	}
-	x := open("x", dirX, muxX, nil)
+	muxX = loopbackMux(t)
+	x = open("x", dirX, muxX, nil)
 	if n := len(x.Raft().GetConfiguration().Configuration().Servers); n != 0 {
 		t.Fatalf("x knows %d members; the test needs it to know none", n)
 	}
+	return x, muxX, open
+}
+
+func TestJoinPendingUntilConfigured(t *testing.T) {
+	x, muxX, open := openUnconfigured(t)
+	muxY := loopbackMux(t)
 	y := Peer{ID: "y", Addr: string(muxY.Addr())}
 	if _, err := askJoin(t, muxY, string(muxX.Addr()), y); !errors.Is(err, errPending) {
 		t.Fatalf("join asked of a member without a configuration = %v, want %v", err, errPending)
@@ -146,5 +154,36 @@ func TestFreshBootstrapsWithoutAsking(t *testing.T) {
 		if want := map[bool]int32{true: 0, false: 2}[fresh]; asked.Load() != want {
 			t.Errorf("fresh %v: %d peers asked, want %d", fresh, asked.Load(), want)
 		}
+	}
+}
+
+// A member that raft has not given a configuration naming it a voter refuses TimeoutNow,
+// from a leader or from its own Campaign, and keeps its term: a leader handing over to a
+// member it had just added, before that member received anything, made it stand with
+// an empty log in a term above the leader's, which deposed the leader and left the group
+// leaderless until a heartbeat timeout.
+func TestUnconfiguredMemberRefusesToStand(t *testing.T) {
+	x, muxX, _ := openUnconfigured(t)
+	term := x.Raft().Stats()["term"]
+	leader, err := loopbackMux(t).Transport("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("y"), Addr: []byte(leader.LocalAddr())}
+	err = leader.TimeoutNow("x", muxX.Addr(), &raft.TimeoutNowRequest{RPCHeader: hdr}, new(raft.TimeoutNowResponse))
+	if err == nil || !strings.Contains(err.Error(), errNotConfigured.Error()) {
+		t.Errorf("TimeoutNow to a member without a configuration: %v, want %v", err, errNotConfigured)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := x.Campaign(ctx); err != nil {
+		t.Errorf("Campaign of a member without a configuration: %v, want nothing done", err)
+	}
+	if err := x.trans.TimeoutNowLocal(ctx, hdr); !errors.Is(err, errNotConfigured) {
+		t.Errorf("local TimeoutNow to a member without a configuration: %v, want %v", err, errNotConfigured)
+	}
+	if st, now := x.Raft().State(), x.Raft().Stats()["term"]; st != raft.Follower || now != term {
+		t.Errorf("x is %v in term %s after the refusals, want a follower in term %s", st, now, term)
 	}
 }

@@ -80,6 +80,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("election: group %q transport: %w", cfg.Group, err)
 	}
 	n.trans.SetElectionGate(n.sitOut)
+	n.trans.SetStandGate(n.canStand)
 	n.trans.SetHeartbeatProbe(n.heartbeatInMemory)
 	n.registerHandlers()
 	err = n.checkStores()
@@ -408,18 +409,37 @@ func (n *Node) Campaign(ctx context.Context) error {
 	if r.State() != raft.Follower {
 		return nil
 	}
-	c, err := n.configuration(ctx)
-	if err != nil {
-		return err
-	}
-	if !slices.ContainsFunc(c.Servers, func(s raft.Server) bool {
-		return s.ID == raft.ServerID(n.cfg.ID) && s.Suffrage == raft.Voter
-	}) {
+	if n.canStand() != nil {
 		return nil
 	}
 	return n.trans.TimeoutNowLocal(ctx, raft.RPCHeader{
 		ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.cfg.ID), Addr: []byte(n.trans.LocalAddr()),
 	})
+}
+
+// errNotConfigured refuses TimeoutNow to a member that raft has not yet given a
+// configuration naming it a voter.
+var errNotConfigured = errors.New("election: this member has no configuration naming it a voter yet (it has not caught up with the leader)")
+
+// canStand is the transport's gate on TimeoutNow (transport.GroupTransport.SetStandGate):
+// a member stands only once its own raft names it a voter. A leader asked to hand over
+// to a member it has just added sends TimeoutNow at once, before that member
+// acknowledged anything (raft starts a new peer's next index past its own last entry,
+// so its transfer finds nothing to catch up). The member, with an empty log, then
+// stood in a term above the leader's and deposed it, and the group had no leader until
+// a heartbeat timeout (9 s for partitions): decommissioning 1,200 replicas took twice
+// as long. Refused, the transfer fails at once and is retried.
+func (n *Node) canStand() error {
+	r := n.Raft()
+	if r == nil {
+		return errNotConfigured
+	}
+	if !slices.ContainsFunc(r.GetConfiguration().Configuration().Servers, func(s raft.Server) bool {
+		return s.ID == raft.ServerID(n.cfg.ID) && s.Suffrage == raft.Voter
+	}) {
+		return errNotConfigured
+	}
+	return nil
 }
 
 // ID returns this member's server ID.

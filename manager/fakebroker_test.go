@@ -32,6 +32,7 @@ type fakeBrokers struct {
 	manager  map[string]brokerapi.ManagerAnnouncement // broker → the write manager it records
 	reads    map[string]int                           // broker → reads by offset it answered
 	failing  map[string]bool                          // brokers whose reads by offset fail (500)
+	lagging  map[string]bool                          // brokers whose replicas report an empty Raft log (fakeLogLast otherwise)
 	// leaders, when it has a group, is the broker every replica of it names as leader
 	// ("" none); without, each replica names itself and says it leads (replication
 	// is instant here: any replica will do).
@@ -45,7 +46,7 @@ func newFakeBrokers() *fakeBrokers {
 	return &fakeBrokers{logs: map[string][]string{}, offsets: map[string]map[string]uint64{},
 		replicas: map[string]map[string]bool{}, members: map[string]map[string]bool{}, opening: map[string]bool{},
 		manager: map[string]brokerapi.ManagerAnnouncement{}, reads: map[string]int{}, failing: map[string]bool{},
-		leaders: map[string]string{}}
+		lagging: map[string]bool{}, leaders: map[string]string{}}
 }
 
 // writeManager is who broker id records as the write manager.
@@ -108,6 +109,17 @@ func (f *fakeBrokers) setLeader(group, leader string) {
 	f.leaders[group] = leader
 }
 
+// fakeLogLast is the last Raft log index every replica reports, but a lagging one.
+const fakeLogLast = 5
+
+// setLagging makes broker id's replicas report an empty Raft log, as a member just
+// added that has received nothing yet (or catch up again).
+func (f *fakeBrokers) setLagging(id string, lagging bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lagging[id] = lagging
+}
+
 // setOpening makes the replicas of group fail to open (or open again).
 func (f *fakeBrokers) setOpening(group string, opening bool) {
 	f.mu.Lock()
@@ -156,7 +168,10 @@ func (f *fakeBrokers) serve(id string, w http.ResponseWriter, r *http.Request) {
 		g := meta.GroupName(parts[1], n)
 		switch {
 		case len(parts) == 3 && r.Method == http.MethodGet:
-			st := brokerapi.ReplicaStatus{Topic: parts[1], Partition: n, Leader: brokerapi.Peer{ID: id}, IsLeader: true}
+			st := brokerapi.ReplicaStatus{Topic: parts[1], Partition: n, Leader: brokerapi.Peer{ID: id}, IsLeader: true, LogLast: fakeLogLast}
+			if f.lagging[id] {
+				st.LogLast = 0
+			}
 			if l, ok := f.leaders[g]; ok {
 				st.Leader, st.IsLeader = brokerapi.Peer{ID: l}, l == id
 			}

@@ -119,8 +119,11 @@ func (m *Manager) moveLive(ctx context.Context, view map[string]meta.Broker, p m
 	return err
 }
 
-// caughtUp waits until the replica on b has applied everything the partition's leader
-// had applied when asked, and returns the leader's id.
+// caughtUp waits until the replica on b holds the partition leader's whole Raft log as
+// it was when asked (the configuration that added b included) and has applied what the
+// leader had applied, and returns the leader's id. Applied alone said nothing of a
+// partition that holds no message yet (0 on both sides): its leader then handed over to
+// a member that had received nothing, and raft let it (see election.Node.canStand).
 func (m *Manager) caughtUp(ctx context.Context, view map[string]meta.Broker, p meta.Partition, b meta.Broker) (string, error) {
 	leader, err := m.brokers.replicaLeader(ctx, view, p)
 	if err != nil {
@@ -136,16 +139,21 @@ func (m *Manager) caughtUp(ctx context.Context, view map[string]meta.Broker, p m
 	for {
 		var st brokerapi.ReplicaStatus
 		err := m.brokers.call(ctx, b, http.MethodGet, replicaPath(p), nil, &st)
-		if err == nil && st.Applied >= lead.Applied {
+		if err == nil && st.Applied >= lead.Applied && raftLast(st) >= raftLast(lead) {
 			return leader, nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("replica on %s catching up to index %d (at %d): %w", b.ID, lead.Applied, st.Applied, ctx.Err())
+			return "", fmt.Errorf("replica on %s catching up to log index %d, applied %d (at %d, applied %d): %w",
+				b.ID, raftLast(lead), lead.Applied, raftLast(st), st.Applied, ctx.Err())
 		case <-time.After(catchUpPoll):
 		}
 	}
 }
+
+// raftLast is the last index of a replica's Raft log, or of its snapshot when the log
+// holds nothing past it (a replica that caught up by snapshot).
+func raftLast(st brokerapi.ReplicaStatus) uint64 { return max(st.LogLast, st.SnapshotIndex) }
 
 // transferLeader hands a partition's leadership to another replica and records it.
 func (m *Manager) transferLeader(ctx context.Context, t meta.Transfer) error {

@@ -7,8 +7,9 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// electionGate holds the function that says whether a group's member sits out elections.
-type electionGate struct{ fn atomic.Pointer[func() error] }
+// electionGate holds the functions that say whether a group's member sits out elections
+// (fn) and whether it may take the leadership a leader hands it (stand).
+type electionGate struct{ fn, stand atomic.Pointer[func() error] }
 
 // SetElectionGate makes this group's member sit out elections while sitOut returns an
 // error (a member recovering from a storage fault): vote and pre-vote requests from
@@ -21,8 +22,16 @@ type electionGate struct{ fn atomic.Pointer[func() error] }
 // non-voter would not.
 func (g *GroupTransport) SetElectionGate(sitOut func() error) { g.gate.fn.Store(&sitOut) }
 
-func (g *GroupTransport) sitsOut() error {
-	if f := g.gate.fn.Load(); f != nil {
+// SetStandGate makes this group's member refuse TimeoutNow, a leader handing it the
+// leadership, while canStand returns an error (a member raft has not given the group's
+// configuration yet); its votes are not touched. Raft's TimeoutNow makes any member a
+// candidate, whatever it holds.
+func (g *GroupTransport) SetStandGate(canStand func() error) { g.gate.stand.Store(&canStand) }
+
+func (g *GroupTransport) sitsOut() error { return gateErr(&g.gate.fn) }
+
+func gateErr(p *atomic.Pointer[func() error]) error {
+	if f := p.Load(); f != nil {
 		return (*f)()
 	}
 	return nil
@@ -40,7 +49,11 @@ func (g *GroupTransport) refuseElection(cmd any) (raft.RPCResponse, bool) {
 			return raft.RPCResponse{Response: &raft.RequestPreVoteResponse{Term: req.Term}}, true
 		}
 	case *raft.TimeoutNowRequest:
-		if err := g.sitsOut(); err != nil {
+		err := g.sitsOut()
+		if err == nil {
+			err = gateErr(&g.gate.stand)
+		}
+		if err != nil {
 			return raft.RPCResponse{Error: err}, true
 		}
 	}
