@@ -22,6 +22,9 @@ func TestCampaign(t *testing.T) {
 	}
 
 	fi, f := follower(c, old)
+	// The entry may have been committed without f: f's vote requests would then be
+	// refused (its log older) and someone else would win.
+	eventually(t, f.ID()+" holding the entry", func() bool { return len(recorder(c, fi).Entries()) == 1 })
 	if err := f.Campaign(ctxWait(t)); err != nil {
 		t.Fatalf("Campaign on follower %s: %v", f.ID(), err)
 	}
