@@ -48,6 +48,10 @@ type Backend struct {
 	keepMu    sync.Mutex
 	kept      map[string]*api.AgentServiceRegistration
 	keepEvery time.Duration
+	// regMu orders a keeper's look-and-re-register with Deregister: a keeper that read
+	// its registration just before a Deregister found the instance gone and registered
+	// it again, for good.
+	regMu sync.Mutex
 }
 
 var _ discovery.Backend = (*Backend)(nil)
@@ -131,22 +135,40 @@ func (b *Backend) keep(ctx context.Context, sid string) {
 			return
 		case <-t.C:
 		}
-		b.keepMu.Lock()
-		reg := b.kept[sid]
-		b.keepMu.Unlock()
-		if reg == nil {
+		if kept, err := b.keepOnce(ctx, sid); !kept {
 			return
-		}
-		_, _, err := b.client.Agent().Service(sid, (&api.QueryOptions{}).WithContext(ctx))
-		if !notFound(err) {
-			continue // present, or the agent is down: try again next tick
-		}
-		if err := b.put(ctx, "re-register "+sid, reg, true); err != nil {
+		} else if err != nil {
 			b.log.Warn("consul: re-registering failed", "service", sid, "err", err)
-			continue
 		}
-		b.log.Info("consul: the agent had lost the instance; registered it again", "service", sid)
 	}
+}
+
+// keepCallTimeout bounds a keeper's look at the agent and its re-registration.
+const keepCallTimeout = 5 * time.Second
+
+// keepOnce registers sid again if the agent has lost it; kept is false once sid is no
+// longer registered through this backend.
+func (b *Backend) keepOnce(ctx context.Context, sid string) (kept bool, err error) {
+	// Bounded: a Deregister waits for it (an agent that is stopped answers nothing).
+	ctx, cancel := context.WithTimeout(ctx, keepCallTimeout)
+	defer cancel()
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	b.keepMu.Lock()
+	reg := b.kept[sid]
+	b.keepMu.Unlock()
+	if reg == nil {
+		return false, nil
+	}
+	_, _, err = b.client.Agent().Service(sid, (&api.QueryOptions{}).WithContext(ctx))
+	if !notFound(err) {
+		return true, nil // present, or the agent is down: try again next tick
+	}
+	if err := b.put(ctx, "re-register "+sid, reg, true); err != nil {
+		return true, err
+	}
+	b.log.Info("consul: the agent had lost the instance; registered it again", "service", sid)
+	return true, nil
 }
 
 func registration(in discovery.Instance) (*api.AgentServiceRegistration, error) {
@@ -210,6 +232,8 @@ func (b *Backend) put(ctx context.Context, what string, reg *api.AgentServiceReg
 // Deregister removes the instance and its checks from the agent.
 func (b *Backend) Deregister(ctx context.Context, service, id string) error {
 	sid := serviceID(service, id)
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
 	b.keepMu.Lock()
 	delete(b.kept, sid)
 	b.keepMu.Unlock()
