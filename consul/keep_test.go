@@ -1,6 +1,7 @@
 package consul_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/quorumq/quorumq/consul"
 	"github.com/quorumq/quorumq/discovery"
+	"github.com/quorumq/quorumq/internal/devtools/consulagent"
 	"github.com/quorumq/quorumq/internal/devtools/consultest"
 )
 
@@ -19,25 +21,12 @@ import (
 // state does) gets it back from the backend, with the tag set since.
 func TestKeepsRegistration(t *testing.T) {
 	agent := consultest.Start(t)
-	b := newBackend(t, agent.HTTPAddr(), agent.ManagementToken())
-	consul.SetKeepEvery(b, 200*time.Millisecond)
-	const svc = discovery.ServiceBroker
-	h := newHealthServer(t, http.StatusOK)
-	ctx := testCtx(t)
-	if err := b.Register(ctx, reg(svc, "i1", h, time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	b, ctx := registerKept(t, agent.HTTPAddr(), agent.ManagementToken(), 200*time.Millisecond)
 	if err := b.SetTag(ctx, svc, "i1", discovery.TagLeader, true); err != nil {
 		t.Fatal(err)
 	}
 	// Behind the backend's back, as the agent forgetting it would.
-	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/v1/agent/service/deregister/%s-i1", agent.HTTPAddr(), svc), nil)
-	req.Header.Set("X-Consul-Token", agent.ManagementToken())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	askAgent(t, agent, http.MethodPut, "deregister/"+svc+"-i1")
 	eventually(t, 15*time.Second, func() error {
 		in, err := b.Healthy(ctx, svc)
 		if err != nil {
@@ -80,14 +69,7 @@ func TestDeregisterWhileKeeping(t *testing.T) {
 		proxy.ServeHTTP(w, r)
 	}))
 	defer front.Close()
-	b := newBackend(t, strings.TrimPrefix(front.URL, "http://"), agent.ManagementToken())
-	consul.SetKeepEvery(b, 10*time.Millisecond)
-	const svc = discovery.ServiceBroker
-	h := newHealthServer(t, http.StatusOK)
-	ctx := testCtx(t)
-	if err := b.Register(ctx, reg(svc, "i1", h, time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	b, ctx := registerKept(t, strings.TrimPrefix(front.URL, "http://"), agent.ManagementToken(), 10*time.Millisecond)
 	<-asked // the keeper is asking the agent whether i1 is there
 	if err := b.Deregister(ctx, svc, "i1"); err != nil {
 		t.Fatal(err)
@@ -95,14 +77,37 @@ func TestDeregisterWhileKeeping(t *testing.T) {
 	time.Sleep(time.Second) // the keeper's answer, and any re-registration, lands meanwhile
 	// Asked of the agent itself, passing or not (a re-registered instance is critical
 	// until its first check).
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/v1/agent/service/%s-i1", agent.HTTPAddr(), svc), nil)
+	if code := askAgent(t, agent, http.MethodGet, svc+"-i1"); code != http.StatusNotFound {
+		t.Fatalf("the agent answers %d for i1 after Deregister, want 404 (registered again)", code)
+	}
+}
+
+// svc is the service the keep tests register i1 in.
+const svc = discovery.ServiceBroker
+
+// registerKept registers instance i1 of svc through a backend of the agent at addr
+// whose keeper looks every keepEvery.
+func registerKept(t *testing.T, addr, token string, keepEvery time.Duration) (*consul.Backend, context.Context) {
+	t.Helper()
+	b := newBackend(t, addr, token)
+	consul.SetKeepEvery(b, keepEvery)
+	ctx := testCtx(t)
+	if err := b.Register(ctx, reg(svc, "i1", newHealthServer(t, http.StatusOK), time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return b, ctx
+}
+
+// askAgent calls the agent's /v1/agent/service/PATH itself, bypassing the backend, and
+// returns the status code.
+func askAgent(t *testing.T, agent *consulagent.Agent, method, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, fmt.Sprintf("http://%s/v1/agent/service/%s", agent.HTTPAddr(), path), nil)
 	req.Header.Set("X-Consul-Token", agent.ManagementToken())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("the agent answers %d for i1 after Deregister, want 404 (registered again)", resp.StatusCode)
-	}
+	return resp.StatusCode
 }
