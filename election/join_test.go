@@ -56,10 +56,6 @@ func askJoin(t *testing.T, from *transport.Mux, addr string, p Peer) ([]byte, er
 	return decodeReply(resp)
 }
 
-// A member whose raft runs without a configuration yet (between its start and its
-// bootstrap, or admitted but not yet reached by the leader) answers a join "pending"
-// at once. It used to wait for a leader, which a new group could only elect with the
-// asking member's vote: the asker waited out its whole join call.
 // openUnconfigured opens member x of group g on a term stored without any log (a member
 // that voted before it received an entry): raft runs on it and knows no configuration
 // until a leader sends one. open opens more members of g.
@@ -68,7 +64,7 @@ func openUnconfigured(t *testing.T) (x *Node, muxX *transport.Mux, open func(id,
 	dirX := t.TempDir()
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dirX, "raft.db")})
 	if err == nil {
-		err = bolt.SetUint64([]byte(KeyCurrentTerm), 1)
+		err = bolt.SetUint64(KeyCurrentTerm, 1)
 		bolt.Close()
 	}
 	if err != nil {
@@ -93,6 +89,10 @@ func openUnconfigured(t *testing.T) (x *Node, muxX *transport.Mux, open func(id,
 	return x, muxX, open
 }
 
+// A member whose raft runs without a configuration yet (between its start and its
+// bootstrap, or admitted but not yet reached by the leader) answers a join "pending"
+// at once. It used to wait for a leader, which a new group could only elect with the
+// asking member's vote: the asker waited out its whole join call.
 func TestJoinPendingUntilConfigured(t *testing.T) {
 	x, muxX, open := openUnconfigured(t)
 	muxY := loopbackMux(t)

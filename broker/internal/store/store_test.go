@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/quorumq/quorumq/broker/partition"
+	"github.com/quorumq/quorumq/election"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -269,7 +270,7 @@ func TestAddReplicaBootstraps(t *testing.T) {
 		t.Fatalf("raft state after AddReplica with boot: %v, %v", has, err)
 	}
 	var got raft.Log
-	if term, err := g.StableStore().GetUint64([]byte("CurrentTerm")); err != nil || term != 1 {
+	if term, err := g.StableStore().GetUint64(election.KeyCurrentTerm); err != nil || term != 1 {
 		t.Errorf("term %d, %v; want 1", term, err)
 	}
 	if err := g.LogStore().GetLog(1, &got); err != nil || got.Type != raft.LogConfiguration || string(got.Data) != "configuration" {
@@ -277,13 +278,13 @@ func TestAddReplicaBootstraps(t *testing.T) {
 	}
 
 	// A group with state keeps it: another entry 1 and term 1 are not written.
-	if err := g.StableStore().SetUint64([]byte("CurrentTerm"), 5); err != nil {
+	if err := g.StableStore().SetUint64(election.KeyCurrentTerm, 5); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.AddReplica("p/t/0", []byte(`{}`), &raft.Log{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: []byte("other")}); err != nil {
 		t.Fatal(err)
 	}
-	if term, err := g.StableStore().GetUint64([]byte("CurrentTerm")); err != nil || term != 5 {
+	if term, err := g.StableStore().GetUint64(election.KeyCurrentTerm); err != nil || term != 5 {
 		t.Errorf("term %d, %v after a second AddReplica; want 5 kept", term, err)
 	}
 	if err := g.LogStore().GetLog(1, &got); err != nil || string(got.Data) != "configuration" {
